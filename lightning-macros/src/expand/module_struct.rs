@@ -1,0 +1,148 @@
+//! `#[lightning_module]` on the struct: the `<Name>Hparams` struct, `hparams()`, `HasHparams`
+//! and the "Hyperparameters" section of the struct's docs.
+
+use super::{docs, private_path};
+use crate::model::ModuleStruct;
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+/// Appends the generated docs to the struct and returns the items that go beside it.
+pub fn expand(module: &mut ModuleStruct) -> TokenStream {
+    let section = docs::module_struct_section(module);
+    module.item.attrs.push(syn::parse_quote!(#[doc = ""]));
+    module.item.attrs.push(syn::parse_quote!(#[doc = #section]));
+    let rt = private_path();
+    let item = &module.item;
+    let ident = &item.ident;
+    let vis = &item.vis;
+    let hparams_ident = format_ident!("{}Hparams", ident);
+    let (impl_generics, ty_generics, where_clause) = item.generics.split_for_impl();
+
+    let fields: Vec<_> = module.hparams.iter().map(|h| &h.ident).collect();
+    let types: Vec<_> = module.hparams.iter().map(|h| &h.ty).collect();
+    let field_docs: Vec<_> = module.hparams.iter().map(|h| &h.docs).collect();
+
+    let default_fns: Vec<_> = module
+        .hparams
+        .iter()
+        .map(|h| {
+            h.default.as_ref().map(|default| {
+                let name = format_ident!("__default_{}", h.ident);
+                let ty = &h.ty;
+                quote! {
+                    #[doc(hidden)]
+                    fn #name() -> #ty { #default }
+                }
+            })
+        })
+        .collect();
+    let serde_defaults: Vec<_> = module
+        .hparams
+        .iter()
+        .map(|h| {
+            h.default.as_ref().map(|_| {
+                let path = format!("{hparams_ident}::__default_{}", h.ident);
+                quote!(#[serde(default = #path)])
+            })
+        })
+        .collect();
+
+    let required: Vec<_> = module.hparams.iter().filter(|h| h.default.is_none()).collect();
+    let required_idents: Vec<_> = required.iter().map(|h| &h.ident).collect();
+    let required_types: Vec<_> = required.iter().map(|h| &h.ty).collect();
+    let init_fields = module.hparams.iter().map(|h| {
+        let f = &h.ident;
+        match &h.default {
+            Some(_) => {
+                let default_fn = format_ident!("__default_{}", h.ident);
+                quote!(#f: Self::#default_fn())
+            }
+            None => quote!(#f),
+        }
+    });
+    let withs = module.hparams.iter().filter(|h| h.default.is_some()).map(|h| {
+        let f = &h.ident;
+        let ty = &h.ty;
+        let with = format_ident!("with_{}", h.ident);
+        let doc = format!("Sets `{f}` (see [`{hparams_ident}::{f}`]).");
+        quote! {
+            #[doc = #doc]
+            #[must_use]
+            pub fn #with(mut self, #f: #ty) -> Self {
+                self.#f = #f;
+                self
+            }
+        }
+    });
+    let default_impl = required.is_empty().then(|| {
+        quote! {
+            #[automatically_derived]
+            impl ::core::default::Default for #hparams_ident {
+                fn default() -> Self {
+                    Self::new()
+                }
+            }
+        }
+    });
+
+    let struct_doc = format!(
+        "Hyperparameters of [`{ident}`]: the fields marked `#[hparam]`.\n\n\
+         The trainer writes them to `hparams.yaml` in the run directory and into checkpoints; \
+         `{ident}::hparams()` reads them back from a module."
+    );
+    let new_doc = if required.is_empty() {
+        "Hyperparameters with every default applied.".to_string()
+    } else {
+        "Hyperparameters from the required values; the others take their defaults.".to_string()
+    };
+    let hparams_fn_doc = format!("The hyperparameters of this module, as a [`{hparams_ident}`].");
+    let table_doc = docs::hparams_table(module);
+
+    quote! {
+        #[doc = #struct_doc]
+        #[doc = ""]
+        #[doc = #table_doc]
+        #[derive(::core::clone::Clone, ::core::fmt::Debug, ::core::cmp::PartialEq, #rt::serde::Serialize, #rt::serde::Deserialize)]
+        #[serde(crate = "::burn_lightning::__private::serde", deny_unknown_fields)]
+        #vis struct #hparams_ident {
+            #(
+                #(#field_docs)*
+                #serde_defaults
+                pub #fields: #types,
+            )*
+        }
+
+        #[automatically_derived]
+        #[allow(clippy::new_without_default)]
+        impl #hparams_ident {
+            #[doc = #new_doc]
+            #[must_use]
+            pub fn new(#(#required_idents: #required_types),*) -> Self {
+                Self { #(#init_fields),* }
+            }
+
+            #(#withs)*
+
+            #(#default_fns)*
+        }
+
+        #default_impl
+
+        #[automatically_derived]
+        impl #impl_generics #ident #ty_generics #where_clause {
+            #[doc = #hparams_fn_doc]
+            pub fn hparams(&self) -> #hparams_ident {
+                #hparams_ident { #( #fields: ::core::clone::Clone::clone(&self.#fields), )* }
+            }
+        }
+
+        #[automatically_derived]
+        impl #impl_generics #rt::HasHparams for #ident #ty_generics #where_clause {
+            type Hparams = #hparams_ident;
+
+            fn hparams(&self) -> Self::Hparams {
+                #ident::hparams(self)
+            }
+        }
+    }
+}

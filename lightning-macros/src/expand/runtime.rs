@@ -1,0 +1,323 @@
+//! The runtime side of the hook table: `Hook`, `LightningModule`, `Callback` and `dispatch`.
+//! Expanded once, inside `burn-lightning-runtime`, so paths are `crate::..`.
+
+use super::table_tokens;
+use crate::hook_table::{self, Ctx, HOOKS, HookSpec, Owner};
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{format_ident, quote};
+
+const RT: &str = "crate";
+
+pub fn variant(spec: &HookSpec) -> Ident {
+    let camel: String = spec
+        .name
+        .split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    Ident::new(&camel, Span::call_site())
+}
+
+fn context_type(ctx: Ctx) -> TokenStream {
+    let ident = format_ident!("{}", ctx.type_name());
+    quote!(crate::#ident)
+}
+
+fn params(spec: &HookSpec, self_types: &str) -> (Vec<Ident>, Vec<TokenStream>) {
+    spec.params
+        .iter()
+        .map(|(name, ty)| {
+            (
+                format_ident!("{name}"),
+                table_tokens(&ty.replace("Self::", self_types).replace("Self>", &self_types.replace("::", ">")), RT),
+            )
+        })
+        .unzip()
+}
+
+fn doc_of(spec: &HookSpec) -> String {
+    let mut doc = spec.doc.to_string();
+    match spec.ctx {
+        Some(ctx) => doc.push_str(&format!(
+            "\n\nContext: [`{}`](crate::{}): {}.",
+            ctx.type_name(),
+            ctx.type_name(),
+            ctx.what_it_logs()
+        )),
+        None => doc.push_str("\n\nTakes no context."),
+    }
+    doc
+}
+
+pub fn runtime_items() -> TokenStream {
+    let hook_enum = hook_enum();
+    let module_trait = module_trait();
+    let callback_trait = callback_trait();
+    let dispatch = dispatch();
+    quote! {
+        #hook_enum
+        #module_trait
+        #callback_trait
+        #dispatch
+    }
+}
+
+fn hook_enum() -> TokenStream {
+    let variants: Vec<_> = HOOKS.iter().map(variant).collect();
+    let names: Vec<_> = HOOKS.iter().map(|h| h.name).collect();
+    let docs: Vec<_> = HOOKS.iter().map(|h| h.doc).collect();
+    let scopes: Vec<_> = HOOKS
+        .iter()
+        .map(|h| match h.ctx {
+            Some(Ctx::Step) => quote!(crate::LogScope::StepAndEpoch),
+            Some(Ctx::Epoch) => quote!(crate::LogScope::Epoch),
+            Some(Ctx::Hook) | None => quote!(crate::LogScope::None),
+        })
+        .collect();
+    let owners: Vec<_> = HOOKS
+        .iter()
+        .map(|h| match h.owner {
+            Owner::Both => quote!(crate::HookOwner::ModuleAndCallbacks),
+            Owner::Module => quote!(crate::HookOwner::Module),
+            Owner::Callback => quote!(crate::HookOwner::Callbacks),
+        })
+        .collect();
+    let count = HOOKS.len();
+    quote! {
+        /// Every hook the trainer calls, in the order `fit` first calls them.
+        ///
+        /// Generated from the hook table of `burn-lightning-macros`, the same table the
+        /// `#[lightning_module]` macro checks signatures against.
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum Hook {
+            #( #[doc = #docs] #variants, )*
+        }
+
+        impl Hook {
+            /// All hooks.
+            pub const ALL: [Hook; #count] = [#(Hook::#variants),*];
+
+            /// The hook's name, as written in a `#[hook]` method.
+            pub const fn name(self) -> &'static str {
+                match self { #(Hook::#variants => #names,)* }
+            }
+
+            /// What a hook may log (Lightning's per-hook `on_step`/`on_epoch` rules).
+            pub const fn log_scope(self) -> crate::LogScope {
+                match self { #(Hook::#variants => #scopes,)* }
+            }
+
+            /// Who implements the hook.
+            pub const fn owner(self) -> crate::HookOwner {
+                match self { #(Hook::#variants => #owners,)* }
+            }
+
+            /// The hook called `name`, if any.
+            pub fn from_name(name: &str) -> ::core::option::Option<Hook> {
+                Self::ALL.into_iter().find(|hook| hook.name() == name)
+            }
+        }
+    }
+}
+
+fn module_trait() -> TokenStream {
+    let methods = hook_table::module_hooks().map(|spec| {
+        let name = format_ident!("{}", spec.name);
+        let (names, types) = params(spec, "Self::");
+        let cx = spec.ctx.map(|ctx| {
+            let ty = context_type(ctx);
+            quote!(, cx: &mut #ty<'_>)
+        });
+        let ret = (!spec.ret.is_empty()).then(|| {
+            let ret = table_tokens(spec.ret, RT);
+            quote!(-> #ret)
+        });
+        let default = if spec.default.is_empty() {
+            quote!({})
+        } else {
+            let body = table_tokens(spec.default, RT);
+            quote!({ #body })
+        };
+        let doc = doc_of(spec);
+        quote! {
+            #[doc = #doc]
+            #[allow(unused_variables)]
+            #[inline]
+            fn #name(&mut self #(, #names: #types)* #cx) #ret #default
+        }
+    });
+    quote! {
+        /// A burn module the [`Trainer`](crate::Trainer) can run: implemented by
+        /// `#[lightning_module]` from the `#[hook]` methods of the module's impl block.
+        ///
+        /// Every hook has a default that does nothing (or the obvious thing), and the generated
+        /// implementation overrides exactly the hooks you wrote: the trait *is* the dispatch table,
+        /// resolved at compile time, so a hook you did not write costs nothing per step.
+        #[diagnostic::on_unimplemented(
+            message = "`{Self}` is not a LightningModule",
+            label = "the trainer runs LightningModules",
+            note = "add `#[lightning_module]` to the struct `{Self}` (above `#[derive(Module)]`) and to an impl block of `{Self}` whose methods are marked `#[hook]`"
+        )]
+        pub trait LightningModule: crate::burn::module::Module + crate::HasHparams + ::core::marker::Sized + 'static {
+            /// What a dataloader yields and every step receives.
+            type Batch: ::core::clone::Clone + ::core::marker::Send + 'static;
+            /// Extra outputs of `training_step` (besides the loss), seen by `on_train_batch_end`.
+            type TrainExtra: 'static;
+            /// What `validation_step` returns.
+            type ValidationOutput: 'static;
+            /// What `test_step` returns.
+            type TestOutput: 'static;
+            /// What `predict_step` returns; `Trainer::predict` collects these.
+            type Prediction: 'static;
+            /// Automatic or manual optimization, chosen with `#[lightning_module(manual_optimization)]`.
+            const OPTIMIZATION: crate::Optimization;
+            /// The hooks this module implements.
+            const OVERRIDDEN: crate::HookSet;
+
+            #(#methods)*
+        }
+    }
+}
+
+fn callback_trait() -> TokenStream {
+    let methods = hook_table::callback_hooks().map(|spec| {
+        let name = format_ident!("{}", spec.name);
+        let (names, types) = params(spec, "M::");
+        let cx = spec.ctx.map(|ctx| {
+            let ty = context_type(ctx);
+            quote!(, cx: &mut #ty<'_>)
+        });
+        let doc = doc_of(spec);
+        quote! {
+            #[doc = #doc]
+            #[allow(unused_variables)]
+            #[inline]
+            fn #name(&mut self, module: &mut M #(, #names: #types)* #cx) {}
+        }
+    });
+    quote! {
+        /// Code that runs at the trainer's hooks, beside the module: progress printing,
+        /// checkpointing, early stopping, your own instrumentation.
+        ///
+        /// For every hook, callbacks run first, in list order, then the module; callbacks whose
+        /// [`role`](Callback::role) is [`Monitor`](crate::CallbackRole::Monitor) run after the
+        /// module at `on_train_epoch_end`, and checkpointing callbacks run last.
+        pub trait Callback<M: crate::LightningModule>: ::core::marker::Send {
+            /// The name shown in traces and checkpoint keys (the type's name by default).
+            fn name(&self) -> ::std::borrow::Cow<'static, str> {
+                let full = ::core::any::type_name::<Self>();
+                let base = full.split('<').next().unwrap_or(full);
+                ::std::borrow::Cow::Borrowed(base.rsplit("::").next().unwrap_or(base))
+            }
+
+            /// Where the trainer places this callback among the others.
+            fn role(&self) -> crate::CallbackRole {
+                crate::CallbackRole::Plain
+            }
+
+            /// State saved into checkpoints under [`name`](Callback::name); `None` saves nothing.
+            fn state_dict(&mut self) -> ::core::option::Option<crate::JsonValue> {
+                ::core::option::Option::None
+            }
+
+            /// Restores what [`state_dict`](Callback::state_dict) saved.
+            #[allow(unused_variables)]
+            fn load_state_dict(&mut self, state: crate::JsonValue) -> ::core::result::Result<(), crate::Error> {
+                ::core::result::Result::Ok(())
+            }
+
+            #(#methods)*
+        }
+    }
+}
+
+fn dispatch() -> TokenStream {
+    let functions = HOOKS.iter().filter(|h| h.step.is_none()).map(|spec| {
+        let name = format_ident!("{}", spec.name);
+        let hook_name = spec.name;
+        let variant = variant(spec);
+        let (names, types) = params(spec, "M::");
+        let cx_arg = spec.ctx.map(|ctx| {
+            let ty = context_type(ctx);
+            quote!(&mut #ty::new(core, crate::Hook::#variant))
+        });
+        let cx = cx_arg.as_ref().map(|arg| quote!(, #arg));
+        let module_args: Vec<TokenStream> = names.iter().map(|n| quote!(#n)).chain(cx_arg.clone()).collect();
+        let core_param = spec.ctx.map(|_| quote!(core: &mut crate::context::Core,));
+        let callbacks_param = (spec.owner != Owner::Module)
+            .then(|| quote!(callbacks: &mut [::std::boxed::Box<dyn crate::Callback<M>>],));
+        let module_param = quote!(module: &mut M,);
+
+        let call_callback = |filter: TokenStream| {
+            quote! {
+                for callback in callbacks.iter_mut() {
+                    if #filter {
+                        let _span = ::tracing::trace_span!(target: "burn_lightning::hooks", "hook",
+                            hook = #hook_name, by = "callback", callback = %callback.name()).entered();
+                        callback.#name(module #(, #names)* #cx);
+                    }
+                }
+            }
+        };
+        let callbacks_first = match spec.owner {
+            Owner::Module => quote!(),
+            _ if spec.monitors_after_module => {
+                call_callback(quote!(callback.role() != crate::CallbackRole::Monitor && callback.role() != crate::CallbackRole::Checkpoint))
+            }
+            _ => call_callback(quote!(true)),
+        };
+        let callbacks_after = if spec.monitors_after_module {
+            call_callback(quote!(callback.role() == crate::CallbackRole::Monitor || callback.role() == crate::CallbackRole::Checkpoint))
+        } else {
+            quote!()
+        };
+        let ret = (!spec.ret.is_empty() && spec.owner != Owner::Callback).then(|| {
+            let ret = table_tokens(&spec.ret.replace("Self::", "M::").replace("Self>", "M>"), RT);
+            quote!(-> #ret)
+        });
+        let (names2, types2) = (names.clone(), types.clone());
+        let _ = &names2;
+        let module_call = if spec.owner == Owner::Callback {
+            quote!()
+        } else if spec.monitors_after_module {
+            quote! {
+                {
+                    let _span = ::tracing::trace_span!(target: "burn_lightning::hooks", "hook",
+                        hook = #hook_name, by = "module",
+                        overridden = M::OVERRIDDEN.contains(crate::Hook::#variant)).entered();
+                    module.#name(#(#module_args),*);
+                }
+                #callbacks_after
+            }
+        } else {
+            quote! {
+                let _span = ::tracing::trace_span!(target: "burn_lightning::hooks", "hook",
+                    hook = #hook_name, by = "module",
+                    overridden = M::OVERRIDDEN.contains(crate::Hook::#variant)).entered();
+                module.#name(#(#module_args),*)
+            }
+        };
+        // Callback-only hooks have no module to call, but callbacks still receive it.
+        let params_list = quote!(#(#names2: #types2,)*);
+        quote! {
+            #[inline]
+            #[allow(clippy::too_many_arguments, unused_variables)]
+            pub(crate) fn #name<M: crate::LightningModule>(#module_param #callbacks_param #core_param #params_list) #ret {
+                #callbacks_first
+                #module_call
+            }
+        }
+    });
+    quote! {
+        /// One function per hook: traces and calls the callbacks, then the module.
+        pub(crate) mod dispatch {
+            #(#functions)*
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! Procedural macros of `burn-lightning`. Use them through the `burn-lightning` crate.
+//!
+//! The crate follows serde_derive's split: [`parse`] reads the user's item into the [`model`],
+//! [`check`] applies the rules, and [`expand`] generates code. [`hook_table`] is the single
+//! source of truth about hooks for all three and for the runtime's traits.
+
+mod check;
+mod expand;
+mod hook_table;
+mod model;
+mod parse;
+
+use proc_macro::TokenStream;
+
+/// Turns a burn module into a LightningModule.
+///
+/// On the struct (above `#[derive(Module)]`): marks hyperparameters with `#[hparam]` or
+/// `#[hparam(default = expr)]`, generates the `<Name>Hparams` struct and its docs.
+///
+/// On the impl block: every method marked `#[hook]` is checked against the hook table and wired
+/// into the trainer's static dispatch table. `#[lightning_module(manual_optimization)]` on the
+/// impl block switches to manual optimization.
+#[proc_macro_attribute]
+pub fn lightning_module(args: TokenStream, input: TokenStream) -> TokenStream {
+    expand::lightning_module(args.into(), input.into()).into()
+}
+
+/// Marks a method of a `#[lightning_module]` impl block as a hook. On its own it is an error.
+#[proc_macro_attribute]
+pub fn hook(_args: TokenStream, input: TokenStream) -> TokenStream {
+    expand::stray_hook(input.into()).into()
+}
+
+/// Generates the runtime's `Hook` enum, `LightningModule` and `Callback` traits and the hook
+/// dispatch functions from the hook table. Used once, inside `burn-lightning-runtime`.
+#[doc(hidden)]
+#[proc_macro]
+pub fn __runtime_items(_input: TokenStream) -> TokenStream {
+    expand::runtime::runtime_items().into()
+}

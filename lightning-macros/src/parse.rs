@@ -1,0 +1,264 @@
+//! From the user's tokens to the [model](crate::model): reads attributes, strips the helper
+//! attributes (`#[hook]`, `#[hparam]`) and records what it saw. Rules live in [check](crate::check).
+
+use crate::hook_table;
+use crate::model::{Hparam, HookFn, ModuleImpl, ModuleStruct, Optimization};
+use darling::FromMeta;
+use darling::ast::NestedMeta;
+use proc_macro2::{Span, TokenStream};
+use syn::spanned::Spanned;
+
+/// Collects every error instead of stopping at the first (serde's `Ctxt`).
+#[derive(Default)]
+pub struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    pub fn spanned(&mut self, tokens: impl quote::ToTokens, message: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(tokens, message));
+    }
+
+    pub fn push_darling(&mut self, error: darling::Error) {
+        self.push(error.into());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    pub fn into_result(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+#[derive(FromMeta, Default)]
+struct ImplArgs {
+    manual_optimization: darling::util::Flag,
+}
+
+#[derive(FromMeta, Default)]
+struct StructArgs {}
+
+#[derive(FromMeta, Default)]
+struct HookArgs {
+    /// Implement this hook under another method name.
+    name: Option<String>,
+}
+
+#[derive(FromMeta, Default)]
+struct HparamArgs {
+    default: Option<syn::Expr>,
+}
+
+pub fn struct_args(args: TokenStream, errors: &mut Errors) {
+    if args.is_empty() {
+        return;
+    }
+    match NestedMeta::parse_meta_list(args) {
+        Ok(list) => {
+            if let Err(e) = StructArgs::from_list(&list) {
+                errors.push_darling(e.with_span(&Span::call_site()));
+            }
+        }
+        Err(e) => errors.push(e),
+    }
+}
+
+pub fn module_struct(mut item: syn::ItemStruct, errors: &mut Errors) -> ModuleStruct {
+    let mut hparams = Vec::new();
+    if let syn::Fields::Named(fields) = &mut item.fields {
+        for field in &mut fields.named {
+            let mut marked = None;
+            let mut kept = Vec::with_capacity(field.attrs.len());
+            for attr in std::mem::take(&mut field.attrs) {
+                if is_path(attr.path(), "hparam") {
+                    if marked.is_some() {
+                        errors.spanned(&attr, "duplicate `#[hparam]` attribute");
+                        continue;
+                    }
+                    marked = Some(hparam_args(&attr, errors));
+                } else {
+                    kept.push(attr);
+                }
+            }
+            field.attrs = kept;
+            if let Some(args) = marked {
+                let docs = field
+                    .attrs
+                    .iter()
+                    .filter(|a| a.path().is_ident("doc"))
+                    .cloned()
+                    .collect();
+                // Hyperparameters are configuration, not parameters: burn must not look for a
+                // sub-module in them.
+                field.attrs.push(syn::parse_quote!(#[module(skip)]));
+                hparams.push(Hparam {
+                    ident: field.ident.clone().expect("named field"),
+                    ty: field.ty.clone(),
+                    default: args.default,
+                    docs,
+                });
+            }
+        }
+    }
+    ModuleStruct { item, hparams }
+}
+
+fn hparam_args(attr: &syn::Attribute, errors: &mut Errors) -> HparamArgs {
+    match &attr.meta {
+        syn::Meta::Path(_) => HparamArgs::default(),
+        meta => HparamArgs::from_meta(meta).unwrap_or_else(|e| {
+            errors.push_darling(e);
+            HparamArgs::default()
+        }),
+    }
+}
+
+pub fn module_impl(args: TokenStream, mut item: syn::ItemImpl, errors: &mut Errors) -> ModuleImpl {
+    let args = match NestedMeta::parse_meta_list(args.clone()) {
+        Ok(list) => ImplArgs::from_list(&list).unwrap_or_else(|e| {
+            errors.push_darling(e.with_span(&args));
+            ImplArgs::default()
+        }),
+        Err(e) => {
+            errors.push(e);
+            ImplArgs::default()
+        }
+    };
+    let (mode, mode_span) = if args.manual_optimization.is_present() {
+        (Optimization::Manual, args.manual_optimization.span())
+    } else {
+        (Optimization::Automatic, Span::call_site())
+    };
+
+    let mut hooks = Vec::new();
+    for impl_item in &mut item.items {
+        let syn::ImplItem::Fn(method) = impl_item else {
+            continue;
+        };
+        let mut hook_attr = None;
+        let mut kept = Vec::with_capacity(method.attrs.len());
+        for attr in std::mem::take(&mut method.attrs) {
+            if is_hook_path(attr.path()) {
+                if hook_attr.is_some() {
+                    errors.spanned(&attr, "duplicate `#[hook]` attribute");
+                    continue;
+                }
+                hook_attr = Some(attr);
+            } else {
+                kept.push(attr);
+            }
+        }
+        method.attrs = kept;
+
+        let Some(attr) = hook_attr else {
+            if let Some(spec) = hook_table::find(&method.sig.ident.to_string())
+                && spec.owner != hook_table::Owner::Callback
+            {
+                errors.spanned(
+                    &method.sig.ident,
+                    format!(
+                        "method `{}` has the name of a hook but is not marked `#[hook]`, so the trainer would never call it\n\
+                         help: add `#[hook]` above it, or rename it",
+                        spec.name
+                    ),
+                );
+            }
+            continue;
+        };
+        let hook_args = match &attr.meta {
+            syn::Meta::Path(_) => HookArgs::default(),
+            meta => HookArgs::from_meta(meta).unwrap_or_else(|e| {
+                errors.push_darling(e);
+                HookArgs::default()
+            }),
+        };
+        let (name, name_span) = match hook_args.name {
+            Some(name) => (name, attr.span()),
+            None => (method.sig.ident.to_string(), method.sig.ident.span()),
+        };
+        let Some(spec) = hook_table::find(&name).filter(|s| s.owner != hook_table::Owner::Callback)
+        else {
+            errors.push(unknown_hook(&name, name_span));
+            continue;
+        };
+        let expected = spec.params.len();
+        let found = method.sig.inputs.iter().filter(|a| matches!(a, syn::FnArg::Typed(_))).count();
+        hooks.push(HookFn {
+            spec,
+            method: method.sig.ident.clone(),
+            sig: method.sig.clone(),
+            takes_context: spec.ctx.is_some() && found == expected + 1,
+            summary: first_doc_line(&method.attrs),
+        });
+    }
+    ModuleImpl { item, mode, mode_span, hooks }
+}
+
+fn unknown_hook(name: &str, span: Span) -> syn::Error {
+    if hook_table::find(name).is_some() {
+        return syn::Error::new(
+            span,
+            format!(
+                "`{name}` is a callback hook: a module cannot implement it\n\
+                 help: implement `{name}` on a type that implements `Callback` and pass it to `Trainer::builder().callback(..)`"
+            ),
+        );
+    }
+    let message = match hook_table::closest_module_hook(name) {
+        Some(close) => format!("unknown hook `{name}`\nhelp: a hook with a similar name exists: `{close}`"),
+        None => format!(
+            "unknown hook `{name}`\n\
+             help: `#[hook]` marks methods the trainer calls, such as `training_step` or `on_train_epoch_end`; \
+             remove it from helper methods"
+        ),
+    };
+    syn::Error::new(span, message)
+}
+
+/// `hook`, `burn_lightning::hook` or `::burn_lightning::hook`.
+pub fn is_hook_path(path: &syn::Path) -> bool {
+    is_path(path, "hook")
+}
+
+fn is_path(path: &syn::Path, name: &str) -> bool {
+    let segments: Vec<_> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    match segments.as_slice() {
+        [only] => only == name,
+        [krate, last] => krate == "burn_lightning" && last == name,
+        _ => false,
+    }
+}
+
+/// The first paragraph of a doc comment, on one line.
+pub fn first_doc_line(attrs: &[syn::Attribute]) -> Option<String> {
+    let mut text = String::new();
+    for attr in attrs {
+        if !attr.path().is_ident("doc") {
+            continue;
+        }
+        let syn::Meta::NameValue(nv) = &attr.meta else { continue };
+        let syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) = &nv.value else {
+            continue;
+        };
+        let line = s.value();
+        let line = line.trim();
+        if line.is_empty() {
+            if text.is_empty() {
+                continue;
+            }
+            break;
+        }
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(line);
+    }
+    (!text.is_empty()).then_some(text)
+}

@@ -1,0 +1,216 @@
+//! Where batches come from: a [`DataModule`], plain dataloaders ([`Loaders`]), or the module's
+//! own dataloader hooks. Dataloaders are burn's (`DataLoaderBuilder::build` returns a [`Loader`]).
+
+use crate::Error;
+use burn::data::dataloader::DataLoader;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+/// A burn dataloader yielding batches of `B`.
+pub type Loader<B> = Arc<dyn DataLoader<B>>;
+
+/// What the run is for (Lightning's `stage` argument of `setup` and `teardown`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum Stage {
+    Fit,
+    Validate,
+    Test,
+    Predict,
+}
+
+impl Stage {
+    /// `"fit"`, `"validate"`, `"test"` or `"predict"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Fit => "fit",
+            Stage::Validate => "validate",
+            Stage::Test => "test",
+            Stage::Predict => "predict",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a module's dataloader hook may return: a loader, or `Option` of one.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a dataloader of `{B}`",
+    label = "return a `Loader<{B}>` (what burn's `DataLoaderBuilder::build` returns)"
+)]
+pub trait IntoLoader<B> {
+    fn into_loader(self) -> Option<Loader<B>>;
+}
+
+impl<B> IntoLoader<B> for Loader<B> {
+    fn into_loader(self) -> Option<Loader<B>> {
+        Some(self)
+    }
+}
+
+impl<B> IntoLoader<B> for Option<Loader<B>> {
+    fn into_loader(self) -> Option<Loader<B>> {
+        self
+    }
+}
+
+/// Lightning's `LightningDataModule`: prepares data and hands out the dataloaders of each stage.
+///
+/// The trainer calls, in order: `prepare_data`, `setup(stage)`, the dataloaders the stage needs,
+/// and `teardown(stage)`. A dataloader method returning `None` falls back to the module's
+/// dataloader hook of the same name.
+pub trait DataModule<B> {
+    /// The name shown in traces and used as checkpoint key.
+    fn name(&self) -> Cow<'static, str> {
+        let full = std::any::type_name::<Self>();
+        let base = full.split('<').next().unwrap_or(full);
+        Cow::Borrowed(base.rsplit("::").next().unwrap_or(base))
+    }
+
+    /// Downloads or writes data to disk, once, before `setup`.
+    fn prepare_data(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Loads and splits data for `stage`.
+    fn setup(&mut self, stage: Stage) -> Result<(), Error> {
+        let _ = stage;
+        Ok(())
+    }
+
+    fn train_dataloader(&mut self) -> Option<Loader<B>> {
+        None
+    }
+
+    fn val_dataloader(&mut self) -> Option<Loader<B>> {
+        None
+    }
+
+    fn test_dataloader(&mut self) -> Option<Loader<B>> {
+        None
+    }
+
+    fn predict_dataloader(&mut self) -> Option<Loader<B>> {
+        None
+    }
+
+    /// Releases what `setup` made.
+    fn teardown(&mut self, stage: Stage) {
+        let _ = stage;
+    }
+
+    /// State to save in checkpoints.
+    fn state_dict(&mut self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Whether this is a user's datamodule (its calls are traced as `DataModule` hooks), rather
+    /// than plain dataloaders or none.
+    #[doc(hidden)]
+    fn is_datamodule(&self) -> bool {
+        true
+    }
+}
+
+/// No datamodule: the module's own dataloader hooks provide the data.
+impl<B> DataModule<B> for () {
+    fn name(&self) -> Cow<'static, str> {
+        Cow::Borrowed("()")
+    }
+    fn is_datamodule(&self) -> bool {
+        false
+    }
+}
+
+impl<B, D: DataModule<B> + ?Sized> DataModule<B> for &mut D {
+    fn name(&self) -> Cow<'static, str> {
+        (**self).name()
+    }
+    fn prepare_data(&mut self) -> Result<(), Error> {
+        (**self).prepare_data()
+    }
+    fn setup(&mut self, stage: Stage) -> Result<(), Error> {
+        (**self).setup(stage)
+    }
+    fn train_dataloader(&mut self) -> Option<Loader<B>> {
+        (**self).train_dataloader()
+    }
+    fn val_dataloader(&mut self) -> Option<Loader<B>> {
+        (**self).val_dataloader()
+    }
+    fn test_dataloader(&mut self) -> Option<Loader<B>> {
+        (**self).test_dataloader()
+    }
+    fn predict_dataloader(&mut self) -> Option<Loader<B>> {
+        (**self).predict_dataloader()
+    }
+    fn teardown(&mut self, stage: Stage) {
+        (**self).teardown(stage)
+    }
+    fn state_dict(&mut self) -> Option<serde_json::Value> {
+        (**self).state_dict()
+    }
+    fn is_datamodule(&self) -> bool {
+        (**self).is_datamodule()
+    }
+}
+
+/// Dataloaders passed directly (Lightning's `trainer.fit(model, train_loader, val_loader)`).
+pub struct Loaders<B> {
+    pub train: Option<Loader<B>>,
+    pub val: Option<Loader<B>>,
+    pub test: Option<Loader<B>>,
+    pub predict: Option<Loader<B>>,
+}
+
+impl<B> Default for Loaders<B> {
+    fn default() -> Self {
+        Self { train: None, val: None, test: None, predict: None }
+    }
+}
+
+impl<B> Loaders<B> {
+    /// Training data, and validation data if any.
+    pub fn fit(train: Loader<B>, val: Option<Loader<B>>) -> Self {
+        Self { train: Some(train), val, ..Self::default() }
+    }
+
+    /// Validation data only (for `Trainer::validate`).
+    pub fn val(val: Loader<B>) -> Self {
+        Self { val: Some(val), ..Self::default() }
+    }
+
+    /// Test data only.
+    pub fn test(test: Loader<B>) -> Self {
+        Self { test: Some(test), ..Self::default() }
+    }
+
+    /// Prediction data only.
+    pub fn predict(predict: Loader<B>) -> Self {
+        Self { predict: Some(predict), ..Self::default() }
+    }
+}
+
+impl<B> DataModule<B> for Loaders<B> {
+    fn name(&self) -> Cow<'static, str> {
+        Cow::Borrowed("Loaders")
+    }
+    fn is_datamodule(&self) -> bool {
+        false
+    }
+    fn train_dataloader(&mut self) -> Option<Loader<B>> {
+        self.train.clone()
+    }
+    fn val_dataloader(&mut self) -> Option<Loader<B>> {
+        self.val.clone()
+    }
+    fn test_dataloader(&mut self) -> Option<Loader<B>> {
+        self.test.clone()
+    }
+    fn predict_dataloader(&mut self) -> Option<Loader<B>> {
+        self.predict.clone()
+    }
+}

@@ -1,0 +1,61 @@
+//! Errors the trainer returns. Each message says what to change.
+
+use std::path::PathBuf;
+
+/// Everything a run can fail with. Bad configuration and bad input are errors, never panics.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A trainer flag has a value it cannot run with.
+    #[error("invalid `{flag}`: {message}")]
+    Config { flag: &'static str, message: String },
+
+    /// The stage needs a dataloader nobody provides.
+    #[error(
+        "no `{hook}` for `{stage}`: return one from your DataModule's `{hook}`, implement the `{hook}` hook on the module, or pass it with `Loaders`"
+    )]
+    MissingDataloader { stage: crate::Stage, hook: &'static str },
+
+    /// A dataloader yields nothing.
+    #[error("the `{loader}` dataloader is empty: its dataset has no items; check the data path and any split or filter")]
+    EmptyDataloader { loader: &'static str },
+
+    /// A dataloader failed to produce a batch.
+    #[error("the `{loader}` dataloader failed: {message}")]
+    Dataloader { loader: &'static str, message: String },
+
+    /// A hook used the trainer wrongly (for example a bad `log` call).
+    #[error("in `{hook}`: {message}")]
+    Hook { hook: &'static str, message: String },
+
+    /// Reading or writing a file failed.
+    #[error("cannot {action} `{}`: {source}", path.display())]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+
+    /// A checkpoint or hyperparameter file could not be written or read.
+    #[error("{0}")]
+    Checkpoint(String),
+
+    /// Data that could not be read (for example a malformed file).
+    #[error("{0}")]
+    Data(String),
+
+    /// An error from user code (a DataModule, a callback).
+    #[error(transparent)]
+    User(Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+impl Error {
+    /// Wraps any error from user code.
+    pub fn user(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Error::User(error.into())
+    }
+
+    pub(crate) fn config(flag: &'static str, message: impl Into<String>) -> Self {
+        Error::Config { flag, message: message.into() }
+    }
+
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { action, path: path.into(), source }
+    }
+}

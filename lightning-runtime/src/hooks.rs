@@ -1,0 +1,262 @@
+//! The hook traits and the small types hooks exchange with the trainer.
+//!
+//! `Hook`, `LightningModule`, `Callback` and the `dispatch` functions are generated from the
+//! hook table in `burn-lightning-macros`, the same table `#[lightning_module]` checks against.
+
+#[allow(unused_imports)] // Names the generated signatures use.
+use crate::{
+    Checkpoint, Device, EpochContext, Error, GradientClip, Gradients, HookContext, Loader,
+    Optimizer, OptimizerClosure, OptimizerConfig, Scheduler, Stage, StepContext, Tensor,
+};
+
+burn_lightning_macros::__runtime_items!();
+
+/// The callbacks a trainer runs, in order.
+pub type Callbacks<M> = Vec<Box<dyn Callback<M>>>;
+
+/// Automatic or manual optimization.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Optimization {
+    /// `training_step` returns the loss; the trainer runs backward and the optimizer.
+    Automatic,
+    /// `training_step` calls `cx.manual_backward` and `cx.optimizer_step` itself.
+    Manual,
+}
+
+/// What a hook's context allows it to log.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LogScope {
+    /// No logging (a compile error: the context has no `log`).
+    None,
+    /// Reduced once per epoch.
+    Epoch,
+    /// Per step, per epoch, or both (the defaults depend on the hook, as in Lightning).
+    StepAndEpoch,
+}
+
+/// Who implements a hook.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum HookOwner {
+    Module,
+    Callbacks,
+    ModuleAndCallbacks,
+}
+
+/// Where a callback runs among the others.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CallbackRole {
+    /// In list order, before the module.
+    Plain,
+    /// Watches metrics (early stopping): runs after the module at `on_train_epoch_end`.
+    Monitor,
+    /// Writes checkpoints: placed last, and runs after the module at `on_train_epoch_end`.
+    Checkpoint,
+}
+
+/// A set of hooks, as a bit mask (one bit per [`Hook`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct HookSet(u128);
+
+const _: () = assert!(Hook::ALL.len() <= 128, "HookSet holds at most 128 hooks");
+
+impl HookSet {
+    /// The hooks in `hooks`.
+    pub const fn of(hooks: &[Hook]) -> Self {
+        let mut bits = 0u128;
+        let mut i = 0;
+        while i < hooks.len() {
+            bits |= 1 << hooks[i] as u8;
+            i += 1;
+        }
+        Self(bits)
+    }
+
+    pub const fn contains(self, hook: Hook) -> bool {
+        self.0 & (1 << hook as u8) != 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Hook> {
+        Hook::ALL.into_iter().filter(move |h| self.contains(*h))
+    }
+}
+
+/// Hyperparameters of a module: written by `#[lightning_module]` from its `#[hparam]` fields.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is missing `#[lightning_module]` on its struct definition",
+    label = "`#[lightning_module]` on the impl block needs it on the struct too",
+    note = "put `#[lightning_module]` above `#[derive(Module)]` on `struct {Self}`"
+)]
+pub trait HasHparams {
+    /// The generated `<Name>Hparams` struct.
+    type Hparams: serde::Serialize + serde::de::DeserializeOwned + Clone + std::fmt::Debug;
+    /// The module's current hyperparameters.
+    fn hparams(&self) -> Self::Hparams;
+}
+
+/// What `on_train_batch_start` decides.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum BatchControl {
+    /// Train on this batch.
+    #[default]
+    Continue,
+    /// Skip this batch and the rest of the epoch (Lightning's `return -1`).
+    StopEpoch,
+}
+
+/// What `on_train_batch_start` may return: `()` or a [`BatchControl`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be returned from `on_train_batch_start`",
+    label = "return `()` or a `BatchControl`",
+    note = "`BatchControl::StopEpoch` ends the epoch, like Lightning's `return -1`"
+)]
+pub trait IntoBatchControl {
+    fn into_batch_control(self) -> BatchControl;
+}
+
+impl IntoBatchControl for () {
+    fn into_batch_control(self) -> BatchControl {
+        BatchControl::Continue
+    }
+}
+
+impl IntoBatchControl for BatchControl {
+    fn into_batch_control(self) -> BatchControl {
+        self
+    }
+}
+
+/// The loss of a training step and what else it wants `on_train_batch_end` to see.
+#[derive(Clone, Debug)]
+pub struct StepOutput<E = ()> {
+    /// The loss (detached once the optimizer step is done).
+    pub loss: Tensor<1>,
+    /// Extra outputs.
+    pub extra: E,
+}
+
+impl StepOutput<()> {
+    /// A loss without extras.
+    pub fn loss(loss: Tensor<1>) -> Self {
+        Self { loss, extra: () }
+    }
+}
+
+impl<E> StepOutput<E> {
+    /// A loss with extra outputs for `on_train_batch_end`.
+    pub fn with_extra(loss: Tensor<1>, extra: E) -> Self {
+        Self { loss, extra }
+    }
+}
+
+/// What an automatic `training_step` may return.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be returned from `training_step` under automatic optimization",
+    label = "return the loss",
+    note = "return the loss as `Tensor<1>`, a `StepOutput` (the loss with extra outputs), or an `Option` of either (`None` skips the batch)"
+)]
+pub trait IntoTrainingOutput {
+    /// Extra outputs carried to `on_train_batch_end`.
+    type Extra: 'static;
+    fn into_training_output(self) -> Option<StepOutput<Self::Extra>>;
+}
+
+impl IntoTrainingOutput for Tensor<1> {
+    type Extra = ();
+    fn into_training_output(self) -> Option<StepOutput<()>> {
+        Some(StepOutput::loss(self))
+    }
+}
+
+impl<E: 'static> IntoTrainingOutput for StepOutput<E> {
+    type Extra = E;
+    fn into_training_output(self) -> Option<StepOutput<E>> {
+        Some(self)
+    }
+}
+
+impl<T: IntoTrainingOutput> IntoTrainingOutput for Option<T> {
+    type Extra = T::Extra;
+    fn into_training_output(self) -> Option<StepOutput<T::Extra>> {
+        self.and_then(T::into_training_output)
+    }
+}
+
+/// What a manual `training_step` may return: nothing, or what an automatic one returns (the loss
+/// is then shown as the step's output).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be returned from `training_step` under manual optimization",
+    label = "return `()`, the loss, or a `StepOutput`"
+)]
+pub trait IntoManualOutput {
+    type Extra: 'static;
+    fn into_manual_output(self) -> Option<StepOutput<Self::Extra>>;
+}
+
+impl IntoManualOutput for () {
+    type Extra = ();
+    fn into_manual_output(self) -> Option<StepOutput<()>> {
+        None
+    }
+}
+
+impl<T: IntoTrainingOutput> IntoManualOutput for T {
+    type Extra = T::Extra;
+    fn into_manual_output(self) -> Option<StepOutput<T::Extra>> {
+        self.into_training_output()
+    }
+}
+
+/// Implemented by `#[lightning_module]` when the module has a `training_step`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no `training_step`, so the trainer cannot fit it",
+    label = "`Trainer::fit` needs a `training_step`",
+    note = "add `#[hook] fn training_step(&self, batch: YourBatch, batch_idx: usize, cx: &mut StepContext) -> Tensor<1>` to the `#[lightning_module]` impl block of `{Self}`"
+)]
+pub trait TrainingStep: LightningModule {}
+
+/// Implemented by `#[lightning_module]` when the module has a `configure_optimizers`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no `configure_optimizers`, so the trainer has no optimizer to fit it with",
+    label = "`Trainer::fit` needs `configure_optimizers`",
+    note = "add `#[hook] fn configure_optimizers(&self) -> OptimizerConfig` to the `#[lightning_module]` impl block of `{Self}`, for example `OptimizerConfig::new(AdamConfig::new().init(), 1e-3)`"
+)]
+pub trait ConfigureOptimizers: LightningModule {}
+
+/// Implemented by `#[lightning_module]` when the module has a `validation_step`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no `validation_step`, so the trainer cannot validate it",
+    label = "`Trainer::validate` needs a `validation_step`",
+    note = "add `#[hook] fn validation_step(&self, batch: YourBatch, batch_idx: usize, cx: &mut StepContext)` to the `#[lightning_module]` impl block of `{Self}`"
+)]
+pub trait ValidationStep: LightningModule {}
+
+/// Implemented by `#[lightning_module]` when the module has a `test_step`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no `test_step`, so the trainer cannot test it",
+    label = "`Trainer::test` needs a `test_step`",
+    note = "add `#[hook] fn test_step(&self, batch: YourBatch, batch_idx: usize, cx: &mut StepContext)` to the `#[lightning_module]` impl block of `{Self}`"
+)]
+pub trait TestStep: LightningModule {}
+
+/// Implemented by `#[lightning_module]` when the module has a `predict_step`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no `predict_step`, so the trainer cannot predict with it",
+    label = "`Trainer::predict` needs a `predict_step`",
+    note = "add `#[hook] fn predict_step(&self, batch: YourBatch, batch_idx: usize) -> YourPrediction` to the `#[lightning_module]` impl block of `{Self}`"
+)]
+pub trait PredictStep: LightningModule {}
+
+/// Implemented by `#[lightning_module]` unless `manual_optimization` is given.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` uses manual optimization, where the trainer does not drive the optimizer",
+    label = "only called under automatic optimization"
+)]
+pub trait AutomaticOptimization: LightningModule {}
+
+/// Implemented by `#[lightning_module(manual_optimization)]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` uses automatic optimization: the trainer runs backward and the optimizer step itself",
+    label = "only available under manual optimization",
+    note = "return the loss from `training_step` and let the trainer optimize, or write `#[lightning_module(manual_optimization)]` on the impl block of `{Self}` to call `manual_backward` and `optimizer_step` yourself"
+)]
+pub trait ManualOptimization: LightningModule {}

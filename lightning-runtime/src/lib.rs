@@ -1,0 +1,47 @@
+//! The runtime of `burn-lightning`: the [`Trainer`] and its loops, callbacks, logging,
+//! checkpoints and run directories. Users depend on the `burn-lightning` facade crate.
+//!
+//! Layout: [`hooks`] (the traits generated from the hook table, and the glue types hooks
+//! return), [`context`] (what a hook can read and log), [`logging`], [`optim`], [`data`],
+//! [`trainer`] (builder, flags and loops), [`callbacks`], [`checkpoint`], [`run_dir`].
+
+pub mod callbacks;
+pub mod checkpoint;
+pub mod context;
+pub mod data;
+pub mod error;
+pub mod hooks;
+pub mod logging;
+pub mod optim;
+pub mod run_dir;
+pub mod trainer;
+
+pub use burn;
+pub use burn::tensor::{Device, Tensor};
+pub use callbacks::{EarlyStopping, EpochSummary, ModelCheckpoint, Mode};
+pub use checkpoint::Checkpoint;
+pub use context::{EpochContext, HookContext, RunningStage, StepContext, TrainerFn, TrainerState, TrainerStatus};
+pub use data::{DataModule, IntoLoader, Loader, Loaders, Stage};
+pub use error::Error;
+pub use hooks::{
+    AutomaticOptimization, BatchControl, Callback, CallbackRole, Callbacks, ConfigureOptimizers,
+    HasHparams, Hook, HookOwner, HookSet, IntoBatchControl, IntoManualOutput, IntoTrainingOutput,
+    LightningModule, LogScope, ManualOptimization, Optimization, PredictStep, StepOutput,
+    TestStep, TrainingStep, ValidationStep,
+};
+pub use logging::{EpochLogOptions, LogOptions, LogValue, MetricValue, Metrics, Reduce};
+pub use optim::{
+    GradientClip, Gradients, Interval, IntoOptimizerConfig, Optimizer, OptimizerClosure,
+    OptimizerConfig, Scheduler,
+};
+pub use serde_json::Value as JsonValue;
+pub use trainer::{ClipAlgorithm, Limit, Trainer, TrainerBuilder, ValCheckInterval};
+
+/// Re-exported for generated code: `#[serde(crate = "...")]` needs a path users can reach.
+pub use serde;
+
+/// Sets the seed of the device's random generator: the same seed gives the same initial
+/// weights (burn initializes parameters lazily, on first use) and the same dropout masks.
+pub fn seed_everything(device: &Device, seed: u64) {
+    device.seed(seed);
+}

@@ -1,0 +1,105 @@
+//! Iterating a dataloader under a `limit_*_batches`, one batch ahead (to know which batch is the
+//! last, as Lightning's prefetching fetcher does), learning each batch's size from the loader's
+//! progress.
+
+use super::Limit;
+use crate::data::Loader;
+use crate::Error;
+use burn::data::dataloader::DataLoaderIterator;
+
+pub(crate) struct Batch<B> {
+    pub batch: B,
+    /// Items in the batch.
+    pub size: usize,
+    pub is_last: bool,
+}
+
+pub(crate) struct Batches<'a, B> {
+    name: &'static str,
+    flag: &'static str,
+    iter: Box<dyn DataLoaderIterator<B> + 'a>,
+    limit: Limit,
+    /// The number of batches to run, once known (after the first batch for fractions).
+    max: Option<usize>,
+    total_items: usize,
+    items_seen: usize,
+    yielded: usize,
+    ahead: Option<(B, usize)>,
+    exhausted: bool,
+    first_size: Option<usize>,
+}
+
+impl<'a, B> Batches<'a, B> {
+    pub(crate) fn new(name: &'static str, flag: &'static str, loader: &'a Loader<B>, limit: Limit) -> Result<Self, Error> {
+        let total_items = loader.num_items();
+        if total_items == 0 {
+            return Err(Error::EmptyDataloader { loader: name });
+        }
+        let max = match limit {
+            Limit::Batches(n) => Some(n),
+            Limit::All | Limit::Fraction(_) | Limit::Negative(_) => None,
+        };
+        Ok(Self { name, flag, iter: loader.iter(), limit, max, total_items, items_seen: 0, yielded: 0, ahead: None, exhausted: false, first_size: None })
+    }
+
+    /// Batches in a full pass of the loader, estimated from the first batch's size.
+    pub(crate) fn loader_batches(&self) -> Option<usize> {
+        self.first_size.map(|first| self.total_items.div_ceil(first))
+    }
+
+    /// The number of batches this pass runs, once known.
+    pub(crate) fn planned(&self) -> Option<usize> {
+        let full = self.loader_batches()?;
+        Some(self.max.map_or(full, |m| m.min(full)))
+    }
+
+    fn fetch(&mut self) -> Result<Option<(B, usize)>, Error> {
+        if self.exhausted {
+            return Ok(None);
+        }
+        match self.iter.next() {
+            None => {
+                self.exhausted = true;
+                Ok(None)
+            }
+            Some(Err(e)) => Err(Error::Dataloader { loader: self.name, message: e.to_string() }),
+            Some(Ok(batch)) => {
+                let processed = self.iter.progress().items_processed;
+                let size = processed.saturating_sub(self.items_seen).max(1);
+                self.items_seen = processed.max(self.items_seen + 1);
+                self.first_size.get_or_insert(size);
+                Ok(Some((batch, size)))
+            }
+        }
+    }
+
+    pub(crate) fn next_batch(&mut self) -> Result<Option<Batch<B>>, Error> {
+        if self.max.is_some_and(|m| self.yielded >= m) {
+            return Ok(None);
+        }
+        let current = match self.ahead.take() {
+            Some(b) => Some(b),
+            None => self.fetch()?,
+        };
+        let Some((batch, size)) = current else { return Ok(None) };
+        self.yielded += 1;
+        if let (Limit::Fraction(f), None) = (self.limit, self.max) {
+            let full = self.loader_batches().unwrap_or(1);
+            let n = (full as f64 * f) as usize;
+            if n == 0 {
+                return Err(Error::config(
+                    self.flag,
+                    format!("{f} of the {full} batches of `{}` is less than one batch; raise the fraction or give a number of batches", self.name),
+                ));
+            }
+            self.max = Some(n);
+        }
+        let is_last = if self.max.is_some_and(|m| self.yielded >= m) {
+            true
+        } else {
+            self.ahead = self.fetch()?;
+            self.ahead.is_none()
+        };
+        Ok(Some(Batch { batch, size, is_last }))
+    }
+}

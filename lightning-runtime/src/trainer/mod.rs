@@ -1,0 +1,440 @@
+//! The [`Trainer`]: Lightning's flags, and the entry points `fit`, `validate`, `test` and
+//! `predict`. The loops themselves are in [`fit`](self::fit) and [`evaluate`](self::evaluate).
+
+mod batches;
+mod evaluate;
+mod fit;
+mod run;
+
+use crate::callbacks::{EpochSummary, ModelCheckpoint};
+use crate::data::DataModule;
+use crate::hooks::{Callback, Callbacks, ConfigureOptimizers, LightningModule, PredictStep, TestStep, TrainingStep, ValidationStep};
+use crate::logging::Metrics;
+use crate::optim::GradientClip;
+use crate::{Device, Error};
+use std::path::{Path, PathBuf};
+
+/// How many batches of a loop to run (Lightning's `limit_*_batches`): all, a count, or a
+/// fraction of the dataloader. Built from `usize`/`i32` (a count) or `f64` (a fraction).
+#[derive(Clone, Copy, PartialEq, Debug, Default)]
+pub enum Limit {
+    #[default]
+    All,
+    /// At most this many batches; 0 turns the loop off.
+    Batches(usize),
+    /// This fraction of the batches, in (0, 1].
+    Fraction(f64),
+    #[doc(hidden)]
+    Negative(i64),
+}
+
+impl From<usize> for Limit {
+    fn from(n: usize) -> Self {
+        Limit::Batches(n)
+    }
+}
+
+impl From<i32> for Limit {
+    fn from(n: i32) -> Self {
+        usize::try_from(n).map_or(Limit::Negative(n.into()), Limit::Batches)
+    }
+}
+
+impl From<f64> for Limit {
+    fn from(f: f64) -> Self {
+        Limit::Fraction(f)
+    }
+}
+
+impl Limit {
+    fn validate(self, flag: &'static str) -> Result<Self, Error> {
+        match self {
+            Limit::Fraction(f) if !(f > 0.0 && f <= 1.0) => Err(Error::config(
+                flag,
+                format!("the fraction {f} is outside (0, 1]; use a fraction in (0, 1], a number of batches, or 0 to turn the loop off"),
+            )),
+            Limit::Negative(n) => Err(Error::config(flag, format!("{n} batches is negative; use a number of batches, 0 to turn the loop off, or a fraction in (0, 1]"))),
+            ok => Ok(ok),
+        }
+    }
+
+    /// Whether the loop runs at all.
+    fn is_off(self) -> bool {
+        self == Limit::Batches(0)
+    }
+}
+
+/// When to validate inside an epoch (Lightning's `val_check_interval`): a fraction of the epoch,
+/// or every N training batches.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum ValCheckInterval {
+    Fraction(f64),
+    Batches(usize),
+    #[doc(hidden)]
+    Negative(i64),
+}
+
+impl Default for ValCheckInterval {
+    fn default() -> Self {
+        ValCheckInterval::Fraction(1.0)
+    }
+}
+
+impl From<f64> for ValCheckInterval {
+    fn from(f: f64) -> Self {
+        ValCheckInterval::Fraction(f)
+    }
+}
+
+impl From<usize> for ValCheckInterval {
+    fn from(n: usize) -> Self {
+        ValCheckInterval::Batches(n)
+    }
+}
+
+impl From<i32> for ValCheckInterval {
+    fn from(n: i32) -> Self {
+        usize::try_from(n).map_or(ValCheckInterval::Negative(n.into()), ValCheckInterval::Batches)
+    }
+}
+
+/// Lightning's `gradient_clip_algorithm`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum ClipAlgorithm {
+    #[default]
+    Norm,
+    Value,
+}
+
+/// The trainer's flags, as validated by [`TrainerBuilder::build`].
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub max_epochs: Option<usize>,
+    pub min_epochs: usize,
+    pub max_steps: Option<usize>,
+    pub min_steps: usize,
+    pub limit_train_batches: Limit,
+    pub limit_val_batches: Limit,
+    pub limit_test_batches: Limit,
+    pub limit_predict_batches: Limit,
+    pub val_check_interval: ValCheckInterval,
+    pub check_val_every_n_epoch: Option<usize>,
+    pub num_sanity_val_steps: usize,
+    pub fast_dev_run: Option<usize>,
+    pub default_root_dir: PathBuf,
+    pub seed: Option<u64>,
+    pub device: Device,
+    pub gradient_clip: Option<GradientClip>,
+}
+
+/// Builds a [`Trainer`]; every flag has Lightning's default.
+pub struct TrainerBuilder<M: LightningModule> {
+    max_epochs: Option<usize>,
+    min_epochs: Option<usize>,
+    max_steps: Option<usize>,
+    min_steps: Option<usize>,
+    limit_train_batches: Limit,
+    limit_val_batches: Limit,
+    limit_test_batches: Limit,
+    limit_predict_batches: Limit,
+    val_check_interval: ValCheckInterval,
+    check_val_every_n_epoch: Option<usize>,
+    num_sanity_val_steps: usize,
+    fast_dev_run: Option<usize>,
+    default_root_dir: Option<PathBuf>,
+    seed: Option<u64>,
+    device: Option<Device>,
+    gradient_clip_val: Option<f64>,
+    gradient_clip_algorithm: ClipAlgorithm,
+    enable_checkpointing: bool,
+    enable_progress_bar: bool,
+    callbacks: Callbacks<M>,
+}
+
+macro_rules! flags {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty => $field:ident = $value:expr;)*) => {$(
+        $(#[$doc])*
+        #[must_use]
+        pub fn $name(mut self, $name: $ty) -> Self {
+            self.$field = $value;
+            self
+        }
+    )*};
+}
+
+impl<M: LightningModule> TrainerBuilder<M> {
+    fn new() -> Self {
+        Self {
+            max_epochs: None,
+            min_epochs: None,
+            max_steps: None,
+            min_steps: None,
+            limit_train_batches: Limit::All,
+            limit_val_batches: Limit::All,
+            limit_test_batches: Limit::All,
+            limit_predict_batches: Limit::All,
+            val_check_interval: ValCheckInterval::default(),
+            check_val_every_n_epoch: Some(1),
+            num_sanity_val_steps: 2,
+            fast_dev_run: None,
+            default_root_dir: None,
+            seed: None,
+            device: None,
+            gradient_clip_val: None,
+            gradient_clip_algorithm: ClipAlgorithm::Norm,
+            enable_checkpointing: true,
+            enable_progress_bar: true,
+            callbacks: Vec::new(),
+        }
+    }
+
+    flags! {
+        /// Stop after this many epochs (default: 1000 when `max_steps` is not set either).
+        max_epochs: usize => max_epochs = Some(max_epochs);
+        /// Train at least this many epochs, even if something asks to stop.
+        min_epochs: usize => min_epochs = Some(min_epochs);
+        /// Stop after this many optimizer steps.
+        max_steps: usize => max_steps = Some(max_steps);
+        /// Take at least this many optimizer steps, even if something asks to stop.
+        min_steps: usize => min_steps = Some(min_steps);
+        /// Batches per training epoch: a count (`10`), a fraction (`0.25`), 0 to skip training.
+        limit_train_batches: impl Into<Limit> => limit_train_batches = limit_train_batches.into();
+        /// Batches per validation run: a count, a fraction, 0 to turn validation off.
+        limit_val_batches: impl Into<Limit> => limit_val_batches = limit_val_batches.into();
+        /// Batches of `test`: a count or a fraction.
+        limit_test_batches: impl Into<Limit> => limit_test_batches = limit_test_batches.into();
+        /// Batches of `predict`: a count or a fraction.
+        limit_predict_batches: impl Into<Limit> => limit_predict_batches = limit_predict_batches.into();
+        /// Validate every fraction of an epoch (`0.25`) or every N training batches (`100`).
+        val_check_interval: impl Into<ValCheckInterval> => val_check_interval = val_check_interval.into();
+        /// Validate every N epochs; `None` validates by batch count only (`val_check_interval`).
+        check_val_every_n_epoch: Option<usize> => check_val_every_n_epoch = check_val_every_n_epoch;
+        /// Validation batches run before training to catch bugs early (default 2, 0 to skip,
+        /// `usize::MAX` for all).
+        num_sanity_val_steps: usize => num_sanity_val_steps = num_sanity_val_steps;
+        /// Runs `n` batches of each loop once, without sanity check, checkpoints or files: a smoke test.
+        fast_dev_run: usize => fast_dev_run = Some(fast_dev_run);
+        /// Where `lightning_logs/version_N` goes (default: the current directory).
+        default_root_dir: impl AsRef<Path> => default_root_dir = Some(default_root_dir.as_ref().to_path_buf());
+        /// Seeds the device's generator at the start of each run: same seed, same initial weights,
+        /// same losses.
+        seed: u64 => seed = Some(seed);
+        /// The device to run on (default: burn's default device for the enabled backends).
+        device: Device => device = Some(device);
+        /// Clip gradients at this value (by global norm unless `gradient_clip_algorithm` says value).
+        gradient_clip_val: f64 => gradient_clip_val = Some(gradient_clip_val);
+        /// How `gradient_clip_val` clips.
+        gradient_clip_algorithm: ClipAlgorithm => gradient_clip_algorithm = gradient_clip_algorithm;
+        /// Adds a [`ModelCheckpoint`] unless one is given (default true).
+        enable_checkpointing: bool => enable_checkpointing = enable_checkpointing;
+        /// Prints one line per epoch ([`EpochSummary`]; default true).
+        enable_progress_bar: bool => enable_progress_bar = enable_progress_bar;
+    }
+
+    /// Adds a callback (run in the order added; checkpointing callbacks last).
+    #[must_use]
+    pub fn callback(mut self, callback: impl Callback<M> + 'static) -> Self {
+        self.callbacks.push(Box::new(callback));
+        self
+    }
+
+    /// Checks the flags and builds the trainer. Errors name the flag and what to change.
+    pub fn build(self) -> Result<Trainer<M>, Error> {
+        for (flag, limit) in [
+            ("limit_train_batches", self.limit_train_batches),
+            ("limit_val_batches", self.limit_val_batches),
+            ("limit_test_batches", self.limit_test_batches),
+            ("limit_predict_batches", self.limit_predict_batches),
+        ] {
+            limit.validate(flag)?;
+        }
+        match self.val_check_interval {
+            ValCheckInterval::Fraction(f) if !(f > 0.0 && f <= 1.0) => {
+                return Err(Error::config(
+                    "val_check_interval",
+                    format!("the fraction {f} is outside (0, 1]; use a fraction of the epoch in (0, 1] or a number of training batches"),
+                ));
+            }
+            ValCheckInterval::Batches(0) | ValCheckInterval::Negative(_) => {
+                return Err(Error::config(
+                    "val_check_interval",
+                    "it must be at least 1 batch; to turn validation off, set `limit_val_batches(0)`",
+                ));
+            }
+            _ => {}
+        }
+        if self.check_val_every_n_epoch == Some(0) {
+            return Err(Error::config(
+                "check_val_every_n_epoch",
+                "0 epochs never comes; use 1 or more, or `None` to validate by batch count with `val_check_interval`",
+            ));
+        }
+        if self.fast_dev_run == Some(0) {
+            return Err(Error::config("fast_dev_run", "0 batches runs nothing; use 1 or more, or leave it unset"));
+        }
+        let nothing_to_train = match (self.max_epochs, self.max_steps) {
+            (Some(0), None | Some(0)) | (None, Some(0)) => true,
+            _ => false,
+        };
+        if nothing_to_train && self.fast_dev_run.is_none() {
+            return Err(Error::config(
+                if self.max_epochs == Some(0) { "max_epochs" } else { "max_steps" },
+                "with zero epochs and zero steps there is nothing to train; set `max_epochs` or `max_steps` to at least 1",
+            ));
+        }
+        if let (Some(min), Some(max)) = (self.min_epochs, self.max_epochs)
+            && min > max
+        {
+            return Err(Error::config("min_epochs", format!("{min} is more than max_epochs ({max}); lower it or raise max_epochs")));
+        }
+        if let (Some(min), Some(max)) = (self.min_steps, self.max_steps)
+            && min > max
+        {
+            return Err(Error::config("min_steps", format!("{min} is more than max_steps ({max}); lower it or raise max_steps")));
+        }
+        let gradient_clip = match self.gradient_clip_val {
+            None | Some(0.0) => None,
+            Some(v) if !(v > 0.0 && v.is_finite()) => {
+                return Err(Error::config("gradient_clip_val", format!("{v} is not a positive number; use a positive value, or leave it unset")));
+            }
+            Some(v) => Some(match self.gradient_clip_algorithm {
+                ClipAlgorithm::Norm => GradientClip::Norm(v),
+                ClipAlgorithm::Value => GradientClip::Value(v),
+            }),
+        };
+        if gradient_clip.is_some() && M::OPTIMIZATION == crate::Optimization::Manual {
+            return Err(Error::config(
+                "gradient_clip_val",
+                "it does not apply under manual optimization; call `grads.clip(self, GradientClip::Norm(..))` in `training_step` instead",
+            ));
+        }
+        // Lightning: neither limit set means 1000 epochs.
+        let max_epochs = match (self.max_epochs, self.max_steps) {
+            (None, None) => Some(1000),
+            (epochs, _) => epochs,
+        };
+        let mut callbacks = self.callbacks;
+        if self.enable_progress_bar && !callbacks.iter().any(|c| c.name() == "EpochSummary") {
+            callbacks.push(Box::new(EpochSummary::default()));
+        }
+        let fast_dev_run = self.fast_dev_run;
+        if self.enable_checkpointing
+            && fast_dev_run.is_none()
+            && !callbacks.iter().any(|c| c.role() == crate::CallbackRole::Checkpoint)
+        {
+            callbacks.push(Box::new(ModelCheckpoint::default()));
+        }
+        run::merge_callbacks(&mut callbacks, Vec::new());
+        let config = Config {
+            max_epochs,
+            min_epochs: self.min_epochs.unwrap_or(0),
+            max_steps: self.max_steps,
+            min_steps: self.min_steps.unwrap_or(0),
+            limit_train_batches: self.limit_train_batches,
+            limit_val_batches: self.limit_val_batches,
+            limit_test_batches: self.limit_test_batches,
+            limit_predict_batches: self.limit_predict_batches,
+            val_check_interval: self.val_check_interval,
+            check_val_every_n_epoch: self.check_val_every_n_epoch,
+            num_sanity_val_steps: self.num_sanity_val_steps,
+            fast_dev_run,
+            default_root_dir: self.default_root_dir.unwrap_or_else(|| PathBuf::from(".")),
+            seed: self.seed,
+            device: self.device.unwrap_or_default(),
+            gradient_clip,
+        };
+        Ok(Trainer { config: config.with_fast_dev_run(), callbacks, callback_metrics: Metrics::default(), log_dir: None })
+    }
+}
+
+impl Config {
+    /// `fast_dev_run(n)`: n batches of each loop, one epoch, no sanity check (Lightning's rules).
+    fn with_fast_dev_run(mut self) -> Self {
+        if let Some(n) = self.fast_dev_run {
+            self.limit_train_batches = Limit::Batches(n);
+            self.limit_val_batches = Limit::Batches(n);
+            self.limit_test_batches = Limit::Batches(n);
+            self.limit_predict_batches = Limit::Batches(n);
+            self.max_steps = Some(n);
+            self.max_epochs = Some(1);
+            self.num_sanity_val_steps = 0;
+            self.val_check_interval = ValCheckInterval::Fraction(1.0);
+            self.check_val_every_n_epoch = Some(1);
+        }
+        self
+    }
+}
+
+/// Runs a [`LightningModule`]: `fit`, `validate`, `test`, `predict`, with Lightning's hook order,
+/// flags and logging.
+///
+/// ```ignore
+/// let mut trainer = Trainer::builder().max_epochs(5).build()?;
+/// let model = trainer.fit(model, &mut datamodule)?;
+/// let metrics = trainer.test(&model, &mut datamodule)?;
+/// ```
+pub struct Trainer<M: LightningModule> {
+    config: Config,
+    callbacks: Callbacks<M>,
+    callback_metrics: Metrics,
+    log_dir: Option<PathBuf>,
+}
+
+impl<M: LightningModule> Trainer<M> {
+    /// A builder with Lightning's defaults.
+    pub fn builder() -> TrainerBuilder<M> {
+        TrainerBuilder::new()
+    }
+
+    /// Trains `model` on the data of `data` (a [`DataModule`], [`Loaders`](crate::Loaders), or
+    /// `()` when the module's own dataloader hooks provide it) and returns the trained module.
+    pub fn fit<D>(&mut self, model: M, data: D) -> Result<M, Error>
+    where
+        M: TrainingStep + ConfigureOptimizers,
+        D: DataModule<M::Batch>,
+    {
+        fit::fit(self, model, data)
+    }
+
+    /// Runs the validation loop once and returns its epoch metrics.
+    pub fn validate<D>(&mut self, model: &M, data: D) -> Result<Metrics, Error>
+    where
+        M: ValidationStep,
+        D: DataModule<M::Batch>,
+    {
+        evaluate::evaluate(self, model, data, evaluate::EvalKind::Validation)
+    }
+
+    /// Runs the test loop once and returns its epoch metrics.
+    pub fn test<D>(&mut self, model: &M, data: D) -> Result<Metrics, Error>
+    where
+        M: TestStep,
+        D: DataModule<M::Batch>,
+    {
+        evaluate::evaluate(self, model, data, evaluate::EvalKind::Test)
+    }
+
+    /// Runs `predict_step` over the prediction data and returns the predictions, in order.
+    pub fn predict<D>(&mut self, model: &M, data: D) -> Result<Vec<M::Prediction>, Error>
+    where
+        M: PredictStep,
+        D: DataModule<M::Batch>,
+    {
+        evaluate::predict(self, model, data)
+    }
+
+    /// The metrics of the last run (Lightning's `trainer.callback_metrics`).
+    pub fn callback_metrics(&self) -> &Metrics {
+        &self.callback_metrics
+    }
+
+    /// The run directory of the last `fit` (`<default_root_dir>/lightning_logs/version_N`).
+    pub fn log_dir(&self) -> Option<&Path> {
+        self.log_dir.as_deref()
+    }
+
+    /// The callbacks, in the order they run.
+    pub fn callbacks(&self) -> &[Box<dyn Callback<M>>] {
+        &self.callbacks
+    }
+}

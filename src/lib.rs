@@ -1,0 +1,65 @@
+//! # burn-lightning
+//!
+//! PyTorch Lightning's way of organising training code, for Rust, on [burn](https://burn.dev).
+//!
+//! Annotate a burn module with `#[lightning_module]` and the methods the trainer should call with
+//! `#[hook]`. At compile time the macros check every hook's signature against Lightning's hook
+//! table, build the static dispatch table (a hook you do not write costs nothing), generate the
+//! hyperparameter struct and document the module. A [`Trainer`] then runs `fit`, `validate`,
+//! `test` and `predict` with Lightning's hook order, flags, logging, callbacks and checkpoints.
+//!
+//! ```ignore
+//! use burn_lightning::prelude::*;
+//!
+//! #[lightning_module]
+//! #[derive(Module, Debug)]
+//! pub struct LitMnist {
+//!     l1: Linear,
+//!     l2: Linear,
+//!     /// Adam's learning rate.
+//!     #[hparam(default = 1e-3)]
+//!     lr: f64,
+//! }
+//!
+//! #[lightning_module]
+//! impl LitMnist {
+//!     #[hook]
+//!     fn training_step(&self, batch: MnistBatch, _batch_idx: usize, cx: &mut StepContext) -> Tensor<1> {
+//!         let loss = self.loss(batch);
+//!         cx.log("train_loss", &loss);
+//!         loss
+//!     }
+//!
+//!     #[hook]
+//!     fn configure_optimizers(&self) -> OptimizerConfig {
+//!         OptimizerConfig::new(AdamConfig::new().init(), self.lr)
+//!     }
+//! }
+//!
+//! let mut trainer = Trainer::builder().max_epochs(5).build()?;
+//! let model = trainer.fit(model, &mut datamodule)?;
+//! let metrics = trainer.test(&model, &mut datamodule)?;
+//! ```
+//!
+//! Hook calls are traced with `tracing` (target `burn_lightning::hooks`): with a subscriber and
+//! `RUST_LOG=burn_lightning::hooks=trace` you see every call, in order.
+
+pub use burn_lightning_macros::{hook, lightning_module};
+pub use burn_lightning_runtime::*;
+
+/// What most training code needs: the macros, the trainer and its contexts, and burn's prelude.
+pub mod prelude {
+    pub use crate::{
+        BatchControl, Callback, Callbacks, Checkpoint, DataModule, EarlyStopping, EpochContext,
+        EpochLogOptions, Error, GradientClip, Gradients, HookContext, Interval, Loader, Loaders,
+        LogOptions, ModelCheckpoint, Mode, Optimizer, OptimizerClosure, OptimizerConfig, Reduce,
+        Scheduler, Stage, StepContext, StepOutput, Trainer, hook, lightning_module,
+    };
+    pub use burn_lightning_runtime::burn::prelude::*;
+}
+
+#[doc(hidden)]
+pub mod __private {
+    //! Paths generated code uses. Not a public API.
+    pub use burn_lightning_runtime::*;
+}

@@ -1,0 +1,110 @@
+//! Shared by the integration tests: a tiny dataset and a recorder of hook calls.
+#![allow(dead_code)]
+
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::InMemDataset;
+use burn_lightning::prelude::*;
+use std::sync::{Arc, Mutex};
+use tracing::Subscriber;
+use tracing::span::{Attributes, Id};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+/// A regression batch: inputs `[n, 32]`, targets `[n, 2]`.
+#[derive(Clone, Debug)]
+pub struct Pair {
+    pub x: Tensor<2>,
+    pub y: Tensor<2>,
+}
+
+#[derive(Clone, Debug)]
+struct PairBatcher;
+
+impl Batcher<(Vec<f32>, Vec<f32>), Pair> for PairBatcher {
+    fn batch(&self, items: Vec<(Vec<f32>, Vec<f32>)>, device: &Device) -> Pair {
+        let n = items.len();
+        let (xs, ys): (Vec<Vec<f32>>, Vec<Vec<f32>>) = items.into_iter().unzip();
+        let x = TensorData::new(xs.concat(), [n, 32]);
+        let y = TensorData::new(ys.concat(), [n, 2]);
+        Pair { x: Tensor::from_data(x, device), y: Tensor::from_data(y, device) }
+    }
+}
+
+/// `items` pairs where `y` is a fixed linear function of `x`, deterministic.
+pub fn pair_loader(items: usize, batch_size: usize) -> Loader<Pair> {
+    let data: Vec<(Vec<f32>, Vec<f32>)> = (0..items)
+        .map(|i| {
+            let x: Vec<f32> = (0..32).map(|j| (((i * 31 + j * 17) % 97) as f32 / 97.0) - 0.5).collect();
+            let y = vec![x.iter().take(16).sum::<f32>(), x.iter().skip(16).sum::<f32>() * 0.5];
+            (x, y)
+        })
+        .collect();
+    DataLoaderBuilder::new(PairBatcher).batch_size(batch_size).build(InMemDataset::new(data))
+}
+
+/// Records hook spans of target `burn_lightning::hooks` as `hook`, `Callback.hook` (only for the
+/// callback named `callback`) or `DM.hook`.
+#[derive(Clone)]
+pub struct Recorder {
+    pub calls: Arc<Mutex<Vec<String>>>,
+    callback: &'static str,
+}
+
+impl Recorder {
+    pub fn new(callback: &'static str) -> Self {
+        Self { calls: Arc::default(), callback }
+    }
+
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut self.calls.lock().unwrap())
+    }
+
+    /// Runs `f` with this recorder as the thread's subscriber.
+    pub fn record<T>(&self, f: impl FnOnce() -> T) -> T {
+        let subscriber = tracing_subscriber::registry().with(self.clone());
+        tracing::subscriber::with_default(subscriber, f)
+    }
+}
+
+#[derive(Default)]
+struct Fields {
+    hook: String,
+    by: String,
+    callback: String,
+}
+
+impl tracing::field::Visit for Fields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            "hook" => self.hook = value.to_string(),
+            "by" => self.by = value.to_string(),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "callback" => self.callback = format!("{value:?}"),
+            "hook" => self.hook = format!("{value:?}").trim_matches('"').to_string(),
+            "by" => self.by = format!("{value:?}").trim_matches('"').to_string(),
+            _ => {}
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for Recorder {
+    fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: Context<'_, S>) {
+        if attrs.metadata().target() != "burn_lightning::hooks" {
+            return;
+        }
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        let entry = match fields.by.as_str() {
+            "module" => fields.hook,
+            "callback" if fields.callback == self.callback => format!("Callback.{}", fields.hook),
+            "datamodule" => format!("DM.{}", fields.hook),
+            _ => return,
+        };
+        self.calls.lock().unwrap().push(entry);
+    }
+}
