@@ -15,10 +15,13 @@ pub struct EpochSummary {
 }
 
 impl EpochSummary {
+    /// `name=value` for every metric, without the `_step`/`_epoch` twins of a metric logged
+    /// both ways (the bare name already shows the epoch value at this point).
     fn line(metrics: &std::collections::BTreeMap<String, f64>) -> String {
+        let twin = |name: &str, suffix: &str| name.strip_suffix(suffix).is_some_and(|base| metrics.contains_key(base));
         metrics
             .iter()
-            .filter(|(name, _)| !name.ends_with("_step"))
+            .filter(|(name, _)| !twin(name, "_step") && !twin(name, "_epoch"))
             .map(|(name, value)| format!("{name}={value:.4}"))
             .collect::<Vec<_>>()
             .join(" ")

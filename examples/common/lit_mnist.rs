@@ -1,0 +1,88 @@
+//! The MNIST classifier as a LightningModule: a two-layer perceptron trained with Adam.
+#![allow(dead_code)]
+
+use super::mnist::{MnistBatch, PIXELS};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{Linear, LinearConfig, Relu};
+use burn::optim::AdamConfig;
+use burn_lightning::prelude::*;
+
+/// Classifies MNIST digits with a two-layer perceptron (784-`hidden`-10).
+#[lightning_module]
+#[derive(Module, Debug)]
+pub struct LitMnist {
+    l1: Linear,
+    act: Relu,
+    l2: Linear,
+    /// Width of the hidden layer.
+    #[hparam(default = 128)]
+    hidden: usize,
+    /// Adam's learning rate.
+    #[hparam(default = 1e-3)]
+    lr: f64,
+}
+
+impl LitMnist {
+    /// A fresh model (its weights are drawn on first use, from the trainer's seed).
+    pub fn new(hparams: &LitMnistHparams, device: &Device) -> Self {
+        Self {
+            l1: LinearConfig::new(PIXELS, hparams.hidden).init(device),
+            act: Relu::new(),
+            l2: LinearConfig::new(hparams.hidden, 10).init(device),
+            hidden: hparams.hidden,
+            lr: hparams.lr,
+        }
+    }
+
+    /// Class scores `[n, 10]` of images `[n, 784]`.
+    pub fn forward(&self, images: Tensor<2>) -> Tensor<2> {
+        self.l2.forward(self.act.forward(self.l1.forward(images)))
+    }
+
+    /// Cross-entropy loss and accuracy of a batch.
+    fn loss_and_accuracy(&self, batch: MnistBatch) -> (Tensor<1>, Tensor<1>) {
+        let logits = self.forward(batch.images);
+        let loss = CrossEntropyLossConfig::new().init(&logits.device()).forward(logits.clone(), batch.targets.clone());
+        let accuracy = logits.argmax(1).squeeze_dim::<1>(1).equal(batch.targets).float().mean();
+        (loss, accuracy)
+    }
+}
+
+#[lightning_module]
+impl LitMnist {
+    /// Cross-entropy on one batch.
+    #[hook]
+    fn training_step(&self, batch: MnistBatch, _batch_idx: usize, cx: &mut StepContext) -> Tensor<1> {
+        let (loss, _) = self.loss_and_accuracy(batch);
+        cx.log_with("train_loss", &loss, LogOptions::new().on_epoch(true).prog_bar(true));
+        loss
+    }
+
+    /// Validation loss and accuracy, averaged over the validation set.
+    #[hook]
+    fn validation_step(&self, batch: MnistBatch, _batch_idx: usize, cx: &mut StepContext) {
+        let (loss, accuracy) = self.loss_and_accuracy(batch);
+        cx.log("val_loss", loss);
+        cx.log("val_acc", accuracy);
+    }
+
+    /// Test loss and accuracy.
+    #[hook]
+    fn test_step(&self, batch: MnistBatch, _batch_idx: usize, cx: &mut StepContext) {
+        let (loss, accuracy) = self.loss_and_accuracy(batch);
+        cx.log("test_loss", loss);
+        cx.log("test_acc", accuracy);
+    }
+
+    /// Predicted digits of a batch.
+    #[hook]
+    fn predict_step(&self, batch: MnistBatch, _batch_idx: usize) -> Tensor<1, Int> {
+        self.forward(batch.images).argmax(1).squeeze_dim::<1>(1)
+    }
+
+    /// Adam with a constant learning rate.
+    #[hook]
+    fn configure_optimizers(&self) -> OptimizerConfig {
+        OptimizerConfig::new(AdamConfig::new().init(), self.lr)
+    }
+}
