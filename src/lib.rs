@@ -50,10 +50,10 @@ pub use burn_lightning_runtime::*;
 /// What most training code needs: the macros, the trainer and its contexts, and burn's prelude.
 pub mod prelude {
     pub use crate::{
-        BatchControl, Callback, Callbacks, Checkpoint, DataModule, EarlyStopping, EpochContext,
-        EpochLogOptions, Error, GradientClip, Gradients, HookContext, Interval, Loader, Loaders,
-        LogOptions, ModelCheckpoint, Mode, Optimizer, OptimizerClosure, OptimizerConfig, Reduce,
-        Scheduler, Stage, StepContext, StepOutput, Trainer, hook, lightning_module,
+        BatchControl, Callback, Callbacks, Checkpoint, DataModule, EarlyStopping, EpochContext, EpochLogOptions, Error,
+        GradientClip, Gradients, HookContext, Interval, Loader, Loaders, LogOptions, Mode, ModelCheckpoint, Optimizer,
+        OptimizerClosure, OptimizerConfig, Reduce, Scheduler, Stage, StepContext, StepOutput, Trainer, hook,
+        lightning_module,
     };
     pub use burn_lightning_runtime::burn::prelude::*;
 }

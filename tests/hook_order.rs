@@ -24,7 +24,10 @@ pub struct HookedModel {
 
 impl HookedModel {
     fn new() -> Self {
-        Self { layer: LinearConfig::new(32, 2).init(&Device::default()), calls: Vec::new() }
+        Self {
+            layer: LinearConfig::new(32, 2).init(&Device::default()),
+            calls: Vec::new(),
+        }
     }
 
     fn loss(&self, batch: Pair) -> Tensor<1> {
@@ -142,11 +145,22 @@ impl HookedModel {
         self.calls.push("on_before_optimizer_step");
     }
     #[hook]
-    fn configure_gradient_clipping(&mut self, _optimizer: &Optimizer, _grads: &mut Gradients, _clip: Option<GradientClip>) {
+    fn configure_gradient_clipping(
+        &mut self,
+        _optimizer: &Optimizer,
+        _grads: &mut Gradients,
+        _clip: Option<GradientClip>,
+    ) {
         self.calls.push("configure_gradient_clipping");
     }
     #[hook]
-    fn optimizer_step(&mut self, _epoch: usize, _batch_idx: usize, optimizer: &mut Optimizer, closure: OptimizerClosure<Self>) {
+    fn optimizer_step(
+        &mut self,
+        _epoch: usize,
+        _batch_idx: usize,
+        optimizer: &mut Optimizer,
+        closure: OptimizerClosure<Self>,
+    ) {
         self.calls.push("optimizer_step");
         optimizer.step(self, closure);
     }
@@ -304,9 +318,18 @@ impl<M: burn_lightning::LightningModule> Callback<M> for HookedCallback {
 
 /// Lightning's sequence for `section`, without the calls that are not hooks here.
 fn lightning_sequence(section: &str) -> Vec<String> {
-    const NOT_HOOKS: &[&str] = &["forward", "train", "zero_grad", "clip_gradients", "manual_backward", "closure"];
+    const NOT_HOOKS: &[&str] = &[
+        "forward",
+        "train",
+        "zero_grad",
+        "clip_gradients",
+        "manual_backward",
+        "closure",
+    ];
     let text = include_str!("data/lightning_hook_entry_order.txt");
-    let start = text.find(&format!("#### {section}")).unwrap_or_else(|| panic!("no section {section}"));
+    let start = text
+        .find(&format!("#### {section}"))
+        .unwrap_or_else(|| panic!("no section {section}"));
     text[start..]
         .lines()
         .skip(1)
@@ -403,7 +426,10 @@ impl ManualModel {
     }
     #[hook]
     fn validation_step(&self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) {
-        cx.log("val_loss", (self.layer.forward(batch.x) - batch.y).powi_scalar(2).mean());
+        cx.log(
+            "val_loss",
+            (self.layer.forward(batch.x) - batch.y).powi_scalar(2).mean(),
+        );
     }
     #[hook]
     fn configure_optimizers(&self) -> OptimizerConfig {
@@ -432,7 +458,9 @@ fn manual_fit_calls_hooks_in_lightnings_order() {
         .callback(HookedCallback)
         .build()
         .unwrap();
-    let model = ManualModel { layer: LinearConfig::new(32, 2).init(&Device::default()) };
+    let model = ManualModel {
+        layer: LinearConfig::new(32, 2).init(&Device::default()),
+    };
     recorder.record(|| trainer.fit(model, ()).unwrap());
     assert_same_sequence(&recorder.take(), &lightning_sequence("fit manual"));
 }
@@ -478,16 +506,29 @@ fn datamodule_hooks_run_in_lightnings_order_and_before_the_modules() {
     assert!(!calls.iter().any(|c| c == "train_dataloader" || c == "val_dataloader"));
     assert_eq!(
         datamodule_calls(calls),
-        ["DM.prepare_data", "DM.setup", "DM.val_dataloader", "DM.train_dataloader", "DM.state_dict", "DM.teardown"]
+        [
+            "DM.prepare_data",
+            "DM.setup",
+            "DM.val_dataloader",
+            "DM.train_dataloader",
+            "DM.state_dict",
+            "DM.teardown"
+        ]
     );
 
-    for (run, expected) in [("validate", "val_dataloader"), ("test", "test_dataloader"), ("predict", "predict_dataloader")] {
+    for (run, expected) in [
+        ("validate", "val_dataloader"),
+        ("test", "test_dataloader"),
+        ("predict", "predict_dataloader"),
+    ] {
         recorder.record(|| match run {
             "validate" => drop(trainer.validate(&model, &mut data).unwrap()),
             "test" => drop(trainer.test(&model, &mut data).unwrap()),
             _ => drop(trainer.predict(&model, &mut data).unwrap()),
         });
-        let expected: Vec<String> = ["DM.prepare_data", "DM.setup", &format!("DM.{expected}"), "DM.teardown"].map(String::from).into();
+        let expected: Vec<String> = ["DM.prepare_data", "DM.setup", &format!("DM.{expected}"), "DM.teardown"]
+            .map(String::from)
+            .into();
         assert_eq!(datamodule_calls(recorder.take()), expected, "{run}");
     }
 }

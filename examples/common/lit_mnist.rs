@@ -40,9 +40,11 @@ impl LitMnist {
     }
 
     /// Cross-entropy loss and accuracy of a batch.
-    fn loss_and_accuracy(&self, batch: MnistBatch) -> (Tensor<1>, Tensor<1>) {
+    pub fn loss_and_accuracy(&self, batch: MnistBatch) -> (Tensor<1>, Tensor<1>) {
         let logits = self.forward(batch.images);
-        let loss = CrossEntropyLossConfig::new().init(&logits.device()).forward(logits.clone(), batch.targets.clone());
+        let loss = CrossEntropyLossConfig::new()
+            .init(&logits.device())
+            .forward(logits.clone(), batch.targets.clone());
         let accuracy = logits.argmax(1).squeeze_dim::<1>(1).equal(batch.targets).float().mean();
         (loss, accuracy)
     }

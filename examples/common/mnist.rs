@@ -2,8 +2,8 @@
 //! with an error, a batcher, and a `DataModule` with a train/validation split.
 #![allow(dead_code)]
 
-use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::InMemDataset;
 use burn_lightning::prelude::*;
 use std::io::Read;
@@ -31,12 +31,18 @@ pub struct Idx {
 
 /// Reads an IDX file of unsigned bytes (`0x0000_08NN`), gzipped or not.
 pub fn read_idx(path: &Path) -> Result<Idx, IdxError> {
-    let raw = std::fs::read(path).map_err(|source| IdxError::Io { path: path.into(), source })?;
+    let raw = std::fs::read(path).map_err(|source| IdxError::Io {
+        path: path.into(),
+        source,
+    })?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(raw.as_slice())
             .read_to_end(&mut out)
-            .map_err(|e| IdxError::Malformed { path: path.into(), why: format!("bad gzip data ({e})") })?;
+            .map_err(|e| IdxError::Malformed {
+                path: path.into(),
+                why: format!("bad gzip data ({e})"),
+            })?;
         out
     } else {
         raw
@@ -70,9 +76,15 @@ pub fn parse_idx(bytes: &[u8]) -> Result<Idx, String> {
         .ok_or("dimensions overflow")?;
     let data = &bytes[dims_end..];
     if data.len() != expected {
-        return Err(format!("dimensions {dims:?} need {expected} bytes of data, found {}", data.len()));
+        return Err(format!(
+            "dimensions {dims:?} need {expected} bytes of data, found {}",
+            data.len()
+        ));
     }
-    Ok(Idx { dims, data: data.to_vec() })
+    Ok(Idx {
+        dims,
+        data: data.to_vec(),
+    })
 }
 
 /// Images and labels of one split, checked against each other.
@@ -91,15 +103,24 @@ impl MnistSplit {
         let labels = read_idx(&labels_path)?;
         let malformed = |path: &Path, why: String| IdxError::Malformed { path: path.into(), why };
         if images.dims.len() != 3 || images.dims[1..] != [28, 28] {
-            return Err(malformed(&images_path, format!("expected N x 28 x 28 images, found dimensions {:?}", images.dims)));
+            return Err(malformed(
+                &images_path,
+                format!("expected N x 28 x 28 images, found dimensions {:?}", images.dims),
+            ));
         }
         if labels.dims.len() != 1 || labels.dims[0] != images.dims[0] {
-            return Err(malformed(&labels_path, format!("expected {} labels, found dimensions {:?}", images.dims[0], labels.dims)));
+            return Err(malformed(
+                &labels_path,
+                format!("expected {} labels, found dimensions {:?}", images.dims[0], labels.dims),
+            ));
         }
         if let Some(bad) = labels.data.iter().find(|l| **l > 9) {
             return Err(malformed(&labels_path, format!("label {bad} is not a digit")));
         }
-        Ok(Self { images: Arc::new(images.data), labels: Arc::new(labels.data) })
+        Ok(Self {
+            images: Arc::new(images.data),
+            labels: Arc::new(labels.data),
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -162,7 +183,14 @@ pub struct MnistData {
 impl MnistData {
     /// The IDX files in `dir`; `val_items` training items are held out for validation.
     pub fn new(dir: impl Into<PathBuf>, batch_size: usize, val_items: usize, seed: u64) -> Self {
-        Self { dir: dir.into(), batch_size, val_items, seed, train: None, test: None }
+        Self {
+            dir: dir.into(),
+            batch_size,
+            val_items,
+            seed,
+            train: None,
+            test: None,
+        }
     }
 
     /// The data shipped with the repository.
@@ -191,12 +219,22 @@ impl DataModule<MnistBatch> for MnistData {
 
     fn train_dataloader(&mut self) -> Option<Loader<MnistBatch>> {
         let train = self.train.as_ref()?;
-        Some(loader(train, (0..self.split_point(train)).collect(), self.batch_size, Some(self.seed)))
+        Some(loader(
+            train,
+            (0..self.split_point(train)).collect(),
+            self.batch_size,
+            Some(self.seed),
+        ))
     }
 
     fn val_dataloader(&mut self) -> Option<Loader<MnistBatch>> {
         let train = self.train.as_ref()?;
-        Some(loader(train, (self.split_point(train)..train.len()).collect(), self.batch_size, None))
+        Some(loader(
+            train,
+            (self.split_point(train)..train.len()).collect(),
+            self.batch_size,
+            None,
+        ))
     }
 
     fn test_dataloader(&mut self) -> Option<Loader<MnistBatch>> {

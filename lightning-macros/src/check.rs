@@ -1,10 +1,11 @@
 //! The rules a `#[lightning_module]` must follow, one function per rule (serde's `check.rs`).
 //! Type-level facts (argument and return types) are left to rustc through spanned glue code.
 
-use crate::hook_table::{Ctx, Mode};
+use crate::hook_table::{Ctx, Mode, Step, humanize};
 use crate::model::{HookFn, ModuleImpl, ModuleStruct, Optimization};
 use crate::parse::Errors;
-use syn::spanned::Spanned;
+use proc_macro2::{Delimiter, Group, TokenStream, TokenTree};
+use quote::ToTokens;
 
 pub fn module_struct(module: &ModuleStruct, errors: &mut Errors) {
     has_named_fields(module, errors);
@@ -45,36 +46,52 @@ fn derives_module(module: &ModuleStruct, errors: &mut Errors) {
     }
 }
 
-pub fn module_impl(module: &ModuleImpl, errors: &mut Errors) {
+/// Checks the impl block and returns, for each hook, whether it passed every check; `None` when
+/// the block itself is wrong and nothing should be generated for it.
+///
+/// The expansion still implements `LightningModule` with the hooks that passed, so that one bad
+/// hook is reported once, not again by every use of the module as a `LightningModule`.
+pub fn module_impl(module: &ModuleImpl, errors: &mut Errors) -> Option<Vec<bool>> {
     if module.item.trait_.is_some() {
         errors.spanned(
             &module.item.self_ty,
             "`#[lightning_module]` goes on the inherent impl block of the module (`impl MyModel { .. }`), not on a trait impl",
         );
-        return;
+        return None;
     }
-    no_duplicate_hooks(&module.hooks, errors);
-    for hook in &module.hooks {
+    let mut valid = Vec::with_capacity(module.hooks.len());
+    for (i, hook) in module.hooks.iter().enumerate() {
+        let before = errors.count();
+        is_not_duplicate(hook, &module.hooks[..i], errors);
         takes_self_by_reference(hook, errors);
         is_plain_method(hook, errors);
-        has_expected_parameters(hook, errors);
-        context_matches(hook, errors);
+        if has_expected_parameters(hook, errors) {
+            context_matches(hook, errors);
+        }
+        returns_what_the_hook_returns(hook, errors);
         belongs_to_mode(hook, module.mode, errors);
         step_output_is_nameable(hook, errors);
+        valid.push(errors.count() == before);
     }
+    Some(valid)
 }
 
-fn no_duplicate_hooks(hooks: &[HookFn], errors: &mut Errors) {
-    for (i, hook) in hooks.iter().enumerate() {
-        if let Some(first) = hooks[..i].iter().find(|h| h.spec.name == hook.spec.name) {
-            errors.spanned(
-                &hook.method,
-                format!(
-                    "duplicate hook `{}`: it is already implemented by `{}`",
-                    hook.spec.name, first.method
-                ),
-            );
-        }
+/// `earlier`: the hooks before `hook` in the impl block.
+fn is_not_duplicate(hook: &HookFn, earlier: &[HookFn], errors: &mut Errors) {
+    if let Some(first) = earlier.iter().find(|h| h.spec.name == hook.spec.name) {
+        let first = if first.method == first.spec.name {
+            format!("the method `{}`", first.method)
+        } else {
+            format!("`{}` (`#[hook(name = \"{}\")]`)", first.method, first.spec.name)
+        };
+        errors.spanned(
+            &hook.method,
+            format!(
+                "hook `{}` is implemented twice: {first} already implements it\n\
+                 help: a module implements each hook once; merge the two methods, or call one from the other",
+                hook.spec.name
+            ),
+        );
     }
 }
 
@@ -82,8 +99,11 @@ fn takes_self_by_reference(hook: &HookFn, errors: &mut Errors) {
     let name = hook.spec.name;
     match hook.sig.receiver() {
         None => errors.spanned(
-            &hook.sig,
-            format!("hook `{name}` must be a method: add `&self` or `&mut self` as its first parameter"),
+            name_and_params(&hook.sig),
+            format!(
+                "hook `{name}` must be a method: it has no `self` parameter\n\
+                 help: add `&self` or `&mut self` as its first parameter"
+            ),
         ),
         Some(receiver) if !matches!(receiver.kind, syn::ReceiverKind::Reference(..)) => {
             errors.spanned(
@@ -101,7 +121,10 @@ fn takes_self_by_reference(hook: &HookFn, errors: &mut Errors) {
 fn is_plain_method(hook: &HookFn, errors: &mut Errors) {
     let name = hook.spec.name;
     if let Some(asyncness) = &hook.sig.asyncness {
-        errors.spanned(asyncness, format!("hook `{name}` cannot be `async`: the trainer calls hooks synchronously"));
+        errors.spanned(
+            asyncness,
+            format!("hook `{name}` cannot be `async`: the trainer calls hooks synchronously"),
+        );
     }
     if let Some(param) = hook
         .sig
@@ -117,37 +140,46 @@ fn is_plain_method(hook: &HookFn, errors: &mut Errors) {
     }
 }
 
-fn has_expected_parameters(hook: &HookFn, errors: &mut Errors) {
+/// Returns whether the parameters fit, so that the context is only checked when there is one.
+fn has_expected_parameters(hook: &HookFn, errors: &mut Errors) -> bool {
     let spec = hook.spec;
-    let found = hook.param_types().len();
+    let types = hook.param_types();
+    let found = types.len();
     let expected = spec.params.len();
-    let fits = found == expected || (spec.ctx.is_some() && found == expected + 1);
-    if fits {
-        return;
+    // The optional context comes last and is always a `&mut` reference.
+    let context_last = types
+        .last()
+        .is_some_and(|ty| matches!(ty, syn::Type::Reference(r) if r.mutability.is_some()));
+    if found == expected || (spec.ctx.is_some() && found == expected + 1 && context_last) {
+        return true;
     }
     let plural = |n: usize| if n == 1 { "parameter" } else { "parameters" };
-    let wanted = if spec.params.is_empty() {
-        "no parameters".to_string()
-    } else {
-        format!("{expected} {}", plural(expected))
+    let wanted = match expected {
+        0 => "no parameters".to_string(),
+        n => format!("{n} {}", plural(n)),
     };
     let optional_cx = match spec.ctx {
-        Some(ctx) => format!(", optionally followed by `cx: &mut {}`", ctx.type_name()),
+        Some(ctx) => format!(" and an optional `cx: &mut {}`", ctx.type_name()),
         None => String::new(),
     };
-    let span_target: &dyn quote::ToTokens =
-        if hook.sig.inputs.is_empty() { &hook.sig } else { &hook.sig.inputs };
+    let span_target = if hook.sig.inputs.is_empty() {
+        name_and_params(&hook.sig)
+    } else {
+        hook.sig.inputs.to_token_stream()
+    };
     errors.spanned(
         span_target,
         format!(
-            "hook `{}` takes {wanted} after the receiver{optional_cx}, but `{}` has {found}\n\
-             note: expected `fn {}(&mut self, {})`",
+            "hook `{}` takes {wanted} after `self`{optional_cx}, but this method takes {found}\n\
+             note: expected `fn {}({})`",
             spec.name,
             hook.method,
-            spec.name,
-            spec.params_for_humans()
+            ["&mut self".to_string(), spec.params_for_humans()]
+                .join(", ")
+                .trim_end_matches(", ")
         ),
     );
+    false
 }
 
 /// The context type decides what a hook may log, so a wrong one is worth its own message.
@@ -156,17 +188,23 @@ fn context_matches(hook: &HookFn, errors: &mut Errors) {
     if !hook.takes_context {
         return;
     }
-    let Some(ty) = hook.param_types().last().copied() else { return };
+    let Some(ty) = hook.param_types().last().copied() else {
+        return;
+    };
     let Some(found) = context_type_name(ty) else { return };
     if found != expected.type_name() {
+        let name = hook.spec.name;
+        let may_log = match expected {
+            Ctx::Hook => format!("`{name}` may not log (Lightning raises at run time; here it does not compile)"),
+            Ctx::Epoch => format!("`{name}` may log once per epoch"),
+            Ctx::Step => format!("`{name}` may log per step and per epoch"),
+        };
         errors.spanned(
             ty,
             format!(
-                "hook `{}` receives `&mut {}`, not `&mut {found}`: {}\n\
-                 note: Lightning finds this only at run time; here the context type decides what a hook may log",
-                hook.spec.name,
+                "hook `{name}` takes `&mut {}` as its context, not `&mut {found}`\n\
+                 note: the context decides what a hook may log: {may_log}",
                 expected.type_name(),
-                expected.what_it_logs(),
             ),
         );
     }
@@ -174,8 +212,12 @@ fn context_matches(hook: &HookFn, errors: &mut Errors) {
 
 /// `HookContext`, `EpochContext` or `StepContext` when `ty` names one of them.
 fn context_type_name(ty: &syn::Type) -> Option<&'static str> {
-    let syn::Type::Reference(reference) = ty else { return None };
-    let syn::Type::Path(path) = &*reference.elem else { return None };
+    let syn::Type::Reference(reference) = ty else {
+        return None;
+    };
+    let syn::Type::Path(path) = &*reference.elem else {
+        return None;
+    };
     let last = path.path.segments.last()?.ident.to_string();
     [Ctx::Hook, Ctx::Epoch, Ctx::Step]
         .into_iter()
@@ -196,18 +238,83 @@ fn belongs_to_mode(hook: &HookFn, mode: Optimization, errors: &mut Errors) {
     }
 }
 
-fn step_output_is_nameable(hook: &HookFn, errors: &mut Errors) {
-    if hook.spec.step.is_none() {
+/// Hooks whose return value is used as it is (no conversion trait): a hook that returns `()`
+/// must not return a value, which would be dropped without a word, and one that returns a value
+/// must say so. A wrong type is left to rustc, at the user's return type.
+fn returns_what_the_hook_returns(hook: &HookFn, errors: &mut Errors) {
+    let spec = hook.spec;
+    if spec.convert.is_some() || spec.step.is_some() {
         return;
     }
-    if let Some(syn::Type::ImplTrait(ty)) = hook.return_type() {
-        errors.push(syn::Error::new(
-            ty.span(),
+    if !spec.ret.is_empty() {
+        if hook.return_type().is_none() {
+            let name = spec.name;
+            let batch = hook.param_types().first().map(|ty| type_to_string(ty));
+            let message = if let (true, Some(batch)) = (spec.ret == "Self::Batch", batch) {
+                format!(
+                    "hook `{name}` must return the batch\nhelp: add `-> {batch}`, the type of its `batch` parameter"
+                )
+            } else {
+                let ret = humanize(spec.ret);
+                format!("hook `{name}` must return `{ret}`\nhelp: add `-> {ret}`")
+            };
+            errors.spanned(&hook.sig.ident, message);
+        }
+        return;
+    }
+    match hook.return_type() {
+        None => {}
+        Some(syn::Type::Tuple(unit)) if unit.elems.is_empty() => {}
+        Some(ty) => errors.spanned(
+            &hook.sig.output,
             format!(
-                "`{}` must return a named type: its output type is recorded on the module\n\
-                 help: replace `impl ..` with the concrete type",
+                "hook `{}` returns nothing, so the trainer would ignore this `{}`\n\
+                 help: remove the return type",
+                spec.name,
+                type_to_string(ty)
+            ),
+        ),
+    }
+}
+
+fn step_output_is_nameable(hook: &HookFn, errors: &mut Errors) {
+    let Some(step) = hook.spec.step else { return };
+    if let Some(ty @ syn::Type::ImplTrait(_)) = hook.return_type() {
+        let output = match step {
+            Step::Training => "`TrainExtra`",
+            Step::Validation => "`ValidationOutput`",
+            Step::Test => "`TestOutput`",
+            Step::Predict => "`Prediction`",
+        };
+        errors.spanned(
+            ty,
+            format!(
+                "hook `{}` cannot return `impl Trait`: its return type becomes the module's {output} type\n\
+                 help: write the concrete type",
                 hook.spec.name
             ),
-        ));
+        );
     }
+}
+
+/// `name(params)`: what an error about the signature as a whole underlines.
+fn name_and_params(sig: &syn::Signature) -> TokenStream {
+    let mut params = Group::new(Delimiter::Parenthesis, sig.inputs.to_token_stream());
+    params.set_span(sig.paren_token.span.join());
+    let mut tokens = sig.ident.to_token_stream();
+    tokens.extend([TokenTree::Group(params)]);
+    tokens
+}
+
+/// A type as a user would write it (token streams print `Vec < f32 >`).
+fn type_to_string(ty: &syn::Type) -> String {
+    ty.to_token_stream()
+        .to_string()
+        .replace(" < ", "<")
+        .replace("< ", "<")
+        .replace(" >", ">")
+        .replace(" ,", ",")
+        .replace("& ", "&")
+        .replace(" :: ", "::")
+        .replace(":: ", "::")
 }

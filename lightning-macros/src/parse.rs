@@ -2,22 +2,30 @@
 //! attributes (`#[hook]`, `#[hparam]`) and records what it saw. Rules live in [check](crate::check).
 
 use crate::hook_table;
-use crate::model::{Hparam, HookFn, ModuleImpl, ModuleStruct, Optimization};
+use crate::model::{HookFn, Hparam, ModuleImpl, ModuleStruct, Optimization};
 use darling::FromMeta;
 use darling::ast::NestedMeta;
 use proc_macro2::{Span, TokenStream};
-use syn::spanned::Spanned;
 
 /// Collects every error instead of stopping at the first (serde's `Ctxt`).
 #[derive(Default)]
-pub struct Errors(Option<syn::Error>);
+pub struct Errors {
+    all: Option<syn::Error>,
+    count: usize,
+}
 
 impl Errors {
     pub fn push(&mut self, error: syn::Error) {
-        match &mut self.0 {
+        self.count += 1;
+        match &mut self.all {
             Some(all) => all.combine(error),
-            None => self.0 = Some(error),
+            None => self.all = Some(error),
         }
+    }
+
+    /// How many errors were pushed so far: lets a check tell which item it found at fault.
+    pub fn count(&self) -> usize {
+        self.count
     }
 
     pub fn spanned(&mut self, tokens: impl quote::ToTokens, message: impl std::fmt::Display) {
@@ -28,12 +36,8 @@ impl Errors {
         self.push(error.into());
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_none()
-    }
-
     pub fn into_result(self) -> syn::Result<()> {
-        self.0.map_or(Ok(()), Err)
+        self.all.map_or(Ok(()), Err)
     }
 }
 
@@ -43,12 +47,31 @@ struct ImplArgs {
 }
 
 #[derive(FromMeta, Default)]
-struct StructArgs {}
-
-#[derive(FromMeta, Default)]
 struct HookArgs {
-    /// Implement this hook under another method name.
-    name: Option<String>,
+    /// Implement this hook under another method name: `name = "on_train_epoch_end"`.
+    name: Option<HookName>,
+}
+
+/// The string of `#[hook(name = "...")]`; darling would say "Unexpected type `path`" for an
+/// unquoted name.
+struct HookName(syn::LitStr);
+
+impl FromMeta for HookName {
+    fn from_expr(expr: &syn::Expr) -> darling::Result<Self> {
+        match expr {
+            syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(name),
+                ..
+            }) => Ok(Self(name.clone())),
+            other => {
+                let written = quote::ToTokens::to_token_stream(other).to_string();
+                Err(darling::Error::custom(format!(
+                    "`name` takes the hook's name as a string\nhelp: write `#[hook(name = \"{written}\")]`"
+                ))
+                .with_span(other))
+            }
+        }
+    }
 }
 
 #[derive(FromMeta, Default)]
@@ -56,14 +79,24 @@ struct HparamArgs {
     default: Option<syn::Expr>,
 }
 
+/// `#[lightning_module]` on a struct takes no arguments.
 pub fn struct_args(args: TokenStream, errors: &mut Errors) {
     if args.is_empty() {
         return;
     }
     match NestedMeta::parse_meta_list(args) {
         Ok(list) => {
-            if let Err(e) = StructArgs::from_list(&list) {
-                errors.push_darling(e.with_span(&Span::call_site()));
+            for arg in list {
+                let help = match &arg {
+                    NestedMeta::Meta(meta) if meta.path().is_ident("manual_optimization") => {
+                        "\nhelp: `manual_optimization` goes on the impl block: `#[lightning_module(manual_optimization)] impl ..`"
+                    }
+                    _ => "",
+                };
+                errors.spanned(
+                    &arg,
+                    format!("`#[lightning_module]` on a struct takes no arguments{help}"),
+                );
             }
         }
         Err(e) => errors.push(e),
@@ -111,6 +144,20 @@ pub fn module_struct(mut item: syn::ItemStruct, errors: &mut Errors) -> ModuleSt
 }
 
 fn hparam_args(attr: &syn::Attribute, errors: &mut Errors) -> HparamArgs {
+    // darling would say "Unexpected meta-item format `word`" for a bare `default`.
+    if let syn::Meta::List(list) = &attr.meta
+        && let Ok(items) = NestedMeta::parse_meta_list(list.tokens.clone())
+        && let Some(path) = items.iter().find_map(|item| match item {
+            NestedMeta::Meta(syn::Meta::Path(path)) if path.is_ident("default") => Some(path),
+            _ => None,
+        })
+    {
+        errors.spanned(
+            path,
+            "`default` needs a value: the hyperparameter's default\nhelp: write `#[hparam(default = value)]`, or `#[hparam]` for a required hyperparameter",
+        );
+        return HparamArgs::default();
+    }
     match &attr.meta {
         syn::Meta::Path(_) => HparamArgs::default(),
         meta => HparamArgs::from_meta(meta).unwrap_or_else(|e| {
@@ -174,22 +221,30 @@ pub fn module_impl(args: TokenStream, mut item: syn::ItemImpl, errors: &mut Erro
         };
         let hook_args = match &attr.meta {
             syn::Meta::Path(_) => HookArgs::default(),
-            meta => HookArgs::from_meta(meta).unwrap_or_else(|e| {
-                errors.push_darling(e);
-                HookArgs::default()
-            }),
+            meta => match HookArgs::from_meta(meta) {
+                Ok(args) => args,
+                // Which hook the method implements is unknown: say nothing more about it.
+                Err(e) => {
+                    errors.push_darling(e);
+                    continue;
+                }
+            },
         };
         let (name, name_span) = match hook_args.name {
-            Some(name) => (name, attr.span()),
+            Some(HookName(name)) => (name.value(), name.span()),
             None => (method.sig.ident.to_string(), method.sig.ident.span()),
         };
-        let Some(spec) = hook_table::find(&name).filter(|s| s.owner != hook_table::Owner::Callback)
-        else {
+        let Some(spec) = hook_table::find(&name).filter(|s| s.owner != hook_table::Owner::Callback) else {
             errors.push(unknown_hook(&name, name_span));
             continue;
         };
         let expected = spec.params.len();
-        let found = method.sig.inputs.iter().filter(|a| matches!(a, syn::FnArg::Typed(_))).count();
+        let found = method
+            .sig
+            .inputs
+            .iter()
+            .filter(|a| matches!(a, syn::FnArg::Typed(_)))
+            .count();
         hooks.push(HookFn {
             spec,
             method: method.sig.ident.clone(),
@@ -198,7 +253,12 @@ pub fn module_impl(args: TokenStream, mut item: syn::ItemImpl, errors: &mut Erro
             summary: first_doc_line(&method.attrs),
         });
     }
-    ModuleImpl { item, mode, mode_span, hooks }
+    ModuleImpl {
+        item,
+        mode,
+        mode_span,
+        hooks,
+    }
 }
 
 fn unknown_hook(name: &str, span: Span) -> syn::Error {
@@ -244,7 +304,10 @@ pub fn first_doc_line(attrs: &[syn::Attribute]) -> Option<String> {
             continue;
         }
         let syn::Meta::NameValue(nv) = &attr.meta else { continue };
-        let syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) = &nv.value else {
+        let syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(s), ..
+        }) = &nv.value
+        else {
             continue;
         };
         let line = s.value();

@@ -3,7 +3,7 @@
 
 use crate::context::TrainerFn;
 use crate::hooks::{Callback, CallbackRole, LightningModule};
-use crate::{EpochContext, Error, HookContext, JsonValue};
+use crate::{EpochContext, Error, HookContext, JsonValue, Stage};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -155,7 +155,11 @@ impl ModelCheckpoint {
     }
 
     fn save(&mut self, cx: &mut EpochContext<'_>) -> Result<(), Error> {
-        let Some(dir) = self.dirpath.clone().or_else(|| cx.log_dir().map(|d| d.join("checkpoints"))) else {
+        let Some(dir) = self
+            .dirpath
+            .clone()
+            .or_else(|| cx.log_dir().map(|d| d.join("checkpoints")))
+        else {
             return Ok(());
         };
         let path = dir.join(format!("epoch={}-step={}.ckpt", cx.current_epoch, cx.global_step));
@@ -225,6 +229,16 @@ impl<M: LightningModule> Callback<M> for ModelCheckpoint {
         CallbackRole::Checkpoint
     }
 
+    fn setup(&mut self, _module: &mut M, stage: Stage, _cx: &mut HookContext<'_>) {
+        // A new fit writes into a new run directory: what an earlier fit kept is not comparable.
+        if stage == Stage::Fit {
+            self.kept.clear();
+            self.best_model_path = None;
+            self.best_model_score = None;
+            self.last_model_path = None;
+        }
+    }
+
     fn on_train_epoch_end(&mut self, _module: &mut M, cx: &mut EpochContext<'_>) {
         if let Err(e) = self.save(cx) {
             cx.fail(e);
@@ -258,7 +272,15 @@ pub struct EarlyStopping {
 impl EarlyStopping {
     /// Stops after 3 checks without improvement of `monitor` (`Mode::Min`: smaller is better).
     pub fn new(monitor: impl Into<String>, mode: Mode) -> Self {
-        Self { monitor: monitor.into(), mode, patience: 3, min_delta: 0.0, wait_count: 0, best: None, stopped_epoch: None }
+        Self {
+            monitor: monitor.into(),
+            mode,
+            patience: 3,
+            min_delta: 0.0,
+            wait_count: 0,
+            best: None,
+            stopped_epoch: None,
+        }
     }
 
     #[must_use]
@@ -283,6 +305,14 @@ impl EarlyStopping {
 impl<M: LightningModule> Callback<M> for EarlyStopping {
     fn role(&self) -> CallbackRole {
         CallbackRole::Monitor
+    }
+
+    fn setup(&mut self, _module: &mut M, stage: Stage, _cx: &mut HookContext<'_>) {
+        if stage == Stage::Fit {
+            self.wait_count = 0;
+            self.best = None;
+            self.stopped_epoch = None;
+        }
     }
 
     fn on_train_epoch_end(&mut self, _module: &mut M, cx: &mut EpochContext<'_>) {

@@ -6,6 +6,8 @@
 //! the module's burnpack record and the optimizer's burnpack record, whose lengths the metadata
 //! gives.
 
+use crate::context::{Core, RunningStage, TrainerFn, TrainerState, TrainerStatus};
+use crate::hooks::{LightningModule, dispatch};
 use crate::run_dir::write_atomic;
 use crate::{Error, JsonValue};
 use burn::module::Module;
@@ -82,7 +84,8 @@ impl Checkpoint {
     /// Writes the checkpoint to `path`, atomically.
     pub fn save(&self, path: &Path) -> Result<(), Error> {
         // `model_bytes` and `optimizer_bytes` are set with the payloads, which serde skips.
-        let json = serde_json::to_vec(self).map_err(|e| Error::Checkpoint(format!("cannot encode the checkpoint metadata: {e}")))?;
+        let json = serde_json::to_vec(self)
+            .map_err(|e| Error::Checkpoint(format!("cannot encode the checkpoint metadata: {e}")))?;
         let mut bytes = Vec::with_capacity(16 + json.len() + self.model.len() + self.optimizer.len());
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&(json.len() as u64).to_le_bytes());
@@ -95,13 +98,22 @@ impl Checkpoint {
     /// Reads a checkpoint written by [`save`](Self::save).
     pub fn load(path: &Path) -> Result<Self, Error> {
         let bytes = std::fs::read(path).map_err(|e| Error::io("read the checkpoint", path, e))?;
-        let bad = |why: &str| Error::Checkpoint(format!("`{}` is not a burn-lightning checkpoint: {why}", path.display()));
+        let bad = |why: &str| {
+            Error::Checkpoint(format!(
+                "`{}` is not a burn-lightning checkpoint: {why}",
+                path.display()
+            ))
+        };
         if bytes.len() < 16 || &bytes[..8] != MAGIC {
             return Err(bad("it does not start with the checkpoint header"));
         }
         let meta_len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
-        let meta_end = 16usize.checked_add(meta_len).filter(|end| *end <= bytes.len()).ok_or_else(|| bad("it is truncated"))?;
-        let mut checkpoint: Checkpoint = serde_json::from_slice(&bytes[16..meta_end]).map_err(|e| bad(&format!("its metadata is invalid ({e})")))?;
+        let meta_end = 16usize
+            .checked_add(meta_len)
+            .filter(|end| *end <= bytes.len())
+            .ok_or_else(|| bad("it is truncated"))?;
+        let mut checkpoint: Checkpoint =
+            serde_json::from_slice(&bytes[16..meta_end]).map_err(|e| bad(&format!("its metadata is invalid ({e})")))?;
         let model_end = meta_end
             .checked_add(checkpoint.model_bytes as usize)
             .filter(|end| *end <= bytes.len())
@@ -122,6 +134,30 @@ impl Checkpoint {
         module
             .try_load_record(record)
             .map_err(|e| Error::Checkpoint(format!("the saved weights do not fit this module: {e}")))
+    }
+
+    /// Lightning's `load_from_checkpoint`, for a module you built (for example from
+    /// [`hparams`](Self::hparams)): calls its `on_load_checkpoint` hook with this checkpoint, then
+    /// loads the saved weights into it.
+    pub fn load_into<M: LightningModule>(&self, mut module: M) -> Result<M, Error> {
+        let device = module.devices().into_iter().next().unwrap_or_default();
+        let mut core = Core::new(TrainerState {
+            status: TrainerStatus::Initializing,
+            function: TrainerFn::Fitting,
+            stage: RunningStage::Training,
+            current_epoch: self.epoch,
+            global_step: self.global_step,
+            batch_idx: 0,
+            num_training_batches: None,
+            max_epochs: None,
+            max_steps: None,
+            should_stop: false,
+            device,
+            log_dir: None,
+        });
+        dispatch::on_load_checkpoint(&mut module, &mut [], &mut core, self);
+        core.take_error()?;
+        self.restore_module(module)
     }
 
     /// The saved hyperparameters, as the module's `<Name>Hparams`.

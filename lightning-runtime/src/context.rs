@@ -199,8 +199,14 @@ impl<'a> EpochContext<'a> {
     pub fn log_with(&mut self, name: &str, value: impl LogValue, options: EpochLogOptions) {
         let options = options.into_log_options();
         let batch_size = 1;
-        if let Err(e) = self.core.metrics.log(self.hook, &self.core.state, name, value.into_metric(), &options, batch_size)
-        {
+        if let Err(e) = self.core.metrics.log(
+            self.hook,
+            &self.core.state,
+            name,
+            value.into_metric(),
+            &options,
+            batch_size,
+        ) {
             self.core.defer_error(e);
         }
     }
@@ -230,11 +236,19 @@ pub struct StepContext<'a> {
 
 impl<'a> StepContext<'a> {
     pub(crate) fn new(core: &'a mut Core, hook: Hook) -> Self {
-        Self { core, hook, manual: None }
+        Self {
+            core,
+            hook,
+            manual: None,
+        }
     }
 
     pub(crate) fn manual(core: &'a mut Core, hook: Hook, manual: ManualParts<'a>) -> Self {
-        Self { core, hook, manual: Some(manual) }
+        Self {
+            core,
+            hook,
+            manual: Some(manual),
+        }
     }
 
     /// Logs a value with this hook's defaults: per step in training hooks, per epoch in
@@ -246,8 +260,14 @@ impl<'a> StepContext<'a> {
     /// Logs with options: `on_step`, `on_epoch`, reduction, batch size, progress bar.
     pub fn log_with(&mut self, name: &str, value: impl LogValue, options: LogOptions) {
         let batch_size = options.batch_size.unwrap_or(self.core.batch_size);
-        if let Err(e) = self.core.metrics.log(self.hook, &self.core.state, name, value.into_metric(), &options, batch_size)
-        {
+        if let Err(e) = self.core.metrics.log(
+            self.hook,
+            &self.core.state,
+            name,
+            value.into_metric(),
+            &options,
+            batch_size,
+        ) {
             self.core.defer_error(e);
         }
     }

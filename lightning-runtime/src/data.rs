@@ -168,29 +168,47 @@ pub struct Loaders<B> {
 
 impl<B> Default for Loaders<B> {
     fn default() -> Self {
-        Self { train: None, val: None, test: None, predict: None }
+        Self {
+            train: None,
+            val: None,
+            test: None,
+            predict: None,
+        }
     }
 }
 
 impl<B> Loaders<B> {
     /// Training data, and validation data if any.
     pub fn fit(train: Loader<B>, val: Option<Loader<B>>) -> Self {
-        Self { train: Some(train), val, ..Self::default() }
+        Self {
+            train: Some(train),
+            val,
+            ..Self::default()
+        }
     }
 
     /// Validation data only (for `Trainer::validate`).
     pub fn val(val: Loader<B>) -> Self {
-        Self { val: Some(val), ..Self::default() }
+        Self {
+            val: Some(val),
+            ..Self::default()
+        }
     }
 
     /// Test data only.
     pub fn test(test: Loader<B>) -> Self {
-        Self { test: Some(test), ..Self::default() }
+        Self {
+            test: Some(test),
+            ..Self::default()
+        }
     }
 
     /// Prediction data only.
     pub fn predict(predict: Loader<B>) -> Self {
-        Self { predict: Some(predict), ..Self::default() }
+        Self {
+            predict: Some(predict),
+            ..Self::default()
+        }
     }
 }
 

@@ -17,7 +17,9 @@ pub enum Error {
     MissingDataloader { stage: crate::Stage, hook: &'static str },
 
     /// A dataloader yields nothing.
-    #[error("the `{loader}` dataloader is empty: its dataset has no items; check the data path and any split or filter")]
+    #[error(
+        "the `{loader}` dataloader is empty: its dataset has no items; check the data path and any split or filter"
+    )]
     EmptyDataloader { loader: &'static str },
 
     /// A dataloader failed to produce a batch.
@@ -30,7 +32,11 @@ pub enum Error {
 
     /// Reading or writing a file failed.
     #[error("cannot {action} `{}`: {source}", path.display())]
-    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     /// A checkpoint or hyperparameter file could not be written or read.
     #[error("{0}")]
@@ -52,10 +58,17 @@ impl Error {
     }
 
     pub(crate) fn config(flag: &'static str, message: impl Into<String>) -> Self {
-        Error::Config { flag, message: message.into() }
+        Error::Config {
+            flag,
+            message: message.into(),
+        }
     }
 
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { action, path: path.into(), source }
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -5,8 +5,8 @@
 
 #[allow(unused_imports)] // Names the generated signatures use.
 use crate::{
-    Checkpoint, Device, EpochContext, Error, GradientClip, Gradients, HookContext, Loader,
-    Optimizer, OptimizerClosure, OptimizerConfig, Scheduler, Stage, StepContext, Tensor,
+    Checkpoint, Device, EpochContext, Error, GradientClip, Gradients, HookContext, Loader, Optimizer, OptimizerClosure,
+    OptimizerConfig, Scheduler, Stage, StepContext, Tensor,
 };
 
 burn_lightning_macros::__runtime_items!();
@@ -149,10 +149,14 @@ impl<E> StepOutput<E> {
 }
 
 /// What an automatic `training_step` may return.
+///
+/// Its message is also what a manual `training_step` returning something else shows: rustc
+/// reports the bound of `IntoManualOutput`'s blanket implementation, which is this trait.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be returned from `training_step` under automatic optimization",
+    message = "`{Self}` cannot be returned from `training_step`",
     label = "return the loss",
-    note = "return the loss as `Tensor<1>`, a `StepOutput` (the loss with extra outputs), or an `Option` of either (`None` skips the batch)"
+    note = "return the loss as `Tensor<1>`, a `StepOutput` (the loss with extra outputs), or an `Option` of either (`None` skips the batch)",
+    note = "under `#[lightning_module(manual_optimization)]`, `training_step` may also return `()`"
 )]
 pub trait IntoTrainingOutput {
     /// Extra outputs carried to `on_train_batch_end`.

@@ -18,21 +18,19 @@ pub mod trainer;
 
 pub use burn;
 pub use burn::tensor::{Device, Tensor};
-pub use callbacks::{EarlyStopping, EpochSummary, ModelCheckpoint, Mode};
+pub use callbacks::{EarlyStopping, EpochSummary, Mode, ModelCheckpoint};
 pub use checkpoint::Checkpoint;
 pub use context::{EpochContext, HookContext, RunningStage, StepContext, TrainerFn, TrainerState, TrainerStatus};
 pub use data::{DataModule, IntoLoader, Loader, Loaders, Stage};
 pub use error::Error;
 pub use hooks::{
-    AutomaticOptimization, BatchControl, Callback, CallbackRole, Callbacks, ConfigureOptimizers,
-    HasHparams, Hook, HookOwner, HookSet, IntoBatchControl, IntoManualOutput, IntoTrainingOutput,
-    LightningModule, LogScope, ManualOptimization, Optimization, PredictStep, StepOutput,
-    TestStep, TrainingStep, ValidationStep,
+    AutomaticOptimization, BatchControl, Callback, CallbackRole, Callbacks, ConfigureOptimizers, HasHparams, Hook,
+    HookOwner, HookSet, IntoBatchControl, IntoManualOutput, IntoTrainingOutput, LightningModule, LogScope,
+    ManualOptimization, Optimization, PredictStep, StepOutput, TestStep, TrainingStep, ValidationStep,
 };
 pub use logging::{EpochLogOptions, LogOptions, LogValue, MetricValue, Metrics, Reduce};
 pub use optim::{
-    GradientClip, Gradients, Interval, IntoOptimizerConfig, Optimizer, OptimizerClosure,
-    OptimizerConfig, Scheduler,
+    GradientClip, Gradients, Interval, IntoOptimizerConfig, Optimizer, OptimizerClosure, OptimizerConfig, Scheduler,
 };
 pub use serde_json::Value as JsonValue;
 pub use trainer::{ClipAlgorithm, Limit, Trainer, TrainerBuilder, ValCheckInterval};

@@ -36,6 +36,9 @@ impl LogValue for &Tensor<1> {
 }
 
 /// A logged value: a number, or a tensor read only when someone needs the number.
+// A tensor handle is large; there is one value per metric, and boxing it would allocate on
+// every `log` call.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum MetricValue {
     Scalar(f64),
@@ -47,7 +50,10 @@ impl MetricValue {
     pub fn to_f64(&self) -> f64 {
         match self {
             MetricValue::Scalar(v) => *v,
-            MetricValue::Tensor(t) => read_values(std::slice::from_ref(t)).first().copied().unwrap_or(f64::NAN),
+            MetricValue::Tensor(t) => read_values(std::slice::from_ref(t))
+                .first()
+                .copied()
+                .unwrap_or(f64::NAN),
         }
     }
 }
@@ -140,7 +146,13 @@ impl EpochLogOptions {
         self
     }
     pub(crate) fn into_log_options(self) -> LogOptions {
-        LogOptions { on_step: Some(false), on_epoch: Some(true), reduce: self.reduce, prog_bar: self.prog_bar, batch_size: None }
+        LogOptions {
+            on_step: Some(false),
+            on_epoch: Some(true),
+            reduce: self.reduce,
+            prog_bar: self.prog_bar,
+            batch_size: None,
+        }
     }
 }
 
@@ -191,7 +203,8 @@ impl Accumulator {
 
     fn fold(&mut self) {
         let values = read_values(&self.tensors);
-        self.scalars.extend(values.into_iter().zip(self.tensor_weights.drain(..)));
+        self.scalars
+            .extend(values.into_iter().zip(self.tensor_weights.drain(..)));
         self.tensors.clear();
     }
 
@@ -264,7 +277,11 @@ impl MetricStore {
         let on_step = options.on_step.unwrap_or(default_step);
         let on_epoch = options.on_epoch.unwrap_or(default_epoch);
         if !on_step && !on_epoch {
-            return Err(log_error(hook, name, "`on_step` and `on_epoch` are both false, so the value would go nowhere; set one of them to true"));
+            return Err(log_error(
+                hook,
+                name,
+                "`on_step` and `on_epoch` are both false, so the value would go nowhere; set one of them to true",
+            ));
         }
         if let MetricValue::Tensor(t) = &value
             && t.dims()[0] != 1
@@ -272,7 +289,10 @@ impl MetricStore {
             return Err(log_error(
                 hook,
                 name,
-                &format!("a logged tensor must hold one value, this one holds {}; reduce it first (for example `.mean()`)", t.dims()[0]),
+                &format!(
+                    "a logged tensor must hold one value, this one holds {}; reduce it first (for example `.mean()`)",
+                    t.dims()[0]
+                ),
             ));
         }
         let index = match self.index.get(name) {
@@ -297,8 +317,14 @@ impl MetricStore {
             }
         };
         let entry = &mut self.entries[index];
-        if entry.hook == hook && (entry.on_step != on_step || entry.on_epoch != on_epoch || entry.options.reduce != options.reduce) {
-            return Err(log_error(hook, name, "it was already logged in this hook with different options; log it with the same options or under another name"));
+        if entry.hook == hook
+            && (entry.on_step != on_step || entry.on_epoch != on_epoch || entry.options.reduce != options.reduce)
+        {
+            return Err(log_error(
+                hook,
+                name,
+                "it was already logged in this hook with different options; log it with the same options or under another name",
+            ));
         }
         entry.hook = hook;
         entry.loop_kind = loop_kind;
@@ -332,7 +358,11 @@ impl MetricStore {
     /// Ends an epoch of `loop_kind`: reduces what it accumulated.
     pub(crate) fn end_epoch(&mut self, loop_kind: LoopKind) {
         self.ended.push(loop_kind);
-        for entry in self.entries.iter_mut().filter(|e| e.loop_kind == loop_kind && e.on_epoch) {
+        for entry in self
+            .entries
+            .iter_mut()
+            .filter(|e| e.loop_kind == loop_kind && e.on_epoch)
+        {
             if entry.epoch.is_empty() {
                 continue;
             }
@@ -344,14 +374,23 @@ impl MetricStore {
     /// Forgets every metric of `loop_kind` (after the sanity check, as Lightning does).
     pub(crate) fn forget(&mut self, loop_kind: LoopKind) {
         self.entries.retain(|e| e.loop_kind != loop_kind);
-        self.index = self.entries.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
+        self.index = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.name.clone(), i))
+            .collect();
     }
 
-    /// Lightning's `trainer.callback_metrics`.
+    /// Lightning's `trainer.callback_metrics`: step values of training metrics, epoch values of
+    /// every loop (evaluation loops report epoch values only).
     pub(crate) fn callback_metrics(&self) -> BTreeMap<String, f64> {
         let mut out = BTreeMap::new();
         for e in &self.entries {
-            let step = e.step_value.as_ref().map(MetricValue::to_f64);
+            let training = e.loop_kind == LoopKind::Train;
+            let step = (e.on_step && training)
+                .then(|| e.step_value.as_ref().map(MetricValue::to_f64))
+                .flatten();
             match (e.on_step, e.on_epoch) {
                 (true, true) => {
                     if let Some(v) = step {
@@ -360,7 +399,11 @@ impl MetricStore {
                     if let Some(v) = e.epoch_value {
                         out.insert(e.epoch_key.clone(), v);
                     }
-                    let bare = if e.epoch_done { e.epoch_value } else { step.or(e.epoch_value) };
+                    let bare = if e.epoch_done || !training {
+                        e.epoch_value
+                    } else {
+                        step.or(e.epoch_value)
+                    };
                     if let Some(v) = bare {
                         out.insert(e.name.clone(), v);
                     }
@@ -395,7 +438,10 @@ impl MetricStore {
 }
 
 fn log_error(hook: Hook, name: &str, why: &str) -> Error {
-    Error::Hook { hook: hook.name(), message: format!("cannot log `{name}`: {why}") }
+    Error::Hook {
+        hook: hook.name(),
+        message: format!("cannot log `{name}`: {why}"),
+    }
 }
 
 /// Metrics by name, as numbers.

@@ -29,7 +29,11 @@ pub struct OptimizerConfig {
 impl OptimizerConfig {
     /// A burn optimizer (for example `AdamConfig::new().init()`) with a constant learning rate.
     pub fn new(optimizer: impl Into<ModuleOptimizer>, lr: f64) -> Self {
-        Self { optimizer: optimizer.into(), lr, scheduler: None }
+        Self {
+            optimizer: optimizer.into(),
+            lr,
+            scheduler: None,
+        }
     }
 
     /// Replaces the constant learning rate by a burn scheduler (any `LrScheduler`, or a
@@ -41,7 +45,12 @@ impl OptimizerConfig {
     }
 
     pub(crate) fn build(self) -> Optimizer {
-        Optimizer { inner: self.optimizer, lr: self.lr, scheduler: self.scheduler, steps: 0 }
+        Optimizer {
+            inner: self.optimizer,
+            lr: self.lr,
+            scheduler: self.scheduler,
+            steps: 0,
+        }
     }
 }
 
@@ -159,11 +168,15 @@ pub struct Gradients {
 impl Gradients {
     /// Back-propagates `loss` and keeps the gradients of `module`'s parameters.
     pub fn from_loss<M: Module>(loss: &Tensor<1>, module: &M) -> Self {
-        Self { params: GradientsParams::from_grads(loss.backward(), module) }
+        Self {
+            params: GradientsParams::from_grads(loss.backward(), module),
+        }
     }
 
     pub(crate) fn empty() -> Self {
-        Self { params: GradientsParams::new() }
+        Self {
+            params: GradientsParams::new(),
+        }
     }
 
     /// Number of parameters with a gradient.
@@ -187,7 +200,10 @@ impl Gradients {
 
     /// The global L2 norm of the gradients of `module`'s parameters (reads the device).
     pub fn norm<M: Module>(&self, module: &M) -> f64 {
-        let mut visitor = SquaredNorm { grads: &self.params, total: None };
+        let mut visitor = SquaredNorm {
+            grads: &self.params,
+            total: None,
+        };
         module.visit(&mut visitor);
         visitor.total.map_or(0.0, |t| t.sqrt().into_scalar::<f64>())
     }
@@ -204,7 +220,11 @@ impl Gradients {
             }
             GradientClip::Value(_) => None,
         };
-        let mut visitor = ClipVisitor { grads: &mut self.params, clip, scale };
+        let mut visitor = ClipVisitor {
+            grads: &mut self.params,
+            clip,
+            scale,
+        };
         module.visit(&mut visitor);
     }
 }
@@ -274,8 +294,14 @@ impl<M: LightningModule> OptimizerClosure<'_, M> {
         self.ran = true;
         let batch = self.batch.take()?;
         let output = {
-            let _span = tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "training_step", by = "module").entered();
-            module.training_step(batch, self.batch_idx, &mut StepContext::new(self.core, Hook::TrainingStep))
+            let _span =
+                tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "training_step", by = "module")
+                    .entered();
+            module.training_step(
+                batch,
+                self.batch_idx,
+                &mut StepContext::new(self.core, Hook::TrainingStep),
+            )
         }?;
         let epoch = self.core.state.current_epoch;
         dispatch::on_before_zero_grad(module, self.callbacks, self.core, optimizer);
@@ -285,7 +311,10 @@ impl<M: LightningModule> OptimizerClosure<'_, M> {
         dispatch::on_after_backward(module, self.callbacks, self.core, &grads);
         dispatch::on_before_optimizer_step(module, self.callbacks, self.core, optimizer, &grads);
         dispatch::configure_gradient_clipping(module, self.core, optimizer, &mut grads, self.clip);
-        *self.output = Some(StepOutput { loss: output.loss.detach(), extra: output.extra });
+        *self.output = Some(StepOutput {
+            loss: output.loss.detach(),
+            extra: output.extra,
+        });
         Some(grads)
     }
 

@@ -30,11 +30,17 @@ pub fn next_version_dir(root: &Path) -> Result<PathBuf, Error> {
 /// Writes `bytes` to `path` so that a crash or kill at any moment leaves either the previous
 /// file or the new one: write a temporary file beside it, flush it to disk, rename it over.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create the directory", dir, e))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("create a temporary file in", dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io("write", tmp.path().to_path_buf(), e))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io("flush", tmp.path().to_path_buf(), e))?;
+    tmp.write_all(bytes)
+        .map_err(|e| Error::io("write", tmp.path().to_path_buf(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io("flush", tmp.path().to_path_buf(), e))?;
     tmp.persist(path).map_err(|e| Error::io("replace", path, e.error))?;
     Ok(())
 }
@@ -46,9 +52,17 @@ mod tests {
     #[test]
     fn versions_count_up_from_existing_ones() {
         let root = tempfile::tempdir().unwrap();
-        assert!(next_version_dir(root.path()).unwrap().ends_with("lightning_logs/version_0"));
+        assert!(
+            next_version_dir(root.path())
+                .unwrap()
+                .ends_with("lightning_logs/version_0")
+        );
         std::fs::create_dir(root.path().join("lightning_logs/version_7")).unwrap();
-        assert!(next_version_dir(root.path()).unwrap().ends_with("lightning_logs/version_8"));
+        assert!(
+            next_version_dir(root.path())
+                .unwrap()
+                .ends_with("lightning_logs/version_8")
+        );
     }
 
     #[test]

@@ -26,7 +26,10 @@ impl Batcher<(Vec<f32>, Vec<f32>), Pair> for PairBatcher {
         let (xs, ys): (Vec<Vec<f32>>, Vec<Vec<f32>>) = items.into_iter().unzip();
         let x = TensorData::new(xs.concat(), [n, 32]);
         let y = TensorData::new(ys.concat(), [n, 2]);
-        Pair { x: Tensor::from_data(x, device), y: Tensor::from_data(y, device) }
+        Pair {
+            x: Tensor::from_data(x, device),
+            y: Tensor::from_data(y, device),
+        }
     }
 }
 
@@ -34,12 +37,16 @@ impl Batcher<(Vec<f32>, Vec<f32>), Pair> for PairBatcher {
 pub fn pair_loader(items: usize, batch_size: usize) -> Loader<Pair> {
     let data: Vec<(Vec<f32>, Vec<f32>)> = (0..items)
         .map(|i| {
-            let x: Vec<f32> = (0..32).map(|j| (((i * 31 + j * 17) % 97) as f32 / 97.0) - 0.5).collect();
+            let x: Vec<f32> = (0..32)
+                .map(|j| (((i * 31 + j * 17) % 97) as f32 / 97.0) - 0.5)
+                .collect();
             let y = vec![x.iter().take(16).sum::<f32>(), x.iter().skip(16).sum::<f32>() * 0.5];
             (x, y)
         })
         .collect();
-    DataLoaderBuilder::new(PairBatcher).batch_size(batch_size).build(InMemDataset::new(data))
+    DataLoaderBuilder::new(PairBatcher)
+        .batch_size(batch_size)
+        .build(InMemDataset::new(data))
 }
 
 /// Records hook spans of target `burn_lightning::hooks` as `hook`, `Callback.hook` (only for the
@@ -52,7 +59,10 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn new(callback: &'static str) -> Self {
-        Self { calls: Arc::default(), callback }
+        Self {
+            calls: Arc::default(),
+            callback,
+        }
     }
 
     pub fn take(&self) -> Vec<String> {
@@ -107,4 +117,53 @@ impl<S: Subscriber> Layer<S> for Recorder {
         };
         self.calls.lock().unwrap().push(entry);
     }
+}
+
+/// The values of a float tensor, as `f32`.
+pub fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("a float tensor")
+}
+
+/// A one-element tensor holding `value`, on `device` (for logging a tensor instead of a number).
+pub fn scalar_tensor(value: f64, device: &Device) -> Tensor<1> {
+    Tensor::from_data(TensorData::new(vec![value as f32], [1]), device)
+}
+
+/// Every file under `dir`, recursively, as paths relative to `dir`, sorted.
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The names of the files in `dir` (not recursive), sorted; empty when `dir` does not exist.
+pub fn file_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }

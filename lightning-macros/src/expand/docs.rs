@@ -49,8 +49,8 @@ pub fn module_struct_section(module: &ModuleStruct) -> String {
     format!(
         "# LightningModule\n\n\
          `{ident}` is a LightningModule: a [`Trainer`](burn_lightning::Trainer) fits, validates, tests and \
-         predicts with it. Its hooks and optimization mode are listed with the `#[lightning_module]` impl block \
-         below (see *Implementations*).\n\n\
+         predicts with it. Its hooks and its optimization mode are listed on its implementation of \
+         [`LightningModule`](burn_lightning::LightningModule), under *Trait Implementations*.\n\n\
          ## Hyperparameters\n\n{}\n\
          Build them with [`{ident}Hparams`]; the trainer saves them to `hparams.yaml`.",
         hparams_table(module)
@@ -70,19 +70,28 @@ pub fn module_impl_section(module: &ModuleImpl) -> String {
         }
     };
     let mut hooks: Vec<_> = module.hooks.iter().collect();
-    hooks.sort_by_key(|h| (h.spec.group, crate::hook_table::HOOKS.iter().position(|s| s.name == h.spec.name)));
-    let mut table = String::from("| hook | method | called | description |\n|---|---|---|---|\n");
+    hooks.sort_by_key(|h| {
+        (
+            h.spec.group,
+            crate::hook_table::HOOKS.iter().position(|s| s.name == h.spec.name),
+        )
+    });
+    let mut table = String::from("| hook | method | when the trainer calls it | description |\n|---|---|---|---|\n");
     let mut last_group: Option<Group> = None;
     for hook in hooks {
         let group = (last_group != Some(hook.spec.group)).then(|| hook.spec.group.title());
         last_group = Some(hook.spec.group);
-        let also = if hook.spec.owner == Owner::Both { " (after callbacks)" } else { "" };
-        let description = hook.summary.clone().unwrap_or_else(|| hook.spec.doc.to_string());
+        let also = if hook.spec.owner == Owner::Both {
+            " (after callbacks)"
+        } else {
+            ""
+        };
+        let description = hook.summary.clone().unwrap_or_default();
         table.push_str(&format!(
-            "| {}`{}` | [`{}`](Self::{}) | {}{also} | {} |\n",
+            "| {}[`{}`](#method.{}) | `{}` | {}{also} | {} |\n",
             group.map(|g| format!("*{g}:* ")).unwrap_or_default(),
             hook.spec.name,
-            hook.method,
+            hook.spec.name,
             hook.method,
             cell(hook.spec.doc.split(". ").next().unwrap_or(hook.spec.doc)),
             cell(&description),
@@ -91,5 +100,5 @@ pub fn module_impl_section(module: &ModuleImpl) -> String {
     if module.hooks.is_empty() {
         table = "No hooks: mark methods with `#[hook]`.\n".into();
     }
-    format!("# LightningModule hooks\n\n{mode}\n\n{table}")
+    format!("# Hooks of this LightningModule\n\n{mode}\n\n{table}")
 }

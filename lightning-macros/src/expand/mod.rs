@@ -32,19 +32,38 @@ pub fn lightning_module(args: TokenStream, input: TokenStream) -> TokenStream {
             parse::struct_args(args, &mut errors);
             let mut module = parse::module_struct(item, &mut errors);
             check::module_struct(&module, &mut errors);
-            let out = if errors.is_empty() { module_struct::expand(&mut module) } else { TokenStream::new() };
+            if !matches!(module.item.fields, syn::Fields::Named(_)) {
+                // burn's `#[derive(Module)]` panics on these: our error is the one to read.
+                remove_derive(&mut module.item, "Module");
+            }
+            // Generated even when a check failed: without `HasHparams`, the impl block would
+            // report a missing `#[lightning_module]` on top of the real error.
+            let out = module_struct::expand(&mut module);
             (out, module.item.into_token_stream())
         }
         syn::Item::Impl(item) => {
             let mut module = parse::module_impl(args, item, &mut errors);
-            check::module_impl(&module, &mut errors);
-            let out = if errors.is_empty() { module_impl::expand(&mut module) } else { TokenStream::new() };
+            let out = match check::module_impl(&module, &mut errors) {
+                Some(valid) => module_impl::expand(&mut module, &valid),
+                None => TokenStream::new(),
+            };
             (out, module.item.into_token_stream())
         }
         other => {
+            let keyword = item_keyword(&other);
             let error = syn::Error::new_spanned(
-                item_keyword(&other),
-                "`#[lightning_module]` goes on a struct that derives `Module` and on its impl block",
+                &keyword,
+                format!(
+                    "`#[lightning_module]` cannot be used on {}: it goes on a struct that derives `Module`, and on that struct's impl block",
+                    match keyword.to_string().as_str() {
+                        "enum" => "an enum",
+                        "fn" => "a function",
+                        "trait" => "a trait",
+                        "union" => "a union",
+                        "mod" => "a module",
+                        _ => "this item",
+                    }
+                ),
             );
             let mut tokens = other.into_token_stream();
             tokens.extend(error.to_compile_error());
@@ -52,13 +71,32 @@ pub fn lightning_module(args: TokenStream, input: TokenStream) -> TokenStream {
         }
     };
     // On error, emit the item with its helper attributes stripped, so that the only errors the
-    // user sees are ours (no cascade of "cannot find attribute `hook`").
+    // user sees are ours (no cascade of "cannot find attribute `hook`"), and what could still be
+    // generated (no cascade of "`Model` is not a LightningModule").
     match errors.into_result() {
         Ok(()) => quote!(#emitted #output),
         Err(e) => {
             let e = e.to_compile_error();
-            quote!(#emitted #e)
+            quote!(#emitted #output #e)
         }
+    }
+}
+
+/// Removes `name` from the struct's `#[derive(..)]` lists.
+fn remove_derive(item: &mut syn::ItemStruct, name: &str) {
+    for attr in &mut item.attrs {
+        if !attr.path().is_ident("derive") {
+            continue;
+        }
+        let Ok(paths) =
+            attr.parse_args_with(syn::punctuated::Punctuated::<syn::Path, syn::Token![,]>::parse_terminated)
+        else {
+            continue;
+        };
+        let kept = paths
+            .iter()
+            .filter(|p| p.segments.last().is_none_or(|s| s.ident != name));
+        *attr = syn::parse_quote!(#[derive(#(#kept),*)]);
     }
 }
 

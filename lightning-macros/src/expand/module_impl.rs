@@ -8,16 +8,20 @@
 use super::{docs, private_path, runtime::variant, table_tokens};
 use crate::hook_table::Step;
 use crate::model::{HookFn, ModuleImpl, Optimization};
-use proc_macro2::{Group, Span, TokenStream, TokenTree};
-use quote::{format_ident, quote, quote_spanned};
+use proc_macro2::{Group, Ident, Span, TokenStream, TokenTree};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 const RT: &str = "::burn_lightning::__private";
 
-/// Appends the generated docs to the impl block and returns the items that go beside it.
-pub fn expand(module: &mut ModuleImpl) -> TokenStream {
+/// The items that go beside the impl block. The generated docs go on the `LightningModule`
+/// implementation: it is public, where the user's hook methods usually are not.
+///
+/// `valid` says, for each hook, whether it passed the checks: only those are forwarded to. The
+/// associated types and the capability markers still come from every hook, so that one bad hook
+/// is reported once, and not again where the module is used.
+pub fn expand(module: &mut ModuleImpl, valid: &[bool]) -> TokenStream {
     let section = docs::module_impl_section(module);
-    module.item.attrs.push(syn::parse_quote!(#[doc = #section]));
 
     let rt = private_path();
     let self_ty = &module.item.self_ty;
@@ -29,22 +33,31 @@ pub fn expand(module: &mut ModuleImpl) -> TokenStream {
         .into_iter()
         .find_map(|s| step(s).and_then(|h| h.param_types().first().map(|ty| quote!(#ty))))
         .unwrap_or_else(|| unit.clone());
+    // `impl Trait` cannot be an associated type; that error is reported by the checks.
     let output = |which: Step| {
         step(which)
             .and_then(HookFn::return_type)
+            .filter(|ty| !matches!(ty, syn::Type::ImplTrait(_)))
             .map(|ty| quote!(#ty))
             .unwrap_or_else(|| unit.clone())
     };
+    // Spanned at the user's return type (or method name): a return type that is not a training
+    // output is reported there.
     let train_extra = match step(Step::Training) {
-        Some(hook) => {
-            let ret = output(Step::Training);
+        Some(hook) if !matches!(hook.return_type(), Some(syn::Type::ImplTrait(_))) => {
             let span = return_span(hook);
-            match module.mode {
-                Optimization::Automatic => quote_spanned!(span=> <#ret as #rt::IntoTrainingOutput>::Extra),
-                Optimization::Manual => quote_spanned!(span=> <#ret as #rt::IntoManualOutput>::Extra),
-            }
+            let ret = match hook.return_type() {
+                None => quote_spanned!(span=> ()),
+                Some(_) => output(Step::Training),
+            };
+            let bound = match module.mode {
+                Optimization::Automatic => quote!(#rt::IntoTrainingOutput),
+                Optimization::Manual => quote!(#rt::IntoManualOutput),
+            };
+            let item = at(quote!(type TrainExtra = <__UserReturn as #bound>::Extra;), span);
+            replace_idents(item, &[format_ident!("__UserReturn")], &[ret])
         }
-        None => unit.clone(),
+        _ => quote! { type TrainExtra = (); },
     };
     let validation_output = output(Step::Validation);
     let test_output = output(Step::Test);
@@ -53,17 +66,26 @@ pub fn expand(module: &mut ModuleImpl) -> TokenStream {
         Optimization::Automatic => quote!(#rt::Optimization::Automatic),
         Optimization::Manual => quote!(#rt::Optimization::Manual),
     };
-    let overridden: Vec<_> = module.hooks.iter().map(|h| variant(h.spec)).collect();
-    let methods = module.hooks.iter().map(|hook| forward(hook, self_ty, module.mode));
+    let forwarded = || {
+        module
+            .hooks
+            .iter()
+            .zip(valid)
+            .filter(|(_, valid)| **valid)
+            .map(|(hook, _)| hook)
+    };
+    let overridden: Vec<_> = forwarded().map(|h| variant(h.spec)).collect();
+    let methods = forwarded().map(|hook| forward(hook, self_ty, module.mode));
 
     let markers = markers(module);
 
     quote! {
         const _: () = {
+            #[doc = #section]
             #[automatically_derived]
             impl #impl_generics #rt::LightningModule for #self_ty #where_clause {
                 type Batch = #batch;
-                type TrainExtra = #train_extra;
+                #train_extra
                 type ValidationOutput = #validation_output;
                 type TestOutput = #test_output;
                 type Prediction = #prediction;
@@ -110,6 +132,8 @@ fn markers(module: &ModuleImpl) -> TokenStream {
     }
 }
 
+/// The span of the user's return type (of its first token: spans cannot be joined here), or of
+/// the method's name when it has none.
 fn return_span(hook: &HookFn) -> Span {
     match &hook.sig.output {
         syn::ReturnType::Default => hook.sig.ident.span(),
@@ -122,19 +146,16 @@ fn forward(hook: &HookFn, self_ty: &syn::Type, mode: Optimization) -> TokenStrea
     let rt = private_path();
     let name = format_ident!("{}", spec.name);
     let method = &hook.method;
-    let user_types = hook.param_types();
 
     let names: Vec<_> = spec.params.iter().map(|(n, _)| format_ident!("{n}")).collect();
-    let types: Vec<_> = spec.params.iter().map(|(_, ty)| table_tokens(ty, RT)).collect();
-    // Each argument carries the span of the user's parameter type: a mismatch points there.
-    let args: Vec<_> = names
-        .iter()
-        .zip(&user_types)
-        .map(|(n, ty)| {
-            let mut n = n.clone();
-            n.set_span(n.span().resolved_at(Span::call_site()).located_at(ty.span()));
-            quote!(#n)
-        })
+    // The trait method is declared with the user's own parameter types (the checks made sure
+    // there is one per hook parameter), so a wrong type is rustc's "incompatible type for
+    // trait" error at the user's parameter, naming the type the hook takes.
+    let types: Vec<TokenStream> = hook
+        .param_types()
+        .into_iter()
+        .take(names.len())
+        .map(|ty| ty.to_token_stream())
         .collect();
 
     let cx_param = spec.ctx.map(|ctx| {
@@ -144,62 +165,106 @@ fn forward(hook: &HookFn, self_ty: &syn::Type, mode: Optimization) -> TokenStrea
     let cx_arg = hook.takes_context.then(|| quote!(, cx));
     let unused_cx = (spec.ctx.is_some() && !hook.takes_context).then(|| quote!(let _ = cx;));
 
+    // The user's return type, or `()` at the method's name.
     let ret_span = return_span(hook);
+    let user_ret = match hook.return_type() {
+        Some(ty) => ty.to_token_stream(),
+        None => quote_spanned!(ret_span=> ()),
+    };
+    // A conversion trait is named with the user's type as `Self` (`<UserType as Trait>::f`), so
+    // that a type that does not implement it is reported at the user's return type, with the
+    // trait's `on_unimplemented` message and its parameters spelled out.
     let (ret, conversion) = match spec.step {
         Some(Step::Training) => {
             let conversion = match mode {
-                Optimization::Automatic => quote!(#rt::IntoTrainingOutput::into_training_output(__value)),
-                Optimization::Manual => quote!(#rt::IntoManualOutput::into_manual_output(__value)),
+                Optimization::Automatic => {
+                    quote!(<__UserReturn as #rt::IntoTrainingOutput>::into_training_output(__value))
+                }
+                Optimization::Manual => quote!(<__UserReturn as #rt::IntoManualOutput>::into_manual_output(__value)),
             };
             (
                 quote!(-> ::core::option::Option<#rt::StepOutput<Self::TrainExtra>>),
-                respan(conversion, ret_span),
+                conversion,
             )
         }
-        Some(_) => (
-            {
-                let ret = table_tokens(spec.ret, RT);
-                quote!(-> #ret)
-            },
-            quote!(::core::option::Option::Some(__value)),
-        ),
-        None => {
-            let ret = (!spec.ret.is_empty()).then(|| {
-                let ret = table_tokens(spec.ret, RT);
-                quote!(-> #ret)
-            });
-            let conversion = match spec.convert {
-                Some((_, conversion)) => {
-                    respan(table_tokens(&conversion.replace("$v", "__value"), RT), ret_span)
-                }
-                None => respan(quote!(__value), ret_span),
-            };
-            (ret.unwrap_or_default(), conversion)
+        Some(_) => {
+            let ret = table_tokens(spec.ret, RT);
+            (quote!(-> #ret), quote!(::core::option::Option::Some(__value)))
         }
+        None => match spec.convert {
+            Some((bound, conversion)) => {
+                let ret = table_tokens(spec.ret, RT);
+                let trait_path = bound.split('<').next().unwrap_or(bound);
+                let conversion = conversion
+                    .replace(&format!("{trait_path}::"), &format!("<__UserReturn as {bound}>::"))
+                    .replace("$v", "__value");
+                (quote!(-> #ret), at(table_tokens(&conversion, RT), ret_span))
+            }
+            // The checks made sure the user's return type is there exactly when the hook
+            // returns a value: declared as the user wrote it, a wrong one is reported there.
+            None => (hook.sig.output.to_token_stream(), quote!(__value)),
+        },
     };
 
-    quote! {
+    let doc = hook.summary.as_ref().map(|summary| quote!(#[doc = #summary]));
+    let placeholders: Vec<_> = (0..types.len()).map(|i| format_ident!("__UserType{i}")).collect();
+    let forward = quote! {
+        #doc
         #[inline]
         #[allow(unused_variables, clippy::unused_unit, clippy::let_unit_value, clippy::needless_lifetimes)]
-        fn #name(&mut self #(, #names: #types)* #cx_param) #ret {
+        fn #name(&mut self #(, #names: #placeholders)* #cx_param) #ret {
             #unused_cx
-            let __value = <#self_ty>::#method(self #(, #args)* #cx_arg);
+            let __value = <#self_ty>::#method(self #(, #names)* #cx_arg);
             #conversion
         }
-    }
+    };
+    // `training_step`'s signature names `Self::TrainExtra`, which only exists when the user's
+    // return type is a training output, and rustc reports that from several places of the
+    // method: located at the user's return type, the reports are identical and rustc shows one.
+    // So is the report of the conversion, which would otherwise underline the whole type.
+    let (forward, user_ret) = match spec.step {
+        Some(Step::Training) => (at(forward, ret_span), at(user_ret, ret_span)),
+        _ => (forward, user_ret),
+    };
+    let mut placeholders = placeholders;
+    placeholders.push(format_ident!("__UserReturn"));
+    let mut types = types;
+    types.push(user_ret);
+    replace_idents(forward, &placeholders, &types)
 }
 
-/// Gives every token of `tokens` the location of `span` (keeping call-site hygiene).
-fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+/// Replaces each of `idents` with the matching token stream of `by`, at any depth: puts the
+/// user's own tokens, with their spans, into generated code that [`at`] moved.
+fn replace_idents(tokens: TokenStream, idents: &[Ident], by: &[TokenStream]) -> TokenStream {
+    tokens
+        .into_iter()
+        .flat_map(|tree| match tree {
+            TokenTree::Ident(ident) => match idents.iter().position(|i| *i == ident) {
+                Some(i) => by[i].clone(),
+                None => TokenTree::Ident(ident).into(),
+            },
+            TokenTree::Group(group) => {
+                let mut new = Group::new(group.delimiter(), replace_idents(group.stream(), idents, by));
+                new.set_span(group.span());
+                TokenTree::Group(new).into()
+            }
+            other => other.into(),
+        })
+        .collect()
+}
+
+/// Gives every token of `tokens` the span `span`, one of the user's: rustc then reports what
+/// fails in these tokens as an error in the user's code, at that place.
+fn at(tokens: TokenStream, span: Span) -> TokenStream {
     tokens
         .into_iter()
         .map(|mut tree| {
             if let TokenTree::Group(group) = &tree {
-                let mut new = Group::new(group.delimiter(), respan(group.stream(), span));
+                let mut new = Group::new(group.delimiter(), at(group.stream(), span));
                 new.set_span(span);
                 tree = TokenTree::Group(new);
             } else {
-                tree.set_span(span.resolved_at(Span::call_site()));
+                tree.set_span(span);
             }
             tree
         })

@@ -34,7 +34,11 @@ fn params(spec: &HookSpec, self_types: &str) -> (Vec<Ident>, Vec<TokenStream>) {
         .map(|(name, ty)| {
             (
                 format_ident!("{name}"),
-                table_tokens(&ty.replace("Self::", self_types).replace("Self>", &self_types.replace("::", ">")), RT),
+                table_tokens(
+                    &ty.replace("Self::", self_types)
+                        .replace("Self>", &self_types.replace("::", ">")),
+                    RT,
+                ),
             )
         })
         .unzip()

@@ -3,8 +3,8 @@
 //! progress.
 
 use super::Limit;
-use crate::data::Loader;
 use crate::Error;
+use crate::data::Loader;
 use burn::data::dataloader::DataLoaderIterator;
 
 pub(crate) struct Batch<B> {
@@ -27,10 +27,17 @@ pub(crate) struct Batches<'a, B> {
     ahead: Option<(B, usize)>,
     exhausted: bool,
     first_size: Option<usize>,
+    /// A bound on top of the limit (the sanity check's `num_sanity_val_steps`).
+    cap: usize,
 }
 
 impl<'a, B> Batches<'a, B> {
-    pub(crate) fn new(name: &'static str, flag: &'static str, loader: &'a Loader<B>, limit: Limit) -> Result<Self, Error> {
+    pub(crate) fn new(
+        name: &'static str,
+        flag: &'static str,
+        loader: &'a Loader<B>,
+        limit: Limit,
+    ) -> Result<Self, Error> {
         let total_items = loader.num_items();
         if total_items == 0 {
             return Err(Error::EmptyDataloader { loader: name });
@@ -39,7 +46,34 @@ impl<'a, B> Batches<'a, B> {
             Limit::Batches(n) => Some(n),
             Limit::All | Limit::Fraction(_) | Limit::Negative(_) => None,
         };
-        Ok(Self { name, flag, iter: loader.iter(), limit, max, total_items, items_seen: 0, yielded: 0, ahead: None, exhausted: false, first_size: None })
+        Ok(Self {
+            name,
+            flag,
+            iter: loader.iter(),
+            limit,
+            max,
+            total_items,
+            items_seen: 0,
+            yielded: 0,
+            ahead: None,
+            exhausted: false,
+            first_size: None,
+            cap: usize::MAX,
+        })
+    }
+
+    /// Runs at most `cap` batches, whatever the limit allows.
+    pub(crate) fn capped(mut self, cap: Option<usize>) -> Self {
+        self.cap = cap.unwrap_or(usize::MAX);
+        self
+    }
+
+    /// How many batches this pass runs at most, as far as known yet.
+    fn bound(&self) -> Option<usize> {
+        match self.max {
+            Some(max) => Some(max.min(self.cap)),
+            None => (self.cap != usize::MAX).then_some(self.cap),
+        }
     }
 
     /// Batches in a full pass of the loader, estimated from the first batch's size.
@@ -50,7 +84,7 @@ impl<'a, B> Batches<'a, B> {
     /// The number of batches this pass runs, once known.
     pub(crate) fn planned(&self) -> Option<usize> {
         let full = self.loader_batches()?;
-        Some(self.max.map_or(full, |m| m.min(full)))
+        Some(self.bound().map_or(full, |m| m.min(full)))
     }
 
     fn fetch(&mut self) -> Result<Option<(B, usize)>, Error> {
@@ -62,7 +96,10 @@ impl<'a, B> Batches<'a, B> {
                 self.exhausted = true;
                 Ok(None)
             }
-            Some(Err(e)) => Err(Error::Dataloader { loader: self.name, message: e.to_string() }),
+            Some(Err(e)) => Err(Error::Dataloader {
+                loader: self.name,
+                message: e.to_string(),
+            }),
             Some(Ok(batch)) => {
                 let processed = self.iter.progress().items_processed;
                 let size = processed.saturating_sub(self.items_seen).max(1);
@@ -74,7 +111,7 @@ impl<'a, B> Batches<'a, B> {
     }
 
     pub(crate) fn next_batch(&mut self) -> Result<Option<Batch<B>>, Error> {
-        if self.max.is_some_and(|m| self.yielded >= m) {
+        if self.bound().is_some_and(|m| self.yielded >= m) {
             return Ok(None);
         }
         let current = match self.ahead.take() {
@@ -89,12 +126,15 @@ impl<'a, B> Batches<'a, B> {
             if n == 0 {
                 return Err(Error::config(
                     self.flag,
-                    format!("{f} of the {full} batches of `{}` is less than one batch; raise the fraction or give a number of batches", self.name),
+                    format!(
+                        "{f} of the {full} batches of `{}` is less than one batch; raise the fraction or give a number of batches",
+                        self.name
+                    ),
                 ));
             }
             self.max = Some(n);
         }
-        let is_last = if self.max.is_some_and(|m| self.yielded >= m) {
+        let is_last = if self.bound().is_some_and(|m| self.yielded >= m) {
             true
         } else {
             self.ahead = self.fetch()?;

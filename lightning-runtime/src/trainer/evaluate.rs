@@ -5,11 +5,11 @@
 use super::Trainer;
 use super::batches::Batches;
 use super::run::{LoaderKind, Run};
+use crate::Error;
 use crate::context::{HookContext, RunningStage, StepContext, TrainerFn};
 use crate::data::{DataModule, Loader, Stage};
 use crate::hooks::{Hook, LightningModule, PredictStep, dispatch};
 use crate::logging::{LoopKind, Metrics};
-use crate::Error;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum EvalKind {
@@ -24,16 +24,29 @@ where
     D: DataModule<M::Batch>,
 {
     let (function, stage, loader_kind, limit, running) = match kind {
-        EvalKind::Validation => (TrainerFn::Validating, Stage::Validate, LoaderKind::Val, trainer.config.limit_val_batches, RunningStage::Validating),
-        EvalKind::Test => (TrainerFn::Testing, Stage::Test, LoaderKind::Test, trainer.config.limit_test_batches, RunningStage::Testing),
+        EvalKind::Validation => (
+            TrainerFn::Validating,
+            Stage::Validate,
+            LoaderKind::Val,
+            trainer.config.limit_val_batches,
+            RunningStage::Validating,
+        ),
+        EvalKind::Test => (
+            TrainerFn::Testing,
+            Stage::Test,
+            LoaderKind::Test,
+            trainer.config.limit_test_batches,
+            RunningStage::Testing,
+        ),
     };
-    let mut run = Run::new(&trainer.config, &mut trainer.callbacks, model.valid(), data, function, stage);
+    let module = model.valid().fork(&trainer.config.device.clone().without_autodiff());
+    let mut run = Run::new(&trainer.config, &mut trainer.callbacks, module, data, function, stage);
     let result = (|| {
         run.setup()?;
         if !limit.is_off() {
             let device = run.eval_device.clone();
             let loader = run.required_loader(loader_kind, &device)?;
-            run_evaluation(&mut run, kind, &loader, limit, running)?;
+            run_evaluation(&mut run, kind, &loader, limit, None, running)?;
         }
         run.teardown()
     })();
@@ -48,13 +61,15 @@ where
     }))
 }
 
-/// One validation or test run over `loader`. Inside fit (`running` is `Validating` or
-/// `SanityChecking`) the module is switched to evaluation and back to training around it.
+/// One validation or test run over `loader`, at most `limit` batches and, if given, `cap`
+/// batches (the sanity check's). Inside fit the module is switched to evaluation and back to
+/// training around it.
 pub(crate) fn run_evaluation<M, D>(
     run: &mut Run<'_, M, D>,
     kind: EvalKind,
     loader: &Loader<M::Batch>,
     limit: super::Limit,
+    cap: Option<usize>,
     running: RunningStage,
 ) -> Result<(), Error>
 where
@@ -89,9 +104,17 @@ where
     }
     run.check()?;
 
-    let (name, flag) = if validation { ("val_dataloader", "limit_val_batches") } else { ("test_dataloader", "limit_test_batches") };
-    let end_hook = if validation { Hook::OnValidationBatchEnd } else { Hook::OnTestBatchEnd };
-    let mut batches = Batches::new(name, flag, loader, limit)?;
+    let (name, flag) = if validation {
+        ("val_dataloader", "limit_val_batches")
+    } else {
+        ("test_dataloader", "limit_test_batches")
+    };
+    let end_hook = if validation {
+        Hook::OnValidationBatchEnd
+    } else {
+        Hook::OnTestBatchEnd
+    };
+    let mut batches = Batches::new(name, flag, loader, limit)?.capped(cap);
     let mut batch_idx = 0;
     while let Some(next) = batches.next_batch()? {
         run.core.state.batch_idx = batch_idx;
@@ -112,7 +135,9 @@ where
         } else {
             dispatch::on_test_batch_start(module, run.callbacks, core, &batch, batch_idx);
             let output = {
-                let _span = tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "test_step", by = "module").entered();
+                let _span =
+                    tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "test_step", by = "module")
+                        .entered();
                 module.test_step(batch, batch_idx, &mut StepContext::new(core, Hook::TestStep))
             };
             if let (Some(output), Some(batch)) = (&output, &kept) {
@@ -161,7 +186,15 @@ where
     D: DataModule<M::Batch>,
 {
     let limit = trainer.config.limit_predict_batches;
-    let mut run = Run::new(&trainer.config, &mut trainer.callbacks, model.valid(), data, TrainerFn::Predicting, Stage::Predict);
+    let module = model.valid().fork(&trainer.config.device.clone().without_autodiff());
+    let mut run = Run::new(
+        &trainer.config,
+        &mut trainer.callbacks,
+        module,
+        data,
+        TrainerFn::Predicting,
+        Stage::Predict,
+    );
     let mut predictions = Vec::new();
     let result = (|| {
         run.setup()?;
@@ -178,15 +211,28 @@ where
                 run.core.state.batch_idx = batch_idx;
                 run.core.batch_size = next.size;
                 let batch = run.transfer(next.batch, &device);
-                let kept = run.batch_end_needs_batch(Hook::OnPredictBatchEnd).then(|| batch.clone());
+                let kept = run
+                    .batch_end_needs_batch(Hook::OnPredictBatchEnd)
+                    .then(|| batch.clone());
                 dispatch::on_predict_batch_start(&mut run.module, run.callbacks, &mut run.core, &batch, batch_idx);
                 let prediction = {
                     let _span = tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "predict_step", by = "module").entered();
-                    run.module.predict_step(batch, batch_idx, &mut HookContext::new(&mut run.core, Hook::PredictStep))
+                    run.module.predict_step(
+                        batch,
+                        batch_idx,
+                        &mut HookContext::new(&mut run.core, Hook::PredictStep),
+                    )
                 };
                 if let Some(prediction) = prediction {
                     if let Some(batch) = &kept {
-                        dispatch::on_predict_batch_end(&mut run.module, run.callbacks, &mut run.core, &prediction, batch, batch_idx);
+                        dispatch::on_predict_batch_end(
+                            &mut run.module,
+                            run.callbacks,
+                            &mut run.core,
+                            &prediction,
+                            batch,
+                            batch_idx,
+                        );
                     }
                     predictions.push(prediction);
                 }

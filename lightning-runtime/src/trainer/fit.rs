@@ -4,7 +4,8 @@
 use super::batches::Batches;
 use super::evaluate::{EvalKind, run_evaluation};
 use super::run::{LoaderKind, Run};
-use super::{Limit, Trainer, ValCheckInterval};
+use super::{Trainer, ValCheckInterval};
+use crate::Error;
 use crate::context::{ManualParts, RunningStage, StepContext, TrainerFn};
 use crate::data::{DataModule, Loader, Stage};
 use crate::hooks::{
@@ -12,7 +13,6 @@ use crate::hooks::{
 };
 use crate::logging::LoopKind;
 use crate::optim::{Interval, OptimizerClosure};
-use crate::Error;
 use std::any::Any;
 
 pub(crate) fn fit<M, D>(trainer: &mut Trainer<M>, model: M, data: D) -> Result<M, Error>
@@ -20,7 +20,14 @@ where
     M: TrainingStep + ConfigureOptimizers,
     D: DataModule<M::Batch>,
 {
-    let mut run = Run::new(&trainer.config, &mut trainer.callbacks, model, data, TrainerFn::Fitting, Stage::Fit);
+    let mut run = Run::new(
+        &trainer.config,
+        &mut trainer.callbacks,
+        model,
+        data,
+        TrainerFn::Fitting,
+        Stage::Fit,
+    );
     // The module trains on the autodiff device; parameters not yet initialized are initialized
     // there, from the seeded generator.
     run.module = run.module.fork(&run.train_device).train();
@@ -39,8 +46,10 @@ where
     D: DataModule<M::Batch>,
 {
     run.setup()?;
-    let config = dispatch::configure_optimizers(&mut run.module, &mut run.core)
-        .ok_or(Error::Hook { hook: "configure_optimizers", message: "it returned no optimizer".into() })?;
+    let config = dispatch::configure_optimizers(&mut run.module, &mut run.core).ok_or(Error::Hook {
+        hook: "configure_optimizers",
+        message: "it returned no optimizer".into(),
+    })?;
     run.optimizer = Some(config.build());
     run.create_log_dir()?;
     dispatch::on_fit_start(&mut run.module, run.callbacks, &mut run.core);
@@ -56,11 +65,15 @@ where
         val_loader = run.loader(LoaderKind::Val, &device);
         val_loader_requested = true;
         if let Some(loader) = &val_loader {
-            let limit = match run.cfg.limit_val_batches {
-                Limit::Batches(n) => Limit::Batches(n.min(run.cfg.num_sanity_val_steps)),
-                _ => Limit::Batches(run.cfg.num_sanity_val_steps),
-            };
-            run_evaluation(run, EvalKind::Validation, loader, limit, RunningStage::SanityChecking)?;
+            let sanity_steps = Some(run.cfg.num_sanity_val_steps);
+            run_evaluation(
+                run,
+                EvalKind::Validation,
+                loader,
+                run.cfg.limit_val_batches,
+                sanity_steps,
+                RunningStage::SanityChecking,
+            )?;
         }
         dispatch::on_sanity_check_end(&mut run.module, run.callbacks, &mut run.core);
         // Lightning forgets what the sanity check logged.
@@ -74,6 +87,8 @@ where
     } else {
         Some(run.required_loader(LoaderKind::Train, &train_device)?)
     };
+    // What `on_train_start` logs is reduced with the first epoch.
+    run.core.metrics.start_epoch(LoopKind::Train);
     dispatch::on_train_start(&mut run.module, run.callbacks, &mut run.core);
     run.check()?;
 
@@ -85,13 +100,20 @@ where
             break;
         }
         let Some(train_loader) = &train_loader else { break };
-        run.core.metrics.start_epoch(LoopKind::Train);
         dispatch::on_train_epoch_start(&mut run.module, run.callbacks, &mut run.core);
         run.check()?;
 
         let validate_this_epoch = validates
-            && run.cfg.check_val_every_n_epoch.is_none_or(|n| (run.core.state.current_epoch + 1) % n == 0);
-        let mut batches = Batches::new("train_dataloader", "limit_train_batches", train_loader, run.cfg.limit_train_batches)?;
+            && run
+                .cfg
+                .check_val_every_n_epoch
+                .is_none_or(|n| (run.core.state.current_epoch + 1).is_multiple_of(n));
+        let mut batches = Batches::new(
+            "train_dataloader",
+            "limit_train_batches",
+            train_loader,
+            run.cfg.limit_train_batches,
+        )?;
         let mut batch_idx = 0;
         let mut val_every: Option<usize> = None;
         while let Some(next) = batches.next_batch()? {
@@ -109,8 +131,12 @@ where
             let steps_done = run.cfg.max_steps.is_some_and(|max| run.core.state.global_step >= max);
             let stop_requested = run.core.state.should_stop && can_stop(run);
             let val_check_batch = val_every.is_some_and(|every| {
-                let iteration = if run.cfg.check_val_every_n_epoch.is_none() { run.core.state.global_step } else { batch_idx };
-                iteration % every == 0
+                let iteration = if run.cfg.check_val_every_n_epoch.is_none() {
+                    run.core.state.global_step
+                } else {
+                    batch_idx
+                };
+                iteration.is_multiple_of(every)
             });
             if validate_this_epoch && (val_check_batch || stop_requested) {
                 if !val_loader_requested {
@@ -120,7 +146,14 @@ where
                 }
                 if let Some(loader) = val_loader.clone() {
                     dispatch::on_validation_model_zero_grad(&mut run.module, &mut run.core);
-                    run_evaluation(run, EvalKind::Validation, &loader, run.cfg.limit_val_batches, RunningStage::Validating)?;
+                    run_evaluation(
+                        run,
+                        EvalKind::Validation,
+                        &loader,
+                        run.cfg.limit_val_batches,
+                        None,
+                        RunningStage::Validating,
+                    )?;
                 }
             }
             if steps_done || stop_requested {
@@ -133,11 +166,10 @@ where
         run.save_requested_checkpoints()?;
         run.check()?;
         run.core.state.current_epoch += 1;
-        if run.core.state.should_stop {
-            if can_stop(run) {
-                break;
-            }
-            run.core.state.should_stop = false;
+        run.core.metrics.start_epoch(LoopKind::Train);
+        // A stop request waits for `min_epochs` and `min_steps`, then takes effect.
+        if run.core.state.should_stop && can_stop(run) {
+            break;
         }
     }
 
@@ -147,9 +179,10 @@ where
     run.teardown()
 }
 
-/// Whether `min_epochs` and `min_steps` allow stopping now.
+/// Whether `min_epochs` and `min_steps` allow stopping now. `current_epoch` counts the epochs
+/// completed (the running one is not), as Lightning's `epoch_progress.current.processed`.
 fn can_stop<M: LightningModule, D>(run: &Run<'_, M, D>) -> bool {
-    run.core.state.current_epoch + 1 >= run.cfg.min_epochs && run.core.state.global_step >= run.cfg.min_steps
+    run.core.state.current_epoch >= run.cfg.min_epochs && run.core.state.global_step >= run.cfg.min_steps
 }
 
 /// Training batches between validations, from `val_check_interval`.
@@ -177,7 +210,12 @@ fn val_check_batches<M: LightningModule, D>(run: &Run<'_, M, D>, planned: Option
 
 /// One training batch: transfer hooks, `on_train_batch_start`, the optimization, schedulers,
 /// `on_train_batch_end`.
-fn train_batch<M, D>(run: &mut Run<'_, M, D>, batch: M::Batch, batch_idx: usize, is_last: bool) -> Result<BatchControl, Error>
+fn train_batch<M, D>(
+    run: &mut Run<'_, M, D>,
+    batch: M::Batch,
+    batch_idx: usize,
+    is_last: bool,
+) -> Result<BatchControl, Error>
 where
     M: TrainingStep,
     D: DataModule<M::Batch>,
@@ -196,14 +234,26 @@ where
     };
     run.check()?;
     if let Some(batch) = &kept {
-        dispatch::on_train_batch_end(&mut run.module, run.callbacks, &mut run.core, output.as_ref(), batch, batch_idx);
+        dispatch::on_train_batch_end(
+            &mut run.module,
+            run.callbacks,
+            &mut run.core,
+            output.as_ref(),
+            batch,
+            batch_idx,
+        );
         run.save_requested_checkpoints()?;
         run.check()?;
     }
     Ok(control)
 }
 
-fn automatic_step<M, D>(run: &mut Run<'_, M, D>, batch: M::Batch, batch_idx: usize, is_last: bool) -> Option<StepOutput<M::TrainExtra>>
+fn automatic_step<M, D>(
+    run: &mut Run<'_, M, D>,
+    batch: M::Batch,
+    batch_idx: usize,
+    is_last: bool,
+) -> Option<StepOutput<M::TrainExtra>>
 where
     M: TrainingStep,
     D: DataModule<M::Batch>,
@@ -222,8 +272,10 @@ where
             output: &mut output,
             ran: false,
         };
-        let _span = tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "optimizer_step", by = "module",
-            overridden = M::OVERRIDDEN.contains(Hook::OptimizerStep)).entered();
+        let _span =
+            tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "optimizer_step", by = "module",
+            overridden = M::OVERRIDDEN.contains(Hook::OptimizerStep))
+            .entered();
         run.module.optimizer_step(epoch, batch_idx, optimizer, closure);
     }
     let stepped = optimizer.steps() - steps_before;
@@ -250,6 +302,12 @@ where
     let optimizer = run.optimizer.as_mut().expect("configured before the loop");
     let callbacks: &mut dyn Any = run.callbacks;
     let mut cx = StepContext::manual(&mut run.core, Hook::TrainingStep, ManualParts { optimizer, callbacks });
-    let _span = tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "training_step", by = "module").entered();
-    run.module.training_step(batch, batch_idx, &mut cx).map(|out| StepOutput { loss: out.loss.detach(), extra: out.extra })
+    let _span =
+        tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "training_step", by = "module").entered();
+    run.module
+        .training_step(batch, batch_idx, &mut cx)
+        .map(|out| StepOutput {
+            loss: out.loss.detach(),
+            extra: out.extra,
+        })
 }

@@ -8,7 +8,9 @@ mod run;
 
 use crate::callbacks::{EpochSummary, ModelCheckpoint};
 use crate::data::DataModule;
-use crate::hooks::{Callback, Callbacks, ConfigureOptimizers, LightningModule, PredictStep, TestStep, TrainingStep, ValidationStep};
+use crate::hooks::{
+    Callback, Callbacks, ConfigureOptimizers, LightningModule, PredictStep, TestStep, TrainingStep, ValidationStep,
+};
 use crate::logging::Metrics;
 use crate::optim::GradientClip;
 use crate::{Device, Error};
@@ -51,9 +53,16 @@ impl Limit {
         match self {
             Limit::Fraction(f) if !(f > 0.0 && f <= 1.0) => Err(Error::config(
                 flag,
-                format!("the fraction {f} is outside (0, 1]; use a fraction in (0, 1], a number of batches, or 0 to turn the loop off"),
+                format!(
+                    "the fraction {f} is outside (0, 1]; use a fraction in (0, 1], a number of batches, or 0 to turn the loop off"
+                ),
             )),
-            Limit::Negative(n) => Err(Error::config(flag, format!("{n} batches is negative; use a number of batches, 0 to turn the loop off, or a fraction in (0, 1]"))),
+            Limit::Negative(n) => Err(Error::config(
+                flag,
+                format!(
+                    "{n} batches is negative; use a number of batches, 0 to turn the loop off, or a fraction in (0, 1]"
+                ),
+            )),
             ok => Ok(ok),
         }
     }
@@ -252,7 +261,9 @@ impl<M: LightningModule> TrainerBuilder<M> {
             ValCheckInterval::Fraction(f) if !(f > 0.0 && f <= 1.0) => {
                 return Err(Error::config(
                     "val_check_interval",
-                    format!("the fraction {f} is outside (0, 1]; use a fraction of the epoch in (0, 1] or a number of training batches"),
+                    format!(
+                        "the fraction {f} is outside (0, 1]; use a fraction of the epoch in (0, 1] or a number of training batches"
+                    ),
                 ));
             }
             ValCheckInterval::Batches(0) | ValCheckInterval::Negative(_) => {
@@ -270,32 +281,48 @@ impl<M: LightningModule> TrainerBuilder<M> {
             ));
         }
         if self.fast_dev_run == Some(0) {
-            return Err(Error::config("fast_dev_run", "0 batches runs nothing; use 1 or more, or leave it unset"));
+            return Err(Error::config(
+                "fast_dev_run",
+                "0 batches runs nothing; use 1 or more, or leave it unset",
+            ));
         }
-        let nothing_to_train = match (self.max_epochs, self.max_steps) {
-            (Some(0), None | Some(0)) | (None, Some(0)) => true,
-            _ => false,
-        };
+        let nothing_to_train = matches!(
+            (self.max_epochs, self.max_steps),
+            (Some(0), None | Some(0)) | (None, Some(0))
+        );
         if nothing_to_train && self.fast_dev_run.is_none() {
             return Err(Error::config(
-                if self.max_epochs == Some(0) { "max_epochs" } else { "max_steps" },
+                if self.max_epochs == Some(0) {
+                    "max_epochs"
+                } else {
+                    "max_steps"
+                },
                 "with zero epochs and zero steps there is nothing to train; set `max_epochs` or `max_steps` to at least 1",
             ));
         }
         if let (Some(min), Some(max)) = (self.min_epochs, self.max_epochs)
             && min > max
         {
-            return Err(Error::config("min_epochs", format!("{min} is more than max_epochs ({max}); lower it or raise max_epochs")));
+            return Err(Error::config(
+                "min_epochs",
+                format!("{min} is more than max_epochs ({max}); lower it or raise max_epochs"),
+            ));
         }
         if let (Some(min), Some(max)) = (self.min_steps, self.max_steps)
             && min > max
         {
-            return Err(Error::config("min_steps", format!("{min} is more than max_steps ({max}); lower it or raise max_steps")));
+            return Err(Error::config(
+                "min_steps",
+                format!("{min} is more than max_steps ({max}); lower it or raise max_steps"),
+            ));
         }
         let gradient_clip = match self.gradient_clip_val {
             None | Some(0.0) => None,
             Some(v) if !(v > 0.0 && v.is_finite()) => {
-                return Err(Error::config("gradient_clip_val", format!("{v} is not a positive number; use a positive value, or leave it unset")));
+                return Err(Error::config(
+                    "gradient_clip_val",
+                    format!("{v} is not a positive number; use a positive value, or leave it unset"),
+                ));
             }
             Some(v) => Some(match self.gradient_clip_algorithm {
                 ClipAlgorithm::Norm => GradientClip::Norm(v),
@@ -343,7 +370,12 @@ impl<M: LightningModule> TrainerBuilder<M> {
             device: self.device.unwrap_or_default(),
             gradient_clip,
         };
-        Ok(Trainer { config: config.with_fast_dev_run(), callbacks, callback_metrics: Metrics::default(), log_dir: None })
+        Ok(Trainer {
+            config: config.with_fast_dev_run(),
+            callbacks,
+            callback_metrics: Metrics::default(),
+            log_dir: None,
+        })
     }
 }
 

@@ -5,7 +5,7 @@ use super::Config;
 use crate::checkpoint::Checkpoint;
 use crate::context::{Core, RunningStage, TrainerFn, TrainerState, TrainerStatus};
 use crate::data::{DataModule, Loader, Stage};
-use crate::hooks::{Callbacks, CallbackRole, Hook, LightningModule, dispatch};
+use crate::hooks::{CallbackRole, Callbacks, Hook, LightningModule, dispatch};
 use crate::optim::Optimizer;
 use crate::{Device, Error};
 use std::path::{Path, PathBuf};
@@ -53,7 +53,14 @@ pub(crate) struct Run<'t, M: LightningModule, D> {
 }
 
 impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
-    pub fn new(cfg: &'t Config, callbacks: &'t mut Callbacks<M>, module: M, data: D, function: TrainerFn, stage: Stage) -> Self {
+    pub fn new(
+        cfg: &'t Config,
+        callbacks: &'t mut Callbacks<M>,
+        module: M,
+        data: D,
+        function: TrainerFn,
+        stage: Stage,
+    ) -> Self {
         let eval_device = cfg.device.clone().without_autodiff();
         let train_device = eval_device.clone().autodiff();
         if let Some(seed) = cfg.seed {
@@ -76,10 +83,24 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             max_epochs: cfg.max_epochs,
             max_steps: cfg.max_steps,
             should_stop: false,
-            device: if function == TrainerFn::Fitting { train_device.clone() } else { eval_device.clone() },
+            device: if function == TrainerFn::Fitting {
+                train_device.clone()
+            } else {
+                eval_device.clone()
+            },
             log_dir: None,
         };
-        Self { cfg, callbacks, core: Core::new(state), module, data, stage, optimizer: None, train_device, eval_device }
+        Self {
+            cfg,
+            callbacks,
+            core: Core::new(state),
+            module,
+            data,
+            stage,
+            optimizer: None,
+            train_device,
+            eval_device,
+        }
     }
 
     /// The first misuse a hook reported, if any.
@@ -145,7 +166,10 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
 
     /// The dataloader of `kind`, or an error naming what to provide.
     pub fn required_loader(&mut self, kind: LoaderKind, device: &Device) -> Result<Loader<M::Batch>, Error> {
-        self.loader(kind, device).ok_or(Error::MissingDataloader { stage: self.stage, hook: kind.hook_name() })
+        self.loader(kind, device).ok_or(Error::MissingDataloader {
+            stage: self.stage,
+            hook: kind.hook_name(),
+        })
     }
 
     /// The three batch-transfer hooks.

@@ -1,0 +1,528 @@
+//! Checkpoints as a user sees them: the files `ModelCheckpoint` writes and keeps, what a
+//! checkpoint restores, what `on_save_checkpoint` adds, errors for damaged files, and
+//! `EarlyStopping` ending a fit when a monitored metric stops improving.
+
+mod common;
+
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::SgdConfig;
+use burn_lightning::prelude::*;
+use burn_lightning::{JsonValue, TrainerBuilder};
+use common::{Pair, file_names, pair_loader, values};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// A linear regressor with hyperparameters, which logs `score` from a script at each epoch end
+/// and adds an entry to its checkpoints.
+#[lightning_module]
+#[derive(Module, Debug)]
+pub struct Net {
+    layer: Linear,
+    /// SGD's learning rate.
+    #[hparam(default = 0.05)]
+    lr: f64,
+    /// Output features.
+    #[hparam(default = 2)]
+    outputs: usize,
+    /// A label.
+    #[hparam(default = String::from("net"))]
+    tag: String,
+    /// `score` logged at the end of epoch `i` is `scores[i]` (nothing when empty).
+    #[module(skip)]
+    scores: Vec<f64>,
+    /// The `note` entries `on_load_checkpoint` saw.
+    #[module(skip)]
+    loaded: Arc<Mutex<Vec<JsonValue>>>,
+    /// Training epochs that ended.
+    #[module(skip)]
+    epochs: Arc<Mutex<usize>>,
+}
+
+impl Net {
+    fn new(hparams: &NetHparams) -> Self {
+        Self {
+            layer: LinearConfig::new(32, hparams.outputs).init(&Device::default()),
+            lr: hparams.lr,
+            outputs: hparams.outputs,
+            tag: hparams.tag.clone(),
+            scores: Vec::new(),
+            loaded: Arc::default(),
+            epochs: Arc::default(),
+        }
+    }
+
+    fn scored(scores: &[f64]) -> Self {
+        Self {
+            scores: scores.to_vec(),
+            ..Self::new(&NetHparams::new())
+        }
+    }
+
+    fn weights(&self) -> (Vec<f32>, Vec<f32>) {
+        (
+            values(self.layer.weight.val()),
+            values(self.layer.bias.as_ref().expect("a bias").val()),
+        )
+    }
+
+    fn loss(&self, batch: Pair) -> Tensor<1> {
+        (self.layer.forward(batch.x) - batch.y).powi_scalar(2).mean()
+    }
+}
+
+#[lightning_module]
+impl Net {
+    #[hook]
+    fn training_step(&self, batch: Pair, _batch_idx: usize) -> Tensor<1> {
+        self.loss(batch)
+    }
+    #[hook]
+    fn validation_step(&self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) {
+        cx.log("val_loss", self.loss(batch));
+    }
+    #[hook]
+    fn on_train_epoch_end(&mut self, cx: &mut EpochContext) {
+        *self.epochs.lock().unwrap() += 1;
+        if let Some(score) = self.scores.get(cx.current_epoch) {
+            cx.log("score", *score);
+        }
+    }
+    #[hook]
+    fn on_save_checkpoint(&mut self, checkpoint: &mut Checkpoint, cx: &mut HookContext) {
+        checkpoint.extra.insert(
+            "note".into(),
+            serde_json::json!({"tag": self.tag, "epoch": cx.current_epoch}),
+        );
+    }
+    #[hook]
+    fn on_load_checkpoint(&mut self, checkpoint: &Checkpoint) {
+        self.loaded
+            .lock()
+            .unwrap()
+            .push(checkpoint.extra.get("note").cloned().unwrap_or_default());
+    }
+    #[hook]
+    fn configure_optimizers(&self) -> OptimizerConfig {
+        OptimizerConfig::new(SgdConfig::new().init(), self.lr)
+    }
+}
+
+fn builder(root: &Path) -> TrainerBuilder<Net> {
+    Trainer::builder()
+        .default_root_dir(root)
+        .enable_progress_bar(false)
+        .num_sanity_val_steps(0)
+}
+
+/// 4 training batches per epoch, 1 validation batch.
+fn data() -> Loaders<Pair> {
+    Loaders::fit(pair_loader(16, 4), Some(pair_loader(4, 4)))
+}
+
+fn checkpoints_dir(root: &Path) -> PathBuf {
+    root.join("lightning_logs/version_0/checkpoints")
+}
+
+/// Lists the checkpoint directory at the start of each training epoch.
+struct ListCheckpoints(Arc<Mutex<Vec<Vec<String>>>>);
+
+impl Callback<Net> for ListCheckpoints {
+    fn on_train_epoch_start(&mut self, _module: &mut Net, cx: &mut EpochContext<'_>) {
+        let dir = cx.log_dir().expect("a run directory").join("checkpoints");
+        self.0.lock().unwrap().push(file_names(&dir));
+    }
+}
+
+#[test]
+fn the_default_checkpoint_is_written_every_epoch_and_only_the_latest_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let listed = Arc::new(Mutex::new(Vec::new()));
+    let mut trainer = builder(dir.path())
+        .max_epochs(3)
+        .callback(ListCheckpoints(listed.clone()))
+        .build()
+        .unwrap();
+    trainer.fit(Net::new(&NetHparams::new()), data()).unwrap();
+    assert_eq!(
+        trainer.log_dir(),
+        Some(dir.path().join("lightning_logs/version_0").as_path())
+    );
+    assert_eq!(
+        *listed.lock().unwrap(),
+        [
+            vec![],
+            vec!["epoch=0-step=4.ckpt".to_string()],
+            vec!["epoch=1-step=8.ckpt".to_string()]
+        ]
+    );
+    assert_eq!(
+        file_names(&checkpoints_dir(dir.path())),
+        ["epoch=2-step=12.ckpt"],
+        "no other file, temporary or old"
+    );
+}
+
+#[test]
+fn a_checkpoint_restores_the_weights_hparams_and_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let hparams = NetHparams::new().with_lr(0.02).with_tag("restored".into());
+    let trained = builder(dir.path())
+        .max_epochs(2)
+        .build()
+        .unwrap()
+        .fit(Net::new(&hparams), data())
+        .unwrap();
+
+    let checkpoint = Checkpoint::load(&checkpoints_dir(dir.path()).join("epoch=1-step=8.ckpt")).unwrap();
+    assert_eq!((checkpoint.epoch, checkpoint.global_step), (1, 8));
+    let saved: NetHparams = checkpoint.hparams().unwrap();
+    assert_eq!(saved, hparams);
+    assert!(
+        checkpoint.callbacks.contains_key("ModelCheckpoint"),
+        "{:?}",
+        checkpoint.callbacks.keys()
+    );
+
+    let fresh = Net::new(&saved);
+    assert_ne!(
+        fresh.weights(),
+        trained.weights(),
+        "a fresh module starts from other weights"
+    );
+    let restored = checkpoint.restore_module(fresh).unwrap();
+    assert_eq!(restored.weights(), trained.weights());
+}
+
+#[test]
+fn on_save_checkpoint_entries_are_saved_and_on_load_checkpoint_sees_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let hparams = NetHparams::new().with_tag("noted".into());
+    let trained = builder(dir.path())
+        .max_epochs(1)
+        .build()
+        .unwrap()
+        .fit(Net::new(&hparams), data())
+        .unwrap();
+    let checkpoint = Checkpoint::load(&checkpoints_dir(dir.path()).join("epoch=0-step=4.ckpt")).unwrap();
+    let note = serde_json::json!({"tag": "noted", "epoch": 0});
+    assert_eq!(checkpoint.extra.get("note"), Some(&note));
+
+    let fresh = Net::new(&hparams);
+    let loaded = fresh.loaded.clone();
+    let restored = checkpoint.load_into(fresh).unwrap();
+    assert_eq!(*loaded.lock().unwrap(), [note]);
+    assert_eq!(restored.weights(), trained.weights());
+}
+
+#[test]
+fn a_checkpoint_does_not_restore_into_a_module_of_another_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    builder(dir.path())
+        .max_epochs(1)
+        .build()
+        .unwrap()
+        .fit(Net::new(&NetHparams::new()), data())
+        .unwrap();
+    let checkpoint = Checkpoint::load(&checkpoints_dir(dir.path()).join("epoch=0-step=4.ckpt")).unwrap();
+    let other = Net::new(&NetHparams::new().with_outputs(3));
+    let error = checkpoint.restore_module(other).unwrap_err();
+    assert!(matches!(error, Error::Checkpoint(_)), "{error:?}");
+}
+
+/// The bytes of a real checkpoint.
+fn real_checkpoint(root: &Path) -> Vec<u8> {
+    builder(root)
+        .max_epochs(1)
+        .build()
+        .unwrap()
+        .fit(Net::new(&NetHparams::new()), data())
+        .unwrap();
+    std::fs::read(checkpoints_dir(root).join("epoch=0-step=4.ckpt")).unwrap()
+}
+
+#[test]
+fn damaged_checkpoint_files_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = real_checkpoint(dir.path());
+    let meta_len = u64::from_le_bytes(good[8..16].try_into().unwrap()) as usize;
+    let with = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut bytes = good.clone();
+        edit(&mut bytes);
+        bytes
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        ("text", b"this is not a checkpoint at all".to_vec()),
+        ("header only", good[..16].to_vec()),
+        ("truncated metadata", good[..16 + meta_len / 2].to_vec()),
+        ("truncated weights", good[..good.len() / 2 + meta_len / 2].to_vec()),
+        ("one byte short", good[..good.len() - 1].to_vec()),
+        ("one byte too many", with(&|b| b.push(0))),
+        ("wrong magic", with(&|b| b[0] = b'X')),
+        (
+            "huge metadata length",
+            with(&|b| b[8..16].copy_from_slice(&u64::MAX.to_le_bytes())),
+        ),
+        ("garbled metadata", with(&|b| b[16..16 + meta_len].fill(b'#'))),
+    ];
+    for (name, bytes) in cases {
+        let path = dir.path().join(format!("{name}.ckpt"));
+        std::fs::write(&path, bytes).unwrap();
+        let error = Checkpoint::load(&path).expect_err(name);
+        assert!(
+            error.to_string().contains(&*path.to_string_lossy()),
+            "{name}: the error names the file: {error}"
+        );
+    }
+    let missing = dir.path().join("missing.ckpt");
+    assert!(matches!(Checkpoint::load(&missing), Err(Error::Io { .. })));
+}
+
+#[test]
+fn garbled_weights_are_an_error_when_restoring() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = real_checkpoint(dir.path());
+    let meta_len = u64::from_le_bytes(bytes[8..16].try_into().unwrap()) as usize;
+    let meta: serde_json::Value = serde_json::from_slice(&bytes[16..16 + meta_len]).unwrap();
+    let model_bytes = meta["model_bytes"]
+        .as_u64()
+        .expect("the metadata gives the weights' length") as usize;
+    bytes[16 + meta_len..16 + meta_len + model_bytes].fill(0xAB);
+    let path = dir.path().join("garbled.ckpt");
+    std::fs::write(&path, bytes).unwrap();
+    // The lengths still match, so the file loads; its weights do not.
+    let checkpoint = Checkpoint::load(&path).unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        checkpoint.restore_module(Net::new(&NetHparams::new()))
+    }));
+    let result = result.unwrap_or_else(|_| panic!("restoring garbled weights panicked instead of returning an error"));
+    assert!(matches!(result, Err(Error::Checkpoint(_))), "{result:?}");
+}
+
+#[test]
+fn model_checkpoint_keeps_the_best_k_by_a_monitored_metric() {
+    // score per epoch: 3, 1, 4, 5, 2; 4 steps per epoch.
+    let scores = [3.0, 1.0, 4.0, 5.0, 2.0];
+    for (mode, kept, best, best_score) in [
+        (
+            Mode::Min,
+            ["epoch=1-step=8.ckpt", "epoch=4-step=20.ckpt"],
+            "epoch=1-step=8.ckpt",
+            1.0,
+        ),
+        (
+            Mode::Max,
+            ["epoch=2-step=12.ckpt", "epoch=3-step=16.ckpt"],
+            "epoch=3-step=16.ckpt",
+            5.0,
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let callback = ModelCheckpoint::new().monitor("score", mode).save_top_k(2);
+        builder(dir.path())
+            .max_epochs(5)
+            .callback(callback)
+            .build()
+            .unwrap()
+            .fit(Net::scored(&scores), data())
+            .unwrap();
+        let checkpoints = checkpoints_dir(dir.path());
+        assert_eq!(file_names(&checkpoints), kept, "{mode:?}");
+        // The newest kept file records the best so far.
+        let newest = Checkpoint::load(&checkpoints.join(kept[1])).unwrap();
+        let state = &newest.callbacks["ModelCheckpoint"];
+        assert_eq!(state["best_model_score"], serde_json::json!(best_score), "{mode:?}");
+        assert!(
+            state["best_model_path"].as_str().unwrap().ends_with(best),
+            "{mode:?}: {state}"
+        );
+    }
+}
+
+#[test]
+fn model_checkpoint_can_monitor_a_validation_metric() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    /// Records `val_loss` at each epoch end.
+    struct ValLoss(Arc<Mutex<Vec<f64>>>);
+    impl Callback<Net> for ValLoss {
+        fn on_train_epoch_end(&mut self, _module: &mut Net, cx: &mut EpochContext<'_>) {
+            self.0.lock().unwrap().push(cx.callback_metrics()["val_loss"]);
+        }
+    }
+    // Max keeps the worst validation loss, which is not simply the newest checkpoint.
+    let callback = ModelCheckpoint::new().monitor("val_loss", Mode::Max);
+    builder(dir.path())
+        .max_epochs(4)
+        .callback(ValLoss(seen.clone()))
+        .callback(callback)
+        .build()
+        .unwrap()
+        .fit(Net::new(&NetHparams::new()), data())
+        .unwrap();
+    let losses = seen.lock().unwrap().clone();
+    assert_eq!(losses.len(), 4);
+    let worst = (0..4).max_by(|a, b| losses[*a].total_cmp(&losses[*b])).unwrap();
+    assert_eq!(
+        file_names(&checkpoints_dir(dir.path())),
+        [format!("epoch={worst}-step={}.ckpt", 4 * (worst + 1))],
+        "{losses:?}"
+    );
+}
+
+#[test]
+fn save_last_writes_last_ckpt_beside_the_kept_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let callback = ModelCheckpoint::new().save_last(true);
+    builder(dir.path())
+        .max_epochs(2)
+        .callback(callback)
+        .build()
+        .unwrap()
+        .fit(Net::new(&NetHparams::new()), data())
+        .unwrap();
+    assert_eq!(
+        file_names(&checkpoints_dir(dir.path())),
+        ["epoch=1-step=8.ckpt", "last.ckpt"]
+    );
+    assert_eq!(
+        Checkpoint::load(&checkpoints_dir(dir.path()).join("last.ckpt"))
+            .unwrap()
+            .global_step,
+        8
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let callback = ModelCheckpoint::new().save_last(true).save_top_k(0);
+    builder(dir.path())
+        .max_epochs(2)
+        .callback(callback)
+        .build()
+        .unwrap()
+        .fit(Net::new(&NetHparams::new()), data())
+        .unwrap();
+    assert_eq!(file_names(&checkpoints_dir(dir.path())), ["last.ckpt"]);
+}
+
+#[test]
+fn model_checkpoint_writes_into_its_dirpath() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    let callback = ModelCheckpoint::new().dirpath(&elsewhere);
+    builder(dir.path())
+        .max_epochs(1)
+        .callback(callback)
+        .build()
+        .unwrap()
+        .fit(Net::new(&NetHparams::new()), data())
+        .unwrap();
+    assert_eq!(file_names(&elsewhere), ["epoch=0-step=4.ckpt"]);
+    assert!(file_names(&checkpoints_dir(dir.path())).is_empty());
+}
+
+#[test]
+fn enable_checkpointing_false_writes_no_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    builder(dir.path())
+        .max_epochs(2)
+        .enable_checkpointing(false)
+        .build()
+        .unwrap()
+        .fit(Net::new(&NetHparams::new()), data())
+        .unwrap();
+    assert_eq!(
+        common::files_under(dir.path()),
+        [PathBuf::from("lightning_logs/version_0/hparams.yaml")]
+    );
+}
+
+#[test]
+fn early_stopping_ends_fitting_when_the_metric_stops_improving() {
+    // Best at epoch 1; epochs 2 and 3 do not improve: with patience 2 the fit stops after epoch 3.
+    let scores = [5.0, 4.0, 4.5, 4.6, 4.7, 4.8, 4.9, 5.0];
+    let dir = tempfile::tempdir().unwrap();
+    let model = Net::scored(&scores);
+    let epochs = model.epochs.clone();
+    let mut trainer = builder(dir.path())
+        .max_epochs(8)
+        .callback(EarlyStopping::new("score", Mode::Min).patience(2))
+        .build()
+        .unwrap();
+    trainer.fit(model, data()).unwrap();
+    assert_eq!(*epochs.lock().unwrap(), 4);
+    let checkpoint = Checkpoint::load(&checkpoints_dir(dir.path()).join("epoch=3-step=16.ckpt")).unwrap();
+    let state = &checkpoint.callbacks["EarlyStopping"];
+    assert_eq!(
+        (state["stopped_epoch"].as_u64(), state["wait_count"].as_u64()),
+        (Some(3), Some(2)),
+        "{state}"
+    );
+
+    // Improving every epoch, it never stops.
+    let dir = tempfile::tempdir().unwrap();
+    let model = Net::scored(&[8.0, 7.0, 6.0, 5.0, 4.0]);
+    let epochs = model.epochs.clone();
+    builder(dir.path())
+        .max_epochs(5)
+        .callback(EarlyStopping::new("score", Mode::Min).patience(1))
+        .build()
+        .unwrap()
+        .fit(model, data())
+        .unwrap();
+    assert_eq!(*epochs.lock().unwrap(), 5);
+}
+
+#[test]
+fn early_stopping_counts_only_improvements_larger_than_min_delta() {
+    let scores = [5.0, 4.95, 4.9, 4.85, 4.8, 4.75];
+    let run = |min_delta: f64, mode: Mode, scores: &[f64]| {
+        let dir = tempfile::tempdir().unwrap();
+        let model = Net::scored(scores);
+        let epochs = model.epochs.clone();
+        let stopping = EarlyStopping::new("score", mode).patience(2).min_delta(min_delta);
+        builder(dir.path())
+            .max_epochs(6)
+            .callback(stopping)
+            .build()
+            .unwrap()
+            .fit(model, data())
+            .unwrap();
+        *epochs.lock().unwrap()
+    };
+    assert_eq!(run(0.0, Mode::Min, &scores), 6);
+    assert_eq!(run(0.1, Mode::Min, &scores), 3);
+    // In Max mode the same falling scores never improve.
+    assert_eq!(run(0.0, Mode::Max, &scores), 3);
+}
+
+#[test]
+fn a_second_fit_with_the_same_trainer_keeps_the_first_runs_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = builder(dir.path())
+        .max_epochs(1)
+        .callback(ModelCheckpoint::new())
+        .build()
+        .unwrap();
+    trainer.fit(Net::new(&NetHparams::new()), data()).unwrap();
+    trainer.fit(Net::new(&NetHparams::new()), data()).unwrap();
+    let logs = dir.path().join("lightning_logs");
+    assert_eq!(file_names(&logs.join("version_0/checkpoints")), ["epoch=0-step=4.ckpt"]);
+    assert_eq!(file_names(&logs.join("version_1/checkpoints")), ["epoch=0-step=4.ckpt"]);
+}
+
+#[test]
+fn early_stopping_starts_afresh_in_each_fit() {
+    let scores = [5.0, 4.0, 4.5, 4.6, 4.7, 4.8];
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = builder(dir.path())
+        .max_epochs(6)
+        .callback(EarlyStopping::new("score", Mode::Min).patience(2))
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        let model = Net::scored(&scores);
+        let epochs = model.epochs.clone();
+        trainer.fit(model, data()).unwrap();
+        assert_eq!(*epochs.lock().unwrap(), 4);
+    }
+}
