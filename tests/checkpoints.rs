@@ -123,11 +123,11 @@ fn checkpoints_dir(root: &Path) -> PathBuf {
     root.join("lightning_logs/version_0/checkpoints")
 }
 
-/// Lists the checkpoint directory at the start of each training epoch.
+/// Lists the checkpoint directory when training ends.
 struct ListCheckpoints(Arc<Mutex<Vec<Vec<String>>>>);
 
 impl Callback<Net> for ListCheckpoints {
-    fn on_train_epoch_start(&mut self, _module: &mut Net, cx: &mut EpochContext<'_>) {
+    fn on_train_end(&mut self, _module: &mut Net, cx: &mut HookContext<'_>) {
         let dir = cx.log_dir().expect("a run directory").join("checkpoints");
         self.0.lock().unwrap().push(file_names(&dir));
     }
@@ -147,18 +147,25 @@ fn the_default_checkpoint_is_written_every_epoch_and_only_the_latest_is_kept() {
         trainer.log_dir(),
         Some(dir.path().join("lightning_logs/version_0").as_path())
     );
-    assert_eq!(
-        *listed.lock().unwrap(),
-        [
-            vec![],
-            vec!["epoch=0-step=4.ckpt".to_string()],
-            vec!["epoch=1-step=8.ckpt".to_string()]
-        ]
-    );
+    // Checkpoints are written in the background, and all of them before `on_train_end`.
+    assert_eq!(*listed.lock().unwrap(), [vec!["epoch=2-step=12.ckpt".to_string()]]);
     assert_eq!(
         file_names(&checkpoints_dir(dir.path())),
         ["epoch=2-step=12.ckpt"],
         "no other file, temporary or old"
+    );
+
+    // Keeping three shows that every epoch wrote one.
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = builder(dir.path())
+        .max_epochs(3)
+        .callback(ModelCheckpoint::new().save_top_k(3))
+        .build()
+        .unwrap();
+    trainer.fit(Net::new(&NetHparams::new()), data()).unwrap();
+    assert_eq!(
+        file_names(&checkpoints_dir(dir.path())),
+        ["epoch=0-step=4.ckpt", "epoch=1-step=8.ckpt", "epoch=2-step=12.ckpt"]
     );
 }
 

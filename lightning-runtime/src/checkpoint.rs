@@ -8,7 +8,7 @@
 
 use crate::context::{Core, RunningStage, TrainerFn, TrainerState, TrainerStatus};
 use crate::hooks::{LightningModule, dispatch};
-use crate::run_dir::write_atomic;
+use crate::run_dir::write_atomic_parts;
 use crate::{Error, JsonValue};
 use burn::module::Module;
 use burn::store::ModuleRecord;
@@ -46,27 +46,9 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    pub(crate) fn new<M: Module>(
-        module: &M,
-        optimizer: Option<&burn::optim::ModuleOptimizer>,
-        epoch: usize,
-        global_step: usize,
-        hyper_parameters: JsonValue,
-    ) -> Result<Self, Error> {
-        let model = module
-            .clone()
-            .into_record()
-            .into_bytes()
-            .map_err(|e| Error::Checkpoint(format!("cannot serialize the module's weights: {e}")))?
-            .to_vec();
-        let optimizer = match optimizer {
-            Some(o) => o
-                .into_bytes()
-                .map_err(|e| Error::Checkpoint(format!("cannot serialize the optimizer's state: {e}")))?
-                .to_vec(),
-            None => Vec::new(),
-        };
-        Ok(Self {
+    /// A checkpoint without weights yet: what `on_save_checkpoint` hooks see and extend.
+    pub(crate) fn new(epoch: usize, global_step: usize, hyper_parameters: JsonValue) -> Self {
+        Self {
             epoch,
             global_step,
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -74,11 +56,34 @@ impl Checkpoint {
             callbacks: BTreeMap::new(),
             datamodule: BTreeMap::new(),
             extra: BTreeMap::new(),
-            model_bytes: model.len() as u64,
-            optimizer_bytes: optimizer.len() as u64,
-            model,
-            optimizer,
-        })
+            model: Vec::new(),
+            optimizer: Vec::new(),
+            model_bytes: 0,
+            optimizer_bytes: 0,
+        }
+    }
+
+    /// Adds the serialized weights of `module` and state of `optimizer`. Both are snapshots
+    /// (clones of tensor handles), so this can run on another thread while training goes on.
+    pub(crate) fn with_payload<M: Module>(
+        mut self,
+        module: M,
+        optimizer: Option<burn::optim::ModuleOptimizer>,
+    ) -> Result<Self, Error> {
+        let model = module
+            .into_record()
+            .into_bytes()
+            .map_err(|e| Error::Checkpoint(format!("cannot serialize the module's weights: {e}")))?;
+        self.model = into_vec(model);
+        if let Some(optimizer) = optimizer {
+            let state = optimizer
+                .into_bytes()
+                .map_err(|e| Error::Checkpoint(format!("cannot serialize the optimizer's state: {e}")))?;
+            self.optimizer = into_vec(state);
+        }
+        self.model_bytes = self.model.len() as u64;
+        self.optimizer_bytes = self.optimizer.len() as u64;
+        Ok(self)
     }
 
     /// Writes the checkpoint to `path`, atomically.
@@ -86,13 +91,8 @@ impl Checkpoint {
         // `model_bytes` and `optimizer_bytes` are set with the payloads, which serde skips.
         let json = serde_json::to_vec(self)
             .map_err(|e| Error::Checkpoint(format!("cannot encode the checkpoint metadata: {e}")))?;
-        let mut bytes = Vec::with_capacity(16 + json.len() + self.model.len() + self.optimizer.len());
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&(json.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&json);
-        bytes.extend_from_slice(&self.model);
-        bytes.extend_from_slice(&self.optimizer);
-        write_atomic(path, &bytes)
+        let json_len = (json.len() as u64).to_le_bytes();
+        write_atomic_parts(path, &[MAGIC, &json_len, &json, &self.model, &self.optimizer])
     }
 
     /// Reads a checkpoint written by [`save`](Self::save).
@@ -170,4 +170,9 @@ impl Checkpoint {
     pub fn has_optimizer_state(&self) -> bool {
         !self.optimizer.is_empty()
     }
+}
+
+/// The bytes of a burnpack record, without copying them when their allocation allows.
+fn into_vec(bytes: Bytes) -> Vec<u8> {
+    bytes.try_into_vec::<u8>().unwrap_or_else(|bytes| bytes.to_vec())
 }

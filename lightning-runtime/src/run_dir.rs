@@ -30,14 +30,21 @@ pub fn next_version_dir(root: &Path) -> Result<PathBuf, Error> {
 /// Writes `bytes` to `path` so that a crash or kill at any moment leaves either the previous
 /// file or the new one: write a temporary file beside it, flush it to disk, rename it over.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    write_atomic_parts(path, &[bytes])
+}
+
+/// [`write_atomic`] for a file made of several parts, written one after the other.
+pub fn write_atomic_parts(path: &Path, parts: &[&[u8]]) -> Result<(), Error> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create the directory", dir, e))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("create a temporary file in", dir, e))?;
-    tmp.write_all(bytes)
-        .map_err(|e| Error::io("write", tmp.path().to_path_buf(), e))?;
+    for part in parts {
+        tmp.write_all(part)
+            .map_err(|e| Error::io("write", tmp.path().to_path_buf(), e))?;
+    }
     tmp.as_file()
         .sync_all()
         .map_err(|e| Error::io("flush", tmp.path().to_path_buf(), e))?;

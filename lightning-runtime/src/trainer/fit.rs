@@ -32,6 +32,9 @@ where
     // there, from the seeded generator.
     run.module = run.module.fork(&run.train_device).train();
     let result = fit_loop(&mut run);
+    // Checkpoints still being written are part of the fit.
+    let written = run.finish_checkpoints();
+    let result = result.and(written);
     if let Err(e) = &result {
         run.fail(e);
     }
@@ -173,6 +176,7 @@ where
         }
     }
 
+    run.finish_checkpoints()?;
     dispatch::on_train_end(&mut run.module, run.callbacks, &mut run.core);
     dispatch::on_fit_end(&mut run.module, run.callbacks, &mut run.core);
     run.check()?;

@@ -8,7 +8,7 @@ use crate::data::{DataModule, Loader, Stage};
 use crate::hooks::{CallbackRole, Callbacks, Hook, LightningModule, dispatch};
 use crate::optim::Optimizer;
 use crate::{Device, Error};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The four dataloaders.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -50,6 +50,8 @@ pub(crate) struct Run<'t, M: LightningModule, D> {
     pub train_device: Device,
     /// The same device without autodiff, for evaluation.
     pub eval_device: Device,
+    /// Writes checkpoints in the background.
+    pub writer: CheckpointWriter,
 }
 
 impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
@@ -100,6 +102,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             optimizer: None,
             train_device,
             eval_device,
+            writer: CheckpointWriter::default(),
         }
     }
 
@@ -126,8 +129,9 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         self.check()
     }
 
-    /// `teardown` on the datamodule, the callbacks and the module.
+    /// `teardown` on the datamodule, the callbacks and the module, once checkpoints are written.
     pub fn teardown(&mut self) -> Result<(), Error> {
+        self.finish_checkpoints()?;
         {
             let _span = datamodule_span!(self.data, "teardown");
             self.data.teardown(self.stage);
@@ -185,7 +189,9 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
     }
 
     /// Writes the checkpoints callbacks asked for during the last hook, then removes the files
-    /// they no longer keep (only once the new ones are safely written).
+    /// they no longer keep (only once the new ones are safely written). The hooks run here; the
+    /// serialization and the writing run on a background thread, so that training does not wait
+    /// for the disk.
     pub fn save_requested_checkpoints(&mut self) -> Result<(), Error> {
         if self.core.checkpoint_requests.is_empty() && self.core.checkpoint_removals.is_empty() {
             return Ok(());
@@ -195,31 +201,43 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         if self.cfg.fast_dev_run.is_some() {
             return Ok(());
         }
-        for path in requests {
-            self.save_checkpoint(&path)?;
-        }
-        for path in removals {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("remove the old checkpoint", path, e)),
+        let checkpoint = match requests.is_empty() {
+            true => None,
+            false => Some(self.checkpoint()?),
+        };
+        // Snapshots: burn's tensors are immutable values, so these clones of handles keep the
+        // current weights and optimizer state while training goes on.
+        let module = self.module.clone();
+        let optimizer = self.optimizer.as_ref().map(|o| o.module_optimizer().clone());
+        self.writer.submit(move || {
+            if let Some(checkpoint) = checkpoint {
+                let checkpoint = checkpoint.with_payload(module, optimizer)?;
+                for path in &requests {
+                    checkpoint.save(path)?;
+                }
             }
-        }
-        Ok(())
+            for path in removals {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("remove the old checkpoint", path, e)),
+                }
+            }
+            Ok(())
+        })
     }
 
-    /// Builds a checkpoint (callback and datamodule states, `on_save_checkpoint` hooks) and
-    /// writes it atomically.
-    pub fn save_checkpoint(&mut self, path: &Path) -> Result<(), Error> {
+    /// Waits for checkpoints being written; returns the first error writing them met.
+    pub fn finish_checkpoints(&mut self) -> Result<(), Error> {
+        self.writer.wait()
+    }
+
+    /// A checkpoint of the current state, without the weights: callback and datamodule states,
+    /// then the `on_save_checkpoint` hooks (Lightning's order).
+    fn checkpoint(&mut self) -> Result<Checkpoint, Error> {
         let hparams = serde_json::to_value(self.module.hparams())
             .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
-        let mut checkpoint = Checkpoint::new(
-            &self.module,
-            self.optimizer.as_ref().map(Optimizer::module_optimizer),
-            self.core.state.current_epoch,
-            self.core.state.global_step,
-            hparams,
-        )?;
+        let mut checkpoint = Checkpoint::new(self.core.state.current_epoch, self.core.state.global_step, hparams);
         for callback in self.callbacks.iter_mut() {
             let name = callback.name();
             let state = {
@@ -239,7 +257,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         }
         dispatch::on_save_checkpoint(&mut self.module, self.callbacks, &mut self.core, &mut checkpoint);
         self.check()?;
-        checkpoint.save(path)
+        Ok(checkpoint)
     }
 
     /// Creates `<default_root_dir>/lightning_logs/version_N` and writes `hparams.yaml` there.
@@ -253,6 +271,34 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         crate::run_dir::write_atomic(&dir.join("hparams.yaml"), yaml.as_bytes())?;
         self.core.state.log_dir = Some(dir.clone());
         Ok(Some(dir))
+    }
+}
+
+/// One background write at a time: a new one waits for the previous (so files are written in
+/// order), and an error is returned by the next `submit` or by `wait`.
+#[derive(Default)]
+pub(crate) struct CheckpointWriter {
+    pending: Option<std::thread::JoinHandle<Result<(), Error>>>,
+}
+
+impl CheckpointWriter {
+    fn submit(&mut self, job: impl FnOnce() -> Result<(), Error> + Send + 'static) -> Result<(), Error> {
+        self.wait()?;
+        let handle = std::thread::Builder::new()
+            .name("checkpoint-writer".into())
+            .spawn(job)
+            .map_err(|e| Error::Checkpoint(format!("cannot start the checkpoint writer thread: {e}")))?;
+        self.pending = Some(handle);
+        Ok(())
+    }
+
+    fn wait(&mut self) -> Result<(), Error> {
+        match self.pending.take() {
+            None => Ok(()),
+            Some(handle) => handle
+                .join()
+                .unwrap_or_else(|_| Err(Error::Checkpoint("writing a checkpoint panicked".into()))),
+        }
     }
 }
 
