@@ -116,6 +116,9 @@ pub struct HookSpec {
     pub step: Option<Step>,
     /// Callbacks that monitor metrics (checkpointing, early stopping) run after the module.
     pub monitors_after_module: bool,
+    /// The runtime's marker trait implemented when a module has this hook, which a trainer
+    /// entry point requires (`Trainer::fit` needs `TrainingStep`).
+    pub marker: Option<&'static str>,
     pub doc: &'static str,
 }
 
@@ -132,6 +135,7 @@ const fn hook(name: &'static str, group: Group, doc: &'static str) -> HookSpec {
         mode: Mode::Any,
         step: None,
         monitors_after_module: false,
+        marker: None,
         doc,
     }
 }
@@ -169,6 +173,10 @@ impl HookSpec {
     const fn step(mut self, step: Step) -> Self {
         self.step = Some(step);
         self.owner = Owner::Module;
+        self
+    }
+    const fn marker(mut self, marker: &'static str) -> Self {
+        self.marker = Some(marker);
         self
     }
     const fn monitors_after_module(mut self) -> Self {
@@ -216,7 +224,8 @@ pub const HOOKS: &[HookSpec] = &[
     hook("configure_optimizers", Setup, "Returns the optimizer, its learning rate and an optional scheduler. Required by `Trainer::fit`.")
         .returns("::core::option::Option<rt::OptimizerConfig>", "::core::option::Option::None")
         .convert("rt::IntoOptimizerConfig", "::core::option::Option::Some(rt::IntoOptimizerConfig::into_optimizer_config($v))")
-        .module_only(),
+        .module_only()
+        .marker("ConfigureOptimizers"),
     hook("on_fit_start", Fit, "Called at the very beginning of fit, after the optimizers are configured."),
     hook("on_sanity_check_start", Fit, "Called before the sanity-check validation batches.").callback_only(),
     hook("on_sanity_check_end", Fit, "Called after the sanity-check validation batches.").callback_only(),
@@ -259,7 +268,8 @@ pub const HOOKS: &[HookSpec] = &[
         .params(&[("batch", "Self::Batch"), BATCH_IDX])
         .ctx(Some(StepCx))
         .returns("::core::option::Option<rt::StepOutput<Self::TrainExtra>>", "::core::option::Option::None")
-        .step(Step::Training),
+        .step(Step::Training)
+        .marker("TrainingStep"),
     hook("on_before_zero_grad", Optimization, "Called after `training_step` and before `optimizer_zero_grad`.")
         .params(&[("optimizer", "&rt::Optimizer")])
         .ctx(Some(StepCx))
@@ -315,7 +325,8 @@ pub const HOOKS: &[HookSpec] = &[
         .params(&[("batch", "Self::Batch"), BATCH_IDX])
         .ctx(Some(StepCx))
         .returns("::core::option::Option<Self::ValidationOutput>", "::core::option::Option::None")
-        .step(Step::Validation),
+        .step(Step::Validation)
+        .marker("ValidationStep"),
     hook("on_validation_batch_end", Validation, "Called after each validation batch with the step's output.")
         .params(&[("outputs", "&Self::ValidationOutput"), BATCH_REF, BATCH_IDX])
         .ctx(Some(StepCx)),
@@ -343,7 +354,8 @@ pub const HOOKS: &[HookSpec] = &[
         .params(&[("batch", "Self::Batch"), BATCH_IDX])
         .ctx(Some(StepCx))
         .returns("::core::option::Option<Self::TestOutput>", "::core::option::Option::None")
-        .step(Step::Test),
+        .step(Step::Test)
+        .marker("TestStep"),
     hook("on_test_batch_end", Test, "Called after each test batch with the step's output.")
         .params(&[("outputs", "&Self::TestOutput"), BATCH_REF, BATCH_IDX])
         .ctx(Some(StepCx)),
@@ -357,7 +369,8 @@ pub const HOOKS: &[HookSpec] = &[
     hook("predict_step", Predict, "Predicts one batch; `Trainer::predict` collects and returns the predictions.")
         .params(&[("batch", "Self::Batch"), BATCH_IDX])
         .returns("::core::option::Option<Self::Prediction>", "::core::option::Option::None")
-        .step(Step::Predict),
+        .step(Step::Predict)
+        .marker("PredictStep"),
     hook("on_predict_batch_end", Predict, "Called after each prediction batch with the prediction.")
         .params(&[("outputs", "&Self::Prediction"), BATCH_REF, BATCH_IDX]),
     hook("on_predict_epoch_end", Predict, "Called at the end of the prediction epoch."),

@@ -4,7 +4,7 @@
 //! [`StepContext`] logs per step and/or per epoch.
 
 use crate::hooks::{Callbacks, Hook, LightningModule, ManualOptimization, dispatch};
-use crate::logging::{EpochLogOptions, LogOptions, LogValue, MetricStore};
+use crate::logging::{EpochLogOptions, LogOptions, LogValue, MetricStore, MetricValue};
 use crate::optim::{Gradients, Optimizer};
 use crate::{Device, Error, Tensor};
 use std::any::Any;
@@ -110,6 +110,13 @@ impl Core {
         self.deferred_error.get_or_insert(error);
     }
 
+    /// Logs into the metric store; a misuse ends the run once the hook returns.
+    fn log(&mut self, hook: Hook, name: &str, value: MetricValue, options: &LogOptions, batch_size: usize) {
+        if let Err(e) = self.metrics.log(hook, &self.state, name, value, options, batch_size) {
+            self.defer_error(e);
+        }
+    }
+
     pub(crate) fn take_error(&mut self) -> Result<(), Error> {
         self.deferred_error.take().map_or(Ok(()), Err)
     }
@@ -197,18 +204,9 @@ impl<'a> EpochContext<'a> {
 
     /// Logs with options (reduction, progress bar).
     pub fn log_with(&mut self, name: &str, value: impl LogValue, options: EpochLogOptions) {
-        let options = options.into_log_options();
-        let batch_size = 1;
-        if let Err(e) = self.core.metrics.log(
-            self.hook,
-            &self.core.state,
-            name,
-            value.into_metric(),
-            &options,
-            batch_size,
-        ) {
-            self.core.defer_error(e);
-        }
+        // One value per epoch: its weight in the epoch mean is 1.
+        self.core
+            .log(self.hook, name, value.into_metric(), &options.into_log_options(), 1);
     }
 
     /// Logs every `(name, value)` pair.
@@ -260,16 +258,8 @@ impl<'a> StepContext<'a> {
     /// Logs with options: `on_step`, `on_epoch`, reduction, batch size, progress bar.
     pub fn log_with(&mut self, name: &str, value: impl LogValue, options: LogOptions) {
         let batch_size = options.batch_size.unwrap_or(self.core.batch_size);
-        if let Err(e) = self.core.metrics.log(
-            self.hook,
-            &self.core.state,
-            name,
-            value.into_metric(),
-            &options,
-            batch_size,
-        ) {
-            self.core.defer_error(e);
-        }
+        self.core
+            .log(self.hook, name, value.into_metric(), &options, batch_size);
     }
 
     /// Logs every `(name, value)` pair with this hook's defaults.

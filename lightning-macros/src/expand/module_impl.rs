@@ -106,19 +106,11 @@ fn markers(module: &ModuleImpl) -> TokenStream {
     let rt = private_path();
     let self_ty = &module.item.self_ty;
     let (impl_generics, _, where_clause) = module.item.generics.split_for_impl();
-    let has = |name: &str| module.hooks.iter().any(|h| h.spec.name == name);
-    let mut traits = Vec::new();
-    for (hook, marker) in [
-        ("training_step", "TrainingStep"),
-        ("validation_step", "ValidationStep"),
-        ("test_step", "TestStep"),
-        ("predict_step", "PredictStep"),
-        ("configure_optimizers", "ConfigureOptimizers"),
-    ] {
-        if has(hook) {
-            traits.push(format_ident!("{marker}"));
-        }
-    }
+    // A duplicated hook (reported by the checks) must not implement its marker twice.
+    let mut markers: Vec<&str> = module.hooks.iter().filter_map(|h| h.spec.marker).collect();
+    markers.sort_unstable();
+    markers.dedup();
+    let mut traits: Vec<_> = markers.iter().map(|marker| format_ident!("{marker}")).collect();
     traits.push(match module.mode {
         Optimization::Automatic => format_ident!("AutomaticOptimization"),
         Optimization::Manual => format_ident!("ManualOptimization"),
