@@ -13,12 +13,7 @@ use lit_mnist::{LitMnist, LitMnistHparams};
 use mnist::MnistData;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // `RUST_LOG=burn_lightning::hooks=trace` prints every hook call, in order.
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
-        .with_writer(std::io::stderr)
-        .init();
+    mnist::trace_hooks_from_env();
     let mut args = std::env::args().skip(1);
     let epochs: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(10);
     let dir = args.next().map_or_else(MnistData::bundled_dir, Into::into);

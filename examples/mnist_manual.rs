@@ -6,7 +6,6 @@
 #[path = "common/mnist.rs"]
 mod mnist;
 
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::optim::AdamConfig;
 use burn_lightning::prelude::*;
@@ -43,12 +42,7 @@ impl ManualMnist {
     }
 
     fn loss_and_accuracy(&self, batch: MnistBatch) -> (Tensor<1>, Tensor<1>) {
-        let logits = self.forward(batch.images);
-        let loss = CrossEntropyLossConfig::new()
-            .init(&logits.device())
-            .forward(logits.clone(), batch.targets.clone());
-        let accuracy = logits.argmax(1).squeeze_dim::<1>(1).equal(batch.targets).float().mean();
-        (loss, accuracy)
+        mnist::loss_and_accuracy(self.forward(batch.images), batch.targets)
     }
 }
 
@@ -89,12 +83,7 @@ impl ManualMnist {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // `RUST_LOG=burn_lightning::hooks=trace` prints every hook call, in order.
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
-        .with_writer(std::io::stderr)
-        .init();
+    mnist::trace_hooks_from_env();
     let epochs: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(5);
     let device = Device::default();
     let model = ManualMnist::new(&ManualMnistHparams::new(), &device);

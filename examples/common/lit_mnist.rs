@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 use super::mnist::{MnistBatch, PIXELS};
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::optim::AdamConfig;
 use burn_lightning::prelude::*;
@@ -41,12 +40,7 @@ impl LitMnist {
 
     /// Cross-entropy loss and accuracy of a batch.
     pub fn loss_and_accuracy(&self, batch: MnistBatch) -> (Tensor<1>, Tensor<1>) {
-        let logits = self.forward(batch.images);
-        let loss = CrossEntropyLossConfig::new()
-            .init(&logits.device())
-            .forward(logits.clone(), batch.targets.clone());
-        let accuracy = logits.argmax(1).squeeze_dim::<1>(1).equal(batch.targets).float().mean();
-        (loss, accuracy)
+        super::mnist::loss_and_accuracy(self.forward(batch.images), batch.targets)
     }
 }
 

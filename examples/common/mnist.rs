@@ -135,6 +135,24 @@ pub struct MnistBatch {
     pub targets: Tensor<1, Int>,
 }
 
+/// Cross-entropy loss and accuracy of class scores `[n, 10]` against digits `[n]`.
+pub fn loss_and_accuracy(logits: Tensor<2>, targets: Tensor<1, Int>) -> (Tensor<1>, Tensor<1>) {
+    let loss = burn::nn::loss::CrossEntropyLossConfig::new()
+        .init(&logits.device())
+        .forward(logits.clone(), targets.clone());
+    let accuracy = logits.argmax(1).squeeze_dim::<1>(1).equal(targets).float().mean();
+    (loss, accuracy)
+}
+
+/// Prints every hook call, in order, with `RUST_LOG=burn_lightning::hooks=trace`.
+pub fn trace_hooks_from_env() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// Builds batches from item indices into a split's buffers.
 #[derive(Clone, Debug)]
 pub struct MnistBatcher {
