@@ -301,8 +301,9 @@ impl<'a> StepContext<'a> {
         self.core.state.global_step += 1;
     }
 
-    /// Manual optimization: the optimizer (its learning rate and scheduler).
-    pub fn optimizer<M: ManualOptimization>(&mut self, _module: &M) -> Option<&mut Optimizer> {
+    /// Manual optimization: the optimizer (its learning rate and scheduler), inside
+    /// `training_step`; `None` elsewhere.
+    pub fn optimizer(&mut self) -> Option<&mut Optimizer> {
         self.manual.as_mut().map(|m| &mut *m.optimizer)
     }
 }

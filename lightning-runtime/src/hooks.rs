@@ -53,6 +53,14 @@ pub enum CallbackRole {
     Checkpoint,
 }
 
+impl CallbackRole {
+    /// Whether the callback runs after the module at `on_train_epoch_end` (Lightning's
+    /// "monitoring callbacks": they read what the module logged there).
+    pub fn runs_after_module(self) -> bool {
+        matches!(self, CallbackRole::Monitor | CallbackRole::Checkpoint)
+    }
+}
+
 /// A set of hooks, as a bit mask (one bit per [`Hook`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct HookSet(u128);

@@ -272,12 +272,12 @@ fn dispatch() -> TokenStream {
         let callbacks_first = match spec.owner {
             Owner::Module => quote!(),
             _ if spec.monitors_after_module => {
-                call_callback(quote!(callback.role() != crate::CallbackRole::Monitor && callback.role() != crate::CallbackRole::Checkpoint))
+                call_callback(quote!(!callback.role().runs_after_module()))
             }
             _ => call_callback(quote!(true)),
         };
         let callbacks_after = if spec.monitors_after_module {
-            call_callback(quote!(callback.role() == crate::CallbackRole::Monitor || callback.role() == crate::CallbackRole::Checkpoint))
+            call_callback(quote!(callback.role().runs_after_module()))
         } else {
             quote!()
         };
@@ -285,8 +285,6 @@ fn dispatch() -> TokenStream {
             let ret = table_tokens(&spec.ret.replace("Self::", "M::").replace("Self>", "M>"), RT);
             quote!(-> #ret)
         });
-        let (names2, types2) = (names.clone(), types.clone());
-        let _ = &names2;
         let module_call = if spec.owner == Owner::Callback {
             quote!()
         } else if spec.monitors_after_module {
@@ -308,7 +306,7 @@ fn dispatch() -> TokenStream {
             }
         };
         // Callback-only hooks have no module to call, but callbacks still receive it.
-        let params_list = quote!(#(#names2: #types2,)*);
+        let params_list = quote!(#(#names: #types,)*);
         quote! {
             #[inline]
             #[allow(clippy::too_many_arguments, unused_variables)]
