@@ -6,7 +6,8 @@
 //! the module's burnpack record and the optimizer's burnpack record, whose lengths the metadata
 //! gives.
 
-use crate::context::{Core, RunningStage, TrainerFn, TrainerState, TrainerStatus};
+use crate::context::Core;
+use crate::state::{TrainerFn, TrainerState};
 use crate::hooks::{LightningModule, dispatch};
 use crate::run_dir::write_atomic_parts;
 use crate::{Error, JsonValue};
@@ -141,22 +142,11 @@ impl Checkpoint {
     /// loads the saved weights into it.
     pub fn load_into<M: LightningModule>(&self, mut module: M) -> Result<M, Error> {
         let device = module.devices().into_iter().next().unwrap_or_default();
-        let mut core = Core::new(TrainerState {
-            status: TrainerStatus::Initializing,
-            function: TrainerFn::Fitting,
-            stage: RunningStage::Training,
-            current_epoch: self.epoch,
-            global_step: self.global_step,
-            batch_idx: 0,
-            num_training_batches: None,
-            max_epochs: None,
-            max_steps: None,
-            should_stop: false,
-            device,
-            log_dir: None,
-        });
-        dispatch::on_load_checkpoint(&mut module, &mut [], &mut core, self);
-        core.take_error()?;
+        let mut state = TrainerState::new(TrainerFn::Fitting, device);
+        state.current_epoch = self.epoch;
+        state.global_step = self.global_step;
+        let mut core = Core::new(state);
+        dispatch::on_load_checkpoint(&mut module, &mut [], &mut core, self)?;
         self.restore_module(module)
     }
 

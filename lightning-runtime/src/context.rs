@@ -6,79 +6,12 @@
 use crate::hooks::{Callbacks, Hook, LightningModule, ManualOptimization, dispatch};
 use crate::logging::{EpochLogOptions, LogOptions, LogValue, MetricStore, MetricValue};
 use crate::optim::{Gradients, Optimizer};
-use crate::{Device, Error, Tensor};
+use crate::state::TrainerState;
+use crate::{Error, Tensor};
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-
-/// Which entry point is running (Lightning's `trainer.state.fn`).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum TrainerFn {
-    Fitting,
-    Validating,
-    Testing,
-    Predicting,
-}
-
-/// Which loop is running (Lightning's `trainer.state.stage`).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum RunningStage {
-    Training,
-    SanityChecking,
-    Validating,
-    Testing,
-    Predicting,
-}
-
-/// Lightning's `trainer.state.status`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum TrainerStatus {
-    Initializing,
-    Running,
-    Finished,
-    Interrupted,
-}
-
-/// The trainer's state, readable from every hook through its context (`cx.current_epoch`, ...).
-#[derive(Clone, Debug)]
-pub struct TrainerState {
-    pub status: TrainerStatus,
-    /// The running entry point.
-    pub function: TrainerFn,
-    /// The running loop.
-    pub stage: RunningStage,
-    /// Epochs completed so far in this fit (0 during the first epoch).
-    pub current_epoch: usize,
-    /// Optimizer steps taken so far.
-    pub global_step: usize,
-    /// Index of the batch in its loop.
-    pub batch_idx: usize,
-    /// Number of batches the current training epoch runs, once known.
-    pub num_training_batches: Option<usize>,
-    /// `max_epochs` as resolved by the trainer (`None`: bounded by `max_steps` only).
-    pub max_epochs: Option<usize>,
-    /// `max_steps` (`None`: no limit).
-    pub max_steps: Option<usize>,
-    /// Whether something asked the trainer to stop (early stopping, `cx.stop()`).
-    pub should_stop: bool,
-    /// The device the module runs on.
-    pub device: Device,
-    /// The run directory (`<default_root_dir>/lightning_logs/version_N`), when one is written.
-    pub log_dir: Option<PathBuf>,
-}
-
-impl TrainerState {
-    /// True during the sanity-check validation before training.
-    pub fn sanity_checking(&self) -> bool {
-        self.stage == RunningStage::SanityChecking
-    }
-
-    /// True while training (not validating inside fit).
-    pub fn training(&self) -> bool {
-        self.stage == RunningStage::Training
-    }
-}
 
 /// The trainer's side of every context: state, logged metrics, requests made by hooks.
 pub struct Core {
@@ -90,6 +23,8 @@ pub struct Core {
     pub(crate) checkpoint_requests: Vec<PathBuf>,
     /// Checkpoint files callbacks no longer keep; removed once the requested ones are written.
     pub(crate) checkpoint_removals: Vec<PathBuf>,
+    /// Checkpoints this run asked for and has not removed (some may still be being written).
+    pub(crate) checkpoints_written: BTreeSet<PathBuf>,
     /// The first misuse detected inside a hook; the trainer returns it once the hook returns.
     pub(crate) deferred_error: Option<Error>,
 }
@@ -102,6 +37,7 @@ impl Core {
             batch_size: 1,
             checkpoint_requests: Vec::new(),
             checkpoint_removals: Vec::new(),
+            checkpoints_written: BTreeSet::new(),
             deferred_error: None,
         }
     }
@@ -115,6 +51,11 @@ impl Core {
         if let Err(e) = self.metrics.log(hook, &self.state, name, value, options, batch_size) {
             self.defer_error(e);
         }
+    }
+
+    /// Whether a hook of this run already failed (and nothing more should run).
+    pub(crate) fn failed(&self) -> bool {
+        self.deferred_error.is_some()
     }
 
     pub(crate) fn take_error(&mut self) -> Result<(), Error> {
@@ -146,18 +87,30 @@ macro_rules! common_context_methods {
                 self.core.state.log_dir.as_deref()
             }
 
-            /// Asks the trainer to write a checkpoint to `path` once this hook returns.
+            /// Asks the trainer to write a checkpoint to `path` once this hook returns (from
+            /// any hook of any entry point; outside `fit` it holds no optimizer state).
             pub fn save_checkpoint(&mut self, path: impl Into<PathBuf>) {
-                self.core.checkpoint_requests.push(path.into());
+                let path = path.into();
+                self.core.checkpoints_written.insert(path.clone());
+                self.core.checkpoint_requests.push(path);
             }
 
             /// Asks the trainer to delete the checkpoint at `path` once the requested ones
             /// are written.
             pub fn remove_checkpoint(&mut self, path: impl Into<PathBuf>) {
-                self.core.checkpoint_removals.push(path.into());
+                let path = path.into();
+                self.core.checkpoints_written.remove(&path);
+                self.core.checkpoint_removals.push(path);
             }
 
-            /// Ends the run with `error` once this hook returns (hooks cannot return errors).
+            /// Whether a file exists at `path`, or this run asked for a checkpoint there that
+            /// may still be being written: a name already taken.
+            pub fn checkpoint_exists(&self, path: &Path) -> bool {
+                self.core.checkpoints_written.contains(path) || path.exists()
+            }
+
+            /// Ends the run with `error` once this hook returns. Hooks of a module can also
+            /// return `Result`; callbacks report their errors here.
             pub fn fail(&mut self, error: Error) {
                 self.core.defer_error(error);
             }
@@ -275,17 +228,26 @@ impl<'a> StepContext<'a> {
     }
 
     /// Manual optimization: back-propagates `loss` with the backward hooks
-    /// (`on_before_backward`, `backward`, `on_after_backward`) and returns the gradients.
+    /// (`on_before_backward`, `backward`, `on_after_backward`) and returns the gradients. When
+    /// a hook fails, the rest is skipped, the gradients are empty and `training_step` ends with
+    /// that error once it returns.
     pub fn manual_backward<M: ManualOptimization>(&mut self, module: &mut M, loss: Tensor<1>) -> Gradients {
         let Some(manual) = self.manual.as_mut() else {
             self.core.defer_error(outside_training_step("manual_backward"));
             return Gradients::empty();
         };
+        if self.core.failed() {
+            return Gradients::empty();
+        }
         let callbacks = callbacks_of::<M>(manual.callbacks);
-        dispatch::on_before_backward(module, callbacks, self.core, &loss);
-        let grads = dispatch::backward(module, self.core, loss);
-        dispatch::on_after_backward(module, callbacks, self.core, &grads);
-        grads
+        let core = &mut *self.core;
+        let result = dispatch::on_before_backward(module, callbacks, core, &loss)
+            .and_then(|()| dispatch::backward(module, callbacks, core, loss))
+            .and_then(|grads| dispatch::on_after_backward(module, callbacks, core, &grads).map(|()| grads));
+        result.unwrap_or_else(|e| {
+            core.defer_error(e);
+            Gradients::empty()
+        })
     }
 
     /// Manual optimization: runs `on_before_optimizer_step` and updates the module's
@@ -295,8 +257,14 @@ impl<'a> StepContext<'a> {
             self.core.defer_error(outside_training_step("optimizer_step"));
             return;
         };
+        if self.core.failed() {
+            return;
+        }
         let callbacks = callbacks_of::<M>(manual.callbacks);
-        dispatch::on_before_optimizer_step(module, callbacks, self.core, manual.optimizer, &grads);
+        if let Err(e) = dispatch::on_before_optimizer_step(module, callbacks, self.core, manual.optimizer, &grads) {
+            self.core.defer_error(e);
+            return;
+        }
         manual.optimizer.apply(module, grads);
         self.core.state.global_step += 1;
     }

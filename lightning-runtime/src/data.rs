@@ -113,6 +113,14 @@ pub trait DataModule<B> {
     fn is_datamodule(&self) -> bool {
         true
     }
+
+    /// Whether it may provide a validation dataloader (Lightning's "is the val dataloader
+    /// defined"): without one, and without the module's `val_dataloader` hook, `fit` does not
+    /// validate and runs no sanity check. A datamodule is asked for it.
+    #[doc(hidden)]
+    fn provides_val_dataloader(&self) -> bool {
+        true
+    }
 }
 
 /// No datamodule: the module's own dataloader hooks provide the data.
@@ -121,6 +129,9 @@ impl<B> DataModule<B> for () {
         Cow::Borrowed("()")
     }
     fn is_datamodule(&self) -> bool {
+        false
+    }
+    fn provides_val_dataloader(&self) -> bool {
         false
     }
 }
@@ -155,6 +166,9 @@ impl<B, D: DataModule<B> + ?Sized> DataModule<B> for &mut D {
     }
     fn is_datamodule(&self) -> bool {
         (**self).is_datamodule()
+    }
+    fn provides_val_dataloader(&self) -> bool {
+        (**self).provides_val_dataloader()
     }
 }
 
@@ -218,6 +232,9 @@ impl<B> DataModule<B> for Loaders<B> {
     }
     fn is_datamodule(&self) -> bool {
         false
+    }
+    fn provides_val_dataloader(&self) -> bool {
+        self.val.is_some()
     }
     fn train_dataloader(&mut self) -> Option<Loader<B>> {
         self.train.clone()

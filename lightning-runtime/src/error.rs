@@ -46,15 +46,29 @@ pub enum Error {
     #[error("{0}")]
     Data(String),
 
-    /// An error from user code (a DataModule, a callback).
+    /// An error from user code (a DataModule, a callback, a hook returning `Err`).
     #[error(transparent)]
     User(Box<dyn std::error::Error + Send + Sync + 'static>),
+
+    /// Something panicked during the run (what `on_exception` receives before the panic goes on).
+    #[error("the run panicked: {message}")]
+    Panic { message: String },
 }
 
 impl Error {
     /// Wraps any error from user code.
     pub fn user(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
         Error::User(error.into())
+    }
+
+    /// The error `on_exception` receives for a panic with this payload.
+    pub(crate) fn panic(payload: &(dyn std::any::Any + Send)) -> Self {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        Error::Panic { message }
     }
 
     pub(crate) fn config(flag: &'static str, message: impl Into<String>) -> Self {

@@ -2,7 +2,7 @@
 //! checkpoints and run directories. Users depend on the `burn-lightning` facade crate.
 //!
 //! Layout: [`hooks`] (the traits generated from the hook table, and the glue types hooks
-//! return), [`context`] (what a hook can read and log), [`logging`], [`optim`], [`data`],
+//! return), [`state`] (the trainer's state), [`context`] (what a hook can read and log), [`logging`], [`optim`], [`data`],
 //! [`trainer`] (builder, flags and loops), [`callbacks`], [`checkpoint`], [`run_dir`].
 
 pub mod callbacks;
@@ -14,13 +14,15 @@ pub mod hooks;
 pub mod logging;
 pub mod optim;
 pub mod run_dir;
+pub mod state;
 pub mod trainer;
 
 pub use burn;
 pub use burn::tensor::{Device, Tensor};
 pub use callbacks::{EarlyStopping, EpochSummary, Mode, ModelCheckpoint};
 pub use checkpoint::Checkpoint;
-pub use context::{EpochContext, HookContext, RunningStage, StepContext, TrainerFn, TrainerState, TrainerStatus};
+pub use context::{EpochContext, HookContext, StepContext};
+pub use state::{RunningStage, TrainerFn, TrainerState, TrainerStatus};
 pub use data::{DataModule, IntoLoader, Loader, Loaders, Stage};
 pub use error::Error;
 pub use hooks::{
@@ -33,7 +35,7 @@ pub use optim::{
     GradientClip, Gradients, Interval, IntoOptimizerConfig, Optimizer, OptimizerClosure, OptimizerConfig, Scheduler,
 };
 pub use serde_json::Value as JsonValue;
-pub use trainer::{ClipAlgorithm, Limit, Trainer, TrainerBuilder, ValCheckInterval};
+pub use trainer::{ClipAlgorithm, FitError, Limit, Trainer, TrainerBuilder, ValCheckInterval};
 
 /// Re-exported for generated code: `#[serde(crate = "...")]` needs a path users can reach.
 pub use serde;

@@ -2,7 +2,7 @@
 //! (no device synchronization per step); epoch values are reduced, weighted by batch size, when
 //! the epoch ends, with one read per metric.
 
-use crate::context::{RunningStage, TrainerState};
+use crate::state::{Loop as LoopKind, TrainerState};
 use crate::hooks::{Hook, LogScope};
 use crate::{Error, Tensor};
 use std::collections::{BTreeMap, HashMap};
@@ -152,26 +152,6 @@ impl EpochLogOptions {
             reduce: self.reduce,
             prog_bar: self.prog_bar,
             batch_size: None,
-        }
-    }
-}
-
-/// The loop a metric was logged in: epoch reduction and resets happen per loop.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
-pub(crate) enum LoopKind {
-    Train,
-    Validation,
-    Test,
-    Predict,
-}
-
-impl LoopKind {
-    pub(crate) fn of(stage: RunningStage) -> Self {
-        match stage {
-            RunningStage::Training => LoopKind::Train,
-            RunningStage::SanityChecking | RunningStage::Validating => LoopKind::Validation,
-            RunningStage::Testing => LoopKind::Test,
-            RunningStage::Predicting => LoopKind::Predict,
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::context::{Core, StepContext};
 use crate::hooks::{Hook, LightningModule, StepOutput, dispatch};
-use crate::{Callback, Tensor};
+use crate::{Callback, Error, Tensor};
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
 use burn::optim::{GradientsParams, ModuleOptimizer};
@@ -200,24 +200,29 @@ impl Gradients {
 
     /// The global L2 norm of the gradients of `module`'s parameters (reads the device).
     pub fn norm<M: Module>(&self, module: &M) -> f64 {
+        self.norm_tensor(module)
+            .map_or(0.0, |norm| norm.into_scalar::<f64>())
+    }
+
+    /// The global L2 norm as a one-element tensor, left on the device; `None` without gradients.
+    pub fn norm_tensor<M: Module>(&self, module: &M) -> Option<Tensor<1>> {
         let mut visitor = SquaredNorm {
             grads: &self.params,
             total: None,
         };
         module.visit(&mut visitor);
-        visitor.total.map_or(0.0, |t| t.sqrt().into_scalar::<f64>())
+        visitor.total.map(Tensor::sqrt)
     }
 
-    /// Clips in place, as torch's `clip_grad_norm_` (global norm) or `clip_grad_value_`.
+    /// Clips in place, as torch's `clip_grad_norm_` (every gradient scaled by
+    /// `min(1, max / (norm + 1e-6))`) or `clip_grad_value_`. The scale stays a tensor: clipping
+    /// does not wait for the device.
     pub fn clip<M: Module>(&mut self, module: &M, clip: GradientClip) {
         let scale = match clip {
-            GradientClip::Norm(max) => {
-                let norm = self.norm(module);
-                if norm <= max || norm == 0.0 {
-                    return;
-                }
-                Some(max / (norm + 1e-6))
-            }
+            GradientClip::Norm(max) => match self.norm_tensor(module) {
+                Some(norm) => Some(norm.add_scalar(1e-6).recip().mul_scalar(max).clamp_max(1.0)),
+                None => return,
+            },
             GradientClip::Value(_) => None,
         };
         let mut visitor = ClipVisitor {
@@ -258,15 +263,16 @@ impl ModuleVisitor for SquaredNorm<'_> {
 struct ClipVisitor<'a> {
     grads: &'a mut GradientsParams,
     clip: GradientClip,
-    scale: Option<f64>,
+    /// The norm's scale, a one-element tensor.
+    scale: Option<Tensor<1>>,
 }
 
 impl ModuleVisitor for ClipVisitor<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(grad) = self.grads.remove::<D>(param.id) {
-            let clipped = match (self.clip, self.scale) {
+            let clipped = match (self.clip, &self.scale) {
                 (GradientClip::Value(v), _) => grad.clamp(-v, v),
-                (GradientClip::Norm(_), Some(scale)) => grad.mul_scalar(scale),
+                (GradientClip::Norm(_), Some(scale)) => grad.mul(scale.clone().reshape([1; D])),
                 (GradientClip::Norm(_), None) => grad,
             };
             self.grads.register::<D>(param.id, clipped);
@@ -288,34 +294,58 @@ pub struct OptimizerClosure<'a, M: LightningModule> {
 }
 
 impl<M: LightningModule> OptimizerClosure<'_, M> {
-    /// Runs the training step and backward; returns the gradients, or `None` when
-    /// `training_step` skipped the batch.
+    /// Runs the training step, the zero-grad hooks, backward (when `training_step` returned a
+    /// loss), `on_before_optimizer_step` and gradient clipping, as Lightning's closure does; returns
+    /// the gradients, or `None` when there is nothing to apply (no loss, or a hook failed: the
+    /// error ends the step once `optimizer_step` returns).
     pub fn run(mut self, module: &mut M, optimizer: &mut Optimizer) -> Option<Gradients> {
         self.ran = true;
         let batch = self.batch.take()?;
+        match self.steps(module, optimizer, batch) {
+            Ok(grads) => grads,
+            Err(e) => {
+                self.core.defer_error(e);
+                None
+            }
+        }
+    }
+
+    fn steps(&mut self, module: &mut M, optimizer: &mut Optimizer, batch: M::Batch) -> Result<Option<Gradients>, Error> {
         let output = {
             let _span =
                 tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "training_step", by = "module")
                     .entered();
-            module.training_step(
+            let output = module.training_step(
                 batch,
                 self.batch_idx,
                 &mut StepContext::new(self.core, Hook::TrainingStep),
-            )
-        }?;
+            );
+            self.core.take_error()?;
+            output?
+        };
         let epoch = self.core.state.current_epoch;
-        dispatch::on_before_zero_grad(module, self.callbacks, self.core, optimizer);
-        dispatch::optimizer_zero_grad(module, self.core, epoch, self.batch_idx, optimizer);
-        dispatch::on_before_backward(module, self.callbacks, self.core, &output.loss);
-        let mut grads = dispatch::backward(module, self.core, output.loss.clone());
-        dispatch::on_after_backward(module, self.callbacks, self.core, &grads);
-        dispatch::on_before_optimizer_step(module, self.callbacks, self.core, optimizer, &grads);
-        dispatch::configure_gradient_clipping(module, self.core, optimizer, &mut grads, self.clip);
+        let callbacks = &mut *self.callbacks;
+        let core = &mut *self.core;
+        dispatch::on_before_zero_grad(module, callbacks, core, optimizer)?;
+        dispatch::optimizer_zero_grad(module, callbacks, core, epoch, self.batch_idx, optimizer)?;
+        // Lightning skips backward, not the optimizer hooks, when `training_step` returns no loss.
+        let mut grads = match &output {
+            Some(output) => {
+                dispatch::on_before_backward(module, callbacks, core, &output.loss)?;
+                let grads = dispatch::backward(module, callbacks, core, output.loss.clone())?;
+                dispatch::on_after_backward(module, callbacks, core, &grads)?;
+                grads
+            }
+            None => Gradients::empty(),
+        };
+        dispatch::on_before_optimizer_step(module, callbacks, core, optimizer, &grads)?;
+        dispatch::configure_gradient_clipping(module, callbacks, core, optimizer, &mut grads, self.clip)?;
+        let Some(output) = output else { return Ok(None) };
         *self.output = Some(StepOutput {
             loss: output.loss.detach(),
             extra: output.extra,
         });
-        Some(grads)
+        Ok(Some(grads))
     }
 
     /// The step's context, to log from an overridden `optimizer_step`.
@@ -327,7 +357,7 @@ impl<M: LightningModule> OptimizerClosure<'_, M> {
 impl<M: LightningModule> Drop for OptimizerClosure<'_, M> {
     fn drop(&mut self) {
         if !self.ran {
-            self.core.defer_error(crate::Error::Hook {
+            self.core.defer_error(Error::Hook {
                 hook: "optimizer_step",
                 message: "the closure was not run: call `optimizer.step(self, closure)` (or `closure.run`) so that `training_step` and backward happen".into(),
             });

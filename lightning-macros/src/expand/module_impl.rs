@@ -175,13 +175,13 @@ fn forward(hook: &HookFn, self_ty: &syn::Type, mode: Optimization) -> TokenStrea
                 Optimization::Manual => quote!(<__UserReturn as #rt::IntoManualOutput>::into_manual_output(__value)),
             };
             (
-                quote!(-> ::core::option::Option<#rt::StepOutput<Self::TrainExtra>>),
+                quote!(::core::option::Option<#rt::StepOutput<Self::TrainExtra>>),
                 conversion,
             )
         }
         Some(_) => {
             let ret = table_tokens(spec.ret, RT);
-            (quote!(-> #ret), quote!(::core::option::Option::Some(__value)))
+            (quote!(#ret), quote!(::core::option::Option::Some(__value)))
         }
         None => match spec.convert {
             Some((bound, conversion)) => {
@@ -190,11 +190,17 @@ fn forward(hook: &HookFn, self_ty: &syn::Type, mode: Optimization) -> TokenStrea
                 let conversion = conversion
                     .replace(&format!("{trait_path}::"), &format!("<__UserReturn as {bound}>::"))
                     .replace("$v", "__value");
-                (quote!(-> #ret), at(table_tokens(&conversion, RT), ret_span))
+                (quote!(#ret), at(table_tokens(&conversion, RT), ret_span))
             }
             // The checks made sure the user's return type is there exactly when the hook
             // returns a value: declared as the user wrote it, a wrong one is reported there.
-            None => (hook.sig.output.to_token_stream(), quote!(__value)),
+            None => (
+                match &hook.sig.output {
+                    syn::ReturnType::Default => quote_spanned!(ret_span=> ()),
+                    syn::ReturnType::Type(_, ty) => ty.to_token_stream(),
+                },
+                quote!(__value),
+            ),
         },
     };
 
@@ -204,10 +210,10 @@ fn forward(hook: &HookFn, self_ty: &syn::Type, mode: Optimization) -> TokenStrea
         #doc
         #[inline]
         #[allow(unused_variables, clippy::unused_unit, clippy::let_unit_value, clippy::needless_lifetimes)]
-        fn #name(&mut self #(, #names: #placeholders)* #cx_param) #ret {
+        fn #name(&mut self #(, #names: #placeholders)* #cx_param) -> ::core::result::Result<#ret, #rt::Error> {
             #unused_cx
             let __value = <#self_ty>::#method(self #(, #names)* #cx_arg);
-            #conversion
+            ::core::result::Result::Ok(#conversion)
         }
     };
     // `training_step`'s signature names `Self::TrainExtra`, which only exists when the user's

@@ -138,22 +138,21 @@ fn module_trait() -> TokenStream {
             let ty = context_type(ctx);
             quote!(, cx: &mut #ty<'_>)
         });
-        let ret = (!spec.ret.is_empty()).then(|| {
-            let ret = table_tokens(spec.ret, RT);
-            quote!(-> #ret)
-        });
+        let ret = hook_return(spec);
         let default = if spec.default.is_empty() {
             quote!({})
         } else {
             let body = table_tokens(spec.default, RT);
             quote!({ #body })
         };
+        // Every hook may fail: the trait method returns `Result`, and the default succeeds.
+        let default = quote!({ ::core::result::Result::Ok(#default) });
         let doc = doc_of(spec);
         quote! {
             #[doc = #doc]
             #[allow(unused_variables)]
             #[inline]
-            fn #name(&mut self #(, #names: #types)* #cx) #ret #default
+            fn #name(&mut self #(, #names: #types)* #cx) -> ::core::result::Result<#ret, crate::Error> #default
         }
     });
     quote! {
@@ -220,6 +219,13 @@ fn callback_trait() -> TokenStream {
                 ::std::borrow::Cow::Borrowed(base.rsplit("::").next().unwrap_or(base))
             }
 
+            /// The key of this callback's state in checkpoints ([`name`](Callback::name) by
+            /// default). Two callbacks of one type that must keep separate states (two
+            /// `ModelCheckpoint`s with other monitors) give different keys, as in Lightning.
+            fn state_key(&self) -> ::std::borrow::Cow<'static, str> {
+                self.name()
+            }
+
             /// Where the trainer places this callback among the others.
             fn role(&self) -> crate::CallbackRole {
                 crate::CallbackRole::Plain
@@ -241,6 +247,20 @@ fn callback_trait() -> TokenStream {
     }
 }
 
+/// The value a module hook returns, in the trait (`()` when the table says nothing).
+fn hook_return(spec: &HookSpec) -> TokenStream {
+    if spec.ret.is_empty() {
+        quote!(())
+    } else {
+        table_tokens(spec.ret, RT)
+    }
+}
+
+/// The dispatch functions: one per hook, all with the same shape
+/// `(module, callbacks, core, hook arguments..) -> Result<output, Error>`, so that the loops call
+/// every hook the same way. Each traces and calls the callbacks, then the module, and stops at
+/// the first failure: an error a hook returned or deferred into the core (a bad `log` call,
+/// `cx.fail`) ends the hook there, and no later callback or module hook of it runs.
 fn dispatch() -> TokenStream {
     let functions = HOOKS.iter().filter(|h| h.step.is_none()).map(|spec| {
         let name = format_ident!("{}", spec.name);
@@ -253,10 +273,6 @@ fn dispatch() -> TokenStream {
         });
         let cx = cx_arg.as_ref().map(|arg| quote!(, #arg));
         let module_args: Vec<TokenStream> = names.iter().map(|n| quote!(#n)).chain(cx_arg.clone()).collect();
-        let core_param = spec.ctx.map(|_| quote!(core: &mut crate::context::Core,));
-        let callbacks_param = (spec.owner != Owner::Module)
-            .then(|| quote!(callbacks: &mut [::std::boxed::Box<dyn crate::Callback<M>>],));
-        let module_param = quote!(module: &mut M,);
 
         let call_callback = |filter: TokenStream| {
             quote! {
@@ -265,15 +281,14 @@ fn dispatch() -> TokenStream {
                         let _span = ::tracing::trace_span!(target: "burn_lightning::hooks", "hook",
                             hook = #hook_name, by = "callback", callback = %callback.name()).entered();
                         callback.#name(module #(, #names)* #cx);
+                        core.take_error()?;
                     }
                 }
             }
         };
         let callbacks_first = match spec.owner {
-            Owner::Module => quote!(),
-            _ if spec.monitors_after_module => {
-                call_callback(quote!(!callback.role().runs_after_module()))
-            }
+            Owner::Module => quote!(let _ = callbacks;),
+            _ if spec.monitors_after_module => call_callback(quote!(!callback.role().runs_after_module())),
             _ => call_callback(quote!(true)),
         };
         let callbacks_after = if spec.monitors_after_module {
@@ -281,43 +296,50 @@ fn dispatch() -> TokenStream {
         } else {
             quote!()
         };
-        let ret = (!spec.ret.is_empty() && spec.owner != Owner::Callback).then(|| {
-            let ret = table_tokens(&spec.ret.replace("Self::", "M::").replace("Self>", "M>"), RT);
-            quote!(-> #ret)
-        });
+        let ret = if spec.owner == Owner::Callback {
+            quote!(())
+        } else {
+            table_tokens(
+                &(if spec.ret.is_empty() { "()" } else { spec.ret })
+                    .replace("Self::", "M::")
+                    .replace("Self>", "M>"),
+                RT,
+            )
+        };
         let module_call = if spec.owner == Owner::Callback {
-            quote!()
-        } else if spec.monitors_after_module {
+            quote!(let output = ();)
+        } else {
             quote! {
-                {
+                let output = {
                     let _span = ::tracing::trace_span!(target: "burn_lightning::hooks", "hook",
                         hook = #hook_name, by = "module",
                         overridden = M::OVERRIDDEN.contains(crate::Hook::#variant)).entered();
-                    module.#name(#(#module_args),*);
-                }
-                #callbacks_after
-            }
-        } else {
-            quote! {
-                let _span = ::tracing::trace_span!(target: "burn_lightning::hooks", "hook",
-                    hook = #hook_name, by = "module",
-                    overridden = M::OVERRIDDEN.contains(crate::Hook::#variant)).entered();
-                module.#name(#(#module_args),*)
+                    module.#name(#(#module_args),*)
+                };
+                // What the hook deferred happened before it returned.
+                core.take_error()?;
+                let output = output?;
             }
         };
-        // Callback-only hooks have no module to call, but callbacks still receive it.
-        let params_list = quote!(#(#names: #types,)*);
         quote! {
             #[inline]
-            #[allow(clippy::too_many_arguments, unused_variables)]
-            pub(crate) fn #name<M: crate::LightningModule>(#module_param #callbacks_param #core_param #params_list) #ret {
+            #[allow(clippy::too_many_arguments, clippy::let_unit_value, clippy::unit_arg, unused_variables)]
+            pub(crate) fn #name<M: crate::LightningModule>(
+                module: &mut M,
+                callbacks: &mut [::std::boxed::Box<dyn crate::Callback<M>>],
+                core: &mut crate::context::Core,
+                #(#names: #types,)*
+            ) -> ::core::result::Result<#ret, crate::Error> {
                 #callbacks_first
                 #module_call
+                #callbacks_after
+                ::core::result::Result::Ok(output)
             }
         }
     });
     quote! {
-        /// One function per hook: traces and calls the callbacks, then the module.
+        /// One function per hook: traces and calls the callbacks, then the module, and returns
+        /// the first error any of them met.
         pub(crate) mod dispatch {
             #(#functions)*
         }

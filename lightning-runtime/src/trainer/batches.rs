@@ -5,6 +5,7 @@
 use super::Limit;
 use crate::Error;
 use crate::data::Loader;
+use crate::state::Loop;
 use burn::data::dataloader::DataLoaderIterator;
 
 pub(crate) struct Batch<B> {
@@ -32,12 +33,8 @@ pub(crate) struct Batches<'a, B> {
 }
 
 impl<'a, B> Batches<'a, B> {
-    pub(crate) fn new(
-        name: &'static str,
-        flag: &'static str,
-        loader: &'a Loader<B>,
-        limit: Limit,
-    ) -> Result<Self, Error> {
+    pub(crate) fn new(kind: Loop, loader: &'a Loader<B>, limit: Limit) -> Result<Self, Error> {
+        let (name, flag) = (kind.dataloader_hook(), kind.limit_flag());
         let total_items = loader.num_items();
         if total_items == 0 {
             return Err(Error::EmptyDataloader { loader: name });

@@ -2,20 +2,21 @@
 //! optimization chosen at compile time by the module's `OPTIMIZATION` constant.
 
 use super::batches::Batches;
-use super::evaluate::{EvalKind, run_evaluation};
-use super::run::{LoaderKind, Run};
-use super::{Trainer, ValCheckInterval};
+use super::evaluate::run_evaluation;
+use super::run::{Run, hook};
+use super::{FitError, Trainer, ValCheckInterval};
 use crate::Error;
-use crate::context::{ManualParts, RunningStage, StepContext, TrainerFn};
-use crate::data::{DataModule, Loader, Stage};
+use crate::context::{ManualParts, StepContext};
+use crate::data::{DataModule, Loader};
 use crate::hooks::{
     BatchControl, ConfigureOptimizers, Hook, LightningModule, Optimization, StepOutput, TrainingStep, dispatch,
 };
-use crate::logging::LoopKind;
-use crate::optim::{Interval, OptimizerClosure};
+use crate::optim::{Interval, Optimizer, OptimizerClosure};
+use crate::state::{Loop, RunningStage, TrainerFn};
 use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
-pub(crate) fn fit<M, D>(trainer: &mut Trainer<M>, model: M, data: D) -> Result<M, Error>
+pub(crate) fn fit<M, D>(trainer: &mut Trainer<M>, model: M, data: D) -> Result<M, FitError<M>>
 where
     M: TrainingStep + ConfigureOptimizers,
     D: DataModule<M::Batch>,
@@ -26,167 +27,229 @@ where
         model,
         data,
         TrainerFn::Fitting,
-        Stage::Fit,
+        &trainer.progress,
     );
-    // The module trains on the autodiff device; parameters not yet initialized are initialized
-    // there, from the seeded generator.
-    run.module = run.module.fork(&run.train_device).train();
-    let result = fit_loop(&mut run);
+    let mut total_batches = trainer.progress.total_batches;
+    // A panic in a step, a hook or the optimizer unwinds through here: the callbacks hear of it
+    // (`on_exception`) and pending checkpoints are written before it goes on.
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // The module trains on the autodiff device; parameters not yet initialized are
+        // initialized there, from the seeded generator.
+        run.module = run.module.clone().fork(&run.train_device).train();
+        fit_loop(&mut run, &mut total_batches)
+    }));
+    let state = &run.core.state;
+    trainer.progress.current_epoch = state.current_epoch;
+    trainer.progress.global_step = state.global_step;
+    trainer.progress.total_batches = total_batches;
+    trainer.progress.log_dir = state.log_dir.clone();
+    let result = match outcome {
+        Ok(result) => result,
+        Err(panic) => {
+            run.fail(&Error::panic(panic.as_ref()));
+            trainer.callback_metrics = run.core.metrics.callback_metrics().into();
+            resume_unwind(panic);
+        }
+    };
     // Checkpoints still being written are part of the fit.
-    let written = run.finish_checkpoints();
-    let result = result.and(written);
+    let result = result.and_then(|()| run.finish_checkpoints());
     if let Err(e) = &result {
         run.fail(e);
     }
     trainer.callback_metrics = run.core.metrics.callback_metrics().into();
-    trainer.log_dir = run.core.state.log_dir.clone();
-    result.map(|()| run.module)
+    match result {
+        Ok(()) => Ok(run.module),
+        Err(error) => Err(FitError {
+            model: run.module,
+            error,
+        }),
+    }
 }
 
-fn fit_loop<M, D>(run: &mut Run<'_, M, D>) -> Result<(), Error>
+fn fit_loop<M, D>(run: &mut Run<'_, M, D>, total_batches: &mut usize) -> Result<(), Error>
 where
     M: TrainingStep + ConfigureOptimizers,
     D: DataModule<M::Batch>,
 {
     run.setup()?;
-    let config = dispatch::configure_optimizers(&mut run.module, &mut run.core).ok_or(Error::Hook {
+    let config = hook!(run.configure_optimizers()).ok_or(Error::Hook {
         hook: "configure_optimizers",
         message: "it returned no optimizer".into(),
     })?;
     run.optimizer = Some(config.build());
     run.create_log_dir()?;
-    dispatch::on_fit_start(&mut run.module, run.callbacks, &mut run.core);
-    run.check()?;
+    hook!(run.on_fit_start());
 
-    let validates = M::OVERRIDDEN.contains(Hook::ValidationStep) && !run.cfg.limit_val_batches.is_off();
-    let mut val_loader: Option<Loader<M::Batch>> = None;
-    let mut val_loader_requested = false;
+    // Lightning's `enable_validation`: a validation step, a validation dataloader, batches.
+    let validates = M::OVERRIDDEN.contains(Hook::ValidationStep)
+        && !run.cfg.limit_val_batches.is_off()
+        && (M::OVERRIDDEN.contains(Hook::ValDataloader) || run.data.provides_val_dataloader());
+    let state = &mut run.core.state;
+    state.validation_enabled = validates;
+    state.validates_at_epoch_end = !validates
+        || (run.cfg.check_val_every_n_epoch == Some(1) && run.cfg.val_check_interval == ValCheckInterval::Fraction(1.0));
+    let mut val_loader: Option<Option<Loader<M::Batch>>> = None;
 
     if validates && run.cfg.num_sanity_val_steps > 0 {
-        dispatch::on_sanity_check_start(&mut run.module, run.callbacks, &mut run.core);
+        run.core.state.stage = RunningStage::SanityChecking;
+        hook!(run.on_sanity_check_start());
         let device = run.eval_device.clone();
-        val_loader = run.loader(LoaderKind::Val, &device);
-        val_loader_requested = true;
-        if let Some(loader) = &val_loader {
+        let loader = run.loader(Loop::Validation, &device)?;
+        if let Some(loader) = &loader {
             let sanity_steps = Some(run.cfg.num_sanity_val_steps);
             run_evaluation(
                 run,
-                EvalKind::Validation,
+                Loop::Validation,
                 loader,
                 run.cfg.limit_val_batches,
                 sanity_steps,
                 RunningStage::SanityChecking,
             )?;
         }
-        dispatch::on_sanity_check_end(&mut run.module, run.callbacks, &mut run.core);
+        val_loader = Some(loader);
+        run.core.state.stage = RunningStage::SanityChecking;
+        hook!(run.on_sanity_check_end());
         // Lightning forgets what the sanity check logged.
-        run.core.metrics.forget(LoopKind::Validation);
-        run.check()?;
+        run.core.metrics.forget(Loop::Validation);
+        run.core.state.stage = RunningStage::Training;
     }
 
+    // Lightning's fit loop: its dataloader first, then nothing more when there is nothing to
+    // train (`limit_train_batches(0)`, or a trainer that already reached its limits).
     let train_device = run.train_device.clone();
     let train_loader = if run.cfg.limit_train_batches.is_off() {
         None
     } else {
-        Some(run.required_loader(LoaderKind::Train, &train_device)?)
+        Some(run.required_loader(Loop::Train, &train_device)?)
     };
-    // What `on_train_start` logs is reduced with the first epoch.
-    run.core.metrics.start_epoch(LoopKind::Train);
-    dispatch::on_train_start(&mut run.module, run.callbacks, &mut run.core);
-    run.check()?;
-
-    loop {
-        let state = &run.core.state;
-        if run.cfg.max_epochs.is_some_and(|max| state.current_epoch >= max)
-            || run.cfg.max_steps.is_some_and(|max| state.global_step >= max)
-        {
-            break;
+    if let Some(train_loader) = train_loader
+        && !fit_done(run)
+    {
+        if val_loader.is_none() && validates_epoch(run) {
+            let device = run.eval_device.clone();
+            val_loader = Some(run.loader(Loop::Validation, &device)?);
         }
-        let Some(train_loader) = &train_loader else { break };
-        dispatch::on_train_epoch_start(&mut run.module, run.callbacks, &mut run.core);
-        run.check()?;
-
-        let validate_this_epoch = validates
-            && run
-                .cfg
-                .check_val_every_n_epoch
-                .is_none_or(|n| (run.core.state.current_epoch + 1).is_multiple_of(n));
-        let mut batches = Batches::new(
-            "train_dataloader",
-            "limit_train_batches",
-            train_loader,
-            run.cfg.limit_train_batches,
-        )?;
-        let mut batch_idx = 0;
-        let mut val_every: Option<usize> = None;
-        while let Some(next) = batches.next_batch()? {
-            run.core.state.batch_idx = batch_idx;
-            run.core.batch_size = next.size;
-            run.core.state.num_training_batches = batches.planned();
-            if val_every.is_none() && validate_this_epoch {
-                val_every = Some(val_check_batches(run, batches.planned())?);
-            }
-            let control = train_batch(run, next.batch, batch_idx, next.is_last)?;
-            if control == BatchControl::StopEpoch {
-                break;
-            }
-            batch_idx += 1;
-            let steps_done = run.cfg.max_steps.is_some_and(|max| run.core.state.global_step >= max);
-            let stop_requested = run.core.state.should_stop && can_stop(run);
-            let val_check_batch = val_every.is_some_and(|every| {
-                let iteration = if run.cfg.check_val_every_n_epoch.is_none() {
-                    run.core.state.global_step
-                } else {
-                    batch_idx
-                };
-                iteration.is_multiple_of(every)
-            });
-            if validate_this_epoch && (val_check_batch || stop_requested) {
-                if !val_loader_requested {
-                    let device = run.eval_device.clone();
-                    val_loader = run.loader(LoaderKind::Val, &device);
-                    val_loader_requested = true;
-                }
-                if let Some(loader) = val_loader.clone() {
-                    dispatch::on_validation_model_zero_grad(&mut run.module, &mut run.core);
-                    run_evaluation(
-                        run,
-                        EvalKind::Validation,
-                        &loader,
-                        run.cfg.limit_val_batches,
-                        None,
-                        RunningStage::Validating,
-                    )?;
-                }
-            }
-            if steps_done || stop_requested {
-                break;
-            }
+        // What `on_train_start` logs is reduced with the first epoch.
+        run.core.metrics.start_epoch(Loop::Train);
+        hook!(run.on_train_start());
+        while !fit_done(run) {
+            train_epoch(run, &train_loader, &mut val_loader, total_batches)?;
         }
-
-        run.core.metrics.end_epoch(LoopKind::Train);
-        dispatch::on_train_epoch_end(&mut run.module, run.callbacks, &mut run.core);
-        run.save_requested_checkpoints()?;
-        run.check()?;
-        run.core.state.current_epoch += 1;
-        run.core.metrics.start_epoch(LoopKind::Train);
-        // A stop request waits for `min_epochs` and `min_steps`, then takes effect.
-        if run.core.state.should_stop && can_stop(run) {
-            break;
-        }
+        run.finish_checkpoints()?;
+        hook!(run.on_train_end());
     }
-
-    run.finish_checkpoints()?;
-    dispatch::on_train_end(&mut run.module, run.callbacks, &mut run.core);
-    dispatch::on_fit_end(&mut run.module, run.callbacks, &mut run.core);
-    run.check()?;
+    hook!(run.on_fit_end());
     run.teardown()
+}
+
+/// Lightning's `fit_loop.done`: `max_steps` or `max_epochs` reached, or a stop was asked for and
+/// `min_epochs` and `min_steps` allow it.
+fn fit_done<M: LightningModule, D>(run: &Run<'_, M, D>) -> bool {
+    let state = &run.core.state;
+    run.cfg.max_steps.is_some_and(|max| state.global_step >= max)
+        || run.cfg.max_epochs.is_some_and(|max| state.current_epoch >= max)
+        || (state.should_stop && can_stop(run))
 }
 
 /// Whether `min_epochs` and `min_steps` allow stopping now. `current_epoch` counts the epochs
 /// completed (the running one is not), as Lightning's `epoch_progress.current.processed`.
 fn can_stop<M: LightningModule, D>(run: &Run<'_, M, D>) -> bool {
     run.core.state.current_epoch >= run.cfg.min_epochs && run.core.state.global_step >= run.cfg.min_steps
+}
+
+/// Lightning's `_should_check_val_epoch`: validation runs in the current epoch.
+fn validates_epoch<M: LightningModule, D>(run: &Run<'_, M, D>) -> bool {
+    run.core.state.validation_enabled
+        && run
+            .cfg
+            .check_val_every_n_epoch
+            .is_none_or(|n| (run.core.state.current_epoch + 1).is_multiple_of(n))
+}
+
+/// One training epoch, with the validation runs that fall in it, and the epoch's end.
+fn train_epoch<M, D>(
+    run: &mut Run<'_, M, D>,
+    train_loader: &Loader<M::Batch>,
+    val_loader: &mut Option<Option<Loader<M::Batch>>>,
+    total_batches: &mut usize,
+) -> Result<(), Error>
+where
+    M: TrainingStep,
+    D: DataModule<M::Batch>,
+{
+    hook!(run.on_train_epoch_start());
+    let validate_this_epoch = validates_epoch(run);
+    let mut batches = Batches::new(Loop::Train, train_loader, run.cfg.limit_train_batches)?;
+    let mut batch_idx = 0;
+    let mut val_every: Option<usize> = None;
+    let mut stopped_by_hook = false;
+    while let Some(next) = batches.next_batch()? {
+        run.core.state.batch_idx = batch_idx;
+        run.core.batch_size = next.size;
+        run.core.state.num_training_batches = batches.planned();
+        if val_every.is_none() && validate_this_epoch {
+            val_every = Some(val_check_batches(run, batches.planned())?);
+        }
+        *total_batches += 1;
+        let control = train_batch(run, next.batch, batch_idx, next.is_last)?;
+        if control == BatchControl::StopEpoch {
+            stopped_by_hook = true;
+            break;
+        }
+        batch_idx += 1;
+        // Lightning's `_should_check_val_fx`: every `val_check_batch` batches of the epoch, or of
+        // the whole fit when `check_val_every_n_epoch` is None; and before stopping early.
+        let stop_requested = run.core.state.should_stop && can_stop(run);
+        let iteration = if run.cfg.check_val_every_n_epoch.is_none() {
+            *total_batches
+        } else {
+            batch_idx
+        };
+        let val_check_batch = val_every.is_some_and(|every| iteration.is_multiple_of(every));
+        if validate_this_epoch && (val_check_batch || stop_requested) {
+            validate_in_fit(run, val_loader)?;
+        }
+        let steps_done = run.cfg.max_steps.is_some_and(|max| run.core.state.global_step >= max);
+        if steps_done || (run.core.state.should_stop && can_stop(run)) {
+            break;
+        }
+    }
+    // An epoch ended by `BatchControl::StopEpoch` still advances epoch-interval schedulers.
+    if stopped_by_hook && M::OPTIMIZATION == Optimization::Automatic {
+        step_scheduler(run, Interval::Epoch)?;
+    }
+
+    run.core.metrics.end_epoch(Loop::Train);
+    hook!(run.on_train_epoch_end());
+    run.core.state.current_epoch += 1;
+    run.core.metrics.start_epoch(Loop::Train);
+    Ok(())
+}
+
+/// A validation run inside `fit`; its dataloader is asked for the first time it is needed.
+fn validate_in_fit<M, D>(run: &mut Run<'_, M, D>, val_loader: &mut Option<Option<Loader<M::Batch>>>) -> Result<(), Error>
+where
+    M: LightningModule,
+    D: DataModule<M::Batch>,
+{
+    if val_loader.is_none() {
+        let device = run.eval_device.clone();
+        *val_loader = Some(run.loader(Loop::Validation, &device)?);
+    }
+    let Some(Some(loader)) = val_loader.clone() else {
+        return Ok(());
+    };
+    hook!(run.on_validation_model_zero_grad());
+    run_evaluation(
+        run,
+        Loop::Validation,
+        &loader,
+        run.cfg.limit_val_batches,
+        None,
+        RunningStage::Validating,
+    )?;
+    run.core.state.validation_has_run = true;
+    Ok(())
 }
 
 /// Training batches between validations, from `val_check_interval`.
@@ -225,29 +288,18 @@ where
     D: DataModule<M::Batch>,
 {
     let device = run.train_device.clone();
-    let batch = run.transfer(batch, &device);
-    let control = dispatch::on_train_batch_start(&mut run.module, run.callbacks, &mut run.core, &batch, batch_idx);
-    run.check()?;
+    let batch = run.transfer(batch, &device)?;
+    let control = hook!(run.on_train_batch_start(&batch, batch_idx));
     if control == BatchControl::StopEpoch {
         return Ok(control);
     }
     let kept = run.batch_end_needs_batch(Hook::OnTrainBatchEnd).then(|| batch.clone());
     let output = match M::OPTIMIZATION {
-        Optimization::Automatic => automatic_step(run, batch, batch_idx, is_last),
-        Optimization::Manual => manual_step(run, batch, batch_idx),
+        Optimization::Automatic => automatic_step(run, batch, batch_idx, is_last)?,
+        Optimization::Manual => manual_step(run, batch, batch_idx)?,
     };
-    run.check()?;
     if let Some(batch) = &kept {
-        dispatch::on_train_batch_end(
-            &mut run.module,
-            run.callbacks,
-            &mut run.core,
-            output.as_ref(),
-            batch,
-            batch_idx,
-        );
-        run.save_requested_checkpoints()?;
-        run.check()?;
+        hook!(run.on_train_batch_end(output.as_ref(), batch, batch_idx));
     }
     Ok(control)
 }
@@ -257,16 +309,15 @@ fn automatic_step<M, D>(
     batch: M::Batch,
     batch_idx: usize,
     is_last: bool,
-) -> Option<StepOutput<M::TrainExtra>>
+) -> Result<Option<StepOutput<M::TrainExtra>>, Error>
 where
     M: TrainingStep,
     D: DataModule<M::Batch>,
 {
     let mut output = None;
     let optimizer = run.optimizer.as_mut().expect("configured before the loop");
-    let steps_before = optimizer.steps();
     let epoch = run.core.state.current_epoch;
-    {
+    let result = {
         let closure = OptimizerClosure {
             batch: Some(batch),
             batch_idx,
@@ -280,38 +331,56 @@ where
             tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "optimizer_step", by = "module",
             overridden = M::OVERRIDDEN.contains(Hook::OptimizerStep))
             .entered();
-        run.module.optimizer_step(epoch, batch_idx, optimizer, closure);
-    }
-    let stepped = optimizer.steps() - steps_before;
-    run.core.state.global_step += stepped;
+        run.module.optimizer_step(epoch, batch_idx, optimizer, closure)
+    };
+    // Lightning counts every `optimizer_step` call, also when `training_step` returned no loss.
+    run.core.state.global_step += 1;
+    let deferred = run.core.take_error();
+    run.after_hook(deferred.and(result))?;
     // Lightning steps step-interval schedulers after every optimizer step and epoch-interval
     // ones on the last batch of the epoch, before `on_train_batch_end`.
-    let interval = optimizer.scheduler_interval();
-    let due = match interval {
-        Some(Interval::Step) => stepped > 0,
-        Some(Interval::Epoch) => is_last,
-        None => false,
-    };
-    if due && let Some(scheduler) = optimizer.scheduler_mut() {
-        dispatch::lr_scheduler_step(&mut run.module, &mut run.core, scheduler);
+    step_scheduler(run, Interval::Step)?;
+    if is_last {
+        step_scheduler(run, Interval::Epoch)?;
     }
-    output
+    Ok(output)
 }
 
-fn manual_step<M, D>(run: &mut Run<'_, M, D>, batch: M::Batch, batch_idx: usize) -> Option<StepOutput<M::TrainExtra>>
+/// Runs `lr_scheduler_step` when the optimizer's scheduler steps every `interval`.
+fn step_scheduler<M, D>(run: &mut Run<'_, M, D>, interval: Interval) -> Result<(), Error>
+where
+    M: LightningModule,
+    D: DataModule<M::Batch>,
+{
+    let due = run.optimizer.as_ref().and_then(Optimizer::scheduler_interval) == Some(interval);
+    if due && let Some(scheduler) = run.optimizer.as_mut().and_then(Optimizer::scheduler_mut) {
+        let output = dispatch::lr_scheduler_step(&mut run.module, run.callbacks, &mut run.core, scheduler);
+        run.after_hook(output)?;
+    }
+    Ok(())
+}
+
+fn manual_step<M, D>(
+    run: &mut Run<'_, M, D>,
+    batch: M::Batch,
+    batch_idx: usize,
+) -> Result<Option<StepOutput<M::TrainExtra>>, Error>
 where
     M: TrainingStep,
     D: DataModule<M::Batch>,
 {
     let optimizer = run.optimizer.as_mut().expect("configured before the loop");
     let callbacks: &mut dyn Any = run.callbacks;
-    let mut cx = StepContext::manual(&mut run.core, Hook::TrainingStep, ManualParts { optimizer, callbacks });
-    let _span =
-        tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "training_step", by = "module").entered();
-    run.module
-        .training_step(batch, batch_idx, &mut cx)
-        .map(|out| StepOutput {
-            loss: out.loss.detach(),
-            extra: out.extra,
-        })
+    let output = {
+        let mut cx = StepContext::manual(&mut run.core, Hook::TrainingStep, ManualParts { optimizer, callbacks });
+        let _span = tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "training_step", by = "module")
+            .entered();
+        run.module.training_step(batch, batch_idx, &mut cx)
+    };
+    let deferred = run.core.take_error();
+    let output = run.after_hook(deferred.and(output))?;
+    Ok(output.map(|out| StepOutput {
+        loss: out.loss.detach(),
+        extra: out.extra,
+    }))
 }

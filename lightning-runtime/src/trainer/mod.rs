@@ -13,6 +13,7 @@ use crate::hooks::{
 };
 use crate::logging::Metrics;
 use crate::optim::GradientClip;
+use crate::state::Loop;
 use crate::{Device, Error};
 use std::path::{Path, PathBuf};
 
@@ -24,7 +25,8 @@ pub enum Limit {
     All,
     /// At most this many batches; 0 turns the loop off.
     Batches(usize),
-    /// This fraction of the batches, in (0, 1].
+    /// This fraction of the batches, in (0, 1]; 0.0 turns the loop off, and a whole number
+    /// above 1 (`10.0`) is a count, as in Lightning.
     Fraction(f64),
     #[doc(hidden)]
     Negative(i64),
@@ -49,12 +51,16 @@ impl From<f64> for Limit {
 }
 
 impl Limit {
+    /// Lightning's reading: a fraction of 0.0 turns the loop off and a whole float above 1 is a
+    /// count of batches; other fractions must be in (0, 1].
     fn validate(self, flag: &'static str) -> Result<Self, Error> {
         match self {
+            Limit::Fraction(f) if f == 0.0 => Ok(Limit::Batches(0)),
+            Limit::Fraction(f) if f > 1.0 && f.is_finite() && f.fract() == 0.0 => Ok(Limit::Batches(f as usize)),
             Limit::Fraction(f) if !(f > 0.0 && f <= 1.0) => Err(Error::config(
                 flag,
                 format!(
-                    "the fraction {f} is outside (0, 1]; use a fraction in (0, 1], a number of batches, or 0 to turn the loop off"
+                    "the fraction {f} is outside [0, 1]; use a fraction in [0, 1] (0 turns the loop off), or a whole number of batches"
                 ),
             )),
             Limit::Negative(n) => Err(Error::config(
@@ -249,15 +255,20 @@ impl<M: LightningModule> TrainerBuilder<M> {
 
     /// Checks the flags and builds the trainer. Errors name the flag and what to change.
     pub fn build(self) -> Result<Trainer<M>, Error> {
-        for (flag, limit) in [
-            ("limit_train_batches", self.limit_train_batches),
-            ("limit_val_batches", self.limit_val_batches),
-            ("limit_test_batches", self.limit_test_batches),
-            ("limit_predict_batches", self.limit_predict_batches),
-        ] {
-            limit.validate(flag)?;
-        }
+        let limit_train_batches = self.limit_train_batches.validate("limit_train_batches")?;
+        let limit_val_batches = self.limit_val_batches.validate("limit_val_batches")?;
+        let limit_test_batches = self.limit_test_batches.validate("limit_test_batches")?;
+        let limit_predict_batches = self.limit_predict_batches.validate("limit_predict_batches")?;
         match self.val_check_interval {
+            ValCheckInterval::Fraction(f) if self.check_val_every_n_epoch.is_none() => {
+                return Err(Error::config(
+                    "val_check_interval",
+                    format!(
+                        "a fraction ({f}) needs epochs to be a fraction of, but `check_val_every_n_epoch` is None; \
+                         give a number of training batches (`val_check_interval(100)`), or set `check_val_every_n_epoch`"
+                    ),
+                ));
+            }
             ValCheckInterval::Fraction(f) if !(f > 0.0 && f <= 1.0) => {
                 return Err(Error::config(
                     "val_check_interval",
@@ -357,10 +368,10 @@ impl<M: LightningModule> TrainerBuilder<M> {
             min_epochs: self.min_epochs.unwrap_or(0),
             max_steps: self.max_steps,
             min_steps: self.min_steps.unwrap_or(0),
-            limit_train_batches: self.limit_train_batches,
-            limit_val_batches: self.limit_val_batches,
-            limit_test_batches: self.limit_test_batches,
-            limit_predict_batches: self.limit_predict_batches,
+            limit_train_batches,
+            limit_val_batches,
+            limit_test_batches,
+            limit_predict_batches,
             val_check_interval: self.val_check_interval,
             check_val_every_n_epoch: self.check_val_every_n_epoch,
             num_sanity_val_steps: self.num_sanity_val_steps,
@@ -374,7 +385,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             config: config.with_fast_dev_run(),
             callbacks,
             callback_metrics: Metrics::default(),
-            log_dir: None,
+            progress: Progress::default(),
         })
     }
 }
@@ -409,7 +420,57 @@ pub struct Trainer<M: LightningModule> {
     config: Config,
     callbacks: Callbacks<M>,
     callback_metrics: Metrics,
-    log_dir: Option<PathBuf>,
+    progress: Progress,
+}
+
+/// What one `fit` hands to the next on the same trainer, as Lightning's loops keep their
+/// progress: a second `fit` goes on from there (and past `max_epochs` trains no more).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Progress {
+    pub current_epoch: usize,
+    pub global_step: usize,
+    /// Training batches run so far, across epochs (Lightning's `total_batch_idx + 1`).
+    pub total_batches: usize,
+    pub log_dir: Option<PathBuf>,
+}
+
+/// A `fit` that failed, with the module as it was when it failed: a typo found at epoch 50 does
+/// not throw away 50 epochs of training. `?` turns it into its [`Error`].
+pub struct FitError<M> {
+    /// The module, with the weights of the last optimizer step.
+    pub model: M,
+    pub error: Error,
+}
+
+impl<M> FitError<M> {
+    /// The error, without the module.
+    pub fn into_error(self) -> Error {
+        self.error
+    }
+}
+
+impl<M> std::fmt::Debug for FitError<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FitError").field("error", &self.error).finish_non_exhaustive()
+    }
+}
+
+impl<M> std::fmt::Display for FitError<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl<M> std::error::Error for FitError<M> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.error)
+    }
+}
+
+impl<M> From<FitError<M>> for Error {
+    fn from(e: FitError<M>) -> Self {
+        e.error
+    }
 }
 
 impl<M: LightningModule> Trainer<M> {
@@ -420,7 +481,9 @@ impl<M: LightningModule> Trainer<M> {
 
     /// Trains `model` on the data of `data` (a [`DataModule`], [`Loaders`](crate::Loaders), or
     /// `()` when the module's own dataloader hooks provide it) and returns the trained module.
-    pub fn fit<D>(&mut self, model: M, data: D) -> Result<M, Error>
+    /// On failure the module comes back inside the [`FitError`]. A second `fit` on the same
+    /// trainer goes on from the first one's epoch and step, in the same run directory.
+    pub fn fit<D>(&mut self, model: M, data: D) -> Result<M, FitError<M>>
     where
         M: TrainingStep + ConfigureOptimizers,
         D: DataModule<M::Batch>,
@@ -428,26 +491,28 @@ impl<M: LightningModule> Trainer<M> {
         fit::fit(self, model, data)
     }
 
-    /// Runs the validation loop once and returns its epoch metrics.
-    pub fn validate<D>(&mut self, model: &M, data: D) -> Result<Metrics, Error>
+    /// Runs the validation loop once on `model` and returns its epoch metrics. What hooks set
+    /// on `&mut self` stays in `model`, as in Lightning.
+    pub fn validate<D>(&mut self, model: &mut M, data: D) -> Result<Metrics, Error>
     where
         M: ValidationStep,
         D: DataModule<M::Batch>,
     {
-        evaluate::evaluate(self, model, data, evaluate::EvalKind::Validation)
+        evaluate::evaluate(self, model, data, Loop::Validation)
     }
 
-    /// Runs the test loop once and returns its epoch metrics.
-    pub fn test<D>(&mut self, model: &M, data: D) -> Result<Metrics, Error>
+    /// Runs the test loop once on `model` and returns its epoch metrics. What hooks set on
+    /// `&mut self` (outputs collected in `on_test_epoch_end`, say) stays in `model`.
+    pub fn test<D>(&mut self, model: &mut M, data: D) -> Result<Metrics, Error>
     where
         M: TestStep,
         D: DataModule<M::Batch>,
     {
-        evaluate::evaluate(self, model, data, evaluate::EvalKind::Test)
+        evaluate::evaluate(self, model, data, Loop::Test)
     }
 
     /// Runs `predict_step` over the prediction data and returns the predictions, in order.
-    pub fn predict<D>(&mut self, model: &M, data: D) -> Result<Vec<M::Prediction>, Error>
+    pub fn predict<D>(&mut self, model: &mut M, data: D) -> Result<Vec<M::Prediction>, Error>
     where
         M: PredictStep,
         D: DataModule<M::Batch>,
@@ -460,9 +525,19 @@ impl<M: LightningModule> Trainer<M> {
         &self.callback_metrics
     }
 
-    /// The run directory of the last `fit` (`<default_root_dir>/lightning_logs/version_N`).
+    /// The run directory of this trainer's fits (`<default_root_dir>/lightning_logs/version_N`).
     pub fn log_dir(&self) -> Option<&Path> {
-        self.log_dir.as_deref()
+        self.progress.log_dir.as_deref()
+    }
+
+    /// Epochs completed by this trainer's fits.
+    pub fn current_epoch(&self) -> usize {
+        self.progress.current_epoch
+    }
+
+    /// Optimizer steps taken by this trainer's fits.
+    pub fn global_step(&self) -> usize {
+        self.progress.global_step
     }
 
     /// The callbacks, in the order they run.

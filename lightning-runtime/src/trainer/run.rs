@@ -1,34 +1,26 @@
 //! What every entry point shares: the module, the data, the callbacks and the trainer's core for
 //! one run; setup and teardown in Lightning's order; dataloader resolution; checkpoint writing.
 
-use super::Config;
+use super::{Config, Progress};
 use crate::checkpoint::Checkpoint;
-use crate::context::{Core, RunningStage, TrainerFn, TrainerState, TrainerStatus};
+use crate::context::Core;
 use crate::data::{DataModule, Loader, Stage};
 use crate::hooks::{CallbackRole, Callbacks, Hook, LightningModule, dispatch};
 use crate::optim::Optimizer;
+use crate::state::{Loop, TrainerFn, TrainerState, TrainerStatus};
 use crate::{Device, Error};
 use std::path::PathBuf;
 
-/// The four dataloaders.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum LoaderKind {
-    Train,
-    Val,
-    Test,
-    Predict,
+/// Calls a hook through its generated dispatch function (callbacks, then the module), then runs
+/// the after-hook protocol: the one place that writes the checkpoints hooks asked for and
+/// returns the first error a hook met. `hook!(run.on_train_start())`, `hook!(run.setup(stage))`.
+macro_rules! hook {
+    ($run:ident . $name:ident ( $($arg:expr),* $(,)? )) => {{
+        let output = $crate::hooks::dispatch::$name(&mut $run.module, $run.callbacks, &mut $run.core $(, $arg)*);
+        $run.after_hook(output)?
+    }};
 }
-
-impl LoaderKind {
-    pub(crate) fn hook_name(self) -> &'static str {
-        match self {
-            LoaderKind::Train => "train_dataloader",
-            LoaderKind::Val => "val_dataloader",
-            LoaderKind::Test => "test_dataloader",
-            LoaderKind::Predict => "predict_dataloader",
-        }
-    }
-}
+pub(crate) use hook;
 
 macro_rules! datamodule_span {
     ($data:expr, $hook:expr) => {
@@ -61,44 +53,33 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         module: M,
         data: D,
         function: TrainerFn,
-        stage: Stage,
+        progress: &Progress,
     ) -> Self {
         let eval_device = cfg.device.clone().without_autodiff();
         let train_device = eval_device.clone().autodiff();
         if let Some(seed) = cfg.seed {
             crate::seed_everything(&eval_device, seed);
         }
-        let running = match function {
-            TrainerFn::Fitting => RunningStage::Training,
-            TrainerFn::Validating => RunningStage::Validating,
-            TrainerFn::Testing => RunningStage::Testing,
-            TrainerFn::Predicting => RunningStage::Predicting,
+        let device = if function == TrainerFn::Fitting {
+            train_device.clone()
+        } else {
+            eval_device.clone()
         };
-        let state = TrainerState {
-            status: TrainerStatus::Running,
-            function,
-            stage: running,
-            current_epoch: 0,
-            global_step: 0,
-            batch_idx: 0,
-            num_training_batches: None,
-            max_epochs: cfg.max_epochs,
-            max_steps: cfg.max_steps,
-            should_stop: false,
-            device: if function == TrainerFn::Fitting {
-                train_device.clone()
-            } else {
-                eval_device.clone()
-            },
-            log_dir: None,
-        };
+        let mut state = TrainerState::new(function, device);
+        state.status = TrainerStatus::Running;
+        state.current_epoch = progress.current_epoch;
+        state.global_step = progress.global_step;
+        state.max_epochs = cfg.max_epochs;
+        state.max_steps = cfg.max_steps;
+        state.log_dir = progress.log_dir.clone();
+        state.fast_dev_run = cfg.fast_dev_run.is_some();
         Self {
             cfg,
             callbacks,
             core: Core::new(state),
             module,
             data,
-            stage,
+            stage: function.stage(),
             optimizer: None,
             train_device,
             eval_device,
@@ -106,27 +87,47 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         }
     }
 
-    /// The first misuse a hook reported, if any.
-    pub fn check(&mut self) -> Result<(), Error> {
-        self.core.take_error()
+    /// What runs after every hook: the checkpoints it asked for are handed to the writer (also
+    /// when the hook failed, as Lightning's synchronous saves would have happened), then the
+    /// hook's error, then an error the writer met since the last hook.
+    pub fn after_hook<T>(&mut self, output: Result<T, Error>) -> Result<T, Error> {
+        let saved = self.save_requested_checkpoints();
+        let output = output?;
+        saved?;
+        Ok(output)
+    }
+
+    /// Calls a step hook (`training_step` and friends are called directly, not dispatched):
+    /// traces it, and returns what it returned or deferred.
+    pub fn step<T>(&mut self, name: &'static str, call: impl FnOnce(&mut M, &mut Core) -> Result<T, Error>) -> Result<T, Error> {
+        let output = {
+            let _span = tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = name, by = "module").entered();
+            call(&mut self.module, &mut self.core)
+        };
+        let output = match self.core.take_error() {
+            Ok(()) => output,
+            Err(e) => Err(e),
+        };
+        self.after_hook(output)
     }
 
     /// `configure_callbacks`, `prepare_data`, `setup` and `configure_model`, in Lightning's order.
     pub fn setup(&mut self) -> Result<(), Error> {
-        let extra = dispatch::configure_callbacks(&mut self.module);
+        let extra = hook!(self.configure_callbacks());
         merge_callbacks(self.callbacks, extra);
         {
             let _span = datamodule_span!(self.data, "prepare_data");
             self.data.prepare_data()?;
         }
-        dispatch::prepare_data(&mut self.module, &mut self.core);
+        hook!(self.prepare_data());
         {
             let _span = datamodule_span!(self.data, "setup");
             self.data.setup(self.stage)?;
         }
-        dispatch::setup(&mut self.module, self.callbacks, &mut self.core, self.stage);
-        dispatch::configure_model(&mut self.module, &mut self.core);
-        self.check()
+        let stage = self.stage;
+        hook!(self.setup(stage));
+        hook!(self.configure_model());
+        Ok(())
     }
 
     /// `teardown` on the datamodule, the callbacks and the module, once checkpoints are written.
@@ -136,51 +137,64 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             let _span = datamodule_span!(self.data, "teardown");
             self.data.teardown(self.stage);
         }
-        dispatch::teardown(&mut self.module, self.callbacks, &mut self.core, self.stage);
+        let stage = self.stage;
+        hook!(self.teardown(stage));
+        self.finish_checkpoints()?;
         self.core.state.status = TrainerStatus::Finished;
-        self.check()
+        Ok(())
     }
 
-    /// Tells the callbacks about a failure (Lightning's `on_exception`).
+    /// Tells the callbacks about a failure (Lightning's `on_exception`), then writes what is
+    /// still pending: the checkpoints asked for before the failure are not lost.
     pub fn fail(&mut self, error: &Error) {
         self.core.state.status = TrainerStatus::Interrupted;
-        dispatch::on_exception(&mut self.module, self.callbacks, &mut self.core, error);
+        // The run already failed: what these report is secondary, so it is traced, not returned.
+        let _ = self.core.take_error();
+        if let Err(e) = dispatch::on_exception(&mut self.module, self.callbacks, &mut self.core, error) {
+            tracing::error!(target: "burn_lightning", "`on_exception` failed: {e}");
+        }
+        if let Err(e) = self.save_requested_checkpoints().and_then(|()| self.finish_checkpoints()) {
+            tracing::error!(target: "burn_lightning", "writing checkpoints after the failure failed: {e}");
+        }
     }
 
     /// The dataloader of `kind` on `device`: the datamodule's, else the module's hook.
-    pub fn loader(&mut self, kind: LoaderKind, device: &Device) -> Option<Loader<M::Batch>> {
+    pub fn loader(&mut self, kind: Loop, device: &Device) -> Result<Option<Loader<M::Batch>>, Error> {
         let from_data = {
-            let _span = datamodule_span!(self.data, kind.hook_name());
+            let _span = datamodule_span!(self.data, kind.dataloader_hook());
             match kind {
-                LoaderKind::Train => self.data.train_dataloader(),
-                LoaderKind::Val => self.data.val_dataloader(),
-                LoaderKind::Test => self.data.test_dataloader(),
-                LoaderKind::Predict => self.data.predict_dataloader(),
+                Loop::Train => self.data.train_dataloader(),
+                Loop::Validation => self.data.val_dataloader(),
+                Loop::Test => self.data.test_dataloader(),
+                Loop::Predict => self.data.predict_dataloader(),
             }
         };
-        let loader = from_data.or_else(|| match kind {
-            LoaderKind::Train => dispatch::train_dataloader(&mut self.module, &mut self.core),
-            LoaderKind::Val => dispatch::val_dataloader(&mut self.module, &mut self.core),
-            LoaderKind::Test => dispatch::test_dataloader(&mut self.module, &mut self.core),
-            LoaderKind::Predict => dispatch::predict_dataloader(&mut self.module, &mut self.core),
-        })?;
+        let loader = match from_data {
+            Some(loader) => Some(loader),
+            None => match kind {
+                Loop::Train => hook!(self.train_dataloader()),
+                Loop::Validation => hook!(self.val_dataloader()),
+                Loop::Test => hook!(self.test_dataloader()),
+                Loop::Predict => hook!(self.predict_dataloader()),
+            },
+        };
         // Batches are built where the module runs; `transfer_batch_to_device` has nothing to move.
-        Some(loader.to_device(device))
+        Ok(loader.map(|loader| loader.to_device(device)))
     }
 
     /// The dataloader of `kind`, or an error naming what to provide.
-    pub fn required_loader(&mut self, kind: LoaderKind, device: &Device) -> Result<Loader<M::Batch>, Error> {
-        self.loader(kind, device).ok_or(Error::MissingDataloader {
+    pub fn required_loader(&mut self, kind: Loop, device: &Device) -> Result<Loader<M::Batch>, Error> {
+        self.loader(kind, device)?.ok_or(Error::MissingDataloader {
             stage: self.stage,
-            hook: kind.hook_name(),
+            hook: kind.dataloader_hook(),
         })
     }
 
     /// The three batch-transfer hooks.
-    pub fn transfer(&mut self, batch: M::Batch, device: &Device) -> M::Batch {
-        let batch = dispatch::on_before_batch_transfer(&mut self.module, &mut self.core, batch, 0);
-        let batch = dispatch::transfer_batch_to_device(&mut self.module, &mut self.core, batch, device, 0);
-        dispatch::on_after_batch_transfer(&mut self.module, &mut self.core, batch, 0)
+    pub fn transfer(&mut self, batch: M::Batch, device: &Device) -> Result<M::Batch, Error> {
+        let batch = hook!(self.on_before_batch_transfer(batch, 0));
+        let batch = hook!(self.transfer_batch_to_device(batch, device, 0));
+        Ok(hook!(self.on_after_batch_transfer(batch, 0)))
     }
 
     /// Whether batch-end hooks need the batch after the step consumed it.
@@ -198,9 +212,6 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         }
         let requests = std::mem::take(&mut self.core.checkpoint_requests);
         let removals = std::mem::take(&mut self.core.checkpoint_removals);
-        if self.cfg.fast_dev_run.is_some() {
-            return Ok(());
-        }
         let checkpoint = match requests.is_empty() {
             true => None,
             false => Some(self.checkpoint()?),
@@ -239,7 +250,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
         let mut checkpoint = Checkpoint::new(self.core.state.current_epoch, self.core.state.global_step, hparams);
         for callback in self.callbacks.iter_mut() {
-            let name = callback.name();
+            let name = callback.state_key();
             let state = {
                 let _span = tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "state_dict", by = "callback", callback = %name).entered();
                 callback.state_dict()
@@ -255,17 +266,21 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         if let Some(state) = datamodule_state {
             checkpoint.datamodule.insert(self.data.name().into_owned(), state);
         }
-        dispatch::on_save_checkpoint(&mut self.module, self.callbacks, &mut self.core, &mut checkpoint);
-        self.check()?;
+        dispatch::on_save_checkpoint(&mut self.module, self.callbacks, &mut self.core, &mut checkpoint)?;
         Ok(checkpoint)
     }
 
-    /// Creates `<default_root_dir>/lightning_logs/version_N` and writes `hparams.yaml` there.
+    /// Creates `<default_root_dir>/lightning_logs/version_N` (once per trainer: a second `fit`
+    /// goes on writing into the first one's directory, as Lightning's logger keeps its version)
+    /// and writes `hparams.yaml` there.
     pub fn create_log_dir(&mut self) -> Result<Option<PathBuf>, Error> {
         if self.cfg.fast_dev_run.is_some() {
             return Ok(None);
         }
-        let dir = crate::run_dir::next_version_dir(&self.cfg.default_root_dir)?;
+        let dir = match self.core.state.log_dir.clone() {
+            Some(dir) => dir,
+            None => crate::run_dir::next_version_dir(&self.cfg.default_root_dir)?,
+        };
         let yaml = serde_saphyr::to_string(&self.module.hparams())
             .map_err(|e| Error::Checkpoint(format!("cannot write the hyperparameters as YAML: {e}")))?;
         crate::run_dir::write_atomic(&dir.join("hparams.yaml"), yaml.as_bytes())?;
