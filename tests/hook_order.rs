@@ -1,7 +1,11 @@
 //! The trainer calls hooks in Lightning's order: the sequences of sections 1.1 to 1.5 of the
 //! spec (Lightning's `test_hooks.py` configurations, in entry order) and the DataModule order of
-//! section 1.6. Lightning's trace is in `tests/data/lightning_hook_entry_order.txt`; the calls
-//! that have no meaning in Rust (`forward`, `train`, `zero_grad`, `clip_gradients` inside
+//! section 1.6, plus the flags that change the order (no sanity check, validation twice per
+//! epoch, no training batches, no validation step, `on_*_model_train` implemented) and the
+//! arguments `test_hooks.py` checks (`stage`, `batch_idx`, `epoch`, `dataloader_idx`).
+//! Lightning's trace is in `tests/data/lightning_hook_entry_order.txt`, made by
+//! `bash scripts/lightning_hook_trace.sh` (run by hand, not by CI); the calls that have no meaning
+//! in Rust (`forward`, `train`, `zero_grad`, `clip_gradients` inside
 //! `configure_gradient_clipping`, `manual_backward` and `closure`, which are API calls, not
 //! hooks) are left out of it.
 
@@ -11,7 +15,11 @@ use burn::nn::{Linear, LinearConfig};
 use burn::optim::SgdConfig;
 use burn::optim::lr_scheduler::step::StepLrSchedulerConfig;
 use burn_lightning::prelude::*;
+use burn_lightning::{LightningModule, TrainerBuilder};
 use common::{Pair, Recorder, pair_loader};
+use std::sync::{Arc, Mutex};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
 /// Lightning's BoringModel with every hook implemented; each hook also records itself.
 #[lightning_module]
@@ -31,8 +39,24 @@ impl HookedModel {
     }
 
     fn loss(&self, batch: Pair) -> Tensor<1> {
-        (self.layer.forward(batch.x) - batch.y).powi_scalar(2).mean()
+        squared_error(&self.layer, batch)
     }
+}
+
+fn squared_error(layer: &Linear, batch: Pair) -> Tensor<1> {
+    (layer.forward(batch.x) - batch.y).powi_scalar(2).mean()
+}
+
+/// BoringModel's optimizer: SGD (learning rate 0.1) with a StepLR scheduler stepped every epoch.
+fn sgd_with_step_lr() -> OptimizerConfig {
+    let scheduler = StepLrSchedulerConfig::new(0.1, 1).init().expect("valid scheduler");
+    OptimizerConfig::new(SgdConfig::new().init(), 0.1).with_scheduler(scheduler, Interval::Epoch)
+}
+
+/// Emits the arguments of the running hook, which `record_with_arguments` appends to the hook's
+/// entry in the trace (`setup stage=fit`); without that recorder nothing listens.
+fn arguments(hook: &'static str, args: std::fmt::Arguments<'_>) {
+    tracing::trace!(target: "hook_order::arguments", hook, args = %args);
 }
 
 #[lightning_module]
@@ -47,7 +71,8 @@ impl HookedModel {
         self.calls.push("prepare_data");
     }
     #[hook]
-    fn setup(&mut self, _stage: Stage) {
+    fn setup(&mut self, stage: Stage) {
+        arguments("setup", format_args!("stage={}", stage.as_str()));
         self.calls.push("setup");
     }
     #[hook]
@@ -57,8 +82,7 @@ impl HookedModel {
     #[hook]
     fn configure_optimizers(&mut self) -> OptimizerConfig {
         self.calls.push("configure_optimizers");
-        let scheduler = StepLrSchedulerConfig::new(0.1, 1).init().expect("valid scheduler");
-        OptimizerConfig::new(SgdConfig::new().init(), 0.1).with_scheduler(scheduler, Interval::Epoch)
+        sgd_with_step_lr()
     }
     #[hook]
     fn on_fit_start(&mut self) {
@@ -85,17 +109,29 @@ impl HookedModel {
         pair_loader(64, 4)
     }
     #[hook]
-    fn on_before_batch_transfer(&mut self, batch: Pair, _dataloader_idx: usize) -> Pair {
+    fn on_before_batch_transfer(&mut self, batch: Pair, dataloader_idx: usize) -> Pair {
+        arguments(
+            "on_before_batch_transfer",
+            format_args!("dataloader_idx={dataloader_idx}"),
+        );
         self.calls.push("on_before_batch_transfer");
         batch
     }
     #[hook]
-    fn transfer_batch_to_device(&mut self, batch: Pair, _device: &Device, _dataloader_idx: usize) -> Pair {
+    fn transfer_batch_to_device(&mut self, batch: Pair, _device: &Device, dataloader_idx: usize) -> Pair {
+        arguments(
+            "transfer_batch_to_device",
+            format_args!("dataloader_idx={dataloader_idx}"),
+        );
         self.calls.push("transfer_batch_to_device");
         batch
     }
     #[hook]
-    fn on_after_batch_transfer(&mut self, batch: Pair, _dataloader_idx: usize) -> Pair {
+    fn on_after_batch_transfer(&mut self, batch: Pair, dataloader_idx: usize) -> Pair {
+        arguments(
+            "on_after_batch_transfer",
+            format_args!("dataloader_idx={dataloader_idx}"),
+        );
         self.calls.push("on_after_batch_transfer");
         batch
     }
@@ -108,11 +144,13 @@ impl HookedModel {
         self.calls.push("on_train_epoch_start");
     }
     #[hook]
-    fn on_train_batch_start(&mut self, _batch: &Pair, _batch_idx: usize) {
+    fn on_train_batch_start(&mut self, _batch: &Pair, batch_idx: usize) {
+        arguments("on_train_batch_start", format_args!("batch_idx={batch_idx}"));
         self.calls.push("on_train_batch_start");
     }
     #[hook]
-    fn training_step(&mut self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) -> Tensor<1> {
+    fn training_step(&mut self, batch: Pair, batch_idx: usize, cx: &mut StepContext) -> Tensor<1> {
+        arguments("training_step", format_args!("batch_idx={batch_idx}"));
         self.calls.push("training_step");
         let loss = self.loss(batch);
         cx.log("train_loss", &loss);
@@ -123,7 +161,11 @@ impl HookedModel {
         self.calls.push("on_before_zero_grad");
     }
     #[hook]
-    fn optimizer_zero_grad(&mut self, _epoch: usize, _batch_idx: usize, _optimizer: &mut Optimizer) {
+    fn optimizer_zero_grad(&mut self, epoch: usize, batch_idx: usize, _optimizer: &mut Optimizer) {
+        arguments(
+            "optimizer_zero_grad",
+            format_args!("epoch={epoch} batch_idx={batch_idx}"),
+        );
         self.calls.push("optimizer_zero_grad");
     }
     #[hook]
@@ -156,11 +198,12 @@ impl HookedModel {
     #[hook]
     fn optimizer_step(
         &mut self,
-        _epoch: usize,
-        _batch_idx: usize,
+        epoch: usize,
+        batch_idx: usize,
         optimizer: &mut Optimizer,
         closure: OptimizerClosure<Self>,
     ) {
+        arguments("optimizer_step", format_args!("epoch={epoch} batch_idx={batch_idx}"));
         self.calls.push("optimizer_step");
         optimizer.step(self, closure);
     }
@@ -170,7 +213,8 @@ impl HookedModel {
         scheduler.step();
     }
     #[hook]
-    fn on_train_batch_end(&mut self, outputs: Option<&StepOutput>, _batch: &Pair, _batch_idx: usize) {
+    fn on_train_batch_end(&mut self, outputs: Option<&StepOutput>, _batch: &Pair, batch_idx: usize) {
+        arguments("on_train_batch_end", format_args!("batch_idx={batch_idx}"));
         assert!(outputs.is_some());
         self.calls.push("on_train_batch_end");
     }
@@ -191,18 +235,21 @@ impl HookedModel {
         self.calls.push("on_validation_epoch_start");
     }
     #[hook]
-    fn on_validation_batch_start(&mut self, _batch: &Pair, _batch_idx: usize) {
+    fn on_validation_batch_start(&mut self, _batch: &Pair, batch_idx: usize) {
+        arguments("on_validation_batch_start", format_args!("batch_idx={batch_idx}"));
         self.calls.push("on_validation_batch_start");
     }
     #[hook]
-    fn validation_step(&mut self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) -> Tensor<1> {
+    fn validation_step(&mut self, batch: Pair, batch_idx: usize, cx: &mut StepContext) -> Tensor<1> {
+        arguments("validation_step", format_args!("batch_idx={batch_idx}"));
         self.calls.push("validation_step");
         let loss = self.loss(batch);
         cx.log("val_loss", &loss);
         loss
     }
     #[hook]
-    fn on_validation_batch_end(&mut self, _outputs: &Tensor<1>, _batch: &Pair, _batch_idx: usize) {
+    fn on_validation_batch_end(&mut self, _outputs: &Tensor<1>, _batch: &Pair, batch_idx: usize) {
+        arguments("on_validation_batch_end", format_args!("batch_idx={batch_idx}"));
         self.calls.push("on_validation_batch_end");
     }
     #[hook]
@@ -235,7 +282,8 @@ impl HookedModel {
         self.calls.push("on_fit_end");
     }
     #[hook]
-    fn teardown(&mut self, _stage: Stage) {
+    fn teardown(&mut self, stage: Stage) {
+        arguments("teardown", format_args!("stage={}", stage.as_str()));
         self.calls.push("teardown");
     }
     #[hook]
@@ -251,17 +299,20 @@ impl HookedModel {
         self.calls.push("on_test_epoch_start");
     }
     #[hook]
-    fn on_test_batch_start(&mut self, _batch: &Pair, _batch_idx: usize) {
+    fn on_test_batch_start(&mut self, _batch: &Pair, batch_idx: usize) {
+        arguments("on_test_batch_start", format_args!("batch_idx={batch_idx}"));
         self.calls.push("on_test_batch_start");
     }
     #[hook]
-    fn test_step(&mut self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) {
+    fn test_step(&mut self, batch: Pair, batch_idx: usize, cx: &mut StepContext) {
+        arguments("test_step", format_args!("batch_idx={batch_idx}"));
         self.calls.push("test_step");
         let loss = self.loss(batch);
         cx.log("test_loss", &loss);
     }
     #[hook]
-    fn on_test_batch_end(&mut self, _outputs: &(), _batch: &Pair, _batch_idx: usize) {
+    fn on_test_batch_end(&mut self, _outputs: &(), _batch: &Pair, batch_idx: usize) {
+        arguments("on_test_batch_end", format_args!("batch_idx={batch_idx}"));
         self.calls.push("on_test_batch_end");
     }
     #[hook]
@@ -285,16 +336,19 @@ impl HookedModel {
         self.calls.push("on_predict_epoch_start");
     }
     #[hook]
-    fn on_predict_batch_start(&mut self, _batch: &Pair, _batch_idx: usize) {
+    fn on_predict_batch_start(&mut self, _batch: &Pair, batch_idx: usize) {
+        arguments("on_predict_batch_start", format_args!("batch_idx={batch_idx}"));
         self.calls.push("on_predict_batch_start");
     }
     #[hook]
-    fn predict_step(&mut self, batch: Pair, _batch_idx: usize) -> Tensor<2> {
+    fn predict_step(&mut self, batch: Pair, batch_idx: usize) -> Tensor<2> {
+        arguments("predict_step", format_args!("batch_idx={batch_idx}"));
         self.calls.push("predict_step");
         self.layer.forward(batch.x)
     }
     #[hook]
-    fn on_predict_batch_end(&mut self, _outputs: &Tensor<2>, _batch: &Pair, _batch_idx: usize) {
+    fn on_predict_batch_end(&mut self, _outputs: &Tensor<2>, _batch: &Pair, batch_idx: usize) {
+        arguments("on_predict_batch_end", format_args!("batch_idx={batch_idx}"));
         self.calls.push("on_predict_batch_end");
     }
     #[hook]
@@ -307,16 +361,94 @@ impl HookedModel {
     }
 }
 
-/// A callback that does nothing: the trainer's traces record when each of its hooks runs.
+/// A callback that does nothing but tell its arguments: the trainer's traces record when each of
+/// its hooks runs.
 struct HookedCallback;
 
-impl<M: burn_lightning::LightningModule> Callback<M> for HookedCallback {
+impl<M: LightningModule> Callback<M> for HookedCallback {
     fn state_dict(&mut self) -> Option<burn_lightning::JsonValue> {
         Some(serde_json::json!({"foo": true}))
     }
+    fn setup(&mut self, _module: &mut M, stage: Stage, _cx: &mut HookContext<'_>) {
+        arguments("setup", format_args!("stage={}", stage.as_str()));
+    }
+    fn teardown(&mut self, _module: &mut M, stage: Stage, _cx: &mut HookContext<'_>) {
+        arguments("teardown", format_args!("stage={}", stage.as_str()));
+    }
+    fn on_train_batch_start(
+        &mut self,
+        _module: &mut M,
+        _batch: &M::Batch,
+        batch_idx: usize,
+        _cx: &mut StepContext<'_>,
+    ) {
+        arguments("on_train_batch_start", format_args!("batch_idx={batch_idx}"));
+    }
+    fn on_train_batch_end(
+        &mut self,
+        _module: &mut M,
+        _outputs: Option<&StepOutput<M::TrainExtra>>,
+        _batch: &M::Batch,
+        batch_idx: usize,
+        _cx: &mut StepContext<'_>,
+    ) {
+        arguments("on_train_batch_end", format_args!("batch_idx={batch_idx}"));
+    }
+    fn on_validation_batch_start(
+        &mut self,
+        _module: &mut M,
+        _batch: &M::Batch,
+        batch_idx: usize,
+        _cx: &mut StepContext<'_>,
+    ) {
+        arguments("on_validation_batch_start", format_args!("batch_idx={batch_idx}"));
+    }
+    fn on_validation_batch_end(
+        &mut self,
+        _module: &mut M,
+        _outputs: &M::ValidationOutput,
+        _batch: &M::Batch,
+        batch_idx: usize,
+        _cx: &mut StepContext<'_>,
+    ) {
+        arguments("on_validation_batch_end", format_args!("batch_idx={batch_idx}"));
+    }
+    fn on_test_batch_start(&mut self, _module: &mut M, _batch: &M::Batch, batch_idx: usize, _cx: &mut StepContext<'_>) {
+        arguments("on_test_batch_start", format_args!("batch_idx={batch_idx}"));
+    }
+    fn on_test_batch_end(
+        &mut self,
+        _module: &mut M,
+        _outputs: &M::TestOutput,
+        _batch: &M::Batch,
+        batch_idx: usize,
+        _cx: &mut StepContext<'_>,
+    ) {
+        arguments("on_test_batch_end", format_args!("batch_idx={batch_idx}"));
+    }
+    fn on_predict_batch_start(
+        &mut self,
+        _module: &mut M,
+        _batch: &M::Batch,
+        batch_idx: usize,
+        _cx: &mut HookContext<'_>,
+    ) {
+        arguments("on_predict_batch_start", format_args!("batch_idx={batch_idx}"));
+    }
+    fn on_predict_batch_end(
+        &mut self,
+        _module: &mut M,
+        _outputs: &M::Prediction,
+        _batch: &M::Batch,
+        batch_idx: usize,
+        _cx: &mut HookContext<'_>,
+    ) {
+        arguments("on_predict_batch_end", format_args!("batch_idx={batch_idx}"));
+    }
 }
 
-/// Lightning's sequence for `section`, without the calls that are not hooks here.
+/// Lightning's sequence for the section titled `section` (the title up to its `(...)`), without
+/// the calls that are not hooks here.
 fn lightning_sequence(section: &str) -> Vec<String> {
     const NOT_HOOKS: &[&str] = &[
         "forward",
@@ -327,12 +459,16 @@ fn lightning_sequence(section: &str) -> Vec<String> {
         "closure",
     ];
     let text = include_str!("data/lightning_hook_entry_order.txt");
+    let is_header = |line: &str| {
+        line.strip_prefix("#### ")
+            .is_some_and(|title| title == section || title.starts_with(&format!("{section} (")))
+    };
     let start = text
-        .find(&format!("#### {section}"))
-        .unwrap_or_else(|| panic!("no section {section}"));
-    text[start..]
         .lines()
-        .skip(1)
+        .position(is_header)
+        .unwrap_or_else(|| panic!("no section {section}"));
+    text.lines()
+        .skip(start + 1)
         .take_while(|line| !line.starts_with("####"))
         .map(str::trim)
         .filter(|line| !line.is_empty() && !line.starts_with("lightning ") && !line.starts_with('#'))
@@ -341,7 +477,8 @@ fn lightning_sequence(section: &str) -> Vec<String> {
         .collect()
 }
 
-fn trainer(dir: &std::path::Path) -> Trainer<HookedModel> {
+/// test_hooks.py's trainer: one epoch of 2 batches of everything, with the hooked callback.
+fn builder<M: LightningModule>(dir: &std::path::Path) -> TrainerBuilder<M> {
     Trainer::builder()
         .max_epochs(1)
         .limit_train_batches(2)
@@ -351,8 +488,66 @@ fn trainer(dir: &std::path::Path) -> Trainer<HookedModel> {
         .enable_progress_bar(false)
         .default_root_dir(dir)
         .callback(HookedCallback)
-        .build()
-        .unwrap()
+}
+
+fn trainer<M: LightningModule>(dir: &std::path::Path) -> Trainer<M> {
+    builder(dir).build().unwrap()
+}
+
+/// Runs `f` recording the hooks, as `Recorder::record` does, with the arguments the hooked module
+/// and callback emit appended to their entries: `setup stage=fit`.
+fn record_with_arguments<T>(recorder: &Recorder, f: impl FnOnce() -> T) -> T {
+    let subscriber = tracing_subscriber::registry()
+        .with(recorder.clone())
+        .with(ArgumentsLayer(recorder.calls.clone()));
+    tracing::subscriber::with_default(subscriber, f)
+}
+
+/// Appends each `arguments` event to the last recorded call, which is the hook emitting it: the
+/// hooked module and callback emit their arguments before anything else.
+struct ArgumentsLayer(Arc<Mutex<Vec<String>>>);
+
+#[derive(Default)]
+struct ArgumentFields {
+    hook: String,
+    args: String,
+}
+
+impl tracing::field::Visit for ArgumentFields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            "hook" => self.hook = value.to_string(),
+            "args" => self.args = value.to_string(),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "hook" => self.hook = format!("{value:?}").trim_matches('"').to_string(),
+            "args" => self.args = format!("{value:?}"),
+            _ => {}
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for ArgumentsLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        if event.metadata().target() != "hook_order::arguments" {
+            return;
+        }
+        let mut fields = ArgumentFields::default();
+        event.record(&mut fields);
+        let mut calls = self.0.lock().unwrap();
+        let last = calls.last_mut().expect("arguments emitted outside any hook");
+        assert!(
+            *last == fields.hook || *last == format!("Callback.{}", fields.hook),
+            "arguments of {} emitted while the last recorded call is {last}",
+            fields.hook
+        );
+        last.push(' ');
+        last.push_str(&fields.args);
+    }
 }
 
 /// Shows the first difference, which a plain `assert_eq!` on 150 lines hides.
@@ -491,7 +686,7 @@ impl DataModule<Pair> for PairData {
 fn datamodule_hooks_run_in_lightnings_order_and_before_the_modules() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Recorder::new("HookedCallback");
-    let mut trainer = trainer(dir.path());
+    let mut trainer: Trainer<HookedModel> = trainer(dir.path());
     let mut data = PairData;
     let datamodule_calls = |calls: Vec<String>| calls.into_iter().filter(|c| c.starts_with("DM.")).collect::<Vec<_>>();
 
@@ -504,31 +699,191 @@ fn datamodule_hooks_run_in_lightnings_order_and_before_the_modules() {
     assert!(position("DM.teardown") < position("Callback.teardown"));
     // The module's dataloader hooks are not called when the datamodule provides the data.
     assert!(!calls.iter().any(|c| c == "train_dataloader" || c == "val_dataloader"));
-    assert_eq!(
-        datamodule_calls(calls),
-        [
-            "DM.prepare_data",
-            "DM.setup",
-            "DM.val_dataloader",
-            "DM.train_dataloader",
-            "DM.state_dict",
-            "DM.teardown"
-        ]
-    );
+    assert_eq!(datamodule_calls(calls), lightning_sequence("datamodule fit"));
 
-    for (run, expected) in [
-        ("validate", "val_dataloader"),
-        ("test", "test_dataloader"),
-        ("predict", "predict_dataloader"),
-    ] {
+    for run in ["validate", "test", "predict"] {
         recorder.record(|| match run {
             "validate" => drop(trainer.validate(&model, &mut data).unwrap()),
             "test" => drop(trainer.test(&model, &mut data).unwrap()),
             _ => drop(trainer.predict(&model, &mut data).unwrap()),
         });
-        let expected: Vec<String> = ["DM.prepare_data", "DM.setup", &format!("DM.{expected}"), "DM.teardown"]
-            .map(String::from)
-            .into();
-        assert_eq!(datamodule_calls(recorder.take()), expected, "{run}");
+        assert_eq!(
+            datamodule_calls(recorder.take()),
+            lightning_sequence(&format!("datamodule {run}")),
+            "{run}"
+        );
     }
+}
+
+#[test]
+fn fit_without_sanity_check_calls_hooks_in_lightnings_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::new("HookedCallback");
+    let mut trainer = builder(dir.path()).num_sanity_val_steps(0).build().unwrap();
+    recorder.record(|| trainer.fit(HookedModel::new(), ()).unwrap());
+    assert_same_sequence(&recorder.take(), &lightning_sequence("fit num_sanity_val_steps=0"));
+}
+
+#[test]
+fn fit_validating_twice_per_epoch_calls_hooks_in_lightnings_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::new("HookedCallback");
+    let mut trainer = builder(dir.path()).val_check_interval(0.5).build().unwrap();
+    recorder.record(|| trainer.fit(HookedModel::new(), ()).unwrap());
+    assert_same_sequence(&recorder.take(), &lightning_sequence("fit val_check_interval=0.5"));
+}
+
+#[test]
+fn fit_without_training_batches_calls_hooks_in_lightnings_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::new("HookedCallback");
+    let mut trainer = builder(dir.path()).limit_train_batches(0usize).build().unwrap();
+    recorder.record(|| trainer.fit(HookedModel::new(), ()).unwrap());
+    assert_same_sequence(&recorder.take(), &lightning_sequence("fit limit_train_batches=0"));
+}
+
+/// BoringModel with `on_validation_model_train` and `on_test_model_train` implemented, which
+/// Lightning calls only when they are. Like Lightning's HookedModel, it implements BoringModel's
+/// hooks, `prepare_data` and `configure_model`; the trainer traces the others.
+#[lightning_module]
+#[derive(Module, Debug)]
+pub struct ModelTrainModel {
+    layer: Linear,
+}
+
+#[lightning_module]
+impl ModelTrainModel {
+    #[hook]
+    fn prepare_data(&mut self) {}
+    #[hook]
+    fn configure_model(&mut self) {}
+    #[hook]
+    fn configure_optimizers(&self) -> OptimizerConfig {
+        sgd_with_step_lr()
+    }
+    #[hook]
+    fn train_dataloader(&mut self) -> Loader<Pair> {
+        pair_loader(64, 4)
+    }
+    #[hook]
+    fn val_dataloader(&mut self) -> Loader<Pair> {
+        pair_loader(64, 4)
+    }
+    #[hook]
+    fn test_dataloader(&mut self) -> Loader<Pair> {
+        pair_loader(64, 4)
+    }
+    #[hook]
+    fn training_step(&self, batch: Pair, _batch_idx: usize) -> Tensor<1> {
+        squared_error(&self.layer, batch)
+    }
+    #[hook]
+    fn validation_step(&self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) {
+        cx.log("val_loss", squared_error(&self.layer, batch));
+    }
+    #[hook]
+    fn test_step(&self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) {
+        cx.log("test_loss", squared_error(&self.layer, batch));
+    }
+    #[hook]
+    fn on_validation_model_train(&mut self) {}
+    #[hook]
+    fn on_test_model_train(&mut self) {}
+}
+
+#[test]
+fn fit_calls_an_implemented_on_validation_model_train_as_lightning_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::new("HookedCallback");
+    let model = ModelTrainModel {
+        layer: LinearConfig::new(32, 2).init(&Device::default()),
+    };
+    recorder.record(|| trainer(dir.path()).fit(model, ()).unwrap());
+    assert_same_sequence(&recorder.take(), &lightning_sequence("fit on_validation_model_train"));
+}
+
+#[test]
+fn test_calls_an_implemented_on_test_model_train_as_lightning_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::new("HookedCallback");
+    let model = ModelTrainModel {
+        layer: LinearConfig::new(32, 2).init(&Device::default()),
+    };
+    recorder.record(|| trainer(dir.path()).test(&model, ()).unwrap());
+    assert_same_sequence(&recorder.take(), &lightning_sequence("test on_test_model_train"));
+}
+
+/// BoringModel without `validation_step` and `val_dataloader` (Lightning's run sets both to
+/// `None`): nothing to validate, so no sanity check and no validation.
+#[lightning_module]
+#[derive(Module, Debug)]
+pub struct NoValidationModel {
+    layer: Linear,
+}
+
+#[lightning_module]
+impl NoValidationModel {
+    #[hook]
+    fn prepare_data(&mut self) {}
+    #[hook]
+    fn configure_model(&mut self) {}
+    #[hook]
+    fn configure_optimizers(&self) -> OptimizerConfig {
+        sgd_with_step_lr()
+    }
+    #[hook]
+    fn train_dataloader(&mut self) -> Loader<Pair> {
+        pair_loader(64, 4)
+    }
+    #[hook]
+    fn training_step(&self, batch: Pair, _batch_idx: usize) -> Tensor<1> {
+        squared_error(&self.layer, batch)
+    }
+}
+
+#[test]
+fn fit_without_validation_step_calls_hooks_in_lightnings_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::new("HookedCallback");
+    let model = NoValidationModel {
+        layer: LinearConfig::new(32, 2).init(&Device::default()),
+    };
+    recorder.record(|| trainer(dir.path()).fit(model, ()).unwrap());
+    assert_same_sequence(&recorder.take(), &lightning_sequence("fit without validation_step"));
+}
+
+#[test]
+fn fit_passes_lightnings_hook_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::new("HookedCallback");
+    record_with_arguments(&recorder, || trainer(dir.path()).fit(HookedModel::new(), ()).unwrap());
+    assert_same_sequence(&recorder.take(), &lightning_sequence("fit automatic arguments"));
+}
+
+#[test]
+fn validate_passes_lightnings_hook_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::new("HookedCallback");
+    record_with_arguments(&recorder, || {
+        trainer(dir.path()).validate(&HookedModel::new(), ()).unwrap()
+    });
+    assert_same_sequence(&recorder.take(), &lightning_sequence("validate arguments"));
+}
+
+#[test]
+fn test_passes_lightnings_hook_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::new("HookedCallback");
+    record_with_arguments(&recorder, || trainer(dir.path()).test(&HookedModel::new(), ()).unwrap());
+    assert_same_sequence(&recorder.take(), &lightning_sequence("test arguments"));
+}
+
+#[test]
+fn predict_passes_lightnings_hook_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::new("HookedCallback");
+    record_with_arguments(&recorder, || {
+        trainer(dir.path()).predict(&HookedModel::new(), ()).unwrap()
+    });
+    assert_same_sequence(&recorder.take(), &lightning_sequence("predict arguments"));
 }
