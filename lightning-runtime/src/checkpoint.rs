@@ -146,7 +146,7 @@ impl Checkpoint {
         state.current_epoch = self.epoch;
         state.global_step = self.global_step;
         let mut core = Core::new(state);
-        dispatch::on_load_checkpoint(&mut module, &mut [], &mut core, self)?;
+        dispatch::on_load_checkpoint(&mut module, &mut [], &mut core, &mut (), self)?;
         self.restore_module(module)
     }
 

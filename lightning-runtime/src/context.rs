@@ -13,6 +13,22 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
+/// What runs inside every dispatched hook after each callback and after the module: the
+/// trainer writes the checkpoints the hook asked for there, so a checkpoint requested by a
+/// callback is taken before the next callback or the module runs, as Lightning's synchronous
+/// `save_checkpoint` is. `()` leaves requests for the next hook boundary.
+pub(crate) trait AfterHook<M: LightningModule> {
+    fn after_hook(&mut self, module: &mut M, callbacks: &mut [Box<dyn crate::Callback<M>>], core: &mut Core)
+    -> Result<(), Error>;
+}
+
+impl<M: LightningModule> AfterHook<M> for () {
+    #[inline]
+    fn after_hook(&mut self, _: &mut M, _: &mut [Box<dyn crate::Callback<M>>], _: &mut Core) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
 /// The trainer's side of every context: state, logged metrics, requests made by hooks.
 pub struct Core {
     pub(crate) state: TrainerState,
@@ -51,6 +67,12 @@ impl Core {
         if let Err(e) = self.metrics.log(hook, &self.state, name, value, options, batch_size) {
             self.defer_error(e);
         }
+    }
+
+    /// Whether a hook asked for checkpoints to be written or removed.
+    #[inline]
+    pub(crate) fn has_checkpoint_requests(&self) -> bool {
+        !self.checkpoint_requests.is_empty() || !self.checkpoint_removals.is_empty()
     }
 
     /// Whether a hook of this run already failed (and nothing more should run).
@@ -241,9 +263,9 @@ impl<'a> StepContext<'a> {
         }
         let callbacks = callbacks_of::<M>(manual.callbacks);
         let core = &mut *self.core;
-        let result = dispatch::on_before_backward(module, callbacks, core, &loss)
-            .and_then(|()| dispatch::backward(module, callbacks, core, loss))
-            .and_then(|grads| dispatch::on_after_backward(module, callbacks, core, &grads).map(|()| grads));
+        let result = dispatch::on_before_backward(module, callbacks, core, &mut (), &loss)
+            .and_then(|()| dispatch::backward(module, callbacks, core, &mut (), loss))
+            .and_then(|grads| dispatch::on_after_backward(module, callbacks, core, &mut (), &grads).map(|()| grads));
         result.unwrap_or_else(|e| {
             core.defer_error(e);
             Gradients::empty()
@@ -261,7 +283,7 @@ impl<'a> StepContext<'a> {
             return;
         }
         let callbacks = callbacks_of::<M>(manual.callbacks);
-        if let Err(e) = dispatch::on_before_optimizer_step(module, callbacks, self.core, manual.optimizer, &grads) {
+        if let Err(e) = dispatch::on_before_optimizer_step(module, callbacks, self.core, &mut (), manual.optimizer, &grads) {
             self.core.defer_error(e);
             return;
         }

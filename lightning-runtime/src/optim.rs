@@ -326,20 +326,20 @@ impl<M: LightningModule> OptimizerClosure<'_, M> {
         let epoch = self.core.state.current_epoch;
         let callbacks = &mut *self.callbacks;
         let core = &mut *self.core;
-        dispatch::on_before_zero_grad(module, callbacks, core, optimizer)?;
-        dispatch::optimizer_zero_grad(module, callbacks, core, epoch, self.batch_idx, optimizer)?;
+        dispatch::on_before_zero_grad(module, callbacks, core, &mut (), optimizer)?;
+        dispatch::optimizer_zero_grad(module, callbacks, core, &mut (), epoch, self.batch_idx, optimizer)?;
         // Lightning skips backward, not the optimizer hooks, when `training_step` returns no loss.
         let mut grads = match &output {
             Some(output) => {
-                dispatch::on_before_backward(module, callbacks, core, &output.loss)?;
-                let grads = dispatch::backward(module, callbacks, core, output.loss.clone())?;
-                dispatch::on_after_backward(module, callbacks, core, &grads)?;
+                dispatch::on_before_backward(module, callbacks, core, &mut (), &output.loss)?;
+                let grads = dispatch::backward(module, callbacks, core, &mut (), output.loss.clone())?;
+                dispatch::on_after_backward(module, callbacks, core, &mut (), &grads)?;
                 grads
             }
             None => Gradients::empty(),
         };
-        dispatch::on_before_optimizer_step(module, callbacks, core, optimizer, &grads)?;
-        dispatch::configure_gradient_clipping(module, callbacks, core, optimizer, &mut grads, self.clip)?;
+        dispatch::on_before_optimizer_step(module, callbacks, core, &mut (), optimizer, &grads)?;
+        dispatch::configure_gradient_clipping(module, callbacks, core, &mut (), optimizer, &mut grads, self.clip)?;
         let Some(output) = output else { return Ok(None) };
         *self.output = Some(StepOutput {
             loss: output.loss.detach(),

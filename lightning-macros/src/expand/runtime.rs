@@ -257,9 +257,10 @@ fn hook_return(spec: &HookSpec) -> TokenStream {
 }
 
 /// The dispatch functions: one per hook, all with the same shape
-/// `(module, callbacks, core, hook arguments..) -> Result<output, Error>`, so that the loops call
-/// every hook the same way. Each traces and calls the callbacks, then the module, and stops at
-/// the first failure: an error a hook returned or deferred into the core (a bad `log` call,
+/// `(module, callbacks, core, after, hook arguments..) -> Result<output, Error>`, so that the
+/// loops call every hook the same way. Each traces and calls the callbacks, then the module,
+/// running `after` (the after-hook protocol: checkpoint requests) after each of them, and stops
+/// at the first failure: an error a hook returned or deferred into the core (a bad `log` call,
 /// `cx.fail`) ends the hook there, and no later callback or module hook of it runs.
 fn dispatch() -> TokenStream {
     let functions = HOOKS.iter().filter(|h| h.step.is_none()).map(|spec| {
@@ -274,14 +275,22 @@ fn dispatch() -> TokenStream {
         let cx = cx_arg.as_ref().map(|arg| quote!(, #arg));
         let module_args: Vec<TokenStream> = names.iter().map(|n| quote!(#n)).chain(cx_arg.clone()).collect();
 
+        // `after` runs after each callback and after the module (the trainer writes the
+        // checkpoints a hook asked for there, in Lightning's order); a hook's error comes first.
         let call_callback = |filter: TokenStream| {
             quote! {
-                for callback in callbacks.iter_mut() {
+                for index in 0..callbacks.len() {
+                    let callback = &mut callbacks[index];
                     if #filter {
-                        let _span = ::tracing::trace_span!(target: "burn_lightning::hooks", "hook",
-                            hook = #hook_name, by = "callback", callback = %callback.name()).entered();
-                        callback.#name(module #(, #names)* #cx);
-                        core.take_error()?;
+                        {
+                            let _span = ::tracing::trace_span!(target: "burn_lightning::hooks", "hook",
+                                hook = #hook_name, by = "callback", callback = %callback.name()).entered();
+                            callback.#name(module #(, #names)* #cx);
+                        }
+                        let failed = core.take_error();
+                        let flushed = after.after_hook(module, callbacks, core);
+                        failed?;
+                        flushed?;
                     }
                 }
             }
@@ -317,17 +326,20 @@ fn dispatch() -> TokenStream {
                     module.#name(#(#module_args),*)
                 };
                 // What the hook deferred happened before it returned.
-                core.take_error()?;
+                let output = core.take_error().and(output);
+                let flushed = after.after_hook(module, callbacks, core);
                 let output = output?;
+                flushed?;
             }
         };
         quote! {
             #[inline]
             #[allow(clippy::too_many_arguments, clippy::let_unit_value, clippy::unit_arg, unused_variables)]
-            pub(crate) fn #name<M: crate::LightningModule>(
+            pub(crate) fn #name<M: crate::LightningModule, A: crate::context::AfterHook<M>>(
                 module: &mut M,
                 callbacks: &mut [::std::boxed::Box<dyn crate::Callback<M>>],
                 core: &mut crate::context::Core,
+                after: &mut A,
                 #(#names: #types,)*
             ) -> ::core::result::Result<#ret, crate::Error> {
                 #callbacks_first

@@ -354,7 +354,7 @@ where
 {
     let due = run.optimizer.as_ref().and_then(Optimizer::scheduler_interval) == Some(interval);
     if due && let Some(scheduler) = run.optimizer.as_mut().and_then(Optimizer::scheduler_mut) {
-        let output = dispatch::lr_scheduler_step(&mut run.module, run.callbacks, &mut run.core, scheduler);
+        let output = dispatch::lr_scheduler_step(&mut run.module, run.callbacks, &mut run.core, &mut (), scheduler);
         run.after_hook(output)?;
     }
     Ok(())

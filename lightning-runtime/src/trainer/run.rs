@@ -3,9 +3,9 @@
 
 use super::{Config, Progress};
 use crate::checkpoint::Checkpoint;
-use crate::context::Core;
+use crate::context::{AfterHook, Core};
 use crate::data::{DataModule, Loader, Stage};
-use crate::hooks::{CallbackRole, Callbacks, Hook, LightningModule, dispatch};
+use crate::hooks::{Callback, CallbackRole, Callbacks, Hook, LightningModule, dispatch};
 use crate::optim::Optimizer;
 use crate::state::{Loop, TrainerFn, TrainerState, TrainerStatus};
 use crate::{Device, Error};
@@ -16,7 +16,13 @@ use std::path::PathBuf;
 /// returns the first error a hook met. `hook!(run.on_train_start())`, `hook!(run.setup(stage))`.
 macro_rules! hook {
     ($run:ident . $name:ident ( $($arg:expr),* $(,)? )) => {{
-        let output = $crate::hooks::dispatch::$name(&mut $run.module, $run.callbacks, &mut $run.core $(, $arg)*);
+        let mut after = $crate::trainer::run::CheckpointSink {
+            data: &mut $run.data,
+            optimizer: $run.optimizer.as_ref(),
+            writer: &mut $run.writer,
+        };
+        let output =
+            $crate::hooks::dispatch::$name(&mut $run.module, $run.callbacks, &mut $run.core, &mut after $(, $arg)*);
         $run.after_hook(output)?
     }};
 }
@@ -87,13 +93,12 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         }
     }
 
-    /// What runs after every hook: the checkpoints it asked for are handed to the writer (also
-    /// when the hook failed, as Lightning's synchronous saves would have happened), then the
-    /// hook's error, then an error the writer met since the last hook.
+    /// What runs at every hook boundary, after the dispatched hook wrote the checkpoints it
+    /// asked for: the hook's error, then an error the checkpoint writer met since the last hook
+    /// (with the file's path).
     pub fn after_hook<T>(&mut self, output: Result<T, Error>) -> Result<T, Error> {
-        let saved = self.save_requested_checkpoints();
         let output = output?;
-        saved?;
+        self.writer.take_error()?;
         Ok(output)
     }
 
@@ -104,11 +109,11 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             let _span = tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = name, by = "module").entered();
             call(&mut self.module, &mut self.core)
         };
-        let output = match self.core.take_error() {
-            Ok(()) => output,
-            Err(e) => Err(e),
-        };
-        self.after_hook(output)
+        let output = self.core.take_error().and(output);
+        let flushed = self.save_requested_checkpoints();
+        let output = output?;
+        flushed?;
+        self.after_hook(Ok(output))
     }
 
     /// `configure_callbacks`, `prepare_data`, `setup` and `configure_model`, in Lightning's order.
@@ -150,7 +155,12 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         self.core.state.status = TrainerStatus::Interrupted;
         // The run already failed: what these report is secondary, so it is traced, not returned.
         let _ = self.core.take_error();
-        if let Err(e) = dispatch::on_exception(&mut self.module, self.callbacks, &mut self.core, error) {
+        let mut after = CheckpointSink {
+            data: &mut self.data,
+            optimizer: self.optimizer.as_ref(),
+            writer: &mut self.writer,
+        };
+        if let Err(e) = dispatch::on_exception(&mut self.module, self.callbacks, &mut self.core, &mut after, error) {
             tracing::error!(target: "burn_lightning", "`on_exception` failed: {e}");
         }
         if let Err(e) = self.save_requested_checkpoints().and_then(|()| self.finish_checkpoints()) {
@@ -202,72 +212,19 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         !self.callbacks.is_empty() || M::OVERRIDDEN.contains(hook)
     }
 
-    /// Writes the checkpoints callbacks asked for during the last hook, then removes the files
-    /// they no longer keep (only once the new ones are safely written). The hooks run here; the
-    /// serialization and the writing run on a background thread, so that training does not wait
-    /// for the disk.
+    /// Writes the checkpoints hooks asked for and not yet written.
     pub fn save_requested_checkpoints(&mut self) -> Result<(), Error> {
-        if self.core.checkpoint_requests.is_empty() && self.core.checkpoint_removals.is_empty() {
-            return Ok(());
-        }
-        let requests = std::mem::take(&mut self.core.checkpoint_requests);
-        let removals = std::mem::take(&mut self.core.checkpoint_removals);
-        let checkpoint = match requests.is_empty() {
-            true => None,
-            false => Some(self.checkpoint()?),
+        let mut sink = CheckpointSink {
+            data: &mut self.data,
+            optimizer: self.optimizer.as_ref(),
+            writer: &mut self.writer,
         };
-        // Snapshots: burn's tensors are immutable values, so these clones of handles keep the
-        // current weights and optimizer state while training goes on.
-        let module = self.module.clone();
-        let optimizer = self.optimizer.as_ref().map(|o| o.module_optimizer().clone());
-        self.writer.submit(move || {
-            if let Some(checkpoint) = checkpoint {
-                let checkpoint = checkpoint.with_payload(module, optimizer)?;
-                for path in &requests {
-                    checkpoint.save(path)?;
-                }
-            }
-            for path in removals {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io("remove the old checkpoint", path, e)),
-                }
-            }
-            Ok(())
-        })
+        sink.after_hook(&mut self.module, self.callbacks, &mut self.core)
     }
 
     /// Waits for checkpoints being written; returns the first error writing them met.
     pub fn finish_checkpoints(&mut self) -> Result<(), Error> {
-        self.writer.wait()
-    }
-
-    /// A checkpoint of the current state, without the weights: callback and datamodule states,
-    /// then the `on_save_checkpoint` hooks (Lightning's order).
-    fn checkpoint(&mut self) -> Result<Checkpoint, Error> {
-        let hparams = serde_json::to_value(self.module.hparams())
-            .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
-        let mut checkpoint = Checkpoint::new(self.core.state.current_epoch, self.core.state.global_step, hparams);
-        for callback in self.callbacks.iter_mut() {
-            let name = callback.state_key();
-            let state = {
-                let _span = tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "state_dict", by = "callback", callback = %name).entered();
-                callback.state_dict()
-            };
-            if let Some(state) = state {
-                checkpoint.callbacks.insert(name.into_owned(), state);
-            }
-        }
-        let datamodule_state = {
-            let _span = datamodule_span!(self.data, "state_dict");
-            self.data.state_dict()
-        };
-        if let Some(state) = datamodule_state {
-            checkpoint.datamodule.insert(self.data.name().into_owned(), state);
-        }
-        dispatch::on_save_checkpoint(&mut self.module, self.callbacks, &mut self.core, &mut checkpoint)?;
-        Ok(checkpoint)
+        self.writer.finish()
     }
 
     /// Creates `<default_root_dir>/lightning_logs/version_N` (once per trainer: a second `fit`
@@ -289,16 +246,112 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
     }
 }
 
+/// The trainer's after-hook protocol inside a run (see [`AfterHook`]): right after the callback
+/// or module hook that asked, takes the checkpoint (callback and datamodule states, then the
+/// `on_save_checkpoint` hooks, in Lightning's order, and a snapshot of the weights and the
+/// optimizer state) and hands it to the background writer, followed by the removals asked for.
+pub(crate) struct CheckpointSink<'r, D> {
+    pub data: &'r mut D,
+    pub optimizer: Option<&'r Optimizer>,
+    pub writer: &'r mut CheckpointWriter,
+}
+
+impl<M: LightningModule, D: DataModule<M::Batch>> AfterHook<M> for CheckpointSink<'_, D> {
+    #[inline]
+    fn after_hook(&mut self, module: &mut M, callbacks: &mut [Box<dyn Callback<M>>], core: &mut Core) -> Result<(), Error> {
+        if !core.has_checkpoint_requests() {
+            return Ok(());
+        }
+        self.save(module, callbacks, core)
+    }
+}
+
+impl<D> CheckpointSink<'_, D> {
+    fn save<M: LightningModule>(
+        &mut self,
+        module: &mut M,
+        callbacks: &mut [Box<dyn Callback<M>>],
+        core: &mut Core,
+    ) -> Result<(), Error>
+    where
+        D: DataModule<M::Batch>,
+    {
+        let requests = std::mem::take(&mut core.checkpoint_requests);
+        let removals = std::mem::take(&mut core.checkpoint_removals);
+        let checkpoint = match requests.is_empty() {
+            true => None,
+            false => Some(self.checkpoint(module, callbacks, core)?),
+        };
+        // Snapshots: burn's tensors are immutable values, so these clones of handles keep the
+        // current weights and optimizer state while training goes on.
+        let module = module.clone();
+        let optimizer = self.optimizer.map(|o| o.module_optimizer().clone());
+        self.writer.submit(Box::new(move || {
+            if let Some(checkpoint) = checkpoint {
+                let checkpoint = checkpoint.with_payload(module, optimizer)?;
+                for path in &requests {
+                    checkpoint.save(path)?;
+                }
+            }
+            for path in removals {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("remove the old checkpoint", path, e)),
+                }
+            }
+            Ok(())
+        }))
+    }
+
+    /// A checkpoint of the current state, without the weights: callback and datamodule states,
+    /// then the `on_save_checkpoint` hooks (Lightning's order).
+    fn checkpoint<M: LightningModule>(
+        &mut self,
+        module: &mut M,
+        callbacks: &mut [Box<dyn Callback<M>>],
+        core: &mut Core,
+    ) -> Result<Checkpoint, Error>
+    where
+        D: DataModule<M::Batch>,
+    {
+        let hparams = serde_json::to_value(module.hparams())
+            .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
+        let mut checkpoint = Checkpoint::new(core.state.current_epoch, core.state.global_step, hparams);
+        for callback in callbacks.iter_mut() {
+            let key = callback.state_key();
+            let state = {
+                let _span = tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "state_dict", by = "callback", callback = %callback.name()).entered();
+                callback.state_dict()
+            };
+            if let Some(state) = state {
+                checkpoint.callbacks.insert(key.into_owned(), state);
+            }
+        }
+        let datamodule_state = {
+            let _span = datamodule_span!(self.data, "state_dict");
+            self.data.state_dict()
+        };
+        if let Some(state) = datamodule_state {
+            checkpoint.datamodule.insert(self.data.name().into_owned(), state);
+        }
+        dispatch::on_save_checkpoint(module, callbacks, core, &mut (), &mut checkpoint)?;
+        Ok(checkpoint)
+    }
+}
+
 /// One background write at a time: a new one waits for the previous (so files are written in
-/// order), and an error is returned by the next `submit` or by `wait`.
+/// order), and an error is returned by the next `submit`, `take_error` or `finish`.
 #[derive(Default)]
 pub(crate) struct CheckpointWriter {
     pending: Option<std::thread::JoinHandle<Result<(), Error>>>,
 }
 
+type Job = Box<dyn FnOnce() -> Result<(), Error> + Send>;
+
 impl CheckpointWriter {
-    fn submit(&mut self, job: impl FnOnce() -> Result<(), Error> + Send + 'static) -> Result<(), Error> {
-        self.wait()?;
+    fn submit(&mut self, job: Job) -> Result<(), Error> {
+        self.finish()?;
         let handle = std::thread::Builder::new()
             .name("checkpoint-writer".into())
             .spawn(job)
@@ -307,7 +360,14 @@ impl CheckpointWriter {
         Ok(())
     }
 
-    fn wait(&mut self) -> Result<(), Error> {
+    pub(crate) fn take_error(&mut self) -> Result<(), Error> {
+        if self.pending.as_ref().is_some_and(|h| h.is_finished()) {
+            return self.finish();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(&mut self) -> Result<(), Error> {
         match self.pending.take() {
             None => Ok(()),
             Some(handle) => handle
