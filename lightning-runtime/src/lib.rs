@@ -7,6 +7,7 @@
 
 pub mod callbacks;
 pub mod checkpoint;
+pub(crate) mod checkpoint_writer;
 pub mod context;
 pub mod data;
 pub mod error;

@@ -1,8 +1,17 @@
-//! The run directory (`<default_root_dir>/lightning_logs/version_N`) and atomic file writes.
+//! The run directory (`<default_root_dir>/lightning_logs/version_N`) and durable file writes.
+//!
+//! A write goes to a temporary file beside its target, named `.<file name>.tmp-<random>` (so that
+//! one a killed run leaves behind never ends in `.ckpt` and is never taken for a checkpoint),
+//! is flushed to disk, renamed over the target, and then the directory itself is flushed, so that
+//! the rename survives a power loss too. [`clean_stale_temp_files`] removes leftovers.
 
 use crate::Error;
+use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// What comes between a temporary file's target name and its random part.
+const TEMP_MARKER: &str = ".tmp-";
 
 /// Creates the next free `version_N` under `<root>/lightning_logs`, as Lightning's loggers do.
 pub fn next_version_dir(root: &Path) -> Result<PathBuf, Error> {
@@ -28,33 +37,141 @@ pub fn next_version_dir(root: &Path) -> Result<PathBuf, Error> {
 }
 
 /// Writes `bytes` to `path` so that a crash or kill at any moment leaves either the previous
-/// file or the new one: write a temporary file beside it, flush it to disk, rename it over.
+/// file or the new one: write a temporary file beside it, flush it to disk, rename it over, flush
+/// the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     write_atomic_parts(path, &[bytes])
 }
 
 /// [`write_atomic`] for a file made of several parts, written one after the other.
 pub fn write_atomic_parts(path: &Path, parts: &[&[u8]]) -> Result<(), Error> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create the directory", dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("create a temporary file in", dir, e))?;
+    // Dropped on an error, the temporary file is removed.
+    let mut tmp = temp_file_for(path)?;
     for part in parts {
-        tmp.write_all(part)
-            .map_err(|e| Error::io("write", tmp.path().to_path_buf(), e))?;
+        tmp.write_all(part).map_err(|e| Error::io("write", path, e))?;
     }
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io("flush", tmp.path().to_path_buf(), e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io("flush", path, e))?;
     tmp.persist(path).map_err(|e| Error::io("replace", path, e.error))?;
-    Ok(())
+    sync_dir(dir)
+}
+
+/// Removes the file at `path` and flushes its directory, so that the removal survives a crash.
+/// A file that is already gone is not an error.
+pub fn remove_durable(path: &Path) -> Result<(), Error> {
+    match std::fs::remove_file(path) {
+        Ok(()) => sync_dir(parent_dir(path)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", path, e)),
+    }
+}
+
+/// Removes the temporary files an interrupted write left in `dir` (not in its subdirectories)
+/// and returns how many. A missing `dir` has none.
+pub fn clean_stale_temp_files(dir: &Path) -> Result<usize, Error> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io("read the directory", dir, e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("read the directory", dir, e))?;
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if !is_file || !is_temp_file_name(&entry.file_name()) {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            // Another process cleaned it first.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove the stale temporary file", path, e)),
+        }
+    }
+    Ok(removed)
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// A new temporary file beside `path`, named `.<file name>.tmp-<random>`.
+fn temp_file_for(path: &Path) -> Result<tempfile::NamedTempFile, Error> {
+    let dir = parent_dir(path);
+    let name = path.file_name().unwrap_or(OsStr::new("file")).to_string_lossy();
+    let prefix = format!(".{name}{TEMP_MARKER}");
+    tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix("")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("create a temporary file in", dir, e))
+}
+
+/// Whether `name` is one [`temp_file_for`] gives: `.`, a non-empty file name, `.tmp-`, then an
+/// alphanumeric random part.
+fn is_temp_file_name(name: &OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    let Some((head, random)) = name.rsplit_once(TEMP_MARKER) else {
+        return false;
+    };
+    head.len() > 1 && head.starts_with('.') && !random.is_empty() && random.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// Flushes `dir`'s entries (a rename or removal in it) to disk. Where a directory cannot be
+/// opened as a file (Windows), or the file system cannot flush one, there is nothing to do.
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    #[cfg(test)]
+    tests::record_sync(dir);
+    let Ok(handle) = std::fs::File::open(dir) else {
+        return Ok(());
+    };
+    match handle.sync_all() {
+        Ok(()) => Ok(()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::Unsupported
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(Error::io("flush the directory", dir, e)),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// The directories `sync_dir` flushed on this thread (each test runs on its own).
+        static SYNCED: RefCell<Vec<PathBuf>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn record_sync(dir: &Path) {
+        SYNCED.with(|s| s.borrow_mut().push(dir.to_path_buf()));
+    }
+
+    fn take_synced() -> Vec<PathBuf> {
+        SYNCED.with(|s| std::mem::take(&mut *s.borrow_mut()))
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
 
     #[test]
     fn versions_count_up_from_existing_ones() {
@@ -80,5 +197,80 @@ mod tests {
         write_atomic(&path, b"two").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn atomic_write_flushes_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        take_synced();
+        write_atomic(&dir.path().join("a.ckpt"), b"one").unwrap();
+        assert_eq!(take_synced(), vec![dir.path().to_path_buf()]);
+    }
+
+    #[test]
+    fn durable_removal_removes_flushes_and_accepts_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.ckpt");
+        write_atomic(&path, b"one").unwrap();
+        take_synced();
+        remove_durable(&path).unwrap();
+        assert!(!path.exists());
+        assert_eq!(take_synced(), vec![dir.path().to_path_buf()]);
+        remove_durable(&path).unwrap();
+    }
+
+    #[test]
+    fn durable_removal_names_the_path_it_cannot_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("not_a_file.ckpt");
+        std::fs::create_dir(&path).unwrap();
+        let message = remove_durable(&path).unwrap_err().to_string();
+        assert!(message.contains("not_a_file.ckpt"), "{message}");
+    }
+
+    #[test]
+    fn temporary_files_are_hidden_and_never_end_in_the_target_extension() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = temp_file_for(&dir.path().join("epoch=1.ckpt")).unwrap();
+        let name = tmp.path().file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(name.starts_with(".epoch=1.ckpt.tmp-"), "{name}");
+        assert!(!name.ends_with(".ckpt"), "{name}");
+        assert!(is_temp_file_name(OsStr::new(&name)), "{name}");
+    }
+
+    #[test]
+    fn stale_temporary_files_are_removed_and_real_files_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        // What a run killed mid-write leaves: a temporary file that was never renamed.
+        let (_, left) = temp_file_for(&dir.path().join("last.ckpt")).unwrap().keep().unwrap();
+        let (_, left_too) = temp_file_for(&dir.path().join("hparams.yaml")).unwrap().keep().unwrap();
+        assert!(left.exists() && left_too.exists());
+        for keep in [
+            "last.ckpt",
+            "epoch=0-step=10.ckpt",
+            ".hidden",
+            "notes.tmp-1",
+            ".tmp-abc",
+            "a.ckpt.tmp-x",
+        ] {
+            std::fs::write(dir.path().join(keep), b"keep").unwrap();
+        }
+        // Not a file, so not ours.
+        std::fs::create_dir(dir.path().join(".sub.tmp-abc123")).unwrap();
+        assert_eq!(clean_stale_temp_files(dir.path()).unwrap(), 2);
+        assert_eq!(
+            names(dir.path()),
+            [
+                ".hidden",
+                ".sub.tmp-abc123",
+                ".tmp-abc",
+                "a.ckpt.tmp-x",
+                "epoch=0-step=10.ckpt",
+                "last.ckpt",
+                "notes.tmp-1"
+            ]
+        );
+        assert_eq!(clean_stale_temp_files(dir.path()).unwrap(), 0);
+        assert_eq!(clean_stale_temp_files(&dir.path().join("missing")).unwrap(), 0);
     }
 }
