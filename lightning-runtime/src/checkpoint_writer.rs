@@ -2,9 +2,6 @@
 //! burn-train's `AsyncCheckpointer` does: training goes on while a checkpoint is written, and an
 //! error writing one is reported at the next hook boundary.
 
-// Until the trainer switches from its own writer to this one.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use crate::Error;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};

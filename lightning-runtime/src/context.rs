@@ -41,6 +41,8 @@ pub struct Core {
     pub(crate) checkpoint_removals: Vec<PathBuf>,
     /// Checkpoints this run asked for and has not removed (some may still be being written).
     pub(crate) checkpoints_written: BTreeSet<PathBuf>,
+    /// Directories this run cleaned of stale temporary files.
+    pub(crate) cleaned_dirs: BTreeSet<PathBuf>,
     /// The first misuse detected inside a hook; the trainer returns it once the hook returns.
     pub(crate) deferred_error: Option<Error>,
 }
@@ -54,6 +56,7 @@ impl Core {
             checkpoint_requests: Vec::new(),
             checkpoint_removals: Vec::new(),
             checkpoints_written: BTreeSet::new(),
+            cleaned_dirs: BTreeSet::new(),
             deferred_error: None,
         }
     }

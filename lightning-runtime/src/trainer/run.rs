@@ -3,13 +3,14 @@
 
 use super::{Config, Progress};
 use crate::checkpoint::Checkpoint;
+use crate::checkpoint_writer::CheckpointWriter;
 use crate::context::{AfterHook, Core};
 use crate::data::{DataModule, Loader, Stage};
 use crate::hooks::{Callback, CallbackRole, Callbacks, Hook, LightningModule, dispatch};
 use crate::optim::Optimizer;
 use crate::state::{Loop, TrainerFn, TrainerState, TrainerStatus};
 use crate::{Device, Error};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Calls a hook through its generated dispatch function (callbacks, then the module), then runs
 /// the after-hook protocol: the one place that writes the checkpoints hooks asked for and
@@ -89,7 +90,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             optimizer: None,
             train_device,
             eval_device,
-            writer: CheckpointWriter::default(),
+            writer: CheckpointWriter::new(),
         }
     }
 
@@ -278,6 +279,13 @@ impl<D> CheckpointSink<'_, D> {
     {
         let requests = std::mem::take(&mut core.checkpoint_requests);
         let removals = std::mem::take(&mut core.checkpoint_removals);
+        // Temporary files a killed run left in a directory are removed before the first
+        // checkpoint this run writes there.
+        let stale: Vec<PathBuf> = requests
+            .iter()
+            .filter_map(|p| p.parent().map(Path::to_path_buf))
+            .filter(|dir| core.cleaned_dirs.insert(dir.clone()))
+            .collect();
         let checkpoint = match requests.is_empty() {
             true => None,
             false => Some(self.checkpoint(module, callbacks, core)?),
@@ -287,6 +295,9 @@ impl<D> CheckpointSink<'_, D> {
         let module = module.clone();
         let optimizer = self.optimizer.map(|o| o.module_optimizer().clone());
         self.writer.submit(Box::new(move || {
+            for dir in stale {
+                crate::run_dir::clean_stale_temp_files(&dir)?;
+            }
             if let Some(checkpoint) = checkpoint {
                 let checkpoint = checkpoint.with_payload(module, optimizer)?;
                 for path in &requests {
@@ -294,11 +305,7 @@ impl<D> CheckpointSink<'_, D> {
                 }
             }
             for path in removals {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io("remove the old checkpoint", path, e)),
-                }
+                crate::run_dir::remove_durable(&path)?;
             }
             Ok(())
         }))
@@ -337,43 +344,6 @@ impl<D> CheckpointSink<'_, D> {
         }
         dispatch::on_save_checkpoint(module, callbacks, core, &mut (), &mut checkpoint)?;
         Ok(checkpoint)
-    }
-}
-
-/// One background write at a time: a new one waits for the previous (so files are written in
-/// order), and an error is returned by the next `submit`, `take_error` or `finish`.
-#[derive(Default)]
-pub(crate) struct CheckpointWriter {
-    pending: Option<std::thread::JoinHandle<Result<(), Error>>>,
-}
-
-type Job = Box<dyn FnOnce() -> Result<(), Error> + Send>;
-
-impl CheckpointWriter {
-    fn submit(&mut self, job: Job) -> Result<(), Error> {
-        self.finish()?;
-        let handle = std::thread::Builder::new()
-            .name("checkpoint-writer".into())
-            .spawn(job)
-            .map_err(|e| Error::Checkpoint(format!("cannot start the checkpoint writer thread: {e}")))?;
-        self.pending = Some(handle);
-        Ok(())
-    }
-
-    pub(crate) fn take_error(&mut self) -> Result<(), Error> {
-        if self.pending.as_ref().is_some_and(|h| h.is_finished()) {
-            return self.finish();
-        }
-        Ok(())
-    }
-
-    pub(crate) fn finish(&mut self) -> Result<(), Error> {
-        match self.pending.take() {
-            None => Ok(()),
-            Some(handle) => handle
-                .join()
-                .unwrap_or_else(|_| Err(Error::Checkpoint("writing a checkpoint panicked".into()))),
-        }
     }
 }
 
