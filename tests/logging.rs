@@ -305,6 +305,147 @@ fn validation_values_logged_per_step_reach_callback_metrics_only_as_epoch_values
     assert_close(metrics.get("v").copied(), 3.0, "v");
 }
 
+/// Records the callback metrics at the end of every validation epoch and training epoch.
+#[derive(Clone, Default)]
+struct AtEpochEnds {
+    validation: Arc<Mutex<Vec<BTreeMap<String, f64>>>>,
+    train: Arc<Mutex<Vec<BTreeMap<String, f64>>>>,
+}
+
+impl Callback<Logs> for AtEpochEnds {
+    fn on_validation_epoch_end(&mut self, _module: &mut Logs, cx: &mut EpochContext<'_>) {
+        self.validation.lock().unwrap().push(cx.callback_metrics());
+    }
+    fn on_train_epoch_end(&mut self, _module: &mut Logs, cx: &mut EpochContext<'_>) {
+        self.train.lock().unwrap().push(cx.callback_metrics());
+    }
+}
+
+/// What [`fit_recording_epoch_ends`] saw.
+struct Seen {
+    /// The trainer's callback metrics after the fit.
+    after_fit: BTreeMap<String, f64>,
+    at_batch_end: Vec<BTreeMap<String, f64>>,
+    at_validation_epoch_end: Vec<BTreeMap<String, f64>>,
+    at_train_epoch_end: Vec<BTreeMap<String, f64>>,
+}
+
+/// As [`fit`], also recording the callback metrics at every epoch end.
+fn fit_recording_epoch_ends(model: Logs, epochs: usize, train: usize, val: usize) -> Seen {
+    let dir = tempfile::tempdir().unwrap();
+    let at_batch_end = model.at_batch_end.clone();
+    let recorder = AtEpochEnds::default();
+    let mut trainer = builder(dir.path())
+        .max_epochs(epochs)
+        .num_sanity_val_steps(0)
+        .callback(recorder.clone())
+        .build()
+        .unwrap();
+    trainer
+        .fit(model, Loaders::fit(pair_loader(train, 4), Some(pair_loader(val, 4))))
+        .unwrap();
+    Seen {
+        after_fit: trainer.callback_metrics().0.clone(),
+        at_batch_end: at_batch_end.lock().unwrap().clone(),
+        at_validation_epoch_end: recorder.validation.lock().unwrap().clone(),
+        at_train_epoch_end: recorder.train.lock().unwrap().clone(),
+    }
+}
+
+fn assert_all_close(actual: &[BTreeMap<String, f64>], name: &str, expected: &[f64], when: &str) {
+    let values: Vec<Option<f64>> = actual.iter().map(|m| m.get(name).copied()).collect();
+    assert_eq!(
+        values.len(),
+        expected.len(),
+        "`{name}` {when}: {values:?}, expected {expected:?}"
+    );
+    for (value, want) in values.iter().zip(expected) {
+        assert!(
+            value.is_some_and(|v| (v - want).abs() < 1e-6),
+            "`{name}` {when}: {values:?}, expected {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn one_name_logged_in_training_step_and_validation_step_is_two_metrics() {
+    // Lightning keys logged values by hook and name, one result collection per loop; the
+    // callback metrics are a dict each loop updates, so the latest update of `loss` wins.
+    // Training (8 items, batches 4 and 4): 100 * (epoch + 1) + batch_idx, per step.
+    // Validation (10 items, batches 4, 4 and 2): 10 * (epoch + 1) + 3, 1, 5, whose weighted
+    // mean is 10 * (epoch + 1) + 2.6.
+    let model = Logs::new()
+        .train(|cx, _, i| cx.log("loss", (100 * (cx.current_epoch + 1) + i) as f64))
+        .val(|cx, _, i| cx.log("loss", (10 * (cx.current_epoch + 1)) as f64 + wiggle(i)));
+    let seen = fit_recording_epoch_ends(model, 3, 8, 10);
+    assert_all_close(
+        &seen.at_batch_end,
+        "loss",
+        &[100.0, 101.0, 200.0, 201.0, 300.0, 301.0],
+        "at each training batch end (the step value)",
+    );
+    assert_all_close(
+        &seen.at_validation_epoch_end,
+        "loss",
+        &[12.6, 22.6, 32.6],
+        "at each validation epoch end (that epoch's validation mean)",
+    );
+    // A training value logged on_step only has no epoch value to publish when the training
+    // epoch ends: the validation mean, published after the epoch's last step, stays.
+    assert_all_close(
+        &seen.at_train_epoch_end,
+        "loss",
+        &[12.6, 22.6, 32.6],
+        "at each training epoch end",
+    );
+    assert_eq!(keys(&seen.after_fit), ["loss"]);
+    assert_close(seen.after_fit.get("loss").copied(), 32.6, "loss after fit");
+}
+
+#[test]
+fn validation_means_do_not_accumulate_across_epochs() {
+    // `shared` is also an epoch value of the training loop (batches of 4 logging
+    // 100 * (epoch + 1) + batch_idx, mean 100 * (epoch + 1) + 0.5); `v` is validation only.
+    let model = Logs::new()
+        .train(|cx, _, i| {
+            let value = (100 * (cx.current_epoch + 1) + i) as f64;
+            cx.log_with("shared", value, LogOptions::new().on_step(false).on_epoch(true));
+        })
+        .val(|cx, _, i| {
+            cx.log("shared", (10 * (cx.current_epoch + 1)) as f64 + wiggle(i));
+            cx.log("v", cx.current_epoch as f64 + wiggle(i));
+        });
+    let seen = fit_recording_epoch_ends(model, 3, 8, 10);
+    assert_all_close(
+        &seen.at_validation_epoch_end,
+        "shared",
+        &[12.6, 22.6, 32.6],
+        "at each validation epoch end",
+    );
+    assert_all_close(
+        &seen.at_validation_epoch_end,
+        "v",
+        &[2.6, 3.6, 4.6],
+        "at each validation epoch end",
+    );
+    // The training epoch ends after its validation: its epoch mean is the latest `shared`.
+    assert_all_close(
+        &seen.at_train_epoch_end,
+        "shared",
+        &[100.5, 200.5, 300.5],
+        "at each training epoch end",
+    );
+    assert_all_close(
+        &seen.at_train_epoch_end,
+        "v",
+        &[2.6, 3.6, 4.6],
+        "at each training epoch end",
+    );
+    assert_eq!(keys(&seen.after_fit), ["shared", "v"]);
+    assert_close(seen.after_fit.get("shared").copied(), 300.5, "shared after fit");
+    assert_close(seen.after_fit.get("v").copied(), 4.6, "v after fit");
+}
+
 #[test]
 fn validate_and_test_return_their_epoch_metrics() {
     let dir = tempfile::tempdir().unwrap();

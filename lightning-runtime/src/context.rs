@@ -5,6 +5,7 @@
 
 use crate::hooks::{Callbacks, Hook, LightningModule, ManualOptimization, dispatch};
 use crate::logging::{EpochLogOptions, LogOptions, LogValue, MetricStore, MetricValue};
+use crate::state::Loop;
 use crate::optim::{Gradients, Optimizer};
 use crate::state::TrainerState;
 use crate::{Error, Tensor};
@@ -67,7 +68,8 @@ impl Core {
 
     /// Logs into the metric store; a misuse ends the run once the hook returns.
     fn log(&mut self, hook: Hook, name: &str, value: MetricValue, options: &LogOptions, batch_size: usize) {
-        if let Err(e) = self.metrics.log(hook, &self.state, name, value, options, batch_size) {
+        let loop_kind = Loop::of(self.state.stage);
+        if let Err(e) = self.metrics.log(hook, loop_kind, name, value, options, batch_size) {
             self.defer_error(e);
         }
     }

@@ -1,8 +1,9 @@
 //! `cx.log`: Lightning's `self.log` semantics. Values logged from step hooks are kept as tensors
 //! (no device synchronization per step); epoch values are reduced, weighted by batch size, when
-//! the epoch ends, with one read per metric.
+//! the epoch ends, with one read per loop. As in Lightning, a metric is keyed by its loop, hook
+//! and name, and `callback_metrics` holds, for each key, the value a loop published last.
 
-use crate::state::{Loop as LoopKind, TrainerState};
+use crate::state::Loop;
 use crate::hooks::{Hook, LogScope};
 use crate::{Error, Tensor};
 use std::collections::{BTreeMap, HashMap};
@@ -183,6 +184,11 @@ impl Accumulator {
 
     fn fold(&mut self) {
         let values = read_values(&self.tensors);
+        self.absorb(values);
+    }
+
+    /// Folds in the values of the tensors kept, read by the caller (in the same order).
+    fn absorb(&mut self, values: Vec<f64>) {
         self.scalars
             .extend(values.into_iter().zip(self.tensor_weights.drain(..)));
         self.tensors.clear();
@@ -190,6 +196,13 @@ impl Accumulator {
 
     fn is_empty(&self) -> bool {
         self.scalars.is_empty() && self.tensors.is_empty()
+    }
+
+    /// Forgets everything added (keeps the allocations for the next epoch).
+    fn clear(&mut self) {
+        self.scalars.clear();
+        self.tensors.clear();
+        self.tensor_weights.clear();
     }
 
     /// The reduced value of everything added since the epoch started.
@@ -212,44 +225,88 @@ impl Accumulator {
     }
 }
 
-#[derive(Debug)]
-struct Entry {
-    name: String,
-    step_key: String,
-    epoch_key: String,
-    hook: Hook,
-    loop_kind: LoopKind,
-    on_step: bool,
-    on_epoch: bool,
-    options: LogOptions,
-    step_value: Option<MetricValue>,
-    epoch: Accumulator,
-    epoch_value: Option<f64>,
-    /// Whether the bare name shows the epoch value (after the epoch ended) or the last step.
-    epoch_done: bool,
+/// A value handed to `callback_metrics`, and when (a store-wide counter): for a key several
+/// entries provide, the latest one wins, as in Lightning's `callback_metrics` dict, which each
+/// loop's results *update*.
+#[derive(Clone, Debug)]
+struct Published<T> {
+    value: T,
+    stamp: u64,
 }
 
-/// Every metric logged in a run.
+/// A published value, borrowed: a number, or a tensor still to read.
+#[derive(Clone, Copy)]
+enum Slot<'a> {
+    Number(f64),
+    Tensor(&'a Tensor<1>),
+}
+
+/// One logged metric: Lightning's `_ResultMetric` under the key `"{fx}.{name}"` of its loop's
+/// `_ResultCollection` (the same name logged in two hooks, or in two loops, is two entries).
+#[derive(Debug)]
+struct Entry {
+    loop_kind: Loop,
+    hook: Hook,
+    name: String,
+    /// `{name}_step` and `{name}_epoch`, used when the entry is both on_step and on_epoch.
+    step_key: String,
+    epoch_key: String,
+    on_step: bool,
+    on_epoch: bool,
+    reduce: Reduce,
+    prog_bar: bool,
+    /// What the current epoch of the loop logged.
+    epoch: Accumulator,
+    /// The current epoch's reduced value, once its epoch has ended; `None` after a reset.
+    epoch_value: Option<f64>,
+    /// The latest step value published (training entries only: evaluation loops publish epoch
+    /// values only). Outlives the loop's resets, as Lightning's `callback_metrics` dict does.
+    step_published: Option<Published<MetricValue>>,
+    /// The latest epoch value published.
+    epoch_published: Option<Published<f64>>,
+}
+
+impl Entry {
+    /// Lightning's `forked`: the value goes to `{name}_step` and `{name}_epoch` too.
+    fn forked(&self) -> bool {
+        self.on_step && self.on_epoch
+    }
+
+    /// Forgets what the current epoch logged (Lightning's `_ResultMetric.reset`); what was
+    /// published stays.
+    fn reset(&mut self) {
+        self.epoch.clear();
+        self.epoch_value = None;
+    }
+}
+
+/// Every metric logged in a run: the entries of the training, validation and test loops, and
+/// what they published to `callback_metrics`.
 #[derive(Debug, Default)]
 pub(crate) struct MetricStore {
     entries: Vec<Entry>,
-    index: HashMap<String, usize>,
+    /// Indices of the entries of each name (one per loop and hook that logged it): a lookup by
+    /// `&str` allocates nothing.
+    by_name: HashMap<String, Vec<usize>>,
     /// Loops whose epoch has ended: values their epoch-end hooks log are reduced at once.
-    ended: Vec<LoopKind>,
+    ended: Vec<Loop>,
+    /// Counts publications, to order them.
+    clock: u64,
 }
 
 impl MetricStore {
+    /// Lightning's `self.log(name, value)` in `hook`, run by `loop_kind`: values go to the entry
+    /// keyed by loop, hook and name.
     pub(crate) fn log(
         &mut self,
         hook: Hook,
-        state: &TrainerState,
+        loop_kind: Loop,
         name: &str,
         value: MetricValue,
         options: &LogOptions,
         batch_size: usize,
     ) -> Result<(), Error> {
-        let loop_kind = LoopKind::of(state.stage);
-        let training = loop_kind == LoopKind::Train;
+        let training = loop_kind == Loop::Train;
         let (default_step, default_epoch) = match hook.log_scope() {
             LogScope::StepAndEpoch => (training, !training),
             LogScope::Epoch | LogScope::None => (false, true),
@@ -275,30 +332,41 @@ impl MetricStore {
                 ),
             ));
         }
-        let index = match self.index.get(name) {
-            Some(&i) => i,
+        let found = self.by_name.get(name).and_then(|indices| {
+            indices
+                .iter()
+                .copied()
+                .find(|&i| self.entries[i].hook == hook && self.entries[i].loop_kind == loop_kind)
+        });
+        let index = match found {
+            Some(i) => i,
             None => {
+                let index = self.entries.len();
                 self.entries.push(Entry {
+                    loop_kind,
+                    hook,
                     name: name.to_string(),
                     step_key: format!("{name}_step"),
                     epoch_key: format!("{name}_epoch"),
-                    hook,
-                    loop_kind,
                     on_step,
                     on_epoch,
-                    options: options.clone(),
-                    step_value: None,
+                    reduce: options.reduce,
+                    prog_bar: options.prog_bar,
                     epoch: Accumulator::default(),
                     epoch_value: None,
-                    epoch_done: false,
+                    step_published: None,
+                    epoch_published: None,
                 });
-                self.index.insert(name.to_string(), self.entries.len() - 1);
-                self.entries.len() - 1
+                self.by_name.entry(name.to_string()).or_default().push(index);
+                index
             }
         };
         let entry = &mut self.entries[index];
-        if entry.hook == hook
-            && (entry.on_step != on_step || entry.on_epoch != on_epoch || entry.options.reduce != options.reduce)
+        // Lightning compares the whole `_Metadata`; of it, these are the options we have.
+        if entry.on_step != on_step
+            || entry.on_epoch != on_epoch
+            || entry.reduce != options.reduce
+            || entry.prog_bar != options.prog_bar
         {
             return Err(log_error(
                 hook,
@@ -306,111 +374,149 @@ impl MetricStore {
                 "it was already logged in this hook with different options; log it with the same options or under another name",
             ));
         }
-        entry.hook = hook;
-        entry.loop_kind = loop_kind;
-        entry.on_step = on_step;
-        entry.on_epoch = on_epoch;
-        entry.options.reduce = options.reduce;
-        entry.options.prog_bar = options.prog_bar;
-        if on_epoch {
-            entry.epoch.add(value.clone(), batch_size as f64);
-            if self.ended.contains(&loop_kind) {
-                entry.epoch_value = entry.epoch.reduce(entry.options.reduce);
-                entry.epoch_done = true;
-            } else {
-                entry.epoch_done = false;
+        // Training step values reach `callback_metrics` at once (Lightning publishes them at the
+        // batch's end, and whenever `callback_metrics` is read during the batch). Evaluation
+        // values logged on_step only would go to loggers, which are not supported.
+        if !on_epoch {
+            if training {
+                self.clock += 1;
+                entry.step_published = Some(Published {
+                    value,
+                    stamp: self.clock,
+                });
             }
+            return Ok(());
         }
-        if on_step {
-            entry.step_value = Some(value);
+        if on_step && training {
+            self.clock += 1;
+            entry.step_published = Some(Published {
+                value: value.clone(),
+                stamp: self.clock,
+            });
+        }
+        entry.epoch.add(value, batch_size as f64);
+        if self.ended.contains(&loop_kind) {
+            entry.epoch_value = entry.epoch.reduce(entry.reduce);
+            if let Some(value) = entry.epoch_value {
+                self.clock += 1;
+                entry.epoch_published = Some(Published {
+                    value,
+                    stamp: self.clock,
+                });
+            }
         }
         Ok(())
     }
 
-    /// Starts an epoch of `loop_kind`: forgets what the previous one accumulated.
-    pub(crate) fn start_epoch(&mut self, loop_kind: LoopKind) {
+    /// Starts an epoch of `loop_kind`: forgets what the previous one accumulated (Lightning
+    /// resets the training results after each training epoch and the evaluation results after
+    /// each evaluation run). What was published to `callback_metrics` stays.
+    pub(crate) fn start_epoch(&mut self, loop_kind: Loop) {
         self.ended.retain(|k| *k != loop_kind);
         for entry in self.entries.iter_mut().filter(|e| e.loop_kind == loop_kind) {
-            entry.epoch = Accumulator::default();
+            entry.reset();
         }
     }
 
-    /// Ends an epoch of `loop_kind`: reduces what it accumulated.
-    pub(crate) fn end_epoch(&mut self, loop_kind: LoopKind) {
+    /// Ends an epoch of `loop_kind`: reduces what it accumulated (reading every tensor of the
+    /// loop with one device synchronization) and publishes the epoch values, in the order the
+    /// entries were first logged.
+    pub(crate) fn end_epoch(&mut self, loop_kind: Loop) {
         self.ended.push(loop_kind);
-        for entry in self
-            .entries
-            .iter_mut()
-            .filter(|e| e.loop_kind == loop_kind && e.on_epoch)
-        {
-            if entry.epoch.is_empty() {
-                continue;
-            }
-            entry.epoch_value = entry.epoch.reduce(entry.options.reduce);
-            entry.epoch_done = true;
-        }
-    }
-
-    /// Forgets every metric of `loop_kind` (after the sanity check, as Lightning does).
-    pub(crate) fn forget(&mut self, loop_kind: LoopKind) {
-        self.entries.retain(|e| e.loop_kind != loop_kind);
-        self.index = self
+        let ending = |e: &Entry| e.loop_kind == loop_kind && e.on_epoch && !e.epoch.is_empty();
+        let tensors: Vec<Tensor<1>> = self
             .entries
             .iter()
-            .enumerate()
-            .map(|(i, e)| (e.name.clone(), i))
+            .filter(|e| ending(e))
+            .flat_map(|e| e.epoch.tensors.iter().cloned())
             .collect();
+        let mut values = read_values(&tensors).into_iter();
+        for entry in self.entries.iter_mut().filter(|e| ending(e)) {
+            let read = values.by_ref().take(entry.epoch.tensors.len()).collect();
+            entry.epoch.absorb(read);
+            entry.epoch_value = entry.epoch.reduce(entry.reduce);
+            if let Some(value) = entry.epoch_value {
+                self.clock += 1;
+                entry.epoch_published = Some(Published {
+                    value,
+                    stamp: self.clock,
+                });
+            }
+        }
     }
 
-    /// Lightning's `trainer.callback_metrics`: step values of training metrics, epoch values of
-    /// every loop (evaluation loops report epoch values only).
+    /// After the sanity check, as Lightning does (`reset_results` then `reset_metrics`): resets
+    /// the results of `loop_kind` and clears everything published to `callback_metrics`.
+    pub(crate) fn forget(&mut self, loop_kind: Loop) {
+        self.ended.retain(|k| *k != loop_kind);
+        for entry in &mut self.entries {
+            if entry.loop_kind == loop_kind {
+                entry.reset();
+            }
+            entry.step_published = None;
+            entry.epoch_published = None;
+        }
+    }
+
+    /// Lightning's `trainer.callback_metrics`: for each key, the value most recently published
+    /// by any loop. Training entries publish step values when logged (`name`, and `name_step`
+    /// when also on_epoch); every loop publishes epoch values when its epoch ends (`name`, and
+    /// `name_epoch` when also on_step). Tensors are read with one device synchronization.
     pub(crate) fn callback_metrics(&self) -> BTreeMap<String, f64> {
-        let mut out = BTreeMap::new();
+        fn offer<'a>(latest: &mut HashMap<&'a str, (u64, Slot<'a>)>, key: &'a str, stamp: u64, slot: Slot<'a>) {
+            if latest.get(key).is_none_or(|(newest, _)| *newest < stamp) {
+                latest.insert(key, (stamp, slot));
+            }
+        }
+        let mut latest = HashMap::new();
         for e in &self.entries {
-            let training = e.loop_kind == LoopKind::Train;
-            let step = (e.on_step && training)
-                .then(|| e.step_value.as_ref().map(MetricValue::to_f64))
-                .flatten();
-            match (e.on_step, e.on_epoch) {
-                (true, true) => {
-                    if let Some(v) = step {
-                        out.insert(e.step_key.clone(), v);
-                    }
-                    if let Some(v) = e.epoch_value {
-                        out.insert(e.epoch_key.clone(), v);
-                    }
-                    let bare = if e.epoch_done || !training {
-                        e.epoch_value
-                    } else {
-                        step.or(e.epoch_value)
-                    };
-                    if let Some(v) = bare {
-                        out.insert(e.name.clone(), v);
-                    }
+            if let Some(p) = &e.step_published {
+                let slot = match &p.value {
+                    MetricValue::Scalar(v) => Slot::Number(*v),
+                    MetricValue::Tensor(t) => Slot::Tensor(t),
+                };
+                offer(&mut latest, &e.name, p.stamp, slot);
+                if e.forked() {
+                    offer(&mut latest, &e.step_key, p.stamp, slot);
                 }
-                (true, false) => {
-                    if let Some(v) = step {
-                        out.insert(e.name.clone(), v);
-                    }
-                }
-                (false, _) => {
-                    if let Some(v) = e.epoch_value {
-                        out.insert(e.name.clone(), v);
-                    }
+            }
+            if let Some(p) = &e.epoch_published {
+                offer(&mut latest, &e.name, p.stamp, Slot::Number(p.value));
+                if e.forked() {
+                    offer(&mut latest, &e.epoch_key, p.stamp, Slot::Number(p.value));
                 }
             }
         }
-        out
+        let winners: Vec<(&str, Slot<'_>)> = latest.into_iter().map(|(key, (_, slot))| (key, slot)).collect();
+        let tensors: Vec<Tensor<1>> = winners
+            .iter()
+            .filter_map(|(_, slot)| match slot {
+                Slot::Tensor(t) => Some((*t).clone()),
+                Slot::Number(_) => None,
+            })
+            .collect();
+        let mut read = read_values(&tensors).into_iter();
+        winners
+            .into_iter()
+            .map(|(key, slot)| {
+                let value = match slot {
+                    Slot::Number(v) => v,
+                    Slot::Tensor(_) => read.next().unwrap_or(f64::NAN),
+                };
+                (key.to_string(), value)
+            })
+            .collect()
     }
 
-    /// Epoch-reduced values of one loop (what `validate` and `test` return).
-    pub(crate) fn epoch_metrics(&self, loop_kind: LoopKind) -> Metrics {
-        let all = self.callback_metrics();
+    /// Epoch values of one loop's current results (what `validate` and `test` return): the
+    /// entries logged since the loop's last reset, under `name`, or `name_epoch` when also
+    /// on_step.
+    pub(crate) fn epoch_metrics(&self, loop_kind: Loop) -> Metrics {
         let mut out = BTreeMap::new();
-        for e in self.entries.iter().filter(|e| e.loop_kind == loop_kind && e.on_epoch) {
-            let key = if e.on_step { &e.epoch_key } else { &e.name };
-            if let Some(v) = all.get(key) {
-                out.insert(key.clone(), *v);
+        for e in self.entries.iter().filter(|e| e.loop_kind == loop_kind) {
+            if let Some(v) = e.epoch_value {
+                let key = if e.forked() { &e.epoch_key } else { &e.name };
+                out.insert(key.clone(), v);
             }
         }
         Metrics(out)
@@ -460,5 +566,88 @@ impl std::fmt::Display for Metrics {
             write!(f, "{name}={value:.4}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(store: &mut MetricStore, hook: Hook, name: &str, value: f64, options: LogOptions) -> Result<(), Error> {
+        let loop_kind = match hook {
+            Hook::ValidationStep => Loop::Validation,
+            _ => Loop::Train,
+        };
+        store.log(hook, loop_kind, name, MetricValue::Scalar(value), &options, 1)
+    }
+
+    fn metrics(store: &MetricStore) -> Vec<(String, f64)> {
+        store.callback_metrics().into_iter().collect()
+    }
+
+    #[test]
+    fn one_name_in_two_hooks_is_two_entries_with_their_own_options() {
+        let mut store = MetricStore::default();
+        store.start_epoch(Loop::Train);
+        log(&mut store, Hook::TrainingStep, "x", 1.0, LogOptions::new()).unwrap();
+        let both = LogOptions::new().on_step(true).on_epoch(true);
+        log(&mut store, Hook::OnTrainBatchEnd, "x", 2.0, both.clone()).unwrap();
+        assert_eq!(store.entries.len(), 2);
+        let error = log(&mut store, Hook::TrainingStep, "x", 3.0, both.clone()).unwrap_err();
+        assert!(error.to_string().contains("different options"), "{error}");
+        let error = log(
+            &mut store,
+            Hook::TrainingStep,
+            "x",
+            3.0,
+            LogOptions::new().prog_bar(true),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("different options"), "{error}");
+        // The latest publication of `x` is the batch-end hook's step value.
+        assert_eq!(metrics(&store), [("x".into(), 2.0), ("x_step".into(), 2.0)]);
+        log(&mut store, Hook::TrainingStep, "x", 4.0, LogOptions::new()).unwrap();
+        assert_eq!(metrics(&store), [("x".into(), 4.0), ("x_step".into(), 2.0)]);
+        store.end_epoch(Loop::Train);
+        assert_eq!(
+            metrics(&store),
+            [("x".into(), 2.0), ("x_epoch".into(), 2.0), ("x_step".into(), 2.0)]
+        );
+    }
+
+    #[test]
+    fn the_latest_publication_of_a_shared_key_wins_and_resets_keep_it() {
+        let mut store = MetricStore::default();
+        store.start_epoch(Loop::Train);
+        log(&mut store, Hook::TrainingStep, "loss", 5.0, LogOptions::new()).unwrap();
+        store.start_epoch(Loop::Validation);
+        log(&mut store, Hook::ValidationStep, "loss", 1.0, LogOptions::new()).unwrap();
+        log(&mut store, Hook::ValidationStep, "loss", 3.0, LogOptions::new()).unwrap();
+        assert_eq!(
+            metrics(&store),
+            [("loss".into(), 5.0)],
+            "validation publishes at its epoch end"
+        );
+        store.end_epoch(Loop::Validation);
+        assert_eq!(metrics(&store), [("loss".into(), 2.0)]);
+        assert_eq!(store.epoch_metrics(Loop::Validation).get("loss"), Some(2.0));
+        assert_eq!(store.epoch_metrics(Loop::Train).get("loss"), None);
+        store.end_epoch(Loop::Train);
+        assert_eq!(
+            metrics(&store),
+            [("loss".into(), 2.0)],
+            "no training epoch value to publish"
+        );
+        store.start_epoch(Loop::Train);
+        log(&mut store, Hook::TrainingStep, "loss", 7.0, LogOptions::new()).unwrap();
+        assert_eq!(metrics(&store), [("loss".into(), 7.0)]);
+        store.start_epoch(Loop::Validation);
+        assert_eq!(store.epoch_metrics(Loop::Validation).get("loss"), None, "reset");
+        log(&mut store, Hook::ValidationStep, "loss", 10.0, LogOptions::new()).unwrap();
+        store.end_epoch(Loop::Validation);
+        assert_eq!(metrics(&store), [("loss".into(), 10.0)], "this run's mean only");
+        store.forget(Loop::Validation);
+        assert_eq!(metrics(&store), [], "cleared after the sanity check");
+        assert_eq!(store.epoch_metrics(Loop::Validation).get("loss"), None);
     }
 }
