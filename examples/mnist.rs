@@ -29,8 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .device(device)
         .default_root_dir("target/mnist")
         .build()?;
-    let model = trainer.fit(model, &mut data)?;
-    let metrics = trainer.test(&model, &mut data)?;
+    let mut model = trainer.fit(model, &mut data)?;
+    let metrics = trainer.test(&mut model, &mut data)?;
 
     let accuracy = metrics.get("test_acc").ok_or("test_acc was not logged")?;
     println!(

@@ -38,7 +38,7 @@
 //!
 //! let mut trainer = Trainer::builder().max_epochs(5).build()?;
 //! let model = trainer.fit(model, &mut datamodule)?;
-//! let metrics = trainer.test(&model, &mut datamodule)?;
+//! let metrics = trainer.test(&mut model, &mut datamodule)?;
 //! ```
 //!
 //! Hook calls are traced with `tracing` (target `burn_lightning::hooks`): with a subscriber and

@@ -244,7 +244,7 @@ fn boundary_values_are_accepted() {
 }
 
 fn fit(builder: TrainerBuilder<Small>, data: Loaders<Pair>) -> Result<Small, Error> {
-    builder.build().unwrap().fit(Small::new(), data)
+    builder.build().unwrap().fit(Small::new(), data).map_err(|e| e.error)
 }
 
 #[test]
@@ -311,7 +311,7 @@ fn fitting_without_a_train_dataloader_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut trainer = builder(dir.path()).max_epochs(1).build().unwrap();
     for data in [Loaders::default(), Loaders::val(pair_loader(8, 4))] {
-        let error = trainer.fit(Small::new(), data).unwrap_err();
+        let error = trainer.fit(Small::new(), data).unwrap_err().error;
         assert!(
             matches!(
                 error,
@@ -324,7 +324,7 @@ fn fitting_without_a_train_dataloader_is_an_error_naming_it() {
         );
         assert!(error.to_string().contains("`train_dataloader`"), "{error}");
     }
-    let error = trainer.fit(Small::new(), ()).unwrap_err();
+    let error = trainer.fit(Small::new(), ()).unwrap_err().error;
     assert!(
         matches!(
             error,
@@ -342,7 +342,7 @@ fn evaluating_without_the_dataloader_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut trainer = builder(dir.path()).build().unwrap();
     let only_train = || Loaders::fit(pair_loader(8, 4), None);
-    let error = trainer.test(&Small::new(), only_train()).unwrap_err();
+    let error = trainer.test(&mut Small::new(), only_train()).unwrap_err();
     assert!(
         matches!(
             error,
@@ -353,7 +353,7 @@ fn evaluating_without_the_dataloader_is_an_error_naming_it() {
         ),
         "{error:?}"
     );
-    let error = trainer.validate(&Small::new(), only_train()).unwrap_err();
+    let error = trainer.validate(&mut Small::new(), only_train()).unwrap_err();
     assert!(
         matches!(
             error,
@@ -364,7 +364,7 @@ fn evaluating_without_the_dataloader_is_an_error_naming_it() {
         ),
         "{error:?}"
     );
-    let error = trainer.predict(&Small::new(), only_train()).unwrap_err();
+    let error = trainer.predict(&mut Small::new(), only_train()).unwrap_err();
     assert!(
         matches!(
             error,
@@ -405,7 +405,7 @@ fn an_empty_dataset_is_an_error_naming_the_dataloader() {
 
     let mut trainer = builder(dir.path()).build().unwrap();
     let error = trainer
-        .test(&Small::new(), Loaders::test(pair_loader(0, 4)))
+        .test(&mut Small::new(), Loaders::test(pair_loader(0, 4)))
         .unwrap_err();
     assert!(
         matches!(
@@ -417,7 +417,7 @@ fn an_empty_dataset_is_an_error_naming_the_dataloader() {
         "{error:?}"
     );
     let error = trainer
-        .validate(&Small::new(), Loaders::val(pair_loader(0, 4)))
+        .validate(&mut Small::new(), Loaders::val(pair_loader(0, 4)))
         .unwrap_err();
     assert!(
         matches!(
@@ -464,7 +464,7 @@ fn a_failing_datamodule_ends_fit_with_its_error_and_callbacks_hear_of_it() {
         .callback(Exceptions(exceptions.clone()))
         .build()
         .unwrap();
-    let error = trainer.fit(Small::new(), BrokenData).unwrap_err();
+    let error = trainer.fit(Small::new(), BrokenData).unwrap_err().error;
     assert!(matches!(error, Error::User(_)), "{error:?}");
     assert!(error.to_string().contains("/nowhere"), "{error}");
     assert_eq!(*exceptions.lock().unwrap(), [error.to_string()]);
@@ -494,9 +494,9 @@ fn a_trainer_still_works_after_a_failed_run() {
     trainer
         .fit(Small::new(), Loaders::fit(pair_loader(0, 4), None))
         .unwrap_err();
-    let model = trainer
+    let mut model = trainer
         .fit(Small::new(), Loaders::fit(pair_loader(8, 4), None))
         .unwrap();
-    let metrics = trainer.test(&model, Loaders::test(pair_loader(8, 4))).unwrap();
+    let metrics = trainer.test(&mut model, Loaders::test(pair_loader(8, 4))).unwrap();
     assert!(metrics.get("test_loss").is_some_and(f64::is_finite));
 }

@@ -579,7 +579,7 @@ fn fit_calls_hooks_in_lightnings_order() {
 fn validate_calls_hooks_in_lightnings_order() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Recorder::new("HookedCallback");
-    let metrics = recorder.record(|| trainer(dir.path()).validate(&HookedModel::new(), ()).unwrap());
+    let metrics = recorder.record(|| trainer(dir.path()).validate(&mut HookedModel::new(), ()).unwrap());
     assert_same_sequence(&recorder.take(), &lightning_sequence("validate"));
     assert!(metrics.get("val_loss").is_some());
 }
@@ -588,7 +588,7 @@ fn validate_calls_hooks_in_lightnings_order() {
 fn test_calls_hooks_in_lightnings_order() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Recorder::new("HookedCallback");
-    let metrics = recorder.record(|| trainer(dir.path()).test(&HookedModel::new(), ()).unwrap());
+    let metrics = recorder.record(|| trainer(dir.path()).test(&mut HookedModel::new(), ()).unwrap());
     assert_same_sequence(&recorder.take(), &lightning_sequence("test"));
     assert!(metrics.get("test_loss").is_some());
 }
@@ -597,7 +597,7 @@ fn test_calls_hooks_in_lightnings_order() {
 fn predict_calls_hooks_in_lightnings_order() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Recorder::new("HookedCallback");
-    let predictions = recorder.record(|| trainer(dir.path()).predict(&HookedModel::new(), ()).unwrap());
+    let predictions = recorder.record(|| trainer(dir.path()).predict(&mut HookedModel::new(), ()).unwrap());
     assert_same_sequence(&recorder.take(), &lightning_sequence("predict"));
     assert_eq!(predictions.len(), 2);
     assert_eq!(predictions[0].dims(), [4, 2]);
@@ -690,7 +690,7 @@ fn datamodule_hooks_run_in_lightnings_order_and_before_the_modules() {
     let mut data = PairData;
     let datamodule_calls = |calls: Vec<String>| calls.into_iter().filter(|c| c.starts_with("DM.")).collect::<Vec<_>>();
 
-    let model = recorder.record(|| trainer.fit(HookedModel::new(), &mut data).unwrap());
+    let mut model = recorder.record(|| trainer.fit(HookedModel::new(), &mut data).unwrap());
     let calls = recorder.take();
     // Lightning, section 1.6: the datamodule's prepare_data, setup and teardown come first.
     let position = |name: &str| calls.iter().position(|c| c == name).unwrap();
@@ -703,9 +703,9 @@ fn datamodule_hooks_run_in_lightnings_order_and_before_the_modules() {
 
     for run in ["validate", "test", "predict"] {
         recorder.record(|| match run {
-            "validate" => drop(trainer.validate(&model, &mut data).unwrap()),
-            "test" => drop(trainer.test(&model, &mut data).unwrap()),
-            _ => drop(trainer.predict(&model, &mut data).unwrap()),
+            "validate" => drop(trainer.validate(&mut model, &mut data).unwrap()),
+            "test" => drop(trainer.test(&mut model, &mut data).unwrap()),
+            _ => drop(trainer.predict(&mut model, &mut data).unwrap()),
         });
         assert_eq!(
             datamodule_calls(recorder.take()),
@@ -806,10 +806,10 @@ fn fit_calls_an_implemented_on_validation_model_train_as_lightning_does() {
 fn test_calls_an_implemented_on_test_model_train_as_lightning_does() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Recorder::new("HookedCallback");
-    let model = ModelTrainModel {
+    let mut model = ModelTrainModel {
         layer: LinearConfig::new(32, 2).init(&Device::default()),
     };
-    recorder.record(|| trainer(dir.path()).test(&model, ()).unwrap());
+    recorder.record(|| trainer(dir.path()).test(&mut model, ()).unwrap());
     assert_same_sequence(&recorder.take(), &lightning_sequence("test on_test_model_train"));
 }
 
@@ -865,7 +865,7 @@ fn validate_passes_lightnings_hook_arguments() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Recorder::new("HookedCallback");
     record_with_arguments(&recorder, || {
-        trainer(dir.path()).validate(&HookedModel::new(), ()).unwrap()
+        trainer(dir.path()).validate(&mut HookedModel::new(), ()).unwrap()
     });
     assert_same_sequence(&recorder.take(), &lightning_sequence("validate arguments"));
 }
@@ -874,7 +874,7 @@ fn validate_passes_lightnings_hook_arguments() {
 fn test_passes_lightnings_hook_arguments() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Recorder::new("HookedCallback");
-    record_with_arguments(&recorder, || trainer(dir.path()).test(&HookedModel::new(), ()).unwrap());
+    record_with_arguments(&recorder, || trainer(dir.path()).test(&mut HookedModel::new(), ()).unwrap());
     assert_same_sequence(&recorder.take(), &lightning_sequence("test arguments"));
 }
 
@@ -883,7 +883,7 @@ fn predict_passes_lightnings_hook_arguments() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Recorder::new("HookedCallback");
     record_with_arguments(&recorder, || {
-        trainer(dir.path()).predict(&HookedModel::new(), ()).unwrap()
+        trainer(dir.path()).predict(&mut HookedModel::new(), ()).unwrap()
     });
     assert_same_sequence(&recorder.take(), &lightning_sequence("predict arguments"));
 }

@@ -565,7 +565,7 @@ fn fast_dev_run_runs_n_batches_of_each_loop_and_writes_nothing() {
         .fast_dev_run(2)
         .build()
         .unwrap();
-    let model = trainer.fit(model, data(40, 40)).unwrap();
+    let mut model = trainer.fit(model, data(40, 40)).unwrap();
     let fitted = seen.lock().unwrap().clone();
     assert_eq!(count(&fitted, "training_step", RunningStage::Training), 2);
     assert_eq!(count(&fitted, "validation_step", RunningStage::Validating), 2);
@@ -574,9 +574,9 @@ fn fast_dev_run_runs_n_batches_of_each_loop_and_writes_nothing() {
     assert!(trainer.log_dir().is_none());
 
     seen.lock().unwrap().clear();
-    trainer.test(&model, Loaders::test(pair_loader(40, 4))).unwrap();
-    trainer.validate(&model, Loaders::val(pair_loader(40, 4))).unwrap();
-    let predictions = trainer.predict(&model, Loaders::predict(pair_loader(40, 4))).unwrap();
+    trainer.test(&mut model, Loaders::test(pair_loader(40, 4))).unwrap();
+    trainer.validate(&mut model, Loaders::val(pair_loader(40, 4))).unwrap();
+    let predictions = trainer.predict(&mut model, Loaders::predict(pair_loader(40, 4))).unwrap();
     let evaluated = seen.lock().unwrap().clone();
     assert_eq!(calls(&evaluated, "test_step").len(), 2);
     assert_eq!(calls(&evaluated, "validation_step").len(), 2);
@@ -677,7 +677,7 @@ fn hooks_read_the_trainer_state_through_their_context() {
         .limit_val_batches(2)
         .build()
         .unwrap();
-    let model = trainer.fit(model, data(8, 8)).unwrap();
+    let mut model = trainer.fit(model, data(8, 8)).unwrap();
     let fitted = seen.lock().unwrap().clone();
 
     let train: Vec<(TrainerFn, RunningStage, usize, usize, usize)> = calls(&fitted, "training_step")
@@ -717,9 +717,9 @@ fn hooks_read_the_trainer_state_through_their_context() {
     assert_eq!(ends, [(Training, 0), (Training, 1)]);
 
     seen.lock().unwrap().clear();
-    trainer.validate(&model, Loaders::val(pair_loader(8, 4))).unwrap();
-    trainer.test(&model, Loaders::test(pair_loader(8, 4))).unwrap();
-    trainer.predict(&model, Loaders::predict(pair_loader(8, 4))).unwrap();
+    trainer.validate(&mut model, Loaders::val(pair_loader(8, 4))).unwrap();
+    trainer.test(&mut model, Loaders::test(pair_loader(8, 4))).unwrap();
+    trainer.predict(&mut model, Loaders::predict(pair_loader(8, 4))).unwrap();
     let evaluated: Vec<(&str, TrainerFn, RunningStage, usize)> = seen
         .lock()
         .unwrap()

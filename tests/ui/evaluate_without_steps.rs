@@ -16,9 +16,9 @@ impl Model {
 }
 
 fn evaluate(mut trainer: Trainer<Model>, model: Model) {
-    let _ = trainer.validate(&model, ());
-    let _ = trainer.test(&model, ());
-    let _ = trainer.predict(&model, ());
+    let _ = trainer.validate(&mut model, ());
+    let _ = trainer.test(&mut model, ());
+    let _ = trainer.predict(&mut model, ());
 }
 
 fn main() {}
