@@ -94,11 +94,6 @@ fn misconfigured_flags_are_rejected_by_build_naming_the_flag() {
             "max_epochs",
         ),
         (
-            "limit_train_batches 0.0",
-            |b| b.limit_train_batches(0.0),
-            "limit_train_batches",
-        ),
-        (
             "limit_train_batches 1.5",
             |b| b.limit_train_batches(1.5),
             "limit_train_batches",
@@ -135,9 +130,14 @@ fn misconfigured_flags_are_rejected_by_build_naming_the_flag() {
             "limit_test_batches",
         ),
         (
-            "limit_predict_batches 2.0",
-            |b| b.limit_predict_batches(2.0),
+            "limit_predict_batches 2.5",
+            |b| b.limit_predict_batches(2.5),
             "limit_predict_batches",
+        ),
+        (
+            "a fractional val_check_interval without epochs to count in",
+            |b| b.val_check_interval(0.5).check_val_every_n_epoch(None),
+            "val_check_interval",
         ),
         (
             "limit_predict_batches -1",

@@ -672,33 +672,34 @@ fn hparam_fields_generate_a_hyperparameter_struct() {
 }
 
 #[test]
-fn fit_writes_hparams_yaml_into_a_new_version_directory_each_time() {
+fn fit_writes_hparams_yaml_into_a_new_version_directory_per_trainer() {
     let dir = tempfile::tempdir().unwrap();
     let data = || Loaders::fit(pair_loader(8, 4), None);
     let first = TunedHparams::new(8).with_lr(0.2);
     let second = TunedHparams::new(4)
         .with_optimizer("adam".into())
         .with_milestones(vec![]);
-
-    let mut trainer = builder::<Tuned>(dir.path()).max_epochs(1).build().unwrap();
-    trainer.fit(Tuned::new(&first), data()).unwrap();
     let logs = dir.path().join("lightning_logs");
-    assert_eq!(trainer.log_dir(), Some(logs.join("version_0").as_path()));
-    trainer.fit(Tuned::new(&second), data()).unwrap();
-    assert_eq!(trainer.log_dir(), Some(logs.join("version_1").as_path()));
-    let mut another = builder::<Tuned>(dir.path()).max_epochs(1).build().unwrap();
-    another.fit(Tuned::new(&first), data()).unwrap();
-    assert_eq!(another.log_dir(), Some(logs.join("version_2").as_path()));
-
     let read = |version: usize| -> TunedHparams {
         let yaml = std::fs::read_to_string(logs.join(format!("version_{version}/hparams.yaml"))).unwrap();
         serde_saphyr::from_str(&yaml)
             .unwrap_or_else(|e| panic!("hparams.yaml of version_{version} does not parse: {e}\n{yaml}"))
     };
+
+    let mut trainer = builder::<Tuned>(dir.path()).max_epochs(1).build().unwrap();
+    trainer.fit(Tuned::new(&first), data()).unwrap();
+    assert_eq!(trainer.log_dir(), Some(logs.join("version_0").as_path()));
     assert_eq!(read(0), first);
-    assert_eq!(read(1), second);
-    assert_eq!(read(2), first);
-    let yaml = std::fs::read_to_string(logs.join("version_0/hparams.yaml")).unwrap();
+    // A second fit on the same trainer keeps its run directory (Lightning's logger keeps its
+    // version) and logs the hyperparameters it is given.
+    trainer.fit(Tuned::new(&second), data()).unwrap();
+    assert_eq!(trainer.log_dir(), Some(logs.join("version_0").as_path()));
+    assert_eq!(read(0), second);
+    let mut another = builder::<Tuned>(dir.path()).max_epochs(1).build().unwrap();
+    another.fit(Tuned::new(&first), data()).unwrap();
+    assert_eq!(another.log_dir(), Some(logs.join("version_1").as_path()));
+    assert_eq!(read(1), first);
+    let yaml = std::fs::read_to_string(logs.join("version_1/hparams.yaml")).unwrap();
     assert!(yaml.contains("lr: 0.2"), "{yaml}");
 }
 

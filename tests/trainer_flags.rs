@@ -9,6 +9,7 @@ mod common;
 
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::optim::SgdConfig;
+use burn::optim::lr_scheduler::step::StepLrSchedulerConfig;
 use burn_lightning::prelude::*;
 use burn_lightning::{Limit, RunningStage, TrainerBuilder, TrainerFn, TrainerState};
 use common::{Pair, pair_loader, values};
@@ -56,6 +57,12 @@ pub struct Probe {
     initial_weights: Arc<Mutex<Vec<f32>>>,
     #[module(skip)]
     script: Script,
+    /// Learning rate of the first optimizer step of each epoch.
+    #[module(skip)]
+    lrs: Arc<Mutex<Vec<f64>>>,
+    /// Whether `configure_optimizers` adds a StepLR (gamma 0.5, every epoch).
+    #[module(skip)]
+    epoch_scheduler: bool,
 }
 
 impl Probe {
@@ -77,7 +84,14 @@ impl Probe {
             losses: Arc::default(),
             initial_weights: Arc::default(),
             script,
+            lrs: Arc::default(),
+            epoch_scheduler: false,
         }
+    }
+
+    fn with_epoch_scheduler(mut self) -> Self {
+        self.epoch_scheduler = true;
+        self
     }
 
     fn note(&self, hook: &'static str, state: &TrainerState) {
@@ -128,6 +142,17 @@ impl Probe {
         Some(loss)
     }
     #[hook]
+    fn on_before_zero_grad(&mut self, _optimizer: &Optimizer, cx: &mut StepContext) {
+        self.note("on_before_zero_grad", cx);
+    }
+    #[hook]
+    fn on_before_optimizer_step(&mut self, optimizer: &Optimizer, _grads: &Gradients, cx: &mut StepContext) {
+        self.note("on_before_optimizer_step", cx);
+        if cx.batch_idx == 0 {
+            self.lrs.lock().unwrap().push(optimizer.lr());
+        }
+    }
+    #[hook]
     fn on_train_batch_end(
         &mut self,
         _outputs: Option<&StepOutput>,
@@ -164,7 +189,15 @@ impl Probe {
     }
     #[hook]
     fn configure_optimizers(&self) -> OptimizerConfig {
-        OptimizerConfig::new(SgdConfig::new().init(), 0.05)
+        let config = OptimizerConfig::new(SgdConfig::new().init(), 0.05);
+        if self.epoch_scheduler {
+            let scheduler = StepLrSchedulerConfig::new(0.1, 1)
+                .with_gamma(0.5)
+                .init()
+                .expect("a valid scheduler");
+            return config.with_scheduler(scheduler, Interval::Epoch);
+        }
+        config
     }
 }
 
@@ -478,6 +511,79 @@ fn val_check_interval_counts_across_epochs_without_check_val_every_n_epoch() {
 }
 
 #[test]
+fn without_check_val_every_n_epoch_validation_counts_training_batches_not_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each epoch trains batches 0 and 1, then batch 2 ends it (`StopEpoch`): three batches
+    // counted, two optimizer steps. Lightning counts batches (`total_batch_idx`): validation
+    // after the 4th and the 8th batch, when 3 and 6 steps are done.
+    let script = Script {
+        stop_epoch_at: Some(2),
+        ..Script::default()
+    };
+    let seen = fit(
+        builder(dir.path())
+            .max_epochs(3)
+            .val_check_interval(4)
+            .check_val_every_n_epoch(None)
+            .limit_val_batches(1)
+            .num_sanity_val_steps(0),
+        Probe::new(script),
+        data(16, 4),
+    );
+    assert_eq!(validation_runs(&seen), [3, 6]);
+}
+
+#[test]
+fn limit_batches_of_zero_as_a_fraction_turns_the_loop_off_and_a_whole_float_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = fit(
+        builder(dir.path()).max_epochs(1).limit_val_batches(0.0),
+        Probe::new(Script::default()),
+        data(16, 4),
+    );
+    assert_eq!(calls(&seen, "validation_step").len(), 0, "limit_val_batches(0.0) turns validation off");
+    let seen = fit(
+        builder(dir.path()).max_epochs(1).limit_train_batches(2.0),
+        Probe::new(Script::default()),
+        data(16, 4),
+    );
+    assert_eq!(calls(&seen, "training_step").len(), 2, "limit_train_batches(2.0) is 2 batches");
+}
+
+#[test]
+fn limit_train_batches_of_zero_skips_the_fit_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = fit(
+        builder(dir.path()).max_epochs(2).limit_train_batches(0),
+        Probe::new(Script::default()),
+        data(16, 16),
+    );
+    assert_eq!(calls(&seen, "training_step").len(), 0);
+    assert_eq!(calls(&seen, "on_train_epoch_end").len(), 0);
+    // The sanity check still runs, as in Lightning.
+    assert_eq!(count(&seen, "validation_step", RunningStage::SanityChecking), 2);
+}
+
+#[test]
+fn an_epoch_ended_by_on_train_batch_start_still_steps_epoch_schedulers() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Script {
+        stop_epoch_at: Some(1),
+        ..Script::default()
+    };
+    let model = Probe::new(script).with_epoch_scheduler();
+    let lrs = model.lrs.clone();
+    let mut trainer = builder(dir.path())
+        .max_epochs(3)
+        .num_sanity_val_steps(0)
+        .build()
+        .unwrap();
+    trainer.fit(model, data(16, 4)).unwrap();
+    // StepLR with gamma 0.5 every epoch: the rate halves after each of the 3 epochs.
+    assert_eq!(*lrs.lock().unwrap(), [0.1, 0.05, 0.025]);
+}
+
+#[test]
 fn check_val_every_n_epoch_validates_every_nth_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let seen = fit(
@@ -619,7 +725,7 @@ fn returning_stop_epoch_from_on_train_batch_start_ends_the_epoch() {
 }
 
 #[test]
-fn global_step_counts_optimizer_steps_and_skipped_batches_take_none() {
+fn global_step_counts_optimizer_step_calls_also_for_skipped_batches() {
     let dir = tempfile::tempdir().unwrap();
     let script = Script {
         skip: vec![1, 3],
@@ -630,11 +736,15 @@ fn global_step_counts_optimizer_steps_and_skipped_batches_take_none() {
         Probe::new(script),
         data(20, 4),
     );
-    // Every batch reaches training_step; 3 of each epoch's 5 return a loss and step.
+    // As in Lightning, every batch runs `optimizer_step` (a batch whose `training_step` returns
+    // no loss skips backward and the update, not the zero-grad and before-step hooks), and
+    // `global_step` counts those calls.
     assert_eq!(calls(&seen, "training_step").len(), 10);
     let steps_seen: Vec<usize> = calls(&seen, "training_step").iter().map(|s| s.global_step).collect();
-    assert_eq!(steps_seen, [0, 1, 1, 2, 2, 3, 4, 4, 5, 5]);
-    assert_eq!(epoch_ends(&seen), [(0, 3), (1, 6)]);
+    assert_eq!(steps_seen, (0..10).collect::<Vec<_>>());
+    assert_eq!(calls(&seen, "on_before_zero_grad").len(), 10);
+    assert_eq!(calls(&seen, "on_before_optimizer_step").len(), 10);
+    assert_eq!(epoch_ends(&seen), [(0, 5), (1, 10)]);
 }
 
 #[test]
@@ -653,7 +763,6 @@ fn a_skipped_batch_leaves_the_weights_alone() {
         .unwrap();
     let skipped = trainer.fit(model, data(20, 4)).unwrap();
     assert_eq!(values(skipped.layer.weight.val()), before);
-    assert!(skipped.seen().iter().all(|s| s.global_step == 0));
 
     // The same data with no skipped batch does move them.
     let trained = builder(dir.path())
