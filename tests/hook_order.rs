@@ -310,8 +310,8 @@ impl HookedModel {
 /// A callback that does nothing: the trainer's traces record when each of its hooks runs.
 struct HookedCallback;
 
-impl<M: burn_lightning::LightningModule> Callback<M> for HookedCallback {
-    fn state_dict(&mut self) -> Option<burn_lightning::JsonValue> {
+impl<M: LightningModule> Callback<M> for HookedCallback {
+    fn state_dict(&mut self) -> Option<JsonValue> {
         Some(serde_json::json!({"foo": true}))
     }
 }
@@ -482,7 +482,7 @@ impl DataModule<Pair> for PairData {
     fn predict_dataloader(&mut self) -> Option<Loader<Pair>> {
         Some(pair_loader(64, 4))
     }
-    fn state_dict(&mut self) -> Option<burn_lightning::JsonValue> {
+    fn state_dict(&mut self) -> Option<JsonValue> {
         Some(serde_json::json!({"seen": true}))
     }
 }

@@ -10,7 +10,6 @@ mod common;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::optim::SgdConfig;
 use burn_lightning::prelude::*;
-use burn_lightning::{Limit, RunningStage, TrainerBuilder, TrainerFn, TrainerState};
 use common::{Pair, pair_loader, values};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
