@@ -16,7 +16,12 @@
 //! reads, the summary line and, for (b), the checkpoint. The time from `on_train_epoch_start` to
 //! `on_train_epoch_end` (training and validation only) is reported beside it. Besides the wall
 //! clock, the process's CPU time is measured where Linux reports it (`/proc`, to the scheduler
-//! tick): it is less disturbed by other processes on a busy machine.
+//! tick): it is less disturbed by other processes on a busy machine. The last line gives both
+//! ratios, wall clock and CPU time.
+//!
+//! Both sides must end every repetition with bit-identical final metrics (training loss,
+//! validation loss and accuracy, compared as `f64` bits), which shows that they did the same
+//! work; if they do not, the benchmark stops with an error and a non-zero exit status.
 //!
 //! `cargo bench --bench trainer_overhead [-- --epochs N --reps N --side a|b]`, or the environment
 //! variables `TRAINER_OVERHEAD_EPOCHS`, `TRAINER_OVERHEAD_REPS` and `TRAINER_OVERHEAD_SIDE`
@@ -146,11 +151,43 @@ impl Callback<LitMnist> for EpochTimer {
 }
 
 /// The final metrics of a run, to check that both sides computed the same thing.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 struct Final {
     train_loss: f64,
     val_loss: f64,
     val_acc: f64,
+}
+
+impl Final {
+    fn named(&self) -> [(&'static str, f64); 3] {
+        [
+            ("train_loss", self.train_loss),
+            ("val_loss", self.val_loss),
+            ("val_acc", self.val_acc),
+        ]
+    }
+
+    /// Why the hand-written loop's metrics (`self`) and the trainer's (`other`) do not show
+    /// that both did the same work: a metric that is not finite, or whose bits differ.
+    fn mismatches(&self, other: &Final) -> Vec<String> {
+        self.named()
+            .into_iter()
+            .zip(other.named())
+            .filter_map(|((name, a), (_, b))| {
+                if !a.is_finite() || !b.is_finite() {
+                    Some(format!("{name}: a {a:?}, b {b:?} (not finite)"))
+                } else if a.to_bits() != b.to_bits() {
+                    Some(format!(
+                        "{name}: a {a:?} ({:#018x}), b {b:?} ({:#018x})",
+                        a.to_bits(),
+                        b.to_bits()
+                    ))
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
 }
 
 /// The size-weighted mean of one-value tensors, read from the device at once (as the trainer
@@ -175,6 +212,8 @@ fn hand_written(data: &mut MnistData, device: &Device, epochs: usize) -> BenchRe
     let hparams = LitMnistHparams::new();
     let mut model = LitMnist::new(&hparams, &train_device);
     let mut optimizer = AdamConfig::new().init();
+    // What the trainer does with its seed before `setup`.
+    data.set_seed(SEED);
     data.setup(Stage::Fit)?;
     let train = data
         .train_dataloader()
@@ -340,6 +379,7 @@ fn main() -> BenchResult<()> {
     let mut data = MnistData::new(MnistData::bundled_dir(), BATCH_SIZE, VAL_ITEMS, SEED);
     let (mut a, mut b) = (Times::default(), Times::default());
     let mut paired = Vec::new();
+    let mut checked = 0;
     for rep in 0..reps {
         // Alternate which side goes first.
         let mut order = sides.to_vec();
@@ -374,6 +414,21 @@ fn main() -> BenchResult<()> {
             line.push(format!("b/a {:.3}", tb / ta));
         }
         println!("rep {}/{reps}: {}", rep + 1, line.join(", "));
+        if let [Some((fa, _)), Some((fb, _))] = runs {
+            let mismatches = fa.mismatches(&fb);
+            if !mismatches.is_empty() {
+                eprintln!(
+                    "error: rep {}/{reps}: the hand-written loop (a) and Trainer::fit (b) did not end with \
+                     bit-identical metrics, so they did not do the same work and their times do not compare:",
+                    rep + 1
+                );
+                for mismatch in mismatches {
+                    eprintln!("  {mismatch}");
+                }
+                std::process::exit(1);
+            }
+            checked += 1;
+        }
     }
     println!("load average after: {}", load_average());
 
@@ -391,22 +446,12 @@ fn main() -> BenchResult<()> {
     println!("  (a) hand-written  cpu  {}", spread(&a.period_cpu));
     println!("  (b) Trainer::fit  cpu  {}", spread(&b.period_cpu));
     if paired.is_empty() {
+        println!("one side only: final metrics not compared");
         return Ok(());
     }
+    println!("final train_loss, val_loss and val_acc of (a) and (b): bit-identical in all {checked} reps");
     let ratio = |b: &[f64], a: &[f64]| median(b) / median(a);
     let extra_ms = |b: &[f64], a: &[f64]| (median(b) - median(a)) * 1e3;
-    println!(
-        "ratio up to the next epoch: wall {:.3} ({:+.1} ms/epoch), cpu {:.3} ({:+.1} ms/epoch)",
-        ratio(&b.period, &a.period),
-        extra_ms(&b.period, &a.period),
-        ratio(&b.period_cpu, &a.period_cpu),
-        extra_ms(&b.period_cpu, &a.period_cpu)
-    );
-    println!(
-        "ratio of CPU time trainer/hand-written = {:.3} ({:+.1} ms/epoch)",
-        ratio(&b.epoch_cpu, &a.epoch_cpu),
-        extra_ms(&b.epoch_cpu, &a.epoch_cpu)
-    );
     let fastest = |v: &[f64]| quantile(v, 0.0);
     println!(
         "ratio of the fastest epochs (least disturbed by other processes): wall {:.3}, cpu {:.3}",
@@ -419,17 +464,28 @@ fn main() -> BenchResult<()> {
         median(&paired)
     );
     println!(
-        "ratio within the epoch (training and validation only) = {:.3} (a: {:.4} s/epoch, b: {:.4} s/epoch)",
+        "ratio within the epoch (training and validation only): wall {:.3} (a: {:.4} s, b: {:.4} s), \
+         cpu {:.3} (a: {:.4} s, b: {:.4} s)",
         ratio(&b.epoch, &a.epoch),
         median(&a.epoch),
-        median(&b.epoch)
+        median(&b.epoch),
+        ratio(&b.epoch_cpu, &a.epoch_cpu),
+        median(&a.epoch_cpu),
+        median(&b.epoch_cpu)
     );
     // The headline counts everything an epoch costs, the default checkpoint included.
     println!(
-        "ratio trainer/hand-written = {:.3} (median time per epoch over {n} epochs each, epoch start to next epoch start; a: {:.4} s, b: {:.4} s)",
+        "ratio trainer/hand-written: wall {:.3} ({:+.1} ms/epoch; a: {:.4} s, b: {:.4} s), \
+         cpu {:.3} ({:+.1} ms/epoch; a: {:.4} s, b: {:.4} s) \
+         (median per epoch over {n} epochs each, epoch start to next epoch start)",
         ratio(&b.period, &a.period),
+        extra_ms(&b.period, &a.period),
         median(&a.period),
-        median(&b.period)
+        median(&b.period),
+        ratio(&b.period_cpu, &a.period_cpu),
+        extra_ms(&b.period_cpu, &a.period_cpu),
+        median(&a.period_cpu),
+        median(&b.period_cpu)
     );
     Ok(())
 }

@@ -47,13 +47,19 @@
 pub use burn_lightning_macros::{hook, lightning_module};
 pub use burn_lightning_runtime::*;
 
-/// What most training code needs: the macros, the trainer and its contexts, and burn's prelude.
+/// What most training code needs: the macros, the module and callback traits, the trainer with
+/// its flags, contexts and state, data, logging and optimization types, and burn's prelude.
+///
+/// `use burn_lightning::prelude::*;` is enough for a `#[lightning_module]`, a `DataModule`, a
+/// generic `impl<M: LightningModule> Callback<M>` and the trainer's builder.
 pub mod prelude {
     pub use crate::{
-        BatchControl, Callback, Callbacks, Checkpoint, DataModule, EarlyStopping, EpochContext, EpochLogOptions, Error,
-        GradientClip, Gradients, HookContext, Interval, Loader, Loaders, LogOptions, Mode, ModelCheckpoint, Optimizer,
-        OptimizerClosure, OptimizerConfig, Reduce, Scheduler, Stage, StepContext, StepOutput, Trainer, hook,
-        lightning_module,
+        BatchControl, Callback, CallbackRole, Callbacks, Checkpoint, ClipAlgorithm, DataModule, EarlyStopping,
+        EpochContext, EpochLogOptions, EpochSummary, Error, GradientClip, Gradients, HasHparams, Hook, HookContext,
+        Interval, JsonValue, LightningModule, Limit, Loader, Loaders, LogOptions, Metrics, Mode, ModelCheckpoint,
+        Optimizer, OptimizerClosure, OptimizerConfig, Reduce, RunningStage, Scheduler, Stage, StepContext, StepOutput,
+        Trainer, TrainerBuilder, TrainerFn, TrainerState, TrainerStatus, ValCheckInterval, hook, lightning_module,
+        seed_everything,
     };
     pub use burn_lightning_runtime::burn::prelude::*;
 }

@@ -7,7 +7,6 @@ mod common;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::optim::SgdConfig;
 use burn_lightning::prelude::*;
-use burn_lightning::{HookContext, Limit, TrainerBuilder};
 use common::{Pair, pair_loader};
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -7,7 +7,6 @@ mod common;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::SgdConfig;
 use burn_lightning::prelude::*;
-use burn_lightning::{JsonValue, TrainerBuilder};
 use common::{Pair, file_names, pair_loader, values};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

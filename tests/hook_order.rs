@@ -366,7 +366,7 @@ impl HookedModel {
 struct HookedCallback;
 
 impl<M: LightningModule> Callback<M> for HookedCallback {
-    fn state_dict(&mut self) -> Option<burn_lightning::JsonValue> {
+    fn state_dict(&mut self) -> Option<JsonValue> {
         Some(serde_json::json!({"foo": true}))
     }
     fn setup(&mut self, _module: &mut M, stage: Stage, _cx: &mut HookContext<'_>) {
@@ -677,7 +677,7 @@ impl DataModule<Pair> for PairData {
     fn predict_dataloader(&mut self) -> Option<Loader<Pair>> {
         Some(pair_loader(64, 4))
     }
-    fn state_dict(&mut self) -> Option<burn_lightning::JsonValue> {
+    fn state_dict(&mut self) -> Option<JsonValue> {
         Some(serde_json::json!({"seen": true}))
     }
 }

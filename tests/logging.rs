@@ -8,7 +8,6 @@ mod common;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::optim::SgdConfig;
 use burn_lightning::prelude::*;
-use burn_lightning::{HookContext, LightningModule, Metrics, TrainerBuilder};
 use common::{Pair, pair_loader, scalar_tensor};
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -84,6 +84,27 @@ fn the_datamodule_splits_and_batches_the_bundled_data() {
     assert_eq!(data.test_dataloader().unwrap().num_items(), 2000);
 }
 
+/// The digits of the first training batch.
+fn first_train_targets(data: &mut MnistData) -> Vec<i64> {
+    data.setup(Stage::Fit).unwrap();
+    let batch = data.train_dataloader().unwrap().iter().next().unwrap().unwrap();
+    batch.targets.into_data().convert::<i64>().try_to_vec().unwrap()
+}
+
+#[test]
+fn the_trainers_seed_replaces_the_constructors_in_the_shuffle() {
+    let order = |seed: u64, trainer_seed: Option<u64>| {
+        let mut data = MnistData::new(MnistData::bundled_dir(), 64, 1000, seed);
+        if let Some(trainer_seed) = trainer_seed {
+            data.set_seed(trainer_seed);
+        }
+        first_train_targets(&mut data)
+    };
+    assert_eq!(order(1, None), order(1, None), "the constructor's seed shuffles");
+    assert_ne!(order(1, None), order(2, None));
+    assert_eq!(order(1, Some(2)), order(2, None), "the trainer's seed replaces it");
+}
+
 #[test]
 fn a_well_formed_small_split_reads_back() {
     // The control for the malformed cases below: the same writer, correct files.

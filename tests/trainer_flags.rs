@@ -11,7 +11,6 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::optim::SgdConfig;
 use burn::optim::lr_scheduler::step::StepLrSchedulerConfig;
 use burn_lightning::prelude::*;
-use burn_lightning::{Limit, RunningStage, TrainerBuilder, TrainerFn, TrainerState};
 use common::{Pair, pair_loader, values};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -105,10 +104,6 @@ impl Probe {
             max_epochs: state.max_epochs,
             max_steps: state.max_steps,
         });
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
     }
 
     fn loss(&self, batch: Pair) -> Tensor<1> {

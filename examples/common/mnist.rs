@@ -188,18 +188,21 @@ pub fn loader(split: &MnistSplit, indices: Vec<usize>, batch_size: usize, shuffl
 }
 
 /// MNIST as a Lightning datamodule: the training file split into training and validation
-/// items, the `t10k` file for testing and prediction.
+/// items, the `t10k` file for testing and prediction. The training items are shuffled every
+/// epoch, with the trainer's seed when it has one.
 pub struct MnistData {
     dir: PathBuf,
     batch_size: usize,
     val_items: usize,
+    /// The shuffle's seed: the constructor's, replaced by the trainer's (`set_seed`).
     seed: u64,
     train: Option<MnistSplit>,
     test: Option<MnistSplit>,
 }
 
 impl MnistData {
-    /// The IDX files in `dir`; `val_items` training items are held out for validation.
+    /// The IDX files in `dir`; `val_items` training items are held out for validation. `seed`
+    /// shuffles the training items unless the trainer gives its own seed.
     pub fn new(dir: impl Into<PathBuf>, batch_size: usize, val_items: usize, seed: u64) -> Self {
         Self {
             dir: dir.into(),
@@ -222,6 +225,11 @@ impl MnistData {
 }
 
 impl DataModule<MnistBatch> for MnistData {
+    /// The trainer's seed shuffles the training items.
+    fn set_seed(&mut self, seed: u64) {
+        self.seed = seed;
+    }
+
     fn setup(&mut self, stage: Stage) -> Result<(), Error> {
         match stage {
             Stage::Fit | Stage::Validate if self.train.is_none() => {

@@ -59,15 +59,24 @@ impl<B> IntoLoader<B> for Option<Loader<B>> {
 
 /// Lightning's `LightningDataModule`: prepares data and hands out the dataloaders of each stage.
 ///
-/// The trainer calls, in order: `prepare_data`, `setup(stage)`, the dataloaders the stage needs,
-/// and `teardown(stage)`. A dataloader method returning `None` falls back to the module's
-/// dataloader hook of the same name.
+/// The trainer calls, in order: `set_seed` (when it has a seed), `prepare_data`, `setup(stage)`,
+/// the dataloaders the stage needs, and `teardown(stage)`. A dataloader method returning `None`
+/// falls back to the module's dataloader hook of the same name.
 pub trait DataModule<B> {
     /// The name shown in traces and used as checkpoint key.
     fn name(&self) -> Cow<'static, str> {
         let full = std::any::type_name::<Self>();
         let base = full.split('<').next().unwrap_or(full);
         Cow::Borrowed(base.rsplit("::").next().unwrap_or(base))
+    }
+
+    /// The trainer's `seed`, given before `prepare_data`/`setup` of every run: seed your
+    /// dataloaders' shuffle with it so that a rerun sees the batches in the same order.
+    ///
+    /// Called only when the trainer has a seed (`Trainer::builder().seed(s)`). The default does
+    /// nothing, as do [`Loaders`] (dataloaders passed directly keep the seed they were built with).
+    fn set_seed(&mut self, seed: u64) {
+        let _ = seed;
     }
 
     /// Downloads or writes data to disk, once, before `setup`.
@@ -139,6 +148,9 @@ impl<B> DataModule<B> for () {
 impl<B, D: DataModule<B> + ?Sized> DataModule<B> for &mut D {
     fn name(&self) -> Cow<'static, str> {
         (**self).name()
+    }
+    fn set_seed(&mut self, seed: u64) {
+        (**self).set_seed(seed)
     }
     fn prepare_data(&mut self) -> Result<(), Error> {
         (**self).prepare_data()

@@ -35,7 +35,21 @@ impl Batcher<(Vec<f32>, Vec<f32>), Pair> for PairBatcher {
 
 /// `items` pairs where `y` is a fixed linear function of `x`, deterministic.
 pub fn pair_loader(items: usize, batch_size: usize) -> Loader<Pair> {
-    let data: Vec<(Vec<f32>, Vec<f32>)> = (0..items)
+    DataLoaderBuilder::new(PairBatcher)
+        .batch_size(batch_size)
+        .build(InMemDataset::new(pairs(items)))
+}
+
+/// The pairs of [`pair_loader`], shuffled every epoch by a generator seeded with `seed`.
+pub fn shuffled_pair_loader(items: usize, batch_size: usize, seed: u64) -> Loader<Pair> {
+    DataLoaderBuilder::new(PairBatcher)
+        .batch_size(batch_size)
+        .shuffle(seed)
+        .build(InMemDataset::new(pairs(items)))
+}
+
+fn pairs(items: usize) -> Vec<(Vec<f32>, Vec<f32>)> {
+    (0..items)
         .map(|i| {
             let x: Vec<f32> = (0..32)
                 .map(|j| (((i * 31 + j * 17) % 97) as f32 / 97.0) - 0.5)
@@ -43,10 +57,7 @@ pub fn pair_loader(items: usize, batch_size: usize) -> Loader<Pair> {
             let y = vec![x.iter().take(16).sum::<f32>(), x.iter().skip(16).sum::<f32>() * 0.5];
             (x, y)
         })
-        .collect();
-    DataLoaderBuilder::new(PairBatcher)
-        .batch_size(batch_size)
-        .build(InMemDataset::new(data))
+        .collect()
 }
 
 /// Records hook spans of target `burn_lightning::hooks` as `hook`, `Callback.hook` (only for the

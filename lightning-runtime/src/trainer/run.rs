@@ -121,6 +121,9 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
     pub fn setup(&mut self) -> Result<(), Error> {
         let extra = hook!(self.configure_callbacks());
         merge_callbacks(self.callbacks, extra);
+        if let Some(seed) = self.cfg.seed {
+            self.data.set_seed(seed);
+        }
         {
             let _span = datamodule_span!(self.data, "prepare_data");
             self.data.prepare_data()?;

@@ -5,7 +5,6 @@
 
 use burn::nn::LinearConfig;
 use burn_lightning::prelude::*;
-use burn_lightning::{Hook, LightningModule};
 use hooks::Batch;
 use model::{Regressor, RegressorHparams};
 
