@@ -3,12 +3,12 @@
 //! type system: [`HookContext`] cannot log, [`EpochContext`] logs epoch values only,
 //! [`StepContext`] logs per step and/or per epoch.
 
-use crate::hooks::{Callbacks, Hook, LightningModule, ManualOptimization, dispatch};
+use crate::hooks::{Hook, LightningModule};
 use crate::logging::{EpochLogOptions, LogOptions, LogValue, MetricStore, MetricValue};
 use crate::state::Loop;
-use crate::optim::{Gradients, Optimizer};
+use crate::optim::Optimizer;
 use crate::state::TrainerState;
-use crate::{Error, Tensor};
+use crate::Error;
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Deref;
@@ -207,9 +207,9 @@ pub(crate) struct ManualParts<'a> {
 /// Context of step-level hooks (`training_step`, `validation_step`, batch start/end, the
 /// optimization hooks): logs per step and/or per epoch. Derefs to [`TrainerState`].
 pub struct StepContext<'a> {
-    core: &'a mut Core,
+    pub(crate) core: &'a mut Core,
     hook: Hook,
-    manual: Option<ManualParts<'a>>,
+    pub(crate) manual: Option<ManualParts<'a>>,
 }
 
 impl<'a> StepContext<'a> {
@@ -254,67 +254,10 @@ impl<'a> StepContext<'a> {
         self.core.batch_size
     }
 
-    /// Manual optimization: back-propagates `loss` with the backward hooks
-    /// (`on_before_backward`, `backward`, `on_after_backward`) and returns the gradients. When
-    /// a hook fails, the rest is skipped, the gradients are empty and `training_step` ends with
-    /// that error once it returns.
-    pub fn manual_backward<M: ManualOptimization>(&mut self, module: &mut M, loss: Tensor<1>) -> Gradients {
-        let Some(manual) = self.manual.as_mut() else {
-            self.core.defer_error(outside_training_step("manual_backward"));
-            return Gradients::empty();
-        };
-        if self.core.failed() {
-            return Gradients::empty();
-        }
-        let callbacks = callbacks_of::<M>(manual.callbacks);
-        let core = &mut *self.core;
-        let result = dispatch::on_before_backward(module, callbacks, core, &mut (), &loss)
-            .and_then(|()| dispatch::backward(module, callbacks, core, &mut (), loss))
-            .and_then(|grads| dispatch::on_after_backward(module, callbacks, core, &mut (), &grads).map(|()| grads));
-        result.unwrap_or_else(|e| {
-            core.defer_error(e);
-            Gradients::empty()
-        })
-    }
-
-    /// Manual optimization: runs `on_before_optimizer_step` and updates the module's
-    /// parameters with `grads`; counts one step of `global_step`.
-    pub fn optimizer_step<M: ManualOptimization>(&mut self, module: &mut M, grads: Gradients) {
-        let Some(manual) = self.manual.as_mut() else {
-            self.core.defer_error(outside_training_step("optimizer_step"));
-            return;
-        };
-        if self.core.failed() {
-            return;
-        }
-        let callbacks = callbacks_of::<M>(manual.callbacks);
-        if let Err(e) = dispatch::on_before_optimizer_step(module, callbacks, self.core, &mut (), manual.optimizer, &grads) {
-            self.core.defer_error(e);
-            return;
-        }
-        manual.optimizer.apply(module, grads);
-        self.core.state.global_step += 1;
-    }
-
     /// Manual optimization: the optimizer (its learning rate and scheduler), inside
     /// `training_step`; `None` elsewhere.
     pub fn optimizer(&mut self) -> Option<&mut Optimizer> {
         self.manual.as_mut().map(|m| &mut *m.optimizer)
-    }
-}
-
-fn callbacks_of<M: LightningModule>(callbacks: &mut dyn Any) -> &mut [Box<dyn crate::Callback<M>>] {
-    // The trainer stores exactly `Callbacks<M>` for the module type it runs.
-    callbacks
-        .downcast_mut::<Callbacks<M>>()
-        .map(|c| c.as_mut_slice())
-        .unwrap_or_default()
-}
-
-fn outside_training_step(what: &str) -> Error {
-    Error::Hook {
-        hook: "training_step",
-        message: format!("`{what}` can only be called inside `training_step`"),
     }
 }
 

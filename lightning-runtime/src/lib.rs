@@ -7,13 +7,13 @@
 
 pub mod callbacks;
 pub mod checkpoint;
-pub(crate) mod checkpoint_writer;
 pub mod context;
 pub mod data;
 pub mod error;
 pub mod hooks;
 pub mod logging;
 pub mod optim;
+pub mod optimization;
 pub mod run_dir;
 pub mod state;
 pub mod trainer;
@@ -32,9 +32,8 @@ pub use hooks::{
     ManualOptimization, Optimization, PredictStep, StepOutput, TestStep, TrainingStep, ValidationStep,
 };
 pub use logging::{EpochLogOptions, LogOptions, LogValue, MetricValue, Metrics, Reduce};
-pub use optim::{
-    GradientClip, Gradients, Interval, IntoOptimizerConfig, Optimizer, OptimizerClosure, OptimizerConfig, Scheduler,
-};
+pub use optim::{GradientClip, Gradients, Interval, IntoOptimizerConfig, Optimizer, OptimizerConfig, Scheduler};
+pub use optimization::OptimizerClosure;
 pub use serde_json::Value as JsonValue;
 pub use trainer::{ClipAlgorithm, FitError, Limit, Trainer, TrainerBuilder, ValCheckInterval};
 

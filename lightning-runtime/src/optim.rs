@@ -1,11 +1,11 @@
 //! Optimizers as the trainer drives them: `configure_optimizers` returns an [`OptimizerConfig`]
 //! (a burn `ModuleOptimizer`, a learning rate, an optional scheduler); the trainer turns it into
-//! an [`Optimizer`] and runs the automatic-optimization closure through it.
+//! an [`Optimizer`]. Gradients and their clipping. What runs hooks around an optimizer step (the
+//! closure, manual optimization) is in [`optimization`](crate::optimization).
 
-use crate::context::{Core, StepContext};
-use crate::hooks::{Hook, LightningModule, StepOutput, dispatch};
-use crate::{Callback, Error, Tensor};
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use crate::Tensor;
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use std::any::Any;
 use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 
@@ -50,6 +50,7 @@ impl OptimizerConfig {
             lr: self.lr,
             scheduler: self.scheduler,
             steps: 0,
+            stand_in: None,
         }
     }
 }
@@ -107,6 +108,10 @@ pub struct Optimizer {
     lr: f64,
     scheduler: Option<Scheduler>,
     steps: usize,
+    /// A module of the trained type with empty tensors, made at the first step: what is left in
+    /// place of the module if burn's optimizer panics while it owns it, so the panic unwinds
+    /// (to `on_exception` and the pending checkpoints) instead of aborting.
+    stand_in: Option<Box<dyn Any + Send>>,
 }
 
 impl Optimizer {
@@ -141,22 +146,32 @@ impl Optimizer {
         &self.inner
     }
 
-    /// Runs `closure` (training step, backward, clipping) and updates `module` with the
-    /// gradients it returns: what `optimizer_step` does by default, like torch's
-    /// `optimizer.step(closure)`. A skipped batch (no loss) updates nothing.
-    pub fn step<M: LightningModule>(&mut self, module: &mut M, closure: OptimizerClosure<'_, M>) {
-        if let Some(grads) = closure.run(module, self) {
-            self.apply(module, grads);
-        }
-    }
-
     /// Updates `module` with `grads`.
-    pub(crate) fn apply<M: Module>(&mut self, module: &mut M, grads: Gradients) {
+    pub(crate) fn apply<M: Module + 'static>(&mut self, module: &mut M, grads: Gradients) {
         let lr = self.module_lr();
+        if !self.stand_in.as_ref().is_some_and(|s| s.is::<M>()) {
+            self.stand_in = Some(Box::new(module.clone().map(&mut EmptyTensors)));
+        }
+        let stand_in = self.stand_in.as_ref().and_then(|s| s.downcast_ref::<M>());
+        let inner = &mut self.inner;
         // burn's optimizer consumes the module and returns the updated one; taking it out of
         // `&mut` avoids cloning the parameters (a clone would defeat in-place updates).
-        replace_with::replace_with_or_abort(module, |m| self.inner.step(lr, m, grads.params));
+        replace_with::replace_with(
+            module,
+            || stand_in.cloned().expect("the stand-in was made above"),
+            |m| inner.step(lr, m, grads.params),
+        );
         self.steps += 1;
+    }
+}
+
+/// Replaces every float parameter by an empty tensor: a module of the same type that holds no
+/// weights (and shares no buffer with the module it was made from).
+struct EmptyTensors;
+
+impl ModuleMapper for EmptyTensors {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|tensor| Tensor::empty([0; D], &tensor.device()))
     }
 }
 
@@ -276,91 +291,6 @@ impl ModuleVisitor for ClipVisitor<'_> {
                 (GradientClip::Norm(_), None) => grad,
             };
             self.grads.register::<D>(param.id, clipped);
-        }
-    }
-}
-
-/// The work `optimizer_step` must run before updating parameters: `training_step`, the
-/// zero-grad and backward hooks, `on_before_optimizer_step` and gradient clipping (Lightning's
-/// optimizer closure). Run it with [`Optimizer::step`] or [`run`](Self::run).
-pub struct OptimizerClosure<'a, M: LightningModule> {
-    pub(crate) batch: Option<M::Batch>,
-    pub(crate) batch_idx: usize,
-    pub(crate) core: &'a mut Core,
-    pub(crate) callbacks: &'a mut [Box<dyn Callback<M>>],
-    pub(crate) clip: Option<GradientClip>,
-    pub(crate) output: &'a mut Option<StepOutput<M::TrainExtra>>,
-    pub(crate) ran: bool,
-}
-
-impl<M: LightningModule> OptimizerClosure<'_, M> {
-    /// Runs the training step, the zero-grad hooks, backward (when `training_step` returned a
-    /// loss), `on_before_optimizer_step` and gradient clipping, as Lightning's closure does; returns
-    /// the gradients, or `None` when there is nothing to apply (no loss, or a hook failed: the
-    /// error ends the step once `optimizer_step` returns).
-    pub fn run(mut self, module: &mut M, optimizer: &mut Optimizer) -> Option<Gradients> {
-        self.ran = true;
-        let batch = self.batch.take()?;
-        match self.steps(module, optimizer, batch) {
-            Ok(grads) => grads,
-            Err(e) => {
-                self.core.defer_error(e);
-                None
-            }
-        }
-    }
-
-    fn steps(&mut self, module: &mut M, optimizer: &mut Optimizer, batch: M::Batch) -> Result<Option<Gradients>, Error> {
-        let output = {
-            let _span =
-                tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "training_step", by = "module")
-                    .entered();
-            let output = module.training_step(
-                batch,
-                self.batch_idx,
-                &mut StepContext::new(self.core, Hook::TrainingStep),
-            );
-            self.core.take_error()?;
-            output?
-        };
-        let epoch = self.core.state.current_epoch;
-        let callbacks = &mut *self.callbacks;
-        let core = &mut *self.core;
-        dispatch::on_before_zero_grad(module, callbacks, core, &mut (), optimizer)?;
-        dispatch::optimizer_zero_grad(module, callbacks, core, &mut (), epoch, self.batch_idx, optimizer)?;
-        // Lightning skips backward, not the optimizer hooks, when `training_step` returns no loss.
-        let mut grads = match &output {
-            Some(output) => {
-                dispatch::on_before_backward(module, callbacks, core, &mut (), &output.loss)?;
-                let grads = dispatch::backward(module, callbacks, core, &mut (), output.loss.clone())?;
-                dispatch::on_after_backward(module, callbacks, core, &mut (), &grads)?;
-                grads
-            }
-            None => Gradients::empty(),
-        };
-        dispatch::on_before_optimizer_step(module, callbacks, core, &mut (), optimizer, &grads)?;
-        dispatch::configure_gradient_clipping(module, callbacks, core, &mut (), optimizer, &mut grads, self.clip)?;
-        let Some(output) = output else { return Ok(None) };
-        *self.output = Some(StepOutput {
-            loss: output.loss.detach(),
-            extra: output.extra,
-        });
-        Ok(Some(grads))
-    }
-
-    /// The step's context, to log from an overridden `optimizer_step`.
-    pub fn context(&mut self) -> StepContext<'_> {
-        StepContext::new(self.core, Hook::OptimizerStep)
-    }
-}
-
-impl<M: LightningModule> Drop for OptimizerClosure<'_, M> {
-    fn drop(&mut self) {
-        if !self.ran {
-            self.core.defer_error(Error::Hook {
-                hook: "optimizer_step",
-                message: "the closure was not run: call `optimizer.step(self, closure)` (or `closure.run`) so that `training_step` and backward happen".into(),
-            });
         }
     }
 }

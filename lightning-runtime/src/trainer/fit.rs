@@ -11,7 +11,8 @@ use crate::data::{DataModule, Loader};
 use crate::hooks::{
     BatchControl, ConfigureOptimizers, Hook, LightningModule, Optimization, StepOutput, TrainingStep, dispatch,
 };
-use crate::optim::{Interval, Optimizer, OptimizerClosure};
+use crate::optim::{Interval, Optimizer};
+use crate::optimization::OptimizerClosure;
 use crate::state::{Loop, RunningStage, TrainerFn};
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};

@@ -2,6 +2,7 @@
 //! `predict`. The loops themselves are in [`fit`](self::fit) and [`evaluate`](self::evaluate).
 
 mod batches;
+mod checkpoint_writer;
 mod evaluate;
 mod fit;
 mod run;

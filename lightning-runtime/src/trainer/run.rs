@@ -3,7 +3,7 @@
 
 use super::{Config, Progress};
 use crate::checkpoint::Checkpoint;
-use crate::checkpoint_writer::CheckpointWriter;
+use super::checkpoint_writer::CheckpointWriter;
 use crate::context::{AfterHook, Core};
 use crate::data::{DataModule, Loader, Stage};
 use crate::hooks::{Callback, CallbackRole, Callbacks, Hook, LightningModule, dispatch};
