@@ -874,7 +874,9 @@ fn validate_passes_lightnings_hook_arguments() {
 fn test_passes_lightnings_hook_arguments() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Recorder::new("HookedCallback");
-    record_with_arguments(&recorder, || trainer(dir.path()).test(&mut HookedModel::new(), ()).unwrap());
+    record_with_arguments(&recorder, || {
+        trainer(dir.path()).test(&mut HookedModel::new(), ()).unwrap()
+    });
     assert_same_sequence(&recorder.take(), &lightning_sequence("test arguments"));
 }
 

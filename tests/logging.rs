@@ -484,7 +484,8 @@ fn logging_with_neither_on_step_nor_on_epoch_is_an_error_naming_the_metric() {
         .build()
         .unwrap()
         .fit(model, Loaders::fit(pair_loader(8, 4), None))
-        .unwrap_err().error;
+        .unwrap_err()
+        .error;
     assert!(
         matches!(
             error,

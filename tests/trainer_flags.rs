@@ -536,13 +536,21 @@ fn limit_batches_of_zero_as_a_fraction_turns_the_loop_off_and_a_whole_float_coun
         Probe::new(Script::default()),
         data(16, 4),
     );
-    assert_eq!(calls(&seen, "validation_step").len(), 0, "limit_val_batches(0.0) turns validation off");
+    assert_eq!(
+        calls(&seen, "validation_step").len(),
+        0,
+        "limit_val_batches(0.0) turns validation off"
+    );
     let seen = fit(
         builder(dir.path()).max_epochs(1).limit_train_batches(2.0),
         Probe::new(Script::default()),
         data(16, 4),
     );
-    assert_eq!(calls(&seen, "training_step").len(), 2, "limit_train_batches(2.0) is 2 batches");
+    assert_eq!(
+        calls(&seen, "training_step").len(),
+        2,
+        "limit_train_batches(2.0) is 2 batches"
+    );
 }
 
 #[test]
@@ -677,7 +685,9 @@ fn fast_dev_run_runs_n_batches_of_each_loop_and_writes_nothing() {
     seen.lock().unwrap().clear();
     trainer.test(&mut model, Loaders::test(pair_loader(40, 4))).unwrap();
     trainer.validate(&mut model, Loaders::val(pair_loader(40, 4))).unwrap();
-    let predictions = trainer.predict(&mut model, Loaders::predict(pair_loader(40, 4))).unwrap();
+    let predictions = trainer
+        .predict(&mut model, Loaders::predict(pair_loader(40, 4)))
+        .unwrap();
     let evaluated = seen.lock().unwrap().clone();
     assert_eq!(calls(&evaluated, "test_step").len(), 2);
     assert_eq!(calls(&evaluated, "validation_step").len(), 2);
@@ -823,7 +833,9 @@ fn hooks_read_the_trainer_state_through_their_context() {
     seen.lock().unwrap().clear();
     trainer.validate(&mut model, Loaders::val(pair_loader(8, 4))).unwrap();
     trainer.test(&mut model, Loaders::test(pair_loader(8, 4))).unwrap();
-    trainer.predict(&mut model, Loaders::predict(pair_loader(8, 4))).unwrap();
+    trainer
+        .predict(&mut model, Loaders::predict(pair_loader(8, 4)))
+        .unwrap();
     let evaluated: Vec<(&str, TrainerFn, RunningStage, usize)> = seen
         .lock()
         .unwrap()

@@ -333,7 +333,10 @@ impl ModelCheckpoint {
                 cx.remove(evicted);
             }
         }
-        if self.best_model_score.is_none_or(|b| mode.better(score, b) || self.monitor.is_none()) {
+        if self
+            .best_model_score
+            .is_none_or(|b| mode.better(score, b) || self.monitor.is_none())
+        {
             self.best_model_score = Some(score);
             self.best_model_path = Some(path);
         }
@@ -370,18 +373,22 @@ impl<M: LightningModule> Callback<M> for ModelCheckpoint {
     }
 
     fn on_train_epoch_end(&mut self, _module: &mut M, cx: &mut EpochContext<'_>) {
-        if !self.skips(cx) && self.saves_on_train_epoch_end(cx) && self.due(cx) {
-            if let Err(e) = self.save(cx) {
-                cx.fail(e);
-            }
+        if !self.skips(cx)
+            && self.saves_on_train_epoch_end(cx)
+            && self.due(cx)
+            && let Err(e) = self.save(cx)
+        {
+            cx.fail(e);
         }
     }
 
     fn on_validation_end(&mut self, _module: &mut M, cx: &mut HookContext<'_>) {
-        if !self.skips(cx) && !self.saves_on_train_epoch_end(cx) && self.due(cx) {
-            if let Err(e) = self.save(cx) {
-                cx.fail(e);
-            }
+        if !self.skips(cx)
+            && !self.saves_on_train_epoch_end(cx)
+            && self.due(cx)
+            && let Err(e) = self.save(cx)
+        {
+            cx.fail(e);
         }
     }
 
@@ -535,18 +542,20 @@ impl<M: LightningModule> Callback<M> for EarlyStopping {
     }
 
     fn on_train_epoch_end(&mut self, _module: &mut M, cx: &mut EpochContext<'_>) {
-        if !Self::skips(cx) && self.checks_on_train_epoch_end(cx) {
-            if let Err(e) = self.check(cx) {
-                cx.fail(e);
-            }
+        if !Self::skips(cx)
+            && self.checks_on_train_epoch_end(cx)
+            && let Err(e) = self.check(cx)
+        {
+            cx.fail(e);
         }
     }
 
     fn on_validation_end(&mut self, _module: &mut M, cx: &mut HookContext<'_>) {
-        if !Self::skips(cx) && !self.checks_on_train_epoch_end(cx) {
-            if let Err(e) = self.check(cx) {
-                cx.fail(e);
-            }
+        if !Self::skips(cx)
+            && !self.checks_on_train_epoch_end(cx)
+            && let Err(e) = self.check(cx)
+        {
+            cx.fail(e);
         }
     }
 

@@ -7,9 +7,9 @@
 //! gives.
 
 use crate::context::Core;
-use crate::state::{TrainerFn, TrainerState};
 use crate::hooks::{LightningModule, dispatch};
 use crate::run_dir::write_atomic_parts;
+use crate::state::{TrainerFn, TrainerState};
 use crate::{Error, JsonValue};
 use burn::module::Module;
 use burn::store::ModuleRecord;

@@ -3,12 +3,12 @@
 //! type system: [`HookContext`] cannot log, [`EpochContext`] logs epoch values only,
 //! [`StepContext`] logs per step and/or per epoch.
 
+use crate::Error;
 use crate::hooks::{Hook, LightningModule};
 use crate::logging::{EpochLogOptions, LogOptions, LogValue, MetricStore, MetricValue};
-use crate::state::Loop;
 use crate::optim::Optimizer;
+use crate::state::Loop;
 use crate::state::TrainerState;
-use crate::Error;
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Deref;
@@ -19,8 +19,12 @@ use std::path::{Path, PathBuf};
 /// callback is taken before the next callback or the module runs, as Lightning's synchronous
 /// `save_checkpoint` is. `()` leaves requests for the next hook boundary.
 pub(crate) trait AfterHook<M: LightningModule> {
-    fn after_hook(&mut self, module: &mut M, callbacks: &mut [Box<dyn crate::Callback<M>>], core: &mut Core)
-    -> Result<(), Error>;
+    fn after_hook(
+        &mut self,
+        module: &mut M,
+        callbacks: &mut [Box<dyn crate::Callback<M>>],
+        core: &mut Core,
+    ) -> Result<(), Error>;
 }
 
 impl<M: LightningModule> AfterHook<M> for () {

@@ -23,7 +23,6 @@ pub use burn::tensor::{Device, Tensor};
 pub use callbacks::{EarlyStopping, EpochSummary, Mode, ModelCheckpoint};
 pub use checkpoint::Checkpoint;
 pub use context::{EpochContext, HookContext, StepContext};
-pub use state::{RunningStage, TrainerFn, TrainerState, TrainerStatus};
 pub use data::{DataModule, IntoLoader, Loader, Loaders, Stage};
 pub use error::Error;
 pub use hooks::{
@@ -35,6 +34,7 @@ pub use logging::{EpochLogOptions, LogOptions, LogValue, MetricValue, Metrics, R
 pub use optim::{GradientClip, Gradients, Interval, IntoOptimizerConfig, Optimizer, OptimizerConfig, Scheduler};
 pub use optimization::OptimizerClosure;
 pub use serde_json::Value as JsonValue;
+pub use state::{RunningStage, TrainerFn, TrainerState, TrainerStatus};
 pub use trainer::{ClipAlgorithm, FitError, Limit, Trainer, TrainerBuilder, ValCheckInterval};
 
 /// Re-exported for generated code: `#[serde(crate = "...")]` needs a path users can reach.

@@ -3,8 +3,8 @@
 //! the epoch ends, with one read per loop. As in Lightning, a metric is keyed by its loop, hook
 //! and name, and `callback_metrics` holds, for each key, the value a loop published last.
 
-use crate::state::Loop;
 use crate::hooks::{Hook, LogScope};
+use crate::state::Loop;
 use crate::{Error, Tensor};
 use std::collections::{BTreeMap, HashMap};
 

@@ -5,9 +5,9 @@
 
 use crate::Tensor;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use std::any::Any;
 use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
 use burn::optim::{GradientsParams, ModuleOptimizer};
+use std::any::Any;
 
 /// When a scheduler steps (Lightning's `interval`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -215,8 +215,7 @@ impl Gradients {
 
     /// The global L2 norm of the gradients of `module`'s parameters (reads the device).
     pub fn norm<M: Module>(&self, module: &M) -> f64 {
-        self.norm_tensor(module)
-            .map_or(0.0, |norm| norm.into_scalar::<f64>())
+        self.norm_tensor(module).map_or(0.0, |norm| norm.into_scalar::<f64>())
     }
 
     /// The global L2 norm as a one-element tensor, left on the device; `None` without gradients.

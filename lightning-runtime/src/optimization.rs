@@ -17,7 +17,6 @@ impl Optimizer {
             self.apply(module, grads);
         }
     }
-
 }
 
 /// The work `optimizer_step` must run before updating parameters: `training_step`, the
@@ -50,7 +49,12 @@ impl<M: LightningModule> OptimizerClosure<'_, M> {
         }
     }
 
-    fn steps(&mut self, module: &mut M, optimizer: &mut Optimizer, batch: M::Batch) -> Result<Option<Gradients>, Error> {
+    fn steps(
+        &mut self,
+        module: &mut M,
+        optimizer: &mut Optimizer,
+        batch: M::Batch,
+    ) -> Result<Option<Gradients>, Error> {
         let output = {
             let _span =
                 tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "training_step", by = "module")
@@ -140,14 +144,15 @@ impl StepContext<'_> {
             return;
         }
         let callbacks = callbacks_of::<M>(manual.callbacks);
-        if let Err(e) = dispatch::on_before_optimizer_step(module, callbacks, self.core, &mut (), manual.optimizer, &grads) {
+        if let Err(e) =
+            dispatch::on_before_optimizer_step(module, callbacks, self.core, &mut (), manual.optimizer, &grads)
+        {
             self.core.defer_error(e);
             return;
         }
         manual.optimizer.apply(module, grads);
         self.core.state.global_step += 1;
     }
-
 }
 
 fn callbacks_of<M: LightningModule>(callbacks: &mut dyn Any) -> &mut [Box<dyn crate::Callback<M>>] {

@@ -54,7 +54,11 @@ where
     }
     trainer.callback_metrics = run.core.metrics.callback_metrics().into();
     let evaluated = run.module.fork(&home);
-    *model = if home.is_autodiff() { evaluated.train() } else { evaluated };
+    *model = if home.is_autodiff() {
+        evaluated.train()
+    } else {
+        evaluated
+    };
     result
 }
 
@@ -70,7 +74,11 @@ where
             trainer.config.limit_val_batches,
             RunningStage::Validating,
         ),
-        _ => (TrainerFn::Testing, trainer.config.limit_test_batches, RunningStage::Testing),
+        _ => (
+            TrainerFn::Testing,
+            trainer.config.limit_test_batches,
+            RunningStage::Testing,
+        ),
     };
     on_eval_copy(trainer, model, data, function, |run| {
         if !limit.is_off() {

@@ -88,7 +88,8 @@ where
     let state = &mut run.core.state;
     state.validation_enabled = validates;
     state.validates_at_epoch_end = !validates
-        || (run.cfg.check_val_every_n_epoch == Some(1) && run.cfg.val_check_interval == ValCheckInterval::Fraction(1.0));
+        || (run.cfg.check_val_every_n_epoch == Some(1)
+            && run.cfg.val_check_interval == ValCheckInterval::Fraction(1.0));
     let mut val_loader: Option<Option<Loader<M::Batch>>> = None;
 
     if validates && run.cfg.num_sanity_val_steps > 0 {
@@ -228,7 +229,10 @@ where
 }
 
 /// A validation run inside `fit`; its dataloader is asked for the first time it is needed.
-fn validate_in_fit<M, D>(run: &mut Run<'_, M, D>, val_loader: &mut Option<Option<Loader<M::Batch>>>) -> Result<(), Error>
+fn validate_in_fit<M, D>(
+    run: &mut Run<'_, M, D>,
+    val_loader: &mut Option<Option<Loader<M::Batch>>>,
+) -> Result<(), Error>
 where
     M: LightningModule,
     D: DataModule<M::Batch>,
@@ -374,8 +378,9 @@ where
     let callbacks: &mut dyn Any = run.callbacks;
     let output = {
         let mut cx = StepContext::manual(&mut run.core, Hook::TrainingStep, ManualParts { optimizer, callbacks });
-        let _span = tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "training_step", by = "module")
-            .entered();
+        let _span =
+            tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "training_step", by = "module")
+                .entered();
         run.module.training_step(batch, batch_idx, &mut cx)
     };
     let deferred = run.core.take_error();

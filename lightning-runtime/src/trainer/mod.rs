@@ -56,7 +56,7 @@ impl Limit {
     /// count of batches; other fractions must be in (0, 1].
     fn validate(self, flag: &'static str) -> Result<Self, Error> {
         match self {
-            Limit::Fraction(f) if f == 0.0 => Ok(Limit::Batches(0)),
+            Limit::Fraction(0.0) => Ok(Limit::Batches(0)),
             Limit::Fraction(f) if f > 1.0 && f.is_finite() && f.fract() == 0.0 => Ok(Limit::Batches(f as usize)),
             Limit::Fraction(f) if !(f > 0.0 && f <= 1.0) => Err(Error::config(
                 flag,
@@ -452,7 +452,9 @@ impl<M> FitError<M> {
 
 impl<M> std::fmt::Debug for FitError<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FitError").field("error", &self.error).finish_non_exhaustive()
+        f.debug_struct("FitError")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
     }
 }
 

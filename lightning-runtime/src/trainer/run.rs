@@ -1,9 +1,9 @@
 //! What every entry point shares: the module, the data, the callbacks and the trainer's core for
 //! one run; setup and teardown in Lightning's order; dataloader resolution; checkpoint writing.
 
+use super::checkpoint_writer::CheckpointWriter;
 use super::{Config, Progress};
 use crate::checkpoint::Checkpoint;
-use super::checkpoint_writer::CheckpointWriter;
 use crate::context::{AfterHook, Core};
 use crate::data::{DataModule, Loader, Stage};
 use crate::hooks::{Callback, CallbackRole, Callbacks, Hook, LightningModule, dispatch};
@@ -105,9 +105,14 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
 
     /// Calls a step hook (`training_step` and friends are called directly, not dispatched):
     /// traces it, and returns what it returned or deferred.
-    pub fn step<T>(&mut self, name: &'static str, call: impl FnOnce(&mut M, &mut Core) -> Result<T, Error>) -> Result<T, Error> {
+    pub fn step<T>(
+        &mut self,
+        name: &'static str,
+        call: impl FnOnce(&mut M, &mut Core) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let output = {
-            let _span = tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = name, by = "module").entered();
+            let _span =
+                tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = name, by = "module").entered();
             call(&mut self.module, &mut self.core)
         };
         let output = self.core.take_error().and(output);
@@ -167,7 +172,10 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         if let Err(e) = dispatch::on_exception(&mut self.module, self.callbacks, &mut self.core, &mut after, error) {
             tracing::error!(target: "burn_lightning", "`on_exception` failed: {e}");
         }
-        if let Err(e) = self.save_requested_checkpoints().and_then(|()| self.finish_checkpoints()) {
+        if let Err(e) = self
+            .save_requested_checkpoints()
+            .and_then(|()| self.finish_checkpoints())
+        {
             tracing::error!(target: "burn_lightning", "writing checkpoints after the failure failed: {e}");
         }
     }
@@ -262,7 +270,12 @@ pub(crate) struct CheckpointSink<'r, D> {
 
 impl<M: LightningModule, D: DataModule<M::Batch>> AfterHook<M> for CheckpointSink<'_, D> {
     #[inline]
-    fn after_hook(&mut self, module: &mut M, callbacks: &mut [Box<dyn Callback<M>>], core: &mut Core) -> Result<(), Error> {
+    fn after_hook(
+        &mut self,
+        module: &mut M,
+        callbacks: &mut [Box<dyn Callback<M>>],
+        core: &mut Core,
+    ) -> Result<(), Error> {
         if !core.has_checkpoint_requests() {
             return Ok(());
         }
