@@ -293,3 +293,76 @@ impl ModuleVisitor for ClipVisitor<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::TensorData;
+
+    /// A linear layer on the autodiff device and the gradients of a loss whose gradient norm is
+    /// well above 1.
+    fn layer_and_grads() -> (Linear, Gradients) {
+        let device = crate::Device::default().autodiff();
+        let layer = LinearConfig::new(4, 3).init(&device);
+        let grads = grads_of(&layer);
+        (layer, grads)
+    }
+
+    fn grads_of(layer: &Linear) -> Gradients {
+        let device = crate::Device::default().autodiff();
+        let x = Tensor::<2>::from_data(
+            TensorData::new(vec![1.0f32, -2.0, 3.0, 0.5, 2.0, 1.0, -1.0, 4.0], [2, 4]),
+            &device,
+        );
+        let loss = layer.forward(x).powi_scalar(2).sum().mul_scalar(10.0);
+        Gradients::from_loss(&loss, layer)
+    }
+
+    fn grad_values(layer: &Linear, grads: &Gradients) -> Vec<f32> {
+        let weight = grads.get::<2>(layer.weight.id).expect("a weight gradient");
+        let bias = grads
+            .get::<1>(layer.bias.as_ref().expect("a bias").id)
+            .expect("a bias gradient");
+        let mut values = weight.into_data().to_vec::<f32>().unwrap();
+        values.extend(bias.into_data().to_vec::<f32>().unwrap());
+        values
+    }
+
+    #[test]
+    fn clipping_by_norm_scales_like_torch_clip_grad_norm() {
+        let (layer, grads) = layer_and_grads();
+        let before = grad_values(&layer, &grads);
+        let norm = before.iter().map(|g| (*g as f64).powi(2)).sum::<f64>().sqrt();
+        assert!(norm > 1.0, "the test needs a norm above the limit: {norm}");
+        assert!((grads.norm(&layer) - norm).abs() < 1e-3 * norm);
+
+        // torch: every gradient times min(1, max / (norm + 1e-6)).
+        let mut clipped = grads;
+        clipped.clip(&layer, GradientClip::Norm(0.5));
+        let scale = 0.5 / (norm + 1e-6);
+        for (after, before) in grad_values(&layer, &clipped).iter().zip(&before) {
+            assert!(
+                ((*after as f64) - (*before as f64) * scale).abs() < 1e-5,
+                "{after} vs {before} * {scale}"
+            );
+        }
+        assert!((clipped.norm(&layer) - 0.5).abs() < 1e-4);
+
+        // Below the limit the scale is clamped to 1: nothing changes.
+        let mut grads = grads_of(&layer);
+        grads.clip(&layer, GradientClip::Norm(norm * 2.0));
+        assert_eq!(grad_values(&layer, &grads), before);
+    }
+
+    #[test]
+    fn clipping_by_value_clamps_every_gradient() {
+        let (layer, mut grads) = layer_and_grads();
+        let before = grad_values(&layer, &grads);
+        grads.clip(&layer, GradientClip::Value(0.25));
+        let after = grad_values(&layer, &grads);
+        for (a, b) in after.iter().zip(&before) {
+            assert_eq!(*a, b.clamp(-0.25, 0.25));
+        }
+    }
+}
