@@ -324,8 +324,8 @@ mod tests {
         let bias = grads
             .get::<1>(layer.bias.as_ref().expect("a bias").id)
             .expect("a bias gradient");
-        let mut values = weight.into_data().to_vec::<f32>().unwrap();
-        values.extend(bias.into_data().to_vec::<f32>().unwrap());
+        let mut values = weight.into_data().try_to_vec::<f32>().unwrap();
+        values.extend(bias.into_data().try_to_vec::<f32>().unwrap());
         values
     }
 
