@@ -234,6 +234,14 @@ struct Published<T> {
     stamp: u64,
 }
 
+impl<T> Published<T> {
+    /// `value`, published now: later than everything published before (`clock` counts).
+    fn new(clock: &mut u64, value: T) -> Self {
+        *clock += 1;
+        Self { value, stamp: *clock }
+    }
+}
+
 /// A published value, borrowed: a number, or a tensor still to read.
 #[derive(Clone, Copy)]
 enum Slot<'a> {
@@ -379,30 +387,18 @@ impl MetricStore {
         // values logged on_step only would go to loggers, which are not supported.
         if !on_epoch {
             if training {
-                self.clock += 1;
-                entry.step_published = Some(Published {
-                    value,
-                    stamp: self.clock,
-                });
+                entry.step_published = Some(Published::new(&mut self.clock, value));
             }
             return Ok(());
         }
         if on_step && training {
-            self.clock += 1;
-            entry.step_published = Some(Published {
-                value: value.clone(),
-                stamp: self.clock,
-            });
+            entry.step_published = Some(Published::new(&mut self.clock, value.clone()));
         }
         entry.epoch.add(value, batch_size as f64);
         if self.ended.contains(&loop_kind) {
             entry.epoch_value = entry.epoch.reduce(entry.reduce);
             if let Some(value) = entry.epoch_value {
-                self.clock += 1;
-                entry.epoch_published = Some(Published {
-                    value,
-                    stamp: self.clock,
-                });
+                entry.epoch_published = Some(Published::new(&mut self.clock, value));
             }
         }
         Ok(())
@@ -436,11 +432,7 @@ impl MetricStore {
             entry.epoch.absorb(read);
             entry.epoch_value = entry.epoch.reduce(entry.reduce);
             if let Some(value) = entry.epoch_value {
-                self.clock += 1;
-                entry.epoch_published = Some(Published {
-                    value,
-                    stamp: self.clock,
-                });
+                entry.epoch_published = Some(Published::new(&mut self.clock, value));
             }
         }
     }
