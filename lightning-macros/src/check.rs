@@ -1,9 +1,9 @@
 //! The rules a `#[lightning_module]` must follow, one function per rule (serde's `check.rs`).
 //! Type-level facts (argument and return types) are left to rustc through spanned glue code.
 
+use crate::errors::Errors;
 use crate::hook_table::{Ctx, Mode, Step, humanize};
 use crate::model::{HookFn, ModuleImpl, ModuleStruct, Optimization};
-use crate::parse::Errors;
 use proc_macro2::{Delimiter, Group, TokenStream, TokenTree};
 use quote::ToTokens;
 

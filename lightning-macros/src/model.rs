@@ -8,6 +8,8 @@ pub struct ModuleStruct {
     /// The struct as it will be emitted: `#[hparam]` attributes removed, `#[module(skip)]` added.
     pub item: syn::ItemStruct,
     pub hparams: Vec<Hparam>,
+    /// The facade's path (`::burn_lightning`, or what `crate = path` says).
+    pub krate: syn::Path,
 }
 
 /// A field marked `#[hparam]`.
@@ -23,6 +25,8 @@ pub struct Hparam {
 pub struct ModuleImpl {
     /// The impl block as it will be emitted: `#[hook]` attributes removed.
     pub item: syn::ItemImpl,
+    /// The facade's path (`::burn_lightning`, or what `crate = path` says).
+    pub krate: syn::Path,
     pub mode: Optimization,
     /// The span of `manual_optimization`, or of the attribute when automatic.
     pub mode_span: Span,

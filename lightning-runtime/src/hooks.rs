@@ -1,7 +1,8 @@
 //! The hook traits and the small types hooks exchange with the trainer.
 //!
-//! `Hook`, `LightningModule`, `Callback` and the `dispatch` functions are generated from the
-//! hook table in `burn-lightning-macros`, the same table `#[lightning_module]` checks against.
+//! `Hook`, `LightningModule`, the capability markers (`TrainingStep`, `ManualOptimization`, ...),
+//! `Callback` and the `dispatch` functions are generated from the hook table in
+//! `burn-lightning-macros`, the same table `#[lightning_module]` checks against.
 
 #[allow(unused_imports)] // Names the generated signatures use.
 use crate::{
@@ -217,58 +218,3 @@ impl<T: IntoTrainingOutput> IntoManualOutput for T {
         self.into_training_output()
     }
 }
-
-/// Implemented by `#[lightning_module]` when the module has a `training_step`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` has no `training_step`, so the trainer cannot fit it",
-    label = "`Trainer::fit` needs a `training_step`",
-    note = "add `#[hook] fn training_step(&self, batch: YourBatch, batch_idx: usize, cx: &mut StepContext) -> Tensor<1>` to the `#[lightning_module]` impl block of `{Self}`"
-)]
-pub trait TrainingStep: LightningModule {}
-
-/// Implemented by `#[lightning_module]` when the module has a `configure_optimizers`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` has no `configure_optimizers`, so the trainer has no optimizer to fit it with",
-    label = "`Trainer::fit` needs `configure_optimizers`",
-    note = "add `#[hook] fn configure_optimizers(&self) -> OptimizerConfig` to the `#[lightning_module]` impl block of `{Self}`, for example `OptimizerConfig::new(AdamConfig::new().init(), 1e-3)`"
-)]
-pub trait ConfigureOptimizers: LightningModule {}
-
-/// Implemented by `#[lightning_module]` when the module has a `validation_step`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` has no `validation_step`, so the trainer cannot validate it",
-    label = "`Trainer::validate` needs a `validation_step`",
-    note = "add `#[hook] fn validation_step(&self, batch: YourBatch, batch_idx: usize, cx: &mut StepContext)` to the `#[lightning_module]` impl block of `{Self}`"
-)]
-pub trait ValidationStep: LightningModule {}
-
-/// Implemented by `#[lightning_module]` when the module has a `test_step`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` has no `test_step`, so the trainer cannot test it",
-    label = "`Trainer::test` needs a `test_step`",
-    note = "add `#[hook] fn test_step(&self, batch: YourBatch, batch_idx: usize, cx: &mut StepContext)` to the `#[lightning_module]` impl block of `{Self}`"
-)]
-pub trait TestStep: LightningModule {}
-
-/// Implemented by `#[lightning_module]` when the module has a `predict_step`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` has no `predict_step`, so the trainer cannot predict with it",
-    label = "`Trainer::predict` needs a `predict_step`",
-    note = "add `#[hook] fn predict_step(&self, batch: YourBatch, batch_idx: usize) -> YourPrediction` to the `#[lightning_module]` impl block of `{Self}`"
-)]
-pub trait PredictStep: LightningModule {}
-
-/// Implemented by `#[lightning_module]` unless `manual_optimization` is given.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` uses manual optimization, where the trainer does not drive the optimizer",
-    label = "only called under automatic optimization"
-)]
-pub trait AutomaticOptimization: LightningModule {}
-
-/// Implemented by `#[lightning_module(manual_optimization)]`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` uses automatic optimization: the trainer runs backward and the optimizer step itself",
-    label = "only available under manual optimization",
-    note = "return the loss from `training_step` and let the trainer optimize, or write `#[lightning_module(manual_optimization)]` on the impl block of `{Self}` to call `manual_backward` and `optimizer_step` yourself"
-)]
-pub trait ManualOptimization: LightningModule {}

@@ -15,10 +15,10 @@ impl Model {
     }
 }
 
-fn evaluate(mut trainer: Trainer<Model>, model: Model) {
-    let _ = trainer.validate(&model, ());
-    let _ = trainer.test(&model, ());
-    let _ = trainer.predict(&model, ());
+fn evaluate(mut trainer: Trainer<Model>, mut model: Model) {
+    let _ = trainer.validate(&mut model, ());
+    let _ = trainer.test(&mut model, ());
+    let _ = trainer.predict(&mut model, ());
 }
 
 fn main() {}

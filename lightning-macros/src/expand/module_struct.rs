@@ -1,7 +1,7 @@
 //! `#[lightning_module]` on the struct: the `<Name>Hparams` struct, `hparams()`, `HasHparams`
 //! and the "Hyperparameters" section of the struct's docs.
 
-use super::{docs, private_path};
+use super::{docs, path_text, private_path};
 use crate::model::ModuleStruct;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -11,7 +11,8 @@ pub fn expand(module: &mut ModuleStruct) -> TokenStream {
     let section = docs::module_struct_section(module);
     module.item.attrs.push(syn::parse_quote!(#[doc = ""]));
     module.item.attrs.push(syn::parse_quote!(#[doc = #section]));
-    let rt = private_path();
+    let rt = private_path(&module.krate);
+    let serde_crate = format!("{}::__private::serde", path_text(&module.krate));
     let item = &module.item;
     let ident = &item.ident;
     let vis = &item.vis;
@@ -103,7 +104,7 @@ pub fn expand(module: &mut ModuleStruct) -> TokenStream {
         #[doc = ""]
         #[doc = #table_doc]
         #[derive(::core::clone::Clone, ::core::fmt::Debug, ::core::cmp::PartialEq, #rt::serde::Serialize, #rt::serde::Deserialize)]
-        #[serde(crate = "::burn_lightning::__private::serde", deny_unknown_fields)]
+        #[serde(crate = #serde_crate, deny_unknown_fields)]
         #vis struct #hparams_ident {
             #(
                 #(#field_docs)*
