@@ -119,6 +119,15 @@ pub struct HookSpec {
     /// The runtime's marker trait implemented when a module has this hook, which a trainer
     /// entry point requires (`Trainer::fit` needs `TrainingStep`).
     pub marker: Option<&'static Marker>,
+    /// Whether the user's method may return `Result<T, E>` (or an alias such as
+    /// `std::io::Result<T>`) instead of `T`: an `Err` ends the run with that error, the `Ok`
+    /// value is converted as usual.
+    ///
+    /// Every hook a module implements may fail, as any Python hook may raise. Callback-only hooks
+    /// do not take a `Result`: a module cannot implement them, and `Callback` methods return `()`
+    /// and report an error with `cx.fail(..)`; `on_exception` in particular runs while the run is
+    /// already failing, where a second error would only hide the first.
+    pub accepts_result: bool,
     pub doc: &'static str,
 }
 
@@ -136,6 +145,7 @@ const fn hook(name: &'static str, group: Group, doc: &'static str) -> HookSpec {
         step: None,
         monitors_after_module: false,
         marker: None,
+        accepts_result: true,
         doc,
     }
 }
@@ -164,6 +174,7 @@ impl HookSpec {
     }
     const fn callback_only(mut self) -> Self {
         self.owner = Owner::Callback;
+        self.accepts_result = false;
         self
     }
     const fn automatic(mut self) -> Self {
@@ -538,6 +549,17 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), MARKERS.len());
+    }
+
+    #[test]
+    fn callback_only_hooks_do_not_accept_result() {
+        // Callbacks report errors with `cx.fail`; their hooks return `()`.
+        assert!(
+            callback_hooks()
+                .filter(|h| h.owner == Owner::Callback)
+                .all(|h| !h.accepts_result)
+        );
+        assert!(find("training_step").is_some_and(|h| h.accepts_result));
     }
 
     #[test]

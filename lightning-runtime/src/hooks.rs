@@ -218,3 +218,100 @@ impl<T: IntoTrainingOutput> IntoManualOutput for T {
         self.into_training_output()
     }
 }
+
+/// What a hook may return instead of its value: a `Result` whose error converts into
+/// [`Error`]. `#[lightning_module]` unwraps it before the hook's own conversion (the loss of
+/// `training_step`, the optimizer of `configure_optimizers`...); an `Err` ends the run with that
+/// error.
+///
+/// ```ignore
+/// #[hook]
+/// fn training_step(&self, batch: Batch, _i: usize, cx: &mut StepContext) -> Result<Tensor<1>, MyError> {
+///     let loss = self.loss(batch)?;
+///     cx.log("train_loss", &loss);
+///     Ok(loss)
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `Result` a hook can return",
+    label = "return `Result<T, E>` with `E: std::error::Error + Send + Sync + 'static`, or the value itself"
+)]
+pub trait HookResult {
+    /// The hook's value.
+    type Ok;
+    /// The error, converted by [`HookError`].
+    type Err;
+    /// The value, or the error as the run's [`Error`].
+    fn into_hook_result(self) -> Result<Self::Ok, Error>
+    where
+        Self::Err: HookError;
+}
+
+impl<T, E> HookResult for Result<T, E> {
+    type Ok = T;
+    type Err = E;
+    fn into_hook_result(self) -> Result<T, Error>
+    where
+        E: HookError,
+    {
+        self.map_err(HookError::into_hook_error)
+    }
+}
+
+/// The error of a hook's `Result`: any `std::error::Error + Send + Sync + 'static`, kept as the
+/// source of [`Error::User`], or an [`Error`] itself, returned as it is.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the error of a hook's `Result`",
+    label = "not a `std::error::Error + Send + Sync + 'static`",
+    note = "a hook's error type must implement `std::error::Error + Send + Sync + 'static` (`#[derive(thiserror::Error)]` does), or be `burn_lightning::Error`",
+    note = "to keep this type, return `Result<T, burn_lightning::Error>` and convert with `.map_err(burn_lightning::Error::user)?`, which takes anything that converts into `Box<dyn std::error::Error + Send + Sync>` (`String` and `&str` do)"
+)]
+pub trait HookError {
+    /// The run's error.
+    fn into_hook_error(self) -> Error;
+}
+
+// `do_not_recommend`: rustc reports the type as not a `HookError`, with the message above.
+#[diagnostic::do_not_recommend]
+impl<E: std::error::Error + Send + Sync + 'static> HookError for E {
+    fn into_hook_error(self) -> Error {
+        let boxed: Box<dyn std::error::Error + Send + Sync + 'static> = Box::new(self);
+        // `Result<T, burn_lightning::Error>`: the error is the run's error already.
+        match boxed.downcast::<Error>() {
+            Ok(error) => *error,
+            Err(boxed) => Error::User(boxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("bad batch {0}")]
+    struct BadBatch(usize);
+
+    #[test]
+    fn a_user_error_is_kept_as_the_source() {
+        let result: Result<u8, BadBatch> = Err(BadBatch(3));
+        let error = result.into_hook_result().unwrap_err();
+        let Error::User(source) = &error else {
+            panic!("expected Error::User, got {error:?}");
+        };
+        assert_eq!(source.downcast_ref::<BadBatch>().map(|b| b.0), Some(3));
+        assert_eq!(error.to_string(), "bad batch 3");
+    }
+
+    #[test]
+    fn the_runtime_error_is_not_wrapped_twice() {
+        let result: Result<u8, Error> = Err(Error::Data("bad file".into()));
+        assert!(matches!(result.into_hook_result(), Err(Error::Data(message)) if message == "bad file"));
+    }
+
+    #[test]
+    fn ok_values_pass_through() {
+        let result: Result<u8, std::io::Error> = Ok(7);
+        assert_eq!(result.into_hook_result().unwrap(), 7);
+    }
+}

@@ -9,6 +9,7 @@ pub mod callbacks;
 pub mod checkpoint;
 pub mod context;
 pub mod data;
+mod diagnostics;
 pub mod error;
 pub mod hooks;
 pub mod logging;
@@ -22,23 +23,28 @@ pub use burn::tensor::{Device, Tensor};
 pub use callbacks::{EarlyStopping, EpochSummary, Mode, ModelCheckpoint};
 pub use checkpoint::Checkpoint;
 pub use context::{EpochContext, HookContext, StepContext};
-pub use state::{RunningStage, TrainerFn, TrainerState, TrainerStatus};
 pub use data::{DataModule, IntoLoader, Loader, Loaders, Stage};
 pub use error::Error;
 pub use hooks::{
     AutomaticOptimization, BatchControl, Callback, CallbackRole, Callbacks, ConfigureOptimizers, HasHparams, Hook,
-    HookOwner, HookSet, IntoBatchControl, IntoManualOutput, IntoTrainingOutput, LightningModule, LogScope,
-    ManualOptimization, Optimization, PredictStep, StepOutput, TestStep, TrainingStep, ValidationStep,
+    HookError, HookOwner, HookResult, HookSet, IntoBatchControl, IntoManualOutput, IntoTrainingOutput,
+    LightningModule, LogScope, ManualOptimization, Optimization, PredictStep, StepOutput, TestStep, TrainingStep,
+    ValidationStep,
 };
 pub use logging::{EpochLogOptions, LogOptions, LogValue, MetricValue, Metrics, Reduce};
 pub use optim::{
     GradientClip, Gradients, Interval, IntoOptimizerConfig, Optimizer, OptimizerClosure, OptimizerConfig, Scheduler,
 };
 pub use serde_json::Value as JsonValue;
+pub use state::{RunningStage, TrainerFn, TrainerState, TrainerStatus};
 pub use trainer::{ClipAlgorithm, FitError, Limit, Trainer, TrainerBuilder, ValCheckInterval};
 
 /// Re-exported for generated code: `#[serde(crate = "...")]` needs a path users can reach.
 pub use serde;
+
+/// Helpers of the code `#[lightning_module]` generates.
+#[doc(hidden)]
+pub use diagnostics::codegen as __codegen;
 
 /// Sets the seed of the device's random generator: the same seed gives the same initial
 /// weights (burn initializes parameters lazily, on first use) and the same dropout masks.

@@ -174,6 +174,10 @@ mod tests {
         let out = lightning_module(quote!(crate = "crate::renamed"), hooks).to_string();
         assert!(!out.contains("burn_lightning"), "{out}");
         assert!(!out.contains("compile_error"), "{out}");
+        assert!(
+            out.contains("crate :: renamed :: __private :: __codegen :: hook_result"),
+            "{out}"
+        );
         assert!(out.contains("crate :: renamed :: __private :: TrainingStep"), "{out}");
     }
 

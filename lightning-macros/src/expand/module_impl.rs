@@ -31,10 +31,11 @@ pub fn expand(module: &mut ModuleImpl, valid: &[bool]) -> TokenStream {
         .into_iter()
         .find_map(|s| step(s).and_then(|h| h.param_types().first().map(|ty| quote!(#ty))))
         .unwrap_or_else(|| unit.clone());
-    // `impl Trait` cannot be an associated type; that error is reported by the checks.
+    // What a step hook produces (its `Ok` type when it returns a `Result`). `impl Trait` cannot
+    // be an associated type; that error is reported by the checks.
     let output = |which: Step| {
         step(which)
-            .and_then(HookFn::return_type)
+            .and_then(HookFn::value_type)
             .filter(|ty| !matches!(ty, syn::Type::ImplTrait(_)))
             .map(|ty| quote!(#ty))
             .unwrap_or_else(|| unit.clone())
@@ -42,9 +43,9 @@ pub fn expand(module: &mut ModuleImpl, valid: &[bool]) -> TokenStream {
     // Spanned at the user's return type (or method name): a return type that is not a training
     // output is reported there.
     let train_extra = match step(Step::Training) {
-        Some(hook) if !matches!(hook.return_type(), Some(syn::Type::ImplTrait(_))) => {
-            let span = return_span(hook);
-            let ret = match hook.return_type() {
+        Some(hook) if !matches!(hook.value_type(), Some(syn::Type::ImplTrait(_))) => {
+            let span = value_span(hook);
+            let ret = match hook.value_type() {
                 None => quote_spanned!(span=> ()),
                 Some(_) => output(Step::Training),
             };
@@ -136,6 +137,14 @@ fn return_span(hook: &HookFn) -> Span {
     }
 }
 
+/// The span of what the hook produces: the `Ok` type of a `Result`, else as [`return_span`].
+fn value_span(hook: &HookFn) -> Span {
+    match hook.result() {
+        Some(result) => result.ok.span(),
+        None => return_span(hook),
+    }
+}
+
 fn forward(hook: &HookFn, self_ty: &syn::Type, mode: Optimization, rt: &TokenStream) -> TokenStream {
     let spec = hook.spec;
     let rt_text = rt.to_string();
@@ -160,12 +169,37 @@ fn forward(hook: &HookFn, self_ty: &syn::Type, mode: Optimization, rt: &TokenStr
     let cx_arg = hook.takes_context.then(|| quote!(, cx));
     let unused_cx = (spec.ctx.is_some() && !hook.takes_context).then(|| quote!(let _ = cx;));
 
-    // The user's return type, or `()` at the method's name.
-    let value_span = return_span(hook);
-    let user_value = match hook.return_type() {
+    // What the hook produces (the `Ok` type of a `Result`), or `()` at the method's name.
+    let value_span = value_span(hook);
+    let user_value = match hook.value_type() {
         Some(ty) => ty.to_token_stream(),
         None => quote_spanned!(value_span=> ()),
     };
+    // A `Result` is unwrapped first: its error becomes the run's error (`?`). The error type is
+    // named in the turbofish, as the user wrote it (or as `<Alias as HookResult>::Err` covering
+    // the alias), so that one that does not convert is reported there, with `HookError`'s message.
+    let unwrap_result = hook.result().map(|result| {
+        let user_result = hook.return_type().map(ToTokens::to_token_stream).unwrap_or_default();
+        let err = match result.err {
+            Some(err) => err.to_token_stream(),
+            None => around(
+                quote!(<),
+                user_result.clone(),
+                quote!(as #rt::HookResult>::Err),
+                return_span(hook),
+            ),
+        };
+        let err_span = result.err.map_or_else(|| return_span(hook), Spanned::span);
+        let statement = at(
+            quote!(let __value = #rt::__codegen::hook_result::<__UserError, __UserResult>(__value)?;),
+            err_span,
+        );
+        replace_idents(
+            statement,
+            &[format_ident!("__UserError"), format_ident!("__UserResult")],
+            &[err, user_result],
+        )
+    });
     // A conversion trait is named with the user's type as `Self` (`<UserType as Trait>::f`), so
     // that a type that does not implement it is reported at the user's type, with the trait's
     // `on_unimplemented` message and its parameters spelled out.
@@ -223,6 +257,7 @@ fn forward(hook: &HookFn, self_ty: &syn::Type, mode: Optimization, rt: &TokenStr
         fn #name(&mut self #(, #names: #placeholders)* #cx_param) -> __HookReturn {
             #unused_cx
             let __value = <#self_ty>::#method(self #(, #names)* #cx_arg);
+            __UnwrapResult
             ::core::result::Result::Ok(#conversion)
         }
     };
@@ -239,9 +274,13 @@ fn forward(hook: &HookFn, self_ty: &syn::Type, mode: Optimization, rt: &TokenStr
         _ => (forward, user_value, hook_return),
     };
     let mut placeholders = placeholders;
-    placeholders.extend([format_ident!("__UserReturn"), format_ident!("__HookReturn")]);
+    placeholders.extend([
+        format_ident!("__UserReturn"),
+        format_ident!("__UnwrapResult"),
+        format_ident!("__HookReturn"),
+    ]);
     let mut types = types;
-    types.extend([user_value, hook_return]);
+    types.extend([user_value, unwrap_result.unwrap_or_default(), hook_return]);
     replace_idents(forward, &placeholders, &types)
 }
 

@@ -171,7 +171,14 @@ fn module_trait() -> TokenStream {
         };
         // Every hook may fail: the trait method returns `Result`, and the default succeeds.
         let default = quote!({ ::core::result::Result::Ok(#default) });
-        let doc = doc_of(spec);
+        let mut doc = doc_of(spec);
+        if spec.accepts_result {
+            doc.push_str(
+                "\n\nThe `#[hook]` method may return `Result<T, E>` instead of `T`, with `E` any \
+                 [`HookError`](crate::HookError) (a `std::error::Error + Send + Sync + 'static`, or \
+                 [`Error`](crate::Error) itself): an `Err` ends the run with that error.",
+            );
+        }
         quote! {
             #[doc = #doc]
             #[allow(unused_variables)]
