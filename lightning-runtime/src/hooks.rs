@@ -89,6 +89,21 @@ impl HookSet {
     }
 }
 
+/// What a `#[hparam]` field's type must implement: the trainer writes hyperparameters to
+/// `hparams.yaml` and into checkpoints, and reads them back.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a hyperparameter: `#[hparam]` fields are saved to `hparams.yaml` and checkpoints",
+    label = "the type of this `#[hparam]` field",
+    note = "derive what hyperparameters need on the type: `#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]`",
+    note = "your crate needs `serde` with its `derive` feature: `serde = {{ version = \"1\", features = [\"derive\"] }}` in Cargo.toml"
+)]
+pub trait HparamValue: serde::Serialize + serde::de::DeserializeOwned + Clone + std::fmt::Debug {}
+
+// `do_not_recommend`: rustc reports the type as not a `HparamValue`, once, with the message
+// above, rather than once per missing trait.
+#[diagnostic::do_not_recommend]
+impl<T: serde::Serialize + serde::de::DeserializeOwned + Clone + std::fmt::Debug> HparamValue for T {}
+
 /// Hyperparameters of a module: written by `#[lightning_module]` from its `#[hparam]` fields.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is missing `#[lightning_module]` on its struct definition",

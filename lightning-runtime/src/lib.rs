@@ -27,7 +27,7 @@ pub use data::{DataModule, IntoLoader, Loader, Loaders, Stage};
 pub use error::Error;
 pub use hooks::{
     AutomaticOptimization, BatchControl, Callback, CallbackRole, Callbacks, ConfigureOptimizers, HasHparams, Hook,
-    HookError, HookOwner, HookResult, HookSet, IntoBatchControl, IntoManualOutput, IntoTrainingOutput,
+    HookError, HookOwner, HookResult, HookSet, HparamValue, IntoBatchControl, IntoManualOutput, IntoTrainingOutput,
     LightningModule, LogScope, ManualOptimization, Optimization, PredictStep, StepOutput, TestStep, TrainingStep,
     ValidationStep,
 };
