@@ -1,9 +1,9 @@
 //! The rules a `#[lightning_module]` must follow, one function per rule (serde's `check.rs`).
 //! Type-level facts (argument and return types) are left to rustc through spanned glue code.
 
+use crate::errors::Errors;
 use crate::hook_table::{Ctx, Mode, Step, humanize};
 use crate::model::{HookFn, ModuleImpl, ModuleStruct, Optimization};
-use crate::parse::Errors;
 use proc_macro2::{Delimiter, Group, TokenStream, TokenTree};
 use quote::ToTokens;
 
@@ -68,6 +68,7 @@ pub fn module_impl(module: &ModuleImpl, errors: &mut Errors) -> Option<Vec<bool>
         if has_expected_parameters(hook, errors) {
             context_matches(hook, errors);
         }
+        result_is_accepted(hook, errors);
         returns_what_the_hook_returns(hook, errors);
         belongs_to_mode(hook, module.mode, errors);
         step_output_is_nameable(hook, errors);
@@ -238,9 +239,27 @@ fn belongs_to_mode(hook: &HookFn, mode: Optimization, errors: &mut Errors) {
     }
 }
 
+/// A hook returns `Result<T, E>` only where the hook table allows it (every hook a module may
+/// implement, as of today).
+fn result_is_accepted(hook: &HookFn, errors: &mut Errors) {
+    if hook.spec.accepts_result || hook.result().is_none() {
+        return;
+    }
+    let Some(ty) = hook.return_type() else { return };
+    errors.spanned(
+        ty,
+        format!(
+            "hook `{}` cannot return a `Result`: the hook table does not let it fail\n\
+             help: return the value itself; to end the run with an error, call `cx.fail(error)`",
+            hook.spec.name
+        ),
+    );
+}
+
 /// Hooks whose return value is used as it is (no conversion trait): a hook that returns `()`
 /// must not return a value, which would be dropped without a word, and one that returns a value
-/// must say so. A wrong type is left to rustc, at the user's return type.
+/// must say so. A wrong type is left to rustc, at the user's return type. A `Result`'s `Ok`
+/// type is what is checked.
 fn returns_what_the_hook_returns(hook: &HookFn, errors: &mut Errors) {
     let spec = hook.spec;
     if spec.convert.is_some() || spec.step.is_some() {
@@ -262,14 +281,23 @@ fn returns_what_the_hook_returns(hook: &HookFn, errors: &mut Errors) {
         }
         return;
     }
-    match hook.return_type() {
-        None => {}
-        Some(syn::Type::Tuple(unit)) if unit.elems.is_empty() => {}
-        Some(ty) => errors.spanned(
+    match (hook.value_type(), hook.result()) {
+        (None, _) => {}
+        (Some(syn::Type::Tuple(unit)), _) if unit.elems.is_empty() => {}
+        (Some(ty), None) => errors.spanned(
             &hook.sig.output,
             format!(
                 "hook `{}` returns nothing, so the trainer would ignore this `{}`\n\
                  help: remove the return type",
+                spec.name,
+                type_to_string(ty)
+            ),
+        ),
+        (Some(ty), Some(_)) => errors.spanned(
+            ty,
+            format!(
+                "hook `{}` returns nothing, so the trainer would ignore this `{}`\n\
+                 help: return `Result<(), E>` to report errors",
                 spec.name,
                 type_to_string(ty)
             ),
@@ -279,7 +307,7 @@ fn returns_what_the_hook_returns(hook: &HookFn, errors: &mut Errors) {
 
 fn step_output_is_nameable(hook: &HookFn, errors: &mut Errors) {
     let Some(step) = hook.spec.step else { return };
-    if let Some(ty @ syn::Type::ImplTrait(_)) = hook.return_type() {
+    if let Some(ty @ syn::Type::ImplTrait(_)) = hook.value_type() {
         let output = match step {
             Step::Training => "`TrainExtra`",
             Step::Validation => "`ValidationOutput`",

@@ -118,7 +118,16 @@ pub struct HookSpec {
     pub monitors_after_module: bool,
     /// The runtime's marker trait implemented when a module has this hook, which a trainer
     /// entry point requires (`Trainer::fit` needs `TrainingStep`).
-    pub marker: Option<&'static str>,
+    pub marker: Option<&'static Marker>,
+    /// Whether the user's method may return `Result<T, E>` (or an alias such as
+    /// `std::io::Result<T>`) instead of `T`: an `Err` ends the run with that error, the `Ok`
+    /// value is converted as usual.
+    ///
+    /// Every hook a module implements may fail, as any Python hook may raise. Callback-only hooks
+    /// do not take a `Result`: a module cannot implement them, and `Callback` methods return `()`
+    /// and report an error with `cx.fail(..)`; `on_exception` in particular runs while the run is
+    /// already failing, where a second error would only hide the first.
+    pub accepts_result: bool,
     pub doc: &'static str,
 }
 
@@ -136,6 +145,7 @@ const fn hook(name: &'static str, group: Group, doc: &'static str) -> HookSpec {
         step: None,
         monitors_after_module: false,
         marker: None,
+        accepts_result: true,
         doc,
     }
 }
@@ -164,6 +174,7 @@ impl HookSpec {
     }
     const fn callback_only(mut self) -> Self {
         self.owner = Owner::Callback;
+        self.accepts_result = false;
         self
     }
     const fn automatic(mut self) -> Self {
@@ -175,7 +186,7 @@ impl HookSpec {
         self.owner = Owner::Module;
         self
     }
-    const fn marker(mut self, marker: &'static str) -> Self {
+    const fn marker(mut self, marker: &'static Marker) -> Self {
         self.marker = Some(marker);
         self
     }
@@ -203,6 +214,97 @@ pub fn humanize(ty: &str) -> String {
     ty.replace("rt::", "").replace("<'_, Self>", "<Self>")
 }
 
+/// A capability marker trait of the runtime: implemented by `#[lightning_module]` when the
+/// module has a hook (or an optimization mode), and required by the trainer's entry points, so
+/// that a missing hook is a trait-bound error at the call with the message below.
+pub struct Marker {
+    pub name: &'static str,
+    pub doc: &'static str,
+    /// `#[diagnostic::on_unimplemented]` of the trait: `{Self}` is the module's type.
+    pub message: &'static str,
+    pub label: &'static str,
+    pub notes: &'static [&'static str],
+}
+
+pub const TRAINING_STEP: Marker = Marker {
+    name: "TrainingStep",
+    doc: "Implemented by `#[lightning_module]` when the module has a `training_step`.",
+    message: "`{Self}` has no `training_step`, so the trainer cannot fit it",
+    label: "`Trainer::fit` needs a `training_step`",
+    notes: &[
+        "add `#[hook] fn training_step(&self, batch: YourBatch, batch_idx: usize, cx: &mut StepContext) -> Tensor<1>` to the `#[lightning_module]` impl block of `{Self}`",
+    ],
+};
+
+pub const CONFIGURE_OPTIMIZERS: Marker = Marker {
+    name: "ConfigureOptimizers",
+    doc: "Implemented by `#[lightning_module]` when the module has a `configure_optimizers`.",
+    message: "`{Self}` has no `configure_optimizers`, so the trainer has no optimizer to fit it with",
+    label: "`Trainer::fit` needs `configure_optimizers`",
+    notes: &[
+        "add `#[hook] fn configure_optimizers(&self) -> OptimizerConfig` to the `#[lightning_module]` impl block of `{Self}`, for example `OptimizerConfig::new(AdamConfig::new().init(), 1e-3)`",
+    ],
+};
+
+pub const VALIDATION_STEP: Marker = Marker {
+    name: "ValidationStep",
+    doc: "Implemented by `#[lightning_module]` when the module has a `validation_step`.",
+    message: "`{Self}` has no `validation_step`, so the trainer cannot validate it",
+    label: "`Trainer::validate` needs a `validation_step`",
+    notes: &[
+        "add `#[hook] fn validation_step(&self, batch: YourBatch, batch_idx: usize, cx: &mut StepContext)` to the `#[lightning_module]` impl block of `{Self}`",
+    ],
+};
+
+pub const TEST_STEP: Marker = Marker {
+    name: "TestStep",
+    doc: "Implemented by `#[lightning_module]` when the module has a `test_step`.",
+    message: "`{Self}` has no `test_step`, so the trainer cannot test it",
+    label: "`Trainer::test` needs a `test_step`",
+    notes: &[
+        "add `#[hook] fn test_step(&self, batch: YourBatch, batch_idx: usize, cx: &mut StepContext)` to the `#[lightning_module]` impl block of `{Self}`",
+    ],
+};
+
+pub const PREDICT_STEP: Marker = Marker {
+    name: "PredictStep",
+    doc: "Implemented by `#[lightning_module]` when the module has a `predict_step`.",
+    message: "`{Self}` has no `predict_step`, so the trainer cannot predict with it",
+    label: "`Trainer::predict` needs a `predict_step`",
+    notes: &[
+        "add `#[hook] fn predict_step(&self, batch: YourBatch, batch_idx: usize) -> YourPrediction` to the `#[lightning_module]` impl block of `{Self}`",
+    ],
+};
+
+pub const AUTOMATIC_OPTIMIZATION: Marker = Marker {
+    name: "AutomaticOptimization",
+    doc: "Implemented by `#[lightning_module]` unless `manual_optimization` is given.",
+    message: "`{Self}` uses manual optimization, where the trainer does not drive the optimizer",
+    label: "only called under automatic optimization",
+    notes: &[],
+};
+
+pub const MANUAL_OPTIMIZATION: Marker = Marker {
+    name: "ManualOptimization",
+    doc: "Implemented by `#[lightning_module(manual_optimization)]`.",
+    message: "`{Self}` uses automatic optimization: the trainer runs backward and the optimizer step itself",
+    label: "only available under manual optimization",
+    notes: &[
+        "return the loss from `training_step` and let the trainer optimize, or write `#[lightning_module(manual_optimization)]` on the impl block of `{Self}` to call `manual_backward` and `optimizer_step` yourself",
+    ],
+};
+
+/// Every marker trait, in the order the runtime declares them.
+pub const MARKERS: &[&Marker] = &[
+    &TRAINING_STEP,
+    &CONFIGURE_OPTIMIZERS,
+    &VALIDATION_STEP,
+    &TEST_STEP,
+    &PREDICT_STEP,
+    &AUTOMATIC_OPTIMIZATION,
+    &MANUAL_OPTIMIZATION,
+];
+
 use Ctx::{Epoch, Step as StepCx};
 use Group::*;
 
@@ -225,7 +327,7 @@ pub const HOOKS: &[HookSpec] = &[
         .returns("::core::option::Option<rt::OptimizerConfig>", "::core::option::Option::None")
         .convert("rt::IntoOptimizerConfig", "::core::option::Option::Some(rt::IntoOptimizerConfig::into_optimizer_config($v))")
         .module_only()
-        .marker("ConfigureOptimizers"),
+        .marker(&CONFIGURE_OPTIMIZERS),
     hook("on_fit_start", Fit, "Called at the very beginning of fit, after the optimizers are configured."),
     hook("on_sanity_check_start", Fit, "Called before the sanity-check validation batches.").callback_only(),
     hook("on_sanity_check_end", Fit, "Called after the sanity-check validation batches.").callback_only(),
@@ -269,7 +371,7 @@ pub const HOOKS: &[HookSpec] = &[
         .ctx(Some(StepCx))
         .returns("::core::option::Option<rt::StepOutput<Self::TrainExtra>>", "::core::option::Option::None")
         .step(Step::Training)
-        .marker("TrainingStep"),
+        .marker(&TRAINING_STEP),
     hook("on_before_zero_grad", Optimization, "Called after `training_step` and before `optimizer_zero_grad`.")
         .params(&[("optimizer", "&rt::Optimizer")])
         .ctx(Some(StepCx))
@@ -326,7 +428,7 @@ pub const HOOKS: &[HookSpec] = &[
         .ctx(Some(StepCx))
         .returns("::core::option::Option<Self::ValidationOutput>", "::core::option::Option::None")
         .step(Step::Validation)
-        .marker("ValidationStep"),
+        .marker(&VALIDATION_STEP),
     hook("on_validation_batch_end", Validation, "Called after each validation batch with the step's output.")
         .params(&[("outputs", "&Self::ValidationOutput"), BATCH_REF, BATCH_IDX])
         .ctx(Some(StepCx)),
@@ -355,7 +457,7 @@ pub const HOOKS: &[HookSpec] = &[
         .ctx(Some(StepCx))
         .returns("::core::option::Option<Self::TestOutput>", "::core::option::Option::None")
         .step(Step::Test)
-        .marker("TestStep"),
+        .marker(&TEST_STEP),
     hook("on_test_batch_end", Test, "Called after each test batch with the step's output.")
         .params(&[("outputs", "&Self::TestOutput"), BATCH_REF, BATCH_IDX])
         .ctx(Some(StepCx)),
@@ -370,7 +472,7 @@ pub const HOOKS: &[HookSpec] = &[
         .params(&[("batch", "Self::Batch"), BATCH_IDX])
         .returns("::core::option::Option<Self::Prediction>", "::core::option::Option::None")
         .step(Step::Predict)
-        .marker("PredictStep"),
+        .marker(&PREDICT_STEP),
     hook("on_predict_batch_end", Predict, "Called after each prediction batch with the prediction.")
         .params(&[("outputs", "&Self::Prediction"), BATCH_REF, BATCH_IDX]),
     hook("on_predict_epoch_end", Predict, "Called at the end of the prediction epoch."),
@@ -434,6 +536,30 @@ mod tests {
         assert_eq!(closest_module_hook("trainig_step"), Some("training_step"));
         assert_eq!(closest_module_hook("on_train_epoch_ends"), Some("on_train_epoch_end"));
         assert_eq!(closest_module_hook("forward"), None);
+    }
+
+    #[test]
+    fn every_hook_marker_is_declared() {
+        for h in HOOKS {
+            if let Some(marker) = h.marker {
+                assert!(MARKERS.iter().any(|m| m.name == marker.name));
+            }
+        }
+        let mut names: Vec<_> = MARKERS.iter().map(|m| m.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), MARKERS.len());
+    }
+
+    #[test]
+    fn callback_only_hooks_do_not_accept_result() {
+        // Callbacks report errors with `cx.fail`; their hooks return `()`.
+        assert!(
+            callback_hooks()
+                .filter(|h| h.owner == Owner::Callback)
+                .all(|h| !h.accepts_result)
+        );
+        assert!(find("training_step").is_some_and(|h| h.accepts_result));
     }
 
     #[test]

@@ -2,9 +2,14 @@
 //!
 //! The crate follows serde_derive's split: [`parse`] reads the user's item into the [`model`],
 //! [`check`] applies the rules, and [`expand`] generates code. [`hook_table`] is the single
-//! source of truth about hooks for all three and for the runtime's traits.
+//! source of truth about hooks for all three and for the runtime's traits; [`errors`] collects
+//! what they find wrong.
+//!
+//! These docs are internal: read them with `cargo doc --document-private-items`.
+#![allow(rustdoc::private_intra_doc_links)]
 
 mod check;
+mod errors;
 mod expand;
 mod hook_table;
 mod model;

@@ -1,49 +1,57 @@
 //! From the user's tokens to the [model](crate::model): reads attributes, strips the helper
 //! attributes (`#[hook]`, `#[hparam]`) and records what it saw. Rules live in [check](crate::check).
 
+use crate::errors::Errors;
 use crate::hook_table;
 use crate::model::{HookFn, Hparam, ModuleImpl, ModuleStruct, Optimization};
 use darling::FromMeta;
 use darling::ast::NestedMeta;
 use proc_macro2::{Span, TokenStream};
 
-/// Collects every error instead of stopping at the first (serde's `Ctxt`).
-#[derive(Default)]
-pub struct Errors {
-    all: Option<syn::Error>,
-    count: usize,
-}
-
-impl Errors {
-    pub fn push(&mut self, error: syn::Error) {
-        self.count += 1;
-        match &mut self.all {
-            Some(all) => all.combine(error),
-            None => self.all = Some(error),
-        }
-    }
-
-    /// How many errors were pushed so far: lets a check tell which item it found at fault.
-    pub fn count(&self) -> usize {
-        self.count
-    }
-
-    pub fn spanned(&mut self, tokens: impl quote::ToTokens, message: impl std::fmt::Display) {
-        self.push(syn::Error::new_spanned(tokens, message));
-    }
-
-    pub fn push_darling(&mut self, error: darling::Error) {
-        self.push(error.into());
-    }
-
-    pub fn into_result(self) -> syn::Result<()> {
-        self.all.map_or(Ok(()), Err)
-    }
-}
-
 #[derive(FromMeta, Default)]
 struct ImplArgs {
     manual_optimization: darling::util::Flag,
+    /// `crate = path`: where the facade is, when not at `::burn_lightning`.
+    #[darling(rename = "crate")]
+    krate: Option<CratePath>,
+}
+
+/// The path of `crate = some::path` or `crate = "some::path"` (serde's `#[serde(crate = "..")]`):
+/// where generated code finds the `burn_lightning` facade when the user's crate renamed it or
+/// re-exports it.
+struct CratePath(syn::Path);
+
+impl FromMeta for CratePath {
+    fn from_expr(expr: &syn::Expr) -> darling::Result<Self> {
+        crate_path(expr).map(Self).map_err(darling::Error::from)
+    }
+}
+
+fn crate_path(expr: &syn::Expr) -> syn::Result<syn::Path> {
+    match expr {
+        syn::Expr::Path(syn::ExprPath { qself: None, path, .. }) => Ok(path.clone()),
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(text),
+            ..
+        }) => text.parse_with(syn::Path::parse_mod_style).map_err(|_| {
+            syn::Error::new(
+                text.span(),
+                format!(
+                    "`crate` takes the path of the `burn_lightning` crate, but `{}` is not a path",
+                    text.value()
+                ),
+            )
+        }),
+        other => Err(syn::Error::new_spanned(
+            other,
+            "`crate` takes the path of the `burn_lightning` crate\nhelp: write `crate = path::to::burn_lightning`",
+        )),
+    }
+}
+
+/// The facade's path in generated code: `::burn_lightning` unless `crate = path` says otherwise.
+pub fn default_crate_path() -> syn::Path {
+    syn::parse_quote!(::burn_lightning)
 }
 
 #[derive(FromMeta, Default)]
@@ -79,14 +87,29 @@ struct HparamArgs {
     default: Option<syn::Expr>,
 }
 
-/// `#[lightning_module]` on a struct takes no arguments.
-pub fn struct_args(args: TokenStream, errors: &mut Errors) {
+/// `#[lightning_module]` on a struct takes no arguments but `crate = path`; returns the facade's
+/// path.
+pub fn struct_args(args: TokenStream, errors: &mut Errors) -> syn::Path {
+    let mut krate = None;
     if args.is_empty() {
-        return;
+        return default_crate_path();
     }
     match NestedMeta::parse_meta_list(args) {
         Ok(list) => {
             for arg in list {
+                if let NestedMeta::Meta(syn::Meta::NameValue(nv)) = &arg
+                    && nv.path.is_ident("crate")
+                {
+                    if krate.is_some() {
+                        errors.spanned(&nv.path, "duplicate `crate` argument");
+                        continue;
+                    }
+                    match crate_path(&nv.value) {
+                        Ok(path) => krate = Some(path),
+                        Err(e) => errors.push(e),
+                    }
+                    continue;
+                }
                 let help = match &arg {
                     NestedMeta::Meta(meta) if meta.path().is_ident("manual_optimization") => {
                         "\nhelp: `manual_optimization` goes on the impl block: `#[lightning_module(manual_optimization)] impl ..`"
@@ -95,22 +118,23 @@ pub fn struct_args(args: TokenStream, errors: &mut Errors) {
                 };
                 errors.spanned(
                     &arg,
-                    format!("`#[lightning_module]` on a struct takes no arguments{help}"),
+                    format!("`#[lightning_module]` on a struct takes no arguments other than `crate = path`{help}"),
                 );
             }
         }
         Err(e) => errors.push(e),
     }
+    krate.unwrap_or_else(default_crate_path)
 }
 
-pub fn module_struct(mut item: syn::ItemStruct, errors: &mut Errors) -> ModuleStruct {
+pub fn module_struct(mut item: syn::ItemStruct, krate: syn::Path, errors: &mut Errors) -> ModuleStruct {
     let mut hparams = Vec::new();
     if let syn::Fields::Named(fields) = &mut item.fields {
         for field in &mut fields.named {
             let mut marked = None;
             let mut kept = Vec::with_capacity(field.attrs.len());
             for attr in std::mem::take(&mut field.attrs) {
-                if is_path(attr.path(), "hparam") {
+                if is_path(attr.path(), "hparam", &krate) {
                     if marked.is_some() {
                         errors.spanned(&attr, "duplicate `#[hparam]` attribute");
                         continue;
@@ -140,7 +164,7 @@ pub fn module_struct(mut item: syn::ItemStruct, errors: &mut Errors) -> ModuleSt
             }
         }
     }
-    ModuleStruct { item, hparams }
+    ModuleStruct { item, hparams, krate }
 }
 
 fn hparam_args(attr: &syn::Attribute, errors: &mut Errors) -> HparamArgs {
@@ -178,6 +202,7 @@ pub fn module_impl(args: TokenStream, mut item: syn::ItemImpl, errors: &mut Erro
             ImplArgs::default()
         }
     };
+    let krate = args.krate.map_or_else(default_crate_path, |CratePath(path)| path);
     let (mode, mode_span) = if args.manual_optimization.is_present() {
         (Optimization::Manual, args.manual_optimization.span())
     } else {
@@ -192,7 +217,7 @@ pub fn module_impl(args: TokenStream, mut item: syn::ItemImpl, errors: &mut Erro
         let mut hook_attr = None;
         let mut kept = Vec::with_capacity(method.attrs.len());
         for attr in std::mem::take(&mut method.attrs) {
-            if is_hook_path(attr.path()) {
+            if is_hook_path(attr.path(), &krate) {
                 if hook_attr.is_some() {
                     errors.spanned(&attr, "duplicate `#[hook]` attribute");
                     continue;
@@ -255,6 +280,7 @@ pub fn module_impl(args: TokenStream, mut item: syn::ItemImpl, errors: &mut Erro
     }
     ModuleImpl {
         item,
+        krate,
         mode,
         mode_span,
         hooks,
@@ -282,18 +308,19 @@ fn unknown_hook(name: &str, span: Span) -> syn::Error {
     syn::Error::new(span, message)
 }
 
-/// `hook`, `burn_lightning::hook` or `::burn_lightning::hook`.
-pub fn is_hook_path(path: &syn::Path) -> bool {
-    is_path(path, "hook")
+/// `hook`, `burn_lightning::hook`, `::burn_lightning::hook`, or the same under the path given
+/// with `crate = path` (or its end: `renamed::hook` with `crate = crate::renamed`).
+fn is_hook_path(path: &syn::Path, krate: &syn::Path) -> bool {
+    is_path(path, "hook", krate)
 }
 
-fn is_path(path: &syn::Path, name: &str) -> bool {
-    let segments: Vec<_> = path.segments.iter().map(|s| s.ident.to_string()).collect();
-    match segments.as_slice() {
-        [only] => only == name,
-        [krate, last] => krate == "burn_lightning" && last == name,
-        _ => false,
-    }
+fn is_path(path: &syn::Path, name: &str, krate: &syn::Path) -> bool {
+    let idents = |path: &syn::Path| -> Vec<String> { path.segments.iter().map(|s| s.ident.to_string()).collect() };
+    let segments = idents(path);
+    let Some((last, prefix)) = segments.split_last() else {
+        return false;
+    };
+    last == name && (prefix.is_empty() || prefix == ["burn_lightning"] || idents(krate).ends_with(prefix))
 }
 
 /// The first paragraph of a doc comment, on one line.

@@ -1,7 +1,8 @@
 //! The hook traits and the small types hooks exchange with the trainer.
 //!
-//! `Hook`, `LightningModule`, `Callback` and the `dispatch` functions are generated from the
-//! hook table in `burn-lightning-macros`, the same table `#[lightning_module]` checks against.
+//! `Hook`, `LightningModule`, the capability markers (`TrainingStep`, `ManualOptimization`, ...),
+//! `Callback` and the `dispatch` functions are generated from the hook table in
+//! `burn-lightning-macros`, the same table `#[lightning_module]` checks against.
 
 #[allow(unused_imports)] // Names the generated signatures use.
 use crate::{
@@ -87,6 +88,21 @@ impl HookSet {
         Hook::ALL.into_iter().filter(move |h| self.contains(*h))
     }
 }
+
+/// What a `#[hparam]` field's type must implement: the trainer writes hyperparameters to
+/// `hparams.yaml` and into checkpoints, and reads them back.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a hyperparameter: `#[hparam]` fields are saved to `hparams.yaml` and checkpoints",
+    label = "the type of this `#[hparam]` field",
+    note = "derive what hyperparameters need on the type: `#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]`",
+    note = "your crate needs `serde` with its `derive` feature: `serde = {{ version = \"1\", features = [\"derive\"] }}` in Cargo.toml"
+)]
+pub trait HparamValue: serde::Serialize + serde::de::DeserializeOwned + Clone + std::fmt::Debug {}
+
+// `do_not_recommend`: rustc reports the type as not a `HparamValue`, once, with the message
+// above, rather than once per missing trait.
+#[diagnostic::do_not_recommend]
+impl<T: serde::Serialize + serde::de::DeserializeOwned + Clone + std::fmt::Debug> HparamValue for T {}
 
 /// Hyperparameters of a module: written by `#[lightning_module]` from its `#[hparam]` fields.
 #[diagnostic::on_unimplemented(
@@ -218,57 +234,99 @@ impl<T: IntoTrainingOutput> IntoManualOutput for T {
     }
 }
 
-/// Implemented by `#[lightning_module]` when the module has a `training_step`.
+/// What a hook may return instead of its value: a `Result` whose error converts into
+/// [`Error`]. `#[lightning_module]` unwraps it before the hook's own conversion (the loss of
+/// `training_step`, the optimizer of `configure_optimizers`...); an `Err` ends the run with that
+/// error.
+///
+/// ```ignore
+/// #[hook]
+/// fn training_step(&self, batch: Batch, _i: usize, cx: &mut StepContext) -> Result<Tensor<1>, MyError> {
+///     let loss = self.loss(batch)?;
+///     cx.log("train_loss", &loss);
+///     Ok(loss)
+/// }
+/// ```
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` has no `training_step`, so the trainer cannot fit it",
-    label = "`Trainer::fit` needs a `training_step`",
-    note = "add `#[hook] fn training_step(&self, batch: YourBatch, batch_idx: usize, cx: &mut StepContext) -> Tensor<1>` to the `#[lightning_module]` impl block of `{Self}`"
+    message = "`{Self}` is not a `Result` a hook can return",
+    label = "return `Result<T, E>` with `E: std::error::Error + Send + Sync + 'static`, or the value itself"
 )]
-pub trait TrainingStep: LightningModule {}
+pub trait HookResult {
+    /// The hook's value.
+    type Ok;
+    /// The error, converted by [`HookError`].
+    type Err;
+    /// The value, or the error as the run's [`Error`].
+    fn into_hook_result(self) -> Result<Self::Ok, Error>
+    where
+        Self::Err: HookError;
+}
 
-/// Implemented by `#[lightning_module]` when the module has a `configure_optimizers`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` has no `configure_optimizers`, so the trainer has no optimizer to fit it with",
-    label = "`Trainer::fit` needs `configure_optimizers`",
-    note = "add `#[hook] fn configure_optimizers(&self) -> OptimizerConfig` to the `#[lightning_module]` impl block of `{Self}`, for example `OptimizerConfig::new(AdamConfig::new().init(), 1e-3)`"
-)]
-pub trait ConfigureOptimizers: LightningModule {}
+impl<T, E> HookResult for Result<T, E> {
+    type Ok = T;
+    type Err = E;
+    fn into_hook_result(self) -> Result<T, Error>
+    where
+        E: HookError,
+    {
+        self.map_err(HookError::into_hook_error)
+    }
+}
 
-/// Implemented by `#[lightning_module]` when the module has a `validation_step`.
+/// The error of a hook's `Result`: any `std::error::Error + Send + Sync + 'static`, kept as the
+/// source of [`Error::User`], or an [`Error`] itself, returned as it is.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` has no `validation_step`, so the trainer cannot validate it",
-    label = "`Trainer::validate` needs a `validation_step`",
-    note = "add `#[hook] fn validation_step(&self, batch: YourBatch, batch_idx: usize, cx: &mut StepContext)` to the `#[lightning_module]` impl block of `{Self}`"
+    message = "`{Self}` cannot be the error of a hook's `Result`",
+    label = "not a `std::error::Error + Send + Sync + 'static`",
+    note = "a hook's error type must implement `std::error::Error + Send + Sync + 'static` (`#[derive(thiserror::Error)]` does), or be `burn_lightning::Error`",
+    note = "to keep this type, return `Result<T, burn_lightning::Error>` and convert with `.map_err(burn_lightning::Error::user)?`, which takes anything that converts into `Box<dyn std::error::Error + Send + Sync>` (`String` and `&str` do)"
 )]
-pub trait ValidationStep: LightningModule {}
+pub trait HookError {
+    /// The run's error.
+    fn into_hook_error(self) -> Error;
+}
 
-/// Implemented by `#[lightning_module]` when the module has a `test_step`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` has no `test_step`, so the trainer cannot test it",
-    label = "`Trainer::test` needs a `test_step`",
-    note = "add `#[hook] fn test_step(&self, batch: YourBatch, batch_idx: usize, cx: &mut StepContext)` to the `#[lightning_module]` impl block of `{Self}`"
-)]
-pub trait TestStep: LightningModule {}
+// `do_not_recommend`: rustc reports the type as not a `HookError`, with the message above.
+#[diagnostic::do_not_recommend]
+impl<E: std::error::Error + Send + Sync + 'static> HookError for E {
+    fn into_hook_error(self) -> Error {
+        let boxed: Box<dyn std::error::Error + Send + Sync + 'static> = Box::new(self);
+        // `Result<T, burn_lightning::Error>`: the error is the run's error already.
+        match boxed.downcast::<Error>() {
+            Ok(error) => *error,
+            Err(boxed) => Error::User(boxed),
+        }
+    }
+}
 
-/// Implemented by `#[lightning_module]` when the module has a `predict_step`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` has no `predict_step`, so the trainer cannot predict with it",
-    label = "`Trainer::predict` needs a `predict_step`",
-    note = "add `#[hook] fn predict_step(&self, batch: YourBatch, batch_idx: usize) -> YourPrediction` to the `#[lightning_module]` impl block of `{Self}`"
-)]
-pub trait PredictStep: LightningModule {}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Implemented by `#[lightning_module]` unless `manual_optimization` is given.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` uses manual optimization, where the trainer does not drive the optimizer",
-    label = "only called under automatic optimization"
-)]
-pub trait AutomaticOptimization: LightningModule {}
+    #[derive(Debug, thiserror::Error)]
+    #[error("bad batch {0}")]
+    struct BadBatch(usize);
 
-/// Implemented by `#[lightning_module(manual_optimization)]`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` uses automatic optimization: the trainer runs backward and the optimizer step itself",
-    label = "only available under manual optimization",
-    note = "return the loss from `training_step` and let the trainer optimize, or write `#[lightning_module(manual_optimization)]` on the impl block of `{Self}` to call `manual_backward` and `optimizer_step` yourself"
-)]
-pub trait ManualOptimization: LightningModule {}
+    #[test]
+    fn a_user_error_is_kept_as_the_source() {
+        let result: Result<u8, BadBatch> = Err(BadBatch(3));
+        let error = result.into_hook_result().unwrap_err();
+        let Error::User(source) = &error else {
+            panic!("expected Error::User, got {error:?}");
+        };
+        assert_eq!(source.downcast_ref::<BadBatch>().map(|b| b.0), Some(3));
+        assert_eq!(error.to_string(), "bad batch 3");
+    }
+
+    #[test]
+    fn the_runtime_error_is_not_wrapped_twice() {
+        let result: Result<u8, Error> = Err(Error::Data("bad file".into()));
+        assert!(matches!(result.into_hook_result(), Err(Error::Data(message)) if message == "bad file"));
+    }
+
+    #[test]
+    fn ok_values_pass_through() {
+        let result: Result<u8, std::io::Error> = Ok(7);
+        assert_eq!(result.into_hook_result().unwrap(), 7);
+    }
+}

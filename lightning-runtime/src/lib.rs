@@ -9,6 +9,7 @@ pub mod callbacks;
 pub mod checkpoint;
 pub mod context;
 pub mod data;
+mod diagnostics;
 pub mod error;
 pub mod hooks;
 pub mod logging;
@@ -27,8 +28,9 @@ pub use data::{DataModule, IntoLoader, Loader, Loaders, Stage};
 pub use error::Error;
 pub use hooks::{
     AutomaticOptimization, BatchControl, Callback, CallbackRole, Callbacks, ConfigureOptimizers, HasHparams, Hook,
-    HookOwner, HookSet, IntoBatchControl, IntoManualOutput, IntoTrainingOutput, LightningModule, LogScope,
-    ManualOptimization, Optimization, PredictStep, StepOutput, TestStep, TrainingStep, ValidationStep,
+    HookError, HookOwner, HookResult, HookSet, HparamValue, IntoBatchControl, IntoManualOutput, IntoTrainingOutput,
+    LightningModule, LogScope, ManualOptimization, Optimization, PredictStep, StepOutput, TestStep, TrainingStep,
+    ValidationStep,
 };
 pub use logging::{EpochLogOptions, LogOptions, LogValue, MetricValue, Metrics, Reduce};
 pub use optim::{GradientClip, Gradients, Interval, IntoOptimizerConfig, Optimizer, OptimizerConfig, Scheduler};
@@ -39,6 +41,10 @@ pub use trainer::{ClipAlgorithm, FitError, Limit, Trainer, TrainerBuilder, ValCh
 
 /// Re-exported for generated code: `#[serde(crate = "...")]` needs a path users can reach.
 pub use serde;
+
+/// Helpers of the code `#[lightning_module]` generates.
+#[doc(hidden)]
+pub use diagnostics::codegen as __codegen;
 
 /// Sets the seed of the device's random generator: the same seed gives the same initial
 /// weights (burn initializes parameters lazily, on first use) and the same dropout masks.

@@ -15,7 +15,7 @@ impl Model {
     }
 }
 
-fn evaluate(mut trainer: Trainer<Model>, model: Model) {
+fn evaluate(mut trainer: Trainer<Model>, mut model: Model) {
     let _ = trainer.validate(&mut model, ());
     let _ = trainer.test(&mut model, ());
     let _ = trainer.predict(&mut model, ());

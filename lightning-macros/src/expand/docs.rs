@@ -46,11 +46,14 @@ pub fn hparams_table(module: &ModuleStruct) -> String {
 /// Appended to the module struct's docs.
 pub fn module_struct_section(module: &ModuleStruct) -> String {
     let ident = &module.item.ident;
+    // Intra-doc links resolve from the user's crate, through the facade's path.
+    let krate = super::path_text(&module.krate);
+    let krate = krate.trim_start_matches("::");
     format!(
         "# LightningModule\n\n\
-         `{ident}` is a LightningModule: a [`Trainer`](burn_lightning::Trainer) fits, validates, tests and \
+         `{ident}` is a LightningModule: a [`Trainer`]({krate}::Trainer) fits, validates, tests and \
          predicts with it. Its hooks and its optimization mode are listed on its implementation of \
-         [`LightningModule`](burn_lightning::LightningModule), under *Trait Implementations*.\n\n\
+         [`LightningModule`]({krate}::LightningModule), under *Trait Implementations*.\n\n\
          ## Hyperparameters\n\n{}\n\
          Build them with [`{ident}Hparams`]; the trainer saves them to `hparams.yaml`.",
         hparams_table(module)

@@ -5,13 +5,20 @@ mod module_impl;
 mod module_struct;
 pub mod runtime;
 
+use crate::errors::Errors;
 use crate::{check, parse};
 use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
 
-/// Where the runtime lives, seen from a user's crate.
-pub fn private_path() -> TokenStream {
-    quote!(::burn_lightning::__private)
+/// Where the runtime lives, seen from a user's crate: `<facade>::__private`, the facade being
+/// `::burn_lightning` or the path of `crate = path`.
+pub fn private_path(krate: &syn::Path) -> TokenStream {
+    quote!(#krate::__private)
+}
+
+/// A path as text, as a user writes it (`::burn_lightning`), for string attributes and docs.
+pub fn path_text(path: &syn::Path) -> String {
+    path.to_token_stream().to_string().replace(' ', "")
 }
 
 /// A type or expression from the hook table, with `rt::` pointing at `rt`.
@@ -26,11 +33,11 @@ pub fn lightning_module(args: TokenStream, input: TokenStream) -> TokenStream {
         Ok(item) => item,
         Err(e) => return e.to_compile_error(),
     };
-    let mut errors = parse::Errors::default();
+    let mut errors = Errors::new();
     let (output, emitted) = match item {
         syn::Item::Struct(item) => {
-            parse::struct_args(args, &mut errors);
-            let mut module = parse::module_struct(item, &mut errors);
+            let krate = parse::struct_args(args, &mut errors);
+            let mut module = parse::module_struct(item, krate, &mut errors);
             check::module_struct(&module, &mut errors);
             if !matches!(module.item.fields, syn::Fields::Named(_)) {
                 // burn's `#[derive(Module)]` panics on these: our error is the one to read.
@@ -65,15 +72,14 @@ pub fn lightning_module(args: TokenStream, input: TokenStream) -> TokenStream {
                     }
                 ),
             );
-            let mut tokens = other.into_token_stream();
-            tokens.extend(error.to_compile_error());
-            return tokens;
+            errors.push(error);
+            (TokenStream::new(), other.into_token_stream())
         }
     };
     // On error, emit the item with its helper attributes stripped, so that the only errors the
     // user sees are ours (no cascade of "cannot find attribute `hook`"), and what could still be
     // generated (no cascade of "`Model` is not a LightningModule").
-    match errors.into_result() {
+    match errors.check() {
         Ok(()) => quote!(#emitted #output),
         Err(e) => {
             let e = e.to_compile_error();
@@ -129,5 +135,79 @@ fn hook_target(input: &TokenStream) -> TokenStream {
             Ok(f) => f.sig.ident.into_token_stream(),
             Err(_) => input.clone(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lightning_module;
+    use quote::quote;
+
+    /// `crate = path` reaches every path of the generated code: nothing names `burn_lightning`.
+    #[test]
+    fn crate_path_replaces_the_facade() {
+        let module = quote! {
+            #[derive(Module, Debug)]
+            pub struct Model {
+                layer: Linear,
+                #[hparam(default = 1e-3)]
+                lr: f64,
+            }
+        };
+        let out = lightning_module(quote!(crate = renamed), module).to_string();
+        assert!(!out.contains("burn_lightning"), "{out}");
+        assert!(out.contains("renamed :: __private :: HasHparams"), "{out}");
+        assert!(out.contains("\"renamed::__private::serde\""), "{out}");
+
+        let hooks = quote! {
+            impl Model {
+                #[renamed::hook]
+                fn training_step(&self, batch: Tensor<2>, _i: usize) -> Result<Tensor<1>, MyError> {
+                    todo!()
+                }
+                #[hook]
+                fn configure_optimizers(&self) -> OptimizerConfig {
+                    todo!()
+                }
+            }
+        };
+        let out = lightning_module(quote!(crate = "crate::renamed"), hooks).to_string();
+        assert!(!out.contains("burn_lightning"), "{out}");
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(
+            out.contains("crate :: renamed :: __private :: __codegen :: hook_result"),
+            "{out}"
+        );
+        assert!(out.contains("crate :: renamed :: __private :: TrainingStep"), "{out}");
+    }
+
+    #[test]
+    fn the_facade_is_burn_lightning_by_default() {
+        let hooks = quote! {
+            impl Model {
+                #[hook]
+                fn configure_optimizers(&self) -> OptimizerConfig {
+                    todo!()
+                }
+            }
+        };
+        let out = lightning_module(quote!(), hooks).to_string();
+        assert!(
+            out.contains(":: burn_lightning :: __private :: LightningModule"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_bad_crate_path_is_reported() {
+        let module = quote! {
+            #[derive(Module, Debug)]
+            pub struct Model { layer: Linear }
+        };
+        let out = lightning_module(quote!(crate = 1), module).to_string();
+        assert!(
+            out.contains("`crate` takes the path of the `burn_lightning` crate"),
+            "{out}"
+        );
     }
 }

@@ -6,13 +6,11 @@
 //! at the user's signature.
 
 use super::{docs, private_path, runtime::variant, table_tokens};
-use crate::hook_table::Step;
+use crate::hook_table::{AUTOMATIC_OPTIMIZATION, MANUAL_OPTIMIZATION, Step};
 use crate::model::{HookFn, ModuleImpl, Optimization};
 use proc_macro2::{Group, Ident, Span, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-
-const RT: &str = "::burn_lightning::__private";
 
 /// The items that go beside the impl block. The generated docs go on the `LightningModule`
 /// implementation: it is public, where the user's hook methods usually are not.
@@ -23,7 +21,7 @@ const RT: &str = "::burn_lightning::__private";
 pub fn expand(module: &mut ModuleImpl, valid: &[bool]) -> TokenStream {
     let section = docs::module_impl_section(module);
 
-    let rt = private_path();
+    let rt = private_path(&module.krate);
     let self_ty = &module.item.self_ty;
     let (impl_generics, _, where_clause) = module.item.generics.split_for_impl();
 
@@ -33,10 +31,11 @@ pub fn expand(module: &mut ModuleImpl, valid: &[bool]) -> TokenStream {
         .into_iter()
         .find_map(|s| step(s).and_then(|h| h.param_types().first().map(|ty| quote!(#ty))))
         .unwrap_or_else(|| unit.clone());
-    // `impl Trait` cannot be an associated type; that error is reported by the checks.
+    // What a step hook produces (its `Ok` type when it returns a `Result`). `impl Trait` cannot
+    // be an associated type; that error is reported by the checks.
     let output = |which: Step| {
         step(which)
-            .and_then(HookFn::return_type)
+            .and_then(HookFn::value_type)
             .filter(|ty| !matches!(ty, syn::Type::ImplTrait(_)))
             .map(|ty| quote!(#ty))
             .unwrap_or_else(|| unit.clone())
@@ -44,9 +43,9 @@ pub fn expand(module: &mut ModuleImpl, valid: &[bool]) -> TokenStream {
     // Spanned at the user's return type (or method name): a return type that is not a training
     // output is reported there.
     let train_extra = match step(Step::Training) {
-        Some(hook) if !matches!(hook.return_type(), Some(syn::Type::ImplTrait(_))) => {
-            let span = return_span(hook);
-            let ret = match hook.return_type() {
+        Some(hook) if !matches!(hook.value_type(), Some(syn::Type::ImplTrait(_))) => {
+            let span = value_span(hook);
+            let ret = match hook.value_type() {
                 None => quote_spanned!(span=> ()),
                 Some(_) => output(Step::Training),
             };
@@ -75,7 +74,7 @@ pub fn expand(module: &mut ModuleImpl, valid: &[bool]) -> TokenStream {
             .map(|(hook, _)| hook)
     };
     let overridden: Vec<_> = forwarded().map(|h| variant(h.spec)).collect();
-    let methods = forwarded().map(|hook| forward(hook, self_ty, module.mode));
+    let methods = forwarded().map(|hook| forward(hook, self_ty, module.mode, &rt));
 
     let markers = markers(module);
 
@@ -103,18 +102,23 @@ pub fn expand(module: &mut ModuleImpl, valid: &[bool]) -> TokenStream {
 /// `TrainingStep`, `ConfigureOptimizers`, ...: what `Trainer::fit`, `validate`, `test` and
 /// `predict` require, so a missing hook is a trait-bound error at the call.
 fn markers(module: &ModuleImpl) -> TokenStream {
-    let rt = private_path();
+    let rt = private_path(&module.krate);
     let self_ty = &module.item.self_ty;
     let (impl_generics, _, where_clause) = module.item.generics.split_for_impl();
     // A duplicated hook (reported by the checks) must not implement its marker twice.
-    let mut markers: Vec<&str> = module.hooks.iter().filter_map(|h| h.spec.marker).collect();
+    let mut markers: Vec<&str> = module
+        .hooks
+        .iter()
+        .filter_map(|h| h.spec.marker)
+        .map(|m| m.name)
+        .collect();
     markers.sort_unstable();
     markers.dedup();
-    let mut traits: Vec<_> = markers.iter().map(|marker| format_ident!("{marker}")).collect();
-    traits.push(match module.mode {
-        Optimization::Automatic => format_ident!("AutomaticOptimization"),
-        Optimization::Manual => format_ident!("ManualOptimization"),
+    markers.push(match module.mode {
+        Optimization::Automatic => AUTOMATIC_OPTIMIZATION.name,
+        Optimization::Manual => MANUAL_OPTIMIZATION.name,
     });
+    let traits: Vec<_> = markers.iter().map(|marker| format_ident!("{marker}")).collect();
     let mode_span = module.mode_span;
     quote_spanned! {mode_span=>
         #(
@@ -133,9 +137,17 @@ fn return_span(hook: &HookFn) -> Span {
     }
 }
 
-fn forward(hook: &HookFn, self_ty: &syn::Type, mode: Optimization) -> TokenStream {
+/// The span of what the hook produces: the `Ok` type of a `Result`, else as [`return_span`].
+fn value_span(hook: &HookFn) -> Span {
+    match hook.result() {
+        Some(result) => result.ok.span(),
+        None => return_span(hook),
+    }
+}
+
+fn forward(hook: &HookFn, self_ty: &syn::Type, mode: Optimization, rt: &TokenStream) -> TokenStream {
     let spec = hook.spec;
-    let rt = private_path();
+    let rt_text = rt.to_string();
     let name = format_ident!("{}", spec.name);
     let method = &hook.method;
 
@@ -157,16 +169,42 @@ fn forward(hook: &HookFn, self_ty: &syn::Type, mode: Optimization) -> TokenStrea
     let cx_arg = hook.takes_context.then(|| quote!(, cx));
     let unused_cx = (spec.ctx.is_some() && !hook.takes_context).then(|| quote!(let _ = cx;));
 
-    // The user's return type, or `()` at the method's name.
-    let ret_span = return_span(hook);
-    let user_ret = match hook.return_type() {
+    // What the hook produces (the `Ok` type of a `Result`), or `()` at the method's name.
+    let value_span = value_span(hook);
+    let user_value = match hook.value_type() {
         Some(ty) => ty.to_token_stream(),
-        None => quote_spanned!(ret_span=> ()),
+        None => quote_spanned!(value_span=> ()),
     };
+    // A `Result` is unwrapped first: its error becomes the run's error (`?`). The error type is
+    // named in the turbofish, as the user wrote it (or as `<Alias as HookResult>::Err` covering
+    // the alias), so that one that does not convert is reported there, with `HookError`'s message.
+    let unwrap_result = hook.result().map(|result| {
+        let user_result = hook.return_type().map(ToTokens::to_token_stream).unwrap_or_default();
+        let err = match result.err {
+            Some(err) => err.to_token_stream(),
+            None => around(
+                quote!(<),
+                user_result.clone(),
+                quote!(as #rt::HookResult>::Err),
+                return_span(hook),
+            ),
+        };
+        let err_span = result.err.map_or_else(|| return_span(hook), Spanned::span);
+        let statement = at(
+            quote!(let __value = #rt::__codegen::hook_result::<__UserError, __UserResult>(__value)?;),
+            err_span,
+        );
+        replace_idents(
+            statement,
+            &[format_ident!("__UserError"), format_ident!("__UserResult")],
+            &[err, user_result],
+        )
+    });
     // A conversion trait is named with the user's type as `Self` (`<UserType as Trait>::f`), so
-    // that a type that does not implement it is reported at the user's return type, with the
-    // trait's `on_unimplemented` message and its parameters spelled out.
-    let (ret, conversion) = match spec.step {
+    // that a type that does not implement it is reported at the user's type, with the trait's
+    // `on_unimplemented` message and its parameters spelled out.
+    let result_of = |ret: TokenStream| quote!(::core::result::Result<#ret, #rt::Error>);
+    let (hook_return, conversion) = match spec.step {
         Some(Step::Training) => {
             let conversion = match mode {
                 Optimization::Automatic => {
@@ -175,30 +213,36 @@ fn forward(hook: &HookFn, self_ty: &syn::Type, mode: Optimization) -> TokenStrea
                 Optimization::Manual => quote!(<__UserReturn as #rt::IntoManualOutput>::into_manual_output(__value)),
             };
             (
-                quote!(::core::option::Option<#rt::StepOutput<Self::TrainExtra>>),
+                result_of(quote!(::core::option::Option<#rt::StepOutput<Self::TrainExtra>>)),
                 conversion,
             )
         }
-        Some(_) => {
-            let ret = table_tokens(spec.ret, RT);
-            (quote!(#ret), quote!(::core::option::Option::Some(__value)))
-        }
+        Some(_) => (
+            result_of(table_tokens(spec.ret, &rt_text)),
+            quote!(::core::option::Option::Some(__value)),
+        ),
         None => match spec.convert {
             Some((bound, conversion)) => {
-                let ret = table_tokens(spec.ret, RT);
                 let trait_path = bound.split('<').next().unwrap_or(bound);
                 let conversion = conversion
                     .replace(&format!("{trait_path}::"), &format!("<__UserReturn as {bound}>::"))
                     .replace("$v", "__value");
-                (quote!(#ret), at(table_tokens(&conversion, RT), ret_span))
+                (
+                    result_of(table_tokens(spec.ret, &rt_text)),
+                    at(table_tokens(&conversion, &rt_text), value_span),
+                )
             }
             // The checks made sure the user's return type is there exactly when the hook
-            // returns a value: declared as the user wrote it, a wrong one is reported there.
+            // returns a value: declared as the user wrote it, a wrong one is reported there, by
+            // rustc, at the whole `Result<..>` of the signature, which is made to cover exactly
+            // the user's type.
             None => (
-                match &hook.sig.output {
-                    syn::ReturnType::Default => quote_spanned!(ret_span=> ()),
-                    syn::ReturnType::Type(_, ty) => ty.to_token_stream(),
-                },
+                around(
+                    quote!(::core::result::Result<),
+                    user_value.clone(),
+                    quote!(, #rt::Error>),
+                    value_span,
+                ),
                 quote!(__value),
             ),
         },
@@ -210,9 +254,10 @@ fn forward(hook: &HookFn, self_ty: &syn::Type, mode: Optimization) -> TokenStrea
         #doc
         #[inline]
         #[allow(unused_variables, clippy::unused_unit, clippy::let_unit_value, clippy::needless_lifetimes)]
-        fn #name(&mut self #(, #names: #placeholders)* #cx_param) -> ::core::result::Result<#ret, #rt::Error> {
+        fn #name(&mut self #(, #names: #placeholders)* #cx_param) -> __HookReturn {
             #unused_cx
             let __value = <#self_ty>::#method(self #(, #names)* #cx_arg);
+            __UnwrapResult
             ::core::result::Result::Ok(#conversion)
         }
     };
@@ -220,15 +265,40 @@ fn forward(hook: &HookFn, self_ty: &syn::Type, mode: Optimization) -> TokenStrea
     // return type is a training output, and rustc reports that from several places of the
     // method: located at the user's return type, the reports are identical and rustc shows one.
     // So is the report of the conversion, which would otherwise underline the whole type.
-    let (forward, user_ret) = match spec.step {
-        Some(Step::Training) => (at(forward, ret_span), at(user_ret, ret_span)),
-        _ => (forward, user_ret),
+    let (forward, user_value, hook_return) = match spec.step {
+        Some(Step::Training) => (
+            at(forward, value_span),
+            at(user_value, value_span),
+            at(hook_return, value_span),
+        ),
+        _ => (forward, user_value, hook_return),
     };
     let mut placeholders = placeholders;
-    placeholders.push(format_ident!("__UserReturn"));
+    placeholders.extend([
+        format_ident!("__UserReturn"),
+        format_ident!("__UnwrapResult"),
+        format_ident!("__HookReturn"),
+    ]);
     let mut types = types;
-    types.push(user_ret);
+    types.extend([user_value, unwrap_result.unwrap_or_default(), hook_return]);
     replace_idents(forward, &placeholders, &types)
+}
+
+/// `before inner after`, with `before` at the first token of `inner` and `after` at its last:
+/// a span rustc computes for the whole covers exactly `inner` (`fallback` when it is empty).
+fn around(before: TokenStream, inner: TokenStream, after: TokenStream, fallback: Span) -> TokenStream {
+    let first = inner.clone().into_iter().next().map_or(fallback, |tree| match tree {
+        TokenTree::Group(group) => group.span_open(),
+        tree => tree.span(),
+    });
+    let last = inner.clone().into_iter().last().map_or(fallback, |tree| match tree {
+        TokenTree::Group(group) => group.span_close(),
+        tree => tree.span(),
+    });
+    let mut tokens = at(before, first);
+    tokens.extend(inner);
+    tokens.extend(at(after, last));
+    tokens
 }
 
 /// Replaces each of `idents` with the matching token stream of `by`, at any depth: puts the

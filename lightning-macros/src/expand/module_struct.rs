@@ -1,17 +1,19 @@
 //! `#[lightning_module]` on the struct: the `<Name>Hparams` struct, `hparams()`, `HasHparams`
 //! and the "Hyperparameters" section of the struct's docs.
 
-use super::{docs, private_path};
+use super::{docs, path_text, private_path};
 use crate::model::ModuleStruct;
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 
 /// Appends the generated docs to the struct and returns the items that go beside it.
 pub fn expand(module: &mut ModuleStruct) -> TokenStream {
     let section = docs::module_struct_section(module);
     module.item.attrs.push(syn::parse_quote!(#[doc = ""]));
     module.item.attrs.push(syn::parse_quote!(#[doc = #section]));
-    let rt = private_path();
+    let rt = private_path(&module.krate);
+    let serde_crate = format!("{}::__private::serde", path_text(&module.krate));
     let item = &module.item;
     let ident = &item.ident;
     let vis = &item.vis;
@@ -36,16 +38,58 @@ pub fn expand(module: &mut ModuleStruct) -> TokenStream {
             })
         })
         .collect();
-    let serde_defaults: Vec<_> = module
+    // Each field is (de)serialized through helpers that compile whatever the field's type: a
+    // type that is not a hyperparameter value is reported once, by the assertion below, at the
+    // field's type, and not again (four times, at the attribute) by serde's derive.
+    let serde_attrs: Vec<_> = module
         .hparams
         .iter()
         .map(|h| {
-            h.default.as_ref().map(|_| {
+            let serialize = format!("{hparams_ident}::__serialize_{}", h.ident);
+            let deserialize = format!("{hparams_ident}::__deserialize_{}", h.ident);
+            let default = h.default.as_ref().map(|_| {
                 let path = format!("{hparams_ident}::__default_{}", h.ident);
                 quote!(#[serde(default = #path)])
-            })
+            });
+            quote! {
+                #default
+                #[serde(serialize_with = #serialize, deserialize_with = #deserialize)]
+            }
         })
         .collect();
+    let serde_fns = module.hparams.iter().map(|h| {
+        let ty = &h.ty;
+        let serialize = format_ident!("__serialize_{}", h.ident);
+        let deserialize = format_ident!("__deserialize_{}", h.ident);
+        quote! {
+            #[doc(hidden)]
+            #[allow(clippy::needless_borrow)]
+            fn #serialize<__S: #rt::serde::Serializer>(
+                value: &#ty,
+                serializer: __S,
+            ) -> ::core::result::Result<__S::Ok, __S::Error> {
+                #[allow(unused_imports)]
+                use #rt::__codegen::{SerializeFallback as _, SerializeHparam as _};
+                (&&#rt::__codegen::Probe::<#ty>::new()).serialize_hparam(value, serializer)
+            }
+
+            #[doc(hidden)]
+            #[allow(clippy::needless_borrow)]
+            fn #deserialize<'de, __D: #rt::serde::Deserializer<'de>>(
+                deserializer: __D,
+            ) -> ::core::result::Result<#ty, __D::Error> {
+                #[allow(unused_imports)]
+                use #rt::__codegen::{DeserializeFallback as _, DeserializeHparam as _};
+                (&&#rt::__codegen::Probe::<#ty>::new()).deserialize_hparam(deserializer)
+            }
+        }
+    });
+    // One error per field whose type is not a hyperparameter value, at the field's type, with
+    // `HparamValue`'s message (what to derive).
+    let assertions = module.hparams.iter().map(|h| {
+        let ty = &h.ty;
+        quote_spanned!(ty.span()=> #rt::__codegen::assert_hparam_value::<#ty>();)
+    });
 
     let required: Vec<_> = module.hparams.iter().filter(|h| h.default.is_none()).collect();
     let required_idents: Vec<_> = required.iter().map(|h| &h.ident).collect();
@@ -103,14 +147,21 @@ pub fn expand(module: &mut ModuleStruct) -> TokenStream {
         #[doc = ""]
         #[doc = #table_doc]
         #[derive(::core::clone::Clone, ::core::fmt::Debug, ::core::cmp::PartialEq, #rt::serde::Serialize, #rt::serde::Deserialize)]
-        #[serde(crate = "::burn_lightning::__private::serde", deny_unknown_fields)]
+        #[serde(crate = #serde_crate, deny_unknown_fields)]
         #vis struct #hparams_ident {
             #(
                 #(#field_docs)*
-                #serde_defaults
+                #serde_attrs
                 pub #fields: #types,
             )*
         }
+
+        const _: () = {
+            #[allow(dead_code)]
+            fn __assert_hparam_values() {
+                #(#assertions)*
+            }
+        };
 
         #[automatically_derived]
         #[allow(clippy::new_without_default)]
@@ -124,6 +175,8 @@ pub fn expand(module: &mut ModuleStruct) -> TokenStream {
             #(#withs)*
 
             #(#default_fns)*
+
+            #(#serde_fns)*
         }
 
         #default_impl

@@ -2,7 +2,7 @@
 //! Expanded once, inside `burn-lightning-runtime`, so paths are `crate::..`.
 
 use super::table_tokens;
-use crate::hook_table::{self, Ctx, HOOKS, HookSpec, Owner};
+use crate::hook_table::{self, Ctx, HOOKS, HookSpec, MARKERS, Owner};
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote};
 
@@ -63,12 +63,36 @@ pub fn runtime_items() -> TokenStream {
     let module_trait = module_trait();
     let callback_trait = callback_trait();
     let dispatch = dispatch();
+    let markers = marker_traits();
     quote! {
         #hook_enum
         #module_trait
+        #markers
         #callback_trait
         #dispatch
     }
+}
+
+/// The capability markers (`TrainingStep`, `ManualOptimization`, ...), with the messages of the
+/// hook table: what `Trainer::fit` and friends require.
+fn marker_traits() -> TokenStream {
+    let traits = MARKERS.iter().map(|marker| {
+        let name = format_ident!("{}", marker.name);
+        let doc = marker.doc;
+        let message = marker.message;
+        let label = marker.label;
+        let notes = marker.notes;
+        quote! {
+            #[doc = #doc]
+            #[diagnostic::on_unimplemented(
+                message = #message,
+                label = #label
+                #(, note = #notes)*
+            )]
+            pub trait #name: crate::LightningModule {}
+        }
+    });
+    quote!(#(#traits)*)
 }
 
 fn hook_enum() -> TokenStream {
@@ -147,7 +171,14 @@ fn module_trait() -> TokenStream {
         };
         // Every hook may fail: the trait method returns `Result`, and the default succeeds.
         let default = quote!({ ::core::result::Result::Ok(#default) });
-        let doc = doc_of(spec);
+        let mut doc = doc_of(spec);
+        if spec.accepts_result {
+            doc.push_str(
+                "\n\nThe `#[hook]` method may return `Result<T, E>` instead of `T`, with `E` any \
+                 [`HookError`](crate::HookError) (a `std::error::Error + Send + Sync + 'static`, or \
+                 [`Error`](crate::Error) itself): an `Err` ends the run with that error.",
+            );
+        }
         quote! {
             #[doc = #doc]
             #[allow(unused_variables)]

@@ -120,6 +120,12 @@ mod hooks {
 
         #[hook]
         fn teardown(&mut self, _stage: Stage) {}
+
+        /// May fail: the `Result` is unwrapped by generated code that must not name `Result`.
+        #[hook]
+        fn on_fit_end(&mut self) -> ::core::result::Result<(), burn_lightning::Error> {
+            ::core::result::Result::Ok(())
+        }
     }
 }
 
