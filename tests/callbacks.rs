@@ -927,3 +927,81 @@ fn temporary_files_a_killed_run_left_are_removed_with_the_first_checkpoint() {
         assert_eq!(checkpoint.global_step, 4, "{name}");
     }
 }
+
+/// What a user's hook fails with.
+#[derive(Debug, thiserror::Error)]
+#[error("batch {0} has no targets")]
+struct NoTargets(usize);
+
+/// A regressor whose `training_step` returns `Err` at one batch, with `?`.
+#[lightning_module]
+#[derive(Module, Debug)]
+pub struct Fallible {
+    layer: Linear,
+    #[module(skip)]
+    fail_at: usize,
+    #[module(skip)]
+    steps: Arc<Mutex<Vec<usize>>>,
+}
+
+fn check_targets(batch_idx: usize, fail_at: usize) -> Result<(), NoTargets> {
+    if batch_idx == fail_at {
+        Err(NoTargets(batch_idx))
+    } else {
+        Ok(())
+    }
+}
+
+#[lightning_module]
+impl Fallible {
+    #[hook]
+    fn training_step(&self, batch: Pair, batch_idx: usize) -> Result<Tensor<1>, NoTargets> {
+        self.steps.lock().unwrap().push(batch_idx);
+        check_targets(batch_idx, self.fail_at)?;
+        Ok((self.layer.forward(batch.x) - batch.y).powi_scalar(2).mean())
+    }
+    #[hook]
+    fn configure_optimizers(&self) -> OptimizerConfig {
+        OptimizerConfig::new(SgdConfig::new().init(), 0.05)
+    }
+}
+
+/// Records the message of every error `on_exception` receives, for any module.
+struct ErrorMessages(Arc<Mutex<Vec<String>>>);
+
+impl<M: LightningModule> Callback<M> for ErrorMessages {
+    fn on_exception(&mut self, _module: &mut M, error: &Error, _cx: &mut HookContext<'_>) {
+        self.0.lock().unwrap().push(error.to_string());
+    }
+}
+
+#[test]
+fn a_hook_returning_err_ends_the_fit_with_that_error_as_its_source() {
+    // Before, hooks could not return errors: a user had to `panic!` or defer one with `cx.fail`.
+    let dir = tempfile::tempdir().unwrap();
+    let steps = Arc::new(Mutex::new(Vec::new()));
+    let model = Fallible {
+        layer: LinearConfig::new(32, 2).init(&Device::default()),
+        fail_at: 2,
+        steps: steps.clone(),
+    };
+    let exceptions = Arc::new(Mutex::new(Vec::new()));
+    let failed = Trainer::builder()
+        .default_root_dir(dir.path())
+        .enable_progress_bar(false)
+        .max_epochs(3)
+        .callback(ErrorMessages(exceptions.clone()))
+        .build()
+        .unwrap()
+        .fit(model, Loaders::fit(pair_loader(16, 4), None))
+        .unwrap_err();
+    assert_eq!(*steps.lock().unwrap(), [0, 1, 2], "nothing runs after the failing step");
+    match &failed.error {
+        Error::User(source) => assert!(
+            matches!(source.downcast_ref::<NoTargets>(), Some(NoTargets(2))),
+            "the user's error is the source: {source:?}"
+        ),
+        other => panic!("expected the hook's error, got {other:?}"),
+    }
+    assert_eq!(*exceptions.lock().unwrap(), ["batch 2 has no targets"]);
+}
