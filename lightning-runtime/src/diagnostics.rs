@@ -178,6 +178,8 @@ pub mod codegen {
         }
 
         #[test]
+        // The `&&` is the autoref specialization under test, as the generated code writes it.
+        #[allow(clippy::needless_borrow)]
         fn other_types_take_the_fallback() {
             struct Opaque;
             let mut out = Vec::new();
