@@ -12,6 +12,7 @@ pub mod data;
 mod diagnostics;
 pub mod error;
 pub mod hooks;
+pub mod loggers;
 pub mod logging;
 pub mod optim;
 pub mod optimization;
@@ -32,6 +33,7 @@ pub use hooks::{
     LightningModule, LogScope, ManualOptimization, Optimization, PredictStep, StepOutput, TestStep, TrainingStep,
     ValidationStep,
 };
+pub use loggers::{Logger, LoggerDir, Version};
 pub use logging::{EpochLogOptions, LogOptions, LogValue, MetricValue, Metrics, Reduce};
 pub use optim::{GradientClip, Gradients, Interval, IntoOptimizerConfig, Optimizer, OptimizerConfig, Scheduler};
 pub use optimization::OptimizerClosure;

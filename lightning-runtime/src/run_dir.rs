@@ -15,9 +15,13 @@ const TEMP_MARKER: &str = ".tmp-";
 
 /// Creates the next free `version_N` under `<root>/lightning_logs`, as Lightning's loggers do.
 pub fn next_version_dir(root: &Path) -> Result<PathBuf, Error> {
-    let logs = root.join("lightning_logs");
-    std::fs::create_dir_all(&logs).map_err(|e| Error::io("create the log directory", &logs, e))?;
-    let entries = std::fs::read_dir(&logs).map_err(|e| Error::io("read the log directory", &logs, e))?;
+    next_version_dir_in(&root.join("lightning_logs"))
+}
+
+/// Creates the next free `version_N` in `logs` (created if missing).
+pub fn next_version_dir_in(logs: &Path) -> Result<PathBuf, Error> {
+    std::fs::create_dir_all(logs).map_err(|e| Error::io("create the log directory", logs, e))?;
+    let entries = std::fs::read_dir(logs).map_err(|e| Error::io("read the log directory", logs, e))?;
     let next = entries
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.strip_prefix("version_")?.parse::<usize>().ok())
