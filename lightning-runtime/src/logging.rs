@@ -91,6 +91,8 @@ pub struct LogOptions {
     pub prog_bar: bool,
     /// Weight of this value in the epoch mean; by default the number of items in the batch.
     pub batch_size: Option<usize>,
+    /// Send it to the loggers. `None`: yes (Lightning's `logger=True`).
+    pub logger: Option<bool>,
 }
 
 impl LogOptions {
@@ -122,6 +124,12 @@ impl LogOptions {
         self.batch_size = Some(batch_size);
         self
     }
+    /// `false` keeps the value out of the loggers (it still reaches `callback_metrics`).
+    #[must_use]
+    pub fn logger(mut self, send: bool) -> Self {
+        self.logger = Some(send);
+        self
+    }
 }
 
 /// Options of [`EpochContext::log_with`](crate::EpochContext::log_with): epoch hooks log once
@@ -130,6 +138,8 @@ impl LogOptions {
 pub struct EpochLogOptions {
     pub reduce: Reduce,
     pub prog_bar: bool,
+    /// Send it to the loggers. `None`: yes.
+    pub logger: Option<bool>,
 }
 
 impl EpochLogOptions {
@@ -146,6 +156,12 @@ impl EpochLogOptions {
         self.prog_bar = show;
         self
     }
+    /// `false` keeps the value out of the loggers.
+    #[must_use]
+    pub fn logger(mut self, send: bool) -> Self {
+        self.logger = Some(send);
+        self
+    }
     pub(crate) fn into_log_options(self) -> LogOptions {
         LogOptions {
             on_step: Some(false),
@@ -153,6 +169,7 @@ impl EpochLogOptions {
             reduce: self.reduce,
             prog_bar: self.prog_bar,
             batch_size: None,
+            logger: self.logger,
         }
     }
 }
@@ -242,6 +259,14 @@ impl<T> Published<T> {
     }
 }
 
+/// Which published values a query collects.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Values {
+    Step,
+    Epoch,
+    StepAndEpoch,
+}
+
 /// A published value, borrowed: a number, or a tensor still to read.
 #[derive(Clone, Copy)]
 enum Slot<'a> {
@@ -263,6 +288,8 @@ struct Entry {
     on_epoch: bool,
     reduce: Reduce,
     prog_bar: bool,
+    /// Whether the loggers receive it.
+    logger: bool,
     /// What the current epoch of the loop logged.
     epoch: Accumulator,
     /// The current epoch's reduced value, once its epoch has ended; `None` after a reset.
@@ -360,6 +387,7 @@ impl MetricStore {
                     on_epoch,
                     reduce: options.reduce,
                     prog_bar: options.prog_bar,
+                    logger: options.logger.unwrap_or(true),
                     epoch: Accumulator::default(),
                     epoch_value: None,
                     step_published: None,
@@ -375,6 +403,7 @@ impl MetricStore {
             || entry.on_epoch != on_epoch
             || entry.reduce != options.reduce
             || entry.prog_bar != options.prog_bar
+            || entry.logger != options.logger.unwrap_or(true)
         {
             return Err(log_error(
                 hook,
@@ -455,25 +484,70 @@ impl MetricStore {
     /// when also on_epoch); every loop publishes epoch values when its epoch ends (`name`, and
     /// `name_epoch` when also on_step). Tensors are read with one device synchronization.
     pub(crate) fn callback_metrics(&self) -> BTreeMap<String, f64> {
+        self.published(|_| true, 0, Values::StepAndEpoch, true)
+    }
+
+    /// Lightning's `progress_bar_metrics`: what was logged with `prog_bar(true)`, under its
+    /// forked names (`name_step`, `name_epoch` when logged both ways).
+    pub(crate) fn progress_bar_metrics(&self) -> BTreeMap<String, f64> {
+        self.published(|e| e.prog_bar, 0, Values::StepAndEpoch, false)
+    }
+
+    /// The step values `loop_kind` published after `since` (a [`clock`](Self::clock) reading)
+    /// for the loggers (Lightning's `metrics["log"]` at a step): `name`, or `name_step` when
+    /// also on_epoch. Read from the device only when called, on steps that log.
+    pub(crate) fn logger_step_metrics(&self, loop_kind: Loop, since: u64) -> BTreeMap<String, f64> {
+        self.published(|e| e.logger && e.loop_kind == loop_kind, since, Values::Step, false)
+    }
+
+    /// The epoch values `loop_kind` published after `since`, for the loggers: `name`, or
+    /// `name_epoch` when also on_step.
+    pub(crate) fn logger_epoch_metrics(&self, loop_kind: Loop, since: u64) -> BTreeMap<String, f64> {
+        self.published(|e| e.logger && e.loop_kind == loop_kind, since, Values::Epoch, false)
+    }
+
+    /// The publication counter now: what is published later has a larger stamp.
+    pub(crate) fn clock(&self) -> u64 {
+        self.clock
+    }
+
+    /// For each key, the latest value published after `since` by the entries `pick` selects.
+    /// `bare` also offers a forked entry's values under its bare name (what `callback_metrics`
+    /// does). Tensors are read with one device synchronization.
+    fn published(
+        &self,
+        pick: impl Fn(&Entry) -> bool,
+        since: u64,
+        values: Values,
+        bare: bool,
+    ) -> BTreeMap<String, f64> {
         fn offer<'a>(latest: &mut HashMap<&'a str, (u64, Slot<'a>)>, key: &'a str, stamp: u64, slot: Slot<'a>) {
             if latest.get(key).is_none_or(|(newest, _)| *newest < stamp) {
                 latest.insert(key, (stamp, slot));
             }
         }
         let mut latest = HashMap::new();
-        for e in &self.entries {
-            if let Some(p) = &e.step_published {
+        for e in self.entries.iter().filter(|e| pick(e)) {
+            if values != Values::Epoch
+                && let Some(p) = e.step_published.as_ref().filter(|p| p.stamp > since)
+            {
                 let slot = match &p.value {
                     MetricValue::Scalar(v) => Slot::Number(*v),
                     MetricValue::Tensor(t) => Slot::Tensor(t),
                 };
-                offer(&mut latest, &e.name, p.stamp, slot);
+                if !e.forked() || bare {
+                    offer(&mut latest, &e.name, p.stamp, slot);
+                }
                 if e.forked() {
                     offer(&mut latest, &e.step_key, p.stamp, slot);
                 }
             }
-            if let Some(p) = &e.epoch_published {
-                offer(&mut latest, &e.name, p.stamp, Slot::Number(p.value));
+            if values != Values::Step
+                && let Some(p) = e.epoch_published.as_ref().filter(|p| p.stamp > since)
+            {
+                if !e.forked() || bare {
+                    offer(&mut latest, &e.name, p.stamp, Slot::Number(p.value));
+                }
                 if e.forked() {
                     offer(&mut latest, &e.epoch_key, p.stamp, Slot::Number(p.value));
                 }

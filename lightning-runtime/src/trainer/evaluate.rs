@@ -32,6 +32,7 @@ where
     let mut run = Run::new(
         &trainer.config,
         &mut trainer.callbacks,
+        &mut trainer.loggers,
         module,
         data,
         function,
@@ -53,6 +54,8 @@ where
         run.fail(e);
     }
     trainer.callback_metrics = run.core.metrics.callback_metrics().into();
+    trainer.progress_bar_metrics = run.core.metrics.progress_bar_metrics().into();
+    trainer.logged_metrics = std::mem::take(&mut run.logged).into();
     let evaluated = run.module.fork(&home);
     *model = if home.is_autodiff() {
         evaluated.train()
@@ -121,6 +124,7 @@ where
         hook!(run.on_test_model_eval());
     }
     run.core.metrics.start_epoch(kind);
+    let started = run.core.metrics.clock();
     if validation {
         hook!(run.on_validation_start());
         hook!(run.on_validation_epoch_start());
@@ -164,11 +168,22 @@ where
     // Epoch values are reduced once the epoch's last batch is in, before the epoch-end hooks
     // (which may read them, and may log more).
     run.core.metrics.end_epoch(kind);
+    // The loggers get the epoch values after the epoch-end hook and before the end hook, at
+    // the current training step (Lightning's `update_eval_epoch_metrics`); not the sanity
+    // check's.
     if validation {
         hook!(run.on_validation_epoch_end());
-        hook!(run.on_validation_end());
     } else {
         hook!(run.on_test_epoch_end());
+    }
+    if running != RunningStage::SanityChecking {
+        let values = run.core.metrics.logger_epoch_metrics(kind, started);
+        let step = run.batches_that_stepped;
+        run.log_metrics(values, step)?;
+    }
+    if validation {
+        hook!(run.on_validation_end());
+    } else {
         hook!(run.on_test_end());
     }
 

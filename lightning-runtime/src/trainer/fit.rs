@@ -25,6 +25,7 @@ where
     let mut run = Run::new(
         &trainer.config,
         &mut trainer.callbacks,
+        &mut trainer.loggers,
         model,
         data,
         TrainerFn::Fitting,
@@ -43,7 +44,9 @@ where
     trainer.progress.current_epoch = state.current_epoch;
     trainer.progress.global_step = state.global_step;
     trainer.progress.total_batches = total_batches;
+    trainer.progress.batches_that_stepped = run.batches_that_stepped;
     trainer.progress.log_dir = state.log_dir.clone();
+    trainer.logged_metrics = std::mem::take(&mut run.logged).into();
     let result = match outcome {
         Ok(result) => result,
         Err(panic) => {
@@ -58,6 +61,7 @@ where
         run.fail(e);
     }
     trainer.callback_metrics = run.core.metrics.callback_metrics().into();
+    trainer.progress_bar_metrics = run.core.metrics.progress_bar_metrics().into();
     match result {
         Ok(()) => Ok(run.module),
         Err(error) => Err(FitError {
@@ -179,6 +183,7 @@ where
     M: TrainingStep,
     D: DataModule<M::Batch>,
 {
+    let epoch_started = run.core.metrics.clock();
     hook!(run.on_train_epoch_start());
     let validate_this_epoch = validates_epoch(run);
     let mut batches = Batches::new(Loop::Train, train_loader, run.cfg.limit_train_batches)?;
@@ -193,10 +198,16 @@ where
             val_every = Some(val_check_batches(run, batches.planned())?);
         }
         *total_batches += 1;
+        let batch_started = run.core.metrics.clock();
+        let steps_before = run.core.state.global_step;
         let control = train_batch(run, next.batch, batch_idx, next.is_last)?;
         if control == BatchControl::StopEpoch {
             stopped_by_hook = true;
             break;
+        }
+        log_step_values(run, batch_started)?;
+        if run.core.state.global_step > steps_before {
+            run.batches_that_stepped += 1;
         }
         batch_idx += 1;
         // Lightning's `_should_check_val_fx`: every `val_check_batch` batches of the epoch, or of
@@ -223,6 +234,10 @@ where
 
     run.core.metrics.end_epoch(Loop::Train);
     hook!(run.on_train_epoch_end());
+    // Lightning logs the epoch's values at the step of its last batch.
+    let epoch_values = run.core.metrics.logger_epoch_metrics(Loop::Train, epoch_started);
+    let step = run.batches_that_stepped.saturating_sub(1);
+    run.log_metrics(epoch_values, step)?;
     run.core.state.current_epoch += 1;
     run.core.metrics.start_epoch(Loop::Train);
     Ok(())
@@ -254,6 +269,22 @@ where
         RunningStage::Validating,
     )?;
     run.core.state.validation_has_run = true;
+    Ok(())
+}
+
+/// Sends the step values of the batch to the loggers every `log_every_n_steps` batches that
+/// step the optimizer, and when a stop was asked for (Lightning's `should_update_logs`). Only
+/// then are the logged tensors read.
+fn log_step_values<M, D>(run: &mut Run<'_, M, D>, batch_started: u64) -> Result<(), Error>
+where
+    M: LightningModule,
+    D: DataModule<M::Batch>,
+{
+    let step = run.batches_that_stepped;
+    if (step + 1).is_multiple_of(run.cfg.log_every_n_steps) || run.core.state.should_stop {
+        let values = run.core.metrics.logger_step_metrics(Loop::Train, batch_started);
+        run.log_metrics(values, step)?;
+    }
     Ok(())
 }
 

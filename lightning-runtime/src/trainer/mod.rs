@@ -12,6 +12,7 @@ use crate::data::DataModule;
 use crate::hooks::{
     Callback, Callbacks, ConfigureOptimizers, LightningModule, PredictStep, TestStep, TrainingStep, ValidationStep,
 };
+use crate::loggers::Logger;
 use crate::logging::Metrics;
 use crate::optim::GradientClip;
 use crate::state::Loop;
@@ -141,6 +142,10 @@ pub(crate) struct Config {
     pub seed: Option<u64>,
     pub device: Device,
     pub gradient_clip: Option<GradientClip>,
+    /// Step values reach the loggers every this many training batches.
+    pub log_every_n_steps: usize,
+    /// Whether a TensorBoard logger is added when none is given.
+    pub default_logger: bool,
 }
 
 /// Builds a [`Trainer`]; every flag has Lightning's default.
@@ -164,6 +169,9 @@ pub struct TrainerBuilder<M: LightningModule> {
     gradient_clip_algorithm: ClipAlgorithm,
     enable_checkpointing: bool,
     enable_progress_bar: bool,
+    enable_logger: bool,
+    log_every_n_steps: usize,
+    loggers: Vec<Box<dyn Logger>>,
     callbacks: Callbacks<M>,
 }
 
@@ -200,6 +208,9 @@ impl<M: LightningModule> TrainerBuilder<M> {
             gradient_clip_algorithm: ClipAlgorithm::Norm,
             enable_checkpointing: true,
             enable_progress_bar: true,
+            enable_logger: true,
+            log_every_n_steps: 50,
+            loggers: Vec::new(),
             callbacks: Vec::new(),
         }
     }
@@ -245,6 +256,20 @@ impl<M: LightningModule> TrainerBuilder<M> {
         enable_checkpointing: bool => enable_checkpointing = enable_checkpointing;
         /// Prints one line per epoch ([`EpochSummary`]; default true).
         enable_progress_bar: bool => enable_progress_bar = enable_progress_bar;
+        /// Whether logged values go to loggers (default true: a TensorBoard logger in the run
+        /// directory when none is given; `false` is Lightning's `logger=False`).
+        enable_logger: bool => enable_logger = enable_logger;
+        /// Step values reach the loggers every this many training batches (default 50).
+        log_every_n_steps: usize => log_every_n_steps = log_every_n_steps;
+    }
+
+    /// Adds a logger (Lightning's `logger=[...]`): logged values go to every logger given, and
+    /// the first one's directory is the run directory. Without one, a TensorBoard logger writes
+    /// into `<default_root_dir>/lightning_logs/version_N`.
+    #[must_use]
+    pub fn logger(mut self, logger: impl Logger + 'static) -> Self {
+        self.loggers.push(Box::new(logger));
+        self
     }
 
     /// Adds a callback (run in the order added; checkpointing callbacks last).
@@ -290,6 +315,12 @@ impl<M: LightningModule> TrainerBuilder<M> {
             return Err(Error::config(
                 "check_val_every_n_epoch",
                 "0 epochs never comes; use 1 or more, or `None` to validate by batch count with `val_check_interval`",
+            ));
+        }
+        if self.log_every_n_steps == 0 {
+            return Err(Error::config(
+                "log_every_n_steps",
+                "0 steps never comes; use 1 or more, or `enable_logger(false)` to log nothing",
             ));
         }
         if self.fast_dev_run == Some(0) {
@@ -381,11 +412,17 @@ impl<M: LightningModule> TrainerBuilder<M> {
             seed: self.seed,
             device: self.device.unwrap_or_default(),
             gradient_clip,
+            log_every_n_steps: self.log_every_n_steps,
+            default_logger: self.enable_logger,
         };
+        let loggers = if self.enable_logger { self.loggers } else { Vec::new() };
         Ok(Trainer {
             config: config.with_fast_dev_run(),
             callbacks,
+            loggers,
             callback_metrics: Metrics::default(),
+            logged_metrics: Metrics::default(),
+            progress_bar_metrics: Metrics::default(),
             progress: Progress::default(),
         })
     }
@@ -420,7 +457,10 @@ impl Config {
 pub struct Trainer<M: LightningModule> {
     config: Config,
     callbacks: Callbacks<M>,
+    loggers: Vec<Box<dyn Logger>>,
     callback_metrics: Metrics,
+    logged_metrics: Metrics,
+    progress_bar_metrics: Metrics,
     progress: Progress,
 }
 
@@ -432,6 +472,9 @@ pub(crate) struct Progress {
     pub global_step: usize,
     /// Training batches run so far, across epochs (Lightning's `total_batch_idx + 1`).
     pub total_batches: usize,
+    /// Training batches that stepped the optimizer (Lightning's `_batches_that_stepped`): the
+    /// step loggers receive.
+    pub batches_that_stepped: usize,
     pub log_dir: Option<PathBuf>,
 }
 
@@ -526,6 +569,22 @@ impl<M: LightningModule> Trainer<M> {
     /// The metrics of the last run (Lightning's `trainer.callback_metrics`).
     pub fn callback_metrics(&self) -> &Metrics {
         &self.callback_metrics
+    }
+
+    /// Everything the last run sent to the loggers (Lightning's `trainer.logged_metrics`).
+    pub fn logged_metrics(&self) -> &Metrics {
+        &self.logged_metrics
+    }
+
+    /// What the last run logged with `prog_bar(true)` (Lightning's
+    /// `trainer.progress_bar_metrics`).
+    pub fn progress_bar_metrics(&self) -> &Metrics {
+        &self.progress_bar_metrics
+    }
+
+    /// The loggers, the first one's directory being the run directory.
+    pub fn loggers(&self) -> &[Box<dyn Logger>] {
+        &self.loggers
     }
 
     /// The run directory of this trainer's fits (`<default_root_dir>/lightning_logs/version_N`).

@@ -7,9 +7,11 @@ use crate::checkpoint::Checkpoint;
 use crate::context::{AfterHook, Core};
 use crate::data::{DataModule, Loader, Stage};
 use crate::hooks::{Callback, CallbackRole, Callbacks, Hook, LightningModule, dispatch};
+use crate::loggers::Logger;
 use crate::optim::Optimizer;
 use crate::state::{Loop, TrainerFn, TrainerState, TrainerStatus};
 use crate::{Device, Error};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Calls a hook through its generated dispatch function (callbacks, then the module), then runs
@@ -40,6 +42,12 @@ macro_rules! datamodule_span {
 pub(crate) struct Run<'t, M: LightningModule, D> {
     pub cfg: &'t Config,
     pub callbacks: &'t mut Callbacks<M>,
+    pub loggers: &'t mut Vec<Box<dyn Logger>>,
+    /// Everything sent to the loggers in this run (Lightning's `logged_metrics`).
+    pub logged: BTreeMap<String, f64>,
+    /// Training batches that stepped the optimizer, across fits (Lightning's
+    /// `_batches_that_stepped`): the step the loggers receive.
+    pub batches_that_stepped: usize,
     pub core: Core,
     pub module: M,
     pub data: D,
@@ -57,6 +65,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
     pub fn new(
         cfg: &'t Config,
         callbacks: &'t mut Callbacks<M>,
+        loggers: &'t mut Vec<Box<dyn Logger>>,
         module: M,
         data: D,
         function: TrainerFn,
@@ -83,6 +92,9 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         Self {
             cfg,
             callbacks,
+            loggers,
+            logged: BTreeMap::new(),
+            batches_that_stepped: progress.batches_that_stepped,
             core: Core::new(state),
             module,
             data,
@@ -154,6 +166,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         let stage = self.stage;
         hook!(self.teardown(stage));
         self.finish_checkpoints()?;
+        self.finalize_loggers("success")?;
         self.core.state.status = TrainerStatus::Finished;
         Ok(())
     }
@@ -177,6 +190,9 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             .and_then(|()| self.finish_checkpoints())
         {
             tracing::error!(target: "burn_lightning", "writing checkpoints after the failure failed: {e}");
+        }
+        if let Err(e) = self.finalize_loggers("failed") {
+            tracing::error!(target: "burn_lightning", "closing the loggers after the failure failed: {e}");
         }
     }
 
@@ -239,22 +255,74 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         self.writer.finish()
     }
 
-    /// Creates `<default_root_dir>/lightning_logs/version_N` (once per trainer: a second `fit`
-    /// goes on writing into the first one's directory, as Lightning's logger keeps its version)
-    /// and writes `hparams.yaml` there.
+    /// The run directory, created once per trainer (a second `fit` goes on writing into the
+    /// first one's directory, as Lightning's logger keeps its version): the first logger's
+    /// directory, else `<default_root_dir>/lightning_logs/version_N`, where the default
+    /// TensorBoard logger then writes. Writes `hparams.yaml` there and gives the
+    /// hyperparameters to every logger.
     pub fn create_log_dir(&mut self) -> Result<Option<PathBuf>, Error> {
         if self.cfg.fast_dev_run.is_some() {
             return Ok(None);
         }
-        let dir = match self.core.state.log_dir.clone() {
-            Some(dir) => dir,
-            None => crate::run_dir::next_version_dir(&self.cfg.default_root_dir)?,
+        let dir = match (self.core.state.log_dir.clone(), self.loggers.first_mut()) {
+            (Some(dir), _) => dir,
+            (None, Some(logger)) => logger.log_dir()?,
+            (None, None) => {
+                let dir = crate::run_dir::next_version_dir(&self.cfg.default_root_dir)?;
+                if self.cfg.default_logger {
+                    self.loggers.push(Box::new(crate::loggers::default_logger(&dir)));
+                }
+                dir
+            }
         };
-        let yaml = serde_saphyr::to_string(&self.module.hparams())
+        let hparams = self.module.hparams();
+        let yaml = serde_saphyr::to_string(&hparams)
             .map_err(|e| Error::Checkpoint(format!("cannot write the hyperparameters as YAML: {e}")))?;
         crate::run_dir::write_atomic(&dir.join("hparams.yaml"), yaml.as_bytes())?;
+        let json = serde_json::to_value(&hparams)
+            .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
+        for logger in self.loggers.iter_mut() {
+            logger.log_hyperparams(&json)?;
+        }
         self.core.state.log_dir = Some(dir.clone());
         Ok(Some(dir))
+    }
+
+    /// Sends `metrics` to every logger at `step`, with `epoch` added (Lightning's
+    /// `_LoggerConnector.log_metrics`), and saves them. Nothing happens when there is nothing
+    /// to send, or no run directory (`fast_dev_run`).
+    pub fn log_metrics(&mut self, mut metrics: BTreeMap<String, f64>, step: usize) -> Result<(), Error> {
+        if metrics.is_empty() || self.cfg.fast_dev_run.is_some() {
+            return Ok(());
+        }
+        // An evaluation on a new trainer makes its run directory (and default logger) here.
+        if self.core.state.log_dir.is_none() && (self.cfg.default_logger || !self.loggers.is_empty()) {
+            self.create_log_dir()?;
+        }
+        if self.loggers.is_empty() {
+            return Ok(());
+        }
+        metrics
+            .entry("epoch".to_string())
+            .or_insert(self.core.state.current_epoch as f64);
+        for logger in self.loggers.iter_mut() {
+            logger.log_metrics(&metrics, step)?;
+            logger.save()?;
+        }
+        self.logged.extend(metrics);
+        Ok(())
+    }
+
+    /// Flushes and closes the loggers once the run ended with `status`.
+    pub fn finalize_loggers(&mut self, status: &str) -> Result<(), Error> {
+        let mut first_error = Ok(());
+        for logger in self.loggers.iter_mut() {
+            let result = logger.finalize(status);
+            if first_error.is_ok() {
+                first_error = result;
+            }
+        }
+        first_error
     }
 }
 

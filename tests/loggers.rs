@@ -1,0 +1,274 @@
+//! Loggers receive what Lightning sends them: the hyperparameters once per run, step values
+//! every `log_every_n_steps` batches (with `epoch`), epoch values when a loop's epoch ends,
+//! nothing logged with `logger(false)` or during the sanity check, and `finalize` when the run
+//! ends, with its status. The first logger's directory is the run directory.
+
+mod common;
+
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::SgdConfig;
+use burn_lightning::prelude::*;
+use burn_lightning::{JsonValue, Logger, LoggerDir};
+use common::{Pair, pair_loader};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// What a logger was told, in order.
+#[derive(Clone, Debug, PartialEq)]
+enum Call {
+    Hparams(JsonValue),
+    Metrics(usize, BTreeMap<String, f64>),
+    Save,
+    Finalize(String),
+}
+
+/// A logger that records every call, writing into its own `LoggerDir`.
+struct Recording {
+    dir: LoggerDir,
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+impl Recording {
+    fn new(save_dir: &Path) -> (Self, Arc<Mutex<Vec<Call>>>) {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let logger = Self {
+            dir: LoggerDir::new(save_dir).name("recorded"),
+            calls: calls.clone(),
+        };
+        (logger, calls)
+    }
+}
+
+impl Logger for Recording {
+    fn name(&self) -> &str {
+        "recorded"
+    }
+    fn log_dir(&mut self) -> Result<PathBuf, Error> {
+        self.dir.resolve()
+    }
+    fn log_hyperparams(&mut self, hparams: &JsonValue) -> Result<(), Error> {
+        self.calls.lock().unwrap().push(Call::Hparams(hparams.clone()));
+        Ok(())
+    }
+    fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: usize) -> Result<(), Error> {
+        self.calls.lock().unwrap().push(Call::Metrics(step, metrics.clone()));
+        Ok(())
+    }
+    fn save(&mut self) -> Result<(), Error> {
+        self.calls.lock().unwrap().push(Call::Save);
+        Ok(())
+    }
+    fn finalize(&mut self, status: &str) -> Result<(), Error> {
+        self.calls.lock().unwrap().push(Call::Finalize(status.to_string()));
+        Ok(())
+    }
+}
+
+/// Logs `train_loss` per step (and `train_mean` both ways), `hidden` with `logger(false)`,
+/// `val_loss` in validation, `test_loss` in test; fails in `on_train_epoch_end` of epoch
+/// `fail_at` when set.
+#[lightning_module]
+#[derive(Module, Debug)]
+pub struct Net {
+    layer: Linear,
+    #[hparam(default = 0.05)]
+    lr: f64,
+    #[module(skip)]
+    fail_at: Option<usize>,
+}
+
+impl Net {
+    fn new() -> Self {
+        Self {
+            layer: LinearConfig::new(32, 2).init(&Device::default()),
+            lr: 0.05,
+            fail_at: None,
+        }
+    }
+
+    fn loss(&self, batch: Pair) -> Tensor<1> {
+        (self.layer.forward(batch.x) - batch.y).powi_scalar(2).mean()
+    }
+}
+
+#[lightning_module]
+impl Net {
+    #[hook]
+    fn training_step(&self, batch: Pair, batch_idx: usize, cx: &mut StepContext) -> Tensor<1> {
+        let loss = self.loss(batch);
+        cx.log("train_loss", &loss);
+        cx.log_with(
+            "train_mean",
+            batch_idx as f64,
+            LogOptions::new().on_step(true).on_epoch(true).prog_bar(true),
+        );
+        cx.log_with("hidden", 1.0, LogOptions::new().logger(false));
+        loss
+    }
+    #[hook]
+    fn validation_step(&self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) {
+        cx.log("val_loss", self.loss(batch));
+    }
+    #[hook]
+    fn test_step(&self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) {
+        cx.log("test_loss", self.loss(batch));
+    }
+    #[hook]
+    fn on_train_epoch_end(&mut self, cx: &mut EpochContext) -> Result<(), Error> {
+        if self.fail_at == Some(cx.current_epoch) {
+            return Err(Error::Data("a failure the test asked for".into()));
+        }
+        Ok(())
+    }
+    #[hook]
+    fn configure_optimizers(&self) -> OptimizerConfig {
+        OptimizerConfig::new(SgdConfig::new().init(), self.lr)
+    }
+}
+
+/// 4 training batches and 1 validation batch per epoch.
+fn data() -> Loaders<Pair> {
+    Loaders::fit(pair_loader(16, 4), Some(pair_loader(4, 4)))
+}
+
+fn metrics(calls: &[Call]) -> Vec<(usize, Vec<String>)> {
+    calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Metrics(step, m) => Some((*step, m.keys().cloned().collect())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn keys(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn loggers_get_step_values_every_n_steps_and_epoch_values_at_epoch_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (logger, calls) = Recording::new(dir.path());
+    let mut trainer = Trainer::builder()
+        .default_root_dir(dir.path())
+        .enable_progress_bar(false)
+        .max_epochs(2)
+        .log_every_n_steps(3)
+        .logger(logger)
+        .build()
+        .unwrap();
+    trainer.fit(Net::new(), data()).unwrap();
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.first(), Some(&Call::Hparams(serde_json::json!({"lr": 0.05}))));
+    assert_eq!(calls.last(), Some(&Call::Finalize("success".into())));
+    let step = keys(&["epoch", "train_loss", "train_mean_step"]);
+    let train_epoch = keys(&["epoch", "train_mean_epoch"]);
+    let validation = keys(&["epoch", "val_loss"]);
+    // Batches 0..8 step the optimizer; steps 2 and 5 are every third. Validation ends each
+    // epoch at the step after its last batch (4, 8), then the training epoch's values come at
+    // the step of its last batch (3, 7); no sanity check values, no `hidden`.
+    assert_eq!(
+        metrics(&calls),
+        [
+            (2, step.clone()),
+            (4, validation.clone()),
+            (3, train_epoch.clone()),
+            (5, step),
+            (8, validation),
+            (7, train_epoch),
+        ]
+    );
+    let epochs: Vec<f64> = calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Metrics(_, m) => m.get("epoch").copied(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(epochs, [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
+    // Every log is followed by a save, as Lightning's connector does.
+    let saves = calls.iter().filter(|c| **c == Call::Save).count();
+    assert_eq!(saves, 6);
+
+    // The first logger's directory is the run directory: checkpoints go there.
+    let run_dir = dir.path().join("recorded/version_0");
+    assert_eq!(trainer.log_dir(), Some(run_dir.as_path()));
+    assert!(run_dir.join("checkpoints/epoch=1-step=8.ckpt").exists());
+    assert!(run_dir.join("hparams.yaml").exists());
+
+    let logged = trainer.logged_metrics();
+    assert!(logged.get("val_loss").is_some() && logged.get("train_mean_epoch").is_some());
+    assert!(
+        logged.get("hidden").is_none(),
+        "`logger(false)` keeps it from the loggers"
+    );
+    assert!(
+        trainer.callback_metrics().get("hidden").is_some(),
+        "but not from callback_metrics"
+    );
+    assert_eq!(
+        trainer.progress_bar_metrics().keys().collect::<Vec<_>>(),
+        ["train_mean_epoch", "train_mean_step"]
+    );
+}
+
+#[test]
+fn validate_and_test_log_their_epoch_values_at_the_trainers_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let (logger, calls) = Recording::new(dir.path());
+    let mut trainer = Trainer::builder()
+        .default_root_dir(dir.path())
+        .enable_progress_bar(false)
+        .max_epochs(1)
+        .logger(logger)
+        .build()
+        .unwrap();
+    let mut model = trainer.fit(Net::new(), data()).unwrap();
+    calls.lock().unwrap().clear();
+    trainer.test(&mut model, Loaders::test(pair_loader(8, 4))).unwrap();
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(metrics(&calls), [(4, keys(&["epoch", "test_loss"]))]);
+    assert_eq!(
+        trainer.logged_metrics().keys().collect::<Vec<_>>(),
+        ["epoch", "test_loss"]
+    );
+    assert_eq!(calls.last(), Some(&Call::Finalize("success".into())));
+}
+
+#[test]
+fn a_failed_run_finalizes_its_loggers_as_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (logger, calls) = Recording::new(dir.path());
+    let model = Net {
+        fail_at: Some(0),
+        ..Net::new()
+    };
+    let result = Trainer::builder()
+        .default_root_dir(dir.path())
+        .enable_progress_bar(false)
+        .max_epochs(2)
+        .logger(logger)
+        .build()
+        .unwrap()
+        .fit(model, data());
+    assert!(result.is_err());
+    assert_eq!(calls.lock().unwrap().last(), Some(&Call::Finalize("failed".into())));
+}
+
+#[test]
+fn without_loggers_nothing_is_logged_and_log_every_n_steps_must_be_positive() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::builder()
+        .default_root_dir(dir.path())
+        .enable_progress_bar(false)
+        .max_epochs(1)
+        .enable_logger(false)
+        .build()
+        .unwrap();
+    trainer.fit(Net::new(), data()).unwrap();
+    assert!(trainer.loggers().is_empty());
+    assert!(trainer.logged_metrics().is_empty());
+    let error = Trainer::<Net>::builder().log_every_n_steps(0).build().err().unwrap();
+    assert!(error.to_string().contains("`log_every_n_steps`"), "{error}");
+}
