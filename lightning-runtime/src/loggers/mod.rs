@@ -7,6 +7,9 @@ use crate::{Error, JsonValue};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub mod csv;
+pub use csv::CsvLogger;
+
 /// The logger a trainer writes with when none is given: TensorBoard, in the run directory (as
 /// Lightning's default `TensorBoardLogger` when `tensorboard` is installed).
 pub(crate) fn default_logger(run_dir: &Path) -> impl Logger + 'static {
