@@ -54,12 +54,12 @@ pub use burn_lightning_runtime::*;
 /// generic `impl<M: LightningModule> Callback<M>` and the trainer's builder.
 pub mod prelude {
     pub use crate::{
-        BatchControl, Callback, CallbackRole, Callbacks, Checkpoint, ClipAlgorithm, DataModule, EarlyStopping,
-        EpochContext, EpochLogOptions, EpochSummary, Error, GradientClip, Gradients, HasHparams, Hook, HookContext,
-        Interval, JsonValue, LightningModule, Limit, Loader, Loaders, LogOptions, Metrics, Mode, ModelCheckpoint,
-        Optimizer, OptimizerClosure, OptimizerConfig, Reduce, RunningStage, Scheduler, Stage, StepContext, StepOutput,
-        Trainer, TrainerBuilder, TrainerFn, TrainerState, TrainerStatus, ValCheckInterval, hook, lightning_module,
-        seed_everything,
+        BatchControl, Callback, CallbackRole, Callbacks, Checkpoint, ClipAlgorithm, CsvLogger, DataModule,
+        EarlyStopping, EpochContext, EpochLogOptions, EpochSummary, Error, FitError, GradientClip, Gradients,
+        HasHparams, Hook, HookContext, Interval, JsonValue, LightningModule, Limit, Loader, Loaders, LogOptions,
+        Logger, Metrics, Mode, ModelCheckpoint, Optimizer, OptimizerClosure, OptimizerConfig, Reduce, RunningStage,
+        Scheduler, Stage, StepContext, StepOutput, Trainer, TrainerBuilder, TrainerFn, TrainerState, TrainerStatus,
+        ValCheckInterval, hook, lightning_module, seed_everything,
     };
     pub use burn_lightning_runtime::burn::prelude::*;
 }

@@ -272,3 +272,51 @@ fn without_loggers_nothing_is_logged_and_log_every_n_steps_must_be_positive() {
     let error = Trainer::<Net>::builder().log_every_n_steps(0).build().err().unwrap();
     assert!(error.to_string().contains("`log_every_n_steps`"), "{error}");
 }
+
+#[test]
+fn the_csv_logger_writes_lightnings_metrics_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::builder()
+        .default_root_dir(dir.path())
+        .enable_progress_bar(false)
+        .max_epochs(2)
+        .log_every_n_steps(2)
+        .logger(CsvLogger::new(dir.path()))
+        .build()
+        .unwrap();
+    trainer.fit(Net::new(), data()).unwrap();
+    let run_dir = dir.path().join("lightning_logs/version_0");
+    assert_eq!(trainer.log_dir(), Some(run_dir.as_path()));
+    let csv = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("epoch,step,train_loss,train_mean_epoch,train_mean_step,val_loss"),
+        "{csv}"
+    );
+    // One row per log call: step values at steps 1, 3, 5, 7, validation at 4 and 8, training
+    // epoch values at 3 and 7; `epoch` on every row.
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let steps: Vec<(&str, &str)> = rows.iter().map(|r| (r[0], r[1])).collect();
+    assert_eq!(
+        steps,
+        [
+            ("0", "1"),
+            ("0", "3"),
+            ("0", "4"),
+            ("0", "3"),
+            ("1", "5"),
+            ("1", "7"),
+            ("1", "8"),
+            ("1", "7")
+        ]
+    );
+    // The step rows hold `train_mean_step` (the batch index) and no epoch value.
+    assert_eq!((rows[0][4], rows[0][3]), ("1", ""));
+    assert_eq!(
+        (rows[3][3], rows[3][4]),
+        ("1.5", ""),
+        "the epoch mean of batch indices 0..4"
+    );
+    assert!(run_dir.join("hparams.yaml").exists());
+}
