@@ -7,6 +7,9 @@ use crate::{Error, JsonValue};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub mod tensorboard;
+pub use tensorboard::TensorBoardLogger;
+
 /// What every logger does (Lightning's `lightning.pytorch.loggers.Logger`).
 ///
 /// Values arrive as numbers: the trainer reads the tensors behind them once per logging step,
