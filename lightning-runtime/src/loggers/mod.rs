@@ -8,30 +8,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub mod csv;
+pub mod tensorboard;
 pub use csv::CsvLogger;
+pub use tensorboard::TensorBoardLogger;
 
 /// The logger a trainer writes with when none is given: TensorBoard, in the run directory (as
 /// Lightning's default `TensorBoardLogger` when `tensorboard` is installed).
-pub(crate) fn default_logger(run_dir: &Path) -> impl Logger + 'static {
-    NoLogger(LoggerDir::existing(run_dir))
-}
-
-/// Placeholder until the TensorBoard logger lands.
-struct NoLogger(LoggerDir);
-
-impl Logger for NoLogger {
-    fn name(&self) -> &str {
-        "none"
-    }
-    fn log_dir(&mut self) -> Result<PathBuf, Error> {
-        self.0.resolve()
-    }
-    fn log_hyperparams(&mut self, _: &JsonValue) -> Result<(), Error> {
-        Ok(())
-    }
-    fn log_metrics(&mut self, _: &BTreeMap<String, f64>, _: usize) -> Result<(), Error> {
-        Ok(())
-    }
+pub(crate) fn default_logger(run_dir: &Path) -> TensorBoardLogger {
+    TensorBoardLogger::in_dir(LoggerDir::existing(run_dir))
 }
 
 /// What every logger does (Lightning's `lightning.pytorch.loggers.Logger`).
