@@ -347,3 +347,139 @@ fn tensorboard_reads_the_run() {
         "the check missed a wrong hyperparameter:\n{output}"
     );
 }
+
+/// A module that logs per step, both ways and per epoch, for the trainer test below.
+mod trained {
+    use burn::nn::{Linear, LinearConfig};
+    use burn::optim::SgdConfig;
+    use burn_lightning::prelude::*;
+
+    #[derive(Clone, Debug)]
+    pub struct Pair {
+        pub x: Tensor<2>,
+        pub y: Tensor<2>,
+    }
+
+    #[lightning_module]
+    #[derive(Module, Debug)]
+    pub struct Regressor {
+        layer: Linear,
+        /// SGD's learning rate.
+        #[hparam(default = 0.05)]
+        pub lr: f64,
+    }
+
+    impl Regressor {
+        pub fn new() -> Self {
+            Self {
+                layer: LinearConfig::new(4, 1).init(&Device::default()),
+                lr: 0.05,
+            }
+        }
+        fn loss(&self, batch: Pair) -> Tensor<1> {
+            (self.layer.forward(batch.x) - batch.y).powi_scalar(2).mean()
+        }
+    }
+
+    #[lightning_module]
+    impl Regressor {
+        #[hook]
+        fn training_step(&self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) -> Tensor<1> {
+            let loss = self.loss(batch);
+            cx.log_with("train_loss", &loss, LogOptions::new().on_step(true).on_epoch(true));
+            loss
+        }
+        #[hook]
+        fn validation_step(&self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) {
+            cx.log("val_loss", self.loss(batch));
+        }
+        #[hook]
+        fn configure_optimizers(&self) -> OptimizerConfig {
+            OptimizerConfig::new(SgdConfig::new().init(), self.lr)
+        }
+    }
+
+    /// `n` batches of 2 items.
+    pub fn loader(n: usize) -> Loader<Pair> {
+        use burn::data::dataloader::DataLoaderBuilder;
+        use burn::data::dataloader::batcher::Batcher;
+        use burn::data::dataset::InMemDataset;
+        #[derive(Clone)]
+        struct B;
+        impl Batcher<f32, Pair> for B {
+            fn batch(&self, items: Vec<f32>, device: &Device) -> Pair {
+                let n = items.len();
+                let x: Vec<f32> = items.iter().flat_map(|v| [*v, -v, v * 0.5, 1.0]).collect();
+                Pair {
+                    x: Tensor::from_data(TensorData::new(x, [n, 4]), device),
+                    y: Tensor::from_data(TensorData::new(items, [n, 1]), device),
+                }
+            }
+        }
+        let items: Vec<f32> = (0..2 * n).map(|i| (i as f32 * 0.37).sin()).collect();
+        DataLoaderBuilder::new(B).batch_size(2).build(InMemDataset::new(items))
+    }
+}
+
+#[test]
+fn the_default_logger_writes_what_the_trainer_logged_and_tensorboard_reads_it() {
+    use burn_lightning::prelude::*;
+    let root = tempfile::tempdir().unwrap();
+    // No logger given: the trainer's default TensorBoard logger, in the run directory.
+    let mut trainer = Trainer::builder()
+        .default_root_dir(root.path())
+        .enable_progress_bar(false)
+        .max_epochs(3)
+        .log_every_n_steps(2)
+        .build()
+        .unwrap();
+    trainer
+        .fit(
+            trained::Regressor::new(),
+            Loaders::fit(trained::loader(5), Some(trained::loader(2))),
+        )
+        .unwrap();
+    let run_dir = root.path().join("lightning_logs/version_0");
+    assert_eq!(trainer.log_dir(), Some(run_dir.as_path()));
+    assert_eq!(trainer.loggers().len(), 1);
+    assert_eq!(trainer.loggers()[0].name(), "lightning_logs");
+
+    // Every second batch that stepped (counted over the whole fit: 15 batches), the epoch values
+    // at the epoch's last step, validation at the step after it, `epoch` with all of them: what
+    // Lightning's connector sends. Read back here, every value bit for bit with what the
+    // trainer reports as logged last.
+    let files = event_files(&run_dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let bytes = std::fs::read(&files[0]).unwrap();
+    let read = scalars(&records(&bytes));
+    let steps = |tag: &str| read[tag].iter().map(|(s, _)| *s).collect::<Vec<_>>();
+    assert_eq!(steps("train_loss_step"), [1, 3, 5, 7, 9, 11, 13]);
+    assert_eq!(steps("train_loss_epoch"), [4, 9, 14]);
+    assert_eq!(steps("val_loss"), [5, 10, 15]);
+    assert_eq!(steps("hp_metric"), [0]);
+    let epochs: Vec<f32> = read["epoch"].iter().map(|(_, v)| *v).collect();
+    assert_eq!(epochs, [0., 0., 0., 0., 1., 1., 1., 1., 1., 2., 2., 2., 2.]);
+    for (tag, value) in trainer.logged_metrics().iter() {
+        let last = read[tag.as_str()].last().unwrap().1;
+        assert_eq!(last.to_bits(), (*value as f32).to_bits(), "{tag}");
+    }
+
+    let Ok(python) = std::env::var("TENSORBOARD_PYTHON") else {
+        eprintln!("TENSORBOARD_PYTHON is not set: skipping the check by TensorBoard");
+        return;
+    };
+    let expected = json!({
+        "scalars": read
+            .iter()
+            .map(|(tag, points)| {
+                let points: Vec<JsonValue> = points.iter().map(|&(s, v)| json!([s, json_value(v)])).collect();
+                (tag.clone(), JsonValue::Array(points))
+            })
+            .collect::<serde_json::Map<_, _>>(),
+        "hparams": {"lr": 0.05},
+        "metrics": ["hp_metric"],
+    });
+    let (ok, output) = tensorboard_check(&python, &run_dir, &expected);
+    println!("{output}");
+    assert!(ok, "TensorBoard does not read the trainer's run as logged:\n{output}");
+}

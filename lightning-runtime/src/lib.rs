@@ -33,7 +33,7 @@ pub use hooks::{
     LightningModule, LogScope, ManualOptimization, Optimization, PredictStep, StepOutput, TestStep, TrainingStep,
     ValidationStep,
 };
-pub use loggers::{CsvLogger, Logger, LoggerDir, Version};
+pub use loggers::{CsvLogger, Logger, LoggerDir, TensorBoardLogger, Version};
 pub use logging::{EpochLogOptions, LogOptions, LogValue, MetricValue, Metrics, Reduce};
 pub use optim::{GradientClip, Gradients, Interval, IntoOptimizerConfig, Optimizer, OptimizerConfig, Scheduler};
 pub use optimization::OptimizerClosure;

@@ -139,7 +139,7 @@ impl CsvLogger {
         if exists && keys.len() == self.keys.len() {
             let mut text = String::new();
             push_rows(&mut text, &keys, &self.rows);
-            append_durable(path, text.as_bytes())?;
+            append_lines(path, text.as_bytes())?;
             return Ok(keys);
         }
         // A new file, or a new key: the whole file under the new header (Lightning's
@@ -229,17 +229,30 @@ impl Logger for CsvLogger {
         self.rows.clear();
         Ok(())
     }
+
+    /// Writes the buffered rows and waits until `metrics.csv` is on the disk.
+    fn finalize(&mut self, _status: &str) -> Result<(), Error> {
+        self.save()?;
+        let Some(dir) = &self.log_dir else { return Ok(()) };
+        let path = dir.join(METRICS_FILE);
+        match std::fs::File::open(&path) {
+            Ok(file) => file.sync_data().map_err(|e| Error::io("flush", &path, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("open", &path, e)),
+        }
+    }
 }
 
-/// `bytes` (whole lines) appended to `path` and flushed to disk. On an error the file is cut
-/// back to its previous length, so that it never ends in half a line.
-fn append_durable(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+/// `bytes` (whole lines) appended to `path`, handed to the operating system (they survive the
+/// process being killed; `finalize` waits for the disk). On an error the file is cut back to
+/// its previous length, so that it never ends in half a line.
+fn append_lines(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let mut file = std::fs::OpenOptions::new()
         .append(true)
         .open(path)
         .map_err(|e| Error::io("open", path, e))?;
     let len = file.metadata().map_err(|e| Error::io("read", path, e))?.len();
-    if let Err(e) = file.write_all(bytes).and_then(|()| file.sync_data()) {
+    if let Err(e) = file.write_all(bytes) {
         let _ = file.set_len(len);
         return Err(Error::io("append to", path, e));
     }

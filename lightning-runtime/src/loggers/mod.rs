@@ -93,12 +93,17 @@ impl LoggerDir {
         self
     }
 
-    /// A directory that already exists (the trainer's run directory), used as it is.
+    /// A directory that already exists (the trainer's run directory), used as it is; the
+    /// logger's name is its parent's (`lightning_logs`).
     pub fn existing(dir: impl Into<PathBuf>) -> Self {
         let dir = dir.into();
+        let name = dir
+            .parent()
+            .and_then(Path::file_name)
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         Self {
             save_dir: dir.clone(),
-            name: String::new(),
+            name,
             version: Version::Next,
             resolved: Some(dir),
         }

@@ -235,15 +235,21 @@ impl Logger for TensorBoardLogger {
         Ok(())
     }
 
+    /// Hands what is buffered to the operating system (it survives the process being killed);
+    /// the trainer calls it after every `log_metrics`, on the training thread, so it does not
+    /// wait for the disk.
     fn save(&mut self) -> Result<(), Error> {
         match &mut self.writer {
-            Some(writer) => writer.flush(),
+            Some(writer) => writer.flush(false),
             None => Ok(()),
         }
     }
 
+    /// Flushes to the disk itself and closes the file.
     fn finalize(&mut self, _status: &str) -> Result<(), Error> {
-        self.save()?;
+        if let Some(writer) = &mut self.writer {
+            writer.flush(true)?;
+        }
         self.writer = None;
         Ok(())
     }
@@ -303,10 +309,17 @@ impl EventWriter {
         write(&mut self.file).map_err(|e| Error::io("write the TensorBoard event file", &self.path, e))
     }
 
-    fn flush(&mut self) -> Result<(), Error> {
+    /// Writes the buffer out; with `durable`, also waits until the data is on the disk.
+    fn flush(&mut self, durable: bool) -> Result<(), Error> {
         self.file
             .flush()
-            .and_then(|()| self.file.get_ref().sync_data())
+            .and_then(|()| {
+                if durable {
+                    self.file.get_ref().sync_data()
+                } else {
+                    Ok(())
+                }
+            })
             .map_err(|e| Error::io("flush the TensorBoard event file", &self.path, e))
     }
 }
