@@ -8,12 +8,13 @@
 //!
 //! - (a) the hand-written loop;
 //! - (b) `Trainer::fit` with its defaults (sanity check, `EpochSummary`, a `ModelCheckpoint`
-//!   written every epoch into a temporary `default_root_dir`), timed by a callback.
+//!   written every epoch and the default TensorBoard logger, into a temporary
+//!   `default_root_dir`), timed by a callback.
 //!
 //! Runs of (a) and (b) alternate, `--reps` times each, so that drift in the machine's load hits
 //! both. The first epoch of every run is a warm-up and is left out. The headline ratio compares
 //! the median time per epoch from one epoch's start to the next's: training, validation, metric
-//! reads, the summary line and, for (b), the checkpoint. The time from `on_train_epoch_start` to
+//! reads, the summary line and, for (b), the checkpoint and the logger's writes. The time from `on_train_epoch_start` to
 //! `on_train_epoch_end` (training and validation only) is reported beside it. Besides the wall
 //! clock, the process's CPU time is measured where Linux reports it (`/proc`, to the scheduler
 //! tick): it is less disturbed by other processes on a busy machine. The last line gives both
