@@ -499,3 +499,58 @@ fn a_trainer_still_works_after_a_failed_run() {
     let metrics = trainer.test(&mut model, Loaders::test(pair_loader(8, 4))).unwrap();
     assert!(metrics.get("test_loss").is_some_and(f64::is_finite));
 }
+
+/// A regressor whose `training_step` returns a loss of `values` values.
+#[lightning_module]
+#[derive(Module, Debug)]
+pub struct ShapedLoss {
+    layer: Linear,
+    #[module(skip)]
+    values: usize,
+}
+
+#[lightning_module]
+impl ShapedLoss {
+    #[hook]
+    fn training_step(&self, batch: Pair, _batch_idx: usize) -> Tensor<1> {
+        let loss = (self.layer.forward(batch.x) - batch.y).powi_scalar(2).mean();
+        match self.values {
+            0 => loss.slice([0..0]),
+            n => Tensor::cat(vec![loss; n], 0),
+        }
+    }
+    #[hook]
+    fn configure_optimizers(&self) -> OptimizerConfig {
+        OptimizerConfig::new(SgdConfig::new().init(), 0.01)
+    }
+}
+
+#[test]
+fn a_loss_that_is_not_one_value_is_an_error_at_the_first_step() {
+    for (values, expected) in [(3, "holds 3 values"), (0, "empty")] {
+        let dir = tempfile::tempdir().unwrap();
+        let model = ShapedLoss {
+            layer: LinearConfig::new(32, 2).init(&Device::default()),
+            values,
+        };
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Trainer::builder()
+                .default_root_dir(dir.path())
+                .enable_progress_bar(false)
+                .max_epochs(1)
+                .build()
+                .unwrap()
+                .fit(model, Loaders::fit(pair_loader(8, 4), None))
+        }));
+        let error = result
+            .unwrap_or_else(|_| panic!("a loss of {values} values panicked"))
+            .err()
+            .unwrap_or_else(|| panic!("a loss of {values} values trained"))
+            .error;
+        let message = error.to_string();
+        assert!(
+            message.contains("training_step") && message.contains(expected),
+            "{message}"
+        );
+    }
+}

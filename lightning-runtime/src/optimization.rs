@@ -67,6 +67,9 @@ impl<M: LightningModule> OptimizerClosure<'_, M> {
             self.core.take_error()?;
             output?
         };
+        if let Some(output) = &output {
+            check_loss("training_step", &output.loss)?;
+        }
         let epoch = self.core.state.current_epoch;
         let callbacks = &mut *self.callbacks;
         let core = &mut *self.core;
@@ -122,6 +125,10 @@ impl StepContext<'_> {
         if self.core.failed() {
             return Gradients::empty();
         }
+        if let Err(e) = check_loss("manual_backward", &loss) {
+            self.core.defer_error(e);
+            return Gradients::empty();
+        }
         let callbacks = callbacks_of::<M>(manual.callbacks);
         let core = &mut *self.core;
         let result = dispatch::on_before_backward(module, callbacks, core, &mut (), &loss)
@@ -161,6 +168,21 @@ fn callbacks_of<M: LightningModule>(callbacks: &mut dyn Any) -> &mut [Box<dyn cr
         .downcast_mut::<Callbacks<M>>()
         .map(|c| c.as_mut_slice())
         .unwrap_or_default()
+}
+
+/// A loss must be one value, as PyTorch's `backward` requires of an implicit gradient: the shape
+/// is known without reading the device.
+fn check_loss(hook: &'static str, loss: &Tensor<1>) -> Result<(), Error> {
+    let values = loss.dims()[0];
+    if values == 1 {
+        return Ok(());
+    }
+    let why = if values == 0 {
+        "the loss is empty (0 values); check the batch and the reduction that produced it".to_string()
+    } else {
+        format!("the loss holds {values} values, but backward needs one; reduce it (`.mean()` or `.sum()`)")
+    };
+    Err(Error::Hook { hook, message: why })
 }
 
 fn outside_training_step(what: &str) -> Error {

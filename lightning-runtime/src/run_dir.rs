@@ -109,9 +109,13 @@ fn temp_file_for(path: &Path) -> Result<tempfile::NamedTempFile, Error> {
     let dir = parent_dir(path);
     let name = path.file_name().unwrap_or(OsStr::new("file")).to_string_lossy();
     let prefix = format!(".{name}{TEMP_MARKER}");
-    tempfile::Builder::new()
-        .prefix(&prefix)
-        .suffix("")
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix("");
+    // An ordinary file's permissions under the user's umask (rw-r--r-- with umask 022), not
+    // the owner-only ones tempfile picks for secrets: checkpoints and logs are shared.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    builder
         .tempfile_in(dir)
         .map_err(|e| Error::io("create a temporary file in", dir, e))
 }
@@ -175,6 +179,21 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn written_files_get_ordinary_permissions_under_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.ckpt");
+        write_atomic(&path, b"weights").unwrap();
+        // A probe created the ordinary way shows what the umask lets through.
+        let probe = dir.path().join("probe");
+        std::fs::write(&probe, b"").unwrap();
+        let expected = std::fs::metadata(&probe).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, expected, "{mode:o} vs {expected:o}");
     }
 
     #[test]
