@@ -61,6 +61,33 @@ impl<M: LightningModule> Callback<M> for EpochSummary {
     }
 }
 
+/// Prints the module's summary at the start of `fit` (Lightning's `ModelSummary` callback): its
+/// layers down to `max_depth` (default 1), their types and parameter counts, and the totals.
+/// Added by default; `enable_model_summary(false)` turns it off.
+#[derive(Debug, Clone)]
+pub struct ModelSummary {
+    max_depth: usize,
+}
+
+impl Default for ModelSummary {
+    fn default() -> Self {
+        Self { max_depth: 1 }
+    }
+}
+
+impl ModelSummary {
+    /// Layers down to `max_depth` (0: totals only; `usize::MAX`: every level).
+    pub fn new(max_depth: usize) -> Self {
+        Self { max_depth }
+    }
+}
+
+impl<M: LightningModule> Callback<M> for ModelSummary {
+    fn on_fit_start(&mut self, module: &mut M, _cx: &mut HookContext<'_>) {
+        println!("{}", crate::summary::summarize(module, self.max_depth));
+    }
+}
+
 /// Whether a smaller or a larger monitored value is better.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub enum Mode {

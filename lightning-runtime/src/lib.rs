@@ -18,11 +18,12 @@ pub mod optim;
 pub mod optimization;
 pub mod run_dir;
 pub mod state;
+pub mod summary;
 pub mod trainer;
 
 pub use burn;
 pub use burn::tensor::{Device, Tensor};
-pub use callbacks::{EarlyStopping, EpochSummary, Mode, ModelCheckpoint};
+pub use callbacks::{EarlyStopping, EpochSummary, Mode, ModelCheckpoint, ModelSummary};
 pub use checkpoint::Checkpoint;
 pub use context::{EpochContext, HookContext, StepContext};
 pub use data::{DataModule, IntoLoader, Loader, Loaders, Stage};
@@ -39,6 +40,7 @@ pub use optim::{GradientClip, Gradients, Interval, IntoOptimizerConfig, Optimize
 pub use optimization::OptimizerClosure;
 pub use serde_json::Value as JsonValue;
 pub use state::{RunningStage, TrainerFn, TrainerState, TrainerStatus};
+pub use summary::{LayerSummary, Summary, summarize};
 pub use trainer::{ClipAlgorithm, FitError, Limit, Trainer, TrainerBuilder, ValCheckInterval};
 
 /// Re-exported for generated code: `#[serde(crate = "...")]` needs a path users can reach.

@@ -170,6 +170,7 @@ pub struct TrainerBuilder<M: LightningModule> {
     enable_checkpointing: bool,
     enable_progress_bar: bool,
     enable_logger: bool,
+    enable_model_summary: bool,
     log_every_n_steps: usize,
     loggers: Vec<Box<dyn Logger>>,
     callbacks: Callbacks<M>,
@@ -209,6 +210,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             enable_checkpointing: true,
             enable_progress_bar: true,
             enable_logger: true,
+            enable_model_summary: true,
             log_every_n_steps: 50,
             loggers: Vec::new(),
             callbacks: Vec::new(),
@@ -259,6 +261,9 @@ impl<M: LightningModule> TrainerBuilder<M> {
         /// Whether logged values go to loggers (default true: a TensorBoard logger in the run
         /// directory when none is given; `false` is Lightning's `logger=False`).
         enable_logger: bool => enable_logger = enable_logger;
+        /// Prints the module's summary at the start of `fit` ([`ModelSummary`](crate::ModelSummary);
+        /// default true).
+        enable_model_summary: bool => enable_model_summary = enable_model_summary;
         /// Step values reach the loggers every this many training batches (default 50).
         log_every_n_steps: usize => log_every_n_steps = log_every_n_steps;
     }
@@ -386,6 +391,9 @@ impl<M: LightningModule> TrainerBuilder<M> {
         let mut callbacks = self.callbacks;
         if self.enable_progress_bar && !callbacks.iter().any(|c| c.name() == "EpochSummary") {
             callbacks.push(Box::new(EpochSummary::default()));
+        }
+        if self.enable_model_summary && !callbacks.iter().any(|c| c.name() == "ModelSummary") {
+            callbacks.push(Box::new(crate::callbacks::ModelSummary::default()));
         }
         let fast_dev_run = self.fast_dev_run;
         if self.enable_checkpointing
