@@ -19,6 +19,7 @@ pub mod optimization;
 pub mod run_dir;
 pub mod state;
 pub mod summary;
+pub mod timer;
 pub mod trainer;
 
 pub use burn;
@@ -41,6 +42,7 @@ pub use optimization::OptimizerClosure;
 pub use serde_json::Value as JsonValue;
 pub use state::{RunningStage, TrainerFn, TrainerState, TrainerStatus};
 pub use summary::{LayerSummary, Summary, summarize};
+pub use timer::{MaxTime, TimeSpan, Timer};
 pub use trainer::{ClipAlgorithm, FitError, Limit, Trainer, TrainerBuilder, ValCheckInterval};
 
 /// Re-exported for generated code: `#[serde(crate = "...")]` needs a path users can reach.

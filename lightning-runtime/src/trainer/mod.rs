@@ -162,6 +162,7 @@ pub struct TrainerBuilder<M: LightningModule> {
     check_val_every_n_epoch: Option<usize>,
     num_sanity_val_steps: usize,
     fast_dev_run: Option<usize>,
+    max_time: Option<crate::timer::MaxTime>,
     default_root_dir: Option<PathBuf>,
     seed: Option<u64>,
     device: Option<Device>,
@@ -202,6 +203,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             check_val_every_n_epoch: Some(1),
             num_sanity_val_steps: 2,
             fast_dev_run: None,
+            max_time: None,
             default_root_dir: None,
             seed: None,
             device: None,
@@ -266,6 +268,16 @@ impl<M: LightningModule> TrainerBuilder<M> {
         enable_model_summary: bool => enable_model_summary = enable_model_summary;
         /// Step values reach the loggers every this many training batches (default 50).
         log_every_n_steps: usize => log_every_n_steps = log_every_n_steps;
+    }
+
+    /// Stops training once it has run this long (Lightning's `max_time`): `"DD:HH:MM:SS"`, a
+    /// `Duration`, or a `TimeSpan`. Checked after every training batch by a [`Timer`](crate::Timer)
+    /// (added unless one is given); the stop works as `cx.stop()` does: the epoch's validation
+    /// runs, checkpoints are saved, and `min_epochs`/`min_steps` are honoured.
+    #[must_use]
+    pub fn max_time(mut self, max_time: impl Into<crate::timer::MaxTime>) -> Self {
+        self.max_time = Some(max_time.into());
+        self
     }
 
     /// Adds a logger (Lightning's `logger=[...]`): logged values go to every logger given, and
@@ -391,6 +403,12 @@ impl<M: LightningModule> TrainerBuilder<M> {
         let mut callbacks = self.callbacks;
         if self.enable_progress_bar && !callbacks.iter().any(|c| c.name() == "EpochSummary") {
             callbacks.push(Box::new(EpochSummary::default()));
+        }
+        if let Some(max_time) = &self.max_time {
+            let duration = max_time.duration()?;
+            if !callbacks.iter().any(|c| c.name() == "Timer") {
+                callbacks.push(Box::new(crate::timer::Timer::new(Some(duration))));
+            }
         }
         if self.enable_model_summary && !callbacks.iter().any(|c| c.name() == "ModelSummary") {
             callbacks.push(Box::new(crate::callbacks::ModelSummary::default()));

@@ -1,0 +1,244 @@
+//! `max_time` and the `Timer` callback (Lightning's): a wall-clock limit on training, checked
+//! after every training batch (or epoch), that stops the run the way a stop request does (the
+//! epoch's validation runs and checkpoints are saved), and the time each stage took.
+
+use crate::hooks::{Callback, LightningModule};
+use crate::optim::Interval;
+use crate::state::RunningStage;
+use crate::{EpochContext, Error, HookContext, JsonValue, StepContext};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A time limit as Lightning takes it: `"DD:HH:MM:SS"`, a [`Duration`], or a [`TimeSpan`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum MaxTime {
+    Duration(Duration),
+    /// `"DD:HH:MM:SS"`, checked by the trainer's builder.
+    Text(String),
+}
+
+impl From<Duration> for MaxTime {
+    fn from(duration: Duration) -> Self {
+        MaxTime::Duration(duration)
+    }
+}
+
+impl From<&str> for MaxTime {
+    fn from(text: &str) -> Self {
+        MaxTime::Text(text.to_string())
+    }
+}
+
+impl From<String> for MaxTime {
+    fn from(text: String) -> Self {
+        MaxTime::Text(text)
+    }
+}
+
+/// Lightning's `max_time={"days": 1, "hours": 5}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimeSpan {
+    pub days: u64,
+    pub hours: u64,
+    pub minutes: u64,
+    pub seconds: u64,
+}
+
+impl From<TimeSpan> for MaxTime {
+    fn from(span: TimeSpan) -> Self {
+        let seconds = ((span.days * 24 + span.hours) * 60 + span.minutes) * 60 + span.seconds;
+        MaxTime::Duration(Duration::from_secs(seconds))
+    }
+}
+
+impl MaxTime {
+    /// The duration, or an error naming `max_time` that says what to write.
+    pub(crate) fn duration(&self) -> Result<Duration, Error> {
+        match self {
+            MaxTime::Duration(duration) => Ok(*duration),
+            MaxTime::Text(text) => parse_dhms(text).ok_or_else(|| {
+                Error::config(
+                    "max_time",
+                    format!(
+                        "`{text}` is not \"DD:HH:MM:SS\" (days, hours, minutes and seconds, like \"00:12:00:00\"); \
+                         or give a `Duration` or a `TimeSpan`"
+                    ),
+                )
+            }),
+        }
+    }
+}
+
+/// `"DD:HH:MM:SS"`, as Lightning splits it: four whole numbers.
+fn parse_dhms(text: &str) -> Option<Duration> {
+    let parts: Vec<u64> = text
+        .trim()
+        .split(':')
+        .map(|p| p.trim().parse::<u64>())
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let [days, hours, minutes, seconds] = parts[..] else {
+        return None;
+    };
+    let span = TimeSpan {
+        days,
+        hours,
+        minutes,
+        seconds,
+    };
+    match MaxTime::from(span) {
+        MaxTime::Duration(d) => Some(d),
+        MaxTime::Text(_) => None,
+    }
+}
+
+/// When each stage started and ended.
+#[derive(Debug, Default)]
+struct Times {
+    started: [Option<Instant>; 3],
+    ended: [Option<Instant>; 3],
+}
+
+/// The stages a [`Timer`] times.
+fn slot(stage: RunningStage) -> Option<usize> {
+    match stage {
+        RunningStage::Training => Some(0),
+        RunningStage::Validating | RunningStage::SanityChecking => Some(1),
+        RunningStage::Testing => Some(2),
+        RunningStage::Predicting => None,
+    }
+}
+
+/// Lightning's `Timer`: stops fitting once training has taken `duration` (checked after every
+/// training batch, or every epoch with `Interval::Epoch`), and measures how long training,
+/// validation and testing took. The trainer adds one for `max_time` unless one is given. Clones
+/// share their measurements: keep one to read them after the run.
+#[derive(Clone, Debug)]
+pub struct Timer {
+    duration: Option<Duration>,
+    interval: Interval,
+    verbose: bool,
+    times: Arc<Mutex<Times>>,
+}
+
+impl Timer {
+    /// Stops training after `duration` (`None`: only measures).
+    pub fn new(duration: Option<Duration>) -> Self {
+        Self {
+            duration,
+            interval: Interval::Step,
+            verbose: true,
+            times: Arc::default(),
+        }
+    }
+
+    /// Checks the limit after every training batch (`Interval::Step`, the default) or epoch.
+    #[must_use]
+    pub fn interval(mut self, interval: Interval) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// Whether it says so when the limit is reached (default true).
+    #[must_use]
+    pub fn verbose(mut self, verbose: bool) -> Self {
+        self.verbose = verbose;
+        self
+    }
+
+    /// The limit.
+    pub fn duration(&self) -> Option<Duration> {
+        self.duration
+    }
+
+    /// How long `stage` has run (up to now while it runs; the sanity check counts as
+    /// validation).
+    pub fn time_elapsed(&self, stage: RunningStage) -> Duration {
+        let Some(i) = slot(stage) else {
+            return Duration::ZERO;
+        };
+        let times = self.times.lock().unwrap_or_else(|e| e.into_inner());
+        match (times.started[i], times.ended[i]) {
+            (Some(start), Some(end)) => end.saturating_duration_since(start),
+            (Some(start), None) => start.elapsed(),
+            (None, _) => Duration::ZERO,
+        }
+    }
+
+    /// What is left of the limit for training.
+    pub fn time_remaining(&self) -> Option<Duration> {
+        self.duration
+            .map(|d| d.saturating_sub(self.time_elapsed(RunningStage::Training)))
+    }
+
+    fn mark(&self, stage: RunningStage, start: bool) {
+        let Some(i) = slot(stage) else { return };
+        let mut times = self.times.lock().unwrap_or_else(|e| e.into_inner());
+        if start {
+            times.started[i] = Some(Instant::now());
+            times.ended[i] = None;
+        } else {
+            times.ended[i] = Some(Instant::now());
+        }
+    }
+
+    /// Lightning's `_check_time_remaining`: past the limit, asks the trainer to stop.
+    fn check(&self, stop: impl FnOnce()) {
+        let Some(limit) = self.duration else { return };
+        let elapsed = self.time_elapsed(RunningStage::Training);
+        if elapsed >= limit {
+            if self.verbose {
+                println!("Time limit reached. Elapsed time is {elapsed:.3?}. Signaling Trainer to stop.");
+            }
+            stop();
+        }
+    }
+}
+
+impl<M: LightningModule> Callback<M> for Timer {
+    fn on_train_start(&mut self, _module: &mut M, _cx: &mut EpochContext<'_>) {
+        self.mark(RunningStage::Training, true);
+    }
+    fn on_train_end(&mut self, _module: &mut M, _cx: &mut HookContext<'_>) {
+        self.mark(RunningStage::Training, false);
+    }
+    fn on_validation_start(&mut self, _module: &mut M, cx: &mut EpochContext<'_>) {
+        self.mark(cx.stage, true);
+    }
+    fn on_validation_end(&mut self, _module: &mut M, cx: &mut HookContext<'_>) {
+        self.mark(cx.stage, false);
+    }
+    fn on_test_start(&mut self, _module: &mut M, _cx: &mut EpochContext<'_>) {
+        self.mark(RunningStage::Testing, true);
+    }
+    fn on_test_end(&mut self, _module: &mut M, _cx: &mut HookContext<'_>) {
+        self.mark(RunningStage::Testing, false);
+    }
+    fn on_train_batch_end(
+        &mut self,
+        _module: &mut M,
+        _outputs: Option<&crate::StepOutput<M::TrainExtra>>,
+        _batch: &M::Batch,
+        _batch_idx: usize,
+        cx: &mut StepContext<'_>,
+    ) {
+        if self.interval == Interval::Step {
+            self.check(|| cx.stop());
+        }
+    }
+    fn on_train_epoch_end(&mut self, _module: &mut M, cx: &mut EpochContext<'_>) {
+        if self.interval == Interval::Epoch {
+            self.check(|| cx.stop());
+        }
+    }
+    fn state_dict(&mut self) -> Option<JsonValue> {
+        let elapsed = |stage| self.time_elapsed(stage).as_secs_f64();
+        Some(serde_json::json!({
+            "time_elapsed": {
+                "train": elapsed(RunningStage::Training),
+                "validate": elapsed(RunningStage::Validating),
+                "test": elapsed(RunningStage::Testing),
+            }
+        }))
+    }
+}
