@@ -55,11 +55,12 @@ pub use burn_lightning_runtime::*;
 pub mod prelude {
     pub use crate::{
         BatchControl, Callback, CallbackRole, Callbacks, Checkpoint, ClipAlgorithm, CsvLogger, DataModule,
-        EarlyStopping, EpochContext, EpochLogOptions, EpochSummary, Error, FitError, GradientClip, Gradients,
-        HasHparams, Hook, HookContext, Interval, JsonValue, LightningModule, Limit, Loader, Loaders, LogOptions,
-        Logger, Metrics, Mode, ModelCheckpoint, ModelSummary, Optimizer, OptimizerClosure, OptimizerConfig, Reduce,
-        RunningStage, Scheduler, Stage, StepContext, StepOutput, TensorBoardLogger, Timer, Trainer, TrainerBuilder,
-        TrainerFn, TrainerState, TrainerStatus, ValCheckInterval, hook, lightning_module, seed_everything, summarize,
+        EarlyStopping, EpochContext, EpochLogOptions, EpochSummary, Error, FitError, GradientClip, GradientNormMonitor,
+        Gradients, HasHparams, Hook, HookContext, Interval, JsonValue, LearningRateMonitor, LightningModule, Limit,
+        Loader, Loaders, LogOptions, Logger, Metrics, Mode, ModelCheckpoint, ModelSummary, Optimizer, OptimizerClosure,
+        OptimizerConfig, Reduce, RunningStage, Scheduler, Stage, StepContext, StepOutput, TensorBoardLogger, Timer,
+        Trainer, TrainerBuilder, TrainerFn, TrainerState, TrainerStatus, ValCheckInterval, grad_norm, hook,
+        lightning_module, seed_everything, summarize,
     };
     pub use burn_lightning_runtime::burn::prelude::*;
 }

@@ -8,62 +8,8 @@ mod common;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::SgdConfig;
 use burn_lightning::prelude::*;
-use burn_lightning::{JsonValue, Logger, LoggerDir};
+use common::recording::{Call, Recording};
 use common::{Pair, pair_loader};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-
-/// What a logger was told, in order.
-#[derive(Clone, Debug, PartialEq)]
-enum Call {
-    Hparams(JsonValue),
-    Metrics(usize, BTreeMap<String, f64>),
-    Save,
-    Finalize(String),
-}
-
-/// A logger that records every call, writing into its own `LoggerDir`.
-struct Recording {
-    dir: LoggerDir,
-    calls: Arc<Mutex<Vec<Call>>>,
-}
-
-impl Recording {
-    fn new(save_dir: &Path) -> (Self, Arc<Mutex<Vec<Call>>>) {
-        let calls = Arc::new(Mutex::new(Vec::new()));
-        let logger = Self {
-            dir: LoggerDir::new(save_dir).name("recorded"),
-            calls: calls.clone(),
-        };
-        (logger, calls)
-    }
-}
-
-impl Logger for Recording {
-    fn name(&self) -> &str {
-        "recorded"
-    }
-    fn log_dir(&mut self) -> Result<PathBuf, Error> {
-        self.dir.resolve()
-    }
-    fn log_hyperparams(&mut self, hparams: &JsonValue) -> Result<(), Error> {
-        self.calls.lock().unwrap().push(Call::Hparams(hparams.clone()));
-        Ok(())
-    }
-    fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: usize) -> Result<(), Error> {
-        self.calls.lock().unwrap().push(Call::Metrics(step, metrics.clone()));
-        Ok(())
-    }
-    fn save(&mut self) -> Result<(), Error> {
-        self.calls.lock().unwrap().push(Call::Save);
-        Ok(())
-    }
-    fn finalize(&mut self, status: &str) -> Result<(), Error> {
-        self.calls.lock().unwrap().push(Call::Finalize(status.to_string()));
-        Ok(())
-    }
-}
 
 /// Logs `train_loss` per step (and `train_mean` both ways), `hidden` with `logger(false)`,
 /// `val_loss` in validation, `test_loss` in test; fails in `on_train_epoch_end` of epoch

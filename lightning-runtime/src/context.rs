@@ -6,7 +6,7 @@
 use crate::Error;
 use crate::hooks::{Hook, LightningModule};
 use crate::logging::{EpochLogOptions, LogOptions, LogValue, MetricStore, MetricValue};
-use crate::optim::Optimizer;
+use crate::optim::{LearningRate, Optimizer};
 use crate::state::Loop;
 use crate::state::TrainerState;
 use std::any::Any;
@@ -50,6 +50,16 @@ pub struct Core {
     pub(crate) cleaned_dirs: BTreeSet<PathBuf>,
     /// The first misuse detected inside a hook; the trainer returns it once the hook returns.
     pub(crate) deferred_error: Option<Error>,
+    /// Whether the loggers receive the step values of the current training batch (Lightning's
+    /// `should_update_logs`).
+    pub(crate) logs_this_step: bool,
+    /// Whether the run has a logger to send values to.
+    pub(crate) has_logger: bool,
+    /// The learning rate of every optimizer, as the next step uses it.
+    pub(crate) learning_rates: Vec<LearningRate>,
+    /// Values callbacks sent straight to the loggers; the trainer sends them once the hook
+    /// returns, at the current step.
+    pub(crate) logger_records: Vec<BTreeMap<String, f64>>,
 }
 
 impl Core {
@@ -63,6 +73,10 @@ impl Core {
             checkpoints_written: BTreeSet::new(),
             cleaned_dirs: BTreeSet::new(),
             deferred_error: None,
+            logs_this_step: false,
+            has_logger: false,
+            learning_rates: Vec::new(),
+            logger_records: Vec::new(),
         }
     }
 
@@ -144,6 +158,30 @@ macro_rules! common_context_methods {
             /// return `Result`; callbacks report their errors here.
             pub fn fail(&mut self, error: Error) {
                 self.core.defer_error(error);
+            }
+
+            /// The learning rate of every optimizer (Lightning's `trainer.optimizers` and
+            /// `lr_scheduler_configs`, as `LearningRateMonitor` reads them), as the next
+            /// optimizer step uses it.
+            pub fn learning_rates(&self) -> &[LearningRate] {
+                &self.core.learning_rates
+            }
+
+            /// Whether the run has a logger (`logger(false)` and `fast_dev_run` have none).
+            pub fn has_logger(&self) -> bool {
+                self.core.has_logger
+            }
+
+            /// Sends `metrics` to every logger as they are, at the current step, once this
+            /// hook returns, and puts them in `callback_metrics` (what Lightning's callbacks
+            /// do with `logger.log_metrics(metrics, step=...)`). `cx.log` is what a module
+            /// usually wants instead: it reduces and names values by Lightning's rules.
+            pub fn send_to_loggers(&mut self, metrics: BTreeMap<String, f64>) {
+                if metrics.is_empty() || !self.core.has_logger {
+                    return;
+                }
+                self.core.metrics.record_sent(&metrics);
+                self.core.logger_records.push(metrics);
             }
         }
 
@@ -251,6 +289,13 @@ impl<'a> StepContext<'a> {
         for (name, value) in values {
             self.log(name.as_ref(), value);
         }
+    }
+
+    /// Whether the step values logged in this training batch reach the loggers (every
+    /// `log_every_n_steps` optimizer steps, and when a stop was asked for: Lightning's
+    /// `should_update_logs`). Check it before computing a value that is only worth logging.
+    pub fn logs_this_step(&self) -> bool {
+        self.core.logs_this_step
     }
 
     /// Items in the current batch (what epoch means are weighted by).

@@ -14,6 +14,7 @@ pub mod error;
 pub mod hooks;
 pub mod loggers;
 pub mod logging;
+pub mod monitors;
 pub mod optim;
 pub mod optimization;
 pub mod run_dir;
@@ -37,7 +38,10 @@ pub use hooks::{
 };
 pub use loggers::{CsvLogger, Logger, LoggerDir, TensorBoardLogger, Version};
 pub use logging::{EpochLogOptions, LogOptions, LogValue, MetricValue, Metrics, Reduce};
-pub use optim::{GradientClip, Gradients, Interval, IntoOptimizerConfig, Optimizer, OptimizerConfig, Scheduler};
+pub use monitors::{GradientNormMonitor, LearningRateMonitor, grad_norm};
+pub use optim::{
+    GradientClip, Gradients, Interval, IntoOptimizerConfig, LearningRate, Optimizer, OptimizerConfig, Scheduler,
+};
 pub use optimization::OptimizerClosure;
 pub use serde_json::Value as JsonValue;
 pub use state::{RunningStage, TrainerFn, TrainerState, TrainerStatus};

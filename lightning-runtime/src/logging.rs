@@ -294,8 +294,9 @@ struct Entry {
     epoch: Accumulator,
     /// The current epoch's reduced value, once its epoch has ended; `None` after a reset.
     epoch_value: Option<f64>,
-    /// The latest step value published (training entries only: evaluation loops publish epoch
-    /// values only). Outlives the loop's resets, as Lightning's `callback_metrics` dict does.
+    /// The latest step value published (for the loggers and the progress bar; in
+    /// `callback_metrics` for training entries only, as in Lightning). Outlives the loop's
+    /// resets, as Lightning's `callback_metrics` dict does.
     step_published: Option<Published<MetricValue>>,
     /// The latest epoch value published.
     epoch_published: Option<Published<f64>>,
@@ -327,6 +328,9 @@ pub(crate) struct MetricStore {
     ended: Vec<Loop>,
     /// Counts publications, to order them.
     clock: u64,
+    /// Values callbacks sent straight to the loggers (the learning-rate monitor's): they are in
+    /// `callback_metrics` too, as Lightning's callbacks put them there.
+    sent: HashMap<String, Published<f64>>,
 }
 
 impl MetricStore {
@@ -411,16 +415,14 @@ impl MetricStore {
                 "it was already logged in this hook with different options; log it with the same options or under another name",
             ));
         }
-        // Training step values reach `callback_metrics` at once (Lightning publishes them at the
-        // batch's end, and whenever `callback_metrics` is read during the batch). Evaluation
-        // values logged on_step only would go to loggers, which are not supported.
+        // Step values reach `callback_metrics` at once (Lightning publishes them at the batch's
+        // end, and whenever `callback_metrics` is read during the batch), in every loop; the
+        // loggers receive them at the end of the batch.
         if !on_epoch {
-            if training {
-                entry.step_published = Some(Published::new(&mut self.clock, value));
-            }
+            entry.step_published = Some(Published::new(&mut self.clock, value));
             return Ok(());
         }
-        if on_step && training {
+        if on_step {
             entry.step_published = Some(Published::new(&mut self.clock, value.clone()));
         }
         entry.epoch.add(value, batch_size as f64);
@@ -470,6 +472,7 @@ impl MetricStore {
     /// the results of `loop_kind` and clears everything published to `callback_metrics`.
     pub(crate) fn forget(&mut self, loop_kind: Loop) {
         self.ended.retain(|k| *k != loop_kind);
+        self.sent.clear();
         for entry in &mut self.entries {
             if entry.loop_kind == loop_kind {
                 entry.reset();
@@ -506,6 +509,13 @@ impl MetricStore {
         self.published(|e| e.logger && e.loop_kind == loop_kind, since, Values::Epoch, false)
     }
 
+    /// Records values a callback sent straight to the loggers, for `callback_metrics`.
+    pub(crate) fn record_sent(&mut self, metrics: &BTreeMap<String, f64>) {
+        for (name, value) in metrics {
+            self.sent.insert(name.clone(), Published::new(&mut self.clock, *value));
+        }
+    }
+
     /// The publication counter now: what is published later has a larger stamp.
     pub(crate) fn clock(&self) -> u64 {
         self.clock
@@ -528,9 +538,9 @@ impl MetricStore {
         }
         let mut latest = HashMap::new();
         for e in self.entries.iter().filter(|e| pick(e)) {
-            if values != Values::Epoch
-                && let Some(p) = e.step_published.as_ref().filter(|p| p.stamp > since)
-            {
+            // Lightning's `callback_metrics` take the step values of training only.
+            let step_values = values != Values::Epoch && (!bare || e.loop_kind == Loop::Train);
+            if step_values && let Some(p) = e.step_published.as_ref().filter(|p| p.stamp > since) {
                 let slot = match &p.value {
                     MetricValue::Scalar(v) => Slot::Number(*v),
                     MetricValue::Tensor(t) => Slot::Tensor(t),
@@ -551,6 +561,11 @@ impl MetricStore {
                 if e.forked() {
                     offer(&mut latest, &e.epoch_key, p.stamp, Slot::Number(p.value));
                 }
+            }
+        }
+        if bare {
+            for (name, p) in self.sent.iter().filter(|(_, p)| p.stamp > since) {
+                offer(&mut latest, name, p.stamp, Slot::Number(p.value));
             }
         }
         let winners: Vec<(&str, Slot<'_>)> = latest.into_iter().map(|(key, (_, slot))| (key, slot)).collect();

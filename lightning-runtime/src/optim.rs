@@ -9,6 +9,17 @@ use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleL
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use std::any::Any;
 
+/// An optimizer's learning rate as `LearningRateMonitor` logs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LearningRate {
+    /// The key it is logged under: Lightning's `lr-{optimizer}`.
+    pub name: String,
+    /// The learning rate the next step uses.
+    pub lr: f64,
+    /// When its scheduler steps; `None` without a scheduler.
+    pub interval: Option<Interval>,
+}
+
 /// When a scheduler steps (Lightning's `interval`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub enum Interval {
@@ -125,6 +136,13 @@ impl Optimizer {
             Some(scheduler) => scheduler.lr.clone(),
             None => self.lr.into(),
         }
+    }
+
+    /// The key `LearningRateMonitor` logs this optimizer's learning rate under. Lightning's
+    /// is `lr-{torch class}`; burn's optimizers are type-erased in `ModuleOptimizer`, so the
+    /// class is not known: `lr-Optimizer`.
+    pub(crate) fn monitor_key(&self) -> String {
+        "lr-Optimizer".to_string()
     }
 
     /// Steps taken so far.

@@ -1,6 +1,8 @@
 //! Shared by the integration tests: a tiny dataset and a recorder of hook calls.
 #![allow(dead_code)]
 
+pub mod recording;
+
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::InMemDataset;

@@ -143,6 +143,7 @@ where
     while let Some(next) = batches.next_batch()? {
         run.core.state.batch_idx = batch_idx;
         run.core.batch_size = next.size;
+        let batch_started = run.core.metrics.clock();
         let batch = run.transfer(next.batch, &device)?;
         let kept = run.batch_end_needs_batch(end_hook).then(|| batch.clone());
         if validation {
@@ -161,6 +162,9 @@ where
             if let (Some(output), Some(batch)) = (&output, &kept) {
                 hook!(run.on_test_batch_end(output, batch, batch_idx));
             }
+        }
+        if running != RunningStage::SanityChecking {
+            log_eval_step_values(run, kind, batch_started)?;
         }
         batch_idx += 1;
     }
@@ -202,6 +206,22 @@ where
     run.core.state.stage = previous_stage;
     run.core.state.batch_idx = previous_idx;
     Ok(())
+}
+
+/// Sends what the batch logged on_step to the loggers, after every batch (Lightning's
+/// `update_eval_step_metrics`: not gated by `log_every_n_steps`), at the count of this loop's
+/// batches logged so far in the run, without `epoch`. Nothing is read from the device when the
+/// batch logged nothing on_step (the default in evaluation hooks).
+fn log_eval_step_values<M, D>(run: &mut Run<'_, M, D>, kind: Loop, batch_started: u64) -> Result<(), Error>
+where
+    M: LightningModule,
+    D: DataModule<M::Batch>,
+{
+    let step = run.eval_batches_logged.entry(kind).or_insert(0);
+    let at = *step;
+    *step += 1;
+    let values = run.core.metrics.logger_step_metrics(kind, batch_started);
+    run.send_to_loggers(values, at)
 }
 
 /// `Trainer::predict`.

@@ -82,6 +82,7 @@ where
         message: "it returned no optimizer".into(),
     })?;
     run.optimizer = Some(config.build());
+    run.sync_learning_rates();
     run.create_log_dir()?;
     hook!(run.on_fit_start());
 
@@ -184,6 +185,7 @@ where
     D: DataModule<M::Batch>,
 {
     let epoch_started = run.core.metrics.clock();
+    run.sync_learning_rates();
     hook!(run.on_train_epoch_start());
     let validate_this_epoch = validates_epoch(run);
     let mut batches = Batches::new(Loop::Train, train_loader, run.cfg.limit_train_batches)?;
@@ -198,6 +200,9 @@ where
             val_every = Some(val_check_batches(run, batches.planned())?);
         }
         *total_batches += 1;
+        // Lightning's `should_update_logs`, as hooks see it during the batch.
+        run.core.logs_this_step =
+            (run.batches_that_stepped + 1).is_multiple_of(run.cfg.log_every_n_steps) || run.core.state.should_stop;
         let batch_started = run.core.metrics.clock();
         let steps_before = run.core.state.global_step;
         let control = train_batch(run, next.batch, batch_idx, next.is_last)?;
@@ -330,6 +335,10 @@ where
         return Ok(control);
     }
     let kept = run.batch_end_needs_batch(Hook::OnTrainBatchEnd).then(|| batch.clone());
+    if M::OPTIMIZATION == Optimization::Manual {
+        // A manual `training_step` steps its scheduler itself.
+        run.sync_learning_rates();
+    }
     let output = match M::OPTIMIZATION {
         Optimization::Automatic => automatic_step(run, batch, batch_idx, is_last)?,
         Optimization::Manual => manual_step(run, batch, batch_idx)?,
@@ -392,6 +401,7 @@ where
     if due && let Some(scheduler) = run.optimizer.as_mut().and_then(Optimizer::scheduler_mut) {
         let output = dispatch::lr_scheduler_step(&mut run.module, run.callbacks, &mut run.core, &mut (), scheduler);
         run.after_hook(output)?;
+        run.sync_learning_rates();
     }
     Ok(())
 }

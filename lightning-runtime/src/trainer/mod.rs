@@ -173,6 +173,7 @@ pub struct TrainerBuilder<M: LightningModule> {
     enable_logger: bool,
     enable_model_summary: bool,
     log_every_n_steps: usize,
+    track_grad_norm: Option<f64>,
     loggers: Vec<Box<dyn Logger>>,
     callbacks: Callbacks<M>,
 }
@@ -214,6 +215,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             enable_logger: true,
             enable_model_summary: true,
             log_every_n_steps: 50,
+            track_grad_norm: None,
             loggers: Vec::new(),
             callbacks: Vec::new(),
         }
@@ -268,6 +270,10 @@ impl<M: LightningModule> TrainerBuilder<M> {
         enable_model_summary: bool => enable_model_summary = enable_model_summary;
         /// Step values reach the loggers every this many training batches (default 50).
         log_every_n_steps: usize => log_every_n_steps = log_every_n_steps;
+        /// Logs the gradients' `p`-norms (per parameter and in total, Lightning's
+        /// `grad_{p}_norm/...` keys) on the steps that log, with a
+        /// [`GradientNormMonitor`](crate::GradientNormMonitor): Lightning 1.x's `track_grad_norm`.
+        track_grad_norm: f64 => track_grad_norm = Some(track_grad_norm);
     }
 
     /// Stops training once it has run this long (Lightning's `max_time`): `"DD:HH:MM:SS"`, a
@@ -409,6 +415,10 @@ impl<M: LightningModule> TrainerBuilder<M> {
             if !callbacks.iter().any(|c| c.name() == "Timer") {
                 callbacks.push(Box::new(crate::timer::Timer::new(Some(duration))));
             }
+        }
+        if let Some(norm_type) = self.track_grad_norm {
+            crate::monitors::GradientNormMonitor::check(norm_type)?;
+            callbacks.push(Box::new(crate::monitors::GradientNormMonitor::new(norm_type)));
         }
         if self.enable_model_summary && !callbacks.iter().any(|c| c.name() == "ModelSummary") {
             callbacks.push(Box::new(crate::callbacks::ModelSummary::default()));

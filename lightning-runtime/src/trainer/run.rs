@@ -11,7 +11,7 @@ use crate::loggers::Logger;
 use crate::optim::Optimizer;
 use crate::state::{Loop, TrainerFn, TrainerState, TrainerStatus};
 use crate::{Device, Error};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// Calls a hook through its generated dispatch function (callbacks, then the module), then runs
@@ -48,6 +48,9 @@ pub(crate) struct Run<'t, M: LightningModule, D> {
     /// Training batches that stepped the optimizer, across fits (Lightning's
     /// `_batches_that_stepped`): the step the loggers receive.
     pub batches_that_stepped: usize,
+    /// Batches of each evaluation loop whose step values went to the loggers in this run (the
+    /// step they are logged at: Lightning's `_seen_batches_per_dataloader`).
+    pub eval_batches_logged: HashMap<Loop, usize>,
     pub core: Core,
     pub module: M,
     pub data: D,
@@ -89,13 +92,16 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         state.max_steps = cfg.max_steps;
         state.log_dir = progress.log_dir.clone();
         state.fast_dev_run = cfg.fast_dev_run.is_some();
+        let mut core = Core::new(state);
+        core.has_logger = cfg.fast_dev_run.is_none() && (cfg.default_logger || !loggers.is_empty());
         Self {
             cfg,
             callbacks,
             loggers,
             logged: BTreeMap::new(),
             batches_that_stepped: progress.batches_that_stepped,
-            core: Core::new(state),
+            eval_batches_logged: HashMap::new(),
+            core,
             module,
             data,
             stage: function.stage(),
@@ -112,7 +118,33 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
     pub fn after_hook<T>(&mut self, output: Result<T, Error>) -> Result<T, Error> {
         let output = output?;
         self.writer.take_error()?;
+        if !self.core.logger_records.is_empty() {
+            self.send_callback_records()?;
+        }
         Ok(output)
+    }
+
+    /// Sends what callbacks asked to send straight to the loggers, at the current step.
+    #[cold]
+    fn send_callback_records(&mut self) -> Result<(), Error> {
+        for record in std::mem::take(&mut self.core.logger_records) {
+            self.send_to_loggers(record, self.batches_that_stepped)?;
+        }
+        Ok(())
+    }
+
+    /// Refreshes the learning rates hooks read (`cx.learning_rates()`) from the optimizer.
+    pub fn sync_learning_rates(&mut self) {
+        let Some(optimizer) = &self.optimizer else { return };
+        let lr = optimizer.lr();
+        match self.core.learning_rates.first_mut() {
+            Some(rate) => rate.lr = lr,
+            None => self.core.learning_rates.push(crate::optim::LearningRate {
+                name: optimizer.monitor_key(),
+                lr,
+                interval: optimizer.scheduler_interval(),
+            }),
+        }
     }
 
     /// Calls a step hook (`training_step` and friends are called directly, not dispatched):
@@ -292,6 +324,18 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
     /// `_LoggerConnector.log_metrics`), and saves them. Nothing happens when there is nothing
     /// to send, or no run directory (`fast_dev_run`).
     pub fn log_metrics(&mut self, mut metrics: BTreeMap<String, f64>, step: usize) -> Result<(), Error> {
+        if metrics.is_empty() {
+            return Ok(());
+        }
+        metrics
+            .entry("epoch".to_string())
+            .or_insert(self.core.state.current_epoch as f64);
+        self.send_to_loggers(metrics, step)
+    }
+
+    /// Sends `metrics` to every logger at `step` as they are, without `epoch` (Lightning's
+    /// `log_metrics(metrics, step=step)`: evaluation step values, what callbacks send).
+    pub fn send_to_loggers(&mut self, metrics: BTreeMap<String, f64>, step: usize) -> Result<(), Error> {
         if metrics.is_empty() || self.cfg.fast_dev_run.is_some() {
             return Ok(());
         }
@@ -302,9 +346,6 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         if self.loggers.is_empty() {
             return Ok(());
         }
-        metrics
-            .entry("epoch".to_string())
-            .or_insert(self.core.state.current_epoch as f64);
         for logger in self.loggers.iter_mut() {
             logger.log_metrics(&metrics, step)?;
             logger.save()?;
