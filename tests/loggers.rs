@@ -266,3 +266,83 @@ fn the_csv_logger_writes_lightnings_metrics_csv() {
     );
     assert!(run_dir.join("hparams.yaml").exists());
 }
+
+/// A CSV logger whose disk "fills up" from step `fail_from` on.
+struct FailingLogger {
+    inner: CsvLogger,
+    fail_from: usize,
+}
+
+impl burn_lightning::Logger for FailingLogger {
+    fn name(&self) -> &str {
+        "failing"
+    }
+    fn log_dir(&mut self) -> Result<std::path::PathBuf, Error> {
+        self.inner.log_dir()
+    }
+    fn log_hyperparams(&mut self, hparams: &JsonValue) -> Result<(), Error> {
+        self.inner.log_hyperparams(hparams)
+    }
+    fn log_metrics(&mut self, metrics: &std::collections::BTreeMap<String, f64>, step: usize) -> Result<(), Error> {
+        if step >= self.fail_from {
+            let path = self.inner.log_dir()?.join("metrics.csv");
+            return Err(Error::Io {
+                action: "append to",
+                path,
+                source: std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left on device"),
+            });
+        }
+        self.inner.log_metrics(metrics, step)
+    }
+    fn save(&mut self) -> Result<(), Error> {
+        self.inner.save()
+    }
+    fn finalize(&mut self, status: &str) -> Result<(), Error> {
+        self.inner.finalize(status)
+    }
+}
+
+#[test]
+fn a_logger_failing_mid_run_ends_fit_with_its_file_and_keeps_the_checkpoints_and_rows_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let logger = FailingLogger {
+        inner: CsvLogger::new(dir.path()),
+        fail_from: 6,
+    };
+    let result = Trainer::builder()
+        .default_root_dir(dir.path())
+        .enable_progress_bar(false)
+        .max_epochs(3)
+        .log_every_n_steps(1)
+        .logger(logger)
+        .build()
+        .unwrap()
+        .fit(Net::new(), data());
+    let error = result.err().expect("the logger failed").into_error().to_string();
+    assert!(error.contains("metrics.csv") && error.contains("no space left"), "{error}");
+    // Epoch 0 ended (steps 0..4) before the failure in epoch 1: its checkpoint and rows stay.
+    let run_dir = dir.path().join("lightning_logs/version_0");
+    assert!(run_dir.join("checkpoints/epoch=0-step=4.ckpt").exists(), "{:?}", common::files_under(&run_dir));
+    let csv = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap();
+    assert!(csv.lines().count() > 4, "{csv}");
+}
+
+#[test]
+fn an_unwritable_root_directory_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the run directory's parent should be.
+    let root = dir.path().join("not-a-directory");
+    std::fs::write(&root, b"").unwrap();
+    let error = Trainer::builder()
+        .default_root_dir(&root)
+        .enable_progress_bar(false)
+        .max_epochs(1)
+        .build()
+        .unwrap()
+        .fit(Net::new(), data())
+        .err()
+        .expect("no run directory can be made")
+        .into_error()
+        .to_string();
+    assert!(error.contains("not-a-directory"), "{error}");
+}
