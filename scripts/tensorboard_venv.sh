@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Makes (or reuses) the virtual environment .venv-tensorboard/ (git-ignored; VENV=dir to put it
-# elsewhere, PYTHON= to pick the interpreter) with PyPI's tensorboard (TENSORBOARD_VERSION
-# overrides the pin below; no torch, no TensorFlow), and prints its python's path on stdout (all
-# else goes to stderr). tests/tensorboard.rs runs scripts/check_tensorboard.py with that python
-# when TENSORBOARD_PYTHON names it; .ci/run does so:
+# elsewhere, PYTHON= to pick the interpreter) with PyPI's tensorboard and safetensors
+# (TENSORBOARD_VERSION and SAFETENSORS_VERSION override the pins below; no torch, no TensorFlow),
+# and prints its python's path on stdout (all else goes to stderr). tests/tensorboard.rs runs
+# scripts/check_tensorboard.py, and tests/checkpoints.rs opens checkpoints with safetensors, with
+# that python when TENSORBOARD_PYTHON names it; .ci/run does so:
 #
 #   export TENSORBOARD_PYTHON="$(bash scripts/tensorboard_venv.sh)"
 #
@@ -16,6 +17,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${VENV:-$root/.venv-tensorboard}"
 python="${PYTHON:-python3}"
 tensorboard_version="${TENSORBOARD_VERSION:-2.21.0}"
+safetensors_version="${SAFETENSORS_VERSION:-0.8.0}"
 
 {
     if [ ! -x "$venv/bin/python" ]; then
@@ -34,13 +36,15 @@ tensorboard_version="${TENSORBOARD_VERSION:-2.21.0}"
         rm -rf "$venv"
         "$python" -m venv "$venv"
     fi
-    if ! "$venv/bin/python" - "$tensorboard_version" 2>/dev/null <<'PY'; then
+    if ! "$venv/bin/python" - "$tensorboard_version" "$safetensors_version" 2>/dev/null <<'PY'; then
 import importlib.metadata as metadata
 import sys
 
-sys.exit(0 if metadata.version("tensorboard") == sys.argv[1] else 1)
+ok = metadata.version("tensorboard") == sys.argv[1] and metadata.version("safetensors") == sys.argv[2]
+sys.exit(0 if ok else 1)
 PY
-        "$venv/bin/python" -m pip install --disable-pip-version-check -q "tensorboard==$tensorboard_version"
+        "$venv/bin/python" -m pip install --disable-pip-version-check -q \
+            "tensorboard==$tensorboard_version" "safetensors==$safetensors_version"
     fi
 } >&2
 

@@ -319,10 +319,17 @@ fn a_logger_failing_mid_run_ends_fit_with_its_file_and_keeps_the_checkpoints_and
         .unwrap()
         .fit(Net::new(), data());
     let error = result.err().expect("the logger failed").into_error().to_string();
-    assert!(error.contains("metrics.csv") && error.contains("no space left"), "{error}");
+    assert!(
+        error.contains("metrics.csv") && error.contains("no space left"),
+        "{error}"
+    );
     // Epoch 0 ended (steps 0..4) before the failure in epoch 1: its checkpoint and rows stay.
     let run_dir = dir.path().join("lightning_logs/version_0");
-    assert!(run_dir.join("checkpoints/epoch=0-step=4.ckpt").exists(), "{:?}", common::files_under(&run_dir));
+    assert!(
+        run_dir.join("checkpoints/epoch=0-step=4.ckpt").exists(),
+        "{:?}",
+        common::files_under(&run_dir)
+    );
     let csv = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap();
     assert!(csv.lines().count() > 4, "{csv}");
 }

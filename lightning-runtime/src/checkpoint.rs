@@ -1,10 +1,15 @@
 //! Checkpoints: the module's weights, the optimizer's state and the trainer's counters in one
 //! file, written atomically (a crash while saving leaves the previous file intact).
 //!
-//! Layout: the magic `BLCKPT01`, a little-endian `u64` length and that many bytes of JSON
-//! metadata (Lightning's keys: `epoch`, `global_step`, `hyper_parameters`, `callbacks`, ...), then
-//! the module's burnpack record and the optimizer's burnpack record, whose lengths the metadata
-//! gives.
+//! Format 2 is a [safetensors](https://huggingface.co/docs/safetensors) file, so standard tools
+//! open the weights (Python: `safetensors.numpy.load_file("epoch=0-step=4.ckpt")`): one tensor
+//! per parameter under its path (`l1.weight`), the optimizer's state (burn's record) as the
+//! `u8` tensor `__burn_lightning__.optimizer`, and in the header's `__metadata__`: `format`,
+//! `format_version`, the JSON metadata (Lightning's keys: `epoch`, `global_step`,
+//! `hyper_parameters`, `callbacks`, ...) under `checkpoint`, the parameters' burn ids, and a
+//! CRC-32C checksum per section (`metadata`, `weights`, `optimizer`). A damaged byte anywhere is
+//! an error naming the file and the section, never a different model. Format 1 files (a
+//! `BLCKPT01` header) are still read.
 
 use crate::context::Core;
 use crate::hooks::{LightningModule, dispatch};
@@ -12,13 +17,22 @@ use crate::run_dir::write_atomic_parts;
 use crate::state::{TrainerFn, TrainerState};
 use crate::{Error, JsonValue};
 use burn::module::Module;
-use burn::store::ModuleRecord;
-use burn::tensor::Bytes;
+use burn::store::burn_pack::Tensor as PackTensor;
+use burn::store::{ModuleRecord, ModuleSnapshot};
+use burn::tensor::{Bytes, DType};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-const MAGIC: &[u8; 8] = b"BLCKPT01";
+/// The magic of format 1.
+const MAGIC_V1: &[u8; 8] = b"BLCKPT01";
+/// `format` in the header of the files this crate writes.
+const FORMAT: &str = "burn-lightning-checkpoint";
+/// The format this version writes, and the newest it reads.
+const FORMAT_VERSION: u32 = 2;
+/// The tensor that holds the optimizer's state.
+const OPTIMIZER_TENSOR: &str = "__burn_lightning__.optimizer";
 
 /// A checkpoint, as `on_save_checkpoint` sees it before it is written and `on_load_checkpoint`
 /// after it is read. Add your own entries to [`extra`](Self::extra).
@@ -39,11 +53,46 @@ pub struct Checkpoint {
     /// What `on_save_checkpoint` hooks added.
     pub extra: BTreeMap<String, JsonValue>,
     #[serde(skip)]
-    pub(crate) model: Vec<u8>,
+    pub(crate) weights: Weights,
     #[serde(skip)]
     pub(crate) optimizer: Vec<u8>,
+    /// Format 1's section lengths (format 2 keeps them in the safetensors header).
+    #[serde(default, skip_serializing)]
     model_bytes: u64,
+    #[serde(default, skip_serializing)]
     optimizer_bytes: u64,
+}
+
+/// The saved weights: named tensors (format 2) or burn's record (format 1).
+#[derive(Clone, Debug, Default)]
+pub(crate) enum Weights {
+    #[default]
+    None,
+    Tensors(Vec<SavedTensor>),
+    Record(Vec<u8>),
+}
+
+/// One saved parameter.
+#[derive(Clone)]
+pub(crate) struct SavedTensor {
+    name: String,
+    dtype: DType,
+    shape: Vec<usize>,
+    param_id: Option<u64>,
+    data: Vec<u8>,
+}
+
+impl std::fmt::Debug for SavedTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {:?} {:?} ({} bytes)",
+            self.name,
+            self.dtype,
+            self.shape,
+            self.data.len()
+        )
+    }
 }
 
 impl Checkpoint {
@@ -57,84 +106,281 @@ impl Checkpoint {
             callbacks: BTreeMap::new(),
             datamodule: BTreeMap::new(),
             extra: BTreeMap::new(),
-            model: Vec::new(),
+            weights: Weights::None,
             optimizer: Vec::new(),
             model_bytes: 0,
             optimizer_bytes: 0,
         }
     }
 
-    /// Adds the serialized weights of `module` and state of `optimizer`. Both are snapshots
-    /// (clones of tensor handles), so this can run on another thread while training goes on.
+    /// Adds the weights of `module` and the state of `optimizer`. Both are snapshots (clones
+    /// of tensor handles), so this can run on another thread while training goes on.
     pub(crate) fn with_payload<M: Module>(
         mut self,
         module: M,
         optimizer: Option<burn::optim::ModuleOptimizer>,
     ) -> Result<Self, Error> {
-        let model = module
-            .into_record()
-            .into_bytes()
-            .map_err(|e| Error::Checkpoint(format!("cannot serialize the module's weights: {e}")))?;
-        self.model = into_vec(model);
+        let mut tensors = Vec::new();
+        for tensor in module.collect(None, None, false) {
+            let (name, dtype, shape, param_id, bytes) = tensor
+                .into_parts()
+                .map_err(|e| Error::Checkpoint(format!("cannot read the module's weights: {e}")))?;
+            tensors.push(SavedTensor {
+                name,
+                dtype,
+                shape: shape.to_vec(),
+                param_id,
+                data: into_vec(bytes),
+            });
+        }
+        self.weights = Weights::Tensors(tensors);
         if let Some(optimizer) = optimizer {
             let state = optimizer
                 .into_bytes()
                 .map_err(|e| Error::Checkpoint(format!("cannot serialize the optimizer's state: {e}")))?;
             self.optimizer = into_vec(state);
         }
-        self.model_bytes = self.model.len() as u64;
-        self.optimizer_bytes = self.optimizer.len() as u64;
         Ok(self)
     }
 
-    /// Writes the checkpoint to `path`, atomically.
+    /// Writes the checkpoint to `path`, atomically, in format 2.
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        // `model_bytes` and `optimizer_bytes` are set with the payloads, which serde skips.
-        let json = serde_json::to_vec(self)
-            .map_err(|e| Error::Checkpoint(format!("cannot encode the checkpoint metadata: {e}")))?;
-        let json_len = (json.len() as u64).to_le_bytes();
-        write_atomic_parts(path, &[MAGIC, &json_len, &json, &self.model, &self.optimizer])
+        let bytes = self.encode()?;
+        write_atomic_parts(path, &[&bytes])
     }
 
-    /// Reads a checkpoint written by [`save`](Self::save).
+    /// The bytes of the checkpoint in format 2.
+    fn encode(&self) -> Result<Vec<u8>, Error> {
+        let failed = |why: String| Error::Checkpoint(format!("cannot encode the checkpoint: {why}"));
+        let tensors = match &self.weights {
+            Weights::Tensors(tensors) => tensors.as_slice(),
+            Weights::None => &[],
+            Weights::Record(_) => {
+                return Err(failed(
+                    "it holds format 1 weights; restore them into a module and save again".into(),
+                ));
+            }
+        };
+        let metadata = serde_json::to_string(self).map_err(|e| failed(e.to_string()))?;
+        let param_ids: BTreeMap<&str, u64> = tensors
+            .iter()
+            .filter_map(|t| t.param_id.map(|id| (t.name.as_str(), id)))
+            .collect();
+        let param_ids = serde_json::to_string(&param_ids).map_err(|e| failed(e.to_string()))?;
+        let mut views = Vec::with_capacity(tensors.len() + 1);
+        for t in tensors {
+            if t.name.starts_with("__burn_lightning__") {
+                return Err(failed(format!(
+                    "the module has a parameter named `{}`, a name checkpoints reserve",
+                    t.name
+                )));
+            }
+            let dtype = safetensors_dtype(t.dtype).ok_or_else(|| {
+                failed(format!(
+                    "the parameter `{}` has the type {:?}, which checkpoints cannot hold yet",
+                    t.name, t.dtype
+                ))
+            })?;
+            let view =
+                TensorView::new(dtype, t.shape.clone(), &t.data).map_err(|e| failed(format!("`{}`: {e}", t.name)))?;
+            views.push((t.name.clone(), view));
+        }
+        views.push((
+            OPTIMIZER_TENSOR.to_string(),
+            TensorView::new(Dtype::U8, vec![self.optimizer.len()], &self.optimizer)
+                .map_err(|e| failed(e.to_string()))?,
+        ));
+        let checksums = Checksums {
+            metadata: metadata_checksum(&metadata, &param_ids),
+            weights: weights_checksum(
+                views
+                    .iter()
+                    .filter(|(name, _)| name != OPTIMIZER_TENSOR)
+                    .map(|(n, v)| (n.as_str(), v.dtype(), v.shape(), v.data())),
+            ),
+            optimizer: crc32c::crc32c(&self.optimizer),
+        };
+        let header = HashMap::from([
+            ("format".to_string(), FORMAT.to_string()),
+            ("format_version".to_string(), FORMAT_VERSION.to_string()),
+            ("checkpoint".to_string(), metadata),
+            ("param_ids".to_string(), param_ids),
+            (
+                "checksums".to_string(),
+                serde_json::to_string(&checksums).map_err(|e| failed(e.to_string()))?,
+            ),
+        ]);
+        safetensors::serialize(views, Some(header)).map_err(|e| failed(e.to_string()))
+    }
+
+    /// Reads a checkpoint written by [`save`](Self::save) (format 2, or format 1). A file that
+    /// is not a checkpoint, is damaged (a checksum differs, it is truncated or extended), or
+    /// was written in a newer format is an error naming the file and what is wrong.
     pub fn load(path: &Path) -> Result<Self, Error> {
         let bytes = std::fs::read(path).map_err(|e| Error::io("read the checkpoint", path, e))?;
-        let bad = |why: &str| {
-            Error::Checkpoint(format!(
-                "`{}` is not a burn-lightning checkpoint: {why}",
-                path.display()
-            ))
+        let bad = |why: &str| Error::Checkpoint(format!("`{}` is not a valid checkpoint: {why}", path.display()));
+        Self::decode_any(&bytes).map_err(|why| bad(&why))
+    }
+
+    /// Reads a checkpoint from the bytes of a file (see [`load`](Self::load)).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        Self::decode_any(bytes).map_err(|why| Error::Checkpoint(format!("not a valid checkpoint: {why}")))
+    }
+
+    fn decode_any(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.starts_with(MAGIC_V1) {
+            return Self::decode_v1(bytes);
+        }
+        Self::decode(bytes)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let file = SafeTensors::deserialize(bytes)
+            .map_err(|e| format!("its header is damaged or it is truncated or extended ({e})"))?;
+        let (_, info) = SafeTensors::read_metadata(bytes).map_err(|e| format!("its header is damaged ({e})"))?;
+        let header = info
+            .metadata()
+            .as_ref()
+            .ok_or("it has no checkpoint metadata (a safetensors file of weights only?)")?;
+        let entry = |key: &str| {
+            header
+                .get(key)
+                .ok_or_else(|| format!("its header has no `{key}` (damaged, or not a checkpoint)"))
         };
-        if bytes.len() < 16 || &bytes[..8] != MAGIC {
-            return Err(bad("it does not start with the checkpoint header"));
+        if entry("format")? != FORMAT {
+            return Err(format!("its header says format `{}`, not `{FORMAT}`", entry("format")?));
+        }
+        let version: u32 = entry("format_version")?
+            .parse()
+            .map_err(|_| "its `format_version` is damaged".to_string())?;
+        if version > FORMAT_VERSION {
+            return Err(format!(
+                "it was written in checkpoint format {version} by a newer burn-lightning; this version reads formats up to {FORMAT_VERSION}: upgrade burn-lightning to load it"
+            ));
+        }
+        let checksums: Checksums =
+            serde_json::from_str(entry("checksums")?).map_err(|_| "its checksums are damaged".to_string())?;
+        let damaged = |section: &str| format!("the {section} section is damaged (its checksum does not match)");
+        let metadata = entry("checkpoint")?;
+        let param_ids = entry("param_ids")?;
+        if metadata_checksum(metadata, param_ids) != checksums.metadata {
+            return Err(damaged("metadata"));
+        }
+        let mut named = file.tensors();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let optimizer = named
+            .iter()
+            .position(|(name, _)| name == OPTIMIZER_TENSOR)
+            .map(|i| named.remove(i).1)
+            .ok_or_else(|| damaged("optimizer"))?;
+        if weights_checksum(named.iter().map(|(n, v)| (n.as_str(), v.dtype(), v.shape(), v.data())))
+            != checksums.weights
+        {
+            return Err(damaged("weights"));
+        }
+        if crc32c::crc32c(optimizer.data()) != checksums.optimizer {
+            return Err(damaged("optimizer"));
+        }
+        let mut checkpoint: Checkpoint =
+            serde_json::from_str(metadata).map_err(|e| format!("its metadata does not describe a checkpoint ({e})"))?;
+        let param_ids: HashMap<String, u64> =
+            serde_json::from_str(param_ids).map_err(|e| format!("its parameter ids are invalid ({e})"))?;
+        let mut tensors = Vec::with_capacity(named.len());
+        for (name, view) in named {
+            let dtype = burn_dtype(view.dtype()).ok_or_else(|| {
+                format!(
+                    "the tensor `{name}` has the type {:?}, which burn cannot load",
+                    view.dtype()
+                )
+            })?;
+            tensors.push(SavedTensor {
+                param_id: param_ids.get(&name).copied(),
+                name,
+                dtype,
+                shape: view.shape().to_vec(),
+                data: view.data().to_vec(),
+            });
+        }
+        checkpoint.weights = Weights::Tensors(tensors);
+        checkpoint.optimizer = optimizer.data().to_vec();
+        Ok(checkpoint)
+    }
+
+    /// Format 1: the magic, a little-endian `u64` length, JSON metadata, then the module's and
+    /// the optimizer's burnpack records, whose lengths the metadata gives.
+    fn decode_v1(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.len() < 16 {
+            return Err("it is truncated".into());
         }
         let meta_len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
         let meta_end = 16usize
             .checked_add(meta_len)
             .filter(|end| *end <= bytes.len())
-            .ok_or_else(|| bad("it is truncated"))?;
+            .ok_or("it is truncated")?;
         let mut checkpoint: Checkpoint =
-            serde_json::from_slice(&bytes[16..meta_end]).map_err(|e| bad(&format!("its metadata is invalid ({e})")))?;
+            serde_json::from_slice(&bytes[16..meta_end]).map_err(|e| format!("its metadata is invalid ({e})"))?;
         let model_end = meta_end
             .checked_add(checkpoint.model_bytes as usize)
             .filter(|end| *end <= bytes.len())
-            .ok_or_else(|| bad("it is truncated"))?;
+            .ok_or("it is truncated")?;
         let optimizer_end = model_end
             .checked_add(checkpoint.optimizer_bytes as usize)
             .filter(|end| *end == bytes.len())
-            .ok_or_else(|| bad("its length does not match its metadata"))?;
-        checkpoint.model = bytes[meta_end..model_end].to_vec();
+            .ok_or("its length does not match its metadata")?;
+        checkpoint.weights = Weights::Record(bytes[meta_end..model_end].to_vec());
         checkpoint.optimizer = bytes[model_end..optimizer_end].to_vec();
         Ok(checkpoint)
     }
 
-    /// Loads the saved weights into `module` (which must have the same structure).
-    pub fn restore_module<M: Module>(&self, module: M) -> Result<M, Error> {
-        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(self.model.clone()))
-            .map_err(|e| Error::Checkpoint(format!("cannot read the saved weights: {e}")))?;
-        module
-            .try_load_record(record)
-            .map_err(|e| Error::Checkpoint(format!("the saved weights do not fit this module: {e}")))
+    /// Loads the saved weights into `module`, which must have the same parameters: a parameter
+    /// missing from the checkpoint, one the module does not have, or one of another shape is
+    /// an error listing them.
+    pub fn restore_module<M: Module>(&self, mut module: M) -> Result<M, Error> {
+        match &self.weights {
+            Weights::Record(bytes) => {
+                let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.clone()))
+                    .map_err(|e| Error::Checkpoint(format!("cannot read the saved weights: {e}")))?;
+                module
+                    .try_load_record(record)
+                    .map_err(|e| Error::Checkpoint(format!("the saved weights do not fit this module: {e}")))
+            }
+            Weights::None => Err(Error::Checkpoint("the checkpoint holds no weights".into())),
+            Weights::Tensors(tensors) => {
+                let tensors = tensors
+                    .iter()
+                    .map(|t| {
+                        PackTensor::new(
+                            t.name.clone(),
+                            t.dtype,
+                            t.shape.clone(),
+                            t.param_id,
+                            Bytes::from_bytes_vec(t.data.clone()),
+                        )
+                    })
+                    .collect();
+                let result = module.apply(tensors, None, None, false);
+                let mut problems = Vec::new();
+                if !result.missing.is_empty() {
+                    let names: Vec<&str> = result.missing.iter().map(|(path, _)| path.as_str()).collect();
+                    problems.push(format!("missing from the checkpoint: {}", names.join(", ")));
+                }
+                if !result.unused.is_empty() {
+                    problems.push(format!("not in the module: {}", result.unused.join(", ")));
+                }
+                if !result.errors.is_empty() {
+                    let errors: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
+                    problems.push(errors.join("; "));
+                }
+                if problems.is_empty() {
+                    Ok(module)
+                } else {
+                    Err(Error::Checkpoint(format!(
+                        "the saved weights do not fit this module: {}",
+                        problems.join("; ")
+                    )))
+                }
+            }
+        }
     }
 
     /// Lightning's `load_from_checkpoint`, for a module you built (for example from
@@ -160,6 +406,76 @@ impl Checkpoint {
     pub fn has_optimizer_state(&self) -> bool {
         !self.optimizer.is_empty()
     }
+
+    /// The names of the saved parameters (`l1.weight`), in name order.
+    pub fn parameter_names(&self) -> Vec<&str> {
+        match &self.weights {
+            Weights::Tensors(tensors) => tensors.iter().map(|t| t.name.as_str()).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The checksums of a format 2 file, one per section.
+#[derive(Serialize, Deserialize)]
+struct Checksums {
+    metadata: u32,
+    weights: u32,
+    optimizer: u32,
+}
+
+fn metadata_checksum(metadata: &str, param_ids: &str) -> u32 {
+    let crc = crc32c::crc32c(metadata.as_bytes());
+    crc32c::crc32c_append(crc, param_ids.as_bytes())
+}
+
+/// Over each tensor's name, type, shape and bytes, in name order.
+fn weights_checksum<'a>(tensors: impl Iterator<Item = (&'a str, Dtype, &'a [usize], &'a [u8])>) -> u32 {
+    let mut named: Vec<_> = tensors.collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    named.into_iter().fold(0, |crc, (name, dtype, shape, data)| {
+        let mut crc = crc32c::crc32c_append(crc, name.as_bytes());
+        crc = crc32c::crc32c_append(crc, format!("{dtype:?}{shape:?}").as_bytes());
+        crc32c::crc32c_append(crc, data)
+    })
+}
+
+fn safetensors_dtype(dtype: DType) -> Option<Dtype> {
+    Some(match dtype {
+        DType::F64 => Dtype::F64,
+        DType::F32 | DType::Flex32 => Dtype::F32,
+        DType::F16 => Dtype::F16,
+        DType::BF16 => Dtype::BF16,
+        DType::I64 => Dtype::I64,
+        DType::I32 => Dtype::I32,
+        DType::I16 => Dtype::I16,
+        DType::I8 => Dtype::I8,
+        DType::U64 => Dtype::U64,
+        DType::U32 => Dtype::U32,
+        DType::U16 => Dtype::U16,
+        DType::U8 => Dtype::U8,
+        DType::Bool(burn::tensor::BoolStore::Native | burn::tensor::BoolStore::U8) => Dtype::BOOL,
+        _ => return None,
+    })
+}
+
+fn burn_dtype(dtype: Dtype) -> Option<DType> {
+    Some(match dtype {
+        Dtype::F64 => DType::F64,
+        Dtype::F32 => DType::F32,
+        Dtype::F16 => DType::F16,
+        Dtype::BF16 => DType::BF16,
+        Dtype::I64 => DType::I64,
+        Dtype::I32 => DType::I32,
+        Dtype::I16 => DType::I16,
+        Dtype::I8 => DType::I8,
+        Dtype::U64 => DType::U64,
+        Dtype::U32 => DType::U32,
+        Dtype::U16 => DType::U16,
+        Dtype::U8 => DType::U8,
+        Dtype::BOOL => DType::Bool(burn::tensor::BoolStore::Native),
+        _ => return None,
+    })
 }
 
 /// The bytes of a burnpack record, without copying them when their allocation allows.
