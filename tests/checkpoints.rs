@@ -106,6 +106,12 @@ impl Net {
     }
 }
 
+impl LoadFromCheckpoint for Net {
+    fn from_hparams(hparams: &NetHparams, _device: &Device) -> Self {
+        Net::new(hparams)
+    }
+}
+
 fn builder(root: &Path) -> TrainerBuilder<Net> {
     Trainer::builder()
         .default_root_dir(root)
@@ -349,6 +355,11 @@ fn a_damaged_section_is_named_and_a_newer_format_is_refused() {
     newer[version] = b'3';
     let error = Checkpoint::from_bytes(&newer).unwrap_err().to_string();
     assert!(error.contains("format 3") && error.contains("upgrade"), "{error}");
+    // Format 1, from before the first release, is refused with a message that says so.
+    let error = Checkpoint::from_bytes(b"BLCKPT01\x02\0\0\0\0\0\0\0{}")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("format 1"), "{error}");
 }
 
 #[test]
@@ -663,4 +674,117 @@ fn early_stopping_keeps_its_state_across_fits_on_one_trainer() {
     trainer.fit(model, data()).unwrap();
     assert_eq!(*epochs.lock().unwrap(), 1);
     assert_eq!(trainer.current_epoch(), 5);
+}
+
+#[test]
+fn load_from_checkpoint_rebuilds_the_module_from_its_hparams_with_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let hparams = NetHparams::new().with_lr(0.02).with_tag("saved".into());
+    let trained = builder(dir.path())
+        .max_epochs(1)
+        .build()
+        .unwrap()
+        .fit(Net::new(&hparams), data())
+        .unwrap();
+    let path = checkpoints_dir(dir.path()).join("epoch=0-step=4.ckpt");
+
+    let loaded = Net::load_from_checkpoint(&path).unwrap();
+    assert_eq!(loaded.hparams(), hparams);
+    assert_eq!(loaded.weights(), trained.weights());
+
+    let loaded =
+        Net::load_from_checkpoint_with(&path, LoadOptions::new().hparam("lr", 0.5).hparam("tag", "tuned")).unwrap();
+    assert_eq!(
+        loaded.module.hparams(),
+        hparams.clone().with_lr(0.5).with_tag("tuned".into())
+    );
+    assert_eq!(loaded.module.weights(), trained.weights());
+    assert_eq!((loaded.checkpoint.epoch, loaded.checkpoint.global_step), (0, 4));
+    assert_eq!(loaded.report, burn_lightning::KeyReport::default());
+
+    let error = Net::load_from_checkpoint_with(&path, LoadOptions::new().hparam("learning_rate", 0.5)).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("`learning_rate` is not a hyperparameter") && message.contains("lr"),
+        "{message}"
+    );
+    // An override that changes the layers' shape: the saved weights no longer fit.
+    let error = Net::load_from_checkpoint_with(&path, LoadOptions::new().hparam("outputs", 3)).unwrap_err();
+    assert!(error.to_string().contains("layer.weight"), "{error}");
+}
+
+#[test]
+fn hparams_saved_by_an_older_version_of_the_module_load_with_the_new_fields_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    builder(dir.path())
+        .max_epochs(1)
+        .build()
+        .unwrap()
+        .fit(Net::new(&NetHparams::new().with_lr(0.03)), data())
+        .unwrap();
+    let mut checkpoint = Checkpoint::load(&checkpoints_dir(dir.path()).join("epoch=0-step=4.ckpt")).unwrap();
+    // The older module had `dropout` (since removed) and no `tag` (added since, with a default).
+    let saved = checkpoint.hyper_parameters.as_object_mut().unwrap();
+    saved.remove("tag");
+    saved.insert("dropout".into(), serde_json::json!(0.1));
+    let old = dir.path().join("old.ckpt");
+    checkpoint.save(&old).unwrap();
+
+    let loaded = Net::load_from_checkpoint(&old).unwrap();
+    assert_eq!(loaded.hparams(), NetHparams::new().with_lr(0.03));
+}
+
+/// A module with one more layer than `Net`.
+#[derive(Module, Debug)]
+struct Wider {
+    layer: Linear,
+    extra: Linear,
+}
+
+#[test]
+fn a_non_strict_load_reports_missing_and_unexpected_parameters_and_a_strict_one_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let trained = builder(dir.path())
+        .max_epochs(1)
+        .build()
+        .unwrap()
+        .fit(Net::new(&NetHparams::new()), data())
+        .unwrap();
+    let checkpoint = Checkpoint::load(&checkpoints_dir(dir.path()).join("epoch=0-step=4.ckpt")).unwrap();
+    let device = Device::default();
+    let wider = Wider {
+        layer: LinearConfig::new(32, 2).init(&device),
+        extra: LinearConfig::new(2, 2).init(&device),
+    };
+    let extra_before = values(wider.extra.weight.val());
+    let error = checkpoint.restore_module(wider.clone()).unwrap_err().to_string();
+    assert!(
+        error.contains("missing from the checkpoint: extra.") && error.contains("strict(false)"),
+        "{error}"
+    );
+
+    let (loaded, report) = checkpoint.restore_module_with(wider, false).unwrap();
+    let mut missing = report.missing.clone();
+    missing.sort();
+    assert_eq!(missing, ["extra.bias", "extra.weight"]);
+    assert!(report.unexpected.is_empty(), "{report:?}");
+    assert_eq!(values(loaded.layer.weight.val()), trained.weights().0);
+    assert_eq!(
+        values(loaded.extra.weight.val()),
+        extra_before,
+        "a missing parameter keeps its value"
+    );
+
+    // The other way round: the checkpoint has parameters the module lacks.
+    #[derive(Module, Debug)]
+    struct Bare {
+        other: Linear,
+    }
+    let bare = Bare {
+        other: LinearConfig::new(32, 2).init(&device),
+    };
+    let (_, report) = checkpoint.restore_module_with(bare, false).unwrap();
+    let mut unexpected = report.unexpected.clone();
+    unexpected.sort();
+    assert_eq!(unexpected, ["layer.bias", "layer.weight"]);
 }

@@ -8,24 +8,24 @@
 //! `format_version`, the JSON metadata (Lightning's keys: `epoch`, `global_step`,
 //! `hyper_parameters`, `callbacks`, ...) under `checkpoint`, the parameters' burn ids, and a
 //! CRC-32C checksum per section (`metadata`, `weights`, `optimizer`). A damaged byte anywhere is
-//! an error naming the file and the section, never a different model. Format 1 files (a
-//! `BLCKPT01` header) are still read.
+//! an error naming the file and the section, never a different model. Format 1 (a `BLCKPT01`
+//! header, written before the first release) is refused with a message saying so.
 
 use crate::context::Core;
 use crate::hooks::{LightningModule, dispatch};
 use crate::run_dir::write_atomic_parts;
 use crate::state::{TrainerFn, TrainerState};
-use crate::{Error, JsonValue};
+use crate::{Device, Error, JsonValue};
 use burn::module::Module;
+use burn::store::ModuleSnapshot;
 use burn::store::burn_pack::Tensor as PackTensor;
-use burn::store::{ModuleRecord, ModuleSnapshot};
 use burn::tensor::{Bytes, DType};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-/// The magic of format 1.
+/// How format 1 files began.
 const MAGIC_V1: &[u8; 8] = b"BLCKPT01";
 /// `format` in the header of the files this crate writes.
 const FORMAT: &str = "burn-lightning-checkpoint";
@@ -55,21 +55,15 @@ pub struct Checkpoint {
     #[serde(skip)]
     pub(crate) weights: Weights,
     #[serde(skip)]
-    pub(crate) optimizer: Vec<u8>,
-    /// Format 1's section lengths (format 2 keeps them in the safetensors header).
-    #[serde(default, skip_serializing)]
-    model_bytes: u64,
-    #[serde(default, skip_serializing)]
-    optimizer_bytes: u64,
+    pub(crate) optimizer: Blob,
 }
 
-/// The saved weights: named tensors (format 2) or burn's record (format 1).
+/// The saved weights, once a module's were added or a file was read.
 #[derive(Clone, Debug, Default)]
 pub(crate) enum Weights {
     #[default]
     None,
     Tensors(Vec<SavedTensor>),
-    Record(Vec<u8>),
 }
 
 /// One saved parameter.
@@ -79,7 +73,45 @@ pub(crate) struct SavedTensor {
     dtype: DType,
     shape: Vec<usize>,
     param_id: Option<u64>,
-    data: Vec<u8>,
+    data: Blob,
+}
+
+/// Bytes of a checkpoint: its own, or a zero-copy window on the file's, shared by every tensor
+/// read from it (reading a checkpoint and loading its weights holds one copy of the file).
+#[derive(Clone)]
+pub(crate) struct Blob(Bytes);
+
+impl Default for Blob {
+    fn default() -> Self {
+        Self::owned(Vec::new())
+    }
+}
+
+impl Blob {
+    fn owned(bytes: Vec<u8>) -> Self {
+        Self(Bytes::from_bytes_vec(bytes).shared())
+    }
+
+    /// The window of `whole` that `part` (a slice of it) is.
+    fn part_of(whole: &Blob, part: &[u8]) -> Self {
+        let start = part.as_ptr() as usize - whole.as_ptr() as usize;
+        let view = whole.0.view(start, start + part.len());
+        // A shared allocation always has views; copying is the fallback, not an error.
+        Self(view.unwrap_or_else(|_| Bytes::from_bytes_vec(part.to_vec())))
+    }
+}
+
+impl std::fmt::Debug for Blob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} bytes", self.len())
+    }
+}
+
+impl std::ops::Deref for Blob {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for SavedTensor {
@@ -107,10 +139,17 @@ impl Checkpoint {
             datamodule: BTreeMap::new(),
             extra: BTreeMap::new(),
             weights: Weights::None,
-            optimizer: Vec::new(),
-            model_bytes: 0,
-            optimizer_bytes: 0,
+            optimizer: Blob::default(),
         }
+    }
+
+    /// A checkpoint of `module` alone: its weights and hyperparameters, at epoch and step 0,
+    /// without optimizer state (to export a module, or load it elsewhere with
+    /// [`LoadFromCheckpoint`]).
+    pub fn of_module<M: LightningModule>(module: &M) -> Result<Self, Error> {
+        let hparams = serde_json::to_value(module.hparams())
+            .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
+        Checkpoint::new(0, 0, hparams).with_payload(module.clone(), None)
     }
 
     /// Adds the weights of `module` and the state of `optimizer`. Both are snapshots (clones
@@ -130,7 +169,7 @@ impl Checkpoint {
                 dtype,
                 shape: shape.to_vec(),
                 param_id,
-                data: into_vec(bytes),
+                data: Blob::owned(into_vec(bytes)),
             });
         }
         self.weights = Weights::Tensors(tensors);
@@ -138,7 +177,7 @@ impl Checkpoint {
             let state = optimizer
                 .into_bytes()
                 .map_err(|e| Error::Checkpoint(format!("cannot serialize the optimizer's state: {e}")))?;
-            self.optimizer = into_vec(state);
+            self.optimizer = Blob::owned(into_vec(state));
         }
         Ok(self)
     }
@@ -155,11 +194,6 @@ impl Checkpoint {
         let tensors = match &self.weights {
             Weights::Tensors(tensors) => tensors.as_slice(),
             Weights::None => &[],
-            Weights::Record(_) => {
-                return Err(failed(
-                    "it holds format 1 weights; restore them into a module and save again".into(),
-                ));
-            }
         };
         let metadata = serde_json::to_string(self).map_err(|e| failed(e.to_string()))?;
         let param_ids: BTreeMap<&str, u64> = tensors
@@ -213,28 +247,33 @@ impl Checkpoint {
         safetensors::serialize(views, Some(header)).map_err(|e| failed(e.to_string()))
     }
 
-    /// Reads a checkpoint written by [`save`](Self::save) (format 2, or format 1). A file that
+    /// Reads a checkpoint written by [`save`](Self::save). A file that
     /// is not a checkpoint, is damaged (a checksum differs, it is truncated or extended), or
     /// was written in a newer format is an error naming the file and what is wrong.
     pub fn load(path: &Path) -> Result<Self, Error> {
         let bytes = std::fs::read(path).map_err(|e| Error::io("read the checkpoint", path, e))?;
         let bad = |why: &str| Error::Checkpoint(format!("`{}` is not a valid checkpoint: {why}", path.display()));
-        Self::decode_any(&bytes).map_err(|why| bad(&why))
+        Self::decode_any(Blob::owned(bytes)).map_err(|why| bad(&why))
     }
 
     /// Reads a checkpoint from the bytes of a file (see [`load`](Self::load)).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        Self::decode_any(bytes).map_err(|why| Error::Checkpoint(format!("not a valid checkpoint: {why}")))
+        Self::decode_any(Blob::owned(bytes.to_vec()))
+            .map_err(|why| Error::Checkpoint(format!("not a valid checkpoint: {why}")))
     }
 
-    fn decode_any(bytes: &[u8]) -> Result<Self, String> {
+    fn decode_any(bytes: Blob) -> Result<Self, String> {
         if bytes.starts_with(MAGIC_V1) {
-            return Self::decode_v1(bytes);
+            return Err(
+                "it is in checkpoint format 1, which burn-lightning 0.1 wrote before its release; this version reads format 2 \
+                 only: load it with the version that wrote it and save the module again"
+                    .into(),
+            );
         }
-        Self::decode(bytes)
+        Self::decode(&bytes)
     }
 
-    fn decode(bytes: &[u8]) -> Result<Self, String> {
+    fn decode(bytes: &Blob) -> Result<Self, String> {
         let file = SafeTensors::deserialize(bytes)
             .map_err(|e| format!("its header is damaged or it is truncated or extended ({e})"))?;
         let (_, info) = SafeTensors::read_metadata(bytes).map_err(|e| format!("its header is damaged ({e})"))?;
@@ -298,108 +337,141 @@ impl Checkpoint {
                 name,
                 dtype,
                 shape: view.shape().to_vec(),
-                data: view.data().to_vec(),
+                data: Blob::part_of(bytes, view.data()),
             });
         }
         checkpoint.weights = Weights::Tensors(tensors);
-        checkpoint.optimizer = optimizer.data().to_vec();
-        Ok(checkpoint)
-    }
-
-    /// Format 1: the magic, a little-endian `u64` length, JSON metadata, then the module's and
-    /// the optimizer's burnpack records, whose lengths the metadata gives.
-    fn decode_v1(bytes: &[u8]) -> Result<Self, String> {
-        if bytes.len() < 16 {
-            return Err("it is truncated".into());
-        }
-        let meta_len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
-        let meta_end = 16usize
-            .checked_add(meta_len)
-            .filter(|end| *end <= bytes.len())
-            .ok_or("it is truncated")?;
-        let mut checkpoint: Checkpoint =
-            serde_json::from_slice(&bytes[16..meta_end]).map_err(|e| format!("its metadata is invalid ({e})"))?;
-        let model_end = meta_end
-            .checked_add(checkpoint.model_bytes as usize)
-            .filter(|end| *end <= bytes.len())
-            .ok_or("it is truncated")?;
-        let optimizer_end = model_end
-            .checked_add(checkpoint.optimizer_bytes as usize)
-            .filter(|end| *end == bytes.len())
-            .ok_or("its length does not match its metadata")?;
-        checkpoint.weights = Weights::Record(bytes[meta_end..model_end].to_vec());
-        checkpoint.optimizer = bytes[model_end..optimizer_end].to_vec();
+        checkpoint.optimizer = Blob::part_of(bytes, optimizer.data());
         Ok(checkpoint)
     }
 
     /// Loads the saved weights into `module`, which must have the same parameters: a parameter
     /// missing from the checkpoint, one the module does not have, or one of another shape is
-    /// an error listing them.
-    pub fn restore_module<M: Module>(&self, mut module: M) -> Result<M, Error> {
-        match &self.weights {
-            Weights::Record(bytes) => {
-                let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.clone()))
-                    .map_err(|e| Error::Checkpoint(format!("cannot read the saved weights: {e}")))?;
-                module
-                    .try_load_record(record)
-                    .map_err(|e| Error::Checkpoint(format!("the saved weights do not fit this module: {e}")))
-            }
-            Weights::None => Err(Error::Checkpoint("the checkpoint holds no weights".into())),
-            Weights::Tensors(tensors) => {
-                let tensors = tensors
-                    .iter()
-                    .map(|t| {
-                        PackTensor::new(
-                            t.name.clone(),
-                            t.dtype,
-                            t.shape.clone(),
-                            t.param_id,
-                            Bytes::from_bytes_vec(t.data.clone()),
-                        )
-                    })
-                    .collect();
-                let result = module.apply(tensors, None, None, false);
-                let mut problems = Vec::new();
-                if !result.missing.is_empty() {
-                    let names: Vec<&str> = result.missing.iter().map(|(path, _)| path.as_str()).collect();
-                    problems.push(format!("missing from the checkpoint: {}", names.join(", ")));
-                }
-                if !result.unused.is_empty() {
-                    problems.push(format!("not in the module: {}", result.unused.join(", ")));
-                }
-                if !result.errors.is_empty() {
-                    let errors: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
-                    problems.push(errors.join("; "));
-                }
-                if problems.is_empty() {
-                    Ok(module)
-                } else {
-                    Err(Error::Checkpoint(format!(
-                        "the saved weights do not fit this module: {}",
-                        problems.join("; ")
-                    )))
-                }
-            }
+    /// an error listing them (Lightning's `strict=True`).
+    pub fn restore_module<M: Module>(&self, module: M) -> Result<M, Error> {
+        self.restore_module_with(module, true).map(|(module, _)| module)
+    }
+
+    /// Loads the saved weights into `module`. With `strict`, as
+    /// [`restore_module`](Self::restore_module); without, the parameters both have are loaded
+    /// and the others are listed in the report (Lightning's `strict=False`). A saved tensor of
+    /// another shape than the module's is an error either way.
+    pub fn restore_module_with<M: Module>(&self, mut module: M, strict: bool) -> Result<(M, KeyReport), Error> {
+        let tensors = match &self.weights {
+            Weights::None => return Err(Error::Checkpoint("the checkpoint holds no weights".into())),
+            Weights::Tensors(tensors) => tensors,
+        };
+        // Each tensor gets a zero-copy window on the file's buffer: loading holds one copy of
+        // the file besides the module's weights.
+        let tensors = tensors
+            .iter()
+            .map(|t| {
+                let data = t.data.clone();
+                PackTensor::deferred(
+                    t.name.clone(),
+                    t.dtype,
+                    t.shape.clone(),
+                    t.param_id,
+                    data.len(),
+                    move || Ok(Bytes::from_bytes_vec(data.to_vec())),
+                )
+            })
+            .collect();
+        let result = module.apply(tensors, None, None, false);
+        let report = KeyReport {
+            missing: result.missing.iter().map(|(path, _)| path.clone()).collect(),
+            unexpected: result.unused.clone(),
+        };
+        let mut problems = Vec::new();
+        if strict && !report.missing.is_empty() {
+            problems.push(format!("missing from the checkpoint: {}", report.missing.join(", ")));
         }
+        if strict && !report.unexpected.is_empty() {
+            problems.push(format!("not in the module: {}", report.unexpected.join(", ")));
+        }
+        for error in &result.errors {
+            problems.push(error.to_string());
+        }
+        if !problems.is_empty() {
+            let hint = if strict && result.errors.is_empty() {
+                " (load with `strict(false)` to load the parameters both have)"
+            } else {
+                ""
+            };
+            return Err(Error::Checkpoint(format!(
+                "the saved weights do not fit this module: {}{hint}",
+                problems.join("; ")
+            )));
+        }
+        Ok((module, report))
     }
 
     /// Lightning's `load_from_checkpoint`, for a module you built (for example from
     /// [`hparams`](Self::hparams)): calls its `on_load_checkpoint` hook with this checkpoint, then
-    /// loads the saved weights into it.
+    /// loads the saved weights into it. [`LoadFromCheckpoint`] builds the module too.
     pub fn load_into<M: LightningModule>(&self, mut module: M) -> Result<M, Error> {
+        self.on_load_checkpoint(&mut module)?;
+        self.restore_module(module)
+    }
+
+    fn on_load_checkpoint<M: LightningModule>(&self, module: &mut M) -> Result<(), Error> {
         let device = module.devices().into_iter().next().unwrap_or_default();
         let mut state = TrainerState::new(TrainerFn::Fitting, device);
         state.current_epoch = self.epoch;
         state.global_step = self.global_step;
         let mut core = Core::new(state);
-        dispatch::on_load_checkpoint(&mut module, &mut [], &mut core, &mut (), self)?;
-        self.restore_module(module)
+        dispatch::on_load_checkpoint(module, &mut [], &mut core, &mut (), self)
     }
 
     /// The saved hyperparameters, as the module's `<Name>Hparams`.
-    pub fn hparams<H: serde::de::DeserializeOwned>(&self) -> Result<H, Error> {
-        serde_json::from_value(self.hyper_parameters.clone())
-            .map_err(|e| Error::Checkpoint(format!("the saved hyperparameters do not fit this module: {e}")))
+    pub fn hparams<H: serde::Serialize + serde::de::DeserializeOwned>(&self) -> Result<H, Error> {
+        self.hparams_with(&serde_json::Map::new())
+    }
+
+    /// The saved hyperparameters with `overrides`, as `H`. An override `H` does not have is an
+    /// error naming it; a saved value `H` does not have is ignored with a warning.
+    fn hparams_with<H: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        overrides: &serde_json::Map<String, JsonValue>,
+    ) -> Result<H, Error> {
+        let mut values = match &self.hyper_parameters {
+            JsonValue::Object(map) => map.clone(),
+            JsonValue::Null => serde_json::Map::new(),
+            other => {
+                return Err(Error::Checkpoint(format!(
+                    "the saved hyperparameters are not a map of names to values: {other}"
+                )));
+            }
+        };
+        let saved: Vec<String> = values.keys().cloned().collect();
+        values.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let hparams: H = serde_json::from_value(JsonValue::Object(values)).map_err(|e| {
+            Error::Checkpoint(format!(
+                "the saved hyperparameters do not fit this module: {e} (give a value with `LoadOptions::hparam`)"
+            ))
+        })?;
+        let known = match serde_json::to_value(&hparams) {
+            Ok(JsonValue::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        let names = || known.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+        if let Some(unknown) = overrides.keys().find(|k| !known.contains_key(*k)) {
+            return Err(Error::Checkpoint(format!(
+                "`{unknown}` is not a hyperparameter of this module; its hyperparameters are: {}",
+                names()
+            )));
+        }
+        let ignored: Vec<&str> = saved
+            .iter()
+            .map(String::as_str)
+            .filter(|k| !known.contains_key(*k))
+            .collect();
+        if !ignored.is_empty() {
+            tracing::warn!(target: "burn_lightning",
+                "the checkpoint's hyperparameters {} are not fields of this module (saved by another version of it?): ignored",
+                ignored.join(", "));
+        }
+        Ok(hparams)
     }
 
     /// Whether the checkpoint holds optimizer state.
@@ -414,6 +486,117 @@ impl Checkpoint {
             _ => Vec::new(),
         }
     }
+}
+
+/// Lightning's `LightningModule.load_from_checkpoint`: rebuilds a module from the
+/// hyperparameters a checkpoint saved (with overrides), then loads its weights.
+///
+/// Implement [`from_hparams`](Self::from_hparams), the constructor Lightning calls with the saved
+/// hyperparameters (its `__init__(**hparams)`):
+///
+/// ```ignore
+/// impl LoadFromCheckpoint for LitMnist {
+///     fn from_hparams(hparams: &LitMnistHparams, device: &Device) -> Self {
+///         LitMnist::new(hparams, device)
+///     }
+/// }
+/// let model = LitMnist::load_from_checkpoint("lightning_logs/version_0/checkpoints/last.ckpt")?;
+/// ```
+pub trait LoadFromCheckpoint: LightningModule {
+    /// Builds the module, its layers on `device`, from hyperparameters.
+    fn from_hparams(hparams: &Self::Hparams, device: &Device) -> Self;
+
+    /// Rebuilds the module from the checkpoint at `path`, on the default device, and loads its
+    /// weights strictly (every parameter, and only those).
+    fn load_from_checkpoint(path: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::load_from_checkpoint_with(path, LoadOptions::new()).map(|loaded| loaded.module)
+    }
+
+    /// Rebuilds the module from the checkpoint at `path` as `options` say: the device,
+    /// hyperparameters overriding the saved ones, strict or non-strict loading. Saved
+    /// hyperparameters the module no longer has are ignored (with a warning); fields it gained
+    /// since take their defaults. Calls the module's `on_load_checkpoint` hook before loading
+    /// the weights.
+    fn load_from_checkpoint_with(path: impl AsRef<Path>, options: LoadOptions) -> Result<Loaded<Self>, Error> {
+        let path = path.as_ref();
+        let checkpoint = Checkpoint::load(path)?;
+        let hparams: Self::Hparams = checkpoint.hparams_with(&options.overrides)?;
+        let device = options.device.unwrap_or_default();
+        let mut module = Self::from_hparams(&hparams, &device);
+        checkpoint.on_load_checkpoint(&mut module)?;
+        let (module, report) = checkpoint.restore_module_with(module, options.strict)?;
+        Ok(Loaded {
+            module,
+            checkpoint,
+            report,
+        })
+    }
+}
+
+/// How [`LoadFromCheckpoint::load_from_checkpoint_with`] loads.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    device: Option<Device>,
+    strict: bool,
+    overrides: serde_json::Map<String, JsonValue>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            device: None,
+            strict: true,
+            overrides: serde_json::Map::new(),
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Strict, on the default device, with the saved hyperparameters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builds the module on `device` (Lightning's `map_location`).
+    pub fn device(mut self, device: Device) -> Self {
+        self.device = Some(device);
+        self
+    }
+
+    /// `false` loads the parameters the module and the checkpoint both have and reports the
+    /// others (Lightning's `strict=False`).
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// Overrides a saved hyperparameter (Lightning's `**kwargs`). A name the module does not
+    /// have is an error when loading.
+    pub fn hparam(mut self, name: &str, value: impl Serialize) -> Self {
+        let value = serde_json::to_value(value).unwrap_or(JsonValue::Null);
+        self.overrides.insert(name.to_string(), value);
+        self
+    }
+}
+
+/// What [`LoadFromCheckpoint::load_from_checkpoint_with`] returns.
+#[derive(Debug)]
+pub struct Loaded<M> {
+    /// The module, with the saved weights.
+    pub module: M,
+    /// The checkpoint it came from (epoch, step, callback states, ...).
+    pub checkpoint: Checkpoint,
+    /// What a non-strict load left out.
+    pub report: KeyReport,
+}
+
+/// What a non-strict load left out (Lightning's `missing_keys` and `unexpected_keys`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyReport {
+    /// Parameters of the module the checkpoint has no value for: they keep their values.
+    pub missing: Vec<String>,
+    /// Saved parameters the module does not have.
+    pub unexpected: Vec<String>,
 }
 
 /// The checksums of a format 2 file, one per section.

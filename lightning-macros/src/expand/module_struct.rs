@@ -147,7 +147,9 @@ pub fn expand(module: &mut ModuleStruct) -> TokenStream {
         #[doc = ""]
         #[doc = #table_doc]
         #[derive(::core::clone::Clone, ::core::fmt::Debug, ::core::cmp::PartialEq, #rt::serde::Serialize, #rt::serde::Deserialize)]
-        #[serde(crate = #serde_crate, deny_unknown_fields)]
+        // No `deny_unknown_fields`: hyperparameters saved by a version of the module that had a
+        // field since removed still load (`load_from_checkpoint` warns about the ignored keys).
+        #[serde(crate = #serde_crate)]
         #vis struct #hparams_ident {
             #(
                 #(#field_docs)*
