@@ -22,6 +22,13 @@ pub enum Error {
     )]
     EmptyDataloader { loader: &'static str },
 
+    /// SIGINT or SIGTERM stopped the run at a batch boundary, after `on_exception` and the
+    /// pending checkpoints.
+    #[error(
+        "interrupted by {signal_name}: the run stopped at a batch boundary after `on_exception`, its checkpoints and loggers"
+    )]
+    Interrupted { signal: i32, signal_name: String },
+
     /// A dataloader failed to produce a batch.
     #[error("the `{loader}` dataloader failed: {message}")]
     Dataloader { loader: &'static str, message: String },

@@ -18,6 +18,7 @@ pub mod monitors;
 pub mod optim;
 pub mod optimization;
 pub mod run_dir;
+mod signals;
 pub mod state;
 pub mod summary;
 pub mod timer;
@@ -25,7 +26,7 @@ pub mod trainer;
 
 pub use burn;
 pub use burn::tensor::{Device, Tensor};
-pub use callbacks::{EarlyStopping, EpochSummary, Mode, ModelCheckpoint, ModelSummary};
+pub use callbacks::{EarlyStopping, EpochSummary, Mode, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint};
 pub use checkpoint::{Checkpoint, KeyReport, LoadFromCheckpoint, LoadOptions, Loaded};
 pub use context::{EpochContext, HookContext, StepContext};
 pub use data::{DataModule, IntoLoader, Loader, Loaders, Stage};

@@ -108,6 +108,13 @@ impl<'a, B> Batches<'a, B> {
     }
 
     pub(crate) fn next_batch(&mut self) -> Result<Option<Batch<B>>, Error> {
+        // The batch boundary where a run stops on SIGINT or SIGTERM.
+        if let Some(signal) = crate::signals::received() {
+            return Err(Error::Interrupted {
+                signal,
+                signal_name: crate::signals::name(signal),
+            });
+        }
         if self.bound().is_some_and(|m| self.yielded >= m) {
             return Ok(None);
         }

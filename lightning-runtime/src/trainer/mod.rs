@@ -146,6 +146,8 @@ pub(crate) struct Config {
     pub log_every_n_steps: usize,
     /// Whether a TensorBoard logger is added when none is given.
     pub default_logger: bool,
+    /// Whether a signal that stopped a run then exits the process.
+    pub exit_on_signal: bool,
 }
 
 /// Builds a [`Trainer`]; every flag has Lightning's default.
@@ -174,6 +176,7 @@ pub struct TrainerBuilder<M: LightningModule> {
     enable_model_summary: bool,
     log_every_n_steps: usize,
     track_grad_norm: Option<f64>,
+    exit_on_signal: bool,
     loggers: Vec<Box<dyn Logger>>,
     callbacks: Callbacks<M>,
 }
@@ -216,6 +219,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             enable_model_summary: true,
             log_every_n_steps: 50,
             track_grad_norm: None,
+            exit_on_signal: true,
             loggers: Vec::new(),
             callbacks: Vec::new(),
         }
@@ -274,6 +278,10 @@ impl<M: LightningModule> TrainerBuilder<M> {
         /// `grad_{p}_norm/...` keys) on the steps that log, with a
         /// [`GradientNormMonitor`](crate::GradientNormMonitor): Lightning 1.x's `track_grad_norm`.
         track_grad_norm: f64 => track_grad_norm = Some(track_grad_norm);
+        /// On SIGINT or SIGTERM, a run stops at the next batch boundary (after `on_exception`,
+        /// pending checkpoints and the loggers); then the process exits with 130 or 143 (default
+        /// true), or, with `false`, the entry point returns [`Error::Interrupted`].
+        exit_on_signal: bool => exit_on_signal = exit_on_signal;
     }
 
     /// Stops training once it has run this long (Lightning's `max_time`): `"DD:HH:MM:SS"`, a
@@ -449,6 +457,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             device: self.device.unwrap_or_default(),
             gradient_clip,
             log_every_n_steps: self.log_every_n_steps,
+            exit_on_signal: self.exit_on_signal,
             default_logger: self.enable_logger,
         };
         let loggers = if self.enable_logger { self.loggers } else { Vec::new() };
@@ -570,7 +579,28 @@ impl<M: LightningModule> Trainer<M> {
         M: TrainingStep + ConfigureOptimizers,
         D: DataModule<M::Batch>,
     {
-        fit::fit(self, model, data)
+        let result = fit::fit(self, model, data);
+        if let Err(FitError {
+            error: Error::Interrupted { signal, .. },
+            ..
+        }) = &result
+        {
+            self.exit_after_signal(*signal);
+        }
+        result
+    }
+
+    /// After a run a signal stopped, and cleaned up after: exits as the signal would have
+    /// (status 130 or 143), unless `exit_on_signal(false)`.
+    fn exit_after_signal(&self, signal: i32) {
+        if self.config.exit_on_signal {
+            let status = crate::signals::exit_status(signal);
+            eprintln!(
+                "{}: stopped after saving what was pending; exiting with {status}",
+                crate::signals::name(signal)
+            );
+            std::process::exit(status);
+        }
     }
 
     /// Runs the validation loop once on `model` and returns its epoch metrics. What hooks set
@@ -580,7 +610,11 @@ impl<M: LightningModule> Trainer<M> {
         M: ValidationStep,
         D: DataModule<M::Batch>,
     {
-        evaluate::evaluate(self, model, data, Loop::Validation)
+        let result = evaluate::evaluate(self, model, data, Loop::Validation);
+        if let Err(Error::Interrupted { signal, .. }) = &result {
+            self.exit_after_signal(*signal);
+        }
+        result
     }
 
     /// Runs the test loop once on `model` and returns its epoch metrics. What hooks set on
@@ -590,7 +624,11 @@ impl<M: LightningModule> Trainer<M> {
         M: TestStep,
         D: DataModule<M::Batch>,
     {
-        evaluate::evaluate(self, model, data, Loop::Test)
+        let result = evaluate::evaluate(self, model, data, Loop::Test);
+        if let Err(Error::Interrupted { signal, .. }) = &result {
+            self.exit_after_signal(*signal);
+        }
+        result
     }
 
     /// Runs `predict_step` over the prediction data and returns the predictions, in order.
@@ -599,7 +637,11 @@ impl<M: LightningModule> Trainer<M> {
         M: PredictStep,
         D: DataModule<M::Batch>,
     {
-        evaluate::predict(self, model, data)
+        let result = evaluate::predict(self, model, data);
+        if let Err(Error::Interrupted { signal, .. }) = &result {
+            self.exit_after_signal(*signal);
+        }
+        result
     }
 
     /// The metrics of the last run (Lightning's `trainer.callback_metrics`).

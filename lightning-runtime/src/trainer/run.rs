@@ -62,6 +62,8 @@ pub(crate) struct Run<'t, M: LightningModule, D> {
     pub eval_device: Device,
     /// Writes checkpoints in the background.
     pub writer: CheckpointWriter,
+    /// Stops the run at the next batch on SIGINT or SIGTERM.
+    _signals: crate::signals::SignalGuard,
 }
 
 impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
@@ -109,6 +111,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             train_device,
             eval_device,
             writer: CheckpointWriter::new(),
+            _signals: crate::signals::SignalGuard::listen(),
         }
     }
 
