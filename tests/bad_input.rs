@@ -334,6 +334,13 @@ fn fitting_without_a_train_dataloader_is_an_error_naming_it() {
         ),
         "{error:?}"
     );
+    // Runs that failed before training left no empty `version_N` behind.
+    let logs = dir.path().join("lightning_logs");
+    let left: Vec<_> = std::fs::read_dir(&logs)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(trainer.log_dir(), None);
 }
 
 #[test]

@@ -51,6 +51,7 @@ where
         Ok(result) => result,
         Err(panic) => {
             run.fail(&Error::panic(panic.as_ref()));
+            trainer.progress.log_dir = run.core.state.log_dir.clone();
             trainer.callback_metrics = run.core.metrics.callback_metrics().into();
             resume_unwind(panic);
         }
@@ -59,6 +60,8 @@ where
     let result = result.and_then(|()| run.finish_checkpoints());
     if let Err(e) = &result {
         run.fail(e);
+        // A failure before anything was logged removes the run directory it made.
+        trainer.progress.log_dir = run.core.state.log_dir.clone();
     }
     trainer.callback_metrics = run.core.metrics.callback_metrics().into();
     trainer.progress_bar_metrics = run.core.metrics.progress_bar_metrics().into();

@@ -64,6 +64,8 @@ pub(crate) struct Run<'t, M: LightningModule, D> {
     pub writer: CheckpointWriter,
     /// Stops the run at the next batch on SIGINT or SIGTERM.
     _signals: crate::signals::SignalGuard,
+    /// The `version_N` this run numbered and created, until something worth keeping is in it.
+    new_run_dir: Option<PathBuf>,
 }
 
 impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
@@ -112,6 +114,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             eval_device,
             writer: CheckpointWriter::new(),
             _signals: crate::signals::SignalGuard::listen(),
+            new_run_dir: None,
         }
     }
 
@@ -229,6 +232,29 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         if let Err(e) = self.finalize_loggers("failed") {
             tracing::error!(target: "burn_lightning", "closing the loggers after the failure failed: {e}");
         }
+        self.remove_unused_run_dir();
+    }
+
+    /// A run that failed before it logged a value or wrote a checkpoint leaves no `version_N`
+    /// behind (only what this run numbered and created itself, with nothing in it but its
+    /// `hparams.yaml` and the loggers' headers).
+    fn remove_unused_run_dir(&mut self) {
+        let Some(dir) = self.new_run_dir.take() else { return };
+        if !self.logged.is_empty() || !self.core.checkpoints_written.is_empty() {
+            return;
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {
+                self.core.state.log_dir = None;
+                // The default logger this run added wrote there; the next run adds its own.
+                if self.cfg.default_logger && self.loggers.len() == 1 {
+                    self.loggers.pop();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: "burn_lightning", "cannot remove the unused run directory `{}`: {e}", dir.display())
+            }
+        }
     }
 
     /// The dataloader of `kind` on `device`: the datamodule's, else the module's hook.
@@ -304,6 +330,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             (None, Some(logger)) => logger.log_dir()?,
             (None, None) => {
                 let dir = crate::run_dir::next_version_dir(&self.cfg.default_root_dir)?;
+                self.new_run_dir = Some(dir.clone());
                 if self.cfg.default_logger {
                     self.loggers.push(Box::new(crate::loggers::default_logger(&dir)));
                 }
