@@ -3,7 +3,7 @@
 //!
 //! Layout: [`hooks`] (the traits generated from the hook table, and the glue types hooks
 //! return), [`state`] (the trainer's state), [`context`] (what a hook can read and log), [`logging`], [`optim`], [`data`],
-//! [`trainer`] (builder, flags and loops), [`callbacks`], [`checkpoint`], [`run_dir`].
+//! [`trainer`] (builder, flags and loops), [`callbacks`], [`progress`] (the progress bar), [`checkpoint`], [`run_dir`].
 
 pub mod callbacks;
 pub mod checkpoint;
@@ -16,6 +16,7 @@ pub mod loggers;
 pub mod logging;
 pub mod optim;
 pub mod optimization;
+pub mod progress;
 pub mod run_dir;
 pub mod state;
 pub mod summary;
@@ -39,6 +40,7 @@ pub use loggers::{CsvLogger, Logger, LoggerDir, TensorBoardLogger, Version};
 pub use logging::{EpochLogOptions, LogOptions, LogValue, MetricValue, Metrics, Reduce};
 pub use optim::{GradientClip, Gradients, Interval, IntoOptimizerConfig, Optimizer, OptimizerConfig, Scheduler};
 pub use optimization::OptimizerClosure;
+pub use progress::ProgressBar;
 pub use serde_json::Value as JsonValue;
 pub use state::{RunningStage, TrainerFn, TrainerState, TrainerStatus};
 pub use summary::{LayerSummary, Summary, summarize};
