@@ -7,8 +7,8 @@
 //! training loss and of the validation loss and accuracy read back once per epoch.
 //!
 //! - (a) the hand-written loop;
-//! - (b) `Trainer::fit` with its defaults (sanity check, the `ProgressBar` (plain lines when stdout
-//!   is not a terminal, as under `cargo bench`), a `ModelCheckpoint`
+//! - (b) `Trainer::fit` with its defaults (sanity check, the `ProgressBar`: bars on a terminal,
+//!   one line per epoch when stdout is piped), a `ModelCheckpoint`
 //!   written every epoch and the default TensorBoard logger, into a temporary
 //!   `default_root_dir`), timed by a callback.
 //!

@@ -44,7 +44,10 @@ impl Net {
     }
     #[hook]
     fn test_step(&self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) {
-        cx.log("test_loss", (self.layer.forward(batch.x) - batch.y).powi_scalar(2).mean());
+        cx.log(
+            "test_loss",
+            (self.layer.forward(batch.x) - batch.y).powi_scalar(2).mean(),
+        );
     }
     #[hook]
     fn predict_step(&self, batch: Pair, _batch_idx: usize) -> Tensor<2> {
@@ -135,7 +138,9 @@ fn terminal_bars_show_counts_v_num_and_prog_bar_metrics_and_nest_validation() ->
     let term = InMemoryTerm::new(24, 140);
     let screens = Screens::default();
     let mut trainer = builder(root.path())
-        .callback(ProgressBar::draw_to(ProgressDrawTarget::term_like(Box::new(term.clone()))))
+        .callback(ProgressBar::draw_to(ProgressDrawTarget::term_like(Box::new(
+            term.clone(),
+        ))))
         .callback(Camera {
             term: term.clone(),
             screens: screens.clone(),
@@ -146,7 +151,10 @@ fn terminal_bars_show_counts_v_num_and_prog_bar_metrics_and_nest_validation() ->
 
     // The sanity check has its own bar, with the 2 batches it runs.
     let sanity = screen_at(&screens_in_fit, "SanityChecking in epoch 0");
-    let line = sanity.lines().nth(line_starting(sanity, "Sanity Checking: 100%")).unwrap();
+    let line = sanity
+        .lines()
+        .nth(line_starting(sanity, "Sanity Checking DataLoader 0: 100%"))
+        .unwrap();
     assert!(line.contains("| 2/2 ["), "{line}");
     assert!(line.contains("it/s"), "{line}");
 
@@ -154,13 +162,19 @@ fn terminal_bars_show_counts_v_num_and_prog_bar_metrics_and_nest_validation() ->
     // far, and the validation bar below it.
     let validating = screen_at(&screens_in_fit, "Validating in epoch 0");
     let epoch = line_starting(validating, "Epoch 0: 100%");
-    let validation = line_starting(validating, "Validation: 100%");
-    assert!(validation > epoch, "the validation bar is below the epoch bar:\n{validating}");
+    let validation = line_starting(validating, "Validation DataLoader 0: 100%");
+    assert!(
+        validation > epoch,
+        "the validation bar is below the epoch bar:\n{validating}"
+    );
     let epoch_line = validating.lines().nth(epoch).unwrap();
     assert!(epoch_line.contains("| 4/4 ["), "{epoch_line}");
     assert!(epoch_line.contains(", v_num=0, loss="), "{epoch_line}");
     assert!(!epoch_line.contains("hidden_loss"), "{epoch_line}");
-    assert!(validating.lines().nth(validation).unwrap().contains("| 2/2 ["), "{validating}");
+    assert!(
+        validating.lines().nth(validation).unwrap().contains("| 2/2 ["),
+        "{validating}"
+    );
 
     // After fit: the last epoch's bar with the final prog_bar metrics, the lines printed through
     // the trainer above it, and no validation or sanity-check bar left.
@@ -179,13 +193,16 @@ fn terminal_bars_show_counts_v_num_and_prog_bar_metrics_and_nest_validation() ->
     // `test` and `predict` leave their bars, and the test results are printed.
     trainer.test(&mut model, data_for_test())?;
     let test = screen_at(&screens.lock().unwrap(), "test end").to_string();
-    assert!(test.contains("Testing: 100%"), "{test}");
+    assert!(test.contains("Testing DataLoader 0: 100%"), "{test}");
     let predictions = trainer.predict(&mut model, Loaders::predict(pair_loader(12, 4)))?;
     assert_eq!(predictions.len(), 3);
     let screen = term.contents();
     let results = screen.lines().nth(line_starting(&screen, "test | test_loss=")).unwrap();
     assert!(!results.contains('\u{1b}'), "{results}");
-    let predict = screen.lines().nth(line_starting(&screen, "Predicting: 100%")).unwrap();
+    let predict = screen
+        .lines()
+        .nth(line_starting(&screen, "Predicting DataLoader 0: 100%"))
+        .unwrap();
     assert!(predict.contains("| 3/3 ["), "{predict}");
     Ok(())
 }

@@ -372,21 +372,50 @@ impl ProgressBar {
     fn show_metrics(&self, state: &TrainerState, metrics: impl FnOnce() -> BTreeMap<String, f64>) {
         if let Some(bar) = &self.train {
             let postfix = postfix(state, &metrics());
-            bar.set_message(if postfix.is_empty() { postfix } else { format!(", {postfix}") });
+            bar.set_message(if postfix.is_empty() {
+                postfix
+            } else {
+                format!(", {postfix}")
+            });
         }
     }
 }
 
-/// tqdm's look: `Epoch 3:  45%|████▌     | 45/100 [00:00:01<00:00:02, 30.00it/s, v_num=0, loss=0.123]`.
+/// tqdm's look: `Epoch 3:  45%|████▌     | 45/100 [00:01<00:02, 30.00it/s, v_num=0, loss=0.123]`.
 fn bar_style() -> ProgressStyle {
-    const TEMPLATE: &str =
-        "{prefix}: {percent:>3}%|{wide_bar}| {pos}/{len} [{elapsed_precise}<{eta_precise}, {rate}{msg}]";
+    const TEMPLATE: &str = "{prefix}: {percent:>3}%|{wide_bar}| {pos}/{len} [{elapsed_tqdm}<{eta_tqdm}, {rate}{msg}]";
     ProgressStyle::with_template(TEMPLATE)
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key("elapsed_tqdm", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&format_interval(state.elapsed()));
+        })
+        .with_key("eta_tqdm", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let eta = if state.per_sec() > 0.0 {
+                format_interval(state.eta())
+            } else {
+                "?".into()
+            };
+            let _ = w.write_str(&eta);
+        })
         .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = write!(w, "{:.2}it/s", state.per_sec());
+            let _ = match state.per_sec() {
+                rate if rate >= 1.0 => write!(w, "{rate:.2}it/s"),
+                rate if rate > 0.0 => write!(w, "{:.2}s/it", 1.0 / rate),
+                _ => w.write_str("?it/s"),
+            };
         })
         .progress_chars("█▉▊▋▌▍▎▏ ")
+}
+
+/// tqdm's `format_interval`: `mm:ss`, or `h:mm:ss` from an hour on.
+fn format_interval(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    let (hours, minutes, seconds) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    if hours > 0 {
+        format!("{hours}:{minutes:02}:{seconds:02}")
+    } else {
+        format!("{minutes:02}:{seconds:02}")
+    }
 }
 
 /// Sets a bar's total (once known) and position.
@@ -411,7 +440,7 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
     }
 
     fn on_sanity_check_start(&mut self, _module: &mut M, cx: &mut HookContext<'_>) {
-        self.eval = self.add_bar("Sanity Checking", cx.num_sanity_val_batches);
+        self.eval = self.add_bar("Sanity Checking DataLoader 0", cx.num_sanity_val_batches);
     }
 
     fn on_sanity_check_end(&mut self, _module: &mut M, _cx: &mut HookContext<'_>) {
@@ -471,7 +500,7 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
 
     fn on_validation_start(&mut self, _module: &mut M, cx: &mut EpochContext<'_>) {
         if cx.stage != RunningStage::SanityChecking {
-            self.eval = self.add_bar("Validation", cx.num_val_batches);
+            self.eval = self.add_bar("Validation DataLoader 0", cx.num_val_batches);
         }
     }
 
@@ -507,7 +536,7 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
     }
 
     fn on_test_start(&mut self, _module: &mut M, cx: &mut EpochContext<'_>) {
-        self.eval = self.add_bar("Testing", cx.num_test_batches);
+        self.eval = self.add_bar("Testing DataLoader 0", cx.num_test_batches);
     }
 
     fn on_test_batch_end(
@@ -529,7 +558,7 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
     }
 
     fn on_predict_start(&mut self, _module: &mut M, cx: &mut HookContext<'_>) {
-        self.eval = self.add_bar("Predicting", cx.num_predict_batches);
+        self.eval = self.add_bar("Predicting DataLoader 0", cx.num_predict_batches);
     }
 
     fn on_predict_batch_end(
@@ -565,7 +594,7 @@ mod tests {
     #[test]
     fn numbers_are_formatted_as_lightnings_bar_formats_them() {
         let cases = [
-            (2.302585, "2.300"),
+            (2.30412, "2.300"),
             (0.1234567, "0.123"),
             (0.5, "0.500"),
             (12.0, "12.00"),
@@ -585,6 +614,12 @@ mod tests {
         for (value, shown) in cases {
             assert_eq!(format_num(value), shown, "format_num({value})");
         }
+    }
+
+    #[test]
+    fn intervals_are_formatted_as_tqdm_formats_them() {
+        assert_eq!(format_interval(Duration::from_millis(65_900)), "01:05");
+        assert_eq!(format_interval(Duration::from_secs(3 * 3600 + 7)), "3:00:07");
     }
 
     #[test]
