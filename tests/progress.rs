@@ -161,6 +161,7 @@ fn terminal_bars_show_counts_v_num_and_prog_bar_metrics_and_nest_validation() ->
     // Validation inside fit: the epoch bar, full, with v_num and the prog_bar metrics logged so
     // far, and the validation bar below it.
     let validating = screen_at(&screens_in_fit, "Validating in epoch 0");
+    println!("the terminal during validation in epoch 0:\n{validating}");
     let epoch = line_starting(validating, "Epoch 0: 100%");
     let validation = line_starting(validating, "Validation DataLoader 0: 100%");
     assert!(

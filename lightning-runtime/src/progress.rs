@@ -6,9 +6,10 @@
 //! Lightning's `leave=False`), and the sanity-check, `validate`, test and predict bars. Each shows
 //! position/total, elapsed time, ETA and items per second; the training bar also shows `v_num`
 //! and what was logged with `prog_bar(true)`, as Lightning's `get_metrics` does. Metrics are read
-//! (which synchronizes with the device) only when the bar redraws, at most
-//! [`refresh_rate`](ProgressBar::refresh_rate) times a second; counting a batch otherwise reads the
-//! clock and nothing else.
+//! (which synchronizes with the device) only when the bar redraws: at most
+//! [`refresh_rate`](ProgressBar::refresh_rate) times a second, and at the last batch of each loop
+//! (where the trainer reads its epoch values anyway); counting any other batch reads the clock
+//! and nothing else.
 //!
 //! When stdout is not a terminal (CI logs, `| cat`), it prints plain lines instead: one per
 //! training epoch, and the results of `validate` and `test` ([`EpochSummary`]'s lines).
@@ -306,7 +307,9 @@ impl ProgressBar {
             Display::Auto => {
                 let dumb = std::env::var("TERM").is_ok_and(|term| term == "dumb");
                 if std::io::stdout().is_terminal() && !dumb {
-                    bars(ProgressDrawTarget::stdout_with_hz(self.refresh_per_second.max(1)))
+                    // indicatif's own limit (20 Hz) stays above ours, so that the redraws we
+                    // decide on (at most `refresh_per_second`, and each loop's last batch) show.
+                    bars(ProgressDrawTarget::stdout())
                 } else {
                     Output::Stdout
                 }
@@ -322,7 +325,10 @@ impl ProgressBar {
     /// A new bar titled `title` below the others.
     fn add_bar(&self, title: &str, total: Option<usize>) -> Option<indicatif::ProgressBar> {
         let multi = self.terminal()?;
-        let bar = multi.add(indicatif::ProgressBar::new(total.unwrap_or(0) as u64));
+        let bar = multi.add(match total {
+            Some(total) => indicatif::ProgressBar::new(total as u64),
+            None => indicatif::ProgressBar::no_length(),
+        });
         bar.set_style(bar_style());
         bar.set_prefix(title.to_string());
         Some(bar)
@@ -383,9 +389,16 @@ impl ProgressBar {
 
 /// tqdm's look: `Epoch 3:  45%|████▌     | 45/100 [00:01<00:02, 30.00it/s, v_num=0, loss=0.123]`.
 fn bar_style() -> ProgressStyle {
-    const TEMPLATE: &str = "{prefix}: {percent:>3}%|{wide_bar}| {pos}/{len} [{elapsed_tqdm}<{eta_tqdm}, {rate}{msg}]";
+    const TEMPLATE: &str = "{prefix}: {percent:>3}%|{wide_bar}| {count} [{elapsed_tqdm}<{eta_tqdm}, {rate}{msg}]";
     ProgressStyle::with_template(TEMPLATE)
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key("count", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            // `?` until the loop knows its number of batches (after its first batch).
+            let _ = match state.len() {
+                Some(len) => write!(w, "{}/{len}", state.pos()),
+                None => write!(w, "{}/?", state.pos()),
+            };
+        })
         .with_key("elapsed_tqdm", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
             let _ = w.write_str(&format_interval(state.elapsed()));
         })
@@ -457,9 +470,13 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
         Callback::<M>::on_train_epoch_start(&mut self.summary, module, cx);
         if let Some(bar) = &self.train {
             bar.reset();
+            // Known from the second epoch on (the loop learns it from its first batch).
+            match cx.num_training_batches {
+                Some(total) => bar.set_length(total as u64),
+                None => bar.unset_length(),
+            }
             bar.set_prefix(format!("Epoch {}", cx.current_epoch));
         }
-        self.next_draw = Instant::now();
     }
 
     fn on_train_batch_end(
