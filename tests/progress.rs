@@ -258,6 +258,35 @@ fn plain_lines_show_prog_bar_metrics_with_enough_digits() -> Result<(), Error> {
 }
 
 #[test]
+fn without_a_logger_there_is_no_v_num() -> Result<(), Error> {
+    let root = tempfile::tempdir().unwrap();
+    let out = Shared::default();
+    let mut trainer = builder(root.path())
+        .max_epochs(1)
+        .enable_logger(false)
+        .callback(ProgressBar::plain_to(out.clone()))
+        .build()?;
+    trainer.fit(net(), data())?;
+    let text = out.text();
+    assert!(text.starts_with("epoch 0 | step 4 | loss="), "{text}");
+    Ok(())
+}
+
+#[test]
+fn refresh_rate_zero_displays_nothing() -> Result<(), Error> {
+    let root = tempfile::tempdir().unwrap();
+    let out = Shared::default();
+    let mut trainer = builder(root.path())
+        .max_epochs(1)
+        .callback(ProgressBar::plain_to(out.clone()).refresh_rate(0))
+        .build()?;
+    let mut model = trainer.fit(net(), data())?;
+    trainer.test(&mut model, data_for_test())?;
+    assert_eq!(out.text(), "");
+    Ok(())
+}
+
+#[test]
 fn a_progress_bar_given_with_enable_progress_bar_false_is_a_configuration_error() {
     let root = tempfile::tempdir().unwrap();
     let error = builder(root.path())
