@@ -7,7 +7,8 @@
 //! training loss and of the validation loss and accuracy read back once per epoch.
 //!
 //! - (a) the hand-written loop;
-//! - (b) `Trainer::fit` with its defaults (sanity check, `EpochSummary`, a `ModelCheckpoint`
+//! - (b) `Trainer::fit` with its defaults (sanity check, the `ProgressBar`: bars on a terminal,
+//!   one line per epoch when stdout is piped), a `ModelCheckpoint`
 //!   written every epoch and the default TensorBoard logger, into a temporary
 //!   `default_root_dir`), timed by a callback.
 //!
@@ -260,7 +261,7 @@ fn hand_written(data: &mut MnistData, device: &Device, epochs: usize) -> BenchRe
         let val_acc = epoch_mean(val_accs, &val_sizes);
         marks.ends.push(Mark::now());
 
-        // What `EpochSummary` prints after the epoch.
+        // What the progress bar prints after the epoch when stdout is not a terminal.
         let step_loss = last_loss.map_or(f64::NAN, |l| l.into_scalar::<f64>());
         let seconds = (marks.ends[epoch].wall - marks.starts[epoch].wall).as_secs_f64();
         println!(

@@ -59,15 +59,15 @@ impl ManualMnist {
         }
         grads.clip(self, GradientClip::Norm(self.max_grad_norm));
         cx.optimizer_step(self, grads);
-        cx.log_with("train_loss", &loss, LogOptions::new().on_epoch(true));
+        cx.log_with("train_loss", &loss, LogOptions::new().on_epoch(true).prog_bar(true));
         loss
     }
 
     #[hook]
     fn validation_step(&self, batch: MnistBatch, _batch_idx: usize, cx: &mut StepContext) {
         let (loss, accuracy) = self.loss_and_accuracy(batch);
-        cx.log("val_loss", loss);
-        cx.log("val_acc", accuracy);
+        cx.log_with("val_loss", loss, LogOptions::new().prog_bar(true));
+        cx.log_with("val_acc", accuracy, LogOptions::new().prog_bar(true));
     }
 
     #[hook]

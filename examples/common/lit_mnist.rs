@@ -58,8 +58,8 @@ impl LitMnist {
     #[hook]
     fn validation_step(&self, batch: MnistBatch, _batch_idx: usize, cx: &mut StepContext) {
         let (loss, accuracy) = self.loss_and_accuracy(batch);
-        cx.log("val_loss", loss);
-        cx.log("val_acc", accuracy);
+        cx.log_with("val_loss", loss, LogOptions::new().prog_bar(true));
+        cx.log_with("val_acc", accuracy, LogOptions::new().prog_bar(true));
     }
 
     /// Test loss and accuracy.

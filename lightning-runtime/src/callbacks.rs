@@ -1,65 +1,14 @@
-//! Built-in callbacks: [`EpochSummary`] (one line per epoch), [`ModelCheckpoint`] and
-//! [`EarlyStopping`].
+//! Built-in callbacks: [`ModelSummary`], [`ModelCheckpoint`] and [`EarlyStopping`]; the
+//! progress bar and [`EpochSummary`] (one line per epoch) are in [`progress`](crate::progress).
 
 use crate::hooks::{Callback, CallbackRole, LightningModule};
-use crate::state::{TrainerFn, TrainerState};
+use crate::state::TrainerState;
 use crate::{EpochContext, Error, HookContext, JsonValue};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-/// Prints one plain line per training epoch with its metrics and duration, and the results of
-/// `validate` and `test`. Added by default; `enable_progress_bar(false)` turns it off.
-#[derive(Debug, Default)]
-pub struct EpochSummary {
-    epoch_started: Option<Instant>,
-}
-
-impl EpochSummary {
-    /// `name=value` for every metric, without the `_step`/`_epoch` twins of a metric logged
-    /// both ways (the bare name already shows the epoch value at this point).
-    fn line(metrics: &std::collections::BTreeMap<String, f64>) -> String {
-        let twin = |name: &str, suffix: &str| name.strip_suffix(suffix).is_some_and(|base| metrics.contains_key(base));
-        metrics
-            .iter()
-            .filter(|(name, _)| !twin(name, "_step") && !twin(name, "_epoch"))
-            .map(|(name, value)| format!("{name}={value:.4}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-}
-
-impl<M: LightningModule> Callback<M> for EpochSummary {
-    fn role(&self) -> CallbackRole {
-        // Runs after the module's `on_train_epoch_end`, so what it logs there is printed.
-        CallbackRole::Monitor
-    }
-
-    fn on_train_epoch_start(&mut self, _module: &mut M, _cx: &mut EpochContext<'_>) {
-        self.epoch_started = Some(Instant::now());
-    }
-
-    fn on_train_epoch_end(&mut self, _module: &mut M, cx: &mut EpochContext<'_>) {
-        let seconds = self.epoch_started.map_or(0.0, |t| t.elapsed().as_secs_f64());
-        println!(
-            "epoch {} | step {} | {} | {seconds:.2}s",
-            cx.current_epoch,
-            cx.global_step,
-            Self::line(&cx.callback_metrics())
-        );
-    }
-
-    fn on_validation_end(&mut self, _module: &mut M, cx: &mut HookContext<'_>) {
-        if cx.function == TrainerFn::Validating {
-            println!("validate | {}", Self::line(&cx.callback_metrics()));
-        }
-    }
-
-    fn on_test_end(&mut self, _module: &mut M, cx: &mut HookContext<'_>) {
-        println!("test | {}", Self::line(&cx.callback_metrics()));
-    }
-}
+pub use crate::progress::EpochSummary;
 
 /// Prints the module's summary at the start of `fit` (Lightning's `ModelSummary` callback): its
 /// layers down to `max_depth` (default 1), their types and parameter counts, and the totals.
@@ -83,8 +32,8 @@ impl ModelSummary {
 }
 
 impl<M: LightningModule> Callback<M> for ModelSummary {
-    fn on_fit_start(&mut self, module: &mut M, _cx: &mut HookContext<'_>) {
-        println!("{}", crate::summary::summarize(module, self.max_depth));
+    fn on_fit_start(&mut self, module: &mut M, cx: &mut HookContext<'_>) {
+        cx.print(crate::summary::summarize(module, self.max_depth).to_string());
     }
 }
 

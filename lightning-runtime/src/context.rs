@@ -7,6 +7,7 @@ use crate::Error;
 use crate::hooks::{Hook, LightningModule};
 use crate::logging::{EpochLogOptions, LogOptions, LogValue, MetricStore, MetricValue};
 use crate::optim::{LearningRate, Optimizer};
+use crate::progress::Output;
 use crate::state::Loop;
 use crate::state::TrainerState;
 use std::any::Any;
@@ -60,6 +61,8 @@ pub struct Core {
     /// Values callbacks sent straight to the loggers; the trainer sends them once the hook
     /// returns, at the current step.
     pub(crate) logger_records: Vec<BTreeMap<String, f64>>,
+    /// Where printed lines go: stdout, or above the progress bars while they are drawn.
+    pub(crate) output: Output,
 }
 
 impl Core {
@@ -77,6 +80,7 @@ impl Core {
             has_logger: false,
             learning_rates: Vec::new(),
             logger_records: Vec::new(),
+            output: Output::default(),
         }
     }
 
@@ -125,6 +129,19 @@ macro_rules! common_context_methods {
             /// reduced so far (reading them synchronizes with the device).
             pub fn callback_metrics(&self) -> BTreeMap<String, f64> {
                 self.core.metrics.callback_metrics()
+            }
+
+            /// What was logged with `prog_bar(true)`, under the names the progress bar shows
+            /// (`name_step`/`name_epoch` when logged both ways; Lightning's
+            /// `trainer.progress_bar_metrics`). Reading them synchronizes with the device.
+            pub fn progress_bar_metrics(&self) -> BTreeMap<String, f64> {
+                self.core.metrics.progress_bar_metrics()
+            }
+
+            /// Prints a line to stdout without breaking the progress bars (Lightning's
+            /// `self.print`): above them while they are drawn, else as a plain line.
+            pub fn print(&self, line: impl AsRef<str>) {
+                self.core.output.println(line.as_ref());
             }
 
             /// The run directory, when the trainer writes one.
@@ -204,6 +221,11 @@ pub struct HookContext<'a> {
 impl<'a> HookContext<'a> {
     pub(crate) fn new(core: &'a mut Core, hook: Hook) -> Self {
         Self { core, hook }
+    }
+
+    /// Sends the lines printed in this run (by [`print`](Self::print)) to `output`.
+    pub(crate) fn set_output(&mut self, output: Output) {
+        self.core.output = output;
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Layout: [`hooks`] (the traits generated from the hook table, and the glue types hooks
 //! return), [`state`] (the trainer's state), [`context`] (what a hook can read and log), [`logging`], [`optim`], [`data`],
-//! [`trainer`] (builder, flags and loops), [`callbacks`], [`checkpoint`], [`run_dir`].
+//! [`trainer`] (builder, flags and loops), [`callbacks`], [`progress`] (the progress bar), [`checkpoint`], [`run_dir`].
 
 pub mod callbacks;
 pub mod checkpoint;
@@ -17,6 +17,7 @@ pub mod logging;
 pub mod monitors;
 pub mod optim;
 pub mod optimization;
+pub mod progress;
 pub mod run_dir;
 mod signals;
 pub mod state;
@@ -44,6 +45,7 @@ pub use optim::{
     GradientClip, Gradients, Interval, IntoOptimizerConfig, LearningRate, Optimizer, OptimizerConfig, Scheduler,
 };
 pub use optimization::OptimizerClosure;
+pub use progress::ProgressBar;
 pub use serde_json::Value as JsonValue;
 pub use state::{RunningStage, TrainerFn, TrainerState, TrainerStatus};
 pub use summary::{LayerSummary, Summary, summarize};

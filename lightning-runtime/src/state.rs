@@ -105,6 +105,18 @@ pub struct TrainerState {
     pub batch_idx: usize,
     /// Number of batches the current training epoch runs, once known.
     pub num_training_batches: Option<usize>,
+    /// Batches of the current (or last) validation run inside `fit` or of `validate`, once
+    /// known (Lightning's `trainer.num_val_batches`).
+    pub num_val_batches: Option<usize>,
+    /// Batches of the sanity check, once known (Lightning's `trainer.num_sanity_val_batches`).
+    pub num_sanity_val_batches: Option<usize>,
+    /// Batches of the test run, once known (Lightning's `trainer.num_test_batches`).
+    pub num_test_batches: Option<usize>,
+    /// Batches of the prediction run, once known (Lightning's `trainer.num_predict_batches`).
+    pub num_predict_batches: Option<usize>,
+    /// The version of the first logger (Lightning's `trainer.logger.version`): `N` for a run
+    /// directory `version_N`, else the directory's name; `None` without a logger.
+    pub logger_version: Option<String>,
     /// `max_epochs` as resolved by the trainer (`None`: bounded by `max_steps` only).
     pub max_epochs: Option<usize>,
     /// `max_steps` (`None`: no limit).
@@ -144,6 +156,19 @@ impl TrainerState {
         self.function == TrainerFn::Fitting
     }
 
+    /// Records the batches planned for the evaluation loop running as `stage` (once the loop
+    /// knows them, from its first batch on).
+    pub(crate) fn set_planned_batches(&mut self, stage: RunningStage, planned: Option<usize>) {
+        let field = match stage {
+            RunningStage::Training => &mut self.num_training_batches,
+            RunningStage::SanityChecking => &mut self.num_sanity_val_batches,
+            RunningStage::Validating => &mut self.num_val_batches,
+            RunningStage::Testing => &mut self.num_test_batches,
+            RunningStage::Predicting => &mut self.num_predict_batches,
+        };
+        *field = planned;
+    }
+
     /// A state for `function` before anything ran.
     pub(crate) fn new(function: TrainerFn, device: Device) -> Self {
         let stage = match function {
@@ -160,6 +185,11 @@ impl TrainerState {
             global_step: 0,
             batch_idx: 0,
             num_training_batches: None,
+            num_val_batches: None,
+            num_sanity_val_batches: None,
+            num_test_batches: None,
+            num_predict_batches: None,
+            logger_version: None,
             max_epochs: None,
             max_steps: None,
             should_stop: false,

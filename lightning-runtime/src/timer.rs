@@ -182,16 +182,20 @@ impl Timer {
         }
     }
 
-    /// Lightning's `_check_time_remaining`: past the limit, asks the trainer to stop.
-    fn check(&self, stop: impl FnOnce()) {
-        let Some(limit) = self.duration else { return };
+    /// Lightning's `_check_time_remaining`: whether the limit is past (then the trainer must
+    /// stop), saying so through `print` (the trainer's output, which keeps progress bars whole).
+    fn check(&self, print: impl FnOnce(&str)) -> bool {
+        let Some(limit) = self.duration else { return false };
         let elapsed = self.time_elapsed(RunningStage::Training);
         if elapsed >= limit {
             if self.verbose {
-                println!("Time limit reached. Elapsed time is {elapsed:.3?}. Signaling Trainer to stop.");
+                print(&format!(
+                    "Time limit reached. Elapsed time is {elapsed:.3?}. Signaling Trainer to stop."
+                ));
             }
-            stop();
+            return true;
         }
+        false
     }
 }
 
@@ -222,13 +226,13 @@ impl<M: LightningModule> Callback<M> for Timer {
         _batch_idx: usize,
         cx: &mut StepContext<'_>,
     ) {
-        if self.interval == Interval::Step {
-            self.check(|| cx.stop());
+        if self.interval == Interval::Step && self.check(|line| cx.print(line)) {
+            cx.stop();
         }
     }
     fn on_train_epoch_end(&mut self, _module: &mut M, cx: &mut EpochContext<'_>) {
-        if self.interval == Interval::Epoch {
-            self.check(|| cx.stop());
+        if self.interval == Interval::Epoch && self.check(|line| cx.print(line)) {
+            cx.stop();
         }
     }
     fn state_dict(&mut self) -> Option<JsonValue> {

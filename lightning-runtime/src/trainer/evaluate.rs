@@ -144,6 +144,7 @@ where
         run.core.state.batch_idx = batch_idx;
         run.core.batch_size = next.size;
         let batch_started = run.core.metrics.clock();
+        run.core.state.set_planned_batches(running, batches.planned());
         let batch = run.transfer(next.batch, &device)?;
         let kept = run.batch_end_needs_batch(end_hook).then(|| batch.clone());
         if validation {
@@ -246,6 +247,7 @@ where
         while let Some(next) = batches.next_batch()? {
             run.core.state.batch_idx = batch_idx;
             run.core.batch_size = next.size;
+            run.core.state.num_predict_batches = batches.planned();
             let batch = run.transfer(next.batch, &device)?;
             let kept = run
                 .batch_end_needs_batch(Hook::OnPredictBatchEnd)

@@ -7,7 +7,7 @@ mod evaluate;
 mod fit;
 mod run;
 
-use crate::callbacks::{EpochSummary, ModelCheckpoint};
+use crate::callbacks::ModelCheckpoint;
 use crate::data::DataModule;
 use crate::hooks::{
     Callback, Callbacks, ConfigureOptimizers, LightningModule, PredictStep, TestStep, TrainingStep, ValidationStep,
@@ -264,7 +264,9 @@ impl<M: LightningModule> TrainerBuilder<M> {
         gradient_clip_algorithm: ClipAlgorithm => gradient_clip_algorithm = gradient_clip_algorithm;
         /// Adds a [`ModelCheckpoint`] unless one is given (default true).
         enable_checkpointing: bool => enable_checkpointing = enable_checkpointing;
-        /// Prints one line per epoch ([`EpochSummary`]; default true).
+        /// Shows a [`ProgressBar`](crate::ProgressBar) (default true): bars on a terminal, one
+        /// line per epoch otherwise. A `ProgressBar` or [`EpochSummary`](crate::EpochSummary)
+        /// given with `.callback(..)` replaces the default one.
         enable_progress_bar: bool => enable_progress_bar = enable_progress_bar;
         /// Whether logged values go to loggers (default true: a TensorBoard logger in the run
         /// directory when none is given; `false` is Lightning's `logger=False`).
@@ -415,8 +417,18 @@ impl<M: LightningModule> TrainerBuilder<M> {
             (epochs, _) => epochs,
         };
         let mut callbacks = self.callbacks;
-        if self.enable_progress_bar && !callbacks.iter().any(|c| c.name() == "EpochSummary") {
-            callbacks.push(Box::new(EpochSummary::default()));
+        if !self.enable_progress_bar && callbacks.iter().any(|c| c.name() == "ProgressBar") {
+            return Err(Error::config(
+                "enable_progress_bar",
+                "it is false but a `ProgressBar` was given with `.callback(..)`; remove one of the two",
+            ));
+        }
+        if self.enable_progress_bar
+            && !callbacks
+                .iter()
+                .any(|c| matches!(&*c.name(), "ProgressBar" | "EpochSummary"))
+        {
+            callbacks.push(Box::new(crate::progress::ProgressBar::new()));
         }
         if let Some(max_time) = &self.max_time {
             let duration = max_time.duration()?;

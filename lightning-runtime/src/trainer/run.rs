@@ -95,6 +95,11 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         state.max_epochs = cfg.max_epochs;
         state.max_steps = cfg.max_steps;
         state.log_dir = progress.log_dir.clone();
+        state.logger_version = progress
+            .log_dir
+            .as_deref()
+            .filter(|_| !loggers.is_empty())
+            .and_then(logger_version);
         state.fast_dev_run = cfg.fast_dev_run.is_some();
         let mut core = Core::new(state);
         core.has_logger = cfg.fast_dev_run.is_none() && (cfg.default_logger || !loggers.is_empty());
@@ -346,6 +351,9 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         for logger in self.loggers.iter_mut() {
             logger.log_hyperparams(&json)?;
         }
+        if !self.loggers.is_empty() {
+            self.core.state.logger_version = logger_version(&dir);
+        }
         self.core.state.log_dir = Some(dir.clone());
         Ok(Some(dir))
     }
@@ -500,6 +508,13 @@ impl<D> CheckpointSink<'_, D> {
         dispatch::on_save_checkpoint(module, callbacks, core, &mut (), &mut checkpoint)?;
         Ok(checkpoint)
     }
+}
+
+/// Lightning's `logger.version`, from the run directory: `N` of `version_N`, else its name.
+fn logger_version(dir: &Path) -> Option<String> {
+    let name = dir.file_name()?.to_str()?;
+    let number = name.strip_prefix("version_").filter(|n| n.parse::<usize>().is_ok());
+    Some(number.unwrap_or(name).to_string())
 }
 
 /// Adds `extra` to `callbacks` (a callback with the same name replaces the existing one, as
