@@ -16,6 +16,7 @@ pub mod loggers;
 pub mod logging;
 pub mod optim;
 pub mod optimization;
+pub mod report;
 pub mod run_dir;
 pub mod state;
 pub mod summary;

@@ -31,6 +31,7 @@ where
         TrainerFn::Fitting,
         &trainer.progress,
     );
+    run.report = std::mem::take(&mut trainer.report);
     let mut total_batches = trainer.progress.total_batches;
     // A panic in a step, a hook or the optimizer unwinds through here: the callbacks hear of it
     // (`on_exception`) and pending checkpoints are written before it goes on.
@@ -50,7 +51,10 @@ where
     let result = match outcome {
         Ok(result) => result,
         Err(panic) => {
-            run.fail(&Error::panic(panic.as_ref()));
+            let error = Error::panic(panic.as_ref());
+            run.fail(&error);
+            let _ = run.finish_report(Err::<(), _>(error), 0);
+            trainer.report = std::mem::take(&mut run.report);
             trainer.callback_metrics = run.core.metrics.callback_metrics().into();
             resume_unwind(panic);
         }
@@ -60,6 +64,9 @@ where
     if let Err(e) = &result {
         run.fail(e);
     }
+    // What was logged is charted also when the fit failed.
+    let result = run.finish_report(result, 0);
+    trainer.report = std::mem::take(&mut run.report);
     trainer.callback_metrics = run.core.metrics.callback_metrics().into();
     trainer.progress_bar_metrics = run.core.metrics.progress_bar_metrics().into();
     match result {
@@ -283,7 +290,7 @@ where
     let step = run.batches_that_stepped;
     if (step + 1).is_multiple_of(run.cfg.log_every_n_steps) || run.core.state.should_stop {
         let values = run.core.metrics.logger_step_metrics(Loop::Train, batch_started);
-        run.log_metrics(values, step)?;
+        run.log_step_metrics(values, step)?;
     }
     Ok(())
 }
