@@ -283,3 +283,24 @@ fn no_report_with_enable_report_false_or_under_fast_dev_run() {
     trainer.fit(Net::new(None), data()).unwrap();
     assert!(common::files_under(dir.path()).is_empty());
 }
+
+#[test]
+fn without_loggers_the_report_still_charts_what_was_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::builder()
+        .max_epochs(1)
+        .log_every_n_steps(1)
+        .default_root_dir(dir.path())
+        .enable_logger(false)
+        .enable_progress_bar(false)
+        .enable_model_summary(false)
+        .enable_checkpointing(false)
+        .build()
+        .unwrap();
+    trainer.fit(Net::new(None), data()).unwrap();
+    let run_dir = trainer.log_dir().unwrap();
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    let train_loss = charts(&html).into_iter().find(|c| c.title == "train_loss").unwrap();
+    assert_eq!(train_loss.points.len(), 4, "one per batch");
+    assert_eq!(charts(&html).len(), 5);
+}

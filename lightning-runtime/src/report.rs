@@ -184,8 +184,8 @@ impl Recorder {
         let charted: Vec<(&String, &Series)> = self.series.iter().filter(|(name, _)| *name != EPOCH_KEY).collect();
         let _ = writeln!(
             html,
-            "<section id=\"metrics\">\n<h2>Metrics</h2>\n<p class=\"note\">One chart per name the loggers \
-             received, as TensorBoard shows them (x: the step the loggers received; a value logged both \
+            "<section id=\"metrics\">\n<h2>Metrics</h2>\n<p class=\"note\">One chart per name sent to the \
+             loggers, as TensorBoard shows them (x: the step the loggers received; a value logged both \
              ways is <code>name_step</code> and <code>name_epoch</code>).</p>"
         );
         if charted.is_empty() {
@@ -207,7 +207,7 @@ fn render_chart(html: &mut String, name: &str, series: &Series) -> Result<(), St
     let _ = write!(
         html,
         "<figure class=\"chart\" data-metric=\"{name}\" data-kind=\"{kind}\" data-values=\"{count}\">\n\
-         <figcaption><h3>{name}</h3><span class=\"kind {kind}\">{kind}</span> {count} value{plural}",
+         <figcaption><h3>{name}</h3><span class=\"kind {kind}\">{kind}</span>\n<div class=\"stats\">{count} value{plural}",
         name = escape(name),
         kind = series.kind.as_str(),
         count = series.points.len(),
@@ -220,7 +220,7 @@ fn render_chart(html: &mut String, name: &str, series: &Series) -> Result<(), St
     if finite.len() > 1 {
         let _ = write!(html, " · min {} · max {}", format_value(min), format_value(max));
     }
-    html.push_str("</figcaption>\n");
+    html.push_str("</div></figcaption>\n");
     html.push_str(&chart_svg(series, &finite, (min, max)).map_err(|e| format!("the chart of `{name}`: {e}"))?);
     let skipped: Vec<String> = series
         .points
@@ -231,9 +231,9 @@ fn render_chart(html: &mut String, name: &str, series: &Series) -> Result<(), St
     if !skipped.is_empty() {
         const SHOWN: usize = 5;
         let more = skipped.len().saturating_sub(SHOWN);
-        let _ = write!(
+        let _ = writeln!(
             html,
-            "<p class=\"nonfinite\">Not plotted ({} value{} not finite): {}{}</p>\n",
+            "<p class=\"nonfinite\">Not plotted ({} value{} not finite): {}{}</p>",
             skipped.len(),
             if skipped.len() == 1 { " is" } else { "s are" },
             skipped[..skipped.len().min(SHOWN)].join(", "),
@@ -456,7 +456,8 @@ td.ok { color: #1a7f37; }
 td.failed { color: #b42318; }
 .charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 16px; }
 figure.chart { margin: 0; padding: 10px 12px; background: #fff; border: 1px solid #ddd; border-radius: 6px; }
-figcaption { font-size: 13px; color: #555; margin-bottom: 6px; }
+figcaption { margin-bottom: 6px; }
+.stats { font-size: 12px; color: #555; margin-top: 3px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 figcaption h3 { display: inline; font-size: 16px; color: #222; margin-right: 8px; font-family: ui-monospace, monospace; }
 .kind { display: inline-block; padding: 0 6px; border-radius: 8px; font-size: 12px; color: #fff; }
 .kind.step { background: #1f77b4; }
