@@ -26,6 +26,8 @@ pub struct Net {
     lr: f64,
     #[module(skip)]
     fail_at: Option<usize>,
+    #[module(skip)]
+    panic_at_step: Option<usize>,
 }
 
 impl Net {
@@ -34,6 +36,7 @@ impl Net {
             layer: LinearConfig::new(32, 2).init(&Device::default()),
             lr: 0.05,
             fail_at,
+            panic_at_step: None,
         }
     }
 
@@ -46,6 +49,7 @@ impl Net {
 impl Net {
     #[hook]
     fn training_step(&self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) -> Tensor<1> {
+        assert_ne!(Some(cx.global_step), self.panic_at_step, "a panic the test asked for");
         let loss = self.loss(batch);
         cx.log("train_loss", &loss);
         let step = cx.global_step as f64;
@@ -244,6 +248,24 @@ fn a_failing_fit_still_writes_what_was_logged() {
     assert_eq!(logged["train_loss"].len(), 4);
     assert_eq!(logged["val_loss"].len(), 2);
     assert_eq!(logged["ramp_epoch"].len(), 1);
+    assert_charts_match(&html, &logged);
+}
+
+#[test]
+fn a_fit_that_panics_still_writes_what_was_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = trainer(dir.path(), true);
+    let model = Net {
+        panic_at_step: Some(6),
+        ..Net::new(None)
+    };
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| trainer.fit(model, data())));
+    assert!(panic.is_err());
+    let run_dir = trainer.log_dir().unwrap().to_path_buf();
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(html.contains("<td>fit</td><td class=\"failed\">failed: the run panicked: "));
+    let logged = csv_series(&run_dir);
+    assert_eq!(logged["train_loss"].len(), 3, "steps 1, 3 and 5");
     assert_charts_match(&html, &logged);
 }
 
