@@ -3,7 +3,7 @@
 //!
 //! Layout: [`hooks`] (the traits generated from the hook table, and the glue types hooks
 //! return), [`state`] (the trainer's state), [`context`] (what a hook can read and log), [`logging`], [`optim`], [`data`],
-//! [`trainer`] (builder, flags and loops), [`callbacks`], [`checkpoint`], [`run_dir`].
+//! [`trainer`] (builder, flags and loops), [`callbacks`], [`checkpoint`], [`run_dir`], [`report`].
 
 pub mod callbacks;
 pub mod checkpoint;
