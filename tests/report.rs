@@ -259,8 +259,10 @@ fn a_fit_that_panics_still_writes_what_was_logged() {
         panic_at_step: Some(6),
         ..Net::new(None)
     };
-    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| trainer.fit(model, data())));
-    assert!(panic.is_err());
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = trainer.fit(model, data());
+    }));
+    assert!(panic.is_err(), "the panic goes on to the caller");
     let run_dir = trainer.log_dir().unwrap().to_path_buf();
     let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
     assert!(html.contains("<td>fit</td><td class=\"failed\">failed: the run panicked: "));
