@@ -3,7 +3,8 @@
 //!
 //! Layout: [`hooks`] (the traits generated from the hook table, and the glue types hooks
 //! return), [`state`] (the trainer's state), [`context`] (what a hook can read and log), [`logging`], [`optim`], [`data`],
-//! [`trainer`] (builder, flags and loops), [`callbacks`], [`progress`] (the progress bar), [`checkpoint`], [`run_dir`].
+//! [`trainer`] (builder, flags and loops), [`callbacks`], [`progress`] (the progress bar), [`checkpoint`], [`run_dir`],
+//! [`report`].
 
 pub mod callbacks;
 pub mod checkpoint;
@@ -18,6 +19,7 @@ pub mod monitors;
 pub mod optim;
 pub mod optimization;
 pub mod progress;
+pub mod report;
 pub mod run_dir;
 mod signals;
 pub mod state;

@@ -146,7 +146,7 @@ impl ModuleVisitor for Summarizer {
 }
 
 /// Lightning's `get_human_readable_count`: `123`, `1.2 K`, `100 K`, `1.3 M`.
-fn human_count(number: usize) -> String {
+pub(crate) fn human_count(number: usize) -> String {
     const LABELS: [&str; 5] = [" ", "K", "M", "B", "T"];
     let digits = if number == 0 { 1 } else { number.ilog10() as usize + 1 };
     let groups = digits.div_ceil(3).clamp(1, LABELS.len());

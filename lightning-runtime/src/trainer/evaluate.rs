@@ -38,6 +38,8 @@ where
         function,
         &trainer.progress,
     );
+    run.report = std::mem::take(&mut trainer.report);
+    let records_before = run.report.records();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         run.setup()
             .and_then(|()| body(&mut run))
@@ -46,13 +48,18 @@ where
     let result = match outcome {
         Ok(result) => result,
         Err(panic) => {
-            run.fail(&Error::panic(panic.as_ref()));
+            let error = Error::panic(panic.as_ref());
+            run.fail(&error);
+            let _ = run.finish_report(Err::<(), _>(error), records_before);
+            trainer.report = std::mem::take(&mut run.report);
             std::panic::resume_unwind(panic);
         }
     };
     if let Err(e) = &result {
         run.fail(e);
     }
+    let result = run.finish_report(result, records_before);
+    trainer.report = std::mem::take(&mut run.report);
     trainer.callback_metrics = run.core.metrics.callback_metrics().into();
     trainer.progress_bar_metrics = run.core.metrics.progress_bar_metrics().into();
     trainer.logged_metrics = std::mem::take(&mut run.logged).into();

@@ -31,6 +31,7 @@ where
         TrainerFn::Fitting,
         &trainer.progress,
     );
+    run.report = std::mem::take(&mut trainer.report);
     let mut total_batches = trainer.progress.total_batches;
     // A panic in a step, a hook or the optimizer unwinds through here: the callbacks hear of it
     // (`on_exception`) and pending checkpoints are written before it goes on.
@@ -50,8 +51,11 @@ where
     let result = match outcome {
         Ok(result) => result,
         Err(panic) => {
-            run.fail(&Error::panic(panic.as_ref()));
+            let error = Error::panic(panic.as_ref());
+            run.fail(&error);
             trainer.progress.log_dir = run.core.state.log_dir.clone();
+            let _ = run.finish_report(Err::<(), _>(error), 0);
+            trainer.report = std::mem::take(&mut run.report);
             trainer.callback_metrics = run.core.metrics.callback_metrics().into();
             resume_unwind(panic);
         }
@@ -63,6 +67,9 @@ where
         // A failure before anything was logged removes the run directory it made.
         trainer.progress.log_dir = run.core.state.log_dir.clone();
     }
+    // What was logged is charted also when the fit failed.
+    let result = run.finish_report(result, 0);
+    trainer.report = std::mem::take(&mut run.report);
     trainer.callback_metrics = run.core.metrics.callback_metrics().into();
     trainer.progress_bar_metrics = run.core.metrics.progress_bar_metrics().into();
     match result {
@@ -291,7 +298,7 @@ where
     let step = run.batches_that_stepped;
     if (step + 1).is_multiple_of(run.cfg.log_every_n_steps) || run.core.state.should_stop {
         let values = run.core.metrics.logger_step_metrics(Loop::Train, batch_started);
-        run.log_metrics(values, step)?;
+        run.log_step_metrics(values, step)?;
     }
     Ok(())
 }

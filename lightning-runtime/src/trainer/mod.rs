@@ -148,6 +148,8 @@ pub(crate) struct Config {
     pub default_logger: bool,
     /// Whether a signal that stopped a run then exits the process.
     pub exit_on_signal: bool,
+    /// Whether `report.html` is written into the run directory.
+    pub enable_report: bool,
 }
 
 /// Builds a [`Trainer`]; every flag has Lightning's default.
@@ -174,6 +176,7 @@ pub struct TrainerBuilder<M: LightningModule> {
     enable_progress_bar: bool,
     enable_logger: bool,
     enable_model_summary: bool,
+    enable_report: bool,
     log_every_n_steps: usize,
     track_grad_norm: Option<f64>,
     exit_on_signal: bool,
@@ -217,6 +220,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             enable_progress_bar: true,
             enable_logger: true,
             enable_model_summary: true,
+            enable_report: true,
             log_every_n_steps: 50,
             track_grad_norm: None,
             exit_on_signal: true,
@@ -274,6 +278,10 @@ impl<M: LightningModule> TrainerBuilder<M> {
         /// Prints the module's summary at the start of `fit` ([`ModelSummary`](crate::ModelSummary);
         /// default true).
         enable_model_summary: bool => enable_model_summary = enable_model_summary;
+        /// Writes `report.html` into the run directory at the end of `fit` (and again after a
+        /// `validate`/`test` that logs more): a chart per logged metric, the hyperparameters and
+        /// the model summary (default true; nothing under `fast_dev_run`). See [`crate::report`].
+        enable_report: bool => enable_report = enable_report;
         /// Step values reach the loggers every this many training batches (default 50).
         log_every_n_steps: usize => log_every_n_steps = log_every_n_steps;
         /// Logs the gradients' `p`-norms (per parameter and in total, Lightning's
@@ -471,6 +479,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             log_every_n_steps: self.log_every_n_steps,
             exit_on_signal: self.exit_on_signal,
             default_logger: self.enable_logger,
+            enable_report: self.enable_report,
         };
         let loggers = if self.enable_logger { self.loggers } else { Vec::new() };
         Ok(Trainer {
@@ -481,6 +490,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             logged_metrics: Metrics::default(),
             progress_bar_metrics: Metrics::default(),
             progress: Progress::default(),
+            report: Default::default(),
         })
     }
 }
@@ -519,6 +529,8 @@ pub struct Trainer<M: LightningModule> {
     logged_metrics: Metrics,
     progress_bar_metrics: Metrics,
     progress: Progress,
+    /// What was sent to the loggers, for `report.html`.
+    report: crate::report::Recorder,
 }
 
 /// What one `fit` hands to the next on the same trainer, as Lightning's loops keep their

@@ -9,6 +9,7 @@ use crate::data::{DataModule, Loader, Stage};
 use crate::hooks::{Callback, CallbackRole, Callbacks, Hook, LightningModule, dispatch};
 use crate::loggers::Logger;
 use crate::optim::Optimizer;
+use crate::report::SeriesKind;
 use crate::state::{Loop, TrainerFn, TrainerState, TrainerStatus};
 use crate::{Device, Error};
 use std::collections::{BTreeMap, HashMap};
@@ -66,6 +67,8 @@ pub(crate) struct Run<'t, M: LightningModule, D> {
     _signals: crate::signals::SignalGuard,
     /// The `version_N` this run numbered and created, until something worth keeping is in it.
     new_run_dir: Option<PathBuf>,
+    /// What was sent to the loggers, for `report.html` (the trainer's, for the run's length).
+    pub report: crate::report::Recorder,
 }
 
 impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
@@ -120,6 +123,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             writer: CheckpointWriter::new(),
             _signals: crate::signals::SignalGuard::listen(),
             new_run_dir: None,
+            report: Default::default(),
         }
     }
 
@@ -245,7 +249,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
     /// `hparams.yaml` and the loggers' headers).
     fn remove_unused_run_dir(&mut self) {
         let Some(dir) = self.new_run_dir.take() else { return };
-        if !self.logged.is_empty() || !self.core.checkpoints_written.is_empty() {
+        if !self.logged.is_empty() || self.report.records() > 0 || !self.core.checkpoints_written.is_empty() {
             return;
         }
         match std::fs::remove_dir_all(&dir) {
@@ -358,28 +362,46 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         Ok(Some(dir))
     }
 
-    /// Sends `metrics` to every logger at `step`, with `epoch` added (Lightning's
+    /// Sends `metrics` (epoch values) to every logger at `step`, with `epoch` added (Lightning's
     /// `_LoggerConnector.log_metrics`), and saves them. Nothing happens when there is nothing
     /// to send, or no run directory (`fast_dev_run`).
-    pub fn log_metrics(&mut self, mut metrics: BTreeMap<String, f64>, step: usize) -> Result<(), Error> {
-        if metrics.is_empty() {
-            return Ok(());
-        }
-        metrics
-            .entry("epoch".to_string())
-            .or_insert(self.core.state.current_epoch as f64);
-        self.send_to_loggers(metrics, step)
+    pub fn log_metrics(&mut self, metrics: BTreeMap<String, f64>, step: usize) -> Result<(), Error> {
+        self.send_metrics(Self::with_epoch(metrics, &self.core), step, SeriesKind::Epoch)
+    }
+
+    /// [`log_metrics`](Self::log_metrics) for the step values of a training batch.
+    pub fn log_step_metrics(&mut self, metrics: BTreeMap<String, f64>, step: usize) -> Result<(), Error> {
+        self.send_metrics(Self::with_epoch(metrics, &self.core), step, SeriesKind::Step)
     }
 
     /// Sends `metrics` to every logger at `step` as they are, without `epoch` (Lightning's
     /// `log_metrics(metrics, step=step)`: evaluation step values, what callbacks send).
     pub fn send_to_loggers(&mut self, metrics: BTreeMap<String, f64>, step: usize) -> Result<(), Error> {
+        self.send_metrics(metrics, step, SeriesKind::Step)
+    }
+
+    /// `metrics` with the current epoch, as Lightning adds it when no step is given.
+    fn with_epoch(mut metrics: BTreeMap<String, f64>, core: &Core) -> BTreeMap<String, f64> {
+        if !metrics.is_empty() {
+            metrics
+                .entry("epoch".to_string())
+                .or_insert(core.state.current_epoch as f64);
+        }
+        metrics
+    }
+
+    fn send_metrics(&mut self, metrics: BTreeMap<String, f64>, step: usize, kind: SeriesKind) -> Result<(), Error> {
         if metrics.is_empty() || self.cfg.fast_dev_run.is_some() {
             return Ok(());
         }
         // An evaluation on a new trainer makes its run directory (and default logger) here.
         if self.core.state.log_dir.is_none() && (self.cfg.default_logger || !self.loggers.is_empty()) {
             self.create_log_dir()?;
+        }
+        // The report charts what the loggers get, also with `enable_logger(false)`: it is the
+        // way to see the curves without any logger's files.
+        if self.cfg.enable_report && self.core.state.log_dir.is_some() {
+            self.report.record(&metrics, step, kind);
         }
         if self.loggers.is_empty() {
             return Ok(());
@@ -390,6 +412,42 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         }
         self.logged.extend(metrics);
         Ok(())
+    }
+
+    /// Writes `report.html` into the run directory once the run ended with `result` (see
+    /// [`crate::report`]): after every `fit`, and after an evaluation that sent values to the
+    /// loggers (more than the `records_before` the recorder had when it started). A failure to
+    /// write it is the run's error when the run succeeded; after a failure it is traced, the
+    /// run's own error coming first.
+    pub fn finish_report<T>(&mut self, result: Result<T, Error>, records_before: usize) -> Result<T, Error> {
+        match (self.write_report(result.as_ref().err(), records_before), result) {
+            (Ok(()), result) => result,
+            (Err(write_error), Ok(_)) => Err(write_error),
+            (Err(write_error), Err(error)) => {
+                tracing::error!(target: "burn_lightning", "writing report.html after the failure failed: {write_error}");
+                Err(error)
+            }
+        }
+    }
+
+    fn write_report(&mut self, failure: Option<&Error>, records_before: usize) -> Result<(), Error> {
+        let fitting = self.stage == Stage::Fit;
+        let logged_more = self.report.records() > records_before;
+        let Some(dir) = self.core.state.log_dir.clone() else {
+            return Ok(());
+        };
+        if !self.cfg.enable_report || self.cfg.fast_dev_run.is_some() || !(fitting || logged_more) {
+            return Ok(());
+        }
+        let state = &self.core.state;
+        self.report
+            .finish_run(self.stage, failure, state.current_epoch, state.global_step);
+        let module = &self.module;
+        // Lightning's default depth (`ModelSummary(max_depth=1)`).
+        let summary = self.report.summary(fitting, || crate::summary::summarize(module, 1));
+        let hparams = serde_json::to_value(self.module.hparams())
+            .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
+        self.report.write(&dir, &hparams, &summary)
     }
 
     /// Flushes and closes the loggers once the run ended with `status`.
