@@ -37,7 +37,10 @@ pub use hooks::{
 };
 pub use loggers::{CsvLogger, Logger, LoggerDir, TensorBoardLogger, Version};
 pub use logging::{EpochLogOptions, LogOptions, LogValue, MetricValue, Metrics, Reduce};
-pub use optim::{GradientClip, Gradients, Interval, IntoOptimizerConfig, Optimizer, OptimizerConfig, Scheduler};
+pub use optim::{
+    GradientAccumulationScheduler, GradientClip, Gradients, Interval, IntoOptimizerConfig, Optimizer, OptimizerConfig,
+    Scheduler,
+};
 pub use optimization::OptimizerClosure;
 pub use serde_json::Value as JsonValue;
 pub use state::{RunningStage, TrainerFn, TrainerState, TrainerStatus};

@@ -3,11 +3,12 @@
 //! an [`Optimizer`]. Gradients and their clipping. What runs hooks around an optimizer step (the
 //! closure, manual optimization) is in [`optimization`](crate::optimization).
 
-use crate::Tensor;
+use crate::{Error, Tensor};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use std::any::Any;
+use std::collections::BTreeMap;
 
 /// When a scheduler steps (Lightning's `interval`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -245,6 +246,130 @@ impl Gradients {
             scale,
         };
         module.visit(&mut visitor);
+    }
+
+    /// Adds `other` to these gradients, parameter by parameter (a parameter with a gradient in
+    /// only one of them keeps that one): how gradients are accumulated over several batches.
+    /// The sums stay on the device.
+    pub fn accumulate<M: Module>(&mut self, module: &M, other: Gradients) {
+        let mut visitor = AddVisitor {
+            sum: &mut self.params,
+            other: other.params,
+        };
+        module.visit(&mut visitor);
+    }
+
+    /// Multiplies every gradient of `module`'s parameters by `factor`, on the device.
+    pub fn scale<M: Module>(&mut self, module: &M, factor: f64) {
+        let mut visitor = ScaleVisitor {
+            grads: &mut self.params,
+            factor,
+        };
+        module.visit(&mut visitor);
+    }
+}
+
+struct AddVisitor<'a> {
+    sum: &'a mut GradientsParams,
+    other: GradientsParams,
+}
+
+impl ModuleVisitor for AddVisitor<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(other) = self.other.remove::<D>(param.id) {
+            let sum = match self.sum.remove::<D>(param.id) {
+                Some(grad) => grad + other,
+                None => other,
+            };
+            self.sum.register::<D>(param.id, sum);
+        }
+    }
+}
+
+struct ScaleVisitor<'a> {
+    grads: &'a mut GradientsParams,
+    factor: f64,
+}
+
+impl ModuleVisitor for ScaleVisitor<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(grad) = self.grads.remove::<D>(param.id) {
+            self.grads.register::<D>(param.id, grad.mul_scalar(self.factor));
+        }
+    }
+}
+
+/// Lightning's `accumulate_grad_batches`, and its `GradientAccumulationScheduler`: how many
+/// batches' gradients are summed (each loss divided by that number) before the optimizer steps,
+/// from a given epoch on. Built from a number (`4`, the same for every epoch) or with
+/// [`new`](Self::new) from `(epoch, factor)` pairs; epoch 0 gets 1 unless the schedule says
+/// otherwise. The optimizer also steps on the last batch of every epoch, with the gradients of
+/// the batches of that shorter window averaged over their actual count.
+///
+/// Lightning takes a schedule as a callback; here it is the value of the
+/// [`accumulate_grad_batches`](crate::TrainerBuilder::accumulate_grad_batches) flag, so the two
+/// cannot be set against each other.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct GradientAccumulationScheduler {
+    /// Epoch it starts at, and the factor from then on (signed to report negative input).
+    scheduling: BTreeMap<usize, i64>,
+}
+
+impl GradientAccumulationScheduler {
+    /// A schedule of `(epoch, factor)` pairs: from `epoch` on, accumulate `factor` batches.
+    /// For example `[(0, 8), (4, 4), (8, 1)]`.
+    pub fn new(scheduling: impl IntoIterator<Item = (usize, usize)>) -> Self {
+        Self {
+            scheduling: scheduling
+                .into_iter()
+                .map(|(epoch, factor)| (epoch, i64::try_from(factor).unwrap_or(i64::MAX)))
+                .collect(),
+        }
+    }
+
+    /// The number of batches accumulated in `epoch` (Lightning's
+    /// `get_accumulate_grad_batches`).
+    pub fn factor(&self, epoch: usize) -> usize {
+        self.scheduling
+            .range(..=epoch)
+            .next_back()
+            .map_or(1, |(_, factor)| usize::try_from(*factor).unwrap_or(1).max(1))
+    }
+
+    /// Whether any epoch accumulates more than one batch.
+    pub fn accumulates(&self) -> bool {
+        self.scheduling.values().any(|factor| *factor > 1)
+    }
+
+    /// Every factor must be at least 1.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        match self.scheduling.iter().find(|(_, factor)| **factor < 1) {
+            Some((epoch, factor)) => Err(Error::config(
+                "accumulate_grad_batches",
+                format!("{factor} batches (from epoch {epoch}) accumulates nothing; use 1 (no accumulation) or more"),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Default for GradientAccumulationScheduler {
+    fn default() -> Self {
+        Self::from(1usize)
+    }
+}
+
+impl From<usize> for GradientAccumulationScheduler {
+    fn from(factor: usize) -> Self {
+        Self::new([(0, factor)])
+    }
+}
+
+impl From<i32> for GradientAccumulationScheduler {
+    fn from(factor: i32) -> Self {
+        Self {
+            scheduling: BTreeMap::from([(0, i64::from(factor))]),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use crate::hooks::{
     BatchControl, ConfigureOptimizers, Hook, LightningModule, Optimization, StepOutput, TrainingStep, dispatch,
 };
 use crate::optim::{Interval, Optimizer};
-use crate::optimization::OptimizerClosure;
+use crate::optimization::{AccumulationWindow, OptimizerClosure};
 use crate::state::{Loop, RunningStage, TrainerFn};
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -190,6 +190,9 @@ where
     let mut batch_idx = 0;
     let mut val_every: Option<usize> = None;
     let mut stopped_by_hook = false;
+    // Accumulation (automatic optimization only; the builder refuses it under manual).
+    let accumulate = run.cfg.accumulate_grad_batches.factor(run.core.state.current_epoch);
+    let mut window = (accumulate > 1).then(AccumulationWindow::default);
     while let Some(next) = batches.next_batch()? {
         run.core.state.batch_idx = batch_idx;
         run.core.batch_size = next.size;
@@ -200,12 +203,19 @@ where
         *total_batches += 1;
         let batch_started = run.core.metrics.clock();
         let steps_before = run.core.state.global_step;
-        let control = train_batch(run, next.batch, batch_idx, next.is_last)?;
+        if let Some(window) = &mut window {
+            window.begin(batch_idx, accumulate, batches.planned(), next.is_last);
+        }
+        let accumulating = window.as_ref().is_some_and(|window| !window.steps);
+        let control = train_batch(run, next.batch, batch_idx, next.is_last, window.as_mut())?;
         if control == BatchControl::StopEpoch {
             stopped_by_hook = true;
             break;
         }
-        log_step_values(run, batch_started)?;
+        // Lightning sends no step values while accumulating.
+        if !accumulating {
+            log_step_values(run, batch_started)?;
+        }
         if run.core.state.global_step > steps_before {
             run.batches_that_stepped += 1;
         }
@@ -220,7 +230,7 @@ where
         };
         let val_check_batch = val_every.is_some_and(|every| iteration.is_multiple_of(every));
         if validate_this_epoch && (val_check_batch || stop_requested) {
-            validate_in_fit(run, val_loader)?;
+            validate_in_fit(run, val_loader, accumulating)?;
         }
         let steps_done = run.cfg.max_steps.is_some_and(|max| run.core.state.global_step >= max);
         if steps_done || (run.core.state.should_stop && can_stop(run)) {
@@ -247,6 +257,7 @@ where
 fn validate_in_fit<M, D>(
     run: &mut Run<'_, M, D>,
     val_loader: &mut Option<Option<Loader<M::Batch>>>,
+    accumulating: bool,
 ) -> Result<(), Error>
 where
     M: LightningModule,
@@ -259,7 +270,10 @@ where
     let Some(Some(loader)) = val_loader.clone() else {
         return Ok(());
     };
-    hook!(run.on_validation_model_zero_grad());
+    // Lightning keeps the gradients of a window still accumulating.
+    if !accumulating {
+        hook!(run.on_validation_model_zero_grad());
+    }
     run_evaluation(
         run,
         Loop::Validation,
@@ -318,6 +332,7 @@ fn train_batch<M, D>(
     batch: M::Batch,
     batch_idx: usize,
     is_last: bool,
+    window: Option<&mut AccumulationWindow>,
 ) -> Result<BatchControl, Error>
 where
     M: TrainingStep,
@@ -331,7 +346,7 @@ where
     }
     let kept = run.batch_end_needs_batch(Hook::OnTrainBatchEnd).then(|| batch.clone());
     let output = match M::OPTIMIZATION {
-        Optimization::Automatic => automatic_step(run, batch, batch_idx, is_last)?,
+        Optimization::Automatic => automatic_step(run, batch, batch_idx, is_last, window)?,
         Optimization::Manual => manual_step(run, batch, batch_idx)?,
     };
     if let Some(batch) = &kept {
@@ -345,6 +360,7 @@ fn automatic_step<M, D>(
     batch: M::Batch,
     batch_idx: usize,
     is_last: bool,
+    mut window: Option<&mut AccumulationWindow>,
 ) -> Result<Option<StepOutput<M::TrainExtra>>, Error>
 where
     M: TrainingStep,
@@ -353,6 +369,25 @@ where
     let mut output = None;
     let optimizer = run.optimizer.as_mut().expect("configured before the loop");
     let epoch = run.core.state.current_epoch;
+    if let Some(window) = window.as_deref_mut()
+        && !window.steps
+    {
+        // Accumulating: Lightning runs the closure without `optimizer_step`, and steps nothing.
+        let closure = OptimizerClosure {
+            batch: Some(batch),
+            batch_idx,
+            core: &mut run.core,
+            callbacks: run.callbacks.as_mut_slice(),
+            clip: run.cfg.gradient_clip,
+            output: &mut output,
+            ran: false,
+            window: Some(window),
+        };
+        closure.run(&mut run.module, optimizer);
+        let deferred = run.core.take_error();
+        run.after_hook(deferred)?;
+        return Ok(output);
+    }
     let result = {
         let closure = OptimizerClosure {
             batch: Some(batch),
@@ -362,6 +397,7 @@ where
             clip: run.cfg.gradient_clip,
             output: &mut output,
             ran: false,
+            window,
         };
         let _span =
             tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "optimizer_step", by = "module",
