@@ -106,11 +106,8 @@ impl Regressor {
     fn configure_optimizers(&self) -> OptimizerConfig {
         let config = OptimizerConfig::new(SgdConfig::new().init(), 0.1);
         if self.step_scheduler {
-            let halving = StepLrSchedulerConfig::new(0.1, 1)
-                .with_gamma(0.5)
-                .init()
-                .expect("a valid scheduler");
-            return config.with_scheduler(halving, Interval::Step);
+            let halving = LrSchedulerConfig::new(|lr| StepLrSchedulerConfig::new(lr, 1).with_gamma(0.5).init());
+            return config.with_scheduler(halving.interval(Interval::Step));
         }
         config
     }

@@ -408,9 +408,9 @@ pub const HOOKS: &[HookSpec] = &[
         .returns("", "{ let _ = (epoch, batch_idx); optimizer.step(self, closure); }")
         .module_only()
         .automatic(),
-    hook("lr_scheduler_step", Optimization, "Advances the learning-rate scheduler (every epoch, or every step with `Interval::Step`).")
-        .params(&[("scheduler", "&mut rt::Scheduler")])
-        .returns("", "scheduler.step();")
+    hook("lr_scheduler_step", Optimization, "Advances the learning-rate scheduler when its `interval` and `frequency` are due; a plateau scheduler gets its monitored metric's value, read after validation.")
+        .params(&[("scheduler", "&mut rt::Scheduler"), ("metric", "::core::option::Option<f64>")])
+        .returns("", "match metric { ::core::option::Option::Some(metric) => scheduler.step_on(metric), ::core::option::Option::None => scheduler.step() }")
         .module_only()
         .automatic(),
     hook("on_train_batch_end", Training, "Called after each training batch with the step's output (`None` when the batch was skipped).")

@@ -38,8 +38,8 @@ pub use hooks::{
 pub use loggers::{CsvLogger, Logger, LoggerDir, TensorBoardLogger, Version};
 pub use logging::{EpochLogOptions, LogOptions, LogValue, MetricValue, Metrics, Reduce};
 pub use optim::{
-    GradientAccumulationScheduler, GradientClip, Gradients, Interval, IntoOptimizerConfig, Optimizer, OptimizerConfig,
-    Scheduler,
+    GradientAccumulationScheduler, GradientClip, Gradients, Interval, IntoOptimizerConfig, LrSchedulerConfig,
+    Optimizer, OptimizerConfig, ReduceLrOnPlateau, Scheduler, ThresholdMode,
 };
 pub use optimization::OptimizerClosure;
 pub use serde_json::Value as JsonValue;

@@ -81,7 +81,7 @@ where
         hook: "configure_optimizers",
         message: "it returned no optimizer".into(),
     })?;
-    run.optimizer = Some(config.build());
+    run.optimizer = Some(config.build()?);
     run.create_log_dir()?;
     hook!(run.on_fit_start());
 
@@ -193,6 +193,7 @@ where
     // Accumulation (automatic optimization only; the builder refuses it under manual).
     let accumulate = run.cfg.accumulate_grad_batches.factor(run.core.state.current_epoch);
     let mut window = (accumulate > 1).then(AccumulationWindow::default);
+    let mut reached_last_batch = false;
     while let Some(next) = batches.next_batch()? {
         run.core.state.batch_idx = batch_idx;
         run.core.batch_size = next.size;
@@ -207,6 +208,7 @@ where
             window.begin(batch_idx, accumulate, batches.planned(), next.is_last);
         }
         let accumulating = window.as_ref().is_some_and(|window| !window.steps);
+        reached_last_batch = next.is_last;
         let control = train_batch(run, next.batch, batch_idx, next.is_last, window.as_mut())?;
         if control == BatchControl::StopEpoch {
             stopped_by_hook = true;
@@ -232,6 +234,11 @@ where
         if validate_this_epoch && (val_check_batch || stop_requested) {
             validate_in_fit(run, val_loader, accumulating)?;
         }
+        // Plateau schedulers stepped by batch follow what that validation logged (Lightning's
+        // `on_advance_end`).
+        if !accumulating {
+            step_scheduler(run, Interval::Step, true)?;
+        }
         let steps_done = run.cfg.max_steps.is_some_and(|max| run.core.state.global_step >= max);
         if steps_done || (run.core.state.should_stop && can_stop(run)) {
             break;
@@ -239,11 +246,16 @@ where
     }
     // An epoch ended by `BatchControl::StopEpoch` still advances epoch-interval schedulers.
     if stopped_by_hook && M::OPTIMIZATION == Optimization::Automatic {
-        step_scheduler(run, Interval::Epoch)?;
+        step_scheduler(run, Interval::Epoch, false)?;
     }
 
     run.core.metrics.end_epoch(Loop::Train);
     hook!(run.on_train_epoch_end());
+    // Plateau schedulers stepped by epoch follow the epoch's values and its validation, when
+    // the epoch ran to its last batch (Lightning's `fit_loop.on_advance_end`).
+    if reached_last_batch {
+        step_scheduler(run, Interval::Epoch, true)?;
+    }
     // Lightning logs the epoch's values at the step of its last batch.
     let epoch_values = run.core.metrics.logger_epoch_metrics(Loop::Train, epoch_started);
     let step = run.batches_that_stepped.saturating_sub(1);
@@ -411,22 +423,74 @@ where
     run.after_hook(deferred.and(result))?;
     // Lightning steps step-interval schedulers after every optimizer step and epoch-interval
     // ones on the last batch of the epoch, before `on_train_batch_end`.
-    step_scheduler(run, Interval::Step)?;
+    step_scheduler(run, Interval::Step, false)?;
     if is_last {
-        step_scheduler(run, Interval::Epoch)?;
+        step_scheduler(run, Interval::Epoch, false)?;
     }
     Ok(output)
 }
 
-/// Runs `lr_scheduler_step` when the optimizer's scheduler steps every `interval`.
-fn step_scheduler<M, D>(run: &mut Run<'_, M, D>, interval: Interval) -> Result<(), Error>
+/// Lightning's `_update_learning_rates`: runs `lr_scheduler_step` when the optimizer's
+/// scheduler steps every `interval`, is a plateau scheduler or not as asked (plateau schedulers
+/// step after validation, the others right after the optimizer step), and its `frequency` is
+/// due. A plateau scheduler gets its monitored metric, read only then; a missing one is an
+/// error naming it when `strict`, else a warning and no step. Manual optimization steps its
+/// schedulers itself.
+fn step_scheduler<M, D>(run: &mut Run<'_, M, D>, interval: Interval, plateau: bool) -> Result<(), Error>
 where
     M: LightningModule,
     D: DataModule<M::Batch>,
 {
-    let due = run.optimizer.as_ref().and_then(Optimizer::scheduler_interval) == Some(interval);
-    if due && let Some(scheduler) = run.optimizer.as_mut().and_then(Optimizer::scheduler_mut) {
-        let output = dispatch::lr_scheduler_step(&mut run.module, run.callbacks, &mut run.core, &mut (), scheduler);
+    let Some(scheduler) = run.optimizer.as_ref().and_then(Optimizer::scheduler) else {
+        return Ok(());
+    };
+    if M::OPTIMIZATION == Optimization::Manual
+        || scheduler.interval() != interval
+        || scheduler.reduces_on_plateau() != plateau
+    {
+        return Ok(());
+    }
+    let index = match interval {
+        Interval::Step => run.core.state.batch_idx,
+        Interval::Epoch => run.core.state.current_epoch,
+    };
+    if !(index + 1).is_multiple_of(scheduler.frequency()) {
+        return Ok(());
+    }
+    let metric = match scheduler.monitor() {
+        None => None,
+        Some(monitor) => {
+            let metrics = run.core.metrics.callback_metrics();
+            match metrics.get(monitor) {
+                Some(value) => Some(*value),
+                None => {
+                    let message = format!(
+                        "the ReduceLrOnPlateau scheduler monitors `{monitor}`, which is not available; available \
+                         metrics: {}. Log it, monitor one of these (`LrSchedulerConfig::reduce_on_plateau(.., name)`), \
+                         or set `.strict(false)` to skip the step while it is missing",
+                        metrics.keys().cloned().collect::<Vec<_>>().join(", ")
+                    );
+                    if scheduler.strict() {
+                        return Err(Error::Hook {
+                            hook: "lr_scheduler_step",
+                            message,
+                        });
+                    }
+                    tracing::warn!(target: "burn_lightning", "{message}");
+                    return Ok(());
+                }
+            }
+        }
+    };
+    if let Some(scheduler) = run.optimizer.as_mut().and_then(Optimizer::scheduler_mut) {
+        let output = dispatch::lr_scheduler_step(
+            &mut run.module,
+            run.callbacks,
+            &mut run.core,
+            &mut (),
+            scheduler,
+            metric,
+        );
         run.after_hook(output)?;
     }
     Ok(())
