@@ -44,6 +44,9 @@ pub struct Scheduled {
     /// `(epoch, batch_idx, lr)` of every optimizer step.
     #[module(skip)]
     lrs: Arc<Mutex<Vec<(usize, usize, f64)>>>,
+    /// The learning rate `training_step` read from `cx.optimizer()`.
+    #[module(skip)]
+    step_lrs: Arc<Mutex<Vec<f64>>>,
     /// The learning rate the scheduler was built from, and the name the optimizer reports.
     #[module(skip)]
     seen: Arc<Mutex<(Option<f64>, Option<String>)>>,
@@ -58,6 +61,7 @@ impl Scheduled {
             script: script.to_vec(),
             validations: Arc::default(),
             lrs: Arc::default(),
+            step_lrs: Arc::default(),
             seen: Arc::default(),
         }
     }
@@ -75,7 +79,9 @@ impl Scheduled {
 #[lightning_module]
 impl Scheduled {
     #[hook]
-    fn training_step(&mut self, batch: Pair, _batch_idx: usize) -> Tensor<1> {
+    fn training_step(&mut self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) -> Tensor<1> {
+        let lr = cx.optimizer().expect("readable in training_step").lr();
+        self.step_lrs.lock().unwrap().push(lr);
         (self.layer.forward(batch.x) - batch.y).powi_scalar(2).mean()
     }
     #[hook]
@@ -281,6 +287,11 @@ fn a_scheduler_starts_from_its_optimizers_learning_rate_and_steps_every_frequenc
     // Halved after batches 1 and 3 of every epoch (Lightning's `(batch_idx + 1) % frequency`).
     let lrs: Vec<f64> = model.lrs.lock().unwrap().iter().map(|(_, _, lr)| *lr).collect();
     assert_eq!(lrs, [1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.125, 0.125]);
+    assert_eq!(
+        *model.step_lrs.lock().unwrap(),
+        lrs,
+        "what training_step reads with cx.optimizer()"
+    );
 }
 
 #[test]
@@ -317,4 +328,57 @@ fn a_scheduler_that_cannot_step_or_be_built_is_an_error_naming_configure_optimiz
             other => panic!("expected a hook error, got {other:?}"),
         }
     }
+}
+
+/// Manual optimization steps its scheduler by hand.
+#[lightning_module]
+#[derive(Module, Debug)]
+pub struct ManualScheduled {
+    layer: Linear,
+    #[module(skip)]
+    lrs: Arc<Mutex<Vec<f64>>>,
+}
+
+#[lightning_module(manual_optimization)]
+impl ManualScheduled {
+    #[hook]
+    fn training_step(&mut self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) {
+        let loss = (self.layer.forward(batch.x) - batch.y).powi_scalar(2).mean();
+        let grads = cx.manual_backward(self, loss);
+        cx.optimizer_step(self, grads);
+        self.lrs
+            .lock()
+            .unwrap()
+            .push(cx.optimizer().expect("an optimizer").lr());
+        cx.lr_scheduler().expect("the configured scheduler").step();
+    }
+    #[hook]
+    fn configure_optimizers(&self) -> OptimizerConfig {
+        let halving = LrSchedulerConfig::new(|lr| StepLrSchedulerConfig::new(lr, 1).with_gamma(0.5).init());
+        OptimizerConfig::new(SgdConfig::new().init(), 1.0).with_scheduler(halving.interval(Interval::Step))
+    }
+}
+
+#[test]
+fn manual_optimization_steps_its_scheduler_by_hand_and_the_trainer_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = ManualScheduled {
+        layer: LinearConfig::new(32, 2)
+            .with_initializer(Initializer::Zeros)
+            .init(&Device::default()),
+        lrs: Arc::default(),
+    };
+    let lrs = model.lrs.clone();
+    let mut trainer = Trainer::builder()
+        .default_root_dir(dir.path())
+        .enable_progress_bar(false)
+        .enable_checkpointing(false)
+        .enable_model_summary(false)
+        .enable_logger(false)
+        .max_epochs(1)
+        .build()
+        .unwrap();
+    trainer.fit(model, Loaders::fit(pair_loader(16, 4), None)).unwrap();
+    // One halving per batch, by hand; a trainer stepping it too would halve twice.
+    assert_eq!(*lrs.lock().unwrap(), [1.0, 0.5, 0.25, 0.125]);
 }

@@ -127,7 +127,7 @@ impl<M: LightningModule> OptimizerClosure<'_, M> {
             let output = module.training_step(
                 batch,
                 self.batch_idx,
-                &mut StepContext::new(self.core, Hook::TrainingStep),
+                &mut StepContext::new(self.core, Hook::TrainingStep).reading(optimizer),
             );
             self.core.take_error()?;
             output?
