@@ -8,7 +8,7 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// When a scheduler steps (Lightning's `interval`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -26,6 +26,7 @@ pub struct OptimizerConfig {
     optimizer: ModuleOptimizer,
     lr: f64,
     scheduler: Option<LrSchedulerConfig>,
+    params: Option<BTreeSet<ParamId>>,
 }
 
 impl OptimizerConfig {
@@ -35,7 +36,19 @@ impl OptimizerConfig {
             optimizer: optimizer.into(),
             lr,
             scheduler: None,
+            params: None,
         }
+    }
+
+    /// Updates only the parameters of `part`, a sub-module (torch's `Adam(self.head.parameters())`):
+    /// the others keep their weights, whatever their gradients. Called again, it adds `part`'s
+    /// parameters to those already given.
+    #[must_use]
+    pub fn for_params<P: Module>(mut self, part: &P) -> Self {
+        let mut visitor = ParamIds(self.params.take().unwrap_or_default());
+        part.visit(&mut visitor);
+        self.params = Some(visitor.0);
+        self
     }
 
     /// Adds a learning-rate scheduler (Lightning's `{"optimizer": .., "lr_scheduler": ..}`);
@@ -53,6 +66,7 @@ impl OptimizerConfig {
             inner: self.optimizer,
             lr: self.lr,
             scheduler,
+            params: self.params,
             steps: 0,
             stand_in: None,
         })
@@ -439,6 +453,8 @@ pub struct Optimizer {
     inner: ModuleOptimizer,
     lr: f64,
     scheduler: Option<Scheduler>,
+    /// The parameters it updates, when not all (`OptimizerConfig::for_params`).
+    params: Option<BTreeSet<ParamId>>,
     steps: usize,
     /// A module of the trained type with empty tensors, made at the first step: what is left in
     /// place of the module if burn's optimizer panics while it owns it, so the panic unwinds
@@ -486,7 +502,14 @@ impl Optimizer {
     }
 
     /// Updates `module` with `grads`.
-    pub(crate) fn apply<M: Module + 'static>(&mut self, module: &mut M, grads: Gradients) {
+    pub(crate) fn apply<M: Module + 'static>(&mut self, module: &mut M, mut grads: Gradients) {
+        if let Some(params) = &self.params {
+            // burn's optimizers leave a parameter without a gradient as it is.
+            module.visit(&mut KeepOnly {
+                grads: &mut grads.params,
+                keep: params,
+            });
+        }
         let lr = self.module_lr();
         if !self.stand_in.as_ref().is_some_and(|s| s.is::<M>()) {
             self.stand_in = Some(Box::new(module.clone().map(&mut EmptyTensors)));
@@ -501,6 +524,29 @@ impl Optimizer {
             |m| inner.step(lr, m, grads.params),
         );
         self.steps += 1;
+    }
+}
+
+/// Collects the ids of a module's float parameters.
+struct ParamIds(BTreeSet<ParamId>);
+
+impl ModuleVisitor for ParamIds {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.insert(param.id);
+    }
+}
+
+/// Drops the gradients of the parameters not in `keep`.
+struct KeepOnly<'a> {
+    grads: &'a mut GradientsParams,
+    keep: &'a BTreeSet<ParamId>,
+}
+
+impl ModuleVisitor for KeepOnly<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if !self.keep.contains(&param.id) {
+            self.grads.remove::<D>(param.id);
+        }
     }
 }
 
