@@ -57,11 +57,11 @@ pub mod prelude {
         BatchControl, Callback, CallbackRole, Callbacks, Checkpoint, ClipAlgorithm, CsvLogger, DataModule,
         EarlyStopping, EpochContext, EpochLogOptions, EpochSummary, Error, FitError, GradientClip, GradientNormMonitor,
         Gradients, HasHparams, Hook, HookContext, Interval, JsonValue, LearningRateMonitor, LightningModule, Limit,
-        LoadFromCheckpoint, LoadOptions, Loader, Loaders, LogOptions, Logger, Metrics, Mode, ModelCheckpoint,
-        ModelSummary, OnExceptionCheckpoint, Optimizer, OptimizerClosure, OptimizerConfig, ProgressBar, Reduce,
-        RunningStage, Scheduler, Stage, StepContext, StepOutput, TensorBoardLogger, Timer, Trainer, TrainerBuilder,
-        TrainerFn, TrainerState, TrainerStatus, ValCheckInterval, grad_norm, hook, lightning_module, seed_everything,
-        summarize,
+        LoadFromCheckpoint, LoadOptions, Loader, Loaders, LogOptions, Logger, LrSchedulerConfig, Metrics, Mode,
+        ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, Optimizer, OptimizerClosure, OptimizerConfig,
+        ProgressBar, Reduce, ReduceLrOnPlateau, RunningStage, Scheduler, Stage, StepContext, StepOutput,
+        TensorBoardLogger, Timer, Trainer, TrainerBuilder, TrainerFn, TrainerState, TrainerStatus, ValCheckInterval,
+        grad_norm, hook, lightning_module, seed_everything, summarize,
     };
     pub use burn_lightning_runtime::burn::prelude::*;
 }

@@ -49,8 +49,8 @@ fn squared_error(layer: &Linear, batch: Pair) -> Tensor<1> {
 
 /// BoringModel's optimizer: SGD (learning rate 0.1) with a StepLR scheduler stepped every epoch.
 fn sgd_with_step_lr() -> OptimizerConfig {
-    let scheduler = StepLrSchedulerConfig::new(0.1, 1).init().expect("valid scheduler");
-    OptimizerConfig::new(SgdConfig::new().init(), 0.1).with_scheduler(scheduler, Interval::Epoch)
+    OptimizerConfig::new(SgdConfig::new().init(), 0.1)
+        .with_scheduler(LrSchedulerConfig::new(|lr| StepLrSchedulerConfig::new(lr, 1).init()).interval(Interval::Epoch))
 }
 
 /// Emits the arguments of the running hook, which `record_with_arguments` appends to the hook's
@@ -208,7 +208,8 @@ impl HookedModel {
         optimizer.step(self, closure);
     }
     #[hook]
-    fn lr_scheduler_step(&mut self, scheduler: &mut Scheduler) {
+    fn lr_scheduler_step(&mut self, scheduler: &mut Scheduler, metric: Option<f64>) {
+        assert_eq!(metric, None, "StepLR follows no metric");
         self.calls.push("lr_scheduler_step");
         scheduler.step();
     }

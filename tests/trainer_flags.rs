@@ -186,11 +186,8 @@ impl Probe {
     fn configure_optimizers(&self) -> OptimizerConfig {
         let config = OptimizerConfig::new(SgdConfig::new().init(), 0.05);
         if self.epoch_scheduler {
-            let scheduler = StepLrSchedulerConfig::new(0.1, 1)
-                .with_gamma(0.5)
-                .init()
-                .expect("a valid scheduler");
-            return config.with_scheduler(scheduler, Interval::Epoch);
+            let halving = LrSchedulerConfig::new(|lr| StepLrSchedulerConfig::new(lr, 1).with_gamma(0.5).init());
+            return config.with_scheduler(halving.interval(Interval::Epoch));
         }
         config
     }
@@ -582,8 +579,9 @@ fn an_epoch_ended_by_on_train_batch_start_still_steps_epoch_schedulers() {
         .build()
         .unwrap();
     trainer.fit(model, data(16, 4)).unwrap();
-    // StepLR with gamma 0.5 every epoch: the rate halves after each of the 3 epochs.
-    assert_eq!(*lrs.lock().unwrap(), [0.1, 0.05, 0.025]);
+    // StepLR with gamma 0.5 every epoch, from the optimizer's 0.05: the rate halves after each
+    // of the 3 epochs.
+    assert_eq!(*lrs.lock().unwrap(), [0.05, 0.025, 0.0125]);
 }
 
 #[test]

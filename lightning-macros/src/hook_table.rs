@@ -376,7 +376,7 @@ pub const HOOKS: &[HookSpec] = &[
         .params(&[("optimizer", "&rt::Optimizer")])
         .ctx(Some(StepCx))
         .automatic(),
-    hook("optimizer_zero_grad", Optimization, "Clears gradients. burn's gradients are values returned by `backward`, so the default does nothing.")
+    hook("optimizer_zero_grad", Optimization, "Clears gradients. burn's gradients are values returned by `backward`, so the default does nothing. With `accumulate_grad_batches`, called on the first batch of each window only.")
         .params(&[("epoch", "usize"), BATCH_IDX, ("optimizer", "&mut rt::Optimizer")])
         .ctx(Some(StepCx))
         .returns("", "{ let _ = (epoch, batch_idx, optimizer); }")
@@ -402,15 +402,15 @@ pub const HOOKS: &[HookSpec] = &[
         .returns("", "{ let _ = optimizer; if let ::core::option::Option::Some(clip) = clip { grads.clip(self, clip); } }")
         .module_only()
         .automatic(),
-    hook("optimizer_step", Optimization, "Runs the optimizer step; `optimizer.step(self, closure)` runs the closure (`training_step`, backward, clipping) and then updates the parameters.")
+    hook("optimizer_step", Optimization, "Runs the optimizer step; `optimizer.step(self, closure)` runs the closure (`training_step`, backward, clipping) and then updates the parameters. With `accumulate_grad_batches`, called on the last batch of each window only (the other batches run `training_step` and backward without it).")
         .params(&[("epoch", "usize"), BATCH_IDX, ("optimizer", "&mut rt::Optimizer"), ("closure", "rt::OptimizerClosure<'_, Self>")])
         .ctx(None)
         .returns("", "{ let _ = (epoch, batch_idx); optimizer.step(self, closure); }")
         .module_only()
         .automatic(),
-    hook("lr_scheduler_step", Optimization, "Advances the learning-rate scheduler (every epoch, or every step with `Interval::Step`).")
-        .params(&[("scheduler", "&mut rt::Scheduler")])
-        .returns("", "scheduler.step();")
+    hook("lr_scheduler_step", Optimization, "Advances the learning-rate scheduler when its `interval` and `frequency` are due; a plateau scheduler gets its monitored metric's value, read after validation.")
+        .params(&[("scheduler", "&mut rt::Scheduler"), ("metric", "::core::option::Option<f64>")])
+        .returns("", "match metric { ::core::option::Option::Some(metric) => scheduler.step_on(metric), ::core::option::Option::None => scheduler.step() }")
         .module_only()
         .automatic(),
     hook("on_train_batch_end", Training, "Called after each training batch with the step's output (`None` when the batch was skipped).")

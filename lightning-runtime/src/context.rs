@@ -6,7 +6,7 @@
 use crate::Error;
 use crate::hooks::{Hook, LightningModule};
 use crate::logging::{EpochLogOptions, LogOptions, LogValue, MetricStore, MetricValue};
-use crate::optim::{LearningRate, Optimizer};
+use crate::optim::{LearningRate, Optimizer, Scheduler};
 use crate::progress::Output;
 use crate::state::Loop;
 use crate::state::TrainerState;
@@ -274,6 +274,8 @@ pub struct StepContext<'a> {
     pub(crate) core: &'a mut Core,
     hook: Hook,
     pub(crate) manual: Option<ManualParts<'a>>,
+    /// The optimizer, readable in an automatic `training_step`.
+    optimizer: Option<&'a Optimizer>,
 }
 
 impl<'a> StepContext<'a> {
@@ -282,7 +284,14 @@ impl<'a> StepContext<'a> {
             core,
             hook,
             manual: None,
+            optimizer: None,
         }
+    }
+
+    /// Lets the hook read `optimizer` (automatic optimization's `training_step`).
+    pub(crate) fn reading(mut self, optimizer: &'a Optimizer) -> Self {
+        self.optimizer = Some(optimizer);
+        self
     }
 
     pub(crate) fn manual(core: &'a mut Core, hook: Hook, manual: ManualParts<'a>) -> Self {
@@ -290,6 +299,7 @@ impl<'a> StepContext<'a> {
             core,
             hook,
             manual: Some(manual),
+            optimizer: None,
         }
     }
 
@@ -325,10 +335,26 @@ impl<'a> StepContext<'a> {
         self.core.batch_size
     }
 
-    /// Manual optimization: the optimizer (its learning rate and scheduler), inside
-    /// `training_step`; `None` elsewhere.
-    pub fn optimizer(&mut self) -> Option<&mut Optimizer> {
+    /// The optimizer (its learning rate, steps and scheduler), inside `training_step` under
+    /// automatic and manual optimization (Lightning's `self.optimizers()`); `None` elsewhere
+    /// (the optimization hooks get it as an argument).
+    pub fn optimizer(&self) -> Option<&Optimizer> {
+        match &self.manual {
+            Some(manual) => Some(&*manual.optimizer),
+            None => self.optimizer,
+        }
+    }
+
+    /// Manual optimization: the optimizer, to change, inside `training_step`; `None` elsewhere.
+    pub fn optimizer_mut(&mut self) -> Option<&mut Optimizer> {
         self.manual.as_mut().map(|m| &mut *m.optimizer)
+    }
+
+    /// Manual optimization: the scheduler `configure_optimizers` set, to step by hand (Lightning's
+    /// `self.lr_schedulers()`; the trainer steps no scheduler under manual optimization). A
+    /// plateau scheduler steps with `step_on(value)`.
+    pub fn lr_scheduler(&mut self) -> Option<&mut Scheduler> {
+        self.optimizer_mut().and_then(Optimizer::scheduler_mut)
     }
 }
 

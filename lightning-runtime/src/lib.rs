@@ -44,7 +44,8 @@ pub use loggers::{CsvLogger, Logger, LoggerDir, TensorBoardLogger, Version};
 pub use logging::{EpochLogOptions, LogOptions, LogValue, MetricValue, Metrics, Reduce};
 pub use monitors::{GradientNormMonitor, LearningRateMonitor, grad_norm};
 pub use optim::{
-    GradientClip, Gradients, Interval, IntoOptimizerConfig, LearningRate, Optimizer, OptimizerConfig, Scheduler,
+    GradientAccumulationScheduler, GradientClip, Gradients, Interval, IntoOptimizerConfig, LearningRate,
+    LrSchedulerConfig, Optimizer, OptimizerConfig, ReduceLrOnPlateau, Scheduler, ThresholdMode,
 };
 pub use optimization::OptimizerClosure;
 pub use progress::ProgressBar;

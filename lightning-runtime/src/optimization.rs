@@ -6,6 +6,7 @@ use crate::context::{Core, StepContext};
 use crate::hooks::{Callbacks, Hook, LightningModule, ManualOptimization, StepOutput, dispatch};
 use crate::optim::{GradientClip, Gradients, Optimizer};
 use crate::{Callback, Error, Tensor};
+use burn::module::Module;
 use std::any::Any;
 
 impl Optimizer {
@@ -30,6 +31,70 @@ pub struct OptimizerClosure<'a, M: LightningModule> {
     pub(crate) clip: Option<GradientClip>,
     pub(crate) output: &'a mut Option<StepOutput<M::TrainExtra>>,
     pub(crate) ran: bool,
+    /// The accumulation window this batch belongs to; `None` without accumulation.
+    pub(crate) window: Option<&'a mut AccumulationWindow>,
+}
+
+/// One window of `accumulate_grad_batches`: the batches whose gradients are summed before the
+/// optimizer steps. Lives for one epoch of the fit loop; a window cut short by a stop is dropped
+/// with it, as Lightning zeroes those gradients at the next window's start.
+#[derive(Default)]
+pub(crate) struct AccumulationWindow {
+    /// The gradients of the window's earlier batches, summed (loss already divided).
+    sum: Option<Gradients>,
+    /// Batches of the window run so far.
+    batches: usize,
+    /// What each loss of the window is divided by: the window's length when the epoch's length
+    /// is known, else the accumulation factor (corrected at the step, see `finish`).
+    divisor: usize,
+    /// Whether the current batch ends the window (the optimizer steps).
+    pub steps: bool,
+}
+
+impl AccumulationWindow {
+    /// Places batch `batch_idx` of the epoch in its window (Lightning's
+    /// `_accumulated_batches_reached` / `_num_ready_batches_reached`): a window starts every
+    /// `factor` batches and ends after `factor` batches or on the epoch's last one. `planned` is
+    /// the epoch's number of batches when known.
+    pub fn begin(&mut self, batch_idx: usize, factor: usize, planned: Option<usize>, is_last: bool) {
+        if batch_idx.is_multiple_of(factor) {
+            self.sum = None;
+            self.batches = 0;
+            // Lightning divides the last, shorter window by `factor` too (its issue #19987);
+            // dividing by the window's own length gives the mean gradient, as every other window.
+            self.divisor = planned.map_or(factor, |planned| planned.saturating_sub(batch_idx).clamp(1, factor));
+        }
+        self.steps = (batch_idx + 1).is_multiple_of(factor) || is_last;
+    }
+
+    fn first_batch(&self) -> bool {
+        self.batches == 0
+    }
+
+    /// Ends the current batch: `grads` (this batch's, or none) plus the window's sum. Returns
+    /// the sum when the optimizer steps now, else keeps it.
+    fn finish<M: Module>(&mut self, module: &M, grads: Option<Gradients>) -> Option<Gradients> {
+        self.batches += 1;
+        let sum = match (grads, self.sum.take()) {
+            (Some(mut grads), Some(sum)) => {
+                grads.accumulate(module, sum);
+                Some(grads)
+            }
+            (grads, sum) => grads.or(sum),
+        };
+        if !self.steps {
+            self.sum = sum;
+            return None;
+        }
+        // An epoch of unknown length ended the window early: the losses were divided by the
+        // factor, not by the window's length.
+        sum.map(|mut sum| {
+            if self.batches != self.divisor {
+                sum.scale(module, self.divisor as f64 / self.batches as f64);
+            }
+            sum
+        })
+    }
 }
 
 impl<M: LightningModule> OptimizerClosure<'_, M> {
@@ -62,7 +127,7 @@ impl<M: LightningModule> OptimizerClosure<'_, M> {
             let output = module.training_step(
                 batch,
                 self.batch_idx,
-                &mut StepContext::new(self.core, Hook::TrainingStep),
+                &mut StepContext::new(self.core, Hook::TrainingStep).reading(optimizer),
             );
             self.core.take_error()?;
             output?
@@ -73,26 +138,63 @@ impl<M: LightningModule> OptimizerClosure<'_, M> {
         let epoch = self.core.state.current_epoch;
         let callbacks = &mut *self.callbacks;
         let core = &mut *self.core;
-        dispatch::on_before_zero_grad(module, callbacks, core, &mut (), optimizer)?;
-        dispatch::optimizer_zero_grad(module, callbacks, core, &mut (), epoch, self.batch_idx, optimizer)?;
+        // With accumulation, gradients are cleared at the start of a window only (Lightning).
+        if self.window.as_deref().is_none_or(AccumulationWindow::first_batch) {
+            dispatch::on_before_zero_grad(module, callbacks, core, &mut (), optimizer)?;
+            dispatch::optimizer_zero_grad(module, callbacks, core, &mut (), epoch, self.batch_idx, optimizer)?;
+        }
+        // Lightning divides the loss by the accumulation factor before backward, and hands that
+        // divided loss on to `on_train_batch_end`.
+        let output = match (output, self.window.as_deref()) {
+            (Some(output), Some(window)) if window.divisor > 1 => Some(StepOutput {
+                loss: output.loss.div_scalar(window.divisor as f64),
+                extra: output.extra,
+            }),
+            (output, _) => output,
+        };
         // Lightning skips backward, not the optimizer hooks, when `training_step` returns no loss.
-        let mut grads = match &output {
+        let grads = match &output {
             Some(output) => {
                 dispatch::on_before_backward(module, callbacks, core, &mut (), &output.loss)?;
-                let grads = dispatch::backward(module, callbacks, core, &mut (), output.loss.clone())?;
+                let mut grads = dispatch::backward(module, callbacks, core, &mut (), output.loss.clone())?;
+                // As torch's `.grad` after backward: the sum over the window so far.
+                if let Some(window) = self.window.as_deref_mut()
+                    && let Some(sum) = window.sum.take()
+                {
+                    grads.accumulate(module, sum);
+                }
                 dispatch::on_after_backward(module, callbacks, core, &mut (), &grads)?;
-                grads
+                Some(grads)
             }
-            None => Gradients::empty(),
+            None => None,
         };
+        let grads = match self.window.as_deref_mut() {
+            Some(window) => window.finish(module, grads),
+            None => grads,
+        };
+        if self.window.as_deref().is_some_and(|window| !window.steps) {
+            // Accumulating: no optimizer step, so neither its hooks nor clipping.
+            if let Some(output) = output {
+                *self.output = Some(StepOutput {
+                    loss: output.loss.detach(),
+                    extra: output.extra,
+                });
+            }
+            return Ok(None);
+        }
+        let had_grads = grads.is_some();
+        let mut grads = grads.unwrap_or_else(Gradients::empty);
         dispatch::on_before_optimizer_step(module, callbacks, core, &mut (), optimizer, &grads)?;
         dispatch::configure_gradient_clipping(module, callbacks, core, &mut (), optimizer, &mut grads, self.clip)?;
-        let Some(output) = output else { return Ok(None) };
-        *self.output = Some(StepOutput {
-            loss: output.loss.detach(),
-            extra: output.extra,
-        });
-        Ok(Some(grads))
+        // Without a loss, the window's earlier gradients are still applied (torch steps with
+        // whatever `.grad` holds); without either, nothing is.
+        if let Some(output) = output {
+            *self.output = Some(StepOutput {
+                loss: output.loss.detach(),
+                extra: output.extra,
+            });
+        }
+        Ok(had_grads.then_some(grads))
     }
 
     /// The step's context, to log from an overridden `optimizer_step`.
@@ -189,5 +291,48 @@ fn outside_training_step(what: &str) -> Error {
     Error::Hook {
         hook: "training_step",
         message: format!("`{what}` can only be called inside `training_step`"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::TensorData;
+
+    fn weight_grad(layer: &Linear, grads: &Gradients) -> Vec<f32> {
+        let grad = grads.get::<2>(layer.weight.id).expect("a weight gradient");
+        grad.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn a_window_cut_short_by_an_epoch_of_unknown_length_steps_with_the_mean() {
+        let device = crate::Device::default().autodiff();
+        let layer = LinearConfig::new(3, 2).init(&device);
+        let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, -2.0, 3.0], [1, 3]), &device);
+        let grads = || Gradients::from_loss(&layer.forward(x.clone()).sum(), &layer);
+        let single = weight_grad(&layer, &grads());
+
+        // A factor of 4, an unknown epoch length, and the epoch ending after 2 batches: each
+        // loss was divided by 4, so the sum of the two is scaled by 4 / 2.
+        let mut window = AccumulationWindow::default();
+        window.begin(0, 4, None, false);
+        assert!(window.finish(&layer, Some(grads())).is_none(), "accumulating: no step");
+        window.begin(1, 4, None, true);
+        let sum = window.finish(&layer, Some(grads())).expect("the last batch steps");
+        for (stepped, one) in weight_grad(&layer, &sum).iter().zip(&single) {
+            assert!((stepped - 4.0 * one).abs() < 1e-5, "{stepped} vs 4 * {one}");
+        }
+
+        // With the length known, the window divides by its own length and is not rescaled.
+        let mut window = AccumulationWindow::default();
+        window.begin(4, 4, Some(6), false);
+        assert_eq!(window.divisor, 2);
+        assert!(window.finish(&layer, Some(grads())).is_none());
+        window.begin(5, 4, Some(6), true);
+        let sum = window.finish(&layer, Some(grads())).expect("the last batch steps");
+        for (stepped, one) in weight_grad(&layer, &sum).iter().zip(&single) {
+            assert!((stepped - 2.0 * one).abs() < 1e-5, "{stepped} vs 2 * {one}");
+        }
     }
 }

@@ -12,7 +12,7 @@ use crate::hooks::{
     BatchControl, ConfigureOptimizers, Hook, LightningModule, Optimization, StepOutput, TrainingStep, dispatch,
 };
 use crate::optim::{Interval, Optimizer};
-use crate::optimization::OptimizerClosure;
+use crate::optimization::{AccumulationWindow, OptimizerClosure};
 use crate::state::{Loop, RunningStage, TrainerFn};
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -91,7 +91,7 @@ where
         hook: "configure_optimizers",
         message: "it returned no optimizer".into(),
     })?;
-    run.optimizer = Some(config.build());
+    run.optimizer = Some(config.build()?);
     run.sync_learning_rates();
     run.create_log_dir()?;
     hook!(run.on_fit_start());
@@ -202,6 +202,10 @@ where
     let mut batch_idx = 0;
     let mut val_every: Option<usize> = None;
     let mut stopped_by_hook = false;
+    // Accumulation (automatic optimization only; the builder refuses it under manual).
+    let accumulate = run.cfg.accumulate_grad_batches.factor(run.core.state.current_epoch);
+    let mut window = (accumulate > 1).then(AccumulationWindow::default);
+    let mut reached_last_batch = false;
     while let Some(next) = batches.next_batch()? {
         run.core.state.batch_idx = batch_idx;
         run.core.batch_size = next.size;
@@ -215,12 +219,20 @@ where
             (run.batches_that_stepped + 1).is_multiple_of(run.cfg.log_every_n_steps) || run.core.state.should_stop;
         let batch_started = run.core.metrics.clock();
         let steps_before = run.core.state.global_step;
-        let control = train_batch(run, next.batch, batch_idx, next.is_last)?;
+        if let Some(window) = &mut window {
+            window.begin(batch_idx, accumulate, batches.planned(), next.is_last);
+        }
+        let accumulating = window.as_ref().is_some_and(|window| !window.steps);
+        reached_last_batch = next.is_last;
+        let control = train_batch(run, next.batch, batch_idx, next.is_last, window.as_mut())?;
         if control == BatchControl::StopEpoch {
             stopped_by_hook = true;
             break;
         }
-        log_step_values(run, batch_started)?;
+        // Lightning sends no step values while accumulating.
+        if !accumulating {
+            log_step_values(run, batch_started)?;
+        }
         if run.core.state.global_step > steps_before {
             run.batches_that_stepped += 1;
         }
@@ -235,7 +247,12 @@ where
         };
         let val_check_batch = val_every.is_some_and(|every| iteration.is_multiple_of(every));
         if validate_this_epoch && (val_check_batch || stop_requested) {
-            validate_in_fit(run, val_loader)?;
+            validate_in_fit(run, val_loader, accumulating)?;
+        }
+        // Plateau schedulers stepped by batch follow what that validation logged (Lightning's
+        // `on_advance_end`).
+        if !accumulating {
+            step_scheduler(run, Interval::Step, true)?;
         }
         let steps_done = run.cfg.max_steps.is_some_and(|max| run.core.state.global_step >= max);
         if steps_done || (run.core.state.should_stop && can_stop(run)) {
@@ -244,11 +261,16 @@ where
     }
     // An epoch ended by `BatchControl::StopEpoch` still advances epoch-interval schedulers.
     if stopped_by_hook && M::OPTIMIZATION == Optimization::Automatic {
-        step_scheduler(run, Interval::Epoch)?;
+        step_scheduler(run, Interval::Epoch, false)?;
     }
 
     run.core.metrics.end_epoch(Loop::Train);
     hook!(run.on_train_epoch_end());
+    // Plateau schedulers stepped by epoch follow the epoch's values and its validation, when
+    // the epoch ran to its last batch (Lightning's `fit_loop.on_advance_end`).
+    if reached_last_batch {
+        step_scheduler(run, Interval::Epoch, true)?;
+    }
     // Lightning logs the epoch's values at the step of its last batch.
     let epoch_values = run.core.metrics.logger_epoch_metrics(Loop::Train, epoch_started);
     let step = run.batches_that_stepped.saturating_sub(1);
@@ -262,6 +284,7 @@ where
 fn validate_in_fit<M, D>(
     run: &mut Run<'_, M, D>,
     val_loader: &mut Option<Option<Loader<M::Batch>>>,
+    accumulating: bool,
 ) -> Result<(), Error>
 where
     M: LightningModule,
@@ -274,7 +297,10 @@ where
     let Some(Some(loader)) = val_loader.clone() else {
         return Ok(());
     };
-    hook!(run.on_validation_model_zero_grad());
+    // Lightning keeps the gradients of a window still accumulating.
+    if !accumulating {
+        hook!(run.on_validation_model_zero_grad());
+    }
     run_evaluation(
         run,
         Loop::Validation,
@@ -333,6 +359,7 @@ fn train_batch<M, D>(
     batch: M::Batch,
     batch_idx: usize,
     is_last: bool,
+    window: Option<&mut AccumulationWindow>,
 ) -> Result<BatchControl, Error>
 where
     M: TrainingStep,
@@ -350,7 +377,7 @@ where
         run.sync_learning_rates();
     }
     let output = match M::OPTIMIZATION {
-        Optimization::Automatic => automatic_step(run, batch, batch_idx, is_last)?,
+        Optimization::Automatic => automatic_step(run, batch, batch_idx, is_last, window)?,
         Optimization::Manual => manual_step(run, batch, batch_idx)?,
     };
     if let Some(batch) = &kept {
@@ -364,6 +391,7 @@ fn automatic_step<M, D>(
     batch: M::Batch,
     batch_idx: usize,
     is_last: bool,
+    mut window: Option<&mut AccumulationWindow>,
 ) -> Result<Option<StepOutput<M::TrainExtra>>, Error>
 where
     M: TrainingStep,
@@ -372,6 +400,25 @@ where
     let mut output = None;
     let optimizer = run.optimizer.as_mut().expect("configured before the loop");
     let epoch = run.core.state.current_epoch;
+    if let Some(window) = window.as_deref_mut()
+        && !window.steps
+    {
+        // Accumulating: Lightning runs the closure without `optimizer_step`, and steps nothing.
+        let closure = OptimizerClosure {
+            batch: Some(batch),
+            batch_idx,
+            core: &mut run.core,
+            callbacks: run.callbacks.as_mut_slice(),
+            clip: run.cfg.gradient_clip,
+            output: &mut output,
+            ran: false,
+            window: Some(window),
+        };
+        closure.run(&mut run.module, optimizer);
+        let deferred = run.core.take_error();
+        run.after_hook(deferred)?;
+        return Ok(output);
+    }
     let result = {
         let closure = OptimizerClosure {
             batch: Some(batch),
@@ -381,6 +428,7 @@ where
             clip: run.cfg.gradient_clip,
             output: &mut output,
             ran: false,
+            window,
         };
         let _span =
             tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "optimizer_step", by = "module",
@@ -394,22 +442,74 @@ where
     run.after_hook(deferred.and(result))?;
     // Lightning steps step-interval schedulers after every optimizer step and epoch-interval
     // ones on the last batch of the epoch, before `on_train_batch_end`.
-    step_scheduler(run, Interval::Step)?;
+    step_scheduler(run, Interval::Step, false)?;
     if is_last {
-        step_scheduler(run, Interval::Epoch)?;
+        step_scheduler(run, Interval::Epoch, false)?;
     }
     Ok(output)
 }
 
-/// Runs `lr_scheduler_step` when the optimizer's scheduler steps every `interval`.
-fn step_scheduler<M, D>(run: &mut Run<'_, M, D>, interval: Interval) -> Result<(), Error>
+/// Lightning's `_update_learning_rates`: runs `lr_scheduler_step` when the optimizer's
+/// scheduler steps every `interval`, is a plateau scheduler or not as asked (plateau schedulers
+/// step after validation, the others right after the optimizer step), and its `frequency` is
+/// due. A plateau scheduler gets its monitored metric, read only then; a missing one is an
+/// error naming it when `strict`, else a warning and no step. Manual optimization steps its
+/// schedulers itself.
+fn step_scheduler<M, D>(run: &mut Run<'_, M, D>, interval: Interval, plateau: bool) -> Result<(), Error>
 where
     M: LightningModule,
     D: DataModule<M::Batch>,
 {
-    let due = run.optimizer.as_ref().and_then(Optimizer::scheduler_interval) == Some(interval);
-    if due && let Some(scheduler) = run.optimizer.as_mut().and_then(Optimizer::scheduler_mut) {
-        let output = dispatch::lr_scheduler_step(&mut run.module, run.callbacks, &mut run.core, &mut (), scheduler);
+    let Some(scheduler) = run.optimizer.as_ref().and_then(Optimizer::scheduler) else {
+        return Ok(());
+    };
+    if M::OPTIMIZATION == Optimization::Manual
+        || scheduler.interval() != interval
+        || scheduler.reduces_on_plateau() != plateau
+    {
+        return Ok(());
+    }
+    let index = match interval {
+        Interval::Step => run.core.state.batch_idx,
+        Interval::Epoch => run.core.state.current_epoch,
+    };
+    if !(index + 1).is_multiple_of(scheduler.frequency()) {
+        return Ok(());
+    }
+    let metric = match scheduler.monitor() {
+        None => None,
+        Some(monitor) => {
+            let metrics = run.core.metrics.callback_metrics();
+            match metrics.get(monitor) {
+                Some(value) => Some(*value),
+                None => {
+                    let message = format!(
+                        "the ReduceLrOnPlateau scheduler monitors `{monitor}`, which is not available; available \
+                         metrics: {}. Log it, monitor one of these (`LrSchedulerConfig::reduce_on_plateau(.., name)`), \
+                         or set `.strict(false)` to skip the step while it is missing",
+                        metrics.keys().cloned().collect::<Vec<_>>().join(", ")
+                    );
+                    if scheduler.strict() {
+                        return Err(Error::Hook {
+                            hook: "lr_scheduler_step",
+                            message,
+                        });
+                    }
+                    tracing::warn!(target: "burn_lightning", "{message}");
+                    return Ok(());
+                }
+            }
+        }
+    };
+    if let Some(scheduler) = run.optimizer.as_mut().and_then(Optimizer::scheduler_mut) {
+        let output = dispatch::lr_scheduler_step(
+            &mut run.module,
+            run.callbacks,
+            &mut run.core,
+            &mut (),
+            scheduler,
+            metric,
+        );
         run.after_hook(output)?;
         run.sync_learning_rates();
     }

@@ -14,7 +14,7 @@ use crate::hooks::{
 };
 use crate::loggers::Logger;
 use crate::logging::Metrics;
-use crate::optim::GradientClip;
+use crate::optim::{GradientAccumulationScheduler, GradientClip};
 use crate::state::Loop;
 use crate::{Device, Error};
 use std::path::{Path, PathBuf};
@@ -142,6 +142,8 @@ pub(crate) struct Config {
     pub seed: Option<u64>,
     pub device: Device,
     pub gradient_clip: Option<GradientClip>,
+    /// Batches whose gradients are summed before each optimizer step, per epoch.
+    pub accumulate_grad_batches: GradientAccumulationScheduler,
     /// Step values reach the loggers every this many training batches.
     pub log_every_n_steps: usize,
     /// Whether a TensorBoard logger is added when none is given.
@@ -172,6 +174,7 @@ pub struct TrainerBuilder<M: LightningModule> {
     device: Option<Device>,
     gradient_clip_val: Option<f64>,
     gradient_clip_algorithm: ClipAlgorithm,
+    accumulate_grad_batches: GradientAccumulationScheduler,
     enable_checkpointing: bool,
     enable_progress_bar: bool,
     enable_logger: bool,
@@ -216,6 +219,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             device: None,
             gradient_clip_val: None,
             gradient_clip_algorithm: ClipAlgorithm::Norm,
+            accumulate_grad_batches: GradientAccumulationScheduler::default(),
             enable_checkpointing: true,
             enable_progress_bar: true,
             enable_logger: true,
@@ -266,6 +270,12 @@ impl<M: LightningModule> TrainerBuilder<M> {
         gradient_clip_val: f64 => gradient_clip_val = Some(gradient_clip_val);
         /// How `gradient_clip_val` clips.
         gradient_clip_algorithm: ClipAlgorithm => gradient_clip_algorithm = gradient_clip_algorithm;
+        /// Sums the gradients of this many batches (each loss divided by it) before every
+        /// optimizer step, as Lightning's `accumulate_grad_batches` (default 1): a number, or a
+        /// per-epoch [`GradientAccumulationScheduler`]. The optimizer also steps on the last
+        /// batch of each epoch; `global_step` and `log_every_n_steps` count optimizer steps,
+        /// `val_check_interval` counts batches. Automatic optimization only.
+        accumulate_grad_batches: impl Into<GradientAccumulationScheduler> => accumulate_grad_batches = accumulate_grad_batches.into();
         /// Adds a [`ModelCheckpoint`] unless one is given (default true).
         enable_checkpointing: bool => enable_checkpointing = enable_checkpointing;
         /// Shows a [`ProgressBar`](crate::ProgressBar) (default true): bars on a terminal, one
@@ -419,6 +429,13 @@ impl<M: LightningModule> TrainerBuilder<M> {
                 "it does not apply under manual optimization; call `grads.clip(self, GradientClip::Norm(..))` in `training_step` instead",
             ));
         }
+        self.accumulate_grad_batches.validate()?;
+        if self.accumulate_grad_batches.accumulates() && M::OPTIMIZATION == crate::Optimization::Manual {
+            return Err(Error::config(
+                "accumulate_grad_batches",
+                "it does not apply under manual optimization; sum the gradients yourself (`grads.accumulate(self, more)`) and call `optimizer_step` every N batches",
+            ));
+        }
         // Lightning: neither limit set means 1000 epochs.
         let max_epochs = match (self.max_epochs, self.max_steps) {
             (None, None) => Some(1000),
@@ -476,6 +493,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             seed: self.seed,
             device: self.device.unwrap_or_default(),
             gradient_clip,
+            accumulate_grad_batches: self.accumulate_grad_batches,
             log_every_n_steps: self.log_every_n_steps,
             exit_on_signal: self.exit_on_signal,
             default_logger: self.enable_logger,

@@ -157,7 +157,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             None => self.core.learning_rates.push(crate::optim::LearningRate {
                 name: optimizer.monitor_key(),
                 lr,
-                interval: optimizer.scheduler_interval(),
+                interval: optimizer.scheduler().map(crate::optim::Scheduler::interval),
             }),
         }
     }
