@@ -57,9 +57,10 @@ pub mod prelude {
         BatchControl, Callback, CallbackRole, Callbacks, Checkpoint, ClipAlgorithm, CsvLogger, DataModule,
         EarlyStopping, EpochContext, EpochLogOptions, EpochSummary, Error, FitError, GradientClip, Gradients,
         HasHparams, Hook, HookContext, Interval, JsonValue, LightningModule, Limit, Loader, Loaders, LogOptions,
-        Logger, Metrics, Mode, ModelCheckpoint, ModelSummary, Optimizer, OptimizerClosure, OptimizerConfig, Reduce,
-        RunningStage, Scheduler, Stage, StepContext, StepOutput, TensorBoardLogger, Timer, Trainer, TrainerBuilder,
-        TrainerFn, TrainerState, TrainerStatus, ValCheckInterval, hook, lightning_module, seed_everything, summarize,
+        Logger, Metrics, Mode, ModelCheckpoint, ModelSummary, Optimizer, OptimizerClosure, OptimizerConfig, Profiler,
+        Reduce, RunningStage, Scheduler, Stage, StepContext, StepOutput, TensorBoardLogger, Timer, Trainer,
+        TrainerBuilder, TrainerFn, TrainerState, TrainerStatus, ValCheckInterval, hook, lightning_module,
+        seed_everything, summarize,
     };
     pub use burn_lightning_runtime::burn::prelude::*;
 }

@@ -26,6 +26,7 @@ where
     M: LightningModule,
     D: DataModule<M::Batch>,
 {
+    let profiler = crate::profiler::Session::start(trainer.config.profiler, std::any::type_name::<M>());
     let home: Device = model.devices().into_iter().next().unwrap_or_default();
     let eval_device = trainer.config.device.clone().without_autodiff();
     let module = model.valid().fork(&eval_device);
@@ -47,12 +48,16 @@ where
         Ok(result) => result,
         Err(panic) => {
             run.fail(&Error::panic(panic.as_ref()));
+            let _ = crate::profiler::finish(profiler, function.stage().as_str(), run.core.state.log_dir.as_deref());
             std::panic::resume_unwind(panic);
         }
     };
     if let Err(e) = &result {
         run.fail(e);
     }
+    // Lightning's `profiler.describe()`, also for a failed run.
+    let described = crate::profiler::finish(profiler, function.stage().as_str(), run.core.state.log_dir.as_deref());
+    let result = result.and_then(|output| described.map(|()| output));
     trainer.callback_metrics = run.core.metrics.callback_metrics().into();
     trainer.progress_bar_metrics = run.core.metrics.progress_bar_metrics().into();
     trainer.logged_metrics = std::mem::take(&mut run.logged).into();
@@ -108,6 +113,8 @@ where
     M: LightningModule,
     D: DataModule<M::Batch>,
 {
+    let _span =
+        tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = run_phase(kind, running)).entered();
     let in_fit = run.core.state.function == TrainerFn::Fitting;
     let previous_stage = run.core.state.stage;
     let previous_idx = run.core.state.batch_idx;
@@ -141,6 +148,7 @@ where
     let mut batches = Batches::new(kind, loader, limit)?.capped(cap);
     let mut batch_idx = 0;
     while let Some(next) = batches.next_batch()? {
+        let _span = tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = batch_phase(kind)).entered();
         run.core.state.batch_idx = batch_idx;
         run.core.batch_size = next.size;
         let batch = run.transfer(next.batch, &device)?;
@@ -218,12 +226,16 @@ where
         }
         let device = run.eval_device.clone();
         let loader = run.required_loader(Loop::Predict, &device)?;
+        let _span = tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = "run_predict").entered();
         hook!(run.on_predict_model_eval());
         hook!(run.on_predict_start());
         hook!(run.on_predict_epoch_start());
         let mut batches = Batches::new(Loop::Predict, &loader, limit)?;
         let mut batch_idx = 0;
         while let Some(next) = batches.next_batch()? {
+            let _span =
+                tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = batch_phase(Loop::Predict))
+                    .entered();
             run.core.state.batch_idx = batch_idx;
             run.core.batch_size = next.size;
             let batch = run.transfer(next.batch, &device)?;
@@ -246,4 +258,23 @@ where
         hook!(run.on_predict_end());
         Ok(predictions)
     })
+}
+
+/// The profiler's name of an evaluation run.
+fn run_phase(kind: Loop, running: RunningStage) -> &'static str {
+    match (kind, running) {
+        (_, RunningStage::SanityChecking) => "run_sanity_check",
+        (Loop::Validation, _) => "run_validation",
+        (Loop::Predict, _) => "run_predict",
+        _ => "run_test",
+    }
+}
+
+/// The profiler's name of one batch of an evaluation loop.
+fn batch_phase(kind: Loop) -> &'static str {
+    match kind {
+        Loop::Validation => "run_validation_batch",
+        Loop::Predict => "run_predict_batch",
+        _ => "run_test_batch",
+    }
 }

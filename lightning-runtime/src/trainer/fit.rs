@@ -22,6 +22,7 @@ where
     M: TrainingStep + ConfigureOptimizers,
     D: DataModule<M::Batch>,
 {
+    let profiler = crate::profiler::Session::start(trainer.config.profiler, std::any::type_name::<M>());
     let mut run = Run::new(
         &trainer.config,
         &mut trainer.callbacks,
@@ -52,6 +53,8 @@ where
         Err(panic) => {
             run.fail(&Error::panic(panic.as_ref()));
             trainer.callback_metrics = run.core.metrics.callback_metrics().into();
+            // The report of the failed run; the panic is what the caller hears of.
+            let _ = crate::profiler::finish(profiler, "fit", run.core.state.log_dir.as_deref());
             resume_unwind(panic);
         }
     };
@@ -60,6 +63,12 @@ where
     if let Err(e) = &result {
         run.fail(e);
     }
+    // Lightning's `profiler.describe()`, after the loggers are finalized.
+    let result = result.and(crate::profiler::finish(
+        profiler,
+        "fit",
+        run.core.state.log_dir.as_deref(),
+    ));
     trainer.callback_metrics = run.core.metrics.callback_metrics().into();
     trainer.progress_bar_metrics = run.core.metrics.progress_bar_metrics().into();
     match result {
@@ -139,6 +148,8 @@ where
         run.core.metrics.start_epoch(Loop::Train);
         hook!(run.on_train_start());
         while !fit_done(run) {
+            let _span =
+                tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = "run_training_epoch").entered();
             train_epoch(run, &train_loader, &mut val_loader, total_batches)?;
         }
         run.finish_checkpoints()?;
@@ -330,9 +341,13 @@ where
         return Ok(control);
     }
     let kept = run.batch_end_needs_batch(Hook::OnTrainBatchEnd).then(|| batch.clone());
-    let output = match M::OPTIMIZATION {
-        Optimization::Automatic => automatic_step(run, batch, batch_idx, is_last)?,
-        Optimization::Manual => manual_step(run, batch, batch_idx)?,
+    let output = {
+        let _span =
+            tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = "run_training_batch").entered();
+        match M::OPTIMIZATION {
+            Optimization::Automatic => automatic_step(run, batch, batch_idx, is_last)?,
+            Optimization::Manual => manual_step(run, batch, batch_idx)?,
+        }
     };
     if let Some(batch) = &kept {
         hook!(run.on_train_batch_end(output.as_ref(), batch, batch_idx));
