@@ -405,7 +405,7 @@ impl Recorder {
         let Some(trace) = &self.trace else { return Vec::new() };
         let trace = lock(trace);
         let pid = std::process::id();
-        let mut events = Vec::with_capacity(trace.spans.len() + trace.threads.len() + 1);
+        let mut events = Vec::with_capacity(2 * trace.threads.len() + 1);
         events.push(serde_json::json!({
             "name": "process_name", "ph": "M", "pid": pid, "tid": 0,
             "args": { "name": format!("burn-lightning {stage}") },
@@ -422,15 +422,48 @@ impl Recorder {
             }));
         }
         let micros = |d: Duration| d.as_nanos() as f64 / 1000.0;
-        for span in &trace.spans {
-            events.push(serde_json::json!({
-                "name": &*span.name, "cat": span.category, "ph": "X", "pid": pid, "tid": span.track,
-                "ts": micros(span.start), "dur": micros(span.duration),
-            }));
+        // Written one event at a time: a long run has many, and a `Value` each would cost more
+        // than the run's own bookkeeping.
+        let mut out = Vec::with_capacity(64 * (events.len() + trace.spans.len()) + 64);
+        out.extend_from_slice(b"{\"displayTimeUnit\":\"ms\",\"traceEvents\":[");
+        let mut result = Ok(());
+        for (i, event) in events.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            result = result.and_then(|()| serde_json::to_writer(&mut out, event));
         }
-        let document = serde_json::json!({ "traceEvents": events, "displayTimeUnit": "ms" });
-        serde_json::to_vec(&document).unwrap_or_default()
+        // `events` holds the process name at least: every span follows a comma.
+        for span in &trace.spans {
+            out.push(b',');
+            let event = CompleteEvent {
+                name: &span.name,
+                cat: span.category,
+                ph: "X",
+                pid,
+                tid: span.track,
+                ts: micros(span.start),
+                dur: micros(span.duration),
+            };
+            result = result.and_then(|()| serde_json::to_writer(&mut out, &event));
+        }
+        out.extend_from_slice(b"]}");
+        // Serializing strings and numbers into memory cannot fail.
+        debug_assert!(result.is_ok());
+        out
     }
+}
+
+/// A Chrome trace "complete event": a span with its start and duration, in microseconds.
+#[derive(serde::Serialize)]
+struct CompleteEvent<'a> {
+    name: &'a str,
+    cat: &'static str,
+    ph: &'static str,
+    pid: u32,
+    tid: u64,
+    ts: f64,
+    dur: f64,
 }
 
 /// The span extension of a timed span: its action, and when it was entered.
