@@ -488,12 +488,20 @@ impl tracing::field::Visit for SpanFields {
     }
 
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        // `callback = %name` arrives here, and prints as `Display` does.
-        self.set(field.name(), format!("{value:?}"));
+        // `callback = %name` arrives here, and prints as `Display` does. Fields the report does
+        // not name (`overridden`) are not formatted.
+        if Self::NAMED.contains(&field.name()) {
+            self.set(field.name(), format!("{value:?}"));
+        }
     }
+
+    fn record_bool(&mut self, _: &tracing::field::Field, _: bool) {}
 }
 
 impl SpanFields {
+    /// The fields action names are made of.
+    const NAMED: [&'static str; 5] = ["hook", "by", "callback", "datamodule", "phase"];
+
     fn set(&mut self, name: &str, value: String) {
         match name {
             "hook" => self.hook = Some(value),
