@@ -25,9 +25,11 @@
 //! validation loss and accuracy, compared as `f64` bits), which shows that they did the same
 //! work; if they do not, the benchmark stops with an error and a non-zero exit status.
 //!
-//! `cargo bench --bench trainer_overhead [-- --epochs N --reps N --side a|b]`, or the environment
-//! variables `TRAINER_OVERHEAD_EPOCHS`, `TRAINER_OVERHEAD_REPS` and `TRAINER_OVERHEAD_SIDE`
-//! (`--side` runs one side only, to profile it).
+//! `cargo bench --bench trainer_overhead [-- --epochs N --reps N --side a|b --profiler NAME]`, or
+//! the environment variables `TRAINER_OVERHEAD_EPOCHS`, `TRAINER_OVERHEAD_REPS`,
+//! `TRAINER_OVERHEAD_SIDE` and `TRAINER_OVERHEAD_PROFILER` (`--side` runs one side only, to
+//! profile it; `--profiler simple|advanced` turns the trainer's profiler on, to measure what it
+//! costs).
 
 #[path = "../examples/common/lit_mnist.rs"]
 mod lit_mnist;
@@ -279,10 +281,19 @@ fn hand_written(data: &mut MnistData, device: &Device, epochs: usize) -> BenchRe
 }
 
 /// (b) `Trainer::fit` with its defaults.
-fn trainer(data: &mut MnistData, device: &Device, epochs: usize) -> BenchResult<(Marks, Final)> {
+fn trainer(
+    data: &mut MnistData,
+    device: &Device,
+    epochs: usize,
+    profiler: Option<&str>,
+) -> BenchResult<(Marks, Final)> {
     let root = tempfile::tempdir()?;
     let marks = Arc::new(Mutex::new(Marks::default()));
-    let mut trainer = Trainer::builder()
+    let mut builder = Trainer::builder();
+    if let Some(profiler) = profiler {
+        builder = builder.profiler(profiler);
+    }
+    let mut trainer = builder
         .max_epochs(epochs)
         .seed(SEED)
         .device(device.clone())
@@ -376,6 +387,8 @@ fn main() -> BenchResult<()> {
         Some(other) => return Err(format!("--side {other}: expected `a` or `b`").into()),
     };
 
+    let profiler = setting(&args, "profiler", "TRAINER_OVERHEAD_PROFILER");
+
     println!("load average before: {}", load_average());
     let device = Device::default();
     let mut data = MnistData::new(MnistData::bundled_dir(), BATCH_SIZE, VAL_ITEMS, SEED);
@@ -391,7 +404,7 @@ fn main() -> BenchResult<()> {
         let mut runs = [None, None];
         for use_trainer in order {
             let (marks, last) = if use_trainer {
-                trainer(&mut data, &device, epochs)?
+                trainer(&mut data, &device, epochs, profiler.as_deref())?
             } else {
                 hand_written(&mut data, &device, epochs)?
             };

@@ -58,7 +58,7 @@ pub mod prelude {
         EarlyStopping, EpochContext, EpochLogOptions, EpochSummary, Error, FitError, GradientClip, GradientNormMonitor,
         Gradients, HasHparams, Hook, HookContext, Interval, JsonValue, LearningRateMonitor, LightningModule, Limit,
         LoadFromCheckpoint, LoadOptions, Loader, Loaders, LogOptions, Logger, LrSchedulerConfig, Metrics, Mode,
-        ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, Optimizer, OptimizerClosure, OptimizerConfig,
+        ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, Optimizer, OptimizerClosure, OptimizerConfig, Profiler,
         ProgressBar, Reduce, ReduceLrOnPlateau, RunningStage, Scheduler, Stage, StepContext, StepOutput,
         TensorBoardLogger, Timer, Trainer, TrainerBuilder, TrainerFn, TrainerState, TrainerStatus, ValCheckInterval,
         grad_norm, hook, lightning_module, seed_everything, summarize,

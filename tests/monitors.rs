@@ -51,9 +51,9 @@ impl Net {
         let config = OptimizerConfig::new(SgdConfig::new().init(), 0.1);
         match self.scheduler {
             // Halves the rate at every step of the schedule: 0.1, 0.05, 0.025, ...
-            Some(interval) => {
-                config.with_scheduler(ExponentialLrSchedulerConfig::new(0.1, 0.5).init().unwrap(), interval)
-            }
+            Some(interval) => config.with_scheduler(
+                LrSchedulerConfig::new(|lr| ExponentialLrSchedulerConfig::new(lr, 0.5).init()).interval(interval),
+            ),
             None => config,
         }
     }

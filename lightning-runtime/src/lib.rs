@@ -18,6 +18,7 @@ pub mod logging;
 pub mod monitors;
 pub mod optim;
 pub mod optimization;
+pub mod profiler;
 pub mod progress;
 pub mod report;
 pub mod run_dir;
@@ -48,6 +49,7 @@ pub use optim::{
     LrSchedulerConfig, Optimizer, OptimizerConfig, ReduceLrOnPlateau, Scheduler, ThresholdMode,
 };
 pub use optimization::OptimizerClosure;
+pub use profiler::{Profiler, ProfilerChoice};
 pub use progress::ProgressBar;
 pub use serde_json::Value as JsonValue;
 pub use state::{RunningStage, TrainerFn, TrainerState, TrainerStatus};

@@ -259,6 +259,7 @@ impl StepContext<'_> {
             self.core.defer_error(e);
             return;
         }
+        let _span = tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = "optimizer_step").entered();
         manual.optimizer.apply(module, grads);
         self.core.state.global_step += 1;
     }

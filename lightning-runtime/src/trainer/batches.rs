@@ -18,6 +18,8 @@ pub(crate) struct Batch<B> {
 pub(crate) struct Batches<'a, B> {
     name: &'static str,
     flag: &'static str,
+    /// The profiler's name of fetching a batch, as Lightning's.
+    next_phase: &'static str,
     iter: Box<dyn DataLoaderIterator<B> + 'a>,
     limit: Limit,
     /// The number of batches to run, once known (after the first batch for fractions).
@@ -43,9 +45,16 @@ impl<'a, B> Batches<'a, B> {
             Limit::Batches(n) => Some(n),
             Limit::All | Limit::Fraction(_) | Limit::Negative(_) => None,
         };
+        let next_phase = match kind {
+            Loop::Train => "[_TrainingEpochLoop].train_dataloader_next",
+            Loop::Validation => "[_EvaluationLoop].val_next",
+            Loop::Test => "[_EvaluationLoop].test_next",
+            Loop::Predict => "[_PredictionLoop].predict_next",
+        };
         Ok(Self {
             name,
             flag,
+            next_phase,
             iter: loader.iter(),
             limit,
             max,
@@ -115,6 +124,7 @@ impl<'a, B> Batches<'a, B> {
                 signal_name: crate::signals::name(signal),
             });
         }
+        let _span = tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = self.next_phase).entered();
         if self.bound().is_some_and(|m| self.yielded >= m) {
             return Ok(None);
         }

@@ -97,15 +97,22 @@ impl Worker {
     fn spawn() -> Result<Self, Error> {
         let (jobs, queue) = sync_channel::<Job>(QUEUE_BOUND);
         let (report, errors) = std::sync::mpsc::channel();
+        // The spawning thread's subscriber (the profiler's, when on) hears this thread too.
+        let dispatch = tracing::dispatcher::get_default(tracing::Dispatch::clone);
         let thread = std::thread::Builder::new()
             .name("checkpoint-writer".into())
             .spawn(move || {
-                for job in queue {
-                    if let Err(error) = run_job(job) {
-                        // Fails only once the writer is gone, and it joins this thread first.
-                        let _ = report.send(error);
+                tracing::dispatcher::with_default(&dispatch, || {
+                    for job in queue {
+                        let _span =
+                            tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = "write_checkpoint")
+                                .entered();
+                        if let Err(error) = run_job(job) {
+                            // Fails only once the writer is gone, and it joins this thread first.
+                            let _ = report.send(error);
+                        }
                     }
-                }
+                })
             })
             .map_err(|e| Error::Checkpoint(format!("cannot start the checkpoint writer thread: {e}")))?;
         Ok(Worker { jobs, errors, thread })

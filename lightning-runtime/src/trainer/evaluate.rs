@@ -26,6 +26,7 @@ where
     M: LightningModule,
     D: DataModule<M::Batch>,
 {
+    let profiler = crate::profiler::Session::start(trainer.config.profiler, std::any::type_name::<M>());
     let home: Device = model.devices().into_iter().next().unwrap_or_default();
     let eval_device = trainer.config.device.clone().without_autodiff();
     let module = model.valid().fork(&eval_device);
@@ -50,6 +51,7 @@ where
         Err(panic) => {
             let error = Error::panic(panic.as_ref());
             run.fail(&error);
+            let _ = crate::profiler::finish(profiler, function.stage().as_str(), run.core.state.log_dir.as_deref());
             let _ = run.finish_report(Err::<(), _>(error), records_before);
             trainer.report = std::mem::take(&mut run.report);
             std::panic::resume_unwind(panic);
@@ -58,6 +60,9 @@ where
     if let Err(e) = &result {
         run.fail(e);
     }
+    // Lightning's `profiler.describe()`, also for a failed run.
+    let described = crate::profiler::finish(profiler, function.stage().as_str(), run.core.state.log_dir.as_deref());
+    let result = result.and_then(|output| described.map(|()| output));
     let result = run.finish_report(result, records_before);
     trainer.report = std::mem::take(&mut run.report);
     trainer.callback_metrics = run.core.metrics.callback_metrics().into();
@@ -115,6 +120,8 @@ where
     M: LightningModule,
     D: DataModule<M::Batch>,
 {
+    let _span =
+        tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = run_phase(kind, running)).entered();
     let in_fit = run.core.state.function == TrainerFn::Fitting;
     let previous_stage = run.core.state.stage;
     let previous_idx = run.core.state.batch_idx;
@@ -148,6 +155,7 @@ where
     let mut batches = Batches::new(kind, loader, limit)?.capped(cap);
     let mut batch_idx = 0;
     while let Some(next) = batches.next_batch()? {
+        let _span = tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = batch_phase(kind)).entered();
         run.core.state.batch_idx = batch_idx;
         run.core.batch_size = next.size;
         let batch_started = run.core.metrics.clock();
@@ -246,12 +254,16 @@ where
         }
         let device = run.eval_device.clone();
         let loader = run.required_loader(Loop::Predict, &device)?;
+        let _span = tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = "run_predict").entered();
         hook!(run.on_predict_model_eval());
         hook!(run.on_predict_start());
         hook!(run.on_predict_epoch_start());
         let mut batches = Batches::new(Loop::Predict, &loader, limit)?;
         let mut batch_idx = 0;
         while let Some(next) = batches.next_batch()? {
+            let _span =
+                tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = batch_phase(Loop::Predict))
+                    .entered();
             run.core.state.batch_idx = batch_idx;
             run.core.batch_size = next.size;
             run.core.state.num_predict_batches = batches.planned();
@@ -275,4 +287,23 @@ where
         hook!(run.on_predict_end());
         Ok(predictions)
     })
+}
+
+/// The profiler's name of an evaluation run.
+fn run_phase(kind: Loop, running: RunningStage) -> &'static str {
+    match (kind, running) {
+        (_, RunningStage::SanityChecking) => "run_sanity_check",
+        (Loop::Validation, _) => "run_validation",
+        (Loop::Predict, _) => "run_predict",
+        _ => "run_test",
+    }
+}
+
+/// The profiler's name of one batch of an evaluation loop.
+fn batch_phase(kind: Loop) -> &'static str {
+    match kind {
+        Loop::Validation => "run_validation_batch",
+        Loop::Predict => "run_predict_batch",
+        _ => "run_test_batch",
+    }
 }

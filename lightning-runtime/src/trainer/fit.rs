@@ -22,6 +22,7 @@ where
     M: TrainingStep + ConfigureOptimizers,
     D: DataModule<M::Batch>,
 {
+    let profiler = crate::profiler::Session::start(trainer.config.profiler, std::any::type_name::<M>());
     let mut run = Run::new(
         &trainer.config,
         &mut trainer.callbacks,
@@ -57,6 +58,8 @@ where
             let _ = run.finish_report(Err::<(), _>(error), 0);
             trainer.report = std::mem::take(&mut run.report);
             trainer.callback_metrics = run.core.metrics.callback_metrics().into();
+            // The report of the failed run; the panic is what the caller hears of.
+            let _ = crate::profiler::finish(profiler, "fit", run.core.state.log_dir.as_deref());
             resume_unwind(panic);
         }
     };
@@ -67,6 +70,12 @@ where
         // A failure before anything was logged removes the run directory it made.
         trainer.progress.log_dir = run.core.state.log_dir.clone();
     }
+    // Lightning's `profiler.describe()`, after the loggers are finalized.
+    let result = result.and(crate::profiler::finish(
+        profiler,
+        "fit",
+        run.core.state.log_dir.as_deref(),
+    ));
     // What was logged is charted also when the fit failed.
     let result = run.finish_report(result, 0);
     trainer.report = std::mem::take(&mut run.report);
@@ -150,6 +159,8 @@ where
         run.core.metrics.start_epoch(Loop::Train);
         hook!(run.on_train_start());
         while !fit_done(run) {
+            let _span =
+                tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = "run_training_epoch").entered();
             train_epoch(run, &train_loader, &mut val_loader, total_batches)?;
         }
         run.finish_checkpoints()?;
@@ -376,9 +387,13 @@ where
         // A manual `training_step` steps its scheduler itself.
         run.sync_learning_rates();
     }
-    let output = match M::OPTIMIZATION {
-        Optimization::Automatic => automatic_step(run, batch, batch_idx, is_last, window)?,
-        Optimization::Manual => manual_step(run, batch, batch_idx)?,
+    let output = {
+        let _span =
+            tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = "run_training_batch").entered();
+        match M::OPTIMIZATION {
+            Optimization::Automatic => automatic_step(run, batch, batch_idx, is_last, window)?,
+            Optimization::Manual => manual_step(run, batch, batch_idx)?,
+        }
     };
     if let Some(batch) = &kept {
         hook!(run.on_train_batch_end(output.as_ref(), batch, batch_idx));

@@ -152,6 +152,8 @@ pub(crate) struct Config {
     pub exit_on_signal: bool,
     /// Whether `report.html` is written into the run directory.
     pub enable_report: bool,
+    /// The profiler of every run, if any.
+    pub profiler: Option<crate::Profiler>,
 }
 
 /// Builds a [`Trainer`]; every flag has Lightning's default.
@@ -185,6 +187,7 @@ pub struct TrainerBuilder<M: LightningModule> {
     exit_on_signal: bool,
     loggers: Vec<Box<dyn Logger>>,
     callbacks: Callbacks<M>,
+    profiler: Option<crate::ProfilerChoice>,
 }
 
 macro_rules! flags {
@@ -230,6 +233,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             exit_on_signal: true,
             loggers: Vec::new(),
             callbacks: Vec::new(),
+            profiler: None,
         }
     }
 
@@ -323,6 +327,18 @@ impl<M: LightningModule> TrainerBuilder<M> {
         self
     }
 
+    /// Profiles every run (Lightning's `profiler`): `"simple"` prints the time per hook and loop
+    /// phase at the end of `fit` (and `validate`, `test`, `predict`) and writes it to
+    /// `<run dir>/fit-profiler.txt`; `"advanced"` also writes a Chrome trace,
+    /// `<run dir>/fit-trace.json`, that Perfetto opens. Also takes a [`Profiler`](crate::Profiler);
+    /// an unknown name is an error of `build()`. Off by default, and then costs nothing. See
+    /// [`profiler`](crate::profiler) for how it shares `tracing` with your own subscriber.
+    #[must_use]
+    pub fn profiler(mut self, profiler: impl Into<crate::ProfilerChoice>) -> Self {
+        self.profiler = Some(profiler.into());
+        self
+    }
+
     /// Adds a callback (run in the order added; checkpointing callbacks last).
     #[must_use]
     pub fn callback(mut self, callback: impl Callback<M> + 'static) -> Self {
@@ -336,6 +352,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
         let limit_val_batches = self.limit_val_batches.validate("limit_val_batches")?;
         let limit_test_batches = self.limit_test_batches.validate("limit_test_batches")?;
         let limit_predict_batches = self.limit_predict_batches.validate("limit_predict_batches")?;
+        let profiler = self.profiler.map(crate::ProfilerChoice::resolve).transpose()?;
         match self.val_check_interval {
             ValCheckInterval::Fraction(f) if self.check_val_every_n_epoch.is_none() => {
                 return Err(Error::config(
@@ -498,6 +515,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             exit_on_signal: self.exit_on_signal,
             default_logger: self.enable_logger,
             enable_report: self.enable_report,
+            profiler,
         };
         let loggers = if self.enable_logger { self.loggers } else { Vec::new() };
         Ok(Trainer {
