@@ -11,6 +11,7 @@ pub mod context;
 pub mod data;
 mod diagnostics;
 pub mod error;
+mod filename_template;
 pub mod hooks;
 pub mod loggers;
 pub mod logging;
@@ -25,7 +26,7 @@ pub mod trainer;
 
 pub use burn;
 pub use burn::tensor::{Device, Tensor};
-pub use callbacks::{EarlyStopping, EpochSummary, Mode, ModelCheckpoint, ModelSummary};
+pub use callbacks::{EarlyStopping, EarlyStoppingReason, EpochSummary, Mode, ModelCheckpoint, ModelSummary, SaveLast};
 pub use checkpoint::{Checkpoint, KeyReport, LoadFromCheckpoint, LoadOptions, Loaded};
 pub use context::{EpochContext, HookContext, StepContext};
 pub use data::{DataModule, IntoLoader, Loader, Loaders, Stage};
