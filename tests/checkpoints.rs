@@ -906,17 +906,31 @@ fn nan_scores_rank_worst_and_never_stop_later_saves() {
     );
     let callback = trainer.checkpoint_callback().unwrap();
     assert_eq!(callback.best_model_score(), Some(1.0));
-    assert_eq!(name_of(callback.kth_best_model_path()), Some("epoch=1-step=8.ckpt".into()));
+    assert_eq!(
+        name_of(callback.kth_best_model_path()),
+        Some("epoch=1-step=8.ckpt".into())
+    );
     assert_eq!(callback.kth_value(), 2.0);
 
     // In Mode::Max a NaN counts as -inf; with one kept, the first finite score replaces it.
     for (mode, expected_score) in [(Mode::Max, f64::NEG_INFINITY), (Mode::Min, f64::INFINITY)] {
         let dir = tempfile::tempdir().unwrap();
         let trainer = fit_scored(dir.path(), &[f64::NAN], ModelCheckpoint::new().monitor("score", mode));
-        assert_eq!(trainer.checkpoint_callback().unwrap().best_model_score(), Some(expected_score));
+        assert_eq!(
+            trainer.checkpoint_callback().unwrap().best_model_score(),
+            Some(expected_score)
+        );
         let dir = tempfile::tempdir().unwrap();
-        fit_scored(dir.path(), &[f64::NAN, 2.0], ModelCheckpoint::new().monitor("score", mode));
-        assert_eq!(file_names(&checkpoints_dir(dir.path())), ["epoch=1-step=8.ckpt"], "{mode:?}");
+        fit_scored(
+            dir.path(),
+            &[f64::NAN, 2.0],
+            ModelCheckpoint::new().monitor("score", mode),
+        );
+        assert_eq!(
+            file_names(&checkpoints_dir(dir.path())),
+            ["epoch=1-step=8.ckpt"],
+            "{mode:?}"
+        );
     }
 }
 
@@ -997,7 +1011,7 @@ fn save_weights_only_writes_no_optimizer_or_callback_state() {
     assert!(!checkpoint.extra.contains_key("note"), "no on_save_checkpoint hooks");
     assert_eq!(checkpoint.global_step, 4);
     // It still loads the module.
-    Net::load_from_checkpoint(&checkpoints_dir(dir.path()).join("epoch=0-step=4.ckpt")).unwrap();
+    Net::load_from_checkpoint(checkpoints_dir(dir.path()).join("epoch=0-step=4.ckpt")).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     fit_scored(dir.path(), &[0.0], ModelCheckpoint::new());
@@ -1043,12 +1057,20 @@ fn early_stopping_thresholds_and_check_finite_stop_with_their_reason() {
             .unwrap();
         trainer.fit(model, data()).unwrap();
         let stopping = trainer.early_stopping_callback().unwrap();
-        (*epochs.lock().unwrap(), stopping.stop_reason(), stopping.stop_message().map(str::to_string))
+        (
+            *epochs.lock().unwrap(),
+            stopping.stop_reason(),
+            stopping.stop_message().map(str::to_string),
+        )
     };
     let patient = |mode| EarlyStopping::new("score", mode).patience(10);
     let (epochs, reason, message) = run(&[5.0, 3.0, 0.5, 0.4], patient(Mode::Min).stopping_threshold(1.0));
     assert_eq!((epochs, reason), (3, Some(EarlyStoppingReason::StoppingThreshold)));
-    assert!(message.unwrap().starts_with("Stopping threshold reached: score = 0.5 < 1"));
+    assert!(
+        message
+            .unwrap()
+            .starts_with("Stopping threshold reached: score = 0.5 < 1")
+    );
     let (epochs, reason, _) = run(&[5.0, 20.0, 1.0], patient(Mode::Min).divergence_threshold(10.0));
     assert_eq!((epochs, reason), (2, Some(EarlyStoppingReason::DivergenceThreshold)));
     let (epochs, reason, _) = run(&[0.1, 0.9, 0.95], patient(Mode::Max).stopping_threshold(0.9));
@@ -1058,7 +1080,10 @@ fn early_stopping_thresholds_and_check_finite_stop_with_their_reason() {
     // Without `check_finite`, a NaN is a check without improvement.
     let (epochs, reason, _) = run(&[5.0, f64::NAN, 4.0], patient(Mode::Min).check_finite(false));
     assert_eq!((epochs, reason), (3, None));
-    let (epochs, reason, _) = run(&[5.0, f64::NAN, 4.0], EarlyStopping::new("score", Mode::Min).patience(1).check_finite(false));
+    let (epochs, reason, _) = run(
+        &[5.0, f64::NAN, 4.0],
+        EarlyStopping::new("score", Mode::Min).patience(1).check_finite(false),
+    );
     assert_eq!((epochs, reason), (2, Some(EarlyStoppingReason::PatienceExhausted)));
     // Accepted, and no different with one process.
     let (epochs, reason, _) = run(&[5.0, 6.0], patient(Mode::Min).verbose(true).log_rank_zero_only(true));
@@ -1114,17 +1139,27 @@ fn checkpoint_and_early_stopping_states_load_back() {
     assert_eq!(Callback::<Net>::state_dict(&mut restored), Some(saved.clone()));
 
     // From another directory only `best_model_path` comes back, as in Lightning.
-    let mut elsewhere = ModelCheckpoint::new().dirpath(dir.path().join("other")).monitor("score", Mode::Min);
+    let mut elsewhere = ModelCheckpoint::new()
+        .dirpath(dir.path().join("other"))
+        .monitor("score", Mode::Min);
     Callback::<Net>::load_state_dict(&mut elsewhere, saved).unwrap();
     assert_eq!(elsewhere.best_model_path(), original.best_model_path());
-    assert_eq!((elsewhere.best_model_score(), elsewhere.best_k_models().len()), (None, 0));
+    assert_eq!(
+        (elsewhere.best_model_score(), elsewhere.best_k_models().len()),
+        (None, 0)
+    );
 
     let saved = state_of(&last, "EarlyStopping").clone();
     let mut restored = make_stopping();
     Callback::<Net>::load_state_dict(&mut restored, saved.clone()).unwrap();
     let original = trainer.early_stopping_callback().unwrap();
     assert_eq!(
-        (restored.wait_count(), restored.best_score(), restored.stopped_epoch(), restored.stop_reason()),
+        (
+            restored.wait_count(),
+            restored.best_score(),
+            restored.stopped_epoch(),
+            restored.stop_reason()
+        ),
         (
             original.wait_count(),
             original.best_score(),
@@ -1136,7 +1171,8 @@ fn checkpoint_and_early_stopping_states_load_back() {
     assert_eq!(Callback::<Net>::state_dict(&mut restored), Some(saved));
 
     // A state it cannot read is an error, not a panic.
-    let error = Callback::<Net>::load_state_dict(&mut make_stopping(), serde_json::json!({"wait_count": "x"})).unwrap_err();
+    let error =
+        Callback::<Net>::load_state_dict(&mut make_stopping(), serde_json::json!({"wait_count": "x"})).unwrap_err();
     assert!(error.to_string().contains("wait_count"), "{error}");
 }
 
@@ -1145,7 +1181,10 @@ fn model_checkpoint_options_that_cannot_work_are_errors_naming_the_option() {
     let cases = [
         (ModelCheckpoint::new().save_top_k(-2), "save_top_k"),
         (ModelCheckpoint::new().save_top_k(2), "save_top_k"),
-        (ModelCheckpoint::new().every_n_train_steps(2).every_n_epochs(1), "every_n_train_steps"),
+        (
+            ModelCheckpoint::new().every_n_train_steps(2).every_n_epochs(1),
+            "every_n_train_steps",
+        ),
         (
             ModelCheckpoint::new()
                 .every_n_epochs(1)
@@ -1156,7 +1195,11 @@ fn model_checkpoint_options_that_cannot_work_are_errors_naming_the_option() {
         (ModelCheckpoint::new().filename("{epoch}}"), "filename"),
     ];
     for (callback, flag) in cases {
-        let error = Trainer::<Net>::builder().callback(callback).build().err().expect("an error");
+        let error = Trainer::<Net>::builder()
+            .callback(callback)
+            .build()
+            .err()
+            .expect("an error");
         assert!(
             matches!(&error, Error::Config { flag: f, .. } if *f == flag),
             "{flag}: {error}"
@@ -1177,8 +1220,7 @@ fn model_checkpoint_options_that_cannot_work_are_errors_naming_the_option() {
             },
             Loaders::fit(pair_loader(16, 4), None),
         )
-        .err()
-        .expect("an error")
+        .expect_err("an error")
         .into_error();
     assert!(matches!(&error, Error::Config { flag: "save_top_k", .. }), "{error}");
 }

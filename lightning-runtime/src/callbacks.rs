@@ -558,7 +558,11 @@ impl ModelCheckpoint {
         let triggered = [steps >= 1, epochs >= 1, self.train_time_interval.is_some()];
         if triggered.iter().filter(|t| **t).count() > 1 {
             return Err(Error::config(
-                if steps >= 1 { "every_n_train_steps" } else { "every_n_epochs" },
+                if steps >= 1 {
+                    "every_n_train_steps"
+                } else {
+                    "every_n_epochs"
+                },
                 format!(
                     "ModelCheckpoint(every_n_train_steps={steps}, every_n_epochs={epochs}, train_time_interval={:?}) \
                      sets more than one trigger; they are mutually exclusive: keep one, or add a second ModelCheckpoint",
@@ -583,7 +587,13 @@ impl ModelCheckpoint {
 
     /// Lightning's `format_checkpoint_name`: the template (or `name`) rendered, with the
     /// version, in the checkpoint directory.
-    fn format_checkpoint_name(&self, dir: &Path, candidates: &Candidates, last: bool, version: Option<usize>) -> PathBuf {
+    fn format_checkpoint_name(
+        &self,
+        dir: &Path,
+        candidates: &Candidates,
+        last: bool,
+        version: Option<usize>,
+    ) -> PathBuf {
         let values = candidates.template_values();
         let mut name = match (last, &self.template) {
             (true, _) => Self::CHECKPOINT_NAME_LAST.to_string(),
@@ -652,7 +662,11 @@ impl ModelCheckpoint {
     /// Lightning's `_should_remove_checkpoint`: not the file just written, and only files in
     /// this callback's directory.
     fn should_remove(&self, previous: &Path, current: &Path) -> bool {
-        previous != current && self.resolved_dir.as_deref().is_some_and(|dir| previous.starts_with(dir))
+        previous != current
+            && self
+                .resolved_dir
+                .as_deref()
+                .is_some_and(|dir| previous.starts_with(dir))
     }
 
     /// Lightning's `_save_topk_checkpoint`.
@@ -873,11 +887,15 @@ fn python_timedelta(duration: Duration) -> String {
     let days = duration.as_secs() / 86_400;
     let seconds = duration.as_secs() % 86_400;
     let microseconds = duration.subsec_micros();
-    let parts: Vec<String> = [("days", days), ("seconds", seconds), ("microseconds", microseconds.into())]
-        .into_iter()
-        .filter(|(_, v)| *v != 0)
-        .map(|(name, v)| format!("{name}={v}"))
-        .collect();
+    let parts: Vec<String> = [
+        ("days", days),
+        ("seconds", seconds),
+        ("microseconds", microseconds.into()),
+    ]
+    .into_iter()
+    .filter(|(_, v)| *v != 0)
+    .map(|(name, v)| format!("{name}={v}"))
+    .collect();
     if parts.is_empty() {
         "datetime.timedelta(0)".into()
     } else {
@@ -1233,7 +1251,9 @@ impl EarlyStopping {
         {
             (
                 EarlyStoppingReason::StoppingThreshold,
-                format!("Stopping threshold reached: {monitor} = {current} {order} {threshold}. Signaling Trainer to stop."),
+                format!(
+                    "Stopping threshold reached: {monitor} = {current} {order} {threshold}. Signaling Trainer to stop."
+                ),
             )
         } else if let Some(threshold) = self.divergence_threshold
             && self.mode.better(-current, -threshold)
@@ -1373,7 +1393,9 @@ impl<M: LightningModule> Callback<M> for EarlyStopping {
             JsonValue::Null => None,
             value => match value.as_u64() {
                 Some(0) => None,
-                Some(v) => Some(EarlyStoppingReason::from_value(v).ok_or_else(|| bad_state(NAME, "stopping_reason", value))?),
+                Some(v) => {
+                    Some(EarlyStoppingReason::from_value(v).ok_or_else(|| bad_state(NAME, "stopping_reason", value))?)
+                }
                 None => return Err(bad_state(NAME, "stopping_reason", value)),
             },
         };

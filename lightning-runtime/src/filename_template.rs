@@ -46,7 +46,9 @@ impl FilenameTemplate {
         let bad = |what: String| {
             Error::config(
                 flag,
-                format!("the template {template:?} {what}; write metrics as `{{name}}` or `{{name:.2f}}`, and literal braces as `{{{{` and `}}}}`"),
+                format!(
+                    "the template {template:?} {what}; write metrics as `{{name}}` or `{{name:.2f}}`, and literal braces as `{{{{` and `}}}}`"
+                ),
             )
         };
         let mut parts = Vec::new();
@@ -83,7 +85,8 @@ impl FilenameTemplate {
                     if name.is_empty() {
                         return Err(bad("has a field without a metric name".into()));
                     }
-                    let spec = Spec::parse(spec).ok_or_else(|| bad(format!("has a format spec `{spec}` that is not valid")))?;
+                    let spec = Spec::parse(spec)
+                        .ok_or_else(|| bad(format!("has a format spec `{spec}` that is not valid")))?;
                     if !literal.is_empty() {
                         parts.push(Part::Literal(std::mem::take(&mut literal)));
                     }
@@ -247,7 +250,10 @@ fn general(a: f64, p: usize) -> String {
         return "0".into();
     }
     let scientific = format!("{a:.prec$e}", prec = p - 1);
-    let exponent: i32 = scientific.rsplit_once('e').and_then(|(_, e)| e.parse().ok()).unwrap_or(0);
+    let exponent: i32 = scientific
+        .rsplit_once('e')
+        .and_then(|(_, e)| e.parse().ok())
+        .unwrap_or(0);
     let trim = |s: String| {
         if s.contains('.') {
             s.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -303,7 +309,9 @@ mod tests {
 
     fn render(template: &str, metrics: &[(&str, TemplateValue)], auto: bool) -> String {
         let metrics = metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-        FilenameTemplate::parse(template, "filename").unwrap().render(&metrics, auto)
+        FilenameTemplate::parse(template, "filename")
+            .unwrap()
+            .render(&metrics, auto)
     }
 
     use TemplateValue::{Float, Int};
@@ -313,7 +321,11 @@ mod tests {
         assert_eq!(render("{epoch}", &[("epoch", Int(0))], true), "epoch=0");
         assert_eq!(render("{epoch:03d}", &[("epoch", Int(5))], true), "epoch=005");
         assert_eq!(
-            render("{epoch}-{val_loss:.2f}", &[("epoch", Int(2)), ("val_loss", Float(0.123456))], true),
+            render(
+                "{epoch}-{val_loss:.2f}",
+                &[("epoch", Int(2)), ("val_loss", Float(0.123456))],
+                true
+            ),
             "epoch=2-val_loss=0.12"
         );
         assert_eq!(
@@ -327,11 +339,19 @@ mod tests {
         assert_eq!(render("{missing:d}", &[], true), "missing=0");
         assert_eq!(render("{step}", &[("step", Int(0))], true), "step=0");
         assert_eq!(
-            render("checkpoint_{epoch:02d}-{acc:02.0f}", &[("epoch", Int(1)), ("acc", Float(1.12))], true),
+            render(
+                "checkpoint_{epoch:02d}-{acc:02.0f}",
+                &[("epoch", Int(1)), ("acc", Float(1.12))],
+                true
+            ),
             "checkpoint_epoch=01-acc=01"
         );
         assert_eq!(
-            render("epoch{epoch:02d}-val_loss{val/loss:.2f}", &[("epoch", Int(2)), ("val/loss", Float(0.3249))], false),
+            render(
+                "epoch{epoch:02d}-val_loss{val/loss:.2f}",
+                &[("epoch", Int(2)), ("val/loss", Float(0.3249))],
+                false
+            ),
             "epoch02-val_loss0.32"
         );
     }
@@ -351,7 +371,7 @@ mod tests {
         assert_eq!(f(":+.1f", 2.0), "+2.0");
         assert_eq!(f(":>8.2f", -1.5), "   -1.50");
         assert_eq!(f(":*<6.1f", 1.0), "1.0***");
-        assert_eq!(f(":08.3f", -3.14159), "-003.142");
+        assert_eq!(f(":08.3f", -1.23456), "-001.235");
         assert_eq!(f(":.2f", f64::NAN), "nan");
     }
 
