@@ -1247,3 +1247,73 @@ impl Misconfigured {
         vec![Box::new(ModelCheckpoint::new().save_top_k(-3))]
     }
 }
+
+/// Fails the run at global step `at`.
+struct FailAt(usize);
+
+impl Callback<Net> for FailAt {
+    fn on_train_batch_end(
+        &mut self,
+        _module: &mut Net,
+        _outputs: Option<&StepOutput>,
+        _batch: &Pair,
+        _batch_idx: usize,
+        cx: &mut StepContext<'_>,
+    ) {
+        if cx.global_step == self.0 {
+            cx.fail(Error::user("boom"));
+        }
+    }
+}
+
+#[test]
+fn save_on_exception_saves_where_the_run_failed() {
+    for (save, expected) in [
+        (true, vec!["epoch=0-step=4.ckpt", "epoch=1-step=6.ckpt"]),
+        (false, vec!["epoch=0-step=4.ckpt"]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let error = builder(dir.path())
+            .max_epochs(3)
+            .callback(FailAt(6))
+            .callback(ModelCheckpoint::new().save_on_exception(save))
+            .build()
+            .unwrap()
+            .fit(Net::new(&NetHparams::new()), data())
+            .expect_err("the run fails");
+        assert!(error.to_string().contains("boom"), "{error}");
+        assert_eq!(
+            file_names(&checkpoints_dir(dir.path())),
+            expected,
+            "save_on_exception({save})"
+        );
+    }
+}
+
+#[test]
+fn the_version_counter_can_be_turned_off_to_overwrite() {
+    let run = |counter: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let callback = ModelCheckpoint::new()
+            .monitor("score", Mode::Min)
+            .filename("fixed")
+            .save_top_k(-1)
+            .enable_version_counter(counter);
+        let trainer = fit_scored(dir.path(), &[3.0, 2.0, 1.0], callback);
+        let best = trainer
+            .checkpoint_callback()
+            .unwrap()
+            .best_model_path()
+            .map(Path::to_path_buf);
+        (
+            file_names(&checkpoints_dir(dir.path())),
+            best.map(|p| Checkpoint::load(&p).unwrap().global_step),
+        )
+    };
+    let names = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        run(true),
+        (names(&["fixed-v1.ckpt", "fixed-v2.ckpt", "fixed.ckpt"]), Some(12))
+    );
+    assert_eq!(run(false), (names(&["fixed.ckpt"]), Some(12)));
+}

@@ -305,6 +305,31 @@ mod tests {
     }
 
     #[test]
+    fn a_link_replaces_the_file_atomically_and_points_at_its_neighbour_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second, link) = (
+            dir.path().join("a.ckpt"),
+            dir.path().join("b.ckpt"),
+            dir.path().join("last.ckpt"),
+        );
+        std::fs::write(&first, b"first").unwrap();
+        std::fs::write(&second, b"second").unwrap();
+        std::fs::write(&link, b"an old copy").unwrap();
+        link_atomic(&first, &link).unwrap();
+        assert_eq!(std::fs::read(&link).unwrap(), b"first");
+        link_atomic(&second, &link).unwrap();
+        assert_eq!(std::fs::read(&link).unwrap(), b"second");
+        #[cfg(unix)]
+        assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("b.ckpt"));
+        assert_eq!(
+            names(dir.path()),
+            ["a.ckpt", "b.ckpt", "last.ckpt"],
+            "no temporary left"
+        );
+        assert!(take_synced().contains(&dir.path().to_path_buf()));
+    }
+
+    #[test]
     fn stale_temporary_files_are_removed_and_real_files_kept() {
         let dir = tempfile::tempdir().unwrap();
         // What a run killed mid-write leaves: a temporary file that was never renamed.
