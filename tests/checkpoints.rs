@@ -160,11 +160,11 @@ fn the_default_checkpoint_is_written_every_epoch_and_only_the_latest_is_kept() {
         "no other file, temporary or old"
     );
 
-    // Keeping three shows that every epoch wrote one.
+    // Keeping all shows that every epoch wrote one.
     let dir = tempfile::tempdir().unwrap();
     let mut trainer = builder(dir.path())
         .max_epochs(3)
-        .callback(ModelCheckpoint::new().save_top_k(3))
+        .callback(ModelCheckpoint::new().save_top_k(-1))
         .build()
         .unwrap();
     trainer.fit(Net::new(&NetHparams::new()), data()).unwrap();
@@ -787,4 +787,533 @@ fn a_non_strict_load_reports_missing_and_unexpected_parameters_and_a_strict_one_
     let mut unexpected = report.unexpected.clone();
     unexpected.sort();
     assert_eq!(unexpected, ["layer.bias", "layer.weight"]);
+}
+
+/// Fits `Net::scored(scores)` for `scores.len()` epochs with `callback` and returns the trainer.
+fn fit_scored(root: &Path, scores: &[f64], callback: ModelCheckpoint) -> Trainer<Net> {
+    let mut trainer = builder(root)
+        .max_epochs(scores.len())
+        .callback(callback)
+        .build()
+        .unwrap();
+    trainer.fit(Net::scored(scores), data()).unwrap();
+    trainer
+}
+
+fn name_of(path: Option<&Path>) -> Option<String> {
+    path.map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+}
+
+#[test]
+fn filename_templates_render_metrics_as_lightning_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let callback = ModelCheckpoint::new()
+        .monitor("score", Mode::Min)
+        .filename("{epoch}-{score:.2f}");
+    fit_scored(dir.path(), &[3.0, 1.25, 4.0], callback);
+    assert_eq!(file_names(&checkpoints_dir(dir.path())), ["epoch=1-score=1.25.ckpt"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let callback = ModelCheckpoint::new()
+        .monitor("score", Mode::Min)
+        .filename("e{epoch:02d}_s{score:.1f}_{missing}")
+        .auto_insert_metric_name(false);
+    fit_scored(dir.path(), &[3.0, 1.25, 4.0], callback);
+    assert_eq!(file_names(&checkpoints_dir(dir.path())), ["e01_s1.2_0.ckpt"]);
+
+    // A metric name with `/`: auto-inserted, it makes a subdirectory, as in Lightning; written
+    // by hand it does not.
+    struct LogSlashed;
+    impl Callback<Net> for LogSlashed {
+        fn on_train_epoch_end(&mut self, _module: &mut Net, cx: &mut EpochContext<'_>) {
+            let value = 0.5 + cx.current_epoch as f64 / 10.0;
+            cx.log("val/acc", value);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (inserted, by_hand) = (dir.path().join("inserted"), dir.path().join("by_hand"));
+    builder(dir.path())
+        .max_epochs(2)
+        .callback(LogSlashed)
+        .callback(ModelCheckpoint::new().dirpath(&inserted).filename("{val/acc:.2f}"))
+        .callback(
+            ModelCheckpoint::new()
+                .dirpath(&by_hand)
+                .filename("acc{val/acc:.2f}")
+                .auto_insert_metric_name(false),
+        )
+        .build()
+        .unwrap()
+        .fit(Net::new(&NetHparams::new()), data())
+        .unwrap();
+    assert_eq!(file_names(&inserted.join("val")), ["acc=0.60.ckpt"]);
+    assert_eq!(file_names(&by_hand), ["acc0.60.ckpt"]);
+}
+
+#[test]
+fn save_top_k_minus_one_keeps_all_and_zero_keeps_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let trainer = fit_scored(
+        dir.path(),
+        &[3.0, 1.0, 4.0],
+        ModelCheckpoint::new().monitor("score", Mode::Min).save_top_k(-1),
+    );
+    assert_eq!(
+        file_names(&checkpoints_dir(dir.path())),
+        ["epoch=0-step=4.ckpt", "epoch=1-step=8.ckpt", "epoch=2-step=12.ckpt"]
+    );
+    let callback = trainer.checkpoint_callback().expect("a ModelCheckpoint");
+    let kept: Vec<(Option<String>, f64)> = callback
+        .best_k_models()
+        .iter()
+        .map(|(p, s)| (name_of(Some(p)), *s))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            (Some("epoch=0-step=4.ckpt".into()), 3.0),
+            (Some("epoch=1-step=8.ckpt".into()), 1.0),
+            (Some("epoch=2-step=12.ckpt".into()), 4.0)
+        ]
+    );
+    assert_eq!(name_of(callback.best_model_path()), Some("epoch=1-step=8.ckpt".into()));
+    assert_eq!(callback.best_model_score(), Some(1.0));
+
+    let dir = tempfile::tempdir().unwrap();
+    let trainer = fit_scored(
+        dir.path(),
+        &[3.0, 1.0],
+        ModelCheckpoint::new().monitor("score", Mode::Min).save_top_k(0),
+    );
+    assert!(file_names(&checkpoints_dir(dir.path())).is_empty());
+    let callback = trainer.checkpoint_callback().unwrap();
+    assert_eq!((callback.best_model_path(), callback.best_model_score()), (None, None));
+}
+
+#[test]
+fn nan_scores_rank_worst_and_never_stop_later_saves() {
+    // Kept 2: the NaN of epoch 0 counts as +inf, so epoch 2's 1.0 replaces it, and the NaN of
+    // epoch 3 is not saved.
+    let dir = tempfile::tempdir().unwrap();
+    let trainer = fit_scored(
+        dir.path(),
+        &[f64::NAN, 2.0, 1.0, f64::NAN],
+        ModelCheckpoint::new().monitor("score", Mode::Min).save_top_k(2),
+    );
+    assert_eq!(
+        file_names(&checkpoints_dir(dir.path())),
+        ["epoch=1-step=8.ckpt", "epoch=2-step=12.ckpt"]
+    );
+    let callback = trainer.checkpoint_callback().unwrap();
+    assert_eq!(callback.best_model_score(), Some(1.0));
+    assert_eq!(
+        name_of(callback.kth_best_model_path()),
+        Some("epoch=1-step=8.ckpt".into())
+    );
+    assert_eq!(callback.kth_value(), 2.0);
+
+    // In Mode::Max a NaN counts as -inf; with one kept, the first finite score replaces it.
+    for (mode, expected_score) in [(Mode::Max, f64::NEG_INFINITY), (Mode::Min, f64::INFINITY)] {
+        let dir = tempfile::tempdir().unwrap();
+        let trainer = fit_scored(dir.path(), &[f64::NAN], ModelCheckpoint::new().monitor("score", mode));
+        assert_eq!(
+            trainer.checkpoint_callback().unwrap().best_model_score(),
+            Some(expected_score)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        fit_scored(
+            dir.path(),
+            &[f64::NAN, 2.0],
+            ModelCheckpoint::new().monitor("score", mode),
+        );
+        assert_eq!(
+            file_names(&checkpoints_dir(dir.path())),
+            ["epoch=1-step=8.ckpt"],
+            "{mode:?}"
+        );
+    }
+}
+
+#[test]
+fn save_last_link_makes_last_ckpt_a_link_to_the_newest_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = builder(dir.path())
+        .max_epochs(3)
+        .callback(ModelCheckpoint::new().save_last(SaveLast::Link))
+        .build()
+        .unwrap();
+    trainer.fit(Net::new(&NetHparams::new()), data()).unwrap();
+    let checkpoints = checkpoints_dir(dir.path());
+    assert_eq!(file_names(&checkpoints), ["epoch=2-step=12.ckpt", "last.ckpt"]);
+    let last = checkpoints.join("last.ckpt");
+    #[cfg(unix)]
+    assert_eq!(std::fs::read_link(&last).unwrap(), Path::new("epoch=2-step=12.ckpt"));
+    assert_eq!(Checkpoint::load(&last).unwrap().global_step, 12);
+    let callback = trainer.checkpoint_callback().unwrap();
+    assert_eq!(callback.last_model_path(), Some(last.as_path()));
+}
+
+#[test]
+fn every_n_train_steps_saves_at_those_steps_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let callback = ModelCheckpoint::new().every_n_train_steps(3).save_top_k(-1);
+    fit_scored(dir.path(), &[0.0, 0.0], callback);
+    // 4 steps per epoch: steps 3 and 6, and none at the epoch ends.
+    assert_eq!(
+        file_names(&checkpoints_dir(dir.path())),
+        ["epoch=0-step=3.ckpt", "epoch=1-step=6.ckpt"]
+    );
+}
+
+#[test]
+fn every_n_epochs_saves_every_nth_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let callback = ModelCheckpoint::new().every_n_epochs(2).save_top_k(-1);
+    fit_scored(dir.path(), &[0.0; 5], callback);
+    assert_eq!(
+        file_names(&checkpoints_dir(dir.path())),
+        ["epoch=1-step=8.ckpt", "epoch=3-step=16.ckpt"]
+    );
+}
+
+#[test]
+fn train_time_interval_saves_when_the_interval_has_passed() {
+    // A zero interval has always passed: a save after every batch.
+    let dir = tempfile::tempdir().unwrap();
+    let callback = ModelCheckpoint::new()
+        .train_time_interval(std::time::Duration::ZERO)
+        .save_top_k(-1);
+    fit_scored(dir.path(), &[0.0], callback);
+    assert_eq!(
+        file_names(&checkpoints_dir(dir.path())),
+        [
+            "epoch=0-step=1.ckpt",
+            "epoch=0-step=2.ckpt",
+            "epoch=0-step=3.ckpt",
+            "epoch=0-step=4.ckpt"
+        ]
+    );
+    // An hour has not passed: no save, and none at epoch ends either.
+    let dir = tempfile::tempdir().unwrap();
+    let callback = ModelCheckpoint::new().train_time_interval(std::time::Duration::from_secs(3600));
+    let trainer = fit_scored(dir.path(), &[0.0, 0.0], callback);
+    assert!(file_names(&checkpoints_dir(dir.path())).is_empty());
+    assert!(trainer.checkpoint_callback().unwrap().best_model_path().is_none());
+}
+
+#[test]
+fn save_weights_only_writes_no_optimizer_or_callback_state() {
+    let dir = tempfile::tempdir().unwrap();
+    fit_scored(dir.path(), &[0.0], ModelCheckpoint::new().save_weights_only(true));
+    let checkpoint = Checkpoint::load(&checkpoints_dir(dir.path()).join("epoch=0-step=4.ckpt")).unwrap();
+    assert!(!checkpoint.has_optimizer_state());
+    assert!(checkpoint.callbacks.is_empty(), "{:?}", checkpoint.callbacks.keys());
+    assert!(!checkpoint.extra.contains_key("note"), "no on_save_checkpoint hooks");
+    assert_eq!(checkpoint.global_step, 4);
+    // It still loads the module.
+    Net::load_from_checkpoint(checkpoints_dir(dir.path()).join("epoch=0-step=4.ckpt")).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    fit_scored(dir.path(), &[0.0], ModelCheckpoint::new());
+    let checkpoint = Checkpoint::load(&checkpoints_dir(dir.path()).join("epoch=0-step=4.ckpt")).unwrap();
+    assert!(checkpoint.has_optimizer_state());
+}
+
+#[test]
+fn the_trainer_gives_typed_access_to_its_checkpoint_and_early_stopping_callbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = builder(dir.path())
+        .max_epochs(4)
+        .callback(EarlyStopping::new("score", Mode::Min).patience(1))
+        .callback(ModelCheckpoint::new().monitor("score", Mode::Min).save_last(true))
+        .callback(ModelCheckpoint::new().dirpath(dir.path().join("latest")))
+        .build()
+        .unwrap();
+    trainer.fit(Net::scored(&[3.0, 1.0, 2.0, 0.5]), data()).unwrap();
+    assert_eq!(trainer.checkpoint_callbacks().len(), 2);
+    let best = trainer.checkpoint_callback().unwrap();
+    assert_eq!(name_of(best.best_model_path()), Some("epoch=1-step=8.ckpt".into()));
+    assert_eq!(best.best_model_score(), Some(1.0));
+    assert_eq!(name_of(best.last_model_path()), Some("last.ckpt".into()));
+    let latest = trainer.checkpoint_callbacks()[1];
+    assert_eq!(name_of(latest.best_model_path()), Some("epoch=2-step=12.ckpt".into()));
+    let stopping = trainer.early_stopping_callback().unwrap();
+    assert_eq!(stopping.stopped_epoch(), Some(2));
+    assert_eq!(stopping.stop_reason(), Some(EarlyStoppingReason::PatienceExhausted));
+    assert_eq!((stopping.wait_count(), stopping.best_score()), (1, 1.0));
+    assert!(stopping.stop_message().unwrap().contains("did not improve"));
+}
+
+#[test]
+fn early_stopping_thresholds_and_check_finite_stop_with_their_reason() {
+    let run = |scores: &[f64], stopping: EarlyStopping| {
+        let dir = tempfile::tempdir().unwrap();
+        let model = Net::scored(scores);
+        let epochs = model.epochs.clone();
+        let mut trainer = builder(dir.path())
+            .max_epochs(scores.len())
+            .callback(stopping)
+            .build()
+            .unwrap();
+        trainer.fit(model, data()).unwrap();
+        let stopping = trainer.early_stopping_callback().unwrap();
+        (
+            *epochs.lock().unwrap(),
+            stopping.stop_reason(),
+            stopping.stop_message().map(str::to_string),
+        )
+    };
+    let patient = |mode| EarlyStopping::new("score", mode).patience(10);
+    let (epochs, reason, message) = run(&[5.0, 3.0, 0.5, 0.4], patient(Mode::Min).stopping_threshold(1.0));
+    assert_eq!((epochs, reason), (3, Some(EarlyStoppingReason::StoppingThreshold)));
+    assert!(
+        message
+            .unwrap()
+            .starts_with("Stopping threshold reached: score = 0.5 < 1")
+    );
+    let (epochs, reason, _) = run(&[5.0, 20.0, 1.0], patient(Mode::Min).divergence_threshold(10.0));
+    assert_eq!((epochs, reason), (2, Some(EarlyStoppingReason::DivergenceThreshold)));
+    let (epochs, reason, _) = run(&[0.1, 0.9, 0.95], patient(Mode::Max).stopping_threshold(0.9));
+    assert_eq!((epochs, reason), (3, Some(EarlyStoppingReason::StoppingThreshold)));
+    let (epochs, reason, _) = run(&[5.0, f64::NAN, 4.0], patient(Mode::Min));
+    assert_eq!((epochs, reason), (2, Some(EarlyStoppingReason::NonFiniteMetric)));
+    // Without `check_finite`, a NaN is a check without improvement.
+    let (epochs, reason, _) = run(&[5.0, f64::NAN, 4.0], patient(Mode::Min).check_finite(false));
+    assert_eq!((epochs, reason), (3, None));
+    let (epochs, reason, _) = run(
+        &[5.0, f64::NAN, 4.0],
+        EarlyStopping::new("score", Mode::Min).patience(1).check_finite(false),
+    );
+    assert_eq!((epochs, reason), (2, Some(EarlyStoppingReason::PatienceExhausted)));
+    // Accepted, and no different with one process.
+    let (epochs, reason, _) = run(&[5.0, 6.0], patient(Mode::Min).verbose(true).log_rank_zero_only(true));
+    assert_eq!((epochs, reason), (2, None));
+}
+
+#[test]
+fn checkpoint_and_early_stopping_states_load_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().join("ckpts");
+    let make_checkpoint = || {
+        ModelCheckpoint::new()
+            .dirpath(&checkpoints)
+            .monitor("score", Mode::Min)
+            .save_top_k(2)
+            .save_last(true)
+    };
+    let make_stopping = || EarlyStopping::new("score", Mode::Min).patience(1);
+    let mut trainer = builder(dir.path())
+        .max_epochs(4)
+        .callback(make_stopping())
+        .callback(make_checkpoint())
+        .build()
+        .unwrap();
+    // Epoch 2 does not improve: early stopping stops there, after the checkpoint of epoch 2
+    // (second best) and `last.ckpt` are saved.
+    trainer.fit(Net::scored(&[3.0, 1.0, 2.0, 4.0]), data()).unwrap();
+    let last = Checkpoint::load(&checkpoints.join("last.ckpt")).unwrap();
+    assert_eq!(last.global_step, 12);
+
+    let saved = state_of(&last, "ModelCheckpoint").clone();
+    for key in [
+        "monitor",
+        "best_model_score",
+        "best_model_path",
+        "current_score",
+        "dirpath",
+        "best_k_models",
+        "kth_best_model_path",
+        "kth_value",
+        "last_model_path",
+    ] {
+        assert!(saved.get(key).is_some(), "Lightning's key {key} in {saved}");
+    }
+    let mut restored = make_checkpoint();
+    Callback::<Net>::load_state_dict(&mut restored, saved.clone()).unwrap();
+    let original = trainer.checkpoint_callback().unwrap();
+    assert_eq!(restored.best_model_path(), original.best_model_path());
+    assert_eq!(restored.best_model_score(), Some(1.0));
+    assert_eq!(restored.best_k_models(), original.best_k_models());
+    assert_eq!(restored.kth_best_model_path(), original.kth_best_model_path());
+    assert_eq!(restored.last_model_path(), original.last_model_path());
+    assert_eq!(Callback::<Net>::state_dict(&mut restored), Some(saved.clone()));
+
+    // From another directory only `best_model_path` comes back, as in Lightning.
+    let mut elsewhere = ModelCheckpoint::new()
+        .dirpath(dir.path().join("other"))
+        .monitor("score", Mode::Min);
+    Callback::<Net>::load_state_dict(&mut elsewhere, saved).unwrap();
+    assert_eq!(elsewhere.best_model_path(), original.best_model_path());
+    assert_eq!(
+        (elsewhere.best_model_score(), elsewhere.best_k_models().len()),
+        (None, 0)
+    );
+
+    let saved = state_of(&last, "EarlyStopping").clone();
+    let mut restored = make_stopping();
+    Callback::<Net>::load_state_dict(&mut restored, saved.clone()).unwrap();
+    let original = trainer.early_stopping_callback().unwrap();
+    assert_eq!(
+        (
+            restored.wait_count(),
+            restored.best_score(),
+            restored.stopped_epoch(),
+            restored.stop_reason()
+        ),
+        (
+            original.wait_count(),
+            original.best_score(),
+            original.stopped_epoch(),
+            original.stop_reason()
+        )
+    );
+    assert_eq!(restored.stopped_epoch(), Some(2));
+    assert_eq!(Callback::<Net>::state_dict(&mut restored), Some(saved));
+
+    // A state it cannot read is an error, not a panic.
+    let error =
+        Callback::<Net>::load_state_dict(&mut make_stopping(), serde_json::json!({"wait_count": "x"})).unwrap_err();
+    assert!(error.to_string().contains("wait_count"), "{error}");
+}
+
+#[test]
+fn model_checkpoint_options_that_cannot_work_are_errors_naming_the_option() {
+    let cases = [
+        (ModelCheckpoint::new().save_top_k(-2), "save_top_k"),
+        (ModelCheckpoint::new().save_top_k(2), "save_top_k"),
+        (
+            ModelCheckpoint::new().every_n_train_steps(2).every_n_epochs(1),
+            "every_n_train_steps",
+        ),
+        (
+            ModelCheckpoint::new()
+                .every_n_epochs(1)
+                .train_time_interval(std::time::Duration::from_secs(1)),
+            "every_n_epochs",
+        ),
+        (ModelCheckpoint::new().filename("{epoch"), "filename"),
+        (ModelCheckpoint::new().filename("{epoch}}"), "filename"),
+    ];
+    for (callback, flag) in cases {
+        let error = Trainer::<Net>::builder()
+            .callback(callback)
+            .build()
+            .err()
+            .expect("an error");
+        assert!(
+            matches!(&error, Error::Config { flag: f, .. } if *f == flag),
+            "{flag}: {error}"
+        );
+    }
+
+    // A callback from `configure_callbacks` is checked when `fit` starts.
+    let dir = tempfile::tempdir().unwrap();
+    let error = Trainer::builder()
+        .default_root_dir(dir.path())
+        .enable_progress_bar(false)
+        .max_epochs(1)
+        .build()
+        .unwrap()
+        .fit(
+            Misconfigured {
+                layer: LinearConfig::new(32, 2).init(&Device::default()),
+            },
+            Loaders::fit(pair_loader(16, 4), None),
+        )
+        .expect_err("an error")
+        .into_error();
+    assert!(matches!(&error, Error::Config { flag: "save_top_k", .. }), "{error}");
+}
+
+/// A module whose `configure_callbacks` returns a `ModelCheckpoint` that cannot work.
+#[lightning_module]
+#[derive(Module, Debug)]
+pub struct Misconfigured {
+    layer: Linear,
+}
+
+#[lightning_module]
+impl Misconfigured {
+    #[hook]
+    fn training_step(&self, batch: Pair, _batch_idx: usize) -> Tensor<1> {
+        (self.layer.forward(batch.x) - batch.y).powi_scalar(2).mean()
+    }
+    #[hook]
+    fn configure_optimizers(&self) -> OptimizerConfig {
+        OptimizerConfig::new(SgdConfig::new().init(), 0.01)
+    }
+    #[hook]
+    fn configure_callbacks(&mut self) -> Callbacks<Self> {
+        vec![Box::new(ModelCheckpoint::new().save_top_k(-3))]
+    }
+}
+
+/// Fails the run at global step `at`.
+struct FailAt(usize);
+
+impl Callback<Net> for FailAt {
+    fn on_train_batch_end(
+        &mut self,
+        _module: &mut Net,
+        _outputs: Option<&StepOutput>,
+        _batch: &Pair,
+        _batch_idx: usize,
+        cx: &mut StepContext<'_>,
+    ) {
+        if cx.global_step == self.0 {
+            cx.fail(Error::user("boom"));
+        }
+    }
+}
+
+#[test]
+fn save_on_exception_saves_where_the_run_failed() {
+    for (save, expected) in [
+        (true, vec!["epoch=0-step=4.ckpt", "epoch=1-step=6.ckpt"]),
+        (false, vec!["epoch=0-step=4.ckpt"]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let error = builder(dir.path())
+            .max_epochs(3)
+            .callback(FailAt(6))
+            .callback(ModelCheckpoint::new().save_on_exception(save))
+            .build()
+            .unwrap()
+            .fit(Net::new(&NetHparams::new()), data())
+            .expect_err("the run fails");
+        assert!(error.to_string().contains("boom"), "{error}");
+        assert_eq!(
+            file_names(&checkpoints_dir(dir.path())),
+            expected,
+            "save_on_exception({save})"
+        );
+    }
+}
+
+#[test]
+fn the_version_counter_can_be_turned_off_to_overwrite() {
+    let run = |counter: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let callback = ModelCheckpoint::new()
+            .monitor("score", Mode::Min)
+            .filename("fixed")
+            .save_top_k(-1)
+            .enable_version_counter(counter);
+        let trainer = fit_scored(dir.path(), &[3.0, 2.0, 1.0], callback);
+        let best = trainer
+            .checkpoint_callback()
+            .unwrap()
+            .best_model_path()
+            .map(Path::to_path_buf);
+        (
+            file_names(&checkpoints_dir(dir.path())),
+            best.map(|p| Checkpoint::load(&p).unwrap().global_step),
+        )
+    };
+    let names = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        run(true),
+        (names(&["fixed-v1.ckpt", "fixed-v2.ckpt", "fixed.ckpt"]), Some(12))
+    );
+    assert_eq!(run(false), (names(&["fixed.ckpt"]), Some(12)));
 }

@@ -45,6 +45,12 @@ pub struct Core {
     pub(crate) checkpoint_requests: Vec<PathBuf>,
     /// Checkpoint files callbacks no longer keep; removed once the requested ones are written.
     pub(crate) checkpoint_removals: Vec<PathBuf>,
+    /// Checkpoints asked for with the weights only (Lightning's `save_weights_only`): no
+    /// optimizer or callback states.
+    pub(crate) weights_only_requests: Vec<PathBuf>,
+    /// `(target, link)`: links to make once the requested checkpoints are written
+    /// (`save_last="link"`).
+    pub(crate) checkpoint_links: Vec<(PathBuf, PathBuf)>,
     /// Checkpoints this run asked for and has not removed (some may still be being written).
     pub(crate) checkpoints_written: BTreeSet<PathBuf>,
     /// Directories this run cleaned of stale temporary files.
@@ -73,6 +79,8 @@ impl Core {
             batch_size: 1,
             checkpoint_requests: Vec::new(),
             checkpoint_removals: Vec::new(),
+            weights_only_requests: Vec::new(),
+            checkpoint_links: Vec::new(),
             checkpoints_written: BTreeSet::new(),
             cleaned_dirs: BTreeSet::new(),
             deferred_error: None,
@@ -99,7 +107,10 @@ impl Core {
     /// Whether a hook asked for checkpoints to be written or removed.
     #[inline]
     pub(crate) fn has_checkpoint_requests(&self) -> bool {
-        !self.checkpoint_requests.is_empty() || !self.checkpoint_removals.is_empty()
+        !self.checkpoint_requests.is_empty()
+            || !self.checkpoint_removals.is_empty()
+            || !self.weights_only_requests.is_empty()
+            || !self.checkpoint_links.is_empty()
     }
 
     /// Whether a hook of this run already failed (and nothing more should run).
@@ -155,6 +166,23 @@ macro_rules! common_context_methods {
                 let path = path.into();
                 self.core.checkpoints_written.insert(path.clone());
                 self.core.checkpoint_requests.push(path);
+            }
+
+            /// Asks the trainer to write a checkpoint with the module's weights, hyperparameters
+            /// and counters only, without optimizer or callback states (Lightning's
+            /// `save_checkpoint(path, weights_only=True)`), once this hook returns.
+            pub fn save_checkpoint_weights_only(&mut self, path: impl Into<PathBuf>) {
+                let path = path.into();
+                self.core.checkpoints_written.insert(path.clone());
+                self.core.weights_only_requests.push(path);
+            }
+
+            /// Makes `link` a link to the checkpoint `target` once the requested checkpoints
+            /// are written (a copy where links cannot be made).
+            #[allow(dead_code)] // Not every context's callbacks link.
+            pub(crate) fn link_checkpoint(&mut self, target: PathBuf, link: PathBuf) {
+                self.core.checkpoints_written.insert(link.clone());
+                self.core.checkpoint_links.push((target, link));
             }
 
             /// Asks the trainer to delete the checkpoint at `path` once the requested ones

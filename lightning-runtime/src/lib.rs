@@ -12,6 +12,7 @@ pub mod context;
 pub mod data;
 mod diagnostics;
 pub mod error;
+mod filename_template;
 pub mod hooks;
 pub mod loggers;
 pub mod logging;
@@ -30,7 +31,10 @@ pub mod trainer;
 
 pub use burn;
 pub use burn::tensor::{Device, Tensor};
-pub use callbacks::{EarlyStopping, EpochSummary, Mode, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint};
+pub use callbacks::{
+    EarlyStopping, EarlyStoppingReason, EpochSummary, Mode, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint,
+    SaveLast,
+};
 pub use checkpoint::{Checkpoint, KeyReport, LoadFromCheckpoint, LoadOptions, Loaded};
 pub use context::{EpochContext, HookContext, StepContext};
 pub use data::{DataModule, IntoLoader, Loader, Loaders, Stage};

@@ -71,6 +71,48 @@ pub fn remove_durable(path: &Path) -> Result<(), Error> {
     }
 }
 
+/// Makes `link` a symbolic link to `target` atomically: the link is made under a temporary
+/// name beside `link` and renamed over it, so `link` is always the old file or the new link.
+/// A target in the same directory is linked by its file name (the directory can move). Where
+/// links cannot be made (Windows without the privilege), `link` becomes a copy of `target`.
+pub fn link_atomic(target: &Path, link: &Path) -> Result<(), Error> {
+    let dir = parent_dir(link);
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create the directory", dir, e))?;
+    let relative = match (target.parent(), target.file_name()) {
+        (Some(target_dir), Some(name)) if target_dir == link.parent().unwrap_or(Path::new("")) => Path::new(name),
+        _ => target,
+    };
+    let name = link.file_name().unwrap_or(OsStr::new("file")).to_string_lossy();
+    let prefix = format!(".{name}{TEMP_MARKER}");
+    let made = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix("")
+        .make_in(dir, |path| symlink(relative, path));
+    match made {
+        Ok(tmp) => tmp.persist(link).map_err(|e| Error::io("replace", link, e.error))?,
+        Err(_) => {
+            let bytes = std::fs::read(target).map_err(|e| Error::io("read", target, e))?;
+            return write_atomic(link, &bytes);
+        }
+    }
+    sync_dir(dir)
+}
+
+#[cfg(unix)]
+fn symlink(target: &Path, path: &Path) -> std::io::Result<()> {
+    std::os::unix::fs::symlink(target, path)
+}
+
+#[cfg(windows)]
+fn symlink(target: &Path, path: &Path) -> std::io::Result<()> {
+    std::os::windows::fs::symlink_file(target, path)
+}
+
+#[cfg(not(any(unix, windows)))]
+fn symlink(_target: &Path, _path: &Path) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
 /// Removes the temporary files an interrupted write left in `dir` (not in its subdirectories)
 /// and returns how many. A missing `dir` has none.
 pub fn clean_stale_temp_files(dir: &Path) -> Result<usize, Error> {
@@ -82,7 +124,8 @@ pub fn clean_stale_temp_files(dir: &Path) -> Result<usize, Error> {
     let mut removed = 0;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("read the directory", dir, e))?;
-        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        // Temporary links (`link_atomic`) too.
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file() || t.is_symlink());
         if !is_file || !is_temp_file_name(&entry.file_name()) {
             continue;
         }
@@ -259,6 +302,31 @@ mod tests {
         assert!(name.starts_with(".epoch=1.ckpt.tmp-"), "{name}");
         assert!(!name.ends_with(".ckpt"), "{name}");
         assert!(is_temp_file_name(OsStr::new(&name)), "{name}");
+    }
+
+    #[test]
+    fn a_link_replaces_the_file_atomically_and_points_at_its_neighbour_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second, link) = (
+            dir.path().join("a.ckpt"),
+            dir.path().join("b.ckpt"),
+            dir.path().join("last.ckpt"),
+        );
+        std::fs::write(&first, b"first").unwrap();
+        std::fs::write(&second, b"second").unwrap();
+        std::fs::write(&link, b"an old copy").unwrap();
+        link_atomic(&first, &link).unwrap();
+        assert_eq!(std::fs::read(&link).unwrap(), b"first");
+        link_atomic(&second, &link).unwrap();
+        assert_eq!(std::fs::read(&link).unwrap(), b"second");
+        #[cfg(unix)]
+        assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("b.ckpt"));
+        assert_eq!(
+            names(dir.path()),
+            ["a.ckpt", "b.ckpt", "last.ckpt"],
+            "no temporary left"
+        );
+        assert!(take_synced().contains(&dir.path().to_path_buf()));
     }
 
     #[test]

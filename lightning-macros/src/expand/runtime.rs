@@ -242,7 +242,10 @@ fn callback_trait() -> TokenStream {
         /// For every hook, callbacks run first, in list order, then the module; callbacks whose
         /// [`role`](Callback::role) is [`Monitor`](crate::CallbackRole::Monitor) run after the
         /// module at `on_train_epoch_end`, and checkpointing callbacks run last.
-        pub trait Callback<M: crate::LightningModule>: ::core::marker::Send {
+        ///
+        /// `Any` is a supertrait so that a `&dyn Callback<M>` can be read back as its type
+        /// (`Trainer::callback::<ModelCheckpoint>()`), as Lightning's `trainer.checkpoint_callback`.
+        pub trait Callback<M: crate::LightningModule>: ::core::marker::Send + ::core::any::Any {
             /// The name shown in traces and checkpoint keys (the type's name by default).
             fn name(&self) -> ::std::borrow::Cow<'static, str> {
                 let full = ::core::any::type_name::<Self>();

@@ -7,7 +7,7 @@ mod evaluate;
 mod fit;
 mod run;
 
-use crate::callbacks::ModelCheckpoint;
+use crate::callbacks::{EarlyStopping, ModelCheckpoint};
 use crate::data::DataModule;
 use crate::hooks::{
     Callback, Callbacks, ConfigureOptimizers, LightningModule, PredictStep, TestStep, TrainingStep, ValidationStep,
@@ -459,6 +459,13 @@ impl<M: LightningModule> TrainerBuilder<M> {
             (epochs, _) => epochs,
         };
         let mut callbacks = self.callbacks;
+        // Options of the built-in callbacks that cannot run together fail here, before any work.
+        for callback in callbacks.iter_mut() {
+            let callback: &mut dyn std::any::Any = &mut **callback;
+            if let Some(checkpoint) = callback.downcast_mut::<ModelCheckpoint>() {
+                checkpoint.check()?;
+            }
+        }
         if !self.enable_progress_bar && callbacks.iter().any(|c| c.name() == "ProgressBar") {
             return Err(Error::config(
                 "enable_progress_bar",
@@ -743,5 +750,40 @@ impl<M: LightningModule> Trainer<M> {
     /// The callbacks, in the order they run.
     pub fn callbacks(&self) -> &[Box<dyn Callback<M>>] {
         &self.callbacks
+    }
+
+    /// The first callback of type `C`, to read its state after `fit`.
+    pub fn callback<C: Callback<M>>(&self) -> Option<&C> {
+        self.callbacks_of::<C>().next()
+    }
+
+    /// Every callback of type `C`, in the order they run.
+    pub fn callbacks_of<C: Callback<M>>(&self) -> impl Iterator<Item = &C> {
+        self.callbacks.iter().filter_map(|callback| {
+            let callback: &dyn std::any::Any = &**callback;
+            callback.downcast_ref::<C>()
+        })
+    }
+
+    /// The first [`ModelCheckpoint`] (Lightning's `trainer.checkpoint_callback`): after `fit`,
+    /// its `best_model_path()`, `best_model_score()`, `last_model_path()`, ...
+    pub fn checkpoint_callback(&self) -> Option<&ModelCheckpoint> {
+        self.callback()
+    }
+
+    /// Every [`ModelCheckpoint`] (Lightning's `trainer.checkpoint_callbacks`).
+    pub fn checkpoint_callbacks(&self) -> Vec<&ModelCheckpoint> {
+        self.callbacks_of().collect()
+    }
+
+    /// The first [`EarlyStopping`] (Lightning's `trainer.early_stopping_callback`): after
+    /// `fit`, its `stopped_epoch()`, `stop_reason()`, `wait_count()`, `best_score()`.
+    pub fn early_stopping_callback(&self) -> Option<&EarlyStopping> {
+        self.callback()
+    }
+
+    /// Every [`EarlyStopping`] (Lightning's `trainer.early_stopping_callbacks`).
+    pub fn early_stopping_callbacks(&self) -> Vec<&EarlyStopping> {
+        self.callbacks_of().collect()
     }
 }

@@ -500,16 +500,24 @@ impl<D> CheckpointSink<'_, D> {
     {
         let requests = std::mem::take(&mut core.checkpoint_requests);
         let removals = std::mem::take(&mut core.checkpoint_removals);
+        let weights_only_requests = std::mem::take(&mut core.weights_only_requests);
+        let links = std::mem::take(&mut core.checkpoint_links);
         // Temporary files a killed run left in a directory are removed before the first
         // checkpoint this run writes there.
         let stale: Vec<PathBuf> = requests
             .iter()
+            .chain(&weights_only_requests)
             .filter_map(|p| p.parent().map(Path::to_path_buf))
             .filter(|dir| core.cleaned_dirs.insert(dir.clone()))
             .collect();
         let checkpoint = match requests.is_empty() {
             true => None,
             false => Some(self.checkpoint(module, callbacks, core)?),
+        };
+        // Lightning's `weights_only`: no callback states and no `on_save_checkpoint` hooks.
+        let weights_only = match weights_only_requests.is_empty() {
+            true => None,
+            false => Some(self.weights_only_checkpoint(module, core)?),
         };
         // Snapshots: burn's tensors are immutable values, so these clones of handles keep the
         // current weights and optimizer state while training goes on.
@@ -520,16 +528,40 @@ impl<D> CheckpointSink<'_, D> {
                 crate::run_dir::clean_stale_temp_files(&dir)?;
             }
             if let Some(checkpoint) = checkpoint {
-                let checkpoint = checkpoint.with_payload(module, optimizer)?;
+                // Cloning the module copies tensor handles, not weights.
+                let checkpoint = checkpoint.with_payload(module.clone(), optimizer)?;
                 for path in &requests {
                     checkpoint.save(path)?;
                 }
+            }
+            if let Some(checkpoint) = weights_only {
+                let checkpoint = checkpoint.with_payload(module, None)?;
+                for path in &weights_only_requests {
+                    checkpoint.save(path)?;
+                }
+            }
+            for (target, link) in links {
+                crate::run_dir::link_atomic(&target, &link)?;
             }
             for path in removals {
                 crate::run_dir::remove_durable(&path)?;
             }
             Ok(())
         }))
+    }
+
+    /// A checkpoint of the counters, hyperparameters and datamodule state, without the weights.
+    fn weights_only_checkpoint<M: LightningModule>(&mut self, module: &M, core: &Core) -> Result<Checkpoint, Error>
+    where
+        D: DataModule<M::Batch>,
+    {
+        let hparams = serde_json::to_value(module.hparams())
+            .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
+        let mut checkpoint = Checkpoint::new(core.state.current_epoch, core.state.global_step, hparams);
+        if let Some(state) = self.data.state_dict() {
+            checkpoint.datamodule.insert(self.data.name().into_owned(), state);
+        }
+        Ok(checkpoint)
     }
 
     /// A checkpoint of the current state, without the weights: callback and datamodule states,
