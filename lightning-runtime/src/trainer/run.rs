@@ -244,12 +244,14 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         self.remove_unused_run_dir();
     }
 
-    /// A run that failed before it logged a value or wrote a checkpoint leaves no `version_N`
-    /// behind (only what this run numbered and created itself, with nothing in it but its
+    /// A run that failed before training (before its first optimizer step, having logged no value
+    /// and written no checkpoint) leaves no `version_N` behind (only what this run numbered and created itself, with nothing in it but its
     /// `hparams.yaml` and the loggers' headers).
     fn remove_unused_run_dir(&mut self) {
         let Some(dir) = self.new_run_dir.take() else { return };
-        if !self.logged.is_empty() || self.report.records() > 0 || !self.core.checkpoints_written.is_empty() {
+        let trained = self.core.state.global_step > 0;
+        if trained || !self.logged.is_empty() || self.report.records() > 0 || !self.core.checkpoints_written.is_empty()
+        {
             return;
         }
         match std::fs::remove_dir_all(&dir) {
