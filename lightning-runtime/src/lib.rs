@@ -26,7 +26,7 @@ pub mod trainer;
 pub use burn;
 pub use burn::tensor::{Device, Tensor};
 pub use callbacks::{EarlyStopping, EpochSummary, Mode, ModelCheckpoint, ModelSummary};
-pub use checkpoint::{Checkpoint, KeyReport, LoadFromCheckpoint, LoadOptions, Loaded};
+pub use checkpoint::{Checkpoint, KeyReport, LightningCheckpoint, LoadFromCheckpoint, LoadOptions, Loaded};
 pub use context::{EpochContext, HookContext, StepContext};
 pub use data::{DataModule, IntoLoader, Loader, Loaders, Stage};
 pub use error::Error;
