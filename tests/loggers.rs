@@ -318,7 +318,7 @@ fn a_logger_failing_mid_run_ends_fit_with_its_file_and_keeps_the_checkpoints_and
         .build()
         .unwrap()
         .fit(Net::new(), data());
-    let error = result.err().expect("the logger failed").into_error().to_string();
+    let error = result.expect_err("the logger failed").into_error().to_string();
     assert!(
         error.contains("metrics.csv") && error.contains("no space left"),
         "{error}"
@@ -347,8 +347,7 @@ fn an_unwritable_root_directory_is_an_error_naming_it() {
         .build()
         .unwrap()
         .fit(Net::new(), data())
-        .err()
-        .expect("no run directory can be made")
+        .expect_err("no run directory can be made")
         .into_error()
         .to_string();
     assert!(error.contains("not-a-directory"), "{error}");
