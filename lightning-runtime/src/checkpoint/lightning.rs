@@ -163,7 +163,8 @@ impl LightningCheckpoint {
     /// rules as [`Checkpoint::restore_module_with`]: with `strict`, a parameter missing from the
     /// checkpoint or a saved one the module does not have is an error listing them; without,
     /// they are in the report. A tensor of another shape than the module's is an error either
-    /// way. Errors name the file.
+    /// way. Errors name the file. The weights are read from the file at [`path`](Self::path)
+    /// now, not when the checkpoint was read.
     pub fn restore_module_with<M: Module>(
         &self,
         mut module: M,
