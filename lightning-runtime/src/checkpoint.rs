@@ -17,13 +17,16 @@ use crate::run_dir::write_atomic_parts;
 use crate::state::{TrainerFn, TrainerState};
 use crate::{Device, Error, JsonValue};
 use burn::module::Module;
-use burn::store::ModuleSnapshot;
 use burn::store::burn_pack::Tensor as PackTensor;
+use burn::store::{ApplyResult, KeyRemapper, ModuleSnapshot};
 use burn::tensor::{Bytes, DType};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+
+mod lightning;
+pub use lightning::LightningCheckpoint;
 
 /// How format 1 files began.
 const MAGIC_V1: &[u8; 8] = b"BLCKPT01";
@@ -356,7 +359,18 @@ impl Checkpoint {
     /// [`restore_module`](Self::restore_module); without, the parameters both have are loaded
     /// and the others are listed in the report (Lightning's `strict=False`). A saved tensor of
     /// another shape than the module's is an error either way.
-    pub fn restore_module_with<M: Module>(&self, mut module: M, strict: bool) -> Result<(M, KeyReport), Error> {
+    pub fn restore_module_with<M: Module>(&self, module: M, strict: bool) -> Result<(M, KeyReport), Error> {
+        self.restore_module_remapped(module, strict, &KeyRemapper::new())
+    }
+
+    /// [`restore_module_with`](Self::restore_module_with), with the saved names renamed by
+    /// `remapper` first.
+    fn restore_module_remapped<M: Module>(
+        &self,
+        mut module: M,
+        strict: bool,
+        remapper: &KeyRemapper,
+    ) -> Result<(M, KeyReport), Error> {
         let tensors = match &self.weights {
             Weights::None => return Err(Error::Checkpoint("the checkpoint holds no weights".into())),
             Weights::Tensors(tensors) => tensors,
@@ -377,32 +391,13 @@ impl Checkpoint {
                 )
             })
             .collect();
-        let result = module.apply(tensors, None, None, false);
-        let report = KeyReport {
-            missing: result.missing.iter().map(|(path, _)| path.clone()).collect(),
-            unexpected: result.unused.clone(),
+        let tensors = if remapper.is_empty() {
+            tensors
+        } else {
+            remapper.remap(tensors).0
         };
-        let mut problems = Vec::new();
-        if strict && !report.missing.is_empty() {
-            problems.push(format!("missing from the checkpoint: {}", report.missing.join(", ")));
-        }
-        if strict && !report.unexpected.is_empty() {
-            problems.push(format!("not in the module: {}", report.unexpected.join(", ")));
-        }
-        for error in &result.errors {
-            problems.push(error.to_string());
-        }
-        if !problems.is_empty() {
-            let hint = if strict && result.errors.is_empty() {
-                " (load with `strict(false)` to load the parameters both have)"
-            } else {
-                ""
-            };
-            return Err(Error::Checkpoint(format!(
-                "the saved weights do not fit this module: {}{hint}",
-                problems.join("; ")
-            )));
-        }
+        let result = module.apply(tensors, None, None, false);
+        let report = key_report(result, strict)?;
         Ok((module, report))
     }
 
@@ -521,10 +516,37 @@ pub trait LoadFromCheckpoint: LightningModule {
         let path = path.as_ref();
         let checkpoint = Checkpoint::load(path)?;
         let hparams: Self::Hparams = checkpoint.hparams_with(&options.overrides)?;
+        let remapper = options.key_remapper()?;
         let device = options.device.unwrap_or_default();
         let mut module = Self::from_hparams(&hparams, &device);
         checkpoint.on_load_checkpoint(&mut module)?;
-        let (module, report) = checkpoint.restore_module_with(module, options.strict)?;
+        let (module, report) = checkpoint.restore_module_remapped(module, options.strict, &remapper)?;
+        Ok(Loaded {
+            module,
+            checkpoint,
+            report,
+        })
+    }
+
+    /// Rebuilds the module from a checkpoint that PyTorch Lightning wrote (`trainer.save_checkpoint`,
+    /// `ModelCheckpoint`) as `options` say, as
+    /// [`load_from_checkpoint_with`](Self::load_from_checkpoint_with) does for this crate's own:
+    /// the module is built with [`from_hparams`](Self::from_hparams) from the saved
+    /// `hyper_parameters` (with `options`' overrides), its `on_load_checkpoint` hook sees the
+    /// checkpoint's `epoch`, `global_step`, hyperparameters and other entries, then the
+    /// `state_dict` is loaded (renamed by [`LoadOptions::remap_key`]; `torch.nn.Linear` weights
+    /// are transposed to burn's `[in, out]`). See [`LightningCheckpoint`] for what is read.
+    fn load_from_lightning_checkpoint(
+        path: impl AsRef<Path>,
+        options: LoadOptions,
+    ) -> Result<Loaded<Self, LightningCheckpoint>, Error> {
+        let checkpoint = LightningCheckpoint::read(path)?;
+        let as_checkpoint = checkpoint.to_checkpoint();
+        let hparams: Self::Hparams = as_checkpoint.hparams_with(&options.overrides)?;
+        let device = options.device.clone().unwrap_or_default();
+        let mut module = Self::from_hparams(&hparams, &device);
+        as_checkpoint.on_load_checkpoint(&mut module)?;
+        let (module, report) = checkpoint.restore_module_with(module, &options)?;
         Ok(Loaded {
             module,
             checkpoint,
@@ -539,6 +561,7 @@ pub struct LoadOptions {
     device: Option<Device>,
     strict: bool,
     overrides: serde_json::Map<String, JsonValue>,
+    key_remapping: Vec<(String, String)>,
 }
 
 impl Default for LoadOptions {
@@ -547,6 +570,7 @@ impl Default for LoadOptions {
             device: None,
             strict: true,
             overrides: serde_json::Map::new(),
+            key_remapping: Vec::new(),
         }
     }
 }
@@ -577,15 +601,39 @@ impl LoadOptions {
         self.overrides.insert(name.to_string(), value);
         self
     }
+
+    /// Renames the saved parameters before they are matched with the module's: every name
+    /// `pattern` (a regular expression) matches has the match replaced by `replacement` (`$1`
+    /// names a group), as burn-store's `KeyRemapper` does. Rules apply in the order given, each
+    /// to the result of the ones before: `.remap_key(r"^encoder\.", "hidden.")` loads the saved
+    /// `encoder.weight` into the field `hidden`. An invalid pattern is an error when loading.
+    pub fn remap_key(mut self, pattern: &str, replacement: &str) -> Self {
+        self.key_remapping.push((pattern.to_string(), replacement.to_string()));
+        self
+    }
+
+    /// The renaming rules, compiled.
+    fn key_remapper(&self) -> Result<KeyRemapper, Error> {
+        self.key_remapping
+            .iter()
+            .try_fold(KeyRemapper::new(), |remapper, (pattern, replacement)| {
+                remapper.add_pattern(pattern, replacement.as_str()).map_err(|e| {
+                    Error::Checkpoint(format!(
+                        "`remap_key` was given `{pattern}`, which is not a regular expression: {e}"
+                    ))
+                })
+            })
+    }
 }
 
-/// What [`LoadFromCheckpoint::load_from_checkpoint_with`] returns.
+/// What [`LoadFromCheckpoint::load_from_checkpoint_with`] (`C` is [`Checkpoint`]) and
+/// [`LoadFromCheckpoint::load_from_lightning_checkpoint`] (`C` is [`LightningCheckpoint`]) return.
 #[derive(Debug)]
-pub struct Loaded<M> {
+pub struct Loaded<M, C = Checkpoint> {
     /// The module, with the saved weights.
     pub module: M,
     /// The checkpoint it came from (epoch, step, callback states, ...).
-    pub checkpoint: Checkpoint,
+    pub checkpoint: C,
     /// What a non-strict load left out.
     pub report: KeyReport,
 }
@@ -597,6 +645,38 @@ pub struct KeyReport {
     pub missing: Vec<String>,
     /// Saved parameters the module does not have.
     pub unexpected: Vec<String>,
+}
+
+/// What `module.apply` left out, or an error listing what does not fit: with `strict`, every
+/// parameter must be loaded and every saved tensor used; either way, a tensor of another shape is
+/// an error.
+fn key_report(result: ApplyResult, strict: bool) -> Result<KeyReport, Error> {
+    let report = KeyReport {
+        missing: result.missing.iter().map(|(path, _)| path.clone()).collect(),
+        unexpected: result.unused.clone(),
+    };
+    let mut problems = Vec::new();
+    if strict && !report.missing.is_empty() {
+        problems.push(format!("missing from the checkpoint: {}", report.missing.join(", ")));
+    }
+    if strict && !report.unexpected.is_empty() {
+        problems.push(format!("not in the module: {}", report.unexpected.join(", ")));
+    }
+    for error in &result.errors {
+        problems.push(error.to_string());
+    }
+    if !problems.is_empty() {
+        let hint = if strict && result.errors.is_empty() {
+            " (load with `strict(false)` to load the parameters both have, or rename the saved ones with `remap_key`)"
+        } else {
+            ""
+        };
+        return Err(Error::Checkpoint(format!(
+            "the saved weights do not fit this module: {}{hint}",
+            problems.join("; ")
+        )));
+    }
+    Ok(report)
 }
 
 /// The checksums of a format 2 file, one per section.

@@ -35,7 +35,7 @@ pub use callbacks::{
     EarlyStopping, EarlyStoppingReason, EpochSummary, Mode, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint,
     SaveLast,
 };
-pub use checkpoint::{Checkpoint, KeyReport, LoadFromCheckpoint, LoadOptions, Loaded};
+pub use checkpoint::{Checkpoint, KeyReport, LightningCheckpoint, LoadFromCheckpoint, LoadOptions, Loaded};
 pub use context::{EpochContext, HookContext, StepContext};
 pub use data::{DataModule, IntoLoader, Loader, Loaders, Stage};
 pub use error::Error;
