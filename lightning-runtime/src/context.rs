@@ -69,6 +69,10 @@ pub struct Core {
     pub(crate) logger_records: Vec<BTreeMap<String, f64>>,
     /// Where printed lines go: stdout, or above the progress bars while they are drawn.
     pub(crate) output: Output,
+    /// `detect_anomaly`: a loss or gradient that is not finite ends the run.
+    pub(crate) detect_anomaly: bool,
+    /// Whether the warning about a loss that is not finite was given (once per run).
+    pub(crate) warned_non_finite: bool,
 }
 
 impl Core {
@@ -89,6 +93,8 @@ impl Core {
             learning_rates: Vec::new(),
             logger_records: Vec::new(),
             output: Output::default(),
+            detect_anomaly: false,
+            warned_non_finite: false,
         }
     }
 

@@ -134,6 +134,7 @@ impl<M: LightningModule> OptimizerClosure<'_, M> {
         };
         if let Some(output) = &output {
             check_loss("training_step", &output.loss)?;
+            check_finite_loss(self.core, "training_step", &output.loss)?;
         }
         let epoch = self.core.state.current_epoch;
         let callbacks = &mut *self.callbacks;
@@ -163,6 +164,7 @@ impl<M: LightningModule> OptimizerClosure<'_, M> {
                 {
                     grads.accumulate(module, sum);
                 }
+                check_finite_gradients(core, "backward", module, &grads)?;
                 dispatch::on_after_backward(module, callbacks, core, &mut (), &grads)?;
                 Some(grads)
             }
@@ -227,7 +229,9 @@ impl StepContext<'_> {
         if self.core.failed() {
             return Gradients::empty();
         }
-        if let Err(e) = check_loss("manual_backward", &loss) {
+        if let Err(e) =
+            check_loss("manual_backward", &loss).and_then(|()| check_finite_loss(self.core, "manual_backward", &loss))
+        {
             self.core.defer_error(e);
             return Gradients::empty();
         }
@@ -235,6 +239,7 @@ impl StepContext<'_> {
         let core = &mut *self.core;
         let result = dispatch::on_before_backward(module, callbacks, core, &mut (), &loss)
             .and_then(|()| dispatch::backward(module, callbacks, core, &mut (), loss))
+            .and_then(|grads| check_finite_gradients(core, "manual_backward", module, &grads).map(|()| grads))
             .and_then(|grads| dispatch::on_after_backward(module, callbacks, core, &mut (), &grads).map(|()| grads));
         result.unwrap_or_else(|e| {
             core.defer_error(e);
@@ -286,6 +291,74 @@ fn check_loss(hook: &'static str, loss: &Tensor<1>) -> Result<(), Error> {
         format!("the loss holds {values} values, but backward needs one; reduce it (`.mean()` or `.sum()`)")
     };
     Err(Error::Hook { hook, message: why })
+}
+
+/// Where a step is, for messages: `global step 3 (epoch 0, batch 3)`.
+fn step_position(core: &Core) -> String {
+    let state = &core.state;
+    format!(
+        "global step {} (epoch {}, batch {})",
+        state.global_step, state.current_epoch, state.batch_idx
+    )
+}
+
+/// A loss that is not finite: an error under `detect_anomaly` (which reads every loss), else a
+/// warning the first time one is seen on a step whose values are read for the loggers anyway.
+fn check_finite_loss(core: &mut Core, hook: &'static str, loss: &Tensor<1>) -> Result<(), Error> {
+    if !core.detect_anomaly && (core.warned_non_finite || !core.logs_this_step) {
+        return Ok(());
+    }
+    let value = loss.clone().into_scalar::<f64>();
+    if value.is_finite() {
+        return Ok(());
+    }
+    let at = step_position(core);
+    if core.detect_anomaly {
+        return Err(Error::Hook {
+            hook,
+            message: format!("the loss is {value} at {at}; `detect_anomaly` stopped the run"),
+        });
+    }
+    core.warned_non_finite = true;
+    let warning = format!(
+        "warning: the loss of `{hook}` is {value} at {at}; training goes on with it \
+         (`detect_anomaly(true)` stops at the first such step, naming it)"
+    );
+    tracing::warn!(target: "burn_lightning", "{warning}");
+    core.output.println(&warning);
+    Ok(())
+}
+
+/// Under `detect_anomaly`, a gradient that is not finite is an error naming the parameter.
+fn check_finite_gradients<M: LightningModule>(
+    core: &Core,
+    hook: &'static str,
+    module: &M,
+    grads: &Gradients,
+) -> Result<(), Error> {
+    if !core.detect_anomaly || grads.is_empty() {
+        return Ok(());
+    }
+    let Some(total) = grads.norm_tensor(module) else {
+        return Ok(());
+    };
+    if total.into_scalar::<f64>().is_finite() {
+        return Ok(());
+    }
+    let norms = crate::monitors::grad_norm(module, grads, 2.0)?;
+    let culprit = norms
+        .iter()
+        .filter(|(name, _)| !name.ends_with("_total"))
+        .find(|(_, norm)| !(*norm).clone().into_scalar::<f64>().is_finite())
+        .and_then(|(name, _)| name.split_once('/').map(|(_, path)| path.to_string()));
+    let which = culprit.map_or("a gradient".to_string(), |path| format!("the gradient of `{path}`"));
+    Err(Error::Hook {
+        hook,
+        message: format!(
+            "{which} is not finite at {}; `detect_anomaly` stopped the run",
+            step_position(core)
+        ),
+    })
 }
 
 fn outside_training_step(what: &str) -> Error {

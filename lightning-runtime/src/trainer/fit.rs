@@ -451,10 +451,13 @@ where
             .entered();
         run.module.optimizer_step(epoch, batch_idx, optimizer, closure)
     };
-    // Lightning counts every `optimizer_step` call, also when `training_step` returned no loss.
-    run.core.state.global_step += 1;
-    let deferred = run.core.take_error();
-    run.after_hook(deferred.and(result))?;
+    // Lightning counts every `optimizer_step` call that completes, also when `training_step`
+    // returned no loss; one that failed is not counted.
+    let outcome = run.core.take_error().and(result);
+    if outcome.is_ok() {
+        run.core.state.global_step += 1;
+    }
+    run.after_hook(outcome)?;
     // Lightning steps step-interval schedulers after every optimizer step and epoch-interval
     // ones on the last batch of the epoch, before `on_train_batch_end`.
     step_scheduler(run, Interval::Step, false)?;

@@ -150,6 +150,8 @@ pub(crate) struct Config {
     pub default_logger: bool,
     /// Whether a signal that stopped a run then exits the process.
     pub exit_on_signal: bool,
+    /// Whether a loss or gradient that is not finite ends the run.
+    pub detect_anomaly: bool,
     /// Whether `report.html` is written into the run directory.
     pub enable_report: bool,
     /// The profiler of every run, if any.
@@ -185,6 +187,7 @@ pub struct TrainerBuilder<M: LightningModule> {
     log_every_n_steps: usize,
     track_grad_norm: Option<f64>,
     exit_on_signal: bool,
+    detect_anomaly: bool,
     loggers: Vec<Box<dyn Logger>>,
     callbacks: Callbacks<M>,
     profiler: Option<crate::ProfilerChoice>,
@@ -231,6 +234,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             log_every_n_steps: 50,
             track_grad_norm: None,
             exit_on_signal: true,
+            detect_anomaly: false,
             loggers: Vec::new(),
             callbacks: Vec::new(),
             profiler: None,
@@ -306,6 +310,12 @@ impl<M: LightningModule> TrainerBuilder<M> {
         /// pending checkpoints and the loggers); then the process exits with 130 or 143 (default
         /// true), or, with `false`, the entry point returns [`Error::Interrupted`].
         exit_on_signal: bool => exit_on_signal = exit_on_signal;
+        /// A loss or a gradient that is not finite ends the run with an error naming the step,
+        /// the hook and (for a gradient) the parameter (Lightning's `detect_anomaly`; default
+        /// false, as in Lightning: it reads the loss and the gradients' norms every step).
+        /// Without it, the loss is read on the steps that log anyway, and the first one that
+        /// is not finite is a warning.
+        detect_anomaly: bool => detect_anomaly = detect_anomaly;
     }
 
     /// Stops training once it has run this long (Lightning's `max_time`): `"DD:HH:MM:SS"`, a
@@ -520,6 +530,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             accumulate_grad_batches: self.accumulate_grad_batches,
             log_every_n_steps: self.log_every_n_steps,
             exit_on_signal: self.exit_on_signal,
+            detect_anomaly: self.detect_anomaly,
             default_logger: self.enable_logger,
             enable_report: self.enable_report,
             profiler,

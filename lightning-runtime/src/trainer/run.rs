@@ -106,6 +106,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         state.fast_dev_run = cfg.fast_dev_run.is_some();
         let mut core = Core::new(state);
         core.has_logger = cfg.fast_dev_run.is_none() && (cfg.default_logger || !loggers.is_empty());
+        core.detect_anomaly = cfg.detect_anomaly;
         Self {
             cfg,
             callbacks,
