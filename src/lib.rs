@@ -54,7 +54,7 @@ pub use burn_lightning_runtime::*;
 /// generic `impl<M: LightningModule> Callback<M>` and the trainer's builder.
 pub mod prelude {
     pub use crate::{
-        BatchControl, Callback, CallbackRole, Callbacks, Checkpoint, ClipAlgorithm, CsvLogger, DataModule,
+        BatchControl, Callback, CallbackRole, Callbacks, Checkpoint, CkptPath, ClipAlgorithm, CsvLogger, DataModule,
         EarlyStopping, EarlyStoppingReason, EpochContext, EpochLogOptions, EpochSummary, Error, FitError, GradientClip,
         GradientNormMonitor, Gradients, HasHparams, Hook, HookContext, Interval, JsonValue, LearningRateMonitor,
         LightningModule, Limit, LoadFromCheckpoint, LoadOptions, Loader, Loaders, LogOptions, Logger,

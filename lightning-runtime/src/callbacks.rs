@@ -478,6 +478,11 @@ impl ModelCheckpoint {
         self.last_model_path.as_deref()
     }
 
+    /// The metric it monitors, if any.
+    pub(crate) fn monitor_name(&self) -> Option<&str> {
+        self.monitor.as_deref()
+    }
+
     /// The directory it saves into, once known (at the start of training).
     pub fn dirpath_resolved(&self) -> Option<&Path> {
         self.resolved_dir.as_deref().or(self.dirpath.as_deref())

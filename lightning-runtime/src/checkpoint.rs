@@ -55,6 +55,9 @@ pub struct Checkpoint {
     pub datamodule: BTreeMap<String, JsonValue>,
     /// What `on_save_checkpoint` hooks added.
     pub extra: BTreeMap<String, JsonValue>,
+    /// Where the fit loop was, for a resume (`None` outside `fit`, and in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loops: Option<crate::resume::LoopProgress>,
     #[serde(skip)]
     pub(crate) weights: Weights,
     #[serde(skip)]
@@ -141,6 +144,7 @@ impl Checkpoint {
             callbacks: BTreeMap::new(),
             datamodule: BTreeMap::new(),
             extra: BTreeMap::new(),
+            loops: None,
             weights: Weights::None,
             optimizer: Blob::default(),
         }

@@ -73,6 +73,8 @@ pub struct Core {
     pub(crate) detect_anomaly: bool,
     /// Whether the warning about a loss that is not finite was given (once per run).
     pub(crate) warned_non_finite: bool,
+    /// Where the fit loop is, for the checkpoints it saves (integers the loop updates).
+    pub(crate) loop_progress: crate::resume::LoopProgress,
 }
 
 impl Core {
@@ -95,6 +97,7 @@ impl Core {
             output: Output::default(),
             detect_anomaly: false,
             warned_non_finite: false,
+            loop_progress: Default::default(),
         }
     }
 

@@ -116,6 +116,13 @@ pub trait DataModule<B> {
         None
     }
 
+    /// Restores what [`state_dict`](Self::state_dict) saved, when a fit resumes from a
+    /// checkpoint. The default ignores it.
+    fn load_state_dict(&mut self, state: serde_json::Value) -> Result<(), Error> {
+        let _ = state;
+        Ok(())
+    }
+
     /// Whether this is a user's datamodule (its calls are traced as `DataModule` hooks), rather
     /// than plain dataloaders or none.
     #[doc(hidden)]
@@ -175,6 +182,9 @@ impl<B, D: DataModule<B> + ?Sized> DataModule<B> for &mut D {
     }
     fn state_dict(&mut self) -> Option<serde_json::Value> {
         (**self).state_dict()
+    }
+    fn load_state_dict(&mut self, state: serde_json::Value) -> Result<(), Error> {
+        (**self).load_state_dict(state)
     }
     fn is_datamodule(&self) -> bool {
         (**self).is_datamodule()

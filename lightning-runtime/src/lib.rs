@@ -22,6 +22,7 @@ pub mod optimization;
 pub mod profiler;
 pub mod progress;
 pub mod report;
+pub mod resume;
 pub mod run_dir;
 mod signals;
 pub mod state;
@@ -55,6 +56,7 @@ pub use optim::{
 pub use optimization::OptimizerClosure;
 pub use profiler::{Profiler, ProfilerChoice};
 pub use progress::ProgressBar;
+pub use resume::{CkptPath, LoopProgress};
 pub use serde_json::Value as JsonValue;
 pub use state::{RunningStage, TrainerFn, TrainerState, TrainerStatus};
 pub use summary::{LayerSummary, Summary, summarize};

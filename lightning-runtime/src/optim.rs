@@ -822,6 +822,99 @@ impl ModuleVisitor for ClipVisitor<'_> {
     }
 }
 
+/// What a resume restores of an optimizer besides burn's record (see [`crate::resume`]).
+impl Optimizer {
+    /// The scheduler's state as JSON: a burn schedule's record (its bytes) and learning rate,
+    /// or a plateau scheduler's counters. Floats are kept as their bits (JSON has no infinity).
+    pub(crate) fn scheduler_state(&self) -> Result<Option<serde_json::Value>, Error> {
+        let Some(scheduler) = &self.scheduler else {
+            return Ok(None);
+        };
+        Ok(Some(match &scheduler.kind {
+            SchedulerKind::Burn { inner, lr } => {
+                let record = inner
+                    .to_record()
+                    .into_bytes()
+                    .map_err(|e| Error::Checkpoint(format!("cannot serialize the scheduler's state: {e}")))?;
+                serde_json::json!({ "record": record.to_vec(), "lr": lr.base().to_bits() })
+            }
+            SchedulerKind::Plateau(plateau) => serde_json::json!({
+                "lr": plateau.lr.to_bits(),
+                "best": plateau.best.to_bits(),
+                "num_bad_epochs": plateau.num_bad_epochs,
+                "cooldown_counter": plateau.cooldown_counter,
+            }),
+        }))
+    }
+
+    /// Restores burn's optimizer state (`bytes`, empty for none), the step count and the
+    /// scheduler's state saved by [`scheduler_state`](Self::scheduler_state).
+    pub(crate) fn restore_state(
+        &mut self,
+        bytes: &[u8],
+        steps: usize,
+        scheduler: Option<&serde_json::Value>,
+    ) -> Result<(), Error> {
+        let bad = |what: &str, why: String| Error::Checkpoint(format!("cannot restore the {what}'s state: {why}"));
+        if !bytes.is_empty() {
+            let record = burn::tensor::Bytes::from_bytes_vec(bytes.to_vec());
+            self.inner = self
+                .inner
+                .clone()
+                .from_bytes(record)
+                .map_err(|e| bad("optimizer", format!("{e} (was it saved with another optimizer?)")))?;
+        }
+        self.steps = steps;
+        let (Some(scheduler), Some(saved)) = (&mut self.scheduler, scheduler) else {
+            if self.scheduler.is_some() != scheduler.is_some() {
+                tracing::warn!(target: "burn_lightning",
+                    "the checkpoint's scheduler state does not match `configure_optimizers` (one has a scheduler, the other not): the scheduler starts afresh");
+            }
+            return Ok(());
+        };
+        let float = |key: &str| {
+            saved
+                .get(key)
+                .and_then(serde_json::Value::as_u64)
+                .map(f64::from_bits)
+                .ok_or_else(|| bad("scheduler", format!("`{key}` is missing")))
+        };
+        let count = |key: &str| {
+            saved
+                .get(key)
+                .and_then(serde_json::Value::as_u64)
+                .map(|n| n as usize)
+                .ok_or_else(|| bad("scheduler", format!("`{key}` is missing")))
+        };
+        match &mut scheduler.kind {
+            SchedulerKind::Burn { inner, lr } => {
+                let record: Vec<u8> = saved
+                    .get("record")
+                    .and_then(|r| serde_json::from_value(r.clone()).ok())
+                    .ok_or_else(|| {
+                        bad(
+                            "scheduler",
+                            "its record is missing (a plateau scheduler's state?)".into(),
+                        )
+                    })?;
+                let record = burn::optim::lr_scheduler::LrSchedulerRecord::from_bytes(
+                    burn::tensor::Bytes::from_bytes_vec(record),
+                )
+                .map_err(|e| bad("scheduler", e.to_string()))?;
+                *inner = inner.clone().load_record(record);
+                *lr = float("lr")?.into();
+            }
+            SchedulerKind::Plateau(plateau) => {
+                plateau.lr = float("lr")?;
+                plateau.best = float("best")?;
+                plateau.num_bad_epochs = count("num_bad_epochs")?;
+                plateau.cooldown_counter = count("cooldown_counter")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,12 @@ use crate::state::{Loop, RunningStage, TrainerFn};
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
-pub(crate) fn fit<M, D>(trainer: &mut Trainer<M>, model: M, data: D) -> Result<M, FitError<M>>
+pub(crate) fn fit<M, D>(
+    trainer: &mut Trainer<M>,
+    model: M,
+    data: D,
+    resume: Option<&crate::checkpoint::Checkpoint>,
+) -> Result<M, FitError<M>>
 where
     M: TrainingStep + ConfigureOptimizers,
     D: DataModule<M::Batch>,
@@ -40,7 +45,7 @@ where
         // The module trains on the autodiff device; parameters not yet initialized are
         // initialized there, from the seeded generator.
         run.module = run.module.clone().fork(&run.train_device).train();
-        fit_loop(&mut run, &mut total_batches)
+        fit_loop(&mut run, &mut total_batches, resume)
     }));
     let state = &run.core.state;
     trainer.progress.current_epoch = state.current_epoch;
@@ -90,17 +95,29 @@ where
     }
 }
 
-fn fit_loop<M, D>(run: &mut Run<'_, M, D>, total_batches: &mut usize) -> Result<(), Error>
+fn fit_loop<M, D>(
+    run: &mut Run<'_, M, D>,
+    total_batches: &mut usize,
+    resume: Option<&crate::checkpoint::Checkpoint>,
+) -> Result<(), Error>
 where
     M: TrainingStep + ConfigureOptimizers,
     D: DataModule<M::Batch>,
 {
     run.setup()?;
+    if let Some(checkpoint) = resume {
+        super::restore::restore_modules_and_callbacks(run, checkpoint)?;
+    }
     let config = hook!(run.configure_optimizers()).ok_or(Error::Hook {
         hook: "configure_optimizers",
         message: "it returned no optimizer".into(),
     })?;
     run.optimizer = Some(config.build()?);
+    // The training dataloader's `iter()` calls of the epochs the checkpoint completed.
+    let replayed_epochs = match resume {
+        Some(checkpoint) => super::restore::restore_training_state(run, checkpoint, total_batches)?,
+        None => 0,
+    };
     run.sync_learning_rates();
     run.create_log_dir()?;
     hook!(run.on_fit_start());
@@ -116,7 +133,8 @@ where
             && run.cfg.val_check_interval == ValCheckInterval::Fraction(1.0));
     let mut val_loader: Option<Option<Loader<M::Batch>>> = None;
 
-    if validates && run.cfg.num_sanity_val_steps > 0 {
+    // Lightning skips the sanity check when it restores a fit.
+    if validates && run.cfg.num_sanity_val_steps > 0 && resume.is_none() {
         run.core.state.stage = RunningStage::SanityChecking;
         hook!(run.on_sanity_check_start());
         let device = run.eval_device.clone();
@@ -151,6 +169,12 @@ where
     if let Some(train_loader) = train_loader
         && !fit_done(run)
     {
+        // burn's shuffling loaders draw a new order at every `iter()`: the calls of the epochs
+        // the checkpoint completed are replayed (drawing the orders, loading nothing) so that
+        // the resumed epoch sees the order it had.
+        for _ in 0..replayed_epochs {
+            drop(train_loader.iter());
+        }
         if val_loader.is_none() && validates_epoch(run) {
             let device = run.eval_device.clone();
             val_loader = Some(run.loader(Loop::Validation, &device)?);
@@ -217,6 +241,14 @@ where
     let accumulate = run.cfg.accumulate_grad_batches.factor(run.core.state.current_epoch);
     let mut window = (accumulate > 1).then(AccumulationWindow::default);
     let mut reached_last_batch = false;
+    // A mid-epoch resume continues after the batches the checkpoint completed; skipping them
+    // loads them (a loader cannot seek).
+    let resumed_batches = std::mem::take(&mut run.core.loop_progress.batches_done);
+    while batch_idx < resumed_batches {
+        let Some(next) = batches.next_batch()? else { break };
+        reached_last_batch = next.is_last;
+        batch_idx += 1;
+    }
     while let Some(next) = batches.next_batch()? {
         run.core.state.batch_idx = batch_idx;
         run.core.batch_size = next.size;
@@ -225,6 +257,7 @@ where
             val_every = Some(val_check_batches(run, batches.planned())?);
         }
         *total_batches += 1;
+        run.core.loop_progress.total_batches = *total_batches;
         // Lightning's `should_update_logs`, as hooks see it during the batch.
         run.core.logs_this_step =
             (run.batches_that_stepped + 1).is_multiple_of(run.cfg.log_every_n_steps) || run.core.state.should_stop;
@@ -276,6 +309,8 @@ where
     }
 
     run.core.metrics.end_epoch(Loop::Train);
+    run.core.loop_progress.epoch_done = true;
+    run.core.loop_progress.batches_that_stepped = run.batches_that_stepped;
     hook!(run.on_train_epoch_end());
     // Plateau schedulers stepped by epoch follow the epoch's values and its validation, when
     // the epoch ran to its last batch (Lightning's `fit_loop.on_advance_end`).
@@ -287,6 +322,8 @@ where
     let step = run.batches_that_stepped.saturating_sub(1);
     run.log_metrics(epoch_values, step)?;
     run.core.state.current_epoch += 1;
+    run.core.loop_progress.epoch_done = false;
+    run.core.loop_progress.batches_done = 0;
     run.core.metrics.start_epoch(Loop::Train);
     Ok(())
 }
@@ -378,6 +415,7 @@ where
 {
     let device = run.train_device.clone();
     let batch = run.transfer(batch, &device)?;
+    let steps_before = run.core.state.global_step;
     let control = hook!(run.on_train_batch_start(&batch, batch_idx));
     if control == BatchControl::StopEpoch {
         return Ok(control);
@@ -395,6 +433,10 @@ where
             Optimization::Manual => manual_step(run, batch, batch_idx)?,
         }
     };
+    // Where a checkpoint saved from `on_train_batch_end` resumes: after this batch.
+    let progress = &mut run.core.loop_progress;
+    progress.batches_done = batch_idx + 1;
+    progress.batches_that_stepped = run.batches_that_stepped + usize::from(run.core.state.global_step > steps_before);
     if let Some(batch) = &kept {
         hook!(run.on_train_batch_end(output.as_ref(), batch, batch_idx));
     }

@@ -5,6 +5,7 @@ mod batches;
 mod checkpoint_writer;
 mod evaluate;
 mod fit;
+mod restore;
 mod run;
 
 use crate::callbacks::{EarlyStopping, ModelCheckpoint};
@@ -15,6 +16,7 @@ use crate::hooks::{
 use crate::loggers::Logger;
 use crate::logging::Metrics;
 use crate::optim::{GradientAccumulationScheduler, GradientClip};
+use crate::resume::CkptPath;
 use crate::state::Loop;
 use crate::{Device, Error};
 use std::path::{Path, PathBuf};
@@ -657,7 +659,7 @@ impl<M: LightningModule> Trainer<M> {
         M: TrainingStep + ConfigureOptimizers,
         D: DataModule<M::Batch>,
     {
-        let result = fit::fit(self, model, data);
+        let result = fit::fit(self, model, data, None);
         if let Err(FitError {
             error: Error::Interrupted { signal, .. },
             ..
@@ -666,6 +668,95 @@ impl<M: LightningModule> Trainer<M> {
             self.exit_after_signal(*signal);
         }
         result
+    }
+
+    /// Lightning's `trainer.fit(model, datamodule, ckpt_path=...)`: resumes the fit saved in a
+    /// checkpoint, a path or [`CkptPath::Last`] / [`CkptPath::Best`] (`"last"` / `"best"`).
+    ///
+    /// Restores, in Lightning's order: the module's `on_load_checkpoint` and its weights, the
+    /// datamodule's state (`load_state_dict`), the callbacks' `on_load_checkpoint` and states
+    /// (by state key), then, after `configure_optimizers`, the optimizer's and scheduler's
+    /// states, `current_epoch`, `global_step` and the logging step. The sanity check is
+    /// skipped. A checkpoint saved inside an epoch (`every_n_train_steps`) continues at the
+    /// next batch with the same data order, which Lightning does not do (it restarts the
+    /// epoch's data): the completed epochs' shuffles are drawn again and the batches already
+    /// seen are loaded and skipped. What ran after the saved batch's `on_train_batch_end` (a
+    /// validation due then, its step's logging) is not run again. The device's random
+    /// generator cannot be read back from burn, so it is not restored: dropout masks after a
+    /// resume differ from an uninterrupted run's.
+    ///
+    /// A missing file, weights of another module, or `Best` without a monitored
+    /// `ModelCheckpoint` are errors naming what is wrong.
+    pub fn fit_from<D>(&mut self, model: M, data: D, ckpt_path: impl Into<CkptPath>) -> Result<M, FitError<M>>
+    where
+        M: TrainingStep + ConfigureOptimizers,
+        D: DataModule<M::Batch>,
+    {
+        let checkpoint = match self.load_checkpoint(&ckpt_path.into()) {
+            Ok(checkpoint) => checkpoint,
+            Err(error) => return Err(FitError { model, error }),
+        };
+        let result = fit::fit(self, model, data, Some(&checkpoint));
+        if let Err(FitError {
+            error: Error::Interrupted { signal, .. },
+            ..
+        }) = &result
+        {
+            self.exit_after_signal(*signal);
+        }
+        result
+    }
+
+    /// The checkpoint `ckpt_path` names, read.
+    fn load_checkpoint(&self, ckpt_path: &CkptPath) -> Result<crate::checkpoint::Checkpoint, Error> {
+        let path = ckpt_path.resolve(&self.checkpoint_callbacks(), self.progress.log_dir.as_deref())?;
+        crate::checkpoint::Checkpoint::load(&path)
+    }
+
+    /// Loads the weights of the checkpoint `ckpt_path` names into `model` (after its
+    /// `on_load_checkpoint`), as Lightning's `validate`/`test`/`predict` with `ckpt_path` do.
+    fn load_weights(&self, model: &mut M, ckpt_path: CkptPath) -> Result<(), Error> {
+        let checkpoint = self.load_checkpoint(&ckpt_path)?;
+        *model = checkpoint.load_into(model.clone())?;
+        Ok(())
+    }
+
+    /// [`validate`](Self::validate) with the weights of a checkpoint (Lightning's
+    /// `trainer.validate(model, ckpt_path=...)`); they stay in `model`.
+    pub fn validate_from<D>(&mut self, model: &mut M, data: D, ckpt_path: impl Into<CkptPath>) -> Result<Metrics, Error>
+    where
+        M: ValidationStep,
+        D: DataModule<M::Batch>,
+    {
+        self.load_weights(model, ckpt_path.into())?;
+        self.validate(model, data)
+    }
+
+    /// [`test`](Self::test) with the weights of a checkpoint (Lightning's
+    /// `trainer.test(model, ckpt_path=...)`); they stay in `model`.
+    pub fn test_from<D>(&mut self, model: &mut M, data: D, ckpt_path: impl Into<CkptPath>) -> Result<Metrics, Error>
+    where
+        M: TestStep,
+        D: DataModule<M::Batch>,
+    {
+        self.load_weights(model, ckpt_path.into())?;
+        self.test(model, data)
+    }
+
+    /// [`predict`](Self::predict) with the weights of a checkpoint (Lightning's
+    /// `trainer.predict(model, ckpt_path=...)`); they stay in `model`.
+    pub fn predict_from<D>(
+        &mut self,
+        model: &mut M,
+        data: D,
+        ckpt_path: impl Into<CkptPath>,
+    ) -> Result<Vec<M::Prediction>, Error>
+    where
+        M: PredictStep,
+        D: DataModule<M::Batch>,
+    {
+        self.load_weights(model, ckpt_path.into())?;
+        self.predict(model, data)
     }
 
     /// After a run a signal stopped, and cleaned up after: exits as the signal would have

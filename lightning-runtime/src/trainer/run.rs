@@ -581,6 +581,9 @@ impl<D> CheckpointSink<'_, D> {
         let hparams = serde_json::to_value(module.hparams())
             .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
         let mut checkpoint = Checkpoint::new(core.state.current_epoch, core.state.global_step, hparams);
+        if core.state.function == TrainerFn::Fitting {
+            checkpoint.loops = Some(super::restore::loop_progress(core, self.optimizer)?);
+        }
         for callback in callbacks.iter_mut() {
             let key = callback.state_key();
             let state = {

@@ -1,0 +1,83 @@
+//! Restoring a fit from a checkpoint, in Lightning's order (`_CheckpointConnector`): the module's
+//! `on_load_checkpoint` and its weights, the datamodule's state, the callbacks'
+//! `on_load_checkpoint` and states (before `configure_optimizers`); then the optimizer's and
+//! scheduler's states and the loops' progress (after it).
+
+use super::run::Run;
+use crate::Error;
+use crate::checkpoint::Checkpoint;
+use crate::context::HookContext;
+use crate::data::DataModule;
+use crate::hooks::{Hook, LightningModule, dispatch};
+
+/// The module's `on_load_checkpoint` and weights, the datamodule's and the callbacks' states.
+pub(crate) fn restore_modules_and_callbacks<M, D>(run: &mut Run<'_, M, D>, checkpoint: &Checkpoint) -> Result<(), Error>
+where
+    M: LightningModule,
+    D: DataModule<M::Batch>,
+{
+    dispatch::on_load_checkpoint(&mut run.module, &mut [], &mut run.core, &mut (), checkpoint)?;
+    // The saved parameter ids come with the weights, so the optimizer's state (keyed by them)
+    // applies to this module.
+    run.module = checkpoint.restore_module(run.module.clone()).map_err(|e| match e {
+        Error::Checkpoint(why) => Error::Checkpoint(format!("cannot resume: {why} (a checkpoint of another module?)")),
+        other => other,
+    })?;
+    let name = run.data.name();
+    if let Some(state) = checkpoint.datamodule.get(name.as_ref()) {
+        run.data.load_state_dict(state.clone())?;
+    }
+    for callback in run.callbacks.iter_mut() {
+        let mut cx = HookContext::new(&mut run.core, Hook::OnLoadCheckpoint);
+        callback.on_load_checkpoint(&mut run.module, checkpoint, &mut cx);
+        run.core.take_error()?;
+    }
+    for callback in run.callbacks.iter_mut() {
+        let key = callback.state_key();
+        if let Some(state) = checkpoint.callbacks.get(key.as_ref()) {
+            callback.load_state_dict(state.clone())?;
+        }
+    }
+    Ok(())
+}
+
+/// The optimizer's and scheduler's states and the loops' progress. Returns how many calls of the
+/// training dataloader's `iter()` the completed epochs made (to replay them: burn's shuffling
+/// loaders draw a new order at each call).
+pub(crate) fn restore_training_state<M, D>(
+    run: &mut Run<'_, M, D>,
+    checkpoint: &Checkpoint,
+    total_batches: &mut usize,
+) -> Result<usize, Error>
+where
+    M: LightningModule,
+    D: DataModule<M::Batch>,
+{
+    let loops = checkpoint.loops.clone().unwrap_or_default();
+    if let Some(optimizer) = run.optimizer.as_mut() {
+        optimizer.restore_state(&checkpoint.optimizer, loops.optimizer_steps, loops.scheduler.as_ref())?;
+    }
+    run.sync_learning_rates();
+    let state = &mut run.core.state;
+    state.global_step = checkpoint.global_step;
+    run.batches_that_stepped = loops.batches_that_stepped;
+    *total_batches = loops.total_batches;
+    // An epoch that ran to its end resumes at the next one; otherwise at the next batch of it.
+    state.current_epoch = checkpoint.epoch + usize::from(loops.epoch_done);
+    run.core.loop_progress.batches_done = if loops.epoch_done { 0 } else { loops.batches_done };
+    Ok(checkpoint.epoch + usize::from(loops.epoch_done))
+}
+
+/// The loop progress for a checkpoint being saved during `fit`, with the optimizer's steps and
+/// the scheduler's state.
+pub(crate) fn loop_progress(
+    core: &crate::context::Core,
+    optimizer: Option<&crate::optim::Optimizer>,
+) -> Result<crate::resume::LoopProgress, Error> {
+    let mut progress = core.loop_progress.clone();
+    if let Some(optimizer) = optimizer {
+        progress.optimizer_steps = optimizer.steps();
+        progress.scheduler = optimizer.scheduler_state()?;
+    }
+    Ok(progress)
+}
