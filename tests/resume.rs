@@ -220,3 +220,205 @@ fn what_cannot_be_resumed_is_an_error_naming_it() {
         "{shapes}"
     );
 }
+
+#[test]
+fn save_checkpoint_after_a_fit_resumes_at_the_next_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (expected, _) = uninterrupted(&dir.path().join("full"));
+    let mut trainer = Trainer::builder()
+        .default_root_dir(dir.path().join("first"))
+        .enable_progress_bar(false)
+        .enable_model_summary(false)
+        .seed(7)
+        .max_epochs(1)
+        .build()
+        .unwrap();
+    let mut model = trainer.fit(Net::new(), data()).unwrap();
+    let path = dir.path().join("saved.ckpt");
+    trainer.save_checkpoint(&mut model, &path).unwrap();
+    let saved = Checkpoint::load(&path).unwrap();
+    assert_eq!((saved.epoch, saved.global_step), (1, 4));
+    assert!(saved.has_optimizer_state());
+
+    let (weights, trainer, _) = resumed(&dir.path().join("second"), &path);
+    assert_eq!(weights, expected);
+    assert_eq!(trainer.global_step(), 12);
+}
+
+/// Counts its calls; its state is the count, restored on resume.
+#[derive(Default)]
+struct Counter {
+    batches: u64,
+    sanity_checks: Arc<Mutex<usize>>,
+}
+
+impl Callback<Net> for Counter {
+    fn on_train_batch_end(
+        &mut self,
+        _module: &mut Net,
+        _outputs: Option<&StepOutput>,
+        _batch: &Pair,
+        _batch_idx: usize,
+        _cx: &mut StepContext<'_>,
+    ) {
+        self.batches += 1;
+    }
+    fn on_sanity_check_start(&mut self, _module: &mut Net, _cx: &mut HookContext<'_>) {
+        *self.sanity_checks.lock().unwrap() += 1;
+    }
+    fn state_dict(&mut self) -> Option<JsonValue> {
+        Some(serde_json::json!({ "batches": self.batches }))
+    }
+    fn load_state_dict(&mut self, state: JsonValue) -> Result<(), Error> {
+        self.batches = state["batches"].as_u64().unwrap_or_default();
+        Ok(())
+    }
+}
+
+#[test]
+fn callback_states_come_back_and_the_sanity_check_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, checkpoints) = uninterrupted(&dir.path().join("full"));
+    let path = checkpoint_at_step(&checkpoints, 6);
+    let sanity_checks = Arc::new(Mutex::new(0));
+    let mut trainer = Trainer::builder()
+        .default_root_dir(dir.path().join("resumed"))
+        .enable_progress_bar(false)
+        .enable_model_summary(false)
+        .max_epochs(EPOCHS)
+        .callback(Counter {
+            batches: 0,
+            sanity_checks: sanity_checks.clone(),
+        })
+        .build()
+        .unwrap();
+    // The uninterrupted fit saved no `Counter` state: it starts from 0 and counts 6 batches.
+    trainer.fit_from(Net::new(), data(), &path).unwrap();
+    assert_eq!(trainer.callback::<Counter>().unwrap().batches, 6);
+    assert_eq!(*sanity_checks.lock().unwrap(), 0, "no sanity check on resume");
+
+    // Its own checkpoint holds its state, which a resume restores before counting on.
+    let mut model = Net::new();
+    let path = dir.path().join("counted.ckpt");
+    trainer.save_checkpoint(&mut model, &path).unwrap();
+    let mut again = Trainer::builder()
+        .default_root_dir(dir.path().join("again"))
+        .enable_progress_bar(false)
+        .enable_model_summary(false)
+        .max_epochs(EPOCHS + 1)
+        .callback(Counter::default())
+        .build()
+        .unwrap();
+    again.fit_from(Net::new(), data(), &path).unwrap();
+    assert_eq!(again.callback::<Counter>().unwrap().batches, 6 + 4);
+}
+
+/// Set in the child of the kill test: its directory.
+const CHILD_DIR: &str = "BURN_LIGHTNING_RESUME_CHILD_DIR";
+
+/// Slows the child down and writes its step, so that the parent kills it mid-run.
+struct Pace {
+    dir: PathBuf,
+}
+
+impl Callback<Net> for Pace {
+    fn on_train_batch_end(
+        &mut self,
+        _module: &mut Net,
+        _outputs: Option<&StepOutput>,
+        _batch: &Pair,
+        _batch_idx: usize,
+        cx: &mut StepContext<'_>,
+    ) {
+        std::fs::write(self.dir.join("step"), cx.global_step.to_string()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+const KILL_EPOCHS: usize = 6;
+
+fn kill_trainer(root: &Path) -> TrainerBuilder<Net> {
+    Trainer::builder()
+        .default_root_dir(root)
+        .enable_progress_bar(false)
+        .enable_model_summary(false)
+        .seed(7)
+        .max_epochs(KILL_EPOCHS)
+}
+
+/// The child's side: trains with a checkpoint after every step until killed.
+#[test]
+#[ignore = "run by the kill test in a child process"]
+fn child_trains_until_killed() {
+    let dir = PathBuf::from(std::env::var(CHILD_DIR).expect("run by the kill test"));
+    let mut trainer = kill_trainer(&dir)
+        .callback(Pace { dir: dir.clone() })
+        .callback(ModelCheckpoint::new().every_n_train_steps(1).save_last(true))
+        .build()
+        .unwrap();
+    trainer.fit(Net::new(), data()).unwrap();
+}
+
+/// A generator for the kill points: the same every run.
+fn next_random(state: &mut u64) -> u64 {
+    *state = state
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    *state >> 33
+}
+
+#[test]
+fn a_fit_killed_at_a_random_step_resumes_to_the_weights_of_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut full = kill_trainer(&dir.path().join("full")).build().unwrap();
+    let expected = full.fit(Net::new(), data()).unwrap().weights();
+    let steps = KILL_EPOCHS * 4;
+    let mut random = 2026;
+    for trial in 0..3 {
+        let kill_at = 1 + (next_random(&mut random) as usize) % (steps - 2);
+        let root = dir.path().join(format!("trial_{trial}"));
+        std::fs::create_dir_all(&root).unwrap();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["child_trains_until_killed", "--exact", "--ignored", "--nocapture"])
+            .env(CHILD_DIR, &root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        loop {
+            let step: usize = std::fs::read_to_string(root.join("step"))
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            if step >= kill_at {
+                break;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the child ended before step {kill_at}"
+            );
+            assert!(
+                started.elapsed().as_secs() < 120,
+                "the child never reached step {kill_at}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // SIGKILL: nothing runs in the child after this, not even its destructors.
+        assert!(child.try_wait().unwrap().is_none(), "the child is still training");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let last = Checkpoint::load(&root.join("lightning_logs/version_0/checkpoints/last.ckpt")).unwrap();
+        // Checkpoints are written in the background: the newest may be a step behind.
+        assert!(last.global_step < steps, "killed mid-run, at step {}", last.global_step);
+
+        let mut trainer = kill_trainer(&root).build().unwrap();
+        let model = trainer.fit_from(Net::new(), data(), CkptPath::Last).unwrap();
+        assert_eq!(
+            model.weights(),
+            expected,
+            "trial {trial}, killed at step {kill_at} or later"
+        );
+        assert_eq!(trainer.global_step(), steps);
+    }
+}

@@ -23,7 +23,8 @@ pub enum CkptPath {
     /// A checkpoint file.
     Path(PathBuf),
     /// The newest checkpoint: the trainer's `ModelCheckpoint`'s `last_model_path`, else the
-    /// newest `*.ckpt` in the run's `checkpoints` directory.
+    /// newest `*.ckpt` in the run's `checkpoints` directory (for a trainer that has not run yet:
+    /// the newest `<default_root_dir>/lightning_logs/version_N`'s, as after a crash).
     Last,
     /// The trainer's monitored `ModelCheckpoint`'s `best_model_path`.
     Best,
@@ -60,7 +61,12 @@ impl From<&PathBuf> for CkptPath {
 impl CkptPath {
     /// The file this names, from the trainer's checkpoint callbacks and run directory; an error
     /// naming what is missing otherwise.
-    pub(crate) fn resolve(&self, checkpoints: &[&ModelCheckpoint], log_dir: Option<&Path>) -> Result<PathBuf, Error> {
+    pub(crate) fn resolve(
+        &self,
+        checkpoints: &[&ModelCheckpoint],
+        log_dir: Option<&Path>,
+        default_root_dir: &Path,
+    ) -> Result<PathBuf, Error> {
         let path = match self {
             CkptPath::Path(path) => path.clone(),
             CkptPath::Best => {
@@ -85,7 +91,13 @@ impl CkptPath {
             }
             CkptPath::Last => match checkpoints.iter().find_map(|c| c.last_model_path()) {
                 Some(path) => path.to_path_buf(),
-                None => newest_checkpoint(log_dir)?,
+                None => {
+                    let newest_run = log_dir
+                        .is_none()
+                        .then(|| newest_version_dir(default_root_dir))
+                        .flatten();
+                    newest_checkpoint(log_dir.or(newest_run.as_deref()))?
+                }
             },
         };
         if !path.is_file() {
@@ -96,6 +108,20 @@ impl CkptPath {
         }
         Ok(path)
     }
+}
+
+/// The `version_N` with the highest `N` under `<root>/lightning_logs`.
+fn newest_version_dir(root: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(root.join("lightning_logs"))
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let number: usize = name.to_str()?.strip_prefix("version_")?.parse().ok()?;
+            Some((number, entry.path()))
+        })
+        .max_by_key(|(number, _)| *number)
+        .map(|(_, path)| path)
 }
 
 /// The newest `*.ckpt` (by modification time, `last.ckpt` winning ties) in `<log_dir>/checkpoints`.

@@ -86,6 +86,8 @@ where
     trainer.report = std::mem::take(&mut run.report);
     trainer.callback_metrics = run.core.metrics.callback_metrics().into();
     trainer.progress_bar_metrics = run.core.metrics.progress_bar_metrics().into();
+    // For `trainer.save_checkpoint` after the fit.
+    trainer.optimizer = run.optimizer.take();
     match result {
         Ok(()) => Ok(run.module),
         Err(error) => Err(FitError {

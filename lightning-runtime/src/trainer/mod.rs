@@ -547,6 +547,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             progress_bar_metrics: Metrics::default(),
             progress: Progress::default(),
             report: Default::default(),
+            optimizer: None,
         })
     }
 }
@@ -587,6 +588,8 @@ pub struct Trainer<M: LightningModule> {
     progress: Progress,
     /// What was sent to the loggers, for `report.html`.
     report: crate::report::Recorder,
+    /// The optimizer of the last fit, with its state, for [`save_checkpoint`](Self::save_checkpoint).
+    optimizer: Option<crate::optim::Optimizer>,
 }
 
 /// What one `fit` hands to the next on the same trainer, as Lightning's loops keep their
@@ -707,9 +710,22 @@ impl<M: LightningModule> Trainer<M> {
         result
     }
 
+    /// Lightning's `trainer.save_checkpoint(path)`, from outside a hook (after `fit`): writes a
+    /// checkpoint of `model`, the last fit's optimizer and scheduler states, the trainer's
+    /// counters and the callbacks' states, after the `on_save_checkpoint` hooks, atomically.
+    /// [`fit_from`](Self::fit_from) resumes it at the start of the next epoch. The datamodule's
+    /// state is not in it (the trainer does not hold the datamodule after `fit`).
+    pub fn save_checkpoint(&mut self, model: &mut M, path: impl AsRef<Path>) -> Result<(), Error> {
+        restore::save_checkpoint(self, model, path.as_ref())
+    }
+
     /// The checkpoint `ckpt_path` names, read.
     fn load_checkpoint(&self, ckpt_path: &CkptPath) -> Result<crate::checkpoint::Checkpoint, Error> {
-        let path = ckpt_path.resolve(&self.checkpoint_callbacks(), self.progress.log_dir.as_deref())?;
+        let path = ckpt_path.resolve(
+            &self.checkpoint_callbacks(),
+            self.progress.log_dir.as_deref(),
+            &self.config.default_root_dir,
+        )?;
         crate::checkpoint::Checkpoint::load(&path)
     }
 

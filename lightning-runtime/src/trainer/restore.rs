@@ -81,3 +81,36 @@ pub(crate) fn loop_progress(
     }
     Ok(progress)
 }
+
+/// [`Trainer::save_checkpoint`](super::Trainer::save_checkpoint).
+pub(crate) fn save_checkpoint<M: LightningModule>(
+    trainer: &mut super::Trainer<M>,
+    module: &mut M,
+    path: &std::path::Path,
+) -> Result<(), Error> {
+    let hparams = serde_json::to_value(module.hparams())
+        .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
+    let progress = &trainer.progress;
+    let mut checkpoint = Checkpoint::new(progress.current_epoch, progress.global_step, hparams);
+    let device = module.devices().into_iter().next().unwrap_or_default();
+    let mut state = crate::state::TrainerState::new(crate::state::TrainerFn::Fitting, device);
+    state.current_epoch = progress.current_epoch;
+    state.global_step = progress.global_step;
+    state.log_dir = progress.log_dir.clone();
+    let mut core = crate::context::Core::new(state);
+    // Between fits: the next one starts a new epoch.
+    core.loop_progress = crate::resume::LoopProgress {
+        total_batches: progress.total_batches,
+        batches_that_stepped: progress.batches_that_stepped,
+        ..Default::default()
+    };
+    checkpoint.loops = Some(loop_progress(&core, trainer.optimizer.as_ref())?);
+    for callback in trainer.callbacks.iter_mut() {
+        if let Some(state) = callback.state_dict() {
+            checkpoint.callbacks.insert(callback.state_key().into_owned(), state);
+        }
+    }
+    dispatch::on_save_checkpoint(module, &mut trainer.callbacks, &mut core, &mut (), &mut checkpoint)?;
+    let optimizer = trainer.optimizer.as_ref().map(|o| o.module_optimizer().clone());
+    checkpoint.with_payload(module.clone(), optimizer)?.save(path)
+}
