@@ -5,7 +5,7 @@
 
 mod common;
 
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::optim::AdamConfig;
 use burn::optim::lr_scheduler::step::StepLrSchedulerConfig;
 use burn_lightning::prelude::*;
@@ -19,17 +19,26 @@ use std::sync::{Arc, Mutex};
 #[derive(Module, Debug)]
 pub struct Net {
     layer: Linear,
-    /// How many times `on_load_checkpoint` ran.
+    /// The restoring calls, in order (`on_load_checkpoint`, `configure_optimizers`, and the
+    /// `Counter` callback's).
     #[module(skip)]
-    loads: Arc<Mutex<usize>>,
+    events: Arc<Mutex<Vec<&'static str>>>,
 }
 
 impl Net {
     fn new() -> Self {
         Self {
-            layer: LinearConfig::new(32, 2).init(&Device::default()),
-            loads: Arc::default(),
+            // Constant, not drawn from the device's generator, which the tests running in
+            // parallel share.
+            layer: LinearConfig::new(32, 2)
+                .with_initializer(Initializer::Constant { value: 0.01 })
+                .init(&Device::default()),
+            events: Arc::default(),
         }
+    }
+
+    fn events(&self) -> Vec<&'static str> {
+        self.events.lock().unwrap().clone()
     }
 
     fn weights(&self) -> Vec<f32> {
@@ -55,10 +64,11 @@ impl Net {
     }
     #[hook]
     fn on_load_checkpoint(&mut self, _checkpoint: &Checkpoint) {
-        *self.loads.lock().unwrap() += 1;
+        self.events.lock().unwrap().push("module.on_load_checkpoint");
     }
     #[hook]
     fn configure_optimizers(&self) -> OptimizerConfig {
+        self.events.lock().unwrap().push("configure_optimizers");
         OptimizerConfig::new(AdamConfig::new().init(), 0.02).with_scheduler(
             LrSchedulerConfig::new(|lr| StepLrSchedulerConfig::new(lr, 3).with_gamma(0.5).init())
                 .interval(Interval::Step),
@@ -138,7 +148,7 @@ fn a_fit_resumed_at_an_epoch_boundary_ends_with_the_weights_of_an_uninterrupted_
     let (weights, trainer, model) = resumed(&dir.path().join("second"), &last);
     assert_eq!(weights, expected, "resumed and uninterrupted weights differ");
     assert_eq!((trainer.current_epoch(), trainer.global_step()), (EPOCHS, 12));
-    assert_eq!(*model.loads.lock().unwrap(), 1, "on_load_checkpoint ran once");
+    assert_eq!(model.events(), ["module.on_load_checkpoint", "configure_optimizers"]);
 }
 
 #[test]
@@ -207,7 +217,7 @@ fn what_cannot_be_resumed_is_an_error_naming_it() {
     let other = dir.path().join("other.ckpt");
     let wide = Net {
         layer: LinearConfig::new(32, 5).init(&Device::default()),
-        loads: Arc::default(),
+        events: Arc::default(),
     };
     Checkpoint::of_module(&wide).unwrap().save(&other).unwrap();
     let shapes = trainer
@@ -266,6 +276,9 @@ impl Callback<Net> for Counter {
     fn on_sanity_check_start(&mut self, _module: &mut Net, _cx: &mut HookContext<'_>) {
         *self.sanity_checks.lock().unwrap() += 1;
     }
+    fn on_load_checkpoint(&mut self, module: &mut Net, _checkpoint: &Checkpoint, _cx: &mut HookContext<'_>) {
+        module.events.lock().unwrap().push("Counter.on_load_checkpoint");
+    }
     fn state_dict(&mut self) -> Option<JsonValue> {
         Some(serde_json::json!({ "batches": self.batches }))
     }
@@ -309,8 +322,17 @@ fn callback_states_come_back_and_the_sanity_check_is_skipped() {
         .callback(Counter::default())
         .build()
         .unwrap();
-    again.fit_from(Net::new(), data(), &path).unwrap();
+    let model = again.fit_from(Net::new(), data(), &path).unwrap();
     assert_eq!(again.callback::<Counter>().unwrap().batches, 6 + 4);
+    // Lightning's order: the module's hook and weights, the callbacks', then the optimizers.
+    assert_eq!(
+        model.events(),
+        [
+            "module.on_load_checkpoint",
+            "Counter.on_load_checkpoint",
+            "configure_optimizers"
+        ]
+    );
 }
 
 /// Set in the child of the kill test: its directory.
@@ -421,4 +443,50 @@ fn a_fit_killed_at_a_random_step_resumes_to_the_weights_of_an_uninterrupted_one(
         );
         assert_eq!(trainer.global_step(), steps);
     }
+}
+
+/// A datamodule whose state (how many training dataloaders it handed out) goes into checkpoints.
+struct Counted {
+    train_loaders: u64,
+}
+
+impl DataModule<Pair> for Counted {
+    fn train_dataloader(&mut self) -> Option<Loader<Pair>> {
+        self.train_loaders += 1;
+        Some(shuffled_pair_loader(16, 4, 11))
+    }
+    fn state_dict(&mut self) -> Option<JsonValue> {
+        Some(serde_json::json!({ "train_loaders": self.train_loaders }))
+    }
+    fn load_state_dict(&mut self, state: JsonValue) -> Result<(), Error> {
+        self.train_loaders = state["train_loaders"].as_u64().unwrap_or_default();
+        Ok(())
+    }
+}
+
+#[test]
+fn the_datamodule_state_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = trainer(&dir.path().join("first"), ModelCheckpoint::new().save_last(true));
+    let mut data = Counted { train_loaders: 0 };
+    trainer.fit(Net::new(), &mut data).unwrap();
+    assert_eq!(data.train_loaders, 1);
+
+    let mut resumed_data = Counted { train_loaders: 0 };
+    let mut resumed = Trainer::builder()
+        .default_root_dir(dir.path().join("second"))
+        .enable_progress_bar(false)
+        .enable_model_summary(false)
+        .max_epochs(EPOCHS + 1)
+        .build()
+        .unwrap();
+    let last = trainer
+        .checkpoint_callback()
+        .unwrap()
+        .last_model_path()
+        .unwrap()
+        .to_path_buf();
+    resumed.fit_from(Net::new(), &mut resumed_data, &last).unwrap();
+    // The saved count, then the resumed fit's own dataloader.
+    assert_eq!(resumed_data.train_loaders, 2);
 }

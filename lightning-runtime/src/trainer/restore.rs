@@ -25,9 +25,14 @@ where
     })?;
     let name = run.data.name();
     if let Some(state) = checkpoint.datamodule.get(name.as_ref()) {
+        let _span = run.data.is_datamodule().then(|| {
+            tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "load_state_dict", by = "datamodule", datamodule = %name).entered()
+        });
         run.data.load_state_dict(state.clone())?;
     }
+    // Lightning: every callback's `on_load_checkpoint`, then every callback's `load_state_dict`.
     for callback in run.callbacks.iter_mut() {
+        let _span = tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "on_load_checkpoint", by = "callback", callback = %callback.name()).entered();
         let mut cx = HookContext::new(&mut run.core, Hook::OnLoadCheckpoint);
         callback.on_load_checkpoint(&mut run.module, checkpoint, &mut cx);
         run.core.take_error()?;
@@ -35,6 +40,7 @@ where
     for callback in run.callbacks.iter_mut() {
         let key = callback.state_key();
         if let Some(state) = checkpoint.callbacks.get(key.as_ref()) {
+            let _span = tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "load_state_dict", by = "callback", callback = %callback.name()).entered();
             callback.load_state_dict(state.clone())?;
         }
     }
