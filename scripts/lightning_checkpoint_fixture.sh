@@ -7,7 +7,7 @@
 #   bash scripts/lightning_checkpoint_fixture.sh              # writes under tests/fixtures/
 #   bash scripts/lightning_checkpoint_fixture.sh out/dir      # writes under out/dir instead
 #
-# It uses the virtual environment .venv-trace/ that scripts/lightning_hook_trace.sh makes (git-ignored;
+# It uses the virtual environment .venv-trace/ that scripts/lightning_venv.sh makes (git-ignored;
 # VENV=dir to put it elsewhere, PYTHON= to pick the interpreter), with torch and pytorch-lightning
 # from PyPI (TORCH_VERSION and LIGHTNING_VERSION override the pins below), then runs
 # scripts/lightning_checkpoint_fixture.py (a few seconds on CPU; no GPU needed). PyPI's Linux torch
@@ -16,25 +16,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="${VENV:-$root/.venv-trace}"
-python="${PYTHON:-python3}"
-torch_version="${TORCH_VERSION:-2.9.0}"
-lightning_version="${LIGHTNING_VERSION:-2.6.6}"
 output_dir="${1:-$root/tests/fixtures}"
-
-if [ ! -x "$venv/bin/python" ]; then
-    "$python" -m venv "$venv"
-fi
-if ! "$venv/bin/python" - "$torch_version" "$lightning_version" 2>/dev/null <<'PY'; then
-import importlib.metadata as metadata
-import sys
-
-torch_version, lightning_version = sys.argv[1:]
-installed = (metadata.version("torch").split("+")[0], metadata.version("pytorch-lightning"))
-sys.exit(0 if installed == (torch_version, lightning_version) else 1)
-PY
-    "$venv/bin/python" -m pip install "torch==$torch_version" "pytorch-lightning==$lightning_version"
-fi
+python="$(bash "$root/scripts/lightning_venv.sh")"
 
 cd "$root"
-"$venv/bin/python" scripts/lightning_checkpoint_fixture.py --output-dir "$output_dir"
+"$python" scripts/lightning_checkpoint_fixture.py --output-dir "$output_dir"

@@ -6,7 +6,7 @@
 #   bash scripts/lightning_hook_trace.sh            # writes tests/data/lightning_hook_entry_order.txt
 #   bash scripts/lightning_hook_trace.sh out.txt    # writes out.txt instead
 #
-# It makes the virtual environment .venv-trace/ (git-ignored; VENV=dir to put it elsewhere, PYTHON=
+# It makes the virtual environment .venv-trace/ with scripts/lightning_venv.sh (git-ignored; VENV=dir to put it elsewhere, PYTHON=
 # to pick the interpreter) with torch and pytorch-lightning from PyPI (TORCH_VERSION and
 # LIGHTNING_VERSION override the pins below), then runs scripts/lightning_hook_trace.py (about 5 s
 # on CPU; no GPU needed). PyPI's Linux torch wheel is the CUDA build, and it does not import without
@@ -16,26 +16,9 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="${VENV:-$root/.venv-trace}"
-python="${PYTHON:-python3}"
-torch_version="${TORCH_VERSION:-2.9.0}"
-lightning_version="${LIGHTNING_VERSION:-2.6.6}"
 output="${1:-$root/tests/data/lightning_hook_entry_order.txt}"
-
-if [ ! -x "$venv/bin/python" ]; then
-    "$python" -m venv "$venv"
-fi
-if ! "$venv/bin/python" - "$torch_version" "$lightning_version" 2>/dev/null <<'PY'; then
-import importlib.metadata as metadata
-import sys
-
-torch_version, lightning_version = sys.argv[1:]
-installed = (metadata.version("torch").split("+")[0], metadata.version("pytorch-lightning"))
-sys.exit(0 if installed == (torch_version, lightning_version) else 1)
-PY
-    "$venv/bin/python" -m pip install "torch==$torch_version" "pytorch-lightning==$lightning_version"
-fi
+python="$(bash "$root/scripts/lightning_venv.sh")"
 
 cd "$root"
-"$venv/bin/python" scripts/lightning_hook_trace.py --output "$output" --command "bash scripts/lightning_hook_trace.sh"
+"$python" scripts/lightning_hook_trace.py --output "$output" --command "bash scripts/lightning_hook_trace.sh"
 echo "wrote $output" >&2
