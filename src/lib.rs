@@ -54,14 +54,15 @@ pub use burn_lightning_runtime::*;
 /// generic `impl<M: LightningModule> Callback<M>` and the trainer's builder.
 pub mod prelude {
     pub use crate::{
-        BatchControl, Callback, CallbackRole, Callbacks, Checkpoint, CkptPath, ClipAlgorithm, CsvLogger, DataModule,
-        EarlyStopping, EarlyStoppingReason, EpochContext, EpochLogOptions, EpochSummary, Error, FitError, GradientClip,
-        GradientNormMonitor, Gradients, HasHparams, Hook, HookContext, Interval, JsonValue, LearningRateMonitor,
-        LightningModule, Limit, LoadFromCheckpoint, LoadOptions, Loader, Loaders, LogOptions, Logger,
-        LrSchedulerConfig, Metrics, Mode, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, Optimizer,
-        OptimizerClosure, OptimizerConfig, Profiler, ProgressBar, Reduce, ReduceLrOnPlateau, RunningStage, SaveLast,
-        Scheduler, Stage, StepContext, StepOutput, TensorBoardLogger, Timer, Trainer, TrainerBuilder, TrainerFn,
-        TrainerState, TrainerStatus, ValCheckInterval, grad_norm, hook, lightning_module, seed_everything, summarize,
+        BatchControl, Callback, CallbackRole, Callbacks, Checkpoint, CkptPath, ClipAlgorithm, ConfiguredOptimizers,
+        CsvLogger, DataModule, EarlyStopping, EarlyStoppingReason, EpochContext, EpochLogOptions, EpochSummary, Error,
+        FitError, GradientClip, GradientNormMonitor, Gradients, HasHparams, Hook, HookContext, Interval, JsonValue,
+        LearningRateMonitor, LightningModule, Limit, LoadFromCheckpoint, LoadOptions, Loader, Loaders, LogOptions,
+        Logger, LrSchedulerConfig, Metrics, Mode, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, Optimizer,
+        OptimizerClosure, OptimizerConfig, OptimizerHandle, Profiler, ProgressBar, Reduce, ReduceLrOnPlateau,
+        RunningStage, SaveLast, Scheduler, Stage, StepContext, StepOutput, TensorBoardLogger, Timer, Trainer,
+        TrainerBuilder, TrainerFn, TrainerState, TrainerStatus, ValCheckInterval, grad_norm, hook, lightning_module,
+        seed_everything, summarize,
     };
     pub use burn_lightning_runtime::burn::prelude::*;
 }

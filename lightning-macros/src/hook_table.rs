@@ -323,9 +323,9 @@ pub const HOOKS: &[HookSpec] = &[
         .params(&[("stage", "rt::Stage")]),
     hook("configure_model", Setup, "Builds layers late, after `setup`; must be idempotent.")
         .module_only(),
-    hook("configure_optimizers", Setup, "Returns the optimizer, its learning rate and an optional scheduler. Required by `Trainer::fit`.")
-        .returns("::core::option::Option<rt::OptimizerConfig>", "::core::option::Option::None")
-        .convert("rt::IntoOptimizerConfig", "::core::option::Option::Some(rt::IntoOptimizerConfig::into_optimizer_config($v))")
+    hook("configure_optimizers", Setup, "Returns the optimizer (`OptimizerConfig`: learning rate, optional scheduler), or several as a tuple or array under manual optimization. Required by `Trainer::fit`.")
+        .returns("::core::option::Option<::std::vec::Vec<rt::OptimizerConfig>>", "::core::option::Option::None")
+        .convert("rt::IntoOptimizerConfig", "::core::option::Option::Some(rt::IntoOptimizerConfig::into_optimizer_configs($v))")
         .module_only()
         .marker(&CONFIGURE_OPTIMIZERS),
     hook("on_fit_start", Fit, "Called at the very beginning of fit, after the optimizers are configured."),

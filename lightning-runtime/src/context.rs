@@ -6,7 +6,7 @@
 use crate::Error;
 use crate::hooks::{Hook, LightningModule};
 use crate::logging::{EpochLogOptions, LogOptions, LogValue, MetricStore, MetricValue};
-use crate::optim::{LearningRate, Optimizer, Scheduler};
+use crate::optim::{LearningRate, Optimizer, OptimizerHandle, Scheduler};
 use crate::progress::Output;
 use crate::state::Loop;
 use crate::state::TrainerState;
@@ -301,8 +301,24 @@ impl<'a> EpochContext<'a> {
 /// The optimizer and callbacks a manual `training_step` drives, type-erased so that one
 /// [`StepContext`] type serves every module.
 pub(crate) struct ManualParts<'a> {
+    /// The first optimizer.
     pub(crate) optimizer: &'a mut Optimizer,
+    /// The optimizers after the first (several optimizers).
+    pub(crate) more: &'a mut [Optimizer],
     pub(crate) callbacks: &'a mut dyn Any,
+    /// The optimizer `toggle_optimizer` chose: `manual_backward` keeps only its gradients.
+    pub(crate) toggled: Option<usize>,
+}
+
+impl ManualParts<'_> {
+    /// The optimizer at `index` in what `configure_optimizers` returned.
+    pub(crate) fn optimizer_at(&mut self, index: usize) -> Option<&mut Optimizer> {
+        optimizer_in(self.optimizer, self.more, index)
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        1 + self.more.len()
+    }
 }
 
 /// Context of step-level hooks (`training_step`, `validation_step`, batch start/end, the
@@ -387,11 +403,86 @@ impl<'a> StepContext<'a> {
         self.manual.as_mut().map(|m| &mut *m.optimizer)
     }
 
-    /// Manual optimization: the scheduler `configure_optimizers` set, to step by hand (Lightning's
-    /// `self.lr_schedulers()`; the trainer steps no scheduler under manual optimization). A
-    /// plateau scheduler steps with `step_on(value)`.
+    /// Manual optimization: the scheduler `configure_optimizers` set (of the first optimizer),
+    /// to step by hand (Lightning's `self.lr_schedulers()`; the trainer steps no scheduler under
+    /// manual optimization). A plateau scheduler steps with `step_on(value)`.
     pub fn lr_scheduler(&mut self) -> Option<&mut Scheduler> {
         self.optimizer_mut().and_then(Optimizer::scheduler_mut)
+    }
+
+    /// Manual optimization: the optimizer a handle of `self.optimizers()` names, to read or
+    /// change; `None` outside a manual `training_step`, or for a handle of another module.
+    pub fn optimizer_at(&mut self, handle: OptimizerHandle) -> Option<&mut Optimizer> {
+        self.manual.as_mut().and_then(|m| m.optimizer_at(handle.index))
+    }
+
+    /// Manual optimization: the scheduler of the optimizer `handle` names, to step by hand
+    /// (Lightning's `sch_g, sch_d = self.lr_schedulers()`).
+    pub fn lr_scheduler_of(&mut self, handle: OptimizerHandle) -> Option<&mut Scheduler> {
+        self.optimizer_at(handle).and_then(Optimizer::scheduler_mut)
+    }
+
+    /// Manual optimization: every optimizer's scheduler, in the order of `configure_optimizers`
+    /// (optimizers without one are skipped), to step by hand (Lightning's `self.lr_schedulers()`).
+    pub fn lr_schedulers(&mut self) -> impl Iterator<Item = &mut Scheduler> {
+        self.manual
+            .as_mut()
+            .into_iter()
+            .flat_map(|m| std::iter::once(&mut *m.optimizer).chain(m.more.iter_mut()))
+            .filter_map(Optimizer::scheduler_mut)
+    }
+
+    /// Manual optimization: from now until [`untoggle_optimizer`](Self::untoggle_optimizer) or
+    /// the end of `training_step`, `manual_backward` returns only the gradients of the
+    /// parameters `handle`'s optimizer updates (Lightning's `toggle_optimizer`). burn's autodiff
+    /// still computes the others (the loss flows through them), but they are dropped before the
+    /// backward hooks see them and cannot reach another optimizer's step.
+    pub fn toggle_optimizer(&mut self, handle: OptimizerHandle) {
+        match self.manual.as_mut() {
+            Some(manual) if handle.index < manual.count() => manual.toggled = Some(handle.index),
+            Some(manual) => {
+                let count = manual.count();
+                self.core
+                    .defer_error(no_such_optimizer("toggle_optimizer", handle, count));
+            }
+            None => self.core.defer_error(Error::Hook {
+                hook: "training_step",
+                message: "`toggle_optimizer` can only be called inside a manual `training_step`".into(),
+            }),
+        }
+    }
+
+    /// Manual optimization: `manual_backward` returns the gradients of every parameter again
+    /// (Lightning's `untoggle_optimizer`).
+    pub fn untoggle_optimizer(&mut self, handle: OptimizerHandle) {
+        if let Some(manual) = self.manual.as_mut()
+            && manual.toggled == Some(handle.index)
+        {
+            manual.toggled = None;
+        }
+    }
+}
+
+/// The optimizer at `index`, of the first one and those after it (borrows only these fields).
+pub(crate) fn optimizer_in<'a>(
+    first: &'a mut Optimizer,
+    more: &'a mut [Optimizer],
+    index: usize,
+) -> Option<&'a mut Optimizer> {
+    match index {
+        0 => Some(first),
+        i => more.get_mut(i - 1),
+    }
+}
+
+/// A handle that names no optimizer of this run.
+pub(crate) fn no_such_optimizer(what: &str, handle: OptimizerHandle, count: usize) -> Error {
+    Error::Hook {
+        hook: "training_step",
+        message: format!(
+            "`{what}` got the handle of optimizer {}, but `configure_optimizers` returned {count}; use the handles of `self.optimizers()`",
+            handle.index
+        ),
     }
 }
 

@@ -108,6 +108,17 @@ pub mod codegen {
         result.into_hook_result()
     }
 
+    /// The conversion of an automatic module's `configure_optimizers`: several optimizers fail
+    /// to compile there, with `AutomaticOptimizers`' message (use manual optimization).
+    #[inline]
+    pub fn automatic_optimizer_configs<C>(config: C) -> Vec<crate::OptimizerConfig>
+    where
+        C: crate::IntoOptimizerConfig,
+        C::Count: crate::AutomaticOptimizers,
+    {
+        config.into_optimizer_configs()
+    }
+
     /// Fails to compile, with `HparamValue`'s message, when `T` is not a hyperparameter value.
     pub fn assert_hparam_value<T: HparamValue>() {}
 

@@ -50,8 +50,9 @@ pub use loggers::{CsvLogger, Logger, LoggerDir, TensorBoardLogger, Version};
 pub use logging::{EpochLogOptions, LogOptions, LogValue, MetricValue, Metrics, Reduce};
 pub use monitors::{GradientNormMonitor, LearningRateMonitor, grad_norm};
 pub use optim::{
-    GradientAccumulationScheduler, GradientClip, Gradients, Interval, IntoOptimizerConfig, LearningRate,
-    LrSchedulerConfig, Optimizer, OptimizerConfig, ReduceLrOnPlateau, Scheduler, ThresholdMode,
+    AutomaticOptimizers, ConfiguredOptimizers, GradientAccumulationScheduler, GradientClip, Gradients, Interval,
+    IntoOptimizerConfig, LearningRate, LrSchedulerConfig, One, OnlyOptimizer, Optimizer, OptimizerConfig,
+    OptimizerHandle, ReduceLrOnPlateau, Scheduler, Several, ThresholdMode,
 };
 pub use optimization::OptimizerClosure;
 pub use profiler::{Profiler, ProfilerChoice};

@@ -70,8 +70,9 @@ impl OptimizerConfig {
         self
     }
 
-    /// The optimizer of the run; errors name `configure_optimizers` and what to change.
-    pub(crate) fn build(self) -> Result<Optimizer, Error> {
+    /// The optimizer of the run at position `index`; errors name `configure_optimizers` and
+    /// what to change.
+    pub(crate) fn build(self, index: usize) -> Result<Optimizer, Error> {
         let scheduler = self.scheduler.map(|config| config.build(self.lr)).transpose()?;
         Ok(Optimizer {
             inner: self.optimizer,
@@ -80,23 +81,206 @@ impl OptimizerConfig {
             params: self.params,
             steps: 0,
             stand_in: None,
+            index,
         })
+    }
+
+    /// The optimizers of the run. Several optimizers must each update their own parameters
+    /// (`for_params`), none shared: a step of one then cannot move another's parameters, so the
+    /// generator's loss cannot update the discriminator. torch allows a parameter in two
+    /// optimizers; this refuses it, on purpose.
+    pub(crate) fn build_all(configs: Vec<OptimizerConfig>) -> Result<Vec<Optimizer>, Error> {
+        let refuse = |message: String| Error::Hook {
+            hook: "configure_optimizers",
+            message,
+        };
+        if configs.is_empty() {
+            return Err(refuse("it returned no optimizer".into()));
+        }
+        if configs.len() > 1 {
+            for (i, config) in configs.iter().enumerate() {
+                let Some(params) = &config.params else {
+                    return Err(refuse(format!(
+                        "optimizer {i} of {} updates every parameter; with several optimizers give each its own \
+                         parameters with `.for_params(&self.part)`, so that stepping one leaves the others' \
+                         parameters alone",
+                        configs.len()
+                    )));
+                };
+                if params.is_empty() {
+                    return Err(refuse(format!(
+                        "optimizer {i} was given no parameters (`for_params` of a sub-module without any)"
+                    )));
+                }
+                if let Some(j) = configs[..i]
+                    .iter()
+                    .position(|other| other.params.as_ref().is_some_and(|o| !o.is_disjoint(params)))
+                {
+                    return Err(refuse(format!(
+                        "optimizers {j} and {i} share parameters; give each optimizer its own sub-modules with \
+                         `for_params`"
+                    )));
+                }
+            }
+        }
+        configs
+            .into_iter()
+            .enumerate()
+            .map(|(index, config)| config.build(index))
+            .collect()
     }
 }
 
-/// What `configure_optimizers` may return.
+/// What `configure_optimizers` may return, in a shape the compiler checks (Lightning's return
+/// forms, section 2.5 of the reference):
+///
+/// - one optimizer, with or without a scheduler: an [`OptimizerConfig`] (its `with_scheduler`
+///   is Lightning's `{"optimizer": .., "lr_scheduler": ..}` dict);
+/// - several optimizers, each with its own parameters ([`OptimizerConfig::for_params`]) and its
+///   own scheduler: a tuple `(OptimizerConfig, OptimizerConfig)` (up to four) or an array
+///   `[OptimizerConfig; N]` (Lightning's `[opt_g, opt_d], [sched_g, sched_d]`). Several
+///   optimizers need manual optimization (`#[lightning_module(manual_optimization)]`); under
+///   automatic optimization they do not compile, as Lightning 2.x refuses them when the fit starts.
+///
+/// [`Handles`](Self::Handles) is what `self.optimizers()` returns in `training_step`: one
+/// [`OptimizerHandle`] per optimizer, in the same shape, so `let (opt_g, opt_d) =
+/// self.optimizers();` has exactly as many handles as there are optimizers.
+///
+/// Lightning lets one optimizer have several schedulers; here each has at most one.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be returned from `configure_optimizers`",
-    label = "return an `OptimizerConfig`",
-    note = "for example `OptimizerConfig::new(AdamConfig::new().init(), 1e-3)`"
+    label = "return an `OptimizerConfig`, or a tuple or array of them",
+    note = "for example `OptimizerConfig::new(AdamConfig::new().init(), 1e-3)`, or `(opt_g, opt_d)` for two optimizers under manual optimization"
 )]
 pub trait IntoOptimizerConfig {
-    fn into_optimizer_config(self) -> OptimizerConfig;
+    /// One [`OptimizerHandle`] per optimizer, in the shape of `Self`.
+    type Handles: Copy;
+    /// [`One`] or [`Several`]: whether automatic optimization can step it.
+    type Count;
+    /// The optimizers' configurations, in order (their handles' indices).
+    fn into_optimizer_configs(self) -> Vec<OptimizerConfig>;
+    /// The handles of the optimizers.
+    fn handles() -> Self::Handles;
 }
 
+/// [`IntoOptimizerConfig::Count`] of a single optimizer.
+pub enum One {}
+/// [`IntoOptimizerConfig::Count`] of several optimizers.
+pub enum Several {}
+
 impl IntoOptimizerConfig for OptimizerConfig {
-    fn into_optimizer_config(self) -> OptimizerConfig {
-        self
+    type Handles = OptimizerHandle;
+    type Count = One;
+    fn into_optimizer_configs(self) -> Vec<OptimizerConfig> {
+        vec![self]
+    }
+    fn handles() -> OptimizerHandle {
+        OptimizerHandle { index: 0 }
+    }
+}
+
+impl IntoOptimizerConfig for (OptimizerConfig, OptimizerConfig) {
+    type Handles = (OptimizerHandle, OptimizerHandle);
+    type Count = Several;
+    fn into_optimizer_configs(self) -> Vec<OptimizerConfig> {
+        vec![self.0, self.1]
+    }
+    fn handles() -> Self::Handles {
+        (OptimizerHandle { index: 0 }, OptimizerHandle { index: 1 })
+    }
+}
+
+impl IntoOptimizerConfig for (OptimizerConfig, OptimizerConfig, OptimizerConfig) {
+    type Handles = (OptimizerHandle, OptimizerHandle, OptimizerHandle);
+    type Count = Several;
+    fn into_optimizer_configs(self) -> Vec<OptimizerConfig> {
+        vec![self.0, self.1, self.2]
+    }
+    fn handles() -> Self::Handles {
+        let [a, b, c] = <[OptimizerConfig; 3]>::handles();
+        (a, b, c)
+    }
+}
+
+impl IntoOptimizerConfig for (OptimizerConfig, OptimizerConfig, OptimizerConfig, OptimizerConfig) {
+    type Handles = (OptimizerHandle, OptimizerHandle, OptimizerHandle, OptimizerHandle);
+    type Count = Several;
+    fn into_optimizer_configs(self) -> Vec<OptimizerConfig> {
+        vec![self.0, self.1, self.2, self.3]
+    }
+    fn handles() -> Self::Handles {
+        let [a, b, c, d] = <[OptimizerConfig; 4]>::handles();
+        (a, b, c, d)
+    }
+}
+
+impl<const N: usize> IntoOptimizerConfig for [OptimizerConfig; N] {
+    type Handles = [OptimizerHandle; N];
+    type Count = Several;
+    fn into_optimizer_configs(self) -> Vec<OptimizerConfig> {
+        self.into()
+    }
+    fn handles() -> [OptimizerHandle; N] {
+        std::array::from_fn(|index| OptimizerHandle { index })
+    }
+}
+
+/// Automatic optimization steps one optimizer: implemented for [`One`] only.
+#[diagnostic::on_unimplemented(
+    message = "`configure_optimizers` returns several optimizers, which automatic optimization cannot step",
+    label = "several optimizers",
+    note = "use manual optimization: write `#[lightning_module(manual_optimization)]` on the impl block, get the handles in `training_step` with `let (opt_g, opt_d) = self.optimizers();` and step each with `opt_g.step(cx, self, grads)` (Lightning 2.x refuses several optimizers under automatic optimization too)"
+)]
+pub trait AutomaticOptimizers {}
+impl AutomaticOptimizers for One {}
+
+/// `cx.optimizer_step` steps the only optimizer: implemented for [`One`] only.
+#[diagnostic::on_unimplemented(
+    message = "`cx.optimizer_step` steps the only optimizer, but `configure_optimizers` returns several",
+    label = "which optimizer?",
+    note = "step each optimizer with its own handle: `let (opt_g, opt_d) = self.optimizers();` then `opt_g.step(cx, self, grads)`; a handle's step updates only that optimizer's parameters"
+)]
+pub trait OnlyOptimizer {}
+impl OnlyOptimizer for One {}
+
+/// The optimizers a module's `configure_optimizers` returns, as a type; implemented by
+/// `#[lightning_module]` for every module. Its [`optimizers`](Self::optimizers)
+/// is Lightning's `self.optimizers()`.
+pub trait ConfiguredOptimizers {
+    /// The return type of `configure_optimizers` (`OptimizerConfig` for a module without one).
+    /// Not bound here: a type that is no [`IntoOptimizerConfig`] is reported once, where
+    /// `configure_optimizers` returns it.
+    type Config;
+
+    /// Handles of the optimizers `configure_optimizers` returns, in its shape (Lightning's
+    /// `self.optimizers()`): `let (opt_g, opt_d) = self.optimizers();` for two. A handle is an
+    /// index: it borrows nothing, and is used with the step's context (`opt_g.step(cx, self, grads)`).
+    fn optimizers(&self) -> <Self::Config as IntoOptimizerConfig>::Handles
+    where
+        Self::Config: IntoOptimizerConfig,
+    {
+        <Self::Config as IntoOptimizerConfig>::handles()
+    }
+}
+
+/// One of the optimizers `configure_optimizers` returned, named by its position (Lightning's
+/// `LightningOptimizer` as `self.optimizers()` returns it). Under manual optimization it steps
+/// that optimizer ([`step`](Self::step)), reads it ([`StepContext::optimizer_at`]) or its
+/// scheduler ([`StepContext::lr_scheduler_of`]), and toggles it
+/// ([`StepContext::toggle_optimizer`]).
+///
+/// [`StepContext::optimizer_at`]: crate::StepContext::optimizer_at
+/// [`StepContext::lr_scheduler_of`]: crate::StepContext::lr_scheduler_of
+/// [`StepContext::toggle_optimizer`]: crate::StepContext::toggle_optimizer
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct OptimizerHandle {
+    pub(crate) index: usize,
+}
+
+impl OptimizerHandle {
+    /// Its position in what `configure_optimizers` returned (0 for the first).
+    pub fn index(self) -> usize {
+        self.index
     }
 }
 
@@ -471,9 +655,43 @@ pub struct Optimizer {
     /// place of the module if burn's optimizer panics while it owns it, so the panic unwinds
     /// (to `on_exception` and the pending checkpoints) instead of aborting.
     stand_in: Option<Box<dyn Any + Send>>,
+    /// Its position in what `configure_optimizers` returned.
+    index: usize,
 }
 
 impl Optimizer {
+    /// Its position in what `configure_optimizers` returned (0 for the first, and for a single
+    /// optimizer): which optimizer `on_before_optimizer_step` is called for.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Whether it updates the parameter `id` (all parameters unless `for_params` was given).
+    pub fn updates(&self, id: ParamId) -> bool {
+        self.params.as_ref().is_none_or(|params| params.contains(&id))
+    }
+
+    /// Keeps only the gradients of the parameters it updates.
+    pub(crate) fn keep_own<M: Module>(&self, module: &M, grads: &mut Gradients) {
+        if let Some(params) = &self.params {
+            module.visit(&mut KeepOnly {
+                grads: &mut grads.params,
+                keep: params,
+            });
+        }
+    }
+
+    /// Whether `grads` holds a gradient for one of its parameters (reads no tensor).
+    pub(crate) fn has_gradient_in<M: Module>(&self, module: &M, grads: &Gradients) -> bool {
+        let mut visitor = AnyGradient {
+            grads: &grads.params,
+            optimizer: self,
+            found: false,
+        };
+        module.visit(&mut visitor);
+        visitor.found
+    }
+
     /// The learning rate the next step uses (of the group matching every parameter).
     pub fn lr(&self) -> f64 {
         self.scheduler.as_ref().map_or(self.lr, Scheduler::lr)
@@ -520,15 +738,10 @@ impl Optimizer {
         &self.inner
     }
 
-    /// Updates `module` with `grads`.
+    /// Updates `module` with `grads`, the parameters it updates only.
     pub(crate) fn apply<M: Module + 'static>(&mut self, module: &mut M, mut grads: Gradients) {
-        if let Some(params) = &self.params {
-            // burn's optimizers leave a parameter without a gradient as it is.
-            module.visit(&mut KeepOnly {
-                grads: &mut grads.params,
-                keep: params,
-            });
-        }
+        // burn's optimizers leave a parameter without a gradient as it is.
+        self.keep_own(module, &mut grads);
         let lr = self.module_lr();
         if !self.stand_in.as_ref().is_some_and(|s| s.is::<M>()) {
             self.stand_in = Some(Box::new(module.clone().map(&mut EmptyTensors)));
@@ -543,6 +756,50 @@ impl Optimizer {
             |m| inner.step(lr, m, grads.params),
         );
         self.steps += 1;
+    }
+}
+
+/// The learning rates of the optimizers after the first (entries `1..` of `rates`, entry 0
+/// being the first optimizer's). Keys as Lightning's `LearningRateMonitor._find_names`: a
+/// scheduler's `name`, else `lr-Optimizer`, the second unnamed one `lr-Optimizer-1`, and so on
+/// (Lightning's `lr-Adam`, `lr-Adam-1`; burn's optimizers are type-erased, so all are `Optimizer`).
+pub(crate) fn sync_more_learning_rates(rates: &mut Vec<LearningRate>, more: &[Optimizer]) {
+    for (i, optimizer) in more.iter().enumerate() {
+        let lr = optimizer.lr();
+        if let Some(rate) = rates.get_mut(i + 1) {
+            rate.lr = lr;
+            continue;
+        }
+        let name = match optimizer.scheduler_name() {
+            Some(name) => name.to_string(),
+            None => {
+                let unnamed_before = rates.iter().filter(|r| r.name.starts_with("lr-Optimizer")).count();
+                match unnamed_before {
+                    0 => "lr-Optimizer".to_string(),
+                    n => format!("lr-Optimizer-{n}"),
+                }
+            }
+        };
+        rates.push(LearningRate {
+            name,
+            lr,
+            interval: optimizer.scheduler().map(Scheduler::interval),
+        });
+    }
+}
+
+/// Whether any of an optimizer's parameters has a gradient.
+struct AnyGradient<'a> {
+    grads: &'a GradientsParams,
+    optimizer: &'a Optimizer,
+    found: bool,
+}
+
+impl ModuleVisitor for AnyGradient<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if !self.found && self.optimizer.updates(param.id) && self.grads.get::<D>(param.id).is_some() {
+            self.found = true;
+        }
     }
 }
 
@@ -580,6 +837,7 @@ impl ModuleMapper for EmptyTensors {
 }
 
 /// The gradients of a module's parameters, as `backward` returns them.
+#[derive(Debug)]
 pub struct Gradients {
     params: GradientsParams,
 }

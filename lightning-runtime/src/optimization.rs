@@ -4,7 +4,9 @@
 
 use crate::context::{Core, StepContext};
 use crate::hooks::{Callbacks, Hook, LightningModule, ManualOptimization, StepOutput, dispatch};
-use crate::optim::{GradientClip, Gradients, Optimizer};
+use crate::optim::{
+    ConfiguredOptimizers, GradientClip, Gradients, IntoOptimizerConfig, OnlyOptimizer, Optimizer, OptimizerHandle,
+};
 use crate::{Callback, Error, Tensor};
 use burn::module::Module;
 use std::any::Any;
@@ -218,9 +220,10 @@ impl<M: LightningModule> Drop for OptimizerClosure<'_, M> {
 
 impl StepContext<'_> {
     /// Manual optimization: back-propagates `loss` with the backward hooks
-    /// (`on_before_backward`, `backward`, `on_after_backward`) and returns the gradients. When
-    /// a hook fails, the rest is skipped, the gradients are empty and `training_step` ends with
-    /// that error once it returns.
+    /// (`on_before_backward`, `backward`, `on_after_backward`, run at every call) and returns the
+    /// gradients; with an optimizer toggled (`toggle_optimizer`), only those of its parameters.
+    /// When a hook fails, the rest is skipped, the gradients are empty and `training_step` ends
+    /// with that error once it returns.
     pub fn manual_backward<M: ManualOptimization>(&mut self, module: &mut M, loss: Tensor<1>) -> Gradients {
         let Some(manual) = self.manual.as_mut() else {
             self.core.defer_error(outside_training_step("manual_backward"));
@@ -235,10 +238,20 @@ impl StepContext<'_> {
             self.core.defer_error(e);
             return Gradients::empty();
         }
+        let toggled = manual
+            .toggled
+            .and_then(|i| crate::context::optimizer_in(manual.optimizer, manual.more, i));
         let callbacks = callbacks_of::<M>(manual.callbacks);
         let core = &mut *self.core;
         let result = dispatch::on_before_backward(module, callbacks, core, &mut (), &loss)
             .and_then(|()| dispatch::backward(module, callbacks, core, &mut (), loss))
+            .map(|mut grads| {
+                // Lightning's toggled optimizer: the other parameters have no gradient.
+                if let Some(optimizer) = &toggled {
+                    optimizer.keep_own(module, &mut grads);
+                }
+                grads
+            })
             .and_then(|grads| check_finite_gradients(core, "manual_backward", module, &grads).map(|()| grads))
             .and_then(|grads| dispatch::on_after_backward(module, callbacks, core, &mut (), &grads).map(|()| grads));
         result.unwrap_or_else(|e| {
@@ -247,26 +260,78 @@ impl StepContext<'_> {
         })
     }
 
-    /// Manual optimization: runs `on_before_optimizer_step` and updates the module's
-    /// parameters with `grads`; counts one step of `global_step`.
-    pub fn optimizer_step<M: ManualOptimization>(&mut self, module: &mut M, grads: Gradients) {
+    /// Manual optimization with one optimizer: runs `on_before_optimizer_step` and updates the
+    /// module's parameters with `grads`; counts one step of `global_step`. With several
+    /// optimizers this does not compile: step each with its handle,
+    /// [`OptimizerHandle::step`].
+    pub fn optimizer_step<M>(&mut self, module: &mut M, grads: Gradients)
+    where
+        M: ManualOptimization + ConfiguredOptimizers<Config: IntoOptimizerConfig<Count: OnlyOptimizer>>,
+    {
+        self.step_optimizer(module, OptimizerHandle { index: 0 }, grads, "optimizer_step");
+    }
+
+    /// Steps the optimizer `handle` names: `on_before_optimizer_step` (with that optimizer), then
+    /// its update of its own parameters; one step of `global_step`.
+    fn step_optimizer<M: ManualOptimization>(
+        &mut self,
+        module: &mut M,
+        handle: OptimizerHandle,
+        grads: Gradients,
+        what: &str,
+    ) {
         let Some(manual) = self.manual.as_mut() else {
-            self.core.defer_error(outside_training_step("optimizer_step"));
+            self.core.defer_error(outside_training_step(what));
             return;
         };
         if self.core.failed() {
             return;
         }
+        let count = manual.count();
         let callbacks = callbacks_of::<M>(manual.callbacks);
-        if let Err(e) =
-            dispatch::on_before_optimizer_step(module, callbacks, self.core, &mut (), manual.optimizer, &grads)
-        {
+        let Some(optimizer) = crate::context::optimizer_in(manual.optimizer, manual.more, handle.index) else {
+            self.core
+                .defer_error(crate::context::no_such_optimizer(what, handle, count));
+            return;
+        };
+        if count > 1 && !grads.is_empty() && !optimizer.has_gradient_in(module, &grads) {
+            // Several optimizers: gradients that hold none of this one's parameters were
+            // computed for another (toggled) optimizer; stepping would silently do nothing.
+            self.core.defer_error(Error::Hook {
+                hook: "training_step",
+                message: format!(
+                    "optimizer {} was stepped with gradients that hold none of its parameters (were they computed \
+                     with another optimizer toggled?); step it with the gradients of a loss of its own parameters",
+                    handle.index
+                ),
+            });
+            return;
+        }
+        if let Err(e) = dispatch::on_before_optimizer_step(module, callbacks, self.core, &mut (), optimizer, &grads) {
             self.core.defer_error(e);
             return;
         }
         let _span = tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = "optimizer_step").entered();
-        manual.optimizer.apply(module, grads);
+        optimizer.apply(module, grads);
+        // Lightning 2.x counts every optimizer's step (`_ManualOptimization._on_after_step`).
         self.core.state.global_step += 1;
+    }
+}
+
+impl OptimizerHandle {
+    /// Manual optimization: steps this optimizer (Lightning's `opt.step()`): runs
+    /// `on_before_optimizer_step` with it, then updates only the parameters it was given
+    /// (`OptimizerConfig::for_params`) with their gradients in `grads`; the other parameters
+    /// keep their weights, bit for bit, whatever `grads` holds for them.
+    ///
+    /// `global_step` counts every step of every optimizer, as Lightning 2.x does: a GAN that
+    /// steps its generator and its discriminator once per batch advances it by 2 per batch (so
+    /// `max_steps` and `log_every_n_steps` count optimizer steps too).
+    ///
+    /// Stepping with gradients that hold none of this optimizer's parameters (computed while
+    /// another optimizer was toggled) ends the run with an error, rather than doing nothing.
+    pub fn step<M: ManualOptimization>(self, cx: &mut StepContext<'_>, module: &mut M, grads: Gradients) {
+        cx.step_optimizer(module, self, grads, "step");
     }
 }
 

@@ -77,6 +77,7 @@ pub fn expand(module: &mut ModuleImpl, valid: &[bool]) -> TokenStream {
     let methods = forwarded().map(|hook| forward(hook, self_ty, module.mode, &rt));
 
     let markers = markers(module);
+    let configured = configured_optimizers(module);
 
     quote! {
         const _: () = {
@@ -95,8 +96,47 @@ pub fn expand(module: &mut ModuleImpl, valid: &[bool]) -> TokenStream {
             }
 
             #markers
+            #configured
         };
     }
+}
+
+/// `ConfiguredOptimizers`: the return type of `configure_optimizers` as the module's optimizers
+/// (what `self.optimizers()` returns handles for, what `cx.optimizer_step` checks), at the
+/// user's return type.
+fn configured_optimizers(module: &ModuleImpl) -> TokenStream {
+    let rt = private_path(&module.krate);
+    let self_ty = &module.item.self_ty;
+    let (impl_generics, _, where_clause) = module.item.generics.split_for_impl();
+    // Without `configure_optimizers` (which `Trainer::fit` requires anyway), or when it returns
+    // `impl Trait` (reported by the checks), the module counts as having one optimizer, so that
+    // no second error is reported where it steps one.
+    let user_type = module
+        .hooks
+        .iter()
+        .find(|h| h.spec.name == "configure_optimizers")
+        .and_then(|hook| {
+            let ty = hook.value_type().filter(|ty| !matches!(ty, syn::Type::ImplTrait(_)))?;
+            Some((ty.to_token_stream(), value_span(hook)))
+        });
+    let Some((ty, span)) = user_type else {
+        return quote! {
+            #[automatically_derived]
+            impl #impl_generics #rt::ConfiguredOptimizers for #self_ty #where_clause {
+                type Config = #rt::OptimizerConfig;
+            }
+        };
+    };
+    let item = at(
+        quote! {
+            #[automatically_derived]
+            impl #impl_generics #rt::ConfiguredOptimizers for #self_ty #where_clause {
+                type Config = __UserReturn;
+            }
+        },
+        span,
+    );
+    replace_idents(item, &[format_ident!("__UserReturn")], &[ty])
 }
 
 /// `TrainingStep`, `ConfigureOptimizers`, ...: what `Trainer::fit`, `validate`, `test` and
@@ -222,6 +262,17 @@ fn forward(hook: &HookFn, self_ty: &syn::Type, mode: Optimization, rt: &TokenStr
             quote!(::core::option::Option::Some(__value)),
         ),
         None => match spec.convert {
+            // Several optimizers under automatic optimization do not compile, reported at the
+            // user's return type.
+            Some(_) if spec.name == "configure_optimizers" && mode == Optimization::Automatic => (
+                result_of(table_tokens(spec.ret, &rt_text)),
+                at(
+                    quote!(::core::option::Option::Some(
+                        #rt::__codegen::automatic_optimizer_configs::<__UserReturn>(__value)
+                    )),
+                    value_span,
+                ),
+            ),
             Some((bound, conversion)) => {
                 let trait_path = bound.split('<').next().unwrap_or(bound);
                 let conversion = conversion

@@ -110,11 +110,13 @@ where
     if let Some(checkpoint) = resume {
         super::restore::restore_modules_and_callbacks(run, checkpoint)?;
     }
-    let config = hook!(run.configure_optimizers()).ok_or(Error::Hook {
+    let configs = hook!(run.configure_optimizers()).ok_or(Error::Hook {
         hook: "configure_optimizers",
         message: "it returned no optimizer".into(),
     })?;
-    run.optimizer = Some(config.build()?);
+    let mut optimizers = crate::optim::OptimizerConfig::build_all(configs)?.into_iter();
+    run.optimizer = optimizers.next();
+    run.more_optimizers = optimizers.collect();
     // The training dataloader's `iter()` calls of the epochs the checkpoint completed.
     let replayed_epochs = match resume {
         Some(checkpoint) => super::restore::restore_training_state(run, checkpoint, total_batches)?,
@@ -418,15 +420,16 @@ where
     let device = run.train_device.clone();
     let batch = run.transfer(batch, &device)?;
     let steps_before = run.core.state.global_step;
+    if M::OPTIMIZATION == Optimization::Manual {
+        // A manual `training_step` steps its schedulers itself: the rates a learning-rate
+        // monitor reads at this batch's start are those its last steps left.
+        run.sync_learning_rates();
+    }
     let control = hook!(run.on_train_batch_start(&batch, batch_idx));
     if control == BatchControl::StopEpoch {
         return Ok(control);
     }
     let kept = run.batch_end_needs_batch(Hook::OnTrainBatchEnd).then(|| batch.clone());
-    if M::OPTIMIZATION == Optimization::Manual {
-        // A manual `training_step` steps its scheduler itself.
-        run.sync_learning_rates();
-    }
     let output = {
         let _span =
             tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = "run_training_batch").entered();
@@ -589,8 +592,14 @@ where
 {
     let optimizer = run.optimizer.as_mut().expect("configured before the loop");
     let callbacks: &mut dyn Any = run.callbacks;
+    let parts = ManualParts {
+        optimizer,
+        more: &mut run.more_optimizers,
+        callbacks,
+        toggled: None,
+    };
     let output = {
-        let mut cx = StepContext::manual(&mut run.core, Hook::TrainingStep, ManualParts { optimizer, callbacks });
+        let mut cx = StepContext::manual(&mut run.core, Hook::TrainingStep, parts);
         let _span =
             tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "training_step", by = "module")
                 .entered();

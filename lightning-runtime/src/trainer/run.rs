@@ -57,6 +57,9 @@ pub(crate) struct Run<'t, M: LightningModule, D> {
     pub data: D,
     pub stage: Stage,
     pub optimizer: Option<Optimizer>,
+    /// The optimizers after the first, when `configure_optimizers` returned several (manual
+    /// optimization). Checkpoints hold the first optimizer's state only.
+    pub more_optimizers: Vec<Optimizer>,
     /// The device with autodiff, for training.
     pub train_device: Device,
     /// The same device without autodiff, for evaluation.
@@ -119,6 +122,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             data,
             stage: function.stage(),
             optimizer: None,
+            more_optimizers: Vec::new(),
             train_device,
             eval_device,
             writer: CheckpointWriter::new(),
@@ -160,6 +164,9 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
                 lr,
                 interval: optimizer.scheduler().map(crate::optim::Scheduler::interval),
             }),
+        }
+        if !self.more_optimizers.is_empty() {
+            crate::optim::sync_more_learning_rates(&mut self.core.learning_rates, &self.more_optimizers);
         }
     }
 

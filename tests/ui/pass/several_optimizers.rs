@@ -1,0 +1,39 @@
+//! Several optimizers under manual optimization: typed handles, one per optimizer.
+#![deny(warnings)]
+
+use burn::nn::Linear;
+use burn::optim::AdamConfig;
+use burn_lightning::prelude::*;
+
+#[lightning_module]
+#[derive(Module, Debug)]
+pub struct Gan {
+    generator: Linear,
+    discriminator: Linear,
+}
+
+#[lightning_module(manual_optimization)]
+impl Gan {
+    #[hook]
+    fn training_step(&mut self, batch: Tensor<2>, _batch_idx: usize, cx: &mut StepContext) {
+        let (opt_g, opt_d) = self.optimizers();
+        cx.toggle_optimizer(opt_g);
+        let g_loss = self.discriminator.forward(self.generator.forward(batch.clone())).mean();
+        let grads = cx.manual_backward(self, g_loss);
+        opt_g.step(cx, self, grads);
+        cx.untoggle_optimizer(opt_g);
+        let d_loss = self.discriminator.forward(batch).mean();
+        let grads = cx.manual_backward(self, d_loss);
+        opt_d.step(cx, self, grads);
+    }
+
+    #[hook]
+    fn configure_optimizers(&self) -> (OptimizerConfig, OptimizerConfig) {
+        (
+            OptimizerConfig::new(AdamConfig::new().init(), 2e-4).for_params(&self.generator),
+            OptimizerConfig::new(AdamConfig::new().init(), 2e-4).for_params(&self.discriminator),
+        )
+    }
+}
+
+fn main() {}

@@ -1,0 +1,28 @@
+use burn::nn::Linear;
+use burn::optim::AdamConfig;
+use burn_lightning::prelude::*;
+
+#[lightning_module]
+#[derive(Module, Debug)]
+pub struct Gan {
+    generator: Linear,
+    discriminator: Linear,
+}
+
+#[lightning_module]
+impl Gan {
+    #[hook]
+    fn training_step(&mut self, batch: Tensor<2>, _batch_idx: usize) -> Tensor<1> {
+        self.discriminator.forward(self.generator.forward(batch)).mean()
+    }
+
+    #[hook]
+    fn configure_optimizers(&self) -> (OptimizerConfig, OptimizerConfig) {
+        (
+            OptimizerConfig::new(AdamConfig::new().init(), 2e-4).for_params(&self.generator),
+            OptimizerConfig::new(AdamConfig::new().init(), 2e-4).for_params(&self.discriminator),
+        )
+    }
+}
+
+fn main() {}
