@@ -69,9 +69,11 @@ pub fn module_impl_section(module: &ModuleImpl) -> String {
         }
         Optimization::Manual => {
             "**Optimization: manual** (`#[lightning_module(manual_optimization)]`). `training_step` calls \
-             `cx.manual_backward` and `cx.optimizer_step` itself; schedulers are not stepped for it."
+             `cx.manual_backward` and steps the optimizers itself (`cx.optimizer_step`, or each handle of \
+             `self.optimizers()`); schedulers are not stepped for it: `cx.lr_schedulers()` steps them by hand."
         }
     };
+    let optimizers = optimizers_line(module);
     let mut hooks: Vec<_> = module.hooks.iter().collect();
     hooks.sort_by_key(|h| {
         (
@@ -103,5 +105,36 @@ pub fn module_impl_section(module: &ModuleImpl) -> String {
     if module.hooks.is_empty() {
         table = "No hooks: mark methods with `#[hook]`.\n".into();
     }
-    format!("# Hooks of this LightningModule\n\n{mode}\n\n{table}")
+    format!("# Hooks of this LightningModule\n\n{mode}\n\n{optimizers}\n\n{table}")
+}
+
+/// What `configure_optimizers` returns, from its return type: how many optimizers, and who
+/// steps them and their schedulers.
+fn optimizers_line(module: &ModuleImpl) -> String {
+    let Some(hook) = module.hooks.iter().find(|h| h.spec.name == "configure_optimizers") else {
+        return "**Optimizers:** none (no `configure_optimizers`), so `Trainer::fit` cannot train it.".into();
+    };
+    let Some(ty) = hook.value_type() else {
+        return "**Optimizers:** `configure_optimizers` returns nothing.".into();
+    };
+    let count = match ty {
+        syn::Type::Tuple(tuple) => format!("{} optimizers", tuple.elems.len()),
+        syn::Type::Array(array) => format!("{} optimizers", array.len.to_token_stream()),
+        _ => "one optimizer".to_string(),
+    };
+    let schedulers = match module.mode {
+        Optimization::Automatic => "the trainer steps it and its scheduler, if it has one",
+        Optimization::Manual if count == "one optimizer" => {
+            "`training_step` steps it (`cx.optimizer_step`) and its scheduler, if it has one (`cx.lr_scheduler()`)"
+        }
+        Optimization::Manual => {
+            "each with its own parameters (`for_params`) and optionally its own scheduler; `training_step` steps \
+             each through its handle (`let (opt_g, opt_d) = self.optimizers();`, `opt_g.step(cx, self, grads)`) \
+             and their schedulers by hand (`cx.lr_scheduler_of(opt_g)`)"
+        }
+    };
+    format!(
+        "**Optimizers:** `configure_optimizers` returns {} ({count}): {schedulers}.",
+        code(ty)
+    )
 }

@@ -63,6 +63,11 @@ where
     if let Some(optimizer) = run.optimizer.as_mut() {
         optimizer.restore_state(&checkpoint.optimizer, loops.optimizer_steps, loops.scheduler.as_ref())?;
     }
+    if !run.more_optimizers.is_empty() {
+        tracing::warn!(target: "burn_lightning",
+            "checkpoints hold the first optimizer's state only: the other {} optimizers and their schedulers start afresh",
+            run.more_optimizers.len());
+    }
     run.sync_learning_rates();
     let state = &mut run.core.state;
     state.global_step = checkpoint.global_step;
