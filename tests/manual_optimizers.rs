@@ -319,7 +319,7 @@ fn stepping_with_the_gradients_of_another_toggled_optimizer_is_an_error() {
     let (module, _) = new(Plan::WrongGradients, Optimizers::Split);
     let (initial_g, initial_d) = weights(&module);
     let (result, _) = fit(module);
-    let error = result.err().expect("an error, not a silent no-op");
+    let error = result.expect_err("an error, not a silent no-op");
     let message = error.error.to_string();
     assert!(
         message.contains("optimizer 1 was stepped with gradients that hold none of its parameters"),
@@ -335,7 +335,7 @@ fn several_optimizers_must_not_share_parameters() {
         (Optimizers::Shared, "optimizers 0 and 1 share parameters"),
     ] {
         let (result, _) = fit(new(Plan::Gan, optimizers).0);
-        let message = result.err().expect("refused").error.to_string();
+        let message = result.expect_err("refused").error.to_string();
         assert!(message.contains("configure_optimizers"), "{message}");
         assert!(message.contains(expected), "{message}");
         assert!(message.contains("for_params"), "says what to change: {message}");
