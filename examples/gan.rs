@@ -6,13 +6,14 @@
 //! loss is back-propagated. After every epoch a grid of 64 digits generated from the same noise
 //! is written to `<run directory>/samples/epoch_NNN.png`.
 //!
-//! `cargo run --release --example gan [-- EPOCHS]` (default 20; about ten seconds an epoch on
-//! one core).
+//! `cargo run --release --example gan [-- EPOCHS]` (default 40, batches of 32 from the 8,000
+//! shipped training digits; 5 to 10 seconds an epoch on one core). Digits take shape after about
+//! 10 epochs and are mostly readable, if speckled, after 40.
 
 #[path = "common/mnist.rs"]
 mod mnist;
 
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::optim::AdamConfig;
 use burn::tensor::Distribution;
 use burn::tensor::activation::{leaky_relu, softplus, tanh};
@@ -24,31 +25,34 @@ const LATENT: usize = 64;
 /// The sample grid: `GRID` x `GRID` digits.
 const GRID: usize = 8;
 
-/// Three linear layers with LeakyReLU(0.2) between them.
+/// Three linear layers with LeakyReLU(0.2) between them, and dropout after each (while
+/// training; 0 for none).
 #[derive(Module, Debug)]
 pub struct Mlp {
     l1: Linear,
     l2: Linear,
     l3: Linear,
+    dropout: Dropout,
 }
 
 impl Mlp {
-    fn new(sizes: [usize; 4], device: &Device) -> Self {
+    fn new(sizes: [usize; 4], dropout: f64, device: &Device) -> Self {
         Self {
             l1: LinearConfig::new(sizes[0], sizes[1]).init(device),
             l2: LinearConfig::new(sizes[1], sizes[2]).init(device),
             l3: LinearConfig::new(sizes[2], sizes[3]).init(device),
+            dropout: DropoutConfig::new(dropout).init(),
         }
     }
 
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let x = leaky_relu(self.l1.forward(x), 0.2);
-        let x = leaky_relu(self.l2.forward(x), 0.2);
+        let x = self.dropout.forward(leaky_relu(self.l1.forward(x), 0.2));
+        let x = self.dropout.forward(leaky_relu(self.l2.forward(x), 0.2));
         self.l3.forward(x)
     }
 }
 
-/// An MLP generator and discriminator, trained with the non-saturating GAN loss.
+/// An MLP generator and discriminator (with dropout), trained with the non-saturating GAN loss.
 #[lightning_module]
 #[derive(Module, Debug)]
 pub struct Gan {
@@ -70,8 +74,9 @@ pub struct Gan {
 impl Gan {
     fn new(hparams: &GanHparams, device: &Device) -> Self {
         Self {
-            generator: Mlp::new([LATENT, 256, 512, PIXELS], device),
-            discriminator: Mlp::new([PIXELS, 512, 256, 1], device),
+            generator: Mlp::new([LATENT, 256, 512, PIXELS], 0.0, device),
+            // Dropout keeps the discriminator from overpowering the generator.
+            discriminator: Mlp::new([PIXELS, 512, 256, 1], 0.3, device),
             lr: hparams.lr,
             beta1: hparams.beta1,
             fixed_noise: normal_noise(GRID * GRID * LATENT, 42),
