@@ -390,7 +390,8 @@ impl<'a> StepContext<'a> {
 
     /// The optimizer (its learning rate, steps and scheduler), inside `training_step` under
     /// automatic and manual optimization (Lightning's `self.optimizers()`); `None` elsewhere
-    /// (the optimization hooks get it as an argument).
+    /// (the optimization hooks get it as an argument). With several optimizers, the first:
+    /// [`optimizer_at`](Self::optimizer_at) reads the others.
     pub fn optimizer(&self) -> Option<&Optimizer> {
         match &self.manual {
             Some(manual) => Some(&*manual.optimizer),
@@ -398,7 +399,8 @@ impl<'a> StepContext<'a> {
         }
     }
 
-    /// Manual optimization: the optimizer, to change, inside `training_step`; `None` elsewhere.
+    /// Manual optimization: the (first) optimizer, to change, inside `training_step`; `None`
+    /// elsewhere.
     pub fn optimizer_mut(&mut self) -> Option<&mut Optimizer> {
         self.manual.as_mut().map(|m| &mut *m.optimizer)
     }
