@@ -53,6 +53,7 @@ pub use burn_lightning_runtime::*;
 /// `use burn_lightning::prelude::*;` is enough for a `#[lightning_module]`, a `DataModule`, a
 /// generic `impl<M: LightningModule> Callback<M>` and the trainer's builder.
 pub mod prelude {
+    pub use crate::{Accelerator, Devices, InMemoryDataModule, TensorBatch, TensorDataset};
     pub use crate::{
         BatchControl, Callback, CallbackRole, Callbacks, Checkpoint, CkptPath, ClipAlgorithm, CsvLogger, DataModule,
         EarlyStopping, EarlyStoppingReason, EpochContext, EpochLogOptions, EpochSummary, Error, FitError, GradientClip,

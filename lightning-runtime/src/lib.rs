@@ -6,6 +6,7 @@
 //! [`trainer`] (builder, flags and loops), [`callbacks`], [`progress`] (the progress bar), [`checkpoint`], [`run_dir`],
 //! [`report`].
 
+pub mod accelerator;
 pub mod callbacks;
 pub mod checkpoint;
 pub mod context;
@@ -27,9 +28,11 @@ pub mod run_dir;
 mod signals;
 pub mod state;
 pub mod summary;
+pub mod tensor_data;
 pub mod timer;
 pub mod trainer;
 
+pub use accelerator::{Accelerator, Devices};
 pub use burn;
 pub use burn::tensor::{Device, Tensor};
 pub use callbacks::{
@@ -60,6 +63,10 @@ pub use resume::{CkptPath, LoopProgress};
 pub use serde_json::Value as JsonValue;
 pub use state::{RunningStage, TrainerFn, TrainerState, TrainerStatus};
 pub use summary::{LayerSummary, Summary, summarize};
+pub use tensor_data::{
+    Example, InMemoryDataModule, LoaderOptions, SplitDataset, SplitLengths, TensorBatch, TensorBatcher, TensorDataset,
+    random_split,
+};
 pub use timer::{MaxTime, TimeSpan, Timer};
 pub use trainer::{ClipAlgorithm, FitError, Limit, Trainer, TrainerBuilder, ValCheckInterval};
 

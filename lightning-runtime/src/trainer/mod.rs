@@ -158,6 +158,19 @@ pub(crate) struct Config {
     pub enable_report: bool,
     /// The profiler of every run, if any.
     pub profiler: Option<crate::Profiler>,
+    /// Batches trained and validated on, the same every epoch (`Limit::Batches(0)`: off).
+    pub overfit_batches: Limit,
+    /// Whether the run must be bit-identical when repeated (checked against the device).
+    #[allow(dead_code)] // checked by `build()`; kept for the serde form of the flags
+    pub deterministic: bool,
+    /// The dataloaders are requested again every this many epochs (0: never).
+    pub reload_dataloaders_every_n_epochs: usize,
+    /// The accelerator asked for (the device it names is `device`).
+    #[allow(dead_code)] // checked by `build()`; kept for the serde form of the flags
+    pub accelerator: crate::Accelerator,
+    /// The devices asked for (the device they name is `device`).
+    #[allow(dead_code)] // checked by `build()`; kept for the serde form of the flags
+    pub devices: crate::Devices,
 }
 
 /// Builds a [`Trainer`]; every flag has Lightning's default.
@@ -193,6 +206,11 @@ pub struct TrainerBuilder<M: LightningModule> {
     loggers: Vec<Box<dyn Logger>>,
     callbacks: Callbacks<M>,
     profiler: Option<crate::ProfilerChoice>,
+    overfit_batches: Limit,
+    deterministic: bool,
+    reload_dataloaders_every_n_epochs: usize,
+    accelerator: crate::Accelerator,
+    devices: crate::Devices,
 }
 
 macro_rules! flags {
@@ -240,6 +258,11 @@ impl<M: LightningModule> TrainerBuilder<M> {
             loggers: Vec::new(),
             callbacks: Vec::new(),
             profiler: None,
+            overfit_batches: Limit::Batches(0),
+            deterministic: false,
+            reload_dataloaders_every_n_epochs: 0,
+            accelerator: crate::Accelerator::Auto,
+            devices: crate::Devices::Auto,
         }
     }
 
@@ -318,6 +341,35 @@ impl<M: LightningModule> TrainerBuilder<M> {
         /// Without it, the loss is read on the steps that log anyway, and the first one that
         /// is not finite is a warning.
         detect_anomaly: bool => detect_anomaly = detect_anomaly;
+        /// Trains and validates on the same few batches every epoch, to check that the model
+        /// can overfit them (Lightning's `overfit_batches`; default 0: off): a count (`10`) or a
+        /// fraction of the training loader (`0.01`). Sets `limit_train_batches` and
+        /// `limit_val_batches` to it. burn's loaders cannot turn their shuffling off, so the
+        /// batches of one pass of the training loader (and of the validation loader) are
+        /// collected once and replayed, in the same order, at every epoch: they stay in memory.
+        /// With a shuffled loader they are a random subset rather than the dataset's first items.
+        /// An error with `fast_dev_run`.
+        overfit_batches: impl Into<Limit> => overfit_batches = overfit_batches.into();
+        /// Promises that a rerun with the same `seed` gives bit-identical weights (Lightning's
+        /// `deterministic`; default false). `build()` fails on a backend that cannot promise
+        /// it (CUDA and wgpu: autotuned kernels and atomic reductions; LibTorch on a GPU). On
+        /// the CPU (flex) it holds for a given number of rayon threads; see [`crate::accelerator`].
+        deterministic: bool => deterministic = deterministic;
+        /// Requests the training and validation dataloaders again from the datamodule (or the
+        /// module's hooks) every N epochs (Lightning's `reload_dataloaders_every_n_epochs`;
+        /// default 0: once per fit). The training loader is reloaded before
+        /// `on_train_epoch_start` of epochs N, 2N, ...; the validation loader before the first
+        /// validation of an epoch at least N epochs after it was last requested.
+        reload_dataloaders_every_n_epochs: usize => reload_dataloaders_every_n_epochs = reload_dataloaders_every_n_epochs;
+        /// The hardware (Lightning's `accelerator`; default `"auto"`): `"cpu"` (flex), `"gpu"`,
+        /// `"cuda"`, `"wgpu"`, `"tch"`, or `"auto"` (burn's default device). A backend whose cargo
+        /// feature was not compiled in, or an unknown name, is an error of `build()`. With
+        /// [`device`](Self::device), only `"auto"` may be given (the device wins).
+        accelerator: impl Into<crate::Accelerator> => accelerator = accelerator.into();
+        /// Which devices (Lightning's `devices`; default `"auto"`): `1`, an index list (`[0]`,
+        /// `"1,"`), or `-1` for all. More than one device is an error: data-parallel training is
+        /// not built yet.
+        devices: impl Into<crate::Devices> => devices = devices.into();
     }
 
     /// Stops training once it has run this long (Lightning's `max_time`): `"DD:HH:MM:SS"`, a
@@ -365,6 +417,11 @@ impl<M: LightningModule> TrainerBuilder<M> {
         let limit_test_batches = self.limit_test_batches.validate("limit_test_batches")?;
         let limit_predict_batches = self.limit_predict_batches.validate("limit_predict_batches")?;
         let profiler = self.profiler.map(crate::ProfilerChoice::resolve).transpose()?;
+        let overfit_batches = validate_overfit_batches(self.overfit_batches, self.fast_dev_run)?;
+        let device = validate_device(self.device, &self.accelerator, &self.devices)?;
+        if self.deterministic {
+            crate::accelerator::check_deterministic(&device)?;
+        }
         match self.val_check_interval {
             ValCheckInterval::Fraction(f) if self.check_val_every_n_epoch.is_none() => {
                 return Err(Error::config(
@@ -527,7 +584,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             fast_dev_run,
             default_root_dir: self.default_root_dir.unwrap_or_else(|| PathBuf::from(".")),
             seed: self.seed,
-            device: self.device.unwrap_or_default(),
+            device,
             gradient_clip,
             accumulate_grad_batches: self.accumulate_grad_batches,
             log_every_n_steps: self.log_every_n_steps,
@@ -536,10 +593,15 @@ impl<M: LightningModule> TrainerBuilder<M> {
             default_logger: self.enable_logger,
             enable_report: self.enable_report,
             profiler,
+            overfit_batches,
+            deterministic: self.deterministic,
+            reload_dataloaders_every_n_epochs: self.reload_dataloaders_every_n_epochs,
+            accelerator: self.accelerator,
+            devices: self.devices,
         };
         let loggers = if self.enable_logger { self.loggers } else { Vec::new() };
         Ok(Trainer {
-            config: config.with_fast_dev_run(),
+            config: config.with_fast_dev_run().with_overfit_batches(),
             callbacks,
             loggers,
             callback_metrics: Metrics::default(),
@@ -552,7 +614,61 @@ impl<M: LightningModule> TrainerBuilder<M> {
     }
 }
 
+/// `overfit_batches`: a count or a fraction as the `limit_*_batches` flags take (0: off); an
+/// error with `fast_dev_run`, which Lightning lets override part of it.
+pub(crate) fn validate_overfit_batches(overfit_batches: Limit, fast_dev_run: Option<usize>) -> Result<Limit, Error> {
+    let overfit_batches = overfit_batches.validate("overfit_batches")?;
+    if let Some(n) = fast_dev_run
+        && !overfit_batches.is_off()
+    {
+        return Err(Error::config(
+            "overfit_batches",
+            format!(
+                "it contradicts `fast_dev_run` ({n}): both choose the batches to run; keep `overfit_batches` to check \
+                 the model can overfit, or `fast_dev_run` for a smoke test"
+            ),
+        ));
+    }
+    Ok(overfit_batches)
+}
+
+/// The device of the run: `device(..)`, else what `accelerator` and `devices` name, else burn's
+/// default. `device(..)` with an accelerator or devices other than `"auto"` is an error.
+pub(crate) fn validate_device(
+    device: Option<Device>,
+    accelerator: &crate::Accelerator,
+    devices: &crate::Devices,
+) -> Result<Device, Error> {
+    let chosen = crate::accelerator::resolve_device(accelerator, devices)?;
+    match (device, chosen) {
+        (Some(device), None) => Ok(device),
+        (Some(device), Some(_)) => Err(Error::config(
+            if *accelerator == crate::Accelerator::Auto {
+                "devices"
+            } else {
+                "accelerator"
+            },
+            format!(
+                "it names a device, and `device({device:?})` was given too; keep one of the two (`device(..)` wins only \
+                 over \"auto\")"
+            ),
+        )),
+        (None, Some(device)) => Ok(device),
+        (None, None) => Ok(Device::default()),
+    }
+}
+
 impl Config {
+    /// `overfit_batches(n)`: n batches of training and validation (Lightning's rules; the
+    /// batches are replayed, see `Run::loader`).
+    fn with_overfit_batches(mut self) -> Self {
+        if !self.overfit_batches.is_off() {
+            self.limit_train_batches = self.overfit_batches;
+            self.limit_val_batches = self.overfit_batches;
+        }
+        self
+    }
+
     /// `fast_dev_run(n)`: n batches of each loop, one epoch, no sanity check (Lightning's rules).
     fn with_fast_dev_run(mut self) -> Self {
         if let Some(n) = self.fast_dev_run {

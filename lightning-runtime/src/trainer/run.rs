@@ -290,7 +290,15 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             },
         };
         // Batches are built where the module runs; `transfer_batch_to_device` has nothing to move.
-        Ok(loader.map(|loader| loader.to_device(device)))
+        let loader = loader.map(|loader| loader.to_device(device));
+        // `overfit_batches`: the fit trains and validates on the same few batches every epoch.
+        let overfits = !self.cfg.overfit_batches.is_off() && self.stage == crate::Stage::Fit;
+        match loader {
+            Some(loader) if overfits && matches!(kind, Loop::Train | Loop::Validation) => Ok(Some(
+                super::batches::overfit_replay(kind, &loader, self.cfg.overfit_batches)?,
+            )),
+            loader => Ok(loader),
+        }
     }
 
     /// The dataloader of `kind`, or an error naming what to provide.
