@@ -24,7 +24,9 @@ use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::transform::{PartialDataset, ShuffledDataset};
 use burn::data::dataset::{Dataset, DatasetError, InMemDataset};
-use burn::tensor::TensorData;
+use burn::tensor::kind::Basic;
+use burn::tensor::{Float, Int, TensorData};
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 /// Examples of one tensor, row-major, on the host.
@@ -38,7 +40,7 @@ struct Rows {
 }
 
 impl Rows {
-    fn from_tensor<const D: usize>(tensor: Tensor<D>, name: &str) -> Result<Self, Error> {
+    fn from_tensor<const D: usize, K: Basic + 'static>(tensor: Tensor<D, K>, name: &str) -> Result<Self, Error> {
         let dims = tensor.dims();
         let values = tensor
             .into_data()
@@ -72,7 +74,7 @@ impl Rows {
     }
 
     /// The rows `indices` stacked into one tensor of `D` dimensions.
-    fn batch<const D: usize>(&self, indices: &[usize], device: &Device) -> Tensor<D> {
+    fn batch<const D: usize, K: Basic + 'static>(&self, indices: &[usize], device: &Device) -> Tensor<D, K> {
         let mut values = Vec::with_capacity(indices.len() * self.example_len);
         for &i in indices {
             values.extend_from_slice(&self.values[i * self.example_len..(i + 1) * self.example_len]);
@@ -93,10 +95,11 @@ struct Storage {
 /// In-memory examples (Lightning's `TensorDataset`): inputs and targets whose first dimension
 /// counts the examples, as a burn [`Dataset`] of [`Example`]s. Splits share the data.
 #[derive(Clone, Debug)]
-pub struct TensorDataset<const DX: usize = 2, const DY: usize = 2> {
+pub struct TensorDataset<const DX: usize = 2, const DY: usize = 2, K: Basic = Float> {
     storage: Arc<Storage>,
     /// The examples of this dataset (a split holds a part of them), in order.
     indices: Arc<[usize]>,
+    kind: PhantomData<fn() -> K>,
 }
 
 /// One example of a [`TensorDataset`] (a row index into its shared data).
@@ -114,15 +117,16 @@ impl std::fmt::Debug for Example {
 
 /// A batch of a [`TensorDataset`]: its inputs and targets stacked along a first dimension.
 #[derive(Clone, Debug)]
-pub struct TensorBatch<const DX: usize = 2, const DY: usize = 2> {
+pub struct TensorBatch<const DX: usize = 2, const DY: usize = 2, K: Basic = Float> {
     pub x: Tensor<DX>,
-    pub y: Tensor<DY>,
+    pub y: Tensor<DY, K>,
 }
 
-impl<const DX: usize, const DY: usize> TensorDataset<DX, DY> {
-    /// Inputs `x` and targets `y` with as many examples (first dimension) each. Reads them
-    /// to the host once; batches are made on the device the trainer runs on.
-    pub fn new(x: Tensor<DX>, y: Tensor<DY>) -> Result<Self, Error> {
+impl<const DX: usize, const DY: usize, K: Basic + 'static> TensorDataset<DX, DY, K> {
+    /// Inputs `x` and targets `y` with as many examples (first dimension) each: float targets
+    /// (regression), or `Int` ones (class labels, `Tensor<1, Int>`). Reads them to the host once,
+    /// as f32 values; batches are made on the device the trainer runs on.
+    pub fn new(x: Tensor<DX>, y: Tensor<DY, K>) -> Result<Self, Error> {
         let (nx, ny) = (x.dims()[0], y.dims()[0]);
         if nx != ny {
             return Err(Error::Data(format!(
@@ -140,6 +144,7 @@ impl<const DX: usize, const DY: usize> TensorDataset<DX, DY> {
         Ok(Self {
             storage: Arc::new(storage),
             indices: (0..len).collect(),
+            kind: PhantomData,
         })
     }
 
@@ -170,12 +175,13 @@ impl<const DX: usize, const DY: usize> TensorDataset<DX, DY> {
             Self {
                 storage: self.storage.clone(),
                 indices,
+                kind: PhantomData,
             }
         }))
     }
 
     /// A loader of batches of `batch_size` examples, in order; `.shuffle(seed)` shuffles them.
-    pub fn loader(&self, batch_size: usize) -> LoaderOptions<DX, DY> {
+    pub fn loader(&self, batch_size: usize) -> LoaderOptions<DX, DY, K> {
         LoaderOptions {
             dataset: self.clone(),
             batch_size,
@@ -191,6 +197,28 @@ impl<const D: usize> TensorDataset<D, D> {
         Self::from_storage(Storage {
             inputs: Rows::from_tensor(x, "x")?,
             targets: None,
+        })
+    }
+}
+
+impl TensorDataset<2, 1, Int> {
+    /// Inputs given as rows of values, and a class label per row (a classifier's data; labels
+    /// are kept as f32, exact up to 2^24).
+    pub fn from_labels(x: Vec<Vec<f32>>, labels: Vec<i64>) -> Result<Self, Error> {
+        if x.len() != labels.len() {
+            return Err(Error::Data(format!(
+                "`x` has {} rows and `labels` has {}; give one label per input row",
+                x.len(),
+                labels.len()
+            )));
+        }
+        Self::from_storage(Storage {
+            inputs: Rows::from_vecs(x, "x")?,
+            targets: Some(Rows {
+                values: labels.into_iter().map(|label| label as f32).collect(),
+                example_shape: Vec::new(),
+                example_len: 1,
+            }),
         })
     }
 }
@@ -212,7 +240,7 @@ impl TensorDataset<2, 2> {
     }
 }
 
-impl<const DX: usize, const DY: usize> Dataset<Example> for TensorDataset<DX, DY> {
+impl<const DX: usize, const DY: usize, K: Basic + 'static> Dataset<Example> for TensorDataset<DX, DY, K> {
     fn get(&self, index: usize) -> Result<Example, DatasetError> {
         let index = *self.indices.get(index).ok_or_else(|| {
             DatasetError::new(std::io::Error::other(format!(
@@ -232,11 +260,19 @@ impl<const DX: usize, const DY: usize> Dataset<Example> for TensorDataset<DX, DY
 }
 
 /// Stacks examples of a [`TensorDataset`] into a [`TensorBatch`] (one tensor per side).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TensorBatcher<const DX: usize = 2, const DY: usize = 2>;
+#[derive(Clone, Copy, Debug)]
+pub struct TensorBatcher<const DX: usize = 2, const DY: usize = 2, K: Basic = Float>(PhantomData<fn() -> K>);
 
-impl<const DX: usize, const DY: usize> Batcher<Example, TensorBatch<DX, DY>> for TensorBatcher<DX, DY> {
-    fn batch(&self, items: Vec<Example>, device: &Device) -> TensorBatch<DX, DY> {
+impl<const DX: usize, const DY: usize, K: Basic + 'static> Default for TensorBatcher<DX, DY, K> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<const DX: usize, const DY: usize, K: Basic + 'static> Batcher<Example, TensorBatch<DX, DY, K>>
+    for TensorBatcher<DX, DY, K>
+{
+    fn batch(&self, items: Vec<Example>, device: &Device) -> TensorBatch<DX, DY, K> {
         let Some(first) = items.first() else {
             // burn never asks for an empty batch; an empty one is still well formed.
             return TensorBatch {
@@ -246,11 +282,11 @@ impl<const DX: usize, const DY: usize> Batcher<Example, TensorBatch<DX, DY>> for
         };
         let storage = first.storage.clone();
         let indices: Vec<usize> = items.iter().map(|item| item.index).collect();
-        let x = storage.inputs.batch::<DX>(&indices, device);
+        let x = storage.inputs.batch::<DX, Float>(&indices, device);
         let y = match &storage.targets {
-            Some(targets) => targets.batch::<DY>(&indices, device),
-            // `inputs` only builds datasets with DX == DY.
-            None => storage.inputs.batch::<DY>(&indices, device),
+            Some(targets) => targets.batch::<DY, K>(&indices, device),
+            // `inputs` only builds float datasets with DX == DY.
+            None => storage.inputs.batch::<DY, K>(&indices, device),
         };
         TensorBatch { x, y }
     }
@@ -259,14 +295,14 @@ impl<const DX: usize, const DY: usize> Batcher<Example, TensorBatch<DX, DY>> for
 /// How to load a [`TensorDataset`]: burn's `DataLoaderBuilder` options. `build()` (or `.into()`,
 /// or returning it from a dataloader hook) makes the [`Loader`].
 #[derive(Clone, Debug)]
-pub struct LoaderOptions<const DX: usize = 2, const DY: usize = 2> {
-    dataset: TensorDataset<DX, DY>,
+pub struct LoaderOptions<const DX: usize = 2, const DY: usize = 2, K: Basic = Float> {
+    dataset: TensorDataset<DX, DY, K>,
     batch_size: usize,
     shuffle: Option<u64>,
     num_workers: usize,
 }
 
-impl<const DX: usize, const DY: usize> LoaderOptions<DX, DY> {
+impl<const DX: usize, const DY: usize, K: Basic + 'static> LoaderOptions<DX, DY, K> {
     /// Shuffles the examples with this seed; each pass (epoch) draws a new order, the same
     /// orders for the same seed.
     #[must_use]
@@ -283,8 +319,9 @@ impl<const DX: usize, const DY: usize> LoaderOptions<DX, DY> {
     }
 
     /// burn's dataloader. A batch size of 0 is taken as 1.
-    pub fn build(self) -> Loader<TensorBatch<DX, DY>> {
-        let mut builder = DataLoaderBuilder::new(TensorBatcher::<DX, DY>).batch_size(self.batch_size.max(1));
+    pub fn build(self) -> Loader<TensorBatch<DX, DY, K>> {
+        let mut builder =
+            DataLoaderBuilder::new(TensorBatcher::<DX, DY, K>::default()).batch_size(self.batch_size.max(1));
         if let Some(seed) = self.shuffle {
             builder = builder.shuffle(seed);
         }
@@ -295,14 +332,18 @@ impl<const DX: usize, const DY: usize> LoaderOptions<DX, DY> {
     }
 }
 
-impl<const DX: usize, const DY: usize> From<LoaderOptions<DX, DY>> for Loader<TensorBatch<DX, DY>> {
-    fn from(options: LoaderOptions<DX, DY>) -> Self {
+impl<const DX: usize, const DY: usize, K: Basic + 'static> From<LoaderOptions<DX, DY, K>>
+    for Loader<TensorBatch<DX, DY, K>>
+{
+    fn from(options: LoaderOptions<DX, DY, K>) -> Self {
         options.build()
     }
 }
 
-impl<const DX: usize, const DY: usize> IntoLoader<TensorBatch<DX, DY>> for LoaderOptions<DX, DY> {
-    fn into_loader(self) -> Option<Loader<TensorBatch<DX, DY>>> {
+impl<const DX: usize, const DY: usize, K: Basic + 'static> IntoLoader<TensorBatch<DX, DY, K>>
+    for LoaderOptions<DX, DY, K>
+{
+    fn into_loader(self) -> Option<Loader<TensorBatch<DX, DY, K>>> {
         Some(self.build())
     }
 }
@@ -394,22 +435,22 @@ where
 /// Its batch size is public ([`batch_size_value`](Self::batch_size_value),
 /// [`set_batch_size`](Self::set_batch_size)) for a batch-size finder.
 #[derive(Clone, Debug)]
-pub struct InMemoryDataModule<const DX: usize = 2, const DY: usize = 2> {
-    train: Option<TensorDataset<DX, DY>>,
-    val: Option<TensorDataset<DX, DY>>,
-    test: Option<TensorDataset<DX, DY>>,
-    predict: Option<TensorDataset<DX, DY>>,
+pub struct InMemoryDataModule<const DX: usize = 2, const DY: usize = 2, K: Basic = Float> {
+    train: Option<TensorDataset<DX, DY, K>>,
+    val: Option<TensorDataset<DX, DY, K>>,
+    test: Option<TensorDataset<DX, DY, K>>,
+    predict: Option<TensorDataset<DX, DY, K>>,
     batch_size: usize,
     seed: u64,
     num_workers: usize,
 }
 
-impl<const DX: usize, const DY: usize> InMemoryDataModule<DX, DY> {
+impl<const DX: usize, const DY: usize, K: Basic + 'static> InMemoryDataModule<DX, DY, K> {
     /// Training data, and validation and test data if any (`None` for none). Batches of 32.
     pub fn new(
-        train: impl Into<Option<TensorDataset<DX, DY>>>,
-        val: impl Into<Option<TensorDataset<DX, DY>>>,
-        test: impl Into<Option<TensorDataset<DX, DY>>>,
+        train: impl Into<Option<TensorDataset<DX, DY, K>>>,
+        val: impl Into<Option<TensorDataset<DX, DY, K>>>,
+        test: impl Into<Option<TensorDataset<DX, DY, K>>>,
     ) -> Self {
         Self {
             train: train.into(),
@@ -442,7 +483,7 @@ impl<const DX: usize, const DY: usize> InMemoryDataModule<DX, DY> {
 
     /// Data for `Trainer::predict`.
     #[must_use]
-    pub fn predict(mut self, predict: TensorDataset<DX, DY>) -> Self {
+    pub fn predict(mut self, predict: TensorDataset<DX, DY, K>) -> Self {
         self.predict = Some(predict);
         self
     }
@@ -454,7 +495,11 @@ impl<const DX: usize, const DY: usize> InMemoryDataModule<DX, DY> {
         self
     }
 
-    fn loader(&self, dataset: &Option<TensorDataset<DX, DY>>, shuffle: bool) -> Option<Loader<TensorBatch<DX, DY>>> {
+    fn loader(
+        &self,
+        dataset: &Option<TensorDataset<DX, DY, K>>,
+        shuffle: bool,
+    ) -> Option<Loader<TensorBatch<DX, DY, K>>> {
         let mut options = dataset.as_ref()?.loader(self.batch_size).num_workers(self.num_workers);
         if shuffle {
             options = options.shuffle(self.seed);
@@ -463,7 +508,9 @@ impl<const DX: usize, const DY: usize> InMemoryDataModule<DX, DY> {
     }
 }
 
-impl<const DX: usize, const DY: usize> DataModule<TensorBatch<DX, DY>> for InMemoryDataModule<DX, DY> {
+impl<const DX: usize, const DY: usize, K: Basic + 'static> DataModule<TensorBatch<DX, DY, K>>
+    for InMemoryDataModule<DX, DY, K>
+{
     fn set_seed(&mut self, seed: u64) {
         self.seed = seed;
     }
@@ -479,19 +526,19 @@ impl<const DX: usize, const DY: usize> DataModule<TensorBatch<DX, DY>> for InMem
         Ok(())
     }
 
-    fn train_dataloader(&mut self) -> Option<Loader<TensorBatch<DX, DY>>> {
+    fn train_dataloader(&mut self) -> Option<Loader<TensorBatch<DX, DY, K>>> {
         self.loader(&self.train, true)
     }
 
-    fn val_dataloader(&mut self) -> Option<Loader<TensorBatch<DX, DY>>> {
+    fn val_dataloader(&mut self) -> Option<Loader<TensorBatch<DX, DY, K>>> {
         self.loader(&self.val, false)
     }
 
-    fn test_dataloader(&mut self) -> Option<Loader<TensorBatch<DX, DY>>> {
+    fn test_dataloader(&mut self) -> Option<Loader<TensorBatch<DX, DY, K>>> {
         self.loader(&self.test, false)
     }
 
-    fn predict_dataloader(&mut self) -> Option<Loader<TensorBatch<DX, DY>>> {
+    fn predict_dataloader(&mut self) -> Option<Loader<TensorBatch<DX, DY, K>>> {
         self.loader(&self.predict, false)
     }
 
@@ -554,6 +601,24 @@ mod tests {
         );
         let parts = random_split(dataset, [3, 7], 1).unwrap();
         assert_eq!(parts[1].len(), 7);
+    }
+
+    #[test]
+    fn class_labels_batch_as_an_int_tensor() {
+        let x = (0..6).map(|i| vec![i as f32, 0.0]).collect();
+        let dataset = TensorDataset::from_labels(x, vec![0, 1, 2, 0, 1, 2]).unwrap();
+        let batch = dataset.loader(4).build().iter().next().unwrap().unwrap();
+        assert_eq!(batch.y.dims(), [4]);
+        assert_eq!(batch.y.into_data().try_into_vec_as::<i64>().unwrap(), [0, 1, 2, 0]);
+        let device = Device::default();
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![3i64, 4], [2]), &device);
+        let dataset = TensorDataset::new(Tensor::<2>::ones([2, 3], &device), labels).unwrap();
+        let [one, _] = dataset.random_split([1, 1], 0).unwrap();
+        let batch = one.loader(8).build().iter().next().unwrap().unwrap();
+        assert!(matches!(
+            batch.y.into_data().try_into_vec_as::<i64>().unwrap()[..],
+            [3] | [4]
+        ));
     }
 
     #[test]
