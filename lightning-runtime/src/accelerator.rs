@@ -12,7 +12,8 @@ use crate::{Device, Error};
 /// The hardware to train on (Lightning's `accelerator`): `"auto"`, `"cpu"`, `"gpu"`, `"cuda"`,
 /// `"wgpu"` or `"tch"`. Built from a string; an unknown name is an error of `build()` that lists
 /// the valid ones.
-#[derive(Clone, PartialEq, Eq, Debug, Default)]
+#[derive(Clone, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(from = "String", into = "String")]
 pub enum Accelerator {
     /// burn's default device for the compiled-in backends (CUDA, then wgpu, then LibTorch, then
     /// Flex; the `BURN_DEVICE` environment variable overrides the choice).
@@ -70,6 +71,12 @@ impl From<String> for Accelerator {
     }
 }
 
+impl From<Accelerator> for String {
+    fn from(accelerator: Accelerator) -> Self {
+        accelerator.as_str().to_string()
+    }
+}
+
 impl std::fmt::Display for Accelerator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -79,7 +86,8 @@ impl std::fmt::Display for Accelerator {
 /// Which devices of the accelerator to use (Lightning's `devices`): `"auto"`, a count (`1`; `-1`
 /// for all), or indices (`[0]`, `vec![1]`, or the string `"1,"`; a plain `"2"` is a count, as in
 /// Lightning). Only one device is supported for now.
-#[derive(Clone, PartialEq, Eq, Debug, Default)]
+#[derive(Clone, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(from = "DevicesForm", into = "DevicesForm")]
 pub enum Devices {
     /// One device: the accelerator's first (or burn's default).
     #[default]
@@ -141,6 +149,36 @@ impl From<&str> for Devices {
 impl From<String> for Devices {
     fn from(text: String) -> Self {
         Devices::from(text.as_str())
+    }
+}
+
+/// How `devices` is written in a config file: `1`, `[0]` or `"auto"` / `"0,"`.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum DevicesForm {
+    Count(i64),
+    Indices(Vec<usize>),
+    Text(String),
+}
+
+impl From<DevicesForm> for Devices {
+    fn from(form: DevicesForm) -> Self {
+        match form {
+            DevicesForm::Count(n) => Devices::Count(n),
+            DevicesForm::Indices(indices) => Devices::Indices(indices),
+            DevicesForm::Text(text) => Devices::from(text),
+        }
+    }
+}
+
+impl From<Devices> for DevicesForm {
+    fn from(devices: Devices) -> Self {
+        match devices {
+            Devices::Auto => DevicesForm::Text("auto".into()),
+            Devices::Count(n) => DevicesForm::Count(n),
+            Devices::Indices(indices) => DevicesForm::Indices(indices),
+            Devices::Invalid(text) => DevicesForm::Text(text),
+        }
     }
 }
 
@@ -351,6 +389,25 @@ mod tests {
         assert_eq!(Devices::from("1,"), Devices::Indices(vec![1]));
         assert_eq!(Devices::from("0, 1"), Devices::Indices(vec![0, 1]));
         assert!(matches!(Devices::from("zero"), Devices::Invalid(_)));
+    }
+
+    #[test]
+    fn both_read_and_write_as_lightning_configs_do() {
+        let devices: Vec<Devices> = serde_json::from_str(r#"[1, [0], "auto", "1,", -1]"#).unwrap();
+        assert_eq!(
+            devices,
+            [
+                Devices::Count(1),
+                Devices::Indices(vec![0]),
+                Devices::Auto,
+                Devices::Indices(vec![1]),
+                Devices::Count(-1)
+            ]
+        );
+        assert_eq!(serde_json::to_string(&devices).unwrap(), r#"[1,[0],"auto",[1],-1]"#);
+        let accelerator: Accelerator = serde_json::from_str(r#""CUDA""#).unwrap();
+        assert_eq!(accelerator, Accelerator::Cuda);
+        assert_eq!(serde_json::to_string(&accelerator).unwrap(), r#""cuda""#);
     }
 
     #[test]
