@@ -18,7 +18,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::data::{DataModule, IntoLoader, Loader, Stage};
+use crate::data::{DataModule, Loader, Stage};
 use crate::{Device, Error, Tensor};
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataloader::batcher::Batcher;
@@ -292,8 +292,8 @@ impl<const DX: usize, const DY: usize, K: Basic + 'static> Batcher<Example, Tens
     }
 }
 
-/// How to load a [`TensorDataset`]: burn's `DataLoaderBuilder` options. `build()` (or `.into()`,
-/// or returning it from a dataloader hook) makes the [`Loader`].
+/// How to load a [`TensorDataset`]: burn's `DataLoaderBuilder` options. `build()` (or `.into()`)
+/// makes the [`Loader`].
 #[derive(Clone, Debug)]
 pub struct LoaderOptions<const DX: usize = 2, const DY: usize = 2, K: Basic = Float> {
     dataset: TensorDataset<DX, DY, K>,
@@ -337,14 +337,6 @@ impl<const DX: usize, const DY: usize, K: Basic + 'static> From<LoaderOptions<DX
 {
     fn from(options: LoaderOptions<DX, DY, K>) -> Self {
         options.build()
-    }
-}
-
-impl<const DX: usize, const DY: usize, K: Basic + 'static> IntoLoader<TensorBatch<DX, DY, K>>
-    for LoaderOptions<DX, DY, K>
-{
-    fn into_loader(self) -> Option<Loader<TensorBatch<DX, DY, K>>> {
-        Some(self.build())
     }
 }
 
