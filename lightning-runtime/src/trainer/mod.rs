@@ -158,6 +158,8 @@ pub(crate) struct Config {
     pub enable_report: bool,
     /// The profiler of every run, if any.
     pub profiler: Option<crate::Profiler>,
+    /// Set only in the tuner's searches (`Tuner::lr_find`, `Tuner::scale_batch_size`).
+    pub tuning: Option<crate::tuner::Tuning>,
 }
 
 /// Builds a [`Trainer`]; every flag has Lightning's default.
@@ -536,6 +538,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             default_logger: self.enable_logger,
             enable_report: self.enable_report,
             profiler,
+            tuning: None,
         };
         let loggers = if self.enable_logger { self.loggers } else { Vec::new() };
         Ok(Trainer {
@@ -644,6 +647,28 @@ impl<M> std::error::Error for FitError<M> {
 impl<M> From<FitError<M>> for Error {
     fn from(e: FitError<M>) -> Self {
         e.error
+    }
+}
+
+impl<M: LightningModule> Trainer<M> {
+    /// A trainer for a tuner's search: `config` as given, only `callbacks`, no loggers.
+    pub(crate) fn for_tuning(config: Config, callbacks: Callbacks<M>) -> Self {
+        Self {
+            config,
+            callbacks,
+            loggers: Vec::new(),
+            callback_metrics: Metrics::default(),
+            logged_metrics: Metrics::default(),
+            progress_bar_metrics: Metrics::default(),
+            progress: Progress::default(),
+            report: Default::default(),
+            optimizer: None,
+        }
+    }
+
+    /// The validated flags.
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
     }
 }
 
