@@ -129,7 +129,7 @@ fn the_suggestion_is_the_steepest_descent_by_torchs_gradient() {
 
     // An exponential sweep: the gradient against log10(lr), here evenly spaced by log10(2):
     // [-3.3219, -1.8271, -0.3322, -6.4778, -7.1421, -1.6610], steepest at lr 16. Against lr
-    // itself (Lightning 2.5) it would be [-1.0, -0.6833, -0.0417, -0.175, -0.3271, -0.0312],
+    // itself (Lightning's release) it would be [-1.0, -0.6833, -0.0417, -0.175, -0.3271, -0.0312],
     // steepest at lr 1, the flat start.
     let losses = vec![10.0, 9.0, 8.9, 8.8, 5.0, 4.5];
     let finder = LrFinder::from_results(LrFindMode::Exponential, lrs.clone(), losses.clone()).unwrap();
@@ -564,11 +564,18 @@ fn binsearch_scaling_bisects_between_the_last_success_and_the_failure() {
     let found = Tuner::new(&mut trainer)
         .scale_batch_size(&Net::new(&NetHparams::new()), &mut data, options)
         .unwrap();
-    assert_eq!(found, 48);
-    assert_eq!(data.batch_size(), 48);
-    // Lightning's `_run_binary_scaling`: 64 fails, then (64+32)/2 = 48 fits, then 56, 52,
-    // 50, 49 fail, and 49 - 48 <= 1 ends it.
+    // Lightning's `_run_binsearch_scaling`: 64 fails, then (64+32)/2 = 48 fits, then 56, 52,
+    // 50, 49 fail, and 49 - 48 <= 1 ends it; the 5% margin gives int(48 * 0.95) = 45.
     assert_eq!(trials(&data.0), [2, 4, 8, 16, 32, 64, 48, 56, 52, 50, 49]);
+    assert_eq!(found, 45);
+    assert_eq!(data.batch_size(), 45);
+
+    let mut data = recorded(10_000, 48);
+    let options = ScaleBatchSize::new().mode(BatchSizeMode::Binsearch).margin(0.0);
+    let found = Tuner::new(&mut trainer)
+        .scale_batch_size(&Net::new(&NetHparams::new()), &mut data, options)
+        .unwrap();
+    assert_eq!((found, data.batch_size()), (48, 48));
 }
 
 #[test]
@@ -582,14 +589,17 @@ fn scaling_stops_at_max_val_at_max_trials_and_at_the_dataset_length() {
     let found = tuner
         .scale_batch_size(&model, &mut bounded, ScaleBatchSize::new().max_val(20))
         .unwrap();
-    assert_eq!((found, trials(&bounded.0)), (20, vec![2, 4, 8, 16, 20]));
+    // 16 fits; its double is capped at 20, and reaching max_val ends the search (with 20
+    // untried, as in Lightning).
+    assert_eq!((found, trials(&bounded.0)), (20, vec![2, 4, 8, 16]));
 
     let mut few = recorded(10_000, usize::MAX);
     let found = tuner
         .scale_batch_size(&model, &mut few, ScaleBatchSize::new().max_trials(3).init_val(5))
         .unwrap();
-    // Three trials (5, 10, 20); the size after the last success is kept, as in Lightning.
-    assert_eq!((found, trials(&few.0)), (40, vec![5, 10, 20]));
+    // Three trials (5, 10, 20): the last one's size is kept, not an untried double.
+    assert_eq!((found, trials(&few.0)), (20, vec![5, 10, 20]));
+    assert_eq!(few.batch_size(), 20);
 
     // A batch holding the whole training set (100 items) is not grown further.
     let mut small = recorded(100, usize::MAX);
@@ -631,6 +641,8 @@ fn scaling_returns_other_errors_and_refuses_bad_settings() {
     assert_eq!(flag(ScaleBatchSize::new().init_val(0)), "init_val");
     assert_eq!(flag(ScaleBatchSize::new().max_trials(0)), "max_trials");
     assert_eq!(flag(ScaleBatchSize::new().init_val(8).max_val(4)), "max_val");
+    assert_eq!(flag(ScaleBatchSize::new().margin(1.0)), "margin");
+    assert_eq!(flag(ScaleBatchSize::new().margin(-0.1)), "margin");
 }
 
 impl LoadFromCheckpoint for LitMnist {
@@ -702,4 +714,16 @@ fn under_fast_dev_run_the_tuner_runs_nothing() {
     );
     assert!(sized.0.tried.lock().unwrap().is_empty(), "no dataloader was built");
     assert!(!root.path().join("lightning_logs").exists());
+}
+
+#[test]
+fn the_modes_parse_from_lightnings_names() {
+    assert_eq!("exponential".parse::<LrFindMode>().unwrap(), LrFindMode::Exponential);
+    assert_eq!("linear".parse::<LrFindMode>().unwrap(), LrFindMode::Linear);
+    assert_eq!("power".parse::<BatchSizeMode>().unwrap(), BatchSizeMode::Power);
+    assert_eq!("binsearch".parse::<BatchSizeMode>().unwrap(), BatchSizeMode::Binsearch);
+    let error = "log".parse::<LrFindMode>().unwrap_err();
+    assert!(error.to_string().contains("`exponential` or `linear`"), "{error}");
+    assert_eq!(config_flag(error), "mode");
+    assert_eq!(config_flag("binary".parse::<BatchSizeMode>().unwrap_err()), "mode");
 }

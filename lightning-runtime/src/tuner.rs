@@ -120,9 +120,11 @@ impl<'t, M: LightningModule> Tuner<'t, M> {
     /// Lightning's batch-size finder: runs `steps_per_trial` training steps (and as many
     /// validation batches) with the datamodule's batch size set to `init_val`, then doubles it
     /// after every trial that succeeds (`Power`), or doubles it until a trial fails and then
-    /// bisects between the last success and the failure (`Binsearch`), for at most
-    /// `max_trials` trials. The size found is set on `data` and returned; `model` and the
-    /// trainer are left as they were.
+    /// bisects between the last success and the failure (`Binsearch`, then `margin` below it),
+    /// for at most `max_trials` trials. The size found is set on `data` and returned; `model`
+    /// and the trainer are left as they were. This follows Lightning's current code (with
+    /// `max_val` and `margin`, and the last of `max_trials` trials' size kept rather than an
+    /// untried double).
     ///
     /// A trial fails when it runs out of memory: a panic or an error whose message says so
     /// (CUDA's and wgpu's allocators report it this way). What cannot be detected: on the CPU
@@ -192,19 +194,34 @@ impl<'t, M: LightningModule> Tuner<'t, M> {
     }
 }
 
-/// Lightning's `_run_power_scaling` and `_run_binary_scaling`: the batch size found.
+/// Lightning's `_run_power_scaling` and `_run_binsearch_scaling`: the batch size found.
 fn search_batch_size<D: BatchSizeTunable>(
     scaler: &mut BatchScaler<'_, D>,
     trial: &mut impl FnMut(&mut D) -> Result<Trial, Error>,
     options: &ScaleBatchSize,
 ) -> Result<usize, Error> {
     let mut new_size = scaler.adjust(Adjust::To(options.init_val), None).0;
+    let reached_max_val = |size: usize| {
+        let reached = size >= options.max_val;
+        if reached {
+            tracing::info!(target: "burn_lightning",
+                "reached the maximum batch size limit of {}; stopping the search", options.max_val);
+        }
+        reached
+    };
     match options.mode {
         BatchSizeMode::Power => {
             let mut any_success = false;
-            for _ in 0..options.max_trials {
+            for i in 0..options.max_trials {
+                if reached_max_val(new_size) {
+                    break;
+                }
                 match trial(scaler.data)? {
                     Trial::Succeeded => {
+                        // The last trial's size is the answer: no untried size is returned.
+                        if i + 1 >= options.max_trials {
+                            break;
+                        }
                         let (size, changed) = scaler.adjust(Adjust::Double, Some("succeeded"));
                         new_size = size;
                         if !changed {
@@ -228,10 +245,13 @@ fn search_batch_size<D: BatchSizeTunable>(
             let (mut low, mut high) = (1usize, None::<usize>);
             let mut count = 0;
             loop {
+                if reached_max_val(new_size) {
+                    break;
+                }
                 match trial(scaler.data)? {
                     Trial::Succeeded => {
                         count += 1;
-                        if count > options.max_trials {
+                        if count >= options.max_trials {
                             break;
                         }
                         low = new_size;
@@ -257,6 +277,14 @@ fn search_batch_size<D: BatchSizeTunable>(
                         }
                     }
                 }
+            }
+            // A safety margin below the largest size that fitted.
+            let reduced = ((new_size as f64 * (1.0 - options.margin)) as usize).max(1);
+            if reduced != new_size {
+                tracing::info!(target: "burn_lightning",
+                    "applying a margin of {:.1}%: batch size {new_size} reduced to {reduced}", options.margin * 100.0);
+                new_size = reduced;
+                scaler.data.set_batch_size(new_size);
             }
         }
     }
@@ -310,7 +338,7 @@ enum Adjust {
 struct BatchScaler<'d, D> {
     data: &'d mut D,
     dataset_len: Option<usize>,
-    max_val: Option<usize>,
+    max_val: usize,
 }
 
 impl<D: BatchSizeTunable> BatchScaler<'_, D> {
@@ -328,7 +356,7 @@ impl<D: BatchSizeTunable> BatchScaler<'_, D> {
             Adjust::Double => batch_size * 2,
             Adjust::Halve => batch_size / 2,
         };
-        let new_size = self.max_val.map_or(new_size, |max| new_size.min(max));
+        let new_size = new_size.min(self.max_val);
         if let Some(outcome) = outcome {
             tracing::info!(target: "burn_lightning",
                 "batch size {batch_size} {outcome}, trying batch size {new_size}");
@@ -367,15 +395,32 @@ pub enum BatchSizeMode {
     Binsearch,
 }
 
+impl std::str::FromStr for BatchSizeMode {
+    type Err = Error;
+
+    /// Lightning's names: `"power"` or `"binsearch"`.
+    fn from_str(name: &str) -> Result<Self, Error> {
+        match name {
+            "power" => Ok(BatchSizeMode::Power),
+            "binsearch" => Ok(BatchSizeMode::Binsearch),
+            other => Err(Error::config(
+                "mode",
+                format!("`{other}` is not a batch size search; use `power` or `binsearch`"),
+            )),
+        }
+    }
+}
+
 /// The settings of [`Tuner::scale_batch_size`], with Lightning's defaults: power mode, 3 steps
-/// per trial, starting at 2, at most 25 trials, no upper bound.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+/// per trial, starting at 2, at most 25 trials, at most 8192, a 5% margin in binsearch mode.
+#[derive(Clone, Copy, PartialEq, Debug)]
 pub struct ScaleBatchSize {
     mode: BatchSizeMode,
     steps_per_trial: usize,
     init_val: usize,
     max_trials: usize,
-    max_val: Option<usize>,
+    max_val: usize,
+    margin: f64,
 }
 
 impl Default for ScaleBatchSize {
@@ -385,7 +430,8 @@ impl Default for ScaleBatchSize {
             steps_per_trial: 3,
             init_val: 2,
             max_trials: 25,
-            max_val: None,
+            max_val: 8192,
+            margin: 0.05,
         }
     }
 }
@@ -424,11 +470,20 @@ impl ScaleBatchSize {
         self
     }
 
-    /// The largest batch size to try: what bounds the search where running out of memory
-    /// cannot be detected (the CPU backends).
+    /// The largest batch size (default 8192, as Lightning): what bounds the search where
+    /// running out of memory cannot be detected (the CPU backends). Reaching it ends the search
+    /// with it, untried, as in Lightning.
     #[must_use]
     pub fn max_val(mut self, batch_size: usize) -> Self {
-        self.max_val = Some(batch_size);
+        self.max_val = batch_size;
+        self
+    }
+
+    /// In binsearch mode, how much below the size found to settle, as a fraction (default
+    /// 0.05: 5% smaller, at least 1), for a safety buffer; in [0, 1).
+    #[must_use]
+    pub fn margin(mut self, margin: f64) -> Self {
+        self.margin = margin;
         self
     }
 
@@ -443,14 +498,21 @@ impl ScaleBatchSize {
         at_least_one("steps_per_trial", self.steps_per_trial)?;
         at_least_one("init_val", self.init_val)?;
         at_least_one("max_trials", self.max_trials)?;
-        if let Some(max) = self.max_val
-            && max < self.init_val
-        {
+        if self.max_val < self.init_val {
             return Err(Error::config(
                 "max_val",
                 format!(
-                    "{max} is below init_val ({}); raise it or lower init_val",
-                    self.init_val
+                    "{} is below init_val ({}); raise it or lower init_val",
+                    self.max_val, self.init_val
+                ),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.margin) {
+            return Err(Error::config(
+                "margin",
+                format!(
+                    "{} is not a fraction in [0, 1); use for example 0.05, or 0 for none",
+                    self.margin
                 ),
             ));
         }
@@ -466,6 +528,22 @@ pub enum LrFindMode {
     Exponential,
     /// Linearly.
     Linear,
+}
+
+impl std::str::FromStr for LrFindMode {
+    type Err = Error;
+
+    /// Lightning's names: `"exponential"` or `"linear"`.
+    fn from_str(name: &str) -> Result<Self, Error> {
+        match name {
+            "exponential" => Ok(LrFindMode::Exponential),
+            "linear" => Ok(LrFindMode::Linear),
+            other => Err(Error::config(
+                "mode",
+                format!("`{other}` is not a learning rate sweep; use `exponential` or `linear`"),
+            )),
+        }
+    }
 }
 
 /// The settings of [`Tuner::lr_find`], with Lightning's defaults: from 1e-8 to 1 in 100 steps,
@@ -640,8 +718,8 @@ impl LrFinder {
     /// most negative gradient, torch's `gradient` with coordinates), skipping the first 10 and
     /// the last step, and the steps whose loss is not finite. `None` when fewer than 2 remain.
     ///
-    /// Differs from Lightning 2.5 on purpose: an exponential sweep's gradient is taken against
-    /// `log10(lr)`, the coordinate its steps are even in, as Lightning's open fix
+    /// Differs from Lightning's release on purpose: an exponential sweep's gradient is taken
+    /// against `log10(lr)`, the coordinate its steps are even in, as Lightning's open fix
     /// (pull request 21171, for issue 21141) does. Lightning's release takes it against `lr`
     /// itself, which makes the smallest learning rates' steps tiny, so that noise in the flat
     /// start of the curve outweighs the real descent (on this crate's MNIST example it suggests
