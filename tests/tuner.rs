@@ -727,3 +727,38 @@ fn the_modes_parse_from_lightnings_names() {
     assert_eq!(config_flag(error), "mode");
     assert_eq!(config_flag("binary".parse::<BatchSizeMode>().unwrap_err()), "mode");
 }
+
+#[test]
+fn lr_find_counts_optimizer_steps_under_accumulation_and_plots_a_single_point() {
+    let root = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::builder()
+        .default_root_dir(root.path())
+        .max_epochs(2)
+        .enable_progress_bar(false)
+        .enable_model_summary(false)
+        .accumulate_grad_batches(2)
+        .build()
+        .unwrap();
+    let model = Net::new(&NetHparams::new());
+    let options = LrFind::new().min_lr(1e-4).max_lr(1.0).num_training(10);
+    let finder = Tuner::new(&mut trainer).lr_find(&model, data(), options).unwrap();
+    // One learning rate per optimizer step (two batches each), as Lightning records them.
+    let expected: Vec<f64> = (0..10)
+        .map(|k| {
+            if k == 0 {
+                1e-4
+            } else {
+                1e-4 * 1e4f64.powf((k + 1) as f64 / 10.0)
+            }
+        })
+        .collect();
+    assert_close(finder.lrs(), &expected);
+
+    // One step: no suggestion, and still a plot.
+    let finder = Tuner::new(&mut trainer)
+        .lr_find(&model, data(), LrFind::new().num_training(1))
+        .unwrap();
+    assert_eq!((finder.lrs(), finder.suggestion()), (&[1e-8][..], None));
+    let svg = std::fs::read_to_string(finder.plot_path().unwrap()).unwrap();
+    roxmltree::Document::parse(&svg).expect("well-formed SVG");
+}

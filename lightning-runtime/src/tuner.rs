@@ -912,13 +912,13 @@ impl LrFinder {
             match self.mode {
                 LrFindMode::Exponential => draw!(
                     builder
-                        .build_cartesian_2d((lr_lo..lr_hi).log_scale(), y_range)
+                        .build_cartesian_2d((lr_lo..lr_hi.max(lr_lo * 10.0)).log_scale(), y_range)
                         .map_err(|e| fail(&e))?,
                     sci
                 ),
                 LrFindMode::Linear => draw!(
                     builder
-                        .build_cartesian_2d(lr_lo..lr_hi.max(lr_lo + f64::EPSILON), y_range)
+                        .build_cartesian_2d(lr_lo..lr_hi.max(lr_lo + 1e-3), y_range)
                         .map_err(|e| fail(&e))?,
                     plain
                 ),
