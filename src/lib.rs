@@ -64,6 +64,7 @@ pub mod prelude {
         Scheduler, Stage, StepContext, StepOutput, TensorBoardLogger, Timer, Trainer, TrainerBuilder, TrainerFn,
         TrainerState, TrainerStatus, ValCheckInterval, grad_norm, hook, lightning_module, seed_everything, summarize,
     };
+    pub use crate::{BatchSizeMode, BatchSizeTunable, LrFind, LrFindMode, LrFinder, ScaleBatchSize, Tuner};
     pub use burn_lightning_runtime::burn::prelude::*;
 }
 

@@ -224,6 +224,17 @@ impl MnistData {
     }
 }
 
+/// The batch size `Tuner::scale_batch_size` tunes: that of every dataloader it builds.
+impl BatchSizeTunable for MnistData {
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    fn set_batch_size(&mut self, batch_size: usize) {
+        self.batch_size = batch_size;
+    }
+}
+
 impl DataModule<MnistBatch> for MnistData {
     /// The trainer's seed shuffles the training items.
     fn set_seed(&mut self, seed: u64) {

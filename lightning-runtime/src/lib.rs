@@ -4,7 +4,7 @@
 //! Layout: [`hooks`] (the traits generated from the hook table, and the glue types hooks
 //! return), [`state`] (the trainer's state), [`context`] (what a hook can read and log), [`logging`], [`optim`], [`data`],
 //! [`trainer`] (builder, flags and loops), [`callbacks`], [`progress`] (the progress bar), [`checkpoint`], [`run_dir`],
-//! [`report`].
+//! [`report`], [`tuner`] (the learning-rate and batch-size finders).
 
 pub mod accelerator;
 pub mod callbacks;
@@ -31,6 +31,7 @@ pub mod summary;
 pub mod tensor_data;
 pub mod timer;
 pub mod trainer;
+pub mod tuner;
 
 pub use accelerator::{Accelerator, Devices};
 pub use burn;
@@ -69,6 +70,7 @@ pub use tensor_data::{
 };
 pub use timer::{MaxTime, TimeSpan, Timer};
 pub use trainer::{ClipAlgorithm, FitError, Limit, Trainer, TrainerBuilder, ValCheckInterval};
+pub use tuner::{BatchSizeMode, BatchSizeTunable, LrFind, LrFindMode, LrFinder, ScaleBatchSize, Tuner};
 
 /// Re-exported for generated code: `#[serde(crate = "...")]` needs a path users can reach.
 pub use serde;

@@ -546,6 +546,16 @@ impl Optimizer {
     }
 }
 
+impl Optimizer {
+    /// Sets the learning rate to `lr` and replaces the scheduler with `scheduler` (the tuner's
+    /// learning-rate sweep, as Lightning's `_exchange_scheduler`).
+    pub(crate) fn exchange_scheduler(&mut self, lr: f64, scheduler: LrSchedulerConfig) -> Result<(), Error> {
+        self.lr = lr;
+        self.scheduler = Some(scheduler.build(lr)?);
+        Ok(())
+    }
+}
+
 /// Collects the ids of a module's float parameters.
 struct ParamIds(BTreeSet<ParamId>);
 

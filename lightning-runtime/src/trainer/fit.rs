@@ -115,6 +115,13 @@ where
         message: "it returned no optimizer".into(),
     })?;
     run.optimizer = Some(config.build()?);
+    // The learning-rate finder replaces the module's scheduler with its sweep.
+    if let (Some(sweep), Some(optimizer)) = (
+        run.cfg.tuning.as_ref().and_then(|tuning| tuning.lr_sweep.as_ref()),
+        run.optimizer.as_mut(),
+    ) {
+        sweep.exchange_scheduler(optimizer)?;
+    }
     // The training dataloader's `iter()` calls of the epochs the checkpoint completed.
     let replayed_epochs = match resume {
         Some(checkpoint) => super::restore::restore_training_state(run, checkpoint, total_batches)?,

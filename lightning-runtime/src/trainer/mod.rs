@@ -171,6 +171,8 @@ pub(crate) struct Config {
     /// The devices asked for (the device they name is `device`).
     #[allow(dead_code)] // checked by `build()`; kept for the serde form of the flags
     pub devices: crate::Devices,
+    /// Set only in the tuner's searches (`Tuner::lr_find`, `Tuner::scale_batch_size`).
+    pub tuning: Option<crate::tuner::Tuning>,
 }
 
 /// Builds a [`Trainer`]; every flag has Lightning's default.
@@ -598,6 +600,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             reload_dataloaders_every_n_epochs: self.reload_dataloaders_every_n_epochs,
             accelerator: self.accelerator,
             devices: self.devices,
+            tuning: None,
         };
         let loggers = if self.enable_logger { self.loggers } else { Vec::new() };
         Ok(Trainer {
@@ -760,6 +763,28 @@ impl<M> std::error::Error for FitError<M> {
 impl<M> From<FitError<M>> for Error {
     fn from(e: FitError<M>) -> Self {
         e.error
+    }
+}
+
+impl<M: LightningModule> Trainer<M> {
+    /// A trainer for a tuner's search: `config` as given, only `callbacks`, no loggers.
+    pub(crate) fn for_tuning(config: Config, callbacks: Callbacks<M>) -> Self {
+        Self {
+            config,
+            callbacks,
+            loggers: Vec::new(),
+            callback_metrics: Metrics::default(),
+            logged_metrics: Metrics::default(),
+            progress_bar_metrics: Metrics::default(),
+            progress: Progress::default(),
+            report: Default::default(),
+            optimizer: None,
+        }
+    }
+
+    /// The validated flags.
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
     }
 }
 

@@ -342,7 +342,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
     /// TensorBoard logger then writes. Writes `hparams.yaml` there and gives the
     /// hyperparameters to every logger.
     pub fn create_log_dir(&mut self) -> Result<Option<PathBuf>, Error> {
-        if self.cfg.fast_dev_run.is_some() {
+        if self.cfg.fast_dev_run.is_some() || self.cfg.tuning.as_ref().is_some_and(|tuning| !tuning.run_dir) {
             return Ok(None);
         }
         let dir = match (self.core.state.log_dir.clone(), self.loggers.first_mut()) {
