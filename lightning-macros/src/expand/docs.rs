@@ -11,6 +11,11 @@ fn cell(text: &str) -> String {
 }
 
 fn code(tokens: &impl ToTokens) -> String {
+    format!("`{}`", cell(&type_text(tokens)))
+}
+
+/// Tokens as a reader writes them (`Vec<f64>`, not `Vec < f64 >`).
+pub fn type_text(tokens: &impl ToTokens) -> String {
     let text = tokens.to_token_stream().to_string();
     // Token streams print `Vec < f64 >`; tighten the common cases for reading.
     let text = text
@@ -20,7 +25,7 @@ fn code(tokens: &impl ToTokens) -> String {
         .replace(" ,", ",")
         .replace("& ", "&")
         .replace(" :: ", "::");
-    format!("`{}`", cell(&text))
+    text
 }
 
 /// The table of `#[hparam]` fields: name, type, default, doc.
