@@ -18,14 +18,12 @@ fn code(tokens: &impl ToTokens) -> String {
 pub fn type_text(tokens: &impl ToTokens) -> String {
     let text = tokens.to_token_stream().to_string();
     // Token streams print `Vec < f64 >`; tighten the common cases for reading.
-    let text = text
-        .replace(" < ", "<")
+    text.replace(" < ", "<")
         .replace("< ", "<")
         .replace(" >", ">")
         .replace(" ,", ",")
         .replace("& ", "&")
-        .replace(" :: ", "::");
-    text
+        .replace(" :: ", "::")
 }
 
 /// The table of `#[hparam]` fields: name, type, default, doc.
