@@ -58,11 +58,12 @@ pub mod prelude {
         BatchControl, Callback, CallbackRole, Callbacks, Checkpoint, CkptPath, ClipAlgorithm, CsvLogger, DataModule,
         EarlyStopping, EarlyStoppingReason, EpochContext, EpochLogOptions, EpochSummary, Error, FitError, GradientClip,
         GradientNormMonitor, Gradients, HasHparams, Hook, HookContext, Interval, JsonValue, LearningRateMonitor,
-        LightningModule, Limit, LoadFromCheckpoint, LoadOptions, Loader, Loaders, LogOptions, Logger,
+        LightningCli, LightningModule, Limit, LoadFromCheckpoint, LoadOptions, Loader, Loaders, LogOptions, Logger,
         LrSchedulerConfig, Metrics, Mode, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, Optimizer,
         OptimizerClosure, OptimizerConfig, Profiler, ProgressBar, Reduce, ReduceLrOnPlateau, RunningStage, SaveLast,
-        Scheduler, Stage, StepContext, StepOutput, TensorBoardLogger, Timer, Trainer, TrainerBuilder, TrainerFn,
-        TrainerState, TrainerStatus, ValCheckInterval, grad_norm, hook, lightning_module, seed_everything, summarize,
+        Scheduler, Stage, StepContext, StepOutput, TensorBoardLogger, Timer, Trainer, TrainerBuilder, TrainerConfig,
+        TrainerFn, TrainerState, TrainerStatus, ValCheckInterval, grad_norm, hook, lightning_module, seed_everything,
+        summarize,
     };
     pub use crate::{BatchSizeMode, BatchSizeTunable, LrFind, LrFindMode, LrFinder, ScaleBatchSize, Tuner};
     pub use burn_lightning_runtime::burn::prelude::*;

@@ -9,6 +9,8 @@
 pub mod accelerator;
 pub mod callbacks;
 pub mod checkpoint;
+pub mod cli;
+pub mod config;
 pub mod context;
 pub mod data;
 mod diagnostics;
@@ -41,14 +43,16 @@ pub use callbacks::{
     SaveLast,
 };
 pub use checkpoint::{Checkpoint, KeyReport, LightningCheckpoint, LoadFromCheckpoint, LoadOptions, Loaded};
+pub use cli::{CliError, Command, LightningCli};
+pub use config::{FlagInfo, TrainerConfig};
 pub use context::{EpochContext, HookContext, StepContext};
 pub use data::{DataModule, IntoLoader, Loader, Loaders, Stage};
 pub use error::Error;
 pub use hooks::{
     AutomaticOptimization, BatchControl, Callback, CallbackRole, Callbacks, ConfigureOptimizers, HasHparams, Hook,
-    HookError, HookOwner, HookResult, HookSet, HparamValue, IntoBatchControl, IntoManualOutput, IntoTrainingOutput,
-    LightningModule, LogScope, ManualOptimization, Optimization, PredictStep, StepOutput, TestStep, TrainingStep,
-    ValidationStep,
+    HookError, HookOwner, HookResult, HookSet, HparamInfo, HparamValue, IntoBatchControl, IntoManualOutput,
+    IntoTrainingOutput, LightningModule, LogScope, ManualOptimization, Optimization, PredictStep, StepOutput, TestStep,
+    TrainingStep, ValidationStep,
 };
 pub use loggers::{CsvLogger, Logger, LoggerDir, TensorBoardLogger, Version};
 pub use logging::{EpochLogOptions, LogOptions, LogValue, MetricValue, Metrics, Reduce};

@@ -754,6 +754,11 @@ impl GradientAccumulationScheduler {
         self.scheduling.values().any(|factor| *factor > 1)
     }
 
+    /// The `(epoch, factor)` pairs (factors signed, as given).
+    pub(crate) fn schedule(&self) -> &BTreeMap<usize, i64> {
+        &self.scheduling
+    }
+
     /// Every factor must be at least 1.
     pub(crate) fn validate(&self) -> Result<(), Error> {
         match self.scheduling.iter().find(|(_, factor)| **factor < 1) {
