@@ -63,7 +63,9 @@ pub mod prelude {
         Scheduler, Stage, StepContext, StepOutput, TensorBoardLogger, Timer, Trainer, TrainerBuilder, TrainerFn,
         TrainerState, TrainerStatus, ValCheckInterval, grad_norm, hook, lightning_module, seed_everything, summarize,
     };
+    pub use crate::{CastFloats, Precision};
     pub use burn_lightning_runtime::burn::prelude::*;
+    pub use burn_lightning_runtime::burn::tensor::FloatDType;
 }
 
 #[doc(hidden)]

@@ -44,7 +44,9 @@ where
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // The module trains on the autodiff device; parameters not yet initialized are
         // initialized there, from the seeded generator.
-        run.module = run.module.clone().fork(&run.train_device).train();
+        // Under `*-true`, in the precision's dtype before the optimizer sees them.
+        let module = run.module.clone().fork(&run.train_device).train();
+        run.module = crate::precision::convert_module(run.cfg.precision, module);
         fit_loop(&mut run, &mut total_batches, resume)
     }));
     let state = &run.core.state;
@@ -498,7 +500,9 @@ where
     // Lightning counts every `optimizer_step` call that completes, also when `training_step`
     // returned no loss; one that failed is not counted.
     let outcome = run.core.take_error().and(result);
-    if outcome.is_ok() {
+    // `16-mixed`: a step skipped for inf/NaN gradients is not counted.
+    let skipped = run.core.precision.finish_step();
+    if outcome.is_ok() && !skipped {
         run.core.state.global_step += 1;
     }
     run.after_hook(outcome)?;

@@ -158,6 +158,10 @@ pub(crate) struct Config {
     pub enable_report: bool,
     /// The profiler of every run, if any.
     pub profiler: Option<crate::Profiler>,
+    /// The precision training runs in (Lightning's `precision`).
+    pub precision: crate::Precision,
+    /// Good steps after which `16-mixed` doubles its loss scale (torch's 2000; shorter in tests).
+    pub grad_scaler_growth_interval: usize,
 }
 
 /// Builds a [`Trainer`]; every flag has Lightning's default.
@@ -193,6 +197,8 @@ pub struct TrainerBuilder<M: LightningModule> {
     loggers: Vec<Box<dyn Logger>>,
     callbacks: Callbacks<M>,
     profiler: Option<crate::ProfilerChoice>,
+    precision: crate::PrecisionChoice,
+    grad_scaler_growth_interval: usize,
 }
 
 macro_rules! flags {
@@ -240,6 +246,8 @@ impl<M: LightningModule> TrainerBuilder<M> {
             loggers: Vec::new(),
             callbacks: Vec::new(),
             profiler: None,
+            precision: crate::PrecisionChoice::default(),
+            grad_scaler_growth_interval: crate::precision::GROWTH_INTERVAL,
         }
     }
 
@@ -318,6 +326,21 @@ impl<M: LightningModule> TrainerBuilder<M> {
         /// Without it, the loss is read on the steps that log anyway, and the first one that
         /// is not finite is a warning.
         detect_anomaly: bool => detect_anomaly = detect_anomaly;
+        /// The precision of training (Lightning's `precision`): `"32-true"` (default),
+        /// `"64-true"`, `"16-true"`, `"bf16-true"`, `"16-mixed"`, `"bf16-mixed"`, Lightning's
+        /// aliases (`64`, `32`, `16`, `"bf16"`) or a [`Precision`](crate::Precision). `build()`
+        /// refuses a string that is not a precision, and a precision the device's backend cannot
+        /// run. Batches are yours to cast: see [`precision`](crate::precision).
+        precision: impl Into<crate::PrecisionChoice> => precision = precision.into();
+    }
+
+    /// Optimizer steps without an inf/NaN gradient after which `16-mixed` doubles its loss scale
+    /// (torch's `growth_interval`, 2000). For tests.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn grad_scaler_growth_interval(mut self, steps: usize) -> Self {
+        self.grad_scaler_growth_interval = steps.max(1);
+        self
     }
 
     /// Stops training once it has run this long (Lightning's `max_time`): `"DD:HH:MM:SS"`, a
@@ -465,6 +488,21 @@ impl<M: LightningModule> TrainerBuilder<M> {
                 "it does not apply under manual optimization; sum the gradients yourself (`grads.accumulate(self, more)`) and call `optimizer_step` every N batches",
             ));
         }
+        let precision = self.precision.resolve()?;
+        precision.check(&self.device.clone().unwrap_or_default())?;
+        if precision.is_mixed() && M::OPTIMIZATION == crate::Optimization::Manual {
+            return Err(Error::config(
+                "precision",
+                format!(
+                    "`{precision}` is not available under manual optimization yet; use `{}` (or `32-true`)",
+                    if precision == crate::Precision::F16Mixed {
+                        "16-true"
+                    } else {
+                        "bf16-true"
+                    }
+                ),
+            ));
+        }
         // Lightning: neither limit set means 1000 epochs.
         let max_epochs = match (self.max_epochs, self.max_steps) {
             (None, None) => Some(1000),
@@ -536,6 +574,8 @@ impl<M: LightningModule> TrainerBuilder<M> {
             default_logger: self.enable_logger,
             enable_report: self.enable_report,
             profiler,
+            precision,
+            grad_scaler_growth_interval: self.grad_scaler_growth_interval,
         };
         let loggers = if self.enable_logger { self.loggers } else { Vec::new() };
         Ok(Trainer {
