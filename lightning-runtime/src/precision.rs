@@ -259,6 +259,16 @@ pub trait CastFloats: Sized {
     /// This value with its float tensors in `dtype`.
     #[must_use]
     fn cast_floats(self, dtype: FloatDType) -> Self;
+
+    /// This value with its float tensors in the dtype of `module`'s parameters (unchanged when
+    /// it has none): for hooks without a [`StepContext`], such as `predict_step`.
+    #[must_use]
+    fn cast_floats_like<M: Module>(self, module: &M) -> Self {
+        match module_dtype(module) {
+            Some(dtype) => self.cast_floats(dtype),
+            None => self,
+        }
+    }
 }
 
 impl<const D: usize> CastFloats for Tensor<D> {

@@ -111,6 +111,8 @@ where
     run.setup()?;
     if let Some(checkpoint) = resume {
         super::restore::restore_modules_and_callbacks(run, checkpoint)?;
+        // Weights saved in another precision come back in this run's.
+        run.module = crate::precision::cast_module(run.module.clone(), run.cfg.precision.param_dtype());
     }
     let config = hook!(run.configure_optimizers()).ok_or(Error::Hook {
         hook: "configure_optimizers",
