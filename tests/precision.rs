@@ -349,7 +349,11 @@ fn mixed_precision_under_manual_optimization_is_refused_and_true_half_trains() {
 fn a_fit_resumed_in_another_precision_trains_in_the_new_one() {
     let dir = tempfile::tempdir().unwrap();
     let data = || Loaders::fit(pair_loader(32, 16), None);
-    let mut trainer = builder(dir.path()).precision("bf16-true").max_epochs(1).build().unwrap();
+    let mut trainer = builder(dir.path())
+        .precision("bf16-true")
+        .max_epochs(1)
+        .build()
+        .unwrap();
     trainer.fit(Regressor::new(), data()).unwrap();
     let saved = files_under(dir.path())
         .into_iter()
@@ -358,7 +362,9 @@ fn a_fit_resumed_in_another_precision_trains_in_the_new_one() {
     assert_eq!(checkpoint_dtypes(dir.path()), [DType::BF16, DType::BF16]);
 
     let mut trainer = builder(dir.path()).max_epochs(2).build().unwrap();
-    let model = trainer.fit_from(Regressor::new(), data(), dir.path().join(saved)).unwrap();
+    let model = trainer
+        .fit_from(Regressor::new(), data(), dir.path().join(saved))
+        .unwrap();
     assert_eq!(trainer.global_step(), 4);
     let steps = model.seen("training_step");
     assert_eq!(steps.len(), 2, "the second epoch only");

@@ -597,14 +597,14 @@ mod tests {
 
     #[test]
     fn a_precision_the_backend_cannot_run_is_an_error_naming_it_and_what_it_supports() {
-        // A backend without f64, as wgpu's WGSL.
+        // A backend without f64, as wgpu on Metal.
         let no_f64 = |dtype: FloatDType| dtype != FloatDType::F64;
         let error = Precision::F64True
-            .check_with("Wgpu(DefaultDevice)", no_f64)
+            .check_with("Wgpu(Metal)", no_f64)
             .unwrap_err()
             .to_string();
         assert!(error.contains("precision") && error.contains("`64-true`"), "{error}");
-        assert!(error.contains("Wgpu(DefaultDevice) backend"), "{error}");
+        assert!(error.contains("Wgpu(Metal) backend"), "{error}");
         assert!(
             error.contains("supports: 32-true, 16-true, bf16-true, 16-mixed, bf16-mixed"),
             "{error}"
