@@ -47,6 +47,9 @@ pub struct Regressor {
     /// The batch whose loss is multiplied by infinity (its gradients are not finite).
     #[module(skip)]
     inf_at: Option<usize>,
+    /// Whether the loss is computed in the dtype of the step (half under `16-mixed`).
+    #[module(skip)]
+    half_loss: bool,
 }
 
 impl Regressor {
@@ -56,11 +59,15 @@ impl Regressor {
             layer: config.init(&Device::default()),
             seen: Arc::default(),
             inf_at: None,
+            half_loss: false,
         }
     }
 
     /// The mean squared error, computed in `f32` (as torch's autocast computes `mse_loss`).
     fn loss(&self, batch: Pair) -> Tensor<1> {
+        if self.half_loss {
+            return (self.layer.forward(batch.x) - batch.y).powi_scalar(2).mean();
+        }
         let prediction = self.layer.forward(batch.x).cast(FloatDType::F32);
         (prediction - batch.y.cast(FloatDType::F32)).powi_scalar(2).mean()
     }
@@ -370,4 +377,25 @@ fn a_fit_resumed_in_another_precision_trains_in_the_new_one() {
     assert_eq!(steps.len(), 2, "the second epoch only");
     assert!(steps.iter().all(|s| s.weights == Some(FloatDType::F32)), "{steps:?}");
     assert_eq!(module_dtype(&model), Some(FloatDType::F32));
+}
+
+#[test]
+fn a_half_precision_loss_under_sixteen_mixed_skips_the_first_step() {
+    // Its gradient, 65536, is infinite in f16: the scaler halves the scale and goes on.
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = builder(dir.path())
+        .precision("16-mixed")
+        .max_epochs(1)
+        .enable_checkpointing(false)
+        .build()
+        .unwrap();
+    let mut model = Regressor::new();
+    model.half_loss = true;
+    let model = trainer.fit(model, Loaders::fit(pair_loader(48, 16), None)).unwrap();
+    let steps = model.seen("training_step");
+    let scales: Vec<Option<f64>> = steps.iter().map(|s| s.loss_scale).collect();
+    assert_eq!(scales, [Some(65536.0), Some(32768.0), Some(32768.0)]);
+    assert_eq!(steps[1].weight_values, steps[0].weight_values, "the first step was skipped");
+    assert_ne!(steps[2].weight_values, steps[1].weight_values);
+    assert_eq!(trainer.global_step(), 2);
 }
