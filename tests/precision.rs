@@ -7,6 +7,7 @@ mod common;
 
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::optim::SgdConfig;
+use burn::optim::lr_scheduler::step::StepLrSchedulerConfig;
 use burn::tensor::DType;
 use burn_lightning::precision::module_dtype;
 use burn_lightning::prelude::*;
@@ -35,6 +36,8 @@ struct Seen {
     loss: f32,
     /// The weight matrix the step computed with, as `f32`.
     weight_values: Vec<f32>,
+    /// The optimizer's learning rate.
+    lr: f64,
 }
 
 /// A linear regressor with constant initial weights that notes the dtypes its steps see.
@@ -50,6 +53,9 @@ pub struct Regressor {
     /// Whether the loss is computed in the dtype of the step (half under `16-mixed`).
     #[module(skip)]
     half_loss: bool,
+    /// Whether the learning rate halves after every optimizer step.
+    #[module(skip)]
+    halving_schedule: bool,
 }
 
 impl Regressor {
@@ -60,6 +66,7 @@ impl Regressor {
             seen: Arc::default(),
             inf_at: None,
             half_loss: false,
+            halving_schedule: false,
         }
     }
 
@@ -82,6 +89,7 @@ impl Regressor {
             loss_scale: cx.loss_scale(),
             loss: values(loss.clone())[0],
             weight_values: self.weights(),
+            lr: cx.optimizer().map_or(f64::NAN, Optimizer::lr),
         });
     }
 
@@ -121,7 +129,12 @@ impl Regressor {
     }
     #[hook]
     fn configure_optimizers(&self) -> OptimizerConfig {
-        OptimizerConfig::new(SgdConfig::new().init(), 0.05)
+        let config = OptimizerConfig::new(SgdConfig::new().init(), 0.05);
+        if self.halving_schedule {
+            let halving = LrSchedulerConfig::new(|lr| StepLrSchedulerConfig::new(lr, 1).with_gamma(0.5).init());
+            return config.with_scheduler(halving.interval(Interval::Step));
+        }
+        config
     }
 }
 
@@ -158,7 +171,7 @@ fn every_precision_trains_with_the_dtypes_lightning_uses() {
                 Loaders::fit(pair_loader(64, 16), Some(pair_loader(16, 16))),
             )
             .unwrap();
-        assert_eq!(trainer.global_step(), 12, "{precision}: every step counted");
+        assert_eq!(trainer.global_step(), 12, "{precision}");
 
         let steps = model.seen("training_step");
         let compute = precision.compute_dtype();
@@ -213,7 +226,7 @@ fn thirty_two_true_is_the_default_and_casts_nothing() {
 }
 
 #[test]
-fn sixteen_mixed_skips_a_step_with_inf_gradients_uncounted_and_halves_the_scale() {
+fn sixteen_mixed_skips_the_update_and_the_scheduler_on_inf_gradients_and_halves_the_scale() {
     let dir = tempfile::tempdir().unwrap();
     let mut trainer = builder(dir.path())
         .precision("16-mixed")
@@ -223,13 +236,19 @@ fn sixteen_mixed_skips_a_step_with_inf_gradients_uncounted_and_halves_the_scale(
         .unwrap();
     let mut model = Regressor::new();
     model.inf_at = Some(1);
+    model.halving_schedule = true;
     let model = trainer.fit(model, Loaders::fit(pair_loader(64, 16), None)).unwrap();
     let steps = model.seen("training_step");
     let scales: Vec<Option<f64>> = steps.iter().map(|s| s.loss_scale).collect();
     assert_eq!(scales, [Some(65536.0), Some(65536.0), Some(32768.0), Some(32768.0)]);
     let global_steps: Vec<usize> = steps.iter().map(|s| s.global_step).collect();
-    assert_eq!(global_steps, [0, 1, 1, 2], "the skipped step is not counted");
-    assert_eq!(trainer.global_step(), 3);
+    // Lightning counts every completed `optimizer_step` call, also one the scaler skipped.
+    assert_eq!(global_steps, [0, 1, 2, 3]);
+    assert_eq!(trainer.global_step(), 4);
+    // ... and skips the schedulers' next step after it (`_skip_next_scheduler_step`): the rate
+    // halves after every step but the skipped one.
+    let lrs: Vec<f64> = steps.iter().map(|s| s.lr).collect();
+    assert_eq!(lrs, [0.05, 0.025, 0.025, 0.0125]);
     // Step 0 changed the weights, step 1 (inf gradients) did not, step 2 did.
     assert_ne!(steps[1].weight_values, steps[0].weight_values);
     assert_eq!(
@@ -395,7 +414,10 @@ fn a_half_precision_loss_under_sixteen_mixed_skips_the_first_step() {
     let steps = model.seen("training_step");
     let scales: Vec<Option<f64>> = steps.iter().map(|s| s.loss_scale).collect();
     assert_eq!(scales, [Some(65536.0), Some(32768.0), Some(32768.0)]);
-    assert_eq!(steps[1].weight_values, steps[0].weight_values, "the first step was skipped");
+    assert_eq!(
+        steps[1].weight_values, steps[0].weight_values,
+        "the first step was skipped"
+    );
     assert_ne!(steps[2].weight_values, steps[1].weight_values);
-    assert_eq!(trainer.global_step(), 2);
+    assert_eq!(trainer.global_step(), 3);
 }

@@ -13,8 +13,9 @@
 //!   they are exact, on purpose). With `16-mixed`, the loss is scaled before backward and the
 //!   gradients unscaled before `on_before_optimizer_step`, as torch's `GradScaler` does (initial scale
 //!   65536, doubled after 2000 steps without an inf/NaN gradient, halved and the optimizer step skipped
-//!   on one: a skipped step is not counted in `global_step`). `on_before_backward` sees the scaled
-//!   loss, `on_after_backward` the scaled gradients, as in Lightning.
+//!   on one). As in Lightning, a skipped step still counts in `global_step`, and the schedulers skip
+//!   their next step; `on_before_backward` sees the scaled loss, `on_after_backward` the scaled
+//!   gradients.
 //!
 //! **Batches.** The batch is your type, so the trainer cannot cast it for you as Lightning's
 //! `convert_input` does: cast its float tensors with [`StepContext::cast_input`] in your steps
@@ -415,6 +416,9 @@ pub(crate) struct PrecisionState {
     pub(crate) compute: Option<FloatDType>,
     /// The loss scaler of `16-mixed`.
     pub(crate) scaler: Option<GradScaler>,
+    /// Whether `16-mixed` skipped the last optimizer step (Lightning then skips the schedulers'
+    /// next step).
+    last_step_skipped: bool,
 }
 
 impl PrecisionState {
@@ -428,6 +432,7 @@ impl PrecisionState {
             precision,
             compute,
             scaler: (precision == Precision::F16Mixed).then(|| GradScaler::new(growth_interval)),
+            last_step_skipped: false,
         }
     }
 
@@ -449,6 +454,9 @@ impl PrecisionState {
     /// (one read of the device per optimizer step, as torch's `GradScaler.step`).
     pub(crate) fn unscale<M: Module>(&mut self, module: &M, grads: &mut Gradients) {
         let Some(scaler) = &mut self.scaler else { return };
+        if grads.is_empty() {
+            return;
+        }
         grads.scale(module, 1.0 / scaler.scale);
         let mut probe = NonFinite { grads, total: None };
         module.visit(&mut probe);
@@ -464,18 +472,24 @@ impl PrecisionState {
             .is_some_and(|scaler| scaler.found_inf == Some(true))
     }
 
-    /// After an optimizer step: updates the loss scale from what `unscale` found; returns
-    /// whether the step was skipped (and so is not counted).
-    pub(crate) fn finish_step(&mut self) -> bool {
-        let Some(scaler) = &mut self.scaler else { return false };
-        let Some(found_inf) = scaler.found_inf.take() else {
-            return false;
-        };
-        scaler.update(found_inf);
-        if found_inf {
-            tracing::debug!(target: "burn_lightning", scale = scaler.scale, "16-mixed: inf/NaN gradients, optimizer step skipped, loss scale halved");
+    /// After an optimizer step: updates the loss scale from what `unscale` found (torch's
+    /// `GradScaler.update`).
+    pub(crate) fn finish_step(&mut self) {
+        let Some(scaler) = &mut self.scaler else { return };
+        // Nothing was unscaled (no loss, so no backward): Lightning neither steps nor updates.
+        let found_inf = scaler.found_inf.take();
+        self.last_step_skipped = found_inf == Some(true);
+        if let Some(found_inf) = found_inf {
+            scaler.update(found_inf);
+            if found_inf {
+                tracing::debug!(target: "burn_lightning", scale = scaler.scale, "16-mixed: inf/NaN gradients, optimizer step skipped, loss scale halved");
+            }
         }
-        found_inf
+    }
+
+    /// Whether `16-mixed` skipped the last optimizer step: the schedulers skip their next step.
+    pub(crate) fn skipped_last_step(&self) -> bool {
+        self.last_step_skipped
     }
 }
 

@@ -502,9 +502,10 @@ where
     // Lightning counts every `optimizer_step` call that completes, also when `training_step`
     // returned no loss; one that failed is not counted.
     let outcome = run.core.take_error().and(result);
-    // `16-mixed`: a step skipped for inf/NaN gradients is not counted.
-    let skipped = run.core.precision.finish_step();
-    if outcome.is_ok() && !skipped {
+    // `16-mixed` updates its loss scale. A step it skipped for inf/NaN gradients still counts,
+    // as Lightning counts every `optimizer_step` call that completes.
+    run.core.precision.finish_step();
+    if outcome.is_ok() {
         run.core.state.global_step += 1;
     }
     run.after_hook(outcome)?;
@@ -569,6 +570,11 @@ where
             }
         }
     };
+    // Lightning (`_skip_next_scheduler_step`): no scheduler step after an optimizer step that
+    // `16-mixed` skipped.
+    if run.core.precision.skipped_last_step() {
+        return Ok(());
+    }
     if let Some(scheduler) = run.optimizer.as_mut().and_then(Optimizer::scheduler_mut) {
         let output = dispatch::lr_scheduler_step(
             &mut run.module,
