@@ -66,7 +66,9 @@ pub mod prelude {
         summarize,
     };
     pub use crate::{BatchSizeMode, BatchSizeTunable, LrFind, LrFindMode, LrFinder, ScaleBatchSize, Tuner};
+    pub use crate::{CastFloats, Precision};
     pub use burn_lightning_runtime::burn::prelude::*;
+    pub use burn_lightning_runtime::burn::tensor::FloatDType;
 }
 
 #[doc(hidden)]

@@ -232,6 +232,15 @@ macro_rules! trainer_flags {
             /// training is not built yet.
             devices: crate::Devices = crate::Devices::Auto;
             fn devices(devices: impl Into<crate::Devices>) => devices.into();
+
+            /// The precision of training (Lightning's `precision`): `"32-true"` (default),
+            /// `"64-true"`, `"16-true"`, `"bf16-true"`, `"16-mixed"`, `"bf16-mixed"`, Lightning's
+            /// aliases (`64`, `32`, `16`, `"bf16"`) or a [`Precision`](crate::Precision). `build()`
+            /// refuses a value that is not a precision, and a precision the device's backend
+            /// cannot run. Batches are yours to cast: see [`precision`](crate::precision).
+            #[serde(with = "precision_text")]
+            precision: String = "32-true".to_string();
+            fn precision(precision: impl Into<crate::PrecisionChoice>) => precision.into().into_text();
         }
     };
 }
@@ -307,6 +316,7 @@ impl TrainerConfig {
             name.parse::<crate::Profiler>()?;
         }
         crate::trainer::validate_overfit_batches(self.overfit_batches, self.fast_dev_run)?;
+        crate::PrecisionChoice::Text(self.precision.clone()).resolve()?;
         crate::accelerator::validate_devices(&self.devices)?;
         match self.val_check_interval {
             ValCheckInterval::Fraction(f) if self.check_val_every_n_epoch.is_none() => {
@@ -408,6 +418,26 @@ impl TrainerConfig {
 }
 
 /// `Option<usize>` where null or `-1` mean "not set" (Lightning's `max_steps: -1`).
+/// `precision`: one of Lightning's strings, or its integer aliases (`16`, `32`, `64`); checked
+/// by `validate()`.
+mod precision_text {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(value: &str, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(value)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+        match JsonValue::deserialize(deserializer)? {
+            JsonValue::String(text) => Ok(text),
+            JsonValue::Number(n) => Ok(n.to_string()),
+            other => Err(D::Error::custom(format!(
+                "expected a precision such as \"32-true\" or \"bf16-mixed\", found {other}"
+            ))),
+        }
+    }
+}
+
 mod optional_count {
     use super::*;
 

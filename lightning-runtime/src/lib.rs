@@ -22,6 +22,7 @@ pub mod logging;
 pub mod monitors;
 pub mod optim;
 pub mod optimization;
+pub mod precision;
 pub mod profiler;
 pub mod progress;
 pub mod report;
@@ -62,6 +63,7 @@ pub use optim::{
     LrSchedulerConfig, Optimizer, OptimizerConfig, ReduceLrOnPlateau, Scheduler, ThresholdMode,
 };
 pub use optimization::OptimizerClosure;
+pub use precision::{CastFloats, Precision, PrecisionChoice};
 pub use profiler::{Profiler, ProfilerChoice};
 pub use progress::ProgressBar;
 pub use resume::{CkptPath, LoopProgress};

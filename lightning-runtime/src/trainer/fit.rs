@@ -44,7 +44,9 @@ where
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // The module trains on the autodiff device; parameters not yet initialized are
         // initialized there, from the seeded generator.
-        run.module = run.module.clone().fork(&run.train_device).train();
+        // Under `*-true`, in the precision's dtype before the optimizer sees them.
+        let module = run.module.clone().fork(&run.train_device).train();
+        run.module = crate::precision::convert_module(run.cfg.precision, module);
         fit_loop(&mut run, &mut total_batches, resume)
     }));
     let state = &run.core.state;
@@ -109,6 +111,8 @@ where
     run.setup()?;
     if let Some(checkpoint) = resume {
         super::restore::restore_modules_and_callbacks(run, checkpoint)?;
+        // Weights saved in another precision come back in this run's.
+        run.module = crate::precision::cast_module(run.module.clone(), run.cfg.precision.param_dtype());
     }
     let config = hook!(run.configure_optimizers()).ok_or(Error::Hook {
         hook: "configure_optimizers",
@@ -546,6 +550,9 @@ where
     // Lightning counts every `optimizer_step` call that completes, also when `training_step`
     // returned no loss; one that failed is not counted.
     let outcome = run.core.take_error().and(result);
+    // `16-mixed` updates its loss scale. A step it skipped for inf/NaN gradients still counts,
+    // as Lightning counts every `optimizer_step` call that completes.
+    run.core.precision.finish_step();
     if outcome.is_ok() {
         run.core.state.global_step += 1;
     }
@@ -611,6 +618,11 @@ where
             }
         }
     };
+    // Lightning (`_skip_next_scheduler_step`): no scheduler step after an optimizer step that
+    // `16-mixed` skipped.
+    if run.core.precision.skipped_last_step() {
+        return Ok(());
+    }
     if let Some(scheduler) = run.optimizer.as_mut().and_then(Optimizer::scheduler_mut) {
         let output = dispatch::lr_scheduler_step(
             &mut run.module,

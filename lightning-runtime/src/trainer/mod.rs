@@ -165,6 +165,10 @@ pub(crate) struct Config {
     pub reload_dataloaders_every_n_epochs: usize,
     /// Set only in the tuner's searches (`Tuner::lr_find`, `Tuner::scale_batch_size`).
     pub tuning: Option<crate::tuner::Tuning>,
+    /// The precision training runs in (Lightning's `precision`).
+    pub precision: crate::Precision,
+    /// Good steps after which `16-mixed` doubles its loss scale (torch's 2000; shorter in tests).
+    pub grad_scaler_growth_interval: usize,
 }
 
 /// Builds a [`Trainer`]; every flag has Lightning's default. The flags that are data live in a
@@ -175,6 +179,7 @@ pub struct TrainerBuilder<M: LightningModule> {
     device: Option<Device>,
     loggers: Vec<Box<dyn Logger>>,
     callbacks: Callbacks<M>,
+    grad_scaler_growth_interval: usize,
 }
 
 /// The builder's setter of every flag of [`trainer_flags!`](crate::config): one method per flag,
@@ -202,7 +207,17 @@ impl<M: LightningModule> TrainerBuilder<M> {
             device: None,
             loggers: Vec::new(),
             callbacks: Vec::new(),
+            grad_scaler_growth_interval: crate::precision::GROWTH_INTERVAL,
         }
+    }
+
+    /// Optimizer steps without an inf/NaN gradient after which `16-mixed` doubles its loss scale
+    /// (torch's `growth_interval`, 2000). For tests.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn grad_scaler_growth_interval(mut self, steps: usize) -> Self {
+        self.grad_scaler_growth_interval = steps.max(1);
+        self
     }
 
     crate::config::trainer_flags!(builder_setters);
@@ -274,6 +289,21 @@ impl<M: LightningModule> TrainerBuilder<M> {
             return Err(Error::config(
                 "accumulate_grad_batches",
                 "it does not apply under manual optimization; sum the gradients yourself (`grads.accumulate(self, more)`) and call `optimizer_step` every N batches",
+            ));
+        }
+        let precision = crate::PrecisionChoice::Text(flags.precision.clone()).resolve()?;
+        precision.check(&device)?;
+        if precision.is_mixed() && M::OPTIMIZATION == crate::Optimization::Manual {
+            return Err(Error::config(
+                "precision",
+                format!(
+                    "`{precision}` is not available under manual optimization yet; use `{}` (or `32-true`)",
+                    if precision == crate::Precision::F16Mixed {
+                        "16-true"
+                    } else {
+                        "bf16-true"
+                    }
+                ),
             ));
         }
         // Lightning: neither limit set means 1000 epochs.
@@ -349,6 +379,8 @@ impl<M: LightningModule> TrainerBuilder<M> {
             overfit_batches,
             reload_dataloaders_every_n_epochs: flags.reload_dataloaders_every_n_epochs,
             tuning: None,
+            precision,
+            grad_scaler_growth_interval: self.grad_scaler_growth_interval,
         };
         let loggers = if flags.logger { self.loggers } else { Vec::new() };
         Ok(Trainer {

@@ -107,6 +107,8 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         let mut core = Core::new(state);
         core.has_logger = cfg.fast_dev_run.is_none() && (cfg.default_logger || !loggers.is_empty());
         core.detect_anomaly = cfg.detect_anomaly;
+        core.precision =
+            crate::precision::PrecisionState::with_growth_interval(cfg.precision, cfg.grad_scaler_growth_interval);
         Self {
             cfg,
             callbacks,
