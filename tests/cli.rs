@@ -373,3 +373,48 @@ fn bad_input_exits_with_status_2_and_a_message() {
     let (status, stderr) = child_status(&["fit", "--print_config"]);
     assert_eq!(status, 0, "{stderr}");
 }
+
+#[test]
+fn tune_lr_runs_lr_find_and_trains_with_its_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display().to_string();
+    let argv = [
+        "tiny",
+        "fit",
+        "--tune",
+        "lr",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.default_root_dir",
+        &root,
+        "--data.items",
+        "64",
+    ];
+    let run = cli().run_from(argv).unwrap().unwrap();
+    // The search wrote its plot into its own run directory; the fit then used the suggestion.
+    let search_dir = dir.path().join("lightning_logs/version_0");
+    assert!(search_dir.join("lr_find.svg").is_file());
+    assert_ne!(run.model.lr, 0.01, "the module's lr is still the default");
+    assert!(
+        run.model.lr > 0.0 && run.model.lr < 1.0,
+        "suggested lr {}",
+        run.model.lr
+    );
+    let saved = std::fs::read_to_string(run.trainer.log_dir().unwrap().join("hparams.yaml")).unwrap();
+    let saved_lr: f64 = saved
+        .lines()
+        .find_map(|line| line.strip_prefix("lr: "))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no lr in {saved}"));
+    assert_eq!(saved_lr, run.model.lr);
+}
+
+#[test]
+fn tune_batch_size_needs_a_datamodule_that_can_set_it() {
+    let error = match cli().run_from(["tiny", "fit", "--tune", "batch_size"]) {
+        Err(error) => error,
+        Ok(_) => panic!("`--tune batch_size` ran without `tunable_batch_size()`"),
+    };
+    assert_eq!(error.exit_code(), 2);
+    assert!(error.to_string().contains("BatchSizeTunable"), "{error}");
+}
