@@ -1,42 +1,49 @@
 //! Trains the MNIST perceptron with the Lightning trainer on the IDX files shipped in
-//! `examples/data/mnist`, validating every epoch and testing at the end.
+//! `examples/data/mnist`, validating every epoch and testing at the end, driven by
+//! `LightningCli`.
 //!
-//! `cargo run --release --example mnist [-- EPOCHS [DATA_DIR]]`
+//! `cargo run --release --example mnist` trains 10 epochs then tests (`fit` then `test`);
+//! `cargo run --release --example mnist -- fit --trainer.max_epochs 3 --model.hidden 256`;
+//! `-- fit --model.schedule cosine --trainer.accumulate_grad_batches 4`; `-- --help` lists
+//! every option.
 
 #[path = "common/lit_mnist.rs"]
 mod lit_mnist;
 #[path = "common/mnist.rs"]
 mod mnist;
 
+use burn_lightning::cli::Command;
 use burn_lightning::prelude::*;
-use lit_mnist::{LitMnist, LitMnistHparams};
+use lit_mnist::LitMnist;
 use mnist::MnistData;
+use std::process::ExitCode;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> ExitCode {
     mnist::trace_hooks_from_env();
-    let mut args = std::env::args().skip(1);
-    let epochs: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(10);
-    let dir = args.next().map_or_else(MnistData::bundled_dir, Into::into);
-
-    let device = Device::default();
-    let hparams = LitMnistHparams::new();
-    let model = LitMnist::new(&hparams, &device);
-    let mut data = MnistData::new(dir, 64, 1000, 42);
-
-    let mut trainer = Trainer::builder()
-        .max_epochs(epochs)
-        .seed(42)
-        .device(device)
-        .default_root_dir("target/mnist")
-        .build()?;
-    let mut model = trainer.fit(model, &mut data)?;
-    let metrics = trainer.test(&mut model, &mut data)?;
-
-    let accuracy = metrics.get("test_acc").ok_or("test_acc was not logged")?;
-    println!(
-        "test accuracy: {:.2}% (run directory: {})",
-        accuracy * 100.0,
-        trainer.log_dir().map_or("none".into(), |d| d.display().to_string())
-    );
-    Ok(())
+    let cli = LightningCli::<LitMnist, MnistData>::new(LitMnist::new)
+        .trainer_defaults(
+            TrainerConfig::default()
+                .max_epochs(10)
+                .seed(42)
+                .default_root_dir("target/mnist"),
+        )
+        .without_subcommand([Command::Fit, Command::Test])
+        .tunable_batch_size();
+    let run = match cli.run_from(std::env::args_os()) {
+        Ok(Some(run)) => run,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(error) => return error.exit(),
+    };
+    if let Some(metrics) = &run.test_metrics {
+        let Some(accuracy) = metrics.get("test_acc") else {
+            eprintln!("error: test_acc was not logged");
+            return ExitCode::FAILURE;
+        };
+        println!(
+            "test accuracy: {:.2}% (run directory: {})",
+            accuracy * 100.0,
+            run.trainer.log_dir().map_or("none".into(), |d| d.display().to_string())
+        );
+    }
+    ExitCode::SUCCESS
 }

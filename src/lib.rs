@@ -53,18 +53,22 @@ pub use burn_lightning_runtime::*;
 /// `use burn_lightning::prelude::*;` is enough for a `#[lightning_module]`, a `DataModule`, a
 /// generic `impl<M: LightningModule> Callback<M>` and the trainer's builder.
 pub mod prelude {
+    pub use crate::{Accelerator, Devices, InMemoryDataModule, TensorBatch, TensorDataset};
     pub use crate::{
         BatchControl, Callback, CallbackRole, Callbacks, Checkpoint, CkptPath, ClipAlgorithm, ConfiguredOptimizers,
         CsvLogger, DataModule, EarlyStopping, EarlyStoppingReason, EpochContext, EpochLogOptions, EpochSummary, Error,
         FitError, GradientClip, GradientNormMonitor, Gradients, HasHparams, Hook, HookContext, Interval, JsonValue,
-        LearningRateMonitor, LightningModule, Limit, LoadFromCheckpoint, LoadOptions, Loader, Loaders, LogOptions,
-        Logger, LrSchedulerConfig, Metrics, Mode, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, Optimizer,
-        OptimizerClosure, OptimizerConfig, OptimizerHandle, Profiler, ProgressBar, Reduce, ReduceLrOnPlateau,
-        RunningStage, SaveLast, Scheduler, Stage, StepContext, StepOutput, TensorBoardLogger, Timer, Trainer,
-        TrainerBuilder, TrainerFn, TrainerState, TrainerStatus, ValCheckInterval, grad_norm, hook, lightning_module,
-        seed_everything, summarize,
+        LearningRateMonitor, LightningCli, LightningModule, Limit, LoadFromCheckpoint, LoadOptions, Loader, Loaders,
+        LogOptions, Logger, LrSchedulerConfig, Metrics, Mode, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint,
+        Optimizer, OptimizerClosure, OptimizerConfig, OptimizerHandle, Profiler, ProgressBar, Reduce,
+        ReduceLrOnPlateau, RunningStage, SaveLast, Scheduler, Stage, StepContext, StepOutput, TensorBoardLogger, Timer,
+        Trainer, TrainerBuilder, TrainerConfig, TrainerFn, TrainerState, TrainerStatus, ValCheckInterval, grad_norm,
+        hook, lightning_module, seed_everything, summarize,
     };
+    pub use crate::{BatchSizeMode, BatchSizeTunable, LrFind, LrFindMode, LrFinder, ScaleBatchSize, Tuner};
+    pub use crate::{CastFloats, Precision};
     pub use burn_lightning_runtime::burn::prelude::*;
+    pub use burn_lightning_runtime::burn::tensor::FloatDType;
 }
 
 #[doc(hidden)]

@@ -4,7 +4,23 @@
 use super::mnist::{MnistBatch, PIXELS};
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::optim::AdamConfig;
+use burn::optim::lr_scheduler::{
+    LrSchedulerConfig as BurnScheduler, cosine::CosineAnnealingLrSchedulerConfig, linear::LinearLrSchedulerConfig,
+    sequential::SequentialLrSchedulerConfig,
+};
 use burn_lightning::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// The learning-rate schedule of [`LitMnist`] (`--model.schedule`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// The learning rate `lr` throughout.
+    Constant,
+    /// A linear warm-up from `lr / 100` over `warmup_steps`, then a cosine decay to 0 over
+    /// `decay_steps`, stepped after every optimizer step.
+    Cosine,
+}
 
 /// Classifies MNIST digits with a two-layer perceptron (784-`hidden`-10).
 #[lightning_module]
@@ -19,6 +35,16 @@ pub struct LitMnist {
     /// Adam's learning rate.
     #[hparam(default = 1e-3)]
     lr: f64,
+    /// Learning-rate schedule: `constant`, or `cosine` (warm-up, then cosine decay, per step).
+    #[hparam(default = Schedule::Constant)]
+    schedule: Schedule,
+    /// Optimizer steps of the cosine schedule's linear warm-up.
+    #[hparam(default = 100)]
+    warmup_steps: usize,
+    /// Optimizer steps of the cosine schedule's decay after the warm-up (10 epochs of 110
+    /// batches is 1,100 steps; divide by `accumulate_grad_batches`).
+    #[hparam(default = 1000)]
+    decay_steps: usize,
 }
 
 impl LitMnist {
@@ -30,7 +56,27 @@ impl LitMnist {
             l2: LinearConfig::new(hparams.hidden, 10).init(device),
             hidden: hparams.hidden,
             lr: hparams.lr,
+            schedule: hparams.schedule,
+            warmup_steps: hparams.warmup_steps,
+            decay_steps: hparams.decay_steps,
         }
+    }
+
+    /// The `cosine` schedule: linear warm-up to `lr`, then cosine decay, stepped every
+    /// optimizer step.
+    fn warmup_cosine(&self) -> LrSchedulerConfig {
+        let (warmup, decay) = (self.warmup_steps.max(1), self.decay_steps.max(1));
+        LrSchedulerConfig::new(move |lr| {
+            SequentialLrSchedulerConfig::new(
+                vec![
+                    BurnScheduler::Linear(LinearLrSchedulerConfig::new(lr / 100.0, lr, warmup)),
+                    BurnScheduler::Cosine(CosineAnnealingLrSchedulerConfig::new(lr, decay)),
+                ],
+                vec![warmup],
+            )
+            .init()
+        })
+        .interval(Interval::Step)
     }
 
     /// Class scores `[n, 10]` of images `[n, 784]`.
@@ -76,9 +122,13 @@ impl LitMnist {
         self.forward(batch.images).argmax(1).squeeze_dim::<1>(1)
     }
 
-    /// Adam with a constant learning rate.
+    /// Adam, with the learning-rate schedule `schedule` names.
     #[hook]
     fn configure_optimizers(&self) -> OptimizerConfig {
-        OptimizerConfig::new(AdamConfig::new().init(), self.lr)
+        let optimizer = OptimizerConfig::new(AdamConfig::new().init(), self.lr);
+        match self.schedule {
+            Schedule::Constant => optimizer,
+            Schedule::Cosine => optimizer.with_scheduler(self.warmup_cosine()),
+        }
     }
 }

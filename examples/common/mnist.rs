@@ -6,6 +6,7 @@ use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::InMemDataset;
 use burn_lightning::prelude::*;
+use serde::{Deserialize, Serialize};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -190,14 +191,30 @@ pub fn loader(split: &MnistSplit, indices: Vec<usize>, batch_size: usize, shuffl
 /// MNIST as a Lightning datamodule: the training file split into training and validation
 /// items, the `t10k` file for testing and prediction. The training items are shuffled every
 /// epoch, with the trainer's seed when it has one.
+///
+/// Its serialized fields are `LightningCli`'s `data:` section and `--data.<field>` options;
+/// the splits it reads are not configuration (`#[serde(skip)]`).
+#[derive(Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MnistData {
+    /// The directory of the IDX files.
     dir: PathBuf,
     batch_size: usize,
+    /// Training items held out for validation.
     val_items: usize,
     /// The shuffle's seed: the constructor's, replaced by the trainer's (`set_seed`).
     seed: u64,
+    #[serde(skip)]
     train: Option<MnistSplit>,
+    #[serde(skip)]
     test: Option<MnistSplit>,
+}
+
+/// The bundled data, batches of 64, 1,000 validation items, seed 42.
+impl Default for MnistData {
+    fn default() -> Self {
+        Self::new(Self::bundled_dir(), 64, 1000, 42)
+    }
 }
 
 impl MnistData {
@@ -221,6 +238,17 @@ impl MnistData {
 
     fn split_point(&self, train: &MnistSplit) -> usize {
         train.len().saturating_sub(self.val_items)
+    }
+}
+
+/// The batch size `Tuner::scale_batch_size` tunes: that of every dataloader it builds.
+impl BatchSizeTunable for MnistData {
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    fn set_batch_size(&mut self, batch_size: usize) {
+        self.batch_size = batch_size;
     }
 }
 

@@ -485,6 +485,15 @@ impl Checkpoint {
             _ => Vec::new(),
         }
     }
+
+    /// The dtype each saved parameter is stored in (`("l1.weight", DType::F16)` after a
+    /// `16-true` fit), in name order.
+    pub fn parameter_dtypes(&self) -> Vec<(&str, DType)> {
+        match &self.weights {
+            Weights::Tensors(tensors) => tensors.iter().map(|t| (t.name.as_str(), t.dtype)).collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// Lightning's `LightningModule.load_from_checkpoint`: rebuilds a module from the

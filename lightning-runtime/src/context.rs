@@ -75,6 +75,8 @@ pub struct Core {
     pub(crate) warned_non_finite: bool,
     /// Where the fit loop is, for the checkpoints it saves (integers the loop updates).
     pub(crate) loop_progress: crate::resume::LoopProgress,
+    /// The `precision` flag and, under `16-mixed`, the loss scaler.
+    pub(crate) precision: crate::precision::PrecisionState,
 }
 
 impl Core {
@@ -98,6 +100,7 @@ impl Core {
             detect_anomaly: false,
             warned_non_finite: false,
             loop_progress: Default::default(),
+            precision: Default::default(),
         }
     }
 

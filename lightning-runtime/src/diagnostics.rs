@@ -119,6 +119,9 @@ pub mod codegen {
         config.into_optimizer_configs()
     }
 
+    /// Serializes a default into the JSON of [`HparamInfo`](crate::HparamInfo).
+    pub use serde_json::value::Serializer as JsonSerializer;
+
     /// Fails to compile, with `HparamValue`'s message, when `T` is not a hyperparameter value.
     pub fn assert_hparam_value<T: HparamValue>() {}
 

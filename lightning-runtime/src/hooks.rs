@@ -115,6 +115,30 @@ pub trait HasHparams {
     type Hparams: serde::Serialize + serde::de::DeserializeOwned + Clone + std::fmt::Debug;
     /// The module's current hyperparameters.
     fn hparams(&self) -> Self::Hparams;
+
+    /// Every `#[hparam]` field: name, type, doc comment and default (as JSON), in declaration
+    /// order. [`LightningCli`](crate::cli::LightningCli) turns them into `--model.<name>`
+    /// options.
+    fn hparam_infos() -> Vec<HparamInfo>
+    where
+        Self: Sized,
+    {
+        Vec::new()
+    }
+}
+
+/// One `#[hparam]` field, as `#[lightning_module]` describes it (see
+/// [`HasHparams::hparam_infos`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HparamInfo {
+    /// The field's name: the YAML key under `model:` and the `--model.<name>` option.
+    pub name: &'static str,
+    /// Its type, as written.
+    pub ty: &'static str,
+    /// Its doc comment.
+    pub doc: &'static str,
+    /// Its default, serialized; `None` for a required hyperparameter.
+    pub default: Option<serde_json::Value>,
 }
 
 /// What `on_train_batch_start` decides.

@@ -4,10 +4,13 @@
 //! Layout: [`hooks`] (the traits generated from the hook table, and the glue types hooks
 //! return), [`state`] (the trainer's state), [`context`] (what a hook can read and log), [`logging`], [`optim`], [`data`],
 //! [`trainer`] (builder, flags and loops), [`callbacks`], [`progress`] (the progress bar), [`checkpoint`], [`run_dir`],
-//! [`report`].
+//! [`report`], [`tuner`] (the learning-rate and batch-size finders).
 
+pub mod accelerator;
 pub mod callbacks;
 pub mod checkpoint;
+pub mod cli;
+pub mod config;
 pub mod context;
 pub mod data;
 mod diagnostics;
@@ -19,6 +22,7 @@ pub mod logging;
 pub mod monitors;
 pub mod optim;
 pub mod optimization;
+pub mod precision;
 pub mod profiler;
 pub mod progress;
 pub mod report;
@@ -27,9 +31,12 @@ pub mod run_dir;
 mod signals;
 pub mod state;
 pub mod summary;
+pub mod tensor_data;
 pub mod timer;
 pub mod trainer;
+pub mod tuner;
 
+pub use accelerator::{Accelerator, Devices};
 pub use burn;
 pub use burn::tensor::{Device, Tensor};
 pub use callbacks::{
@@ -37,14 +44,16 @@ pub use callbacks::{
     SaveLast,
 };
 pub use checkpoint::{Checkpoint, KeyReport, LightningCheckpoint, LoadFromCheckpoint, LoadOptions, Loaded};
+pub use cli::{CliError, Command, LightningCli};
+pub use config::{FlagInfo, TrainerConfig};
 pub use context::{EpochContext, HookContext, StepContext};
 pub use data::{DataModule, IntoLoader, Loader, Loaders, Stage};
 pub use error::Error;
 pub use hooks::{
     AutomaticOptimization, BatchControl, Callback, CallbackRole, Callbacks, ConfigureOptimizers, HasHparams, Hook,
-    HookError, HookOwner, HookResult, HookSet, HparamValue, IntoBatchControl, IntoManualOutput, IntoTrainingOutput,
-    LightningModule, LogScope, ManualOptimization, Optimization, PredictStep, StepOutput, TestStep, TrainingStep,
-    ValidationStep,
+    HookError, HookOwner, HookResult, HookSet, HparamInfo, HparamValue, IntoBatchControl, IntoManualOutput,
+    IntoTrainingOutput, LightningModule, LogScope, ManualOptimization, Optimization, PredictStep, StepOutput, TestStep,
+    TrainingStep, ValidationStep,
 };
 pub use loggers::{CsvLogger, Logger, LoggerDir, TensorBoardLogger, Version};
 pub use logging::{EpochLogOptions, LogOptions, LogValue, MetricValue, Metrics, Reduce};
@@ -55,14 +64,20 @@ pub use optim::{
     OptimizerHandle, ReduceLrOnPlateau, Scheduler, Several, ThresholdMode,
 };
 pub use optimization::OptimizerClosure;
+pub use precision::{CastFloats, Precision, PrecisionChoice};
 pub use profiler::{Profiler, ProfilerChoice};
 pub use progress::ProgressBar;
 pub use resume::{CkptPath, LoopProgress};
 pub use serde_json::Value as JsonValue;
 pub use state::{RunningStage, TrainerFn, TrainerState, TrainerStatus};
 pub use summary::{LayerSummary, Summary, summarize};
+pub use tensor_data::{
+    Example, InMemoryDataModule, LoaderOptions, SplitDataset, SplitLengths, TensorBatch, TensorBatcher, TensorDataset,
+    random_split,
+};
 pub use timer::{MaxTime, TimeSpan, Timer};
 pub use trainer::{ClipAlgorithm, FitError, Limit, Trainer, TrainerBuilder, ValCheckInterval};
+pub use tuner::{BatchSizeMode, BatchSizeTunable, LrFind, LrFindMode, LrFinder, ScaleBatchSize, Tuner};
 
 /// Re-exported for generated code: `#[serde(crate = "...")]` needs a path users can reach.
 pub use serde;

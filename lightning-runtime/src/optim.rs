@@ -803,6 +803,16 @@ impl ModuleVisitor for AnyGradient<'_> {
     }
 }
 
+impl Optimizer {
+    /// Sets the learning rate to `lr` and replaces the scheduler with `scheduler` (the tuner's
+    /// learning-rate sweep, as Lightning's `_exchange_scheduler`).
+    pub(crate) fn exchange_scheduler(&mut self, lr: f64, scheduler: LrSchedulerConfig) -> Result<(), Error> {
+        self.lr = lr;
+        self.scheduler = Some(scheduler.build(lr)?);
+        Ok(())
+    }
+}
+
 /// Collects the ids of a module's float parameters.
 struct ParamIds(BTreeSet<ParamId>);
 
@@ -1000,6 +1010,11 @@ impl GradientAccumulationScheduler {
     /// Whether any epoch accumulates more than one batch.
     pub fn accumulates(&self) -> bool {
         self.scheduling.values().any(|factor| *factor > 1)
+    }
+
+    /// The `(epoch, factor)` pairs (factors signed, as given).
+    pub(crate) fn schedule(&self) -> &BTreeMap<usize, i64> {
+        &self.scheduling
     }
 
     /// Every factor must be at least 1.

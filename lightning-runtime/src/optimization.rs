@@ -126,11 +126,14 @@ impl<M: LightningModule> OptimizerClosure<'_, M> {
             let _span =
                 tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "training_step", by = "module")
                     .entered();
-            let output = module.training_step(
+            // `*-mixed`: the step runs on a half-precision view of the module.
+            let mut view = crate::precision::mixed_view(self.core, module);
+            let output = view.as_mut().unwrap_or(module).training_step(
                 batch,
                 self.batch_idx,
                 &mut StepContext::new(self.core, Hook::TrainingStep).reading(optimizer),
             );
+            crate::precision::end_view(self.core);
             self.core.take_error()?;
             output?
         };
@@ -158,8 +161,10 @@ impl<M: LightningModule> OptimizerClosure<'_, M> {
         // Lightning skips backward, not the optimizer hooks, when `training_step` returns no loss.
         let grads = match &output {
             Some(output) => {
-                dispatch::on_before_backward(module, callbacks, core, &mut (), &output.loss)?;
-                let mut grads = dispatch::backward(module, callbacks, core, &mut (), output.loss.clone())?;
+                // `16-mixed` scales the loss backward sees (and `on_before_backward`, as Lightning).
+                let loss = core.precision.scale_loss(output.loss.clone());
+                dispatch::on_before_backward(module, callbacks, core, &mut (), &loss)?;
+                let mut grads = dispatch::backward(module, callbacks, core, &mut (), loss)?;
                 // As torch's `.grad` after backward: the sum over the window so far.
                 if let Some(window) = self.window.as_deref_mut()
                     && let Some(sum) = window.sum.take()
@@ -188,6 +193,8 @@ impl<M: LightningModule> OptimizerClosure<'_, M> {
         }
         let had_grads = grads.is_some();
         let mut grads = grads.unwrap_or_else(Gradients::empty);
+        // `16-mixed`: the optimizer hooks and clipping see unscaled gradients (Lightning).
+        core.precision.unscale(module, &mut grads);
         dispatch::on_before_optimizer_step(module, callbacks, core, &mut (), optimizer, &grads)?;
         dispatch::configure_gradient_clipping(module, callbacks, core, &mut (), optimizer, &mut grads, self.clip)?;
         // Without a loss, the window's earlier gradients are still applied (torch steps with
@@ -198,7 +205,8 @@ impl<M: LightningModule> OptimizerClosure<'_, M> {
                 extra: output.extra,
             });
         }
-        Ok(had_grads.then_some(grads))
+        // `16-mixed` skips the update when a gradient is inf or NaN (torch's `GradScaler.step`).
+        Ok((had_grads && !core.precision.skips_step()).then_some(grads))
     }
 
     /// The step's context, to log from an overridden `optimizer_step`.

@@ -127,11 +127,12 @@ impl From<String> for ProfilerChoice {
 }
 
 impl ProfilerChoice {
-    /// The profiler, or a configuration error naming the accepted values.
-    pub(crate) fn resolve(self) -> Result<Profiler, Error> {
+    /// The profiler's name, as the `profiler` flag of [`TrainerConfig`](crate::TrainerConfig)
+    /// holds it (checked by `build()`).
+    pub(crate) fn into_name(self) -> String {
         match self.0 {
-            Choice::Known(profiler) => Ok(profiler),
-            Choice::Named(name) => name.parse(),
+            Choice::Known(profiler) => profiler.name().to_string(),
+            Choice::Named(name) => name,
         }
     }
 }

@@ -11,16 +11,19 @@ fn cell(text: &str) -> String {
 }
 
 fn code(tokens: &impl ToTokens) -> String {
+    format!("`{}`", cell(&type_text(tokens)))
+}
+
+/// Tokens as a reader writes them (`Vec<f64>`, not `Vec < f64 >`).
+pub fn type_text(tokens: &impl ToTokens) -> String {
     let text = tokens.to_token_stream().to_string();
     // Token streams print `Vec < f64 >`; tighten the common cases for reading.
-    let text = text
-        .replace(" < ", "<")
+    text.replace(" < ", "<")
         .replace("< ", "<")
         .replace(" >", ">")
         .replace(" ,", ",")
         .replace("& ", "&")
-        .replace(" :: ", "::");
-    format!("`{}`", cell(&text))
+        .replace(" :: ", "::")
 }
 
 /// The table of `#[hparam]` fields: name, type, default, doc.

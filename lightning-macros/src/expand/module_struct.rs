@@ -141,6 +141,26 @@ pub fn expand(module: &mut ModuleStruct) -> TokenStream {
     };
     let hparams_fn_doc = format!("The hyperparameters of this module, as a [`{hparams_ident}`].");
     let table_doc = docs::hparams_table(module);
+    // What `LightningCli` shows for `--model.<name>`: the doc's first paragraph and the default
+    // serialized through the field's own serializer.
+    let infos = module.hparams.iter().map(|h| {
+        let name = h.ident.to_string();
+        let ty = docs::type_text(&h.ty);
+        let doc = crate::parse::first_doc_line(&h.docs).unwrap_or_default();
+        let default = match &h.default {
+            Some(_) => {
+                let serialize = format_ident!("__serialize_{}", h.ident);
+                let default_fn = format_ident!("__default_{}", h.ident);
+                quote! {
+                    #hparams_ident::#serialize(&#hparams_ident::#default_fn(), #rt::__codegen::JsonSerializer).ok()
+                }
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        quote! {
+            #rt::HparamInfo { name: #name, ty: #ty, doc: #doc, default: #default }
+        }
+    });
 
     quote! {
         #[doc = #struct_doc]
@@ -197,6 +217,10 @@ pub fn expand(module: &mut ModuleStruct) -> TokenStream {
 
             fn hparams(&self) -> Self::Hparams {
                 #ident::hparams(self)
+            }
+
+            fn hparam_infos() -> ::std::vec::Vec<#rt::HparamInfo> {
+                ::std::vec![#(#infos),*]
             }
         }
     }

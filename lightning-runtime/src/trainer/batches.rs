@@ -157,3 +157,105 @@ impl<'a, B> Batches<'a, B> {
         Ok(Some(Batch { batch, size, is_last }))
     }
 }
+
+/// The batches `overfit_batches` trains and validates on, collected once from one pass of a
+/// loader and replayed in the same order at every `iter()`.
+///
+/// Lightning turns shuffling off by swapping the loader's sampler for a sequential one. A
+/// burn loader's shuffling is fixed when it is built and cannot be asked about, so the first
+/// batches of one pass are kept instead: every epoch sees the same batches in the same order,
+/// which is what overfitting needs (with a shuffled loader they are a random subset, not the
+/// dataset's first items). The batches stay in memory (on the device) for the whole fit.
+struct ReplayLoader<B> {
+    /// Each batch with its number of items. A `Mutex` makes it `Sync` for batches that are only `Send`.
+    batches: std::sync::Mutex<Vec<(B, usize)>>,
+    /// The items of the original loader, so that [`Batches`] counts a fraction of the same full pass.
+    num_items: usize,
+}
+
+struct ReplayIter<B> {
+    batches: std::vec::IntoIter<(B, usize)>,
+    items_processed: usize,
+    items_total: usize,
+}
+
+impl<B> Iterator for ReplayIter<B> {
+    type Item = Result<B, burn::data::dataset::DatasetError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (batch, size) = self.batches.next()?;
+        self.items_processed += size;
+        Some(Ok(batch))
+    }
+}
+
+impl<B> DataLoaderIterator<B> for ReplayIter<B> {
+    fn progress(&self) -> burn::data::dataloader::Progress {
+        burn::data::dataloader::Progress {
+            items_processed: self.items_processed,
+            items_total: self.items_total,
+            unit: None,
+        }
+    }
+}
+
+impl<B: Clone + Send + 'static> ReplayLoader<B> {
+    fn kept(&self) -> Vec<(B, usize)> {
+        self.batches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl<B: Clone + Send + 'static> burn::data::dataloader::DataLoader<B> for ReplayLoader<B> {
+    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<B> + 'a> {
+        Box::new(ReplayIter {
+            batches: self.kept().into_iter(),
+            items_processed: 0,
+            items_total: self.num_items,
+        })
+    }
+
+    fn num_items(&self) -> usize {
+        self.num_items
+    }
+
+    /// The batches were made on the loop's device already.
+    fn to_device(&self, _device: &crate::Device) -> Loader<B> {
+        std::sync::Arc::new(ReplayLoader {
+            batches: std::sync::Mutex::new(self.kept()),
+            num_items: self.num_items,
+        })
+    }
+
+    fn slice(&self, start: usize, end: usize) -> Loader<B> {
+        let kept = self.kept();
+        let end = end.min(kept.len());
+        let batches = kept[start.min(end)..end].to_vec();
+        std::sync::Arc::new(ReplayLoader {
+            num_items: batches.iter().map(|(_, size)| size).sum(),
+            batches: std::sync::Mutex::new(batches),
+        })
+    }
+}
+
+/// `overfit_batches`: the batches of `loader` that `limit` (the `overfit_batches` value) keeps,
+/// collected once from one pass and replayed at every epoch. See [`ReplayLoader`].
+pub(crate) fn overfit_replay<B: Clone + Send + 'static>(
+    kind: Loop,
+    loader: &Loader<B>,
+    limit: Limit,
+) -> Result<Loader<B>, Error> {
+    let mut batches = Batches::new(kind, loader, limit)?;
+    // Errors about the limit name `overfit_batches`, the flag the user set.
+    batches.flag = "overfit_batches";
+    let mut kept = Vec::new();
+    while let Some(batch) = batches.next_batch()? {
+        kept.push((batch.batch, batch.size));
+    }
+    Ok(std::sync::Arc::new(ReplayLoader {
+        batches: std::sync::Mutex::new(kept),
+        num_items: loader.num_items(),
+    }))
+}

@@ -29,7 +29,7 @@ where
     let profiler = crate::profiler::Session::start(trainer.config.profiler, std::any::type_name::<M>());
     let home: Device = model.devices().into_iter().next().unwrap_or_default();
     let eval_device = trainer.config.device.clone().without_autodiff();
-    let module = model.valid().fork(&eval_device);
+    let module = crate::precision::convert_module(trainer.config.precision, model.valid().fork(&eval_device));
     let mut run = Run::new(
         &trainer.config,
         &mut trainer.callbacks,

@@ -44,7 +44,9 @@ where
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // The module trains on the autodiff device; parameters not yet initialized are
         // initialized there, from the seeded generator.
-        run.module = run.module.clone().fork(&run.train_device).train();
+        // Under `*-true`, in the precision's dtype before the optimizer sees them.
+        let module = run.module.clone().fork(&run.train_device).train();
+        run.module = crate::precision::convert_module(run.cfg.precision, module);
         fit_loop(&mut run, &mut total_batches, resume)
     }));
     let state = &run.core.state;
@@ -109,6 +111,8 @@ where
     run.setup()?;
     if let Some(checkpoint) = resume {
         super::restore::restore_modules_and_callbacks(run, checkpoint)?;
+        // Weights saved in another precision come back in this run's.
+        run.module = crate::precision::cast_module(run.module.clone(), run.cfg.precision.param_dtype());
     }
     let configs = hook!(run.configure_optimizers()).ok_or(Error::Hook {
         hook: "configure_optimizers",
@@ -117,6 +121,18 @@ where
     let mut optimizers = crate::optim::OptimizerConfig::build_all(configs)?.into_iter();
     run.optimizer = optimizers.next();
     run.more_optimizers = optimizers.collect();
+    // The learning-rate finder replaces the module's scheduler with its sweep.
+    if let Some(sweep) = run.cfg.tuning.as_ref().and_then(|tuning| tuning.lr_sweep.as_ref()) {
+        if !run.more_optimizers.is_empty() {
+            return Err(Error::config(
+                "lr_find",
+                "it works with a single optimizer (as Lightning's); this module's `configure_optimizers` returns several",
+            ));
+        }
+        if let Some(optimizer) = run.optimizer.as_mut() {
+            sweep.exchange_scheduler(optimizer)?;
+        }
+    }
     // The training dataloader's `iter()` calls of the epochs the checkpoint completed.
     let replayed_epochs = match resume {
         Some(checkpoint) => super::restore::restore_training_state(run, checkpoint, total_batches)?,
@@ -135,7 +151,7 @@ where
     state.validates_at_epoch_end = !validates
         || (run.cfg.check_val_every_n_epoch == Some(1)
             && run.cfg.val_check_interval == ValCheckInterval::Fraction(1.0));
-    let mut val_loader: Option<Option<Loader<M::Batch>>> = None;
+    let mut val_loader = ValLoader::default();
 
     // Lightning skips the sanity check when it restores a fit.
     if validates && run.cfg.num_sanity_val_steps > 0 && resume.is_none() {
@@ -154,7 +170,8 @@ where
                 RunningStage::SanityChecking,
             )?;
         }
-        val_loader = Some(loader);
+        // Lightning counts the sanity check's request as the epoch's only when the epoch validates.
+        val_loader.set(loader, validates_epoch(run).then_some(run.core.state.current_epoch));
         run.core.state.stage = RunningStage::SanityChecking;
         hook!(run.on_sanity_check_end());
         // Lightning forgets what the sanity check logged.
@@ -165,12 +182,13 @@ where
     // Lightning's fit loop: its dataloader first, then nothing more when there is nothing to
     // train (`limit_train_batches(0)`, or a trainer that already reached its limits).
     let train_device = run.train_device.clone();
-    let train_loader = if run.cfg.limit_train_batches.is_off() {
+    let mut train_loader = if run.cfg.limit_train_batches.is_off() {
         None
     } else {
         Some(run.required_loader(Loop::Train, &train_device)?)
     };
-    if let Some(train_loader) = train_loader
+    let mut train_loader_epoch = run.core.state.current_epoch;
+    if let Some(train_loader) = &mut train_loader
         && !fit_done(run)
     {
         // burn's shuffling loaders draw a new order at every `iter()`: the calls of the epochs
@@ -179,9 +197,10 @@ where
         for _ in 0..replayed_epochs {
             drop(train_loader.iter());
         }
-        if val_loader.is_none() && validates_epoch(run) {
+        if val_loader.loader.is_none() && validates_epoch(run) {
             let device = run.eval_device.clone();
-            val_loader = Some(run.loader(Loop::Validation, &device)?);
+            let loader = run.loader(Loop::Validation, &device)?;
+            val_loader.set(loader, Some(run.core.state.current_epoch));
         }
         // What `on_train_start` logs is reduced with the first epoch.
         run.core.metrics.start_epoch(Loop::Train);
@@ -189,7 +208,13 @@ where
         while !fit_done(run) {
             let _span =
                 tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = "run_training_epoch").entered();
-            train_epoch(run, &train_loader, &mut val_loader, total_batches)?;
+            // Lightning's `_should_reload_train_dl`, before `on_train_epoch_start`.
+            let every = run.cfg.reload_dataloaders_every_n_epochs;
+            if every > 0 && run.core.state.current_epoch - train_loader_epoch >= every {
+                *train_loader = run.required_loader(Loop::Train, &train_device)?;
+                train_loader_epoch = run.core.state.current_epoch;
+            }
+            train_epoch(run, train_loader, &mut val_loader, total_batches)?;
         }
         run.finish_checkpoints()?;
         hook!(run.on_train_end());
@@ -226,7 +251,7 @@ fn validates_epoch<M: LightningModule, D>(run: &Run<'_, M, D>) -> bool {
 fn train_epoch<M, D>(
     run: &mut Run<'_, M, D>,
     train_loader: &Loader<M::Batch>,
-    val_loader: &mut Option<Option<Loader<M::Batch>>>,
+    val_loader: &mut ValLoader<M::Batch>,
     total_batches: &mut usize,
 ) -> Result<(), Error>
 where
@@ -332,21 +357,53 @@ where
     Ok(())
 }
 
-/// A validation run inside `fit`; its dataloader is asked for the first time it is needed.
+/// The validation dataloader of a fit, once asked for, and the epoch it was asked for in
+/// (Lightning's `_last_val_dl_reload_epoch`; `None` for "-inf").
+struct ValLoader<B> {
+    loader: Option<Option<Loader<B>>>,
+    requested_at: Option<usize>,
+}
+
+impl<B> Default for ValLoader<B> {
+    fn default() -> Self {
+        Self {
+            loader: None,
+            requested_at: None,
+        }
+    }
+}
+
+impl<B> ValLoader<B> {
+    fn set(&mut self, loader: Option<Loader<B>>, requested_at: Option<usize>) {
+        self.loader = Some(loader);
+        self.requested_at = requested_at;
+    }
+
+    /// Lightning's `_should_reload_val_dl`: not yet asked for, or asked for at least
+    /// `reload_dataloaders_every_n_epochs` epochs ago.
+    fn due(&self, every: usize, epoch: usize) -> bool {
+        self.loader.is_none() || (every > 0 && self.requested_at.is_none_or(|at| epoch - at >= every))
+    }
+}
+
+/// A validation run inside `fit`; its dataloader is asked for the first time it is needed, and
+/// again every `reload_dataloaders_every_n_epochs`.
 fn validate_in_fit<M, D>(
     run: &mut Run<'_, M, D>,
-    val_loader: &mut Option<Option<Loader<M::Batch>>>,
+    val_loader: &mut ValLoader<M::Batch>,
     accumulating: bool,
 ) -> Result<(), Error>
 where
     M: LightningModule,
     D: DataModule<M::Batch>,
 {
-    if val_loader.is_none() {
+    let epoch = run.core.state.current_epoch;
+    if val_loader.due(run.cfg.reload_dataloaders_every_n_epochs, epoch) {
         let device = run.eval_device.clone();
-        *val_loader = Some(run.loader(Loop::Validation, &device)?);
+        let loader = run.loader(Loop::Validation, &device)?;
+        val_loader.set(loader, Some(epoch));
     }
-    let Some(Some(loader)) = val_loader.clone() else {
+    let Some(Some(loader)) = val_loader.loader.clone() else {
         return Ok(());
     };
     // Lightning keeps the gradients of a window still accumulating.
@@ -501,6 +558,9 @@ where
     // Lightning counts every `optimizer_step` call that completes, also when `training_step`
     // returned no loss; one that failed is not counted.
     let outcome = run.core.take_error().and(result);
+    // `16-mixed` updates its loss scale. A step it skipped for inf/NaN gradients still counts,
+    // as Lightning counts every `optimizer_step` call that completes.
+    run.core.precision.finish_step();
     if outcome.is_ok() {
         run.core.state.global_step += 1;
     }
@@ -566,6 +626,11 @@ where
             }
         }
     };
+    // Lightning (`_skip_next_scheduler_step`): no scheduler step after an optimizer step that
+    // `16-mixed` skipped.
+    if run.core.precision.skipped_last_step() {
+        return Ok(());
+    }
     if let Some(scheduler) = run.optimizer.as_mut().and_then(Optimizer::scheduler_mut) {
         let output = dispatch::lr_scheduler_step(
             &mut run.module,

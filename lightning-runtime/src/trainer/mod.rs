@@ -9,6 +9,7 @@ mod restore;
 mod run;
 
 use crate::callbacks::{EarlyStopping, ModelCheckpoint};
+use crate::config::TrainerConfig;
 use crate::data::DataModule;
 use crate::hooks::{
     Callback, Callbacks, ConfigureOptimizers, LightningModule, PredictStep, TestStep, TrainingStep, ValidationStep,
@@ -57,7 +58,7 @@ impl From<f64> for Limit {
 impl Limit {
     /// Lightning's reading: a fraction of 0.0 turns the loop off and a whole float above 1 is a
     /// count of batches; other fractions must be in (0, 1].
-    fn validate(self, flag: &'static str) -> Result<Self, Error> {
+    pub(crate) fn validate(self, flag: &'static str) -> Result<Self, Error> {
         match self {
             Limit::Fraction(0.0) => Ok(Limit::Batches(0)),
             Limit::Fraction(f) if f > 1.0 && f.is_finite() && f.fract() == 0.0 => Ok(Limit::Batches(f as usize)),
@@ -158,49 +159,42 @@ pub(crate) struct Config {
     pub enable_report: bool,
     /// The profiler of every run, if any.
     pub profiler: Option<crate::Profiler>,
+    /// Batches trained and validated on, the same every epoch (`Limit::Batches(0)`: off).
+    pub overfit_batches: Limit,
+    /// The dataloaders are requested again every this many epochs (0: never).
+    pub reload_dataloaders_every_n_epochs: usize,
+    /// Set only in the tuner's searches (`Tuner::lr_find`, `Tuner::scale_batch_size`).
+    pub tuning: Option<crate::tuner::Tuning>,
+    /// The precision training runs in (Lightning's `precision`).
+    pub precision: crate::Precision,
+    /// Good steps after which `16-mixed` doubles its loss scale (torch's 2000; shorter in tests).
+    pub grad_scaler_growth_interval: usize,
 }
 
-/// Builds a [`Trainer`]; every flag has Lightning's default.
+/// Builds a [`Trainer`]; every flag has Lightning's default. The flags that are data live in a
+/// [`TrainerConfig`] (set them one by one with the methods below, or all at once with
+/// [`config`](Self::config)); loggers, callbacks and the device are set here only.
 pub struct TrainerBuilder<M: LightningModule> {
-    max_epochs: Option<usize>,
-    min_epochs: Option<usize>,
-    max_steps: Option<usize>,
-    min_steps: Option<usize>,
-    limit_train_batches: Limit,
-    limit_val_batches: Limit,
-    limit_test_batches: Limit,
-    limit_predict_batches: Limit,
-    val_check_interval: ValCheckInterval,
-    check_val_every_n_epoch: Option<usize>,
-    num_sanity_val_steps: usize,
-    fast_dev_run: Option<usize>,
-    max_time: Option<crate::timer::MaxTime>,
-    default_root_dir: Option<PathBuf>,
-    seed: Option<u64>,
+    config: TrainerConfig,
     device: Option<Device>,
-    gradient_clip_val: Option<f64>,
-    gradient_clip_algorithm: ClipAlgorithm,
-    accumulate_grad_batches: GradientAccumulationScheduler,
-    enable_checkpointing: bool,
-    enable_progress_bar: bool,
-    enable_logger: bool,
-    enable_model_summary: bool,
-    enable_report: bool,
-    log_every_n_steps: usize,
-    track_grad_norm: Option<f64>,
-    exit_on_signal: bool,
-    detect_anomaly: bool,
     loggers: Vec<Box<dyn Logger>>,
     callbacks: Callbacks<M>,
-    profiler: Option<crate::ProfilerChoice>,
+    grad_scaler_growth_interval: usize,
 }
 
-macro_rules! flags {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty => $field:ident = $value:expr;)*) => {$(
-        $(#[$doc])*
+/// The builder's setter of every flag of [`trainer_flags!`](crate::config): one method per flag,
+/// with the flag's doc.
+macro_rules! builder_setters {
+    ($(
+        $(#[doc = $doc:literal])*
+        $(#[serde($($serde:tt)*)])?
+        $field:ident: $fty:ty = $default:expr;
+        fn $setter:ident($arg:ident: $aty:ty) => $conv:expr;
+    )*) => {$(
+        $(#[doc = $doc])*
         #[must_use]
-        pub fn $name(mut self, $name: $ty) -> Self {
-            self.$field = $value;
+        pub fn $setter(mut self, $arg: $aty) -> Self {
+            self.config.$field = $conv;
             self
         }
     )*};
@@ -209,124 +203,42 @@ macro_rules! flags {
 impl<M: LightningModule> TrainerBuilder<M> {
     fn new() -> Self {
         Self {
-            max_epochs: None,
-            min_epochs: None,
-            max_steps: None,
-            min_steps: None,
-            limit_train_batches: Limit::All,
-            limit_val_batches: Limit::All,
-            limit_test_batches: Limit::All,
-            limit_predict_batches: Limit::All,
-            val_check_interval: ValCheckInterval::default(),
-            check_val_every_n_epoch: Some(1),
-            num_sanity_val_steps: 2,
-            fast_dev_run: None,
-            max_time: None,
-            default_root_dir: None,
-            seed: None,
+            config: TrainerConfig::default(),
             device: None,
-            gradient_clip_val: None,
-            gradient_clip_algorithm: ClipAlgorithm::Norm,
-            accumulate_grad_batches: GradientAccumulationScheduler::default(),
-            enable_checkpointing: true,
-            enable_progress_bar: true,
-            enable_logger: true,
-            enable_model_summary: true,
-            enable_report: true,
-            log_every_n_steps: 50,
-            track_grad_norm: None,
-            exit_on_signal: true,
-            detect_anomaly: false,
             loggers: Vec::new(),
             callbacks: Vec::new(),
-            profiler: None,
+            grad_scaler_growth_interval: crate::precision::GROWTH_INTERVAL,
         }
     }
 
-    flags! {
-        /// Stop after this many epochs (default: 1000 when `max_steps` is not set either).
-        max_epochs: usize => max_epochs = Some(max_epochs);
-        /// Train at least this many epochs, even if something asks to stop.
-        min_epochs: usize => min_epochs = Some(min_epochs);
-        /// Stop after this many optimizer steps.
-        max_steps: usize => max_steps = Some(max_steps);
-        /// Take at least this many optimizer steps, even if something asks to stop.
-        min_steps: usize => min_steps = Some(min_steps);
-        /// Batches per training epoch: a count (`10`), a fraction (`0.25`), 0 to skip training.
-        limit_train_batches: impl Into<Limit> => limit_train_batches = limit_train_batches.into();
-        /// Batches per validation run: a count, a fraction, 0 to turn validation off.
-        limit_val_batches: impl Into<Limit> => limit_val_batches = limit_val_batches.into();
-        /// Batches of `test`: a count or a fraction.
-        limit_test_batches: impl Into<Limit> => limit_test_batches = limit_test_batches.into();
-        /// Batches of `predict`: a count or a fraction.
-        limit_predict_batches: impl Into<Limit> => limit_predict_batches = limit_predict_batches.into();
-        /// Validate every fraction of an epoch (`0.25`) or every N training batches (`100`).
-        val_check_interval: impl Into<ValCheckInterval> => val_check_interval = val_check_interval.into();
-        /// Validate every N epochs; `None` validates by batch count only (`val_check_interval`).
-        check_val_every_n_epoch: Option<usize> => check_val_every_n_epoch = check_val_every_n_epoch;
-        /// Validation batches run before training to catch bugs early (default 2, 0 to skip,
-        /// `usize::MAX` for all).
-        num_sanity_val_steps: usize => num_sanity_val_steps = num_sanity_val_steps;
-        /// Runs `n` batches of each loop once, without sanity check, checkpoints or files: a smoke test.
-        fast_dev_run: usize => fast_dev_run = Some(fast_dev_run);
-        /// Where `lightning_logs/version_N` goes (default: the current directory).
-        default_root_dir: impl AsRef<Path> => default_root_dir = Some(default_root_dir.as_ref().to_path_buf());
-        /// Seeds the device's generator at the start of each run: same seed, same initial weights,
-        /// same losses.
-        seed: u64 => seed = Some(seed);
-        /// The device to run on (default: burn's default device for the enabled backends).
-        device: Device => device = Some(device);
-        /// Clip gradients at this value (by global norm unless `gradient_clip_algorithm` says value).
-        gradient_clip_val: f64 => gradient_clip_val = Some(gradient_clip_val);
-        /// How `gradient_clip_val` clips.
-        gradient_clip_algorithm: ClipAlgorithm => gradient_clip_algorithm = gradient_clip_algorithm;
-        /// Sums the gradients of this many batches (each loss divided by it) before every
-        /// optimizer step, as Lightning's `accumulate_grad_batches` (default 1): a number, or a
-        /// per-epoch [`GradientAccumulationScheduler`]. The optimizer also steps on the last
-        /// batch of each epoch; `global_step` and `log_every_n_steps` count optimizer steps,
-        /// `val_check_interval` counts batches. Automatic optimization only.
-        accumulate_grad_batches: impl Into<GradientAccumulationScheduler> => accumulate_grad_batches = accumulate_grad_batches.into();
-        /// Adds a [`ModelCheckpoint`] unless one is given (default true).
-        enable_checkpointing: bool => enable_checkpointing = enable_checkpointing;
-        /// Shows a [`ProgressBar`](crate::ProgressBar) (default true): bars on a terminal, one
-        /// line per epoch otherwise. A `ProgressBar` or [`EpochSummary`](crate::EpochSummary)
-        /// given with `.callback(..)` replaces the default one.
-        enable_progress_bar: bool => enable_progress_bar = enable_progress_bar;
-        /// Whether logged values go to loggers (default true: a TensorBoard logger in the run
-        /// directory when none is given; `false` is Lightning's `logger=False`).
-        enable_logger: bool => enable_logger = enable_logger;
-        /// Prints the module's summary at the start of `fit` ([`ModelSummary`](crate::ModelSummary);
-        /// default true).
-        enable_model_summary: bool => enable_model_summary = enable_model_summary;
-        /// Writes `report.html` into the run directory at the end of `fit` (and again after a
-        /// `validate`/`test` that logs more): a chart per logged metric, the hyperparameters and
-        /// the model summary (default true; nothing under `fast_dev_run`). See [`crate::report`].
-        enable_report: bool => enable_report = enable_report;
-        /// Step values reach the loggers every this many training batches (default 50).
-        log_every_n_steps: usize => log_every_n_steps = log_every_n_steps;
-        /// Logs the gradients' `p`-norms (per parameter and in total, Lightning's
-        /// `grad_{p}_norm/...` keys) on the steps that log, with a
-        /// [`GradientNormMonitor`](crate::GradientNormMonitor): Lightning 1.x's `track_grad_norm`.
-        track_grad_norm: f64 => track_grad_norm = Some(track_grad_norm);
-        /// On SIGINT or SIGTERM, a run stops at the next batch boundary (after `on_exception`,
-        /// pending checkpoints and the loggers); then the process exits with 130 or 143 (default
-        /// true), or, with `false`, the entry point returns [`Error::Interrupted`].
-        exit_on_signal: bool => exit_on_signal = exit_on_signal;
-        /// A loss or a gradient that is not finite ends the run with an error naming the step,
-        /// the hook and (for a gradient) the parameter (Lightning's `detect_anomaly`; default
-        /// false, as in Lightning: it reads the loss and the gradients' norms every step).
-        /// Without it, the loss is read on the steps that log anyway, and the first one that
-        /// is not finite is a warning.
-        detect_anomaly: bool => detect_anomaly = detect_anomaly;
+    /// Optimizer steps without an inf/NaN gradient after which `16-mixed` doubles its loss scale
+    /// (torch's `growth_interval`, 2000). For tests.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn grad_scaler_growth_interval(mut self, steps: usize) -> Self {
+        self.grad_scaler_growth_interval = steps.max(1);
+        self
     }
 
-    /// Stops training once it has run this long (Lightning's `max_time`): `"DD:HH:MM:SS"`, a
-    /// `Duration`, or a `TimeSpan`. Checked after every training batch by a [`Timer`](crate::Timer)
-    /// (added unless one is given); the stop works as `cx.stop()` does: the epoch's validation
-    /// runs, checkpoints are saved, and `min_epochs`/`min_steps` are honoured.
+    crate::config::trainer_flags!(builder_setters);
+
+    /// Replaces every data flag by those of `config` (loggers, callbacks and the device stay):
+    /// a trainer from a YAML file or [`LightningCli`](crate::cli::LightningCli)'s options.
     #[must_use]
-    pub fn max_time(mut self, max_time: impl Into<crate::timer::MaxTime>) -> Self {
-        self.max_time = Some(max_time.into());
+    pub fn config(mut self, config: TrainerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The data flags as set so far.
+    pub fn trainer_config(&self) -> &TrainerConfig {
+        &self.config
+    }
+
+    /// The device to run on (default: burn's default device for the enabled backends).
+    #[must_use]
+    pub fn device(mut self, device: Device) -> Self {
+        self.device = Some(device);
         self
     }
 
@@ -339,18 +251,6 @@ impl<M: LightningModule> TrainerBuilder<M> {
         self
     }
 
-    /// Profiles every run (Lightning's `profiler`): `"simple"` prints the time per hook and loop
-    /// phase at the end of `fit` (and `validate`, `test`, `predict`) and writes it to
-    /// `<run dir>/fit-profiler.txt`; `"advanced"` also writes a Chrome trace,
-    /// `<run dir>/fit-trace.json`, that Perfetto opens. Also takes a [`Profiler`](crate::Profiler);
-    /// an unknown name is an error of `build()`. Off by default, and then costs nothing. See
-    /// [`profiler`](crate::profiler) for how it shares `tracing` with your own subscriber.
-    #[must_use]
-    pub fn profiler(mut self, profiler: impl Into<crate::ProfilerChoice>) -> Self {
-        self.profiler = Some(profiler.into());
-        self
-    }
-
     /// Adds a callback (run in the order added; checkpointing callbacks last).
     #[must_use]
     pub fn callback(mut self, callback: impl Callback<M> + 'static) -> Self {
@@ -360,94 +260,21 @@ impl<M: LightningModule> TrainerBuilder<M> {
 
     /// Checks the flags and builds the trainer. Errors name the flag and what to change.
     pub fn build(self) -> Result<Trainer<M>, Error> {
-        let limit_train_batches = self.limit_train_batches.validate("limit_train_batches")?;
-        let limit_val_batches = self.limit_val_batches.validate("limit_val_batches")?;
-        let limit_test_batches = self.limit_test_batches.validate("limit_test_batches")?;
-        let limit_predict_batches = self.limit_predict_batches.validate("limit_predict_batches")?;
-        let profiler = self.profiler.map(crate::ProfilerChoice::resolve).transpose()?;
-        match self.val_check_interval {
-            ValCheckInterval::Fraction(f) if self.check_val_every_n_epoch.is_none() => {
-                return Err(Error::config(
-                    "val_check_interval",
-                    format!(
-                        "a fraction ({f}) needs epochs to be a fraction of, but `check_val_every_n_epoch` is None; \
-                         give a number of training batches (`val_check_interval(100)`), or set `check_val_every_n_epoch`"
-                    ),
-                ));
-            }
-            ValCheckInterval::Fraction(f) if !(f > 0.0 && f <= 1.0) => {
-                return Err(Error::config(
-                    "val_check_interval",
-                    format!(
-                        "the fraction {f} is outside (0, 1]; use a fraction of the epoch in (0, 1] or a number of training batches"
-                    ),
-                ));
-            }
-            ValCheckInterval::Batches(0) | ValCheckInterval::Negative(_) => {
-                return Err(Error::config(
-                    "val_check_interval",
-                    "it must be at least 1 batch; to turn validation off, set `limit_val_batches(0)`",
-                ));
-            }
-            _ => {}
+        let flags = self.config;
+        flags.validate()?;
+        let limit_train_batches = flags.limit_train_batches.validate("limit_train_batches")?;
+        let limit_val_batches = flags.limit_val_batches.validate("limit_val_batches")?;
+        let limit_test_batches = flags.limit_test_batches.validate("limit_test_batches")?;
+        let limit_predict_batches = flags.limit_predict_batches.validate("limit_predict_batches")?;
+        let profiler = flags.profiler.as_deref().map(str::parse).transpose()?;
+        let overfit_batches = validate_overfit_batches(flags.overfit_batches, flags.fast_dev_run)?;
+        let device = validate_device(self.device, &flags.accelerator, &flags.devices)?;
+        if flags.deterministic {
+            crate::accelerator::check_deterministic(&device)?;
         }
-        if self.check_val_every_n_epoch == Some(0) {
-            return Err(Error::config(
-                "check_val_every_n_epoch",
-                "0 epochs never comes; use 1 or more, or `None` to validate by batch count with `val_check_interval`",
-            ));
-        }
-        if self.log_every_n_steps == 0 {
-            return Err(Error::config(
-                "log_every_n_steps",
-                "0 steps never comes; use 1 or more, or `enable_logger(false)` to log nothing",
-            ));
-        }
-        if self.fast_dev_run == Some(0) {
-            return Err(Error::config(
-                "fast_dev_run",
-                "0 batches runs nothing; use 1 or more, or leave it unset",
-            ));
-        }
-        let nothing_to_train = matches!(
-            (self.max_epochs, self.max_steps),
-            (Some(0), None | Some(0)) | (None, Some(0))
-        );
-        if nothing_to_train && self.fast_dev_run.is_none() {
-            return Err(Error::config(
-                if self.max_epochs == Some(0) {
-                    "max_epochs"
-                } else {
-                    "max_steps"
-                },
-                "with zero epochs and zero steps there is nothing to train; set `max_epochs` or `max_steps` to at least 1",
-            ));
-        }
-        if let (Some(min), Some(max)) = (self.min_epochs, self.max_epochs)
-            && min > max
-        {
-            return Err(Error::config(
-                "min_epochs",
-                format!("{min} is more than max_epochs ({max}); lower it or raise max_epochs"),
-            ));
-        }
-        if let (Some(min), Some(max)) = (self.min_steps, self.max_steps)
-            && min > max
-        {
-            return Err(Error::config(
-                "min_steps",
-                format!("{min} is more than max_steps ({max}); lower it or raise max_steps"),
-            ));
-        }
-        let gradient_clip = match self.gradient_clip_val {
+        let gradient_clip = match flags.gradient_clip_val {
             None | Some(0.0) => None,
-            Some(v) if !(v > 0.0 && v.is_finite()) => {
-                return Err(Error::config(
-                    "gradient_clip_val",
-                    format!("{v} is not a positive number; use a positive value, or leave it unset"),
-                ));
-            }
-            Some(v) => Some(match self.gradient_clip_algorithm {
+            Some(v) => Some(match flags.gradient_clip_algorithm {
                 ClipAlgorithm::Norm => GradientClip::Norm(v),
                 ClipAlgorithm::Value => GradientClip::Value(v),
             }),
@@ -458,15 +285,29 @@ impl<M: LightningModule> TrainerBuilder<M> {
                 "it does not apply under manual optimization; call `grads.clip(self, GradientClip::Norm(..))` in `training_step` instead",
             ));
         }
-        self.accumulate_grad_batches.validate()?;
-        if self.accumulate_grad_batches.accumulates() && M::OPTIMIZATION == crate::Optimization::Manual {
+        if flags.accumulate_grad_batches.accumulates() && M::OPTIMIZATION == crate::Optimization::Manual {
             return Err(Error::config(
                 "accumulate_grad_batches",
                 "it does not apply under manual optimization; sum the gradients yourself (`grads.accumulate(self, more)`) and call `optimizer_step` every N batches",
             ));
         }
+        let precision = crate::PrecisionChoice::Text(flags.precision.clone()).resolve()?;
+        precision.check(&device)?;
+        if precision.is_mixed() && M::OPTIMIZATION == crate::Optimization::Manual {
+            return Err(Error::config(
+                "precision",
+                format!(
+                    "`{precision}` is not available under manual optimization yet; use `{}` (or `32-true`)",
+                    if precision == crate::Precision::F16Mixed {
+                        "16-true"
+                    } else {
+                        "bf16-true"
+                    }
+                ),
+            ));
+        }
         // Lightning: neither limit set means 1000 epochs.
-        let max_epochs = match (self.max_epochs, self.max_steps) {
+        let max_epochs = match (flags.max_epochs, flags.max_steps) {
             (None, None) => Some(1000),
             (epochs, _) => epochs,
         };
@@ -478,34 +319,33 @@ impl<M: LightningModule> TrainerBuilder<M> {
                 checkpoint.check()?;
             }
         }
-        if !self.enable_progress_bar && callbacks.iter().any(|c| c.name() == "ProgressBar") {
+        if !flags.enable_progress_bar && callbacks.iter().any(|c| c.name() == "ProgressBar") {
             return Err(Error::config(
                 "enable_progress_bar",
                 "it is false but a `ProgressBar` was given with `.callback(..)`; remove one of the two",
             ));
         }
-        if self.enable_progress_bar
+        if flags.enable_progress_bar
             && !callbacks
                 .iter()
                 .any(|c| matches!(&*c.name(), "ProgressBar" | "EpochSummary"))
         {
             callbacks.push(Box::new(crate::progress::ProgressBar::new()));
         }
-        if let Some(max_time) = &self.max_time {
+        if let Some(max_time) = &flags.max_time {
             let duration = max_time.duration()?;
             if !callbacks.iter().any(|c| c.name() == "Timer") {
                 callbacks.push(Box::new(crate::timer::Timer::new(Some(duration))));
             }
         }
-        if let Some(norm_type) = self.track_grad_norm {
-            crate::monitors::GradientNormMonitor::check(norm_type)?;
+        if let Some(norm_type) = flags.track_grad_norm {
             callbacks.push(Box::new(crate::monitors::GradientNormMonitor::new(norm_type)));
         }
-        if self.enable_model_summary && !callbacks.iter().any(|c| c.name() == "ModelSummary") {
+        if flags.enable_model_summary && !callbacks.iter().any(|c| c.name() == "ModelSummary") {
             callbacks.push(Box::new(crate::callbacks::ModelSummary::default()));
         }
-        let fast_dev_run = self.fast_dev_run;
-        if self.enable_checkpointing
+        let fast_dev_run = flags.fast_dev_run;
+        if flags.enable_checkpointing
             && fast_dev_run.is_none()
             && !callbacks.iter().any(|c| c.role() == crate::CallbackRole::Checkpoint)
         {
@@ -514,32 +354,37 @@ impl<M: LightningModule> TrainerBuilder<M> {
         run::merge_callbacks(&mut callbacks, Vec::new());
         let config = Config {
             max_epochs,
-            min_epochs: self.min_epochs.unwrap_or(0),
-            max_steps: self.max_steps,
-            min_steps: self.min_steps.unwrap_or(0),
+            min_epochs: flags.min_epochs.unwrap_or(0),
+            max_steps: flags.max_steps,
+            min_steps: flags.min_steps.unwrap_or(0),
             limit_train_batches,
             limit_val_batches,
             limit_test_batches,
             limit_predict_batches,
-            val_check_interval: self.val_check_interval,
-            check_val_every_n_epoch: self.check_val_every_n_epoch,
-            num_sanity_val_steps: self.num_sanity_val_steps,
+            val_check_interval: flags.val_check_interval,
+            check_val_every_n_epoch: flags.check_val_every_n_epoch,
+            num_sanity_val_steps: flags.num_sanity_val_steps,
             fast_dev_run,
-            default_root_dir: self.default_root_dir.unwrap_or_else(|| PathBuf::from(".")),
-            seed: self.seed,
-            device: self.device.unwrap_or_default(),
+            default_root_dir: flags.default_root_dir.unwrap_or_else(|| PathBuf::from(".")),
+            seed: flags.seed,
+            device,
             gradient_clip,
-            accumulate_grad_batches: self.accumulate_grad_batches,
-            log_every_n_steps: self.log_every_n_steps,
-            exit_on_signal: self.exit_on_signal,
-            detect_anomaly: self.detect_anomaly,
-            default_logger: self.enable_logger,
-            enable_report: self.enable_report,
+            accumulate_grad_batches: flags.accumulate_grad_batches,
+            log_every_n_steps: flags.log_every_n_steps,
+            exit_on_signal: flags.exit_on_signal,
+            detect_anomaly: flags.detect_anomaly,
+            default_logger: flags.logger,
+            enable_report: flags.enable_report,
             profiler,
+            overfit_batches,
+            reload_dataloaders_every_n_epochs: flags.reload_dataloaders_every_n_epochs,
+            tuning: None,
+            precision,
+            grad_scaler_growth_interval: self.grad_scaler_growth_interval,
         };
-        let loggers = if self.enable_logger { self.loggers } else { Vec::new() };
+        let loggers = if flags.logger { self.loggers } else { Vec::new() };
         Ok(Trainer {
-            config: config.with_fast_dev_run(),
+            config: config.with_fast_dev_run().with_overfit_batches(),
             callbacks,
             loggers,
             callback_metrics: Metrics::default(),
@@ -552,7 +397,61 @@ impl<M: LightningModule> TrainerBuilder<M> {
     }
 }
 
+/// `overfit_batches`: a count or a fraction as the `limit_*_batches` flags take (0: off); an
+/// error with `fast_dev_run`, which Lightning lets override part of it.
+pub(crate) fn validate_overfit_batches(overfit_batches: Limit, fast_dev_run: Option<usize>) -> Result<Limit, Error> {
+    let overfit_batches = overfit_batches.validate("overfit_batches")?;
+    if let Some(n) = fast_dev_run
+        && !overfit_batches.is_off()
+    {
+        return Err(Error::config(
+            "overfit_batches",
+            format!(
+                "it contradicts `fast_dev_run` ({n}): both choose the batches to run; keep `overfit_batches` to check \
+                 the model can overfit, or `fast_dev_run` for a smoke test"
+            ),
+        ));
+    }
+    Ok(overfit_batches)
+}
+
+/// The device of the run: `device(..)`, else what `accelerator` and `devices` name, else burn's
+/// default. `device(..)` with an accelerator or devices other than `"auto"` is an error.
+pub(crate) fn validate_device(
+    device: Option<Device>,
+    accelerator: &crate::Accelerator,
+    devices: &crate::Devices,
+) -> Result<Device, Error> {
+    let chosen = crate::accelerator::resolve_device(accelerator, devices)?;
+    match (device, chosen) {
+        (Some(device), None) => Ok(device),
+        (Some(device), Some(_)) => Err(Error::config(
+            if *accelerator == crate::Accelerator::Auto {
+                "devices"
+            } else {
+                "accelerator"
+            },
+            format!(
+                "it names a device, and `device({device:?})` was given too; keep one of the two (`device(..)` wins only \
+                 over \"auto\")"
+            ),
+        )),
+        (None, Some(device)) => Ok(device),
+        (None, None) => Ok(Device::default()),
+    }
+}
+
 impl Config {
+    /// `overfit_batches(n)`: n batches of training and validation (Lightning's rules; the
+    /// batches are replayed, see `Run::loader`).
+    fn with_overfit_batches(mut self) -> Self {
+        if !self.overfit_batches.is_off() {
+            self.limit_train_batches = self.overfit_batches;
+            self.limit_val_batches = self.overfit_batches;
+        }
+        self
+    }
+
     /// `fast_dev_run(n)`: n batches of each loop, one epoch, no sanity check (Lightning's rules).
     fn with_fast_dev_run(mut self) -> Self {
         if let Some(n) = self.fast_dev_run {
@@ -644,6 +543,28 @@ impl<M> std::error::Error for FitError<M> {
 impl<M> From<FitError<M>> for Error {
     fn from(e: FitError<M>) -> Self {
         e.error
+    }
+}
+
+impl<M: LightningModule> Trainer<M> {
+    /// A trainer for a tuner's search: `config` as given, only `callbacks`, no loggers.
+    pub(crate) fn for_tuning(config: Config, callbacks: Callbacks<M>) -> Self {
+        Self {
+            config,
+            callbacks,
+            loggers: Vec::new(),
+            callback_metrics: Metrics::default(),
+            logged_metrics: Metrics::default(),
+            progress_bar_metrics: Metrics::default(),
+            progress: Progress::default(),
+            report: Default::default(),
+            optimizer: None,
+        }
+    }
+
+    /// The validated flags.
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
     }
 }
 

@@ -110,6 +110,8 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         let mut core = Core::new(state);
         core.has_logger = cfg.fast_dev_run.is_none() && (cfg.default_logger || !loggers.is_empty());
         core.detect_anomaly = cfg.detect_anomaly;
+        core.precision =
+            crate::precision::PrecisionState::with_growth_interval(cfg.precision, cfg.grad_scaler_growth_interval);
         Self {
             cfg,
             callbacks,
@@ -297,7 +299,15 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             },
         };
         // Batches are built where the module runs; `transfer_batch_to_device` has nothing to move.
-        Ok(loader.map(|loader| loader.to_device(device)))
+        let loader = loader.map(|loader| loader.to_device(device));
+        // `overfit_batches`: the fit trains and validates on the same few batches every epoch.
+        let overfits = !self.cfg.overfit_batches.is_off() && self.stage == crate::Stage::Fit;
+        match loader {
+            Some(loader) if overfits && matches!(kind, Loop::Train | Loop::Validation) => Ok(Some(
+                super::batches::overfit_replay(kind, &loader, self.cfg.overfit_batches)?,
+            )),
+            loader => Ok(loader),
+        }
     }
 
     /// The dataloader of `kind`, or an error naming what to provide.
@@ -341,7 +351,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
     /// TensorBoard logger then writes. Writes `hparams.yaml` there and gives the
     /// hyperparameters to every logger.
     pub fn create_log_dir(&mut self) -> Result<Option<PathBuf>, Error> {
-        if self.cfg.fast_dev_run.is_some() {
+        if self.cfg.fast_dev_run.is_some() || self.cfg.tuning.as_ref().is_some_and(|tuning| !tuning.run_dir) {
             return Ok(None);
         }
         let dir = match (self.core.state.log_dir.clone(), self.loggers.first_mut()) {
