@@ -34,10 +34,13 @@ while [ $# -gt 0 ]; do
         --startup-reps) startup_reps="$2"; shift 2 ;;
         --note) note="$2"; shift 2 ;;
         --compile-cost) compile_cost=1; shift ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { print }' "$0"; exit 0 ;;
         *) echo "run_all.sh: unknown argument \`$1\` (see --help)" >&2; exit 2 ;;
     esac
 done
+
+# Seconds since `$1` (a `date +%s.%N` reading), to one decimal.
+seconds_since() { awk -v start="$1" -v now="$(date +%s.%N)" 'BEGIN { printf "%.1f", now - start }'; }
 
 out="$root/target/bench-results"
 rm -rf "$out"
@@ -71,7 +74,7 @@ if [ "$compile_cost" = 1 ]; then
     cold_target="$out/cold-target"
     start=$(date +%s.%N)
     CARGO_TARGET_DIR="$cold_target" cargo build --release --example mnist >&2
-    cold=$(echo "$(date +%s.%N) - $start" | bc)
+    cold=$(seconds_since "$start")
     # Editing one hook: a change to the example's module, then the rebuild.
     hook_file=examples/common/lit_mnist.rs
     cp "$hook_file" "$out/hook_file.bak"
@@ -79,7 +82,7 @@ if [ "$compile_cost" = 1 ]; then
     sed -i 's|let (loss, _) = self.loss_and_accuracy(batch);|let (loss, _accuracy) = self.loss_and_accuracy(batch);|' "$hook_file"
     start=$(date +%s.%N)
     CARGO_TARGET_DIR="$cold_target" cargo build --release --example mnist >&2
-    incremental=$(echo "$(date +%s.%N) - $start" | bc)
+    incremental=$(seconds_since "$start")
     cp "$out/hook_file.bak" "$hook_file"
     trap - EXIT
     touch lightning-macros/src/lib.rs
