@@ -120,7 +120,8 @@ def main():
         f"- command: `{args.command}`",
         f"- machine: {machine()}",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- versions: {rustc}, burn {burn} (flex backend), torch {versions.get('torch', '?')}, "
+        f"- versions: {rustc}, burn {burn} (flex backend, built with burn-flex's default features `std`, `simd`, `rayon`, which "
+        f"burn-train asks for, for every Rust side), torch {versions.get('torch', '?')}, "
         f"pytorch-lightning {versions.get('pytorch_lightning', '?')}, Python {versions.get('python', '?')} "
         f"(`torch.set_num_threads({versions.get('threads', '?')})`: the machine's cores, as flex uses)",
         "- work: the bundled MNIST subset (7,000 training and 1,000 validation images), batch 64, Adam 1e-3; "

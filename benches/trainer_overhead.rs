@@ -22,6 +22,9 @@
 //!   logger, no experiment log). Both use burn-train's renderer for a non-terminal (its CLI
 //!   renderer, which is what it uses without the `tui` feature). Epochs are timed by a wrapper
 //!   around the training dataloader (an epoch starts when burn-train asks for its batches).
+//!   burn-train asks for burn-flex's default features (`std`, `simd`, `rayon`), so with
+//!   `bench-peers` every side of the run trains on that build of flex: ratios within a run
+//!   compare like with like, absolute times may differ from a build without the feature.
 //!
 //! Runs of every side alternate (the order rotates every repetition), `--reps` times each, so
 //! that drift in the machine's load hits all. The first epoch of every run is a warm-up and is
