@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Runs every benchmark against the peers and writes BENCHMARKS.md and its chart
+# (benches/epoch_seconds.svg), in one command:
+#
+#   benches/run_all.sh [--epochs N] [--reps N] [--cnn-reps N] [--startup-reps N]
+#                      [--note TEXT] [--compile-cost]
+#
+# 1. the Rust benchmark (`cargo bench --features bench-peers --bench trainer_overhead`): the
+#    hand-written burn loop, `Trainer::fit`, burn-train as in its MNIST example and minimal,
+#    interleaved, on the perceptron (`--reps`, default 20) and on the CNN (`--cnn-reps`, default
+#    5), `--epochs` each (default 3, the first a warm-up), and the time to the first optimizer
+#    step and peak RSS of `--startup-reps` child processes per side (default 3);
+# 2. PyTorch and PyTorch Lightning on the same work (benches/pytorch/run.sh, which makes the
+#    virtual environment of scripts/lightning_venv.sh on first use: about 4 GB to download);
+# 3. with `--compile-cost`, the compile cost a user pays (a cold build of the mnist example in a
+#    fresh target directory, about 10 minutes on 2 cores; the rebuild after editing one hook;
+#    `cargo build --timings` for the macro crate);
+# 4. benches/report.py: BENCHMARKS.md (machine, date, versions, medians and spread, ratios
+#    measured in the same run) and the SVG chart, made with matplotlib from the same virtual
+#    environment.
+#
+# The raw output of every step is kept under target/bench-results/.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+epochs=3 reps=20 cnn_reps=5 startup_reps=3 compile_cost=0 note=""
+command_line="benches/run_all.sh $*"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --epochs) epochs="$2"; shift 2 ;;
+        --reps) reps="$2"; shift 2 ;;
+        --cnn-reps) cnn_reps="$2"; shift 2 ;;
+        --startup-reps) startup_reps="$2"; shift 2 ;;
+        --note) note="$2"; shift 2 ;;
+        --compile-cost) compile_cost=1; shift ;;
+        -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { print }' "$0"; exit 0 ;;
+        *) echo "run_all.sh: unknown argument \`$1\` (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+# Seconds since `$1` (a `date +%s.%N` reading), to one decimal.
+seconds_since() { awk -v start="$1" -v now="$(date +%s.%N)" 'BEGIN { printf "%.1f", now - start }'; }
+
+out="$root/target/bench-results"
+rm -rf "$out"
+mkdir -p "$out"
+
+python="$("$root/scripts/lightning_venv.sh")"
+if ! "$python" -c "import matplotlib" 2>/dev/null; then
+    "$python" -m pip install matplotlib >&2
+fi
+
+echo "== Rust: hand-written loop, Trainer::fit, burn-train" >&2
+cargo bench --features bench-peers --bench trainer_overhead --no-run
+for model in mlp cnn; do
+    model_reps="$reps"
+    [ "$model" = cnn ] && model_reps="$cnn_reps"
+    cargo bench --features bench-peers --bench trainer_overhead -- \
+        --models "$model" --epochs "$epochs" --reps "$model_reps" --startup-reps "$startup_reps" \
+        | tee "$out/rust-$model.txt"
+done
+
+echo "== Python: PyTorch, PyTorch Lightning" >&2
+for model in mlp cnn; do
+    model_reps="$reps"
+    [ "$model" = cnn ] && model_reps="$cnn_reps"
+    "$python" benches/pytorch/bench.py --models "$model" --epochs "$epochs" --reps "$model_reps" \
+        --startup-reps "$startup_reps" | tee "$out/python-$model.txt"
+done
+
+if [ "$compile_cost" = 1 ]; then
+    echo "== compile cost" >&2
+    cold_target="$out/cold-target"
+    start=$(date +%s.%N)
+    CARGO_TARGET_DIR="$cold_target" cargo build --release --example mnist >&2
+    cold=$(seconds_since "$start")
+    # Editing one hook: a change to the example's module, then the rebuild.
+    hook_file=examples/common/lit_mnist.rs
+    cp "$hook_file" "$out/hook_file.bak"
+    trap 'cp "$out/hook_file.bak" "$root/$hook_file"' EXIT
+    sed -i 's|let (loss, _) = self.loss_and_accuracy(batch);|let (loss, _accuracy) = self.loss_and_accuracy(batch);|' "$hook_file"
+    start=$(date +%s.%N)
+    CARGO_TARGET_DIR="$cold_target" cargo build --release --example mnist >&2
+    incremental=$(seconds_since "$start")
+    cp "$out/hook_file.bak" "$hook_file"
+    trap - EXIT
+    touch lightning-macros/src/lib.rs
+    CARGO_TARGET_DIR="$cold_target" cargo build --release -p burn-lightning-macros --timings >&2
+    timings=$(ls -t "$cold_target"/cargo-timings/cargo-timing-*.html | head -1)
+    cp "$timings" "$out/cargo-timing-macros.html"
+    macros=$(grep -o '"name":"burn-lightning-macros"[^}]*"duration":[0-9.]*' "$timings" | grep -o '"duration":[0-9.]*' | head -1 | cut -d: -f2 || true)
+    {
+        echo "COMPILE what=cold_build_mnist_example seconds=$cold"
+        echo "COMPILE what=rebuild_after_editing_one_hook seconds=$incremental"
+        echo "COMPILE what=burn_lightning_macros_crate seconds=${macros:-unknown}"
+    } | tee "$out/compile.txt"
+fi
+
+"$python" benches/report.py --results "$out" --command "$command_line" --note "$note" \
+    --markdown BENCHMARKS.md --svg benches/epoch_seconds.svg
+echo "wrote BENCHMARKS.md and benches/epoch_seconds.svg (raw output in $out)" >&2
