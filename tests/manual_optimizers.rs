@@ -6,8 +6,8 @@
 mod common;
 
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::optim::SgdConfig;
 use burn::optim::lr_scheduler::step::StepLrSchedulerConfig;
+use burn::optim::{AdamConfig, SgdConfig};
 use burn_lightning::prelude::*;
 use common::recording::{Recording, metric_calls};
 use common::{Pair, pair_loader, values};
@@ -61,6 +61,8 @@ pub enum Optimizers {
     BothEverything,
     /// Both optimizers update the discriminator.
     Shared,
+    /// Generator and discriminator, each its own Adam (optimizers with state to checkpoint).
+    AdamSplit,
 }
 
 fn new(plan: Plan, optimizers: Optimizers) -> (TwoNets, Log) {
@@ -194,6 +196,10 @@ impl TwoNets {
             Optimizers::Shared => (
                 sgd(0.1).for_params(&self.generator).for_params(&self.discriminator),
                 sgd(0.2).for_params(&self.discriminator),
+            ),
+            Optimizers::AdamSplit => (
+                OptimizerConfig::new(AdamConfig::new().init(), 0.01).for_params(&self.generator),
+                OptimizerConfig::new(AdamConfig::new().init(), 0.02).for_params(&self.discriminator),
             ),
         }
     }
@@ -496,4 +502,30 @@ fn one_optimizer_steps_through_its_handle_or_optimizer_step() {
         .unwrap();
     trainer.fit(module, Loaders::fit(pair_loader(8, 4), None)).unwrap();
     assert_eq!(trainer.global_step(), 2);
+}
+
+#[test]
+fn a_resumed_gan_restores_both_optimizers_and_trains_as_an_uninterrupted_one() {
+    let data = || Loaders::fit(pair_loader(16, 4), None);
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = builder(dir.path()).max_epochs(4).build().unwrap();
+    let uninterrupted = trainer.fit(new(Plan::Gan, Optimizers::AdamSplit).0, data()).unwrap();
+
+    let mut trainer = builder(dir.path()).max_epochs(2).build().unwrap();
+    let mut halfway = trainer.fit(new(Plan::Gan, Optimizers::AdamSplit).0, data()).unwrap();
+    let path = dir.path().join("halfway.ckpt");
+    trainer.save_checkpoint(&mut halfway, &path).unwrap();
+    let saved = Checkpoint::load(&path).unwrap();
+    let loops = saved.loops.as_ref().unwrap();
+    assert_eq!(loops.optimizer_steps, 8, "the generator stepped on each of 8 batches");
+    assert_eq!(loops.more_optimizers.len(), 1);
+    assert_eq!(loops.more_optimizers[0].steps, 8, "so did the discriminator");
+
+    let mut trainer = builder(dir.path()).max_epochs(4).build().unwrap();
+    let resumed = trainer
+        .fit_from(new(Plan::Gan, Optimizers::AdamSplit).0, data(), &path)
+        .unwrap();
+    assert_eq!(trainer.global_step(), 32, "two optimizer steps per batch, 16 batches");
+    // Adam's moments of both optimizers came back: the weights match bit for bit.
+    assert_eq!(weights(&resumed), weights(&uninterrupted));
 }

@@ -58,6 +58,10 @@ pub struct Checkpoint {
     /// Where the fit loop was, for a resume (`None` outside `fit`, and in older files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loops: Option<crate::resume::LoopProgress>,
+    /// The byte lengths of the optimizers' states in the optimizer section, one after the
+    /// other, when the module has several (empty with one: the section is its state alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) optimizer_parts: Vec<usize>,
     #[serde(skip)]
     pub(crate) weights: Weights,
     #[serde(skip)]
@@ -145,6 +149,7 @@ impl Checkpoint {
             datamodule: BTreeMap::new(),
             extra: BTreeMap::new(),
             loops: None,
+            optimizer_parts: Vec::new(),
             weights: Weights::None,
             optimizer: Blob::default(),
         }
@@ -156,15 +161,16 @@ impl Checkpoint {
     pub fn of_module<M: LightningModule>(module: &M) -> Result<Self, Error> {
         let hparams = serde_json::to_value(module.hparams())
             .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
-        Checkpoint::new(0, 0, hparams).with_payload(module.clone(), None)
+        Checkpoint::new(0, 0, hparams).with_payload(module.clone(), Vec::new())
     }
 
-    /// Adds the weights of `module` and the state of `optimizer`. Both are snapshots (clones
-    /// of tensor handles), so this can run on another thread while training goes on.
+    /// Adds the weights of `module` and the states of `optimizers` (those `configure_optimizers`
+    /// returned, in order). Both are snapshots (clones of tensor handles), so this can run on
+    /// another thread while training goes on.
     pub(crate) fn with_payload<M: Module>(
         mut self,
         module: M,
-        optimizer: Option<burn::optim::ModuleOptimizer>,
+        optimizers: Vec<burn::optim::ModuleOptimizer>,
     ) -> Result<Self, Error> {
         let mut tensors = Vec::new();
         for tensor in module.collect(None, None, false) {
@@ -180,13 +186,45 @@ impl Checkpoint {
             });
         }
         self.weights = Weights::Tensors(tensors);
-        if let Some(optimizer) = optimizer {
+        let mut states = Vec::with_capacity(optimizers.len());
+        for optimizer in optimizers {
             let state = optimizer
                 .into_bytes()
                 .map_err(|e| Error::Checkpoint(format!("cannot serialize the optimizer's state: {e}")))?;
-            self.optimizer = Blob::owned(into_vec(state));
+            states.push(into_vec(state));
         }
+        self.optimizer_parts = match states.len() {
+            0 | 1 => Vec::new(),
+            _ => states.iter().map(Vec::len).collect(),
+        };
+        self.optimizer = Blob::owned(states.concat());
         Ok(self)
+    }
+
+    /// The state of each optimizer, in the order `configure_optimizers` returned them (one
+    /// entry, maybe empty, for a checkpoint of a module with one optimizer).
+    pub(crate) fn optimizer_states(&self) -> Result<Vec<&[u8]>, Error> {
+        if self.optimizer_parts.is_empty() {
+            return Ok(vec![&self.optimizer[..]]);
+        }
+        if self.optimizer_parts.iter().sum::<usize>() != self.optimizer.len() {
+            return Err(Error::Checkpoint(format!(
+                "the optimizer section holds {} bytes, but its {} optimizers' states add up to {}: the file is damaged",
+                self.optimizer.len(),
+                self.optimizer_parts.len(),
+                self.optimizer_parts.iter().sum::<usize>()
+            )));
+        }
+        let mut rest = &self.optimizer[..];
+        Ok(self
+            .optimizer_parts
+            .iter()
+            .map(|&len| {
+                let (part, after) = rest.split_at(len);
+                rest = after;
+                part
+            })
+            .collect())
     }
 
     /// Writes the checkpoint to `path`, atomically, in format 2.

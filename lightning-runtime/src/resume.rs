@@ -165,4 +165,19 @@ pub struct LoopProgress {
     /// The scheduler's state, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<serde_json::Value>,
+    /// The steps and scheduler state of each optimizer after the first, for a module whose
+    /// `configure_optimizers` returns several.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_optimizers: Vec<OptimizerProgress>,
+}
+
+/// Where one optimizer was, in a checkpoint (the first optimizer's is in [`LoopProgress`]'s own
+/// fields).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OptimizerProgress {
+    /// Steps the optimizer took.
+    pub steps: usize,
+    /// Its scheduler's state, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<serde_json::Value>,
 }

@@ -90,6 +90,7 @@ where
     trainer.progress_bar_metrics = run.core.metrics.progress_bar_metrics().into();
     // For `trainer.save_checkpoint` after the fit.
     trainer.optimizer = run.optimizer.take();
+    trainer.more_optimizers = std::mem::take(&mut run.more_optimizers);
     match result {
         Ok(()) => Ok(run.module),
         Err(error) => Err(FitError {

@@ -393,6 +393,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             progress: Progress::default(),
             report: Default::default(),
             optimizer: None,
+            more_optimizers: Vec::new(),
         })
     }
 }
@@ -489,6 +490,8 @@ pub struct Trainer<M: LightningModule> {
     report: crate::report::Recorder,
     /// The optimizer of the last fit, with its state, for [`save_checkpoint`](Self::save_checkpoint).
     optimizer: Option<crate::optim::Optimizer>,
+    /// The optimizers after the first, when `configure_optimizers` returned several.
+    more_optimizers: Vec<crate::optim::Optimizer>,
 }
 
 /// What one `fit` hands to the next on the same trainer, as Lightning's loops keep their
@@ -559,6 +562,7 @@ impl<M: LightningModule> Trainer<M> {
             progress: Progress::default(),
             report: Default::default(),
             optimizer: None,
+            more_optimizers: Vec::new(),
         }
     }
 

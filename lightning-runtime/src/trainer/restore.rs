@@ -60,13 +60,24 @@ where
     D: DataModule<M::Batch>,
 {
     let loops = checkpoint.loops.clone().unwrap_or_default();
-    if let Some(optimizer) = run.optimizer.as_mut() {
-        optimizer.restore_state(&checkpoint.optimizer, loops.optimizer_steps, loops.scheduler.as_ref())?;
+    let states = checkpoint.optimizer_states()?;
+    let configured = usize::from(run.optimizer.is_some()) + run.more_optimizers.len();
+    // A checkpoint without optimizer state (weights only) leaves the optimizers as configured.
+    if checkpoint.has_optimizer_state() && states.len() != configured.max(1) {
+        return Err(Error::Checkpoint(format!(
+            "the checkpoint holds the states of {} optimizers, and `configure_optimizers` returns {configured}; \
+             resume with the module that saved it, or load its weights alone (`LoadFromCheckpoint`) to start afresh",
+            states.len()
+        )));
     }
-    if !run.more_optimizers.is_empty() {
-        tracing::warn!(target: "burn_lightning",
-            "checkpoints hold the first optimizer's state only: the other {} optimizers and their schedulers start afresh",
-            run.more_optimizers.len());
+    let state = |i: usize| states.get(i).copied().unwrap_or_default();
+    if let Some(optimizer) = run.optimizer.as_mut() {
+        optimizer.restore_state(state(0), loops.optimizer_steps, loops.scheduler.as_ref())?;
+    }
+    for (i, optimizer) in run.more_optimizers.iter_mut().enumerate() {
+        if let Some(progress) = loops.more_optimizers.get(i) {
+            optimizer.restore_state(state(i + 1), progress.steps, progress.scheduler.as_ref())?;
+        }
     }
     run.sync_learning_rates();
     let state = &mut run.core.state;
@@ -79,18 +90,41 @@ where
     Ok(checkpoint.epoch + usize::from(loops.epoch_done))
 }
 
-/// The loop progress for a checkpoint being saved during `fit`, with the optimizer's steps and
-/// the scheduler's state.
+/// The loop progress for a checkpoint being saved during `fit`, with the optimizers' steps and
+/// their schedulers' states.
 pub(crate) fn loop_progress(
     core: &crate::context::Core,
     optimizer: Option<&crate::optim::Optimizer>,
+    more_optimizers: &[crate::optim::Optimizer],
 ) -> Result<crate::resume::LoopProgress, Error> {
     let mut progress = core.loop_progress.clone();
     if let Some(optimizer) = optimizer {
         progress.optimizer_steps = optimizer.steps();
         progress.scheduler = optimizer.scheduler_state()?;
     }
+    progress.more_optimizers = more_optimizers
+        .iter()
+        .map(|optimizer| {
+            Ok(crate::resume::OptimizerProgress {
+                steps: optimizer.steps(),
+                scheduler: optimizer.scheduler_state()?,
+            })
+        })
+        .collect::<Result<_, Error>>()?;
     Ok(progress)
+}
+
+/// Snapshots of the optimizers' states (clones of tensor handles), in `configure_optimizers`'
+/// order, for a checkpoint.
+pub(crate) fn optimizer_snapshots(
+    optimizer: Option<&crate::optim::Optimizer>,
+    more_optimizers: &[crate::optim::Optimizer],
+) -> Vec<burn::optim::ModuleOptimizer> {
+    optimizer
+        .into_iter()
+        .chain(more_optimizers)
+        .map(|optimizer| optimizer.module_optimizer().clone())
+        .collect()
 }
 
 /// [`Trainer::save_checkpoint`](super::Trainer::save_checkpoint).
@@ -115,13 +149,17 @@ pub(crate) fn save_checkpoint<M: LightningModule>(
         batches_that_stepped: progress.batches_that_stepped,
         ..Default::default()
     };
-    checkpoint.loops = Some(loop_progress(&core, trainer.optimizer.as_ref())?);
+    checkpoint.loops = Some(loop_progress(
+        &core,
+        trainer.optimizer.as_ref(),
+        &trainer.more_optimizers,
+    )?);
     for callback in trainer.callbacks.iter_mut() {
         if let Some(state) = callback.state_dict() {
             checkpoint.callbacks.insert(callback.state_key().into_owned(), state);
         }
     }
     dispatch::on_save_checkpoint(module, &mut trainer.callbacks, &mut core, &mut (), &mut checkpoint)?;
-    let optimizer = trainer.optimizer.as_ref().map(|o| o.module_optimizer().clone());
-    checkpoint.with_payload(module.clone(), optimizer)?.save(path)
+    let optimizers = optimizer_snapshots(trainer.optimizer.as_ref(), &trainer.more_optimizers);
+    checkpoint.with_payload(module.clone(), optimizers)?.save(path)
 }

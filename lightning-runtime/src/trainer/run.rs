@@ -23,6 +23,7 @@ macro_rules! hook {
         let mut after = $crate::trainer::run::CheckpointSink {
             data: &mut $run.data,
             optimizer: $run.optimizer.as_ref(),
+            more_optimizers: &$run.more_optimizers,
             writer: &mut $run.writer,
         };
         let output =
@@ -58,7 +59,7 @@ pub(crate) struct Run<'t, M: LightningModule, D> {
     pub stage: Stage,
     pub optimizer: Option<Optimizer>,
     /// The optimizers after the first, when `configure_optimizers` returned several (manual
-    /// optimization). Checkpoints hold the first optimizer's state only.
+    /// optimization).
     pub more_optimizers: Vec<Optimizer>,
     /// The device with autodiff, for training.
     pub train_device: Device,
@@ -237,6 +238,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         let mut after = CheckpointSink {
             data: &mut self.data,
             optimizer: self.optimizer.as_ref(),
+            more_optimizers: &self.more_optimizers,
             writer: &mut self.writer,
         };
         if let Err(e) = dispatch::on_exception(&mut self.module, self.callbacks, &mut self.core, &mut after, error) {
@@ -335,6 +337,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         let mut sink = CheckpointSink {
             data: &mut self.data,
             optimizer: self.optimizer.as_ref(),
+            more_optimizers: &self.more_optimizers,
             writer: &mut self.writer,
         };
         sink.after_hook(&mut self.module, self.callbacks, &mut self.core)
@@ -490,6 +493,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
 pub(crate) struct CheckpointSink<'r, D> {
     pub data: &'r mut D,
     pub optimizer: Option<&'r Optimizer>,
+    pub more_optimizers: &'r [Optimizer],
     pub writer: &'r mut CheckpointWriter,
 }
 
@@ -542,20 +546,20 @@ impl<D> CheckpointSink<'_, D> {
         // Snapshots: burn's tensors are immutable values, so these clones of handles keep the
         // current weights and optimizer state while training goes on.
         let module = module.clone();
-        let optimizer = self.optimizer.map(|o| o.module_optimizer().clone());
+        let optimizers = super::restore::optimizer_snapshots(self.optimizer, self.more_optimizers);
         self.writer.submit(Box::new(move || {
             for dir in stale {
                 crate::run_dir::clean_stale_temp_files(&dir)?;
             }
             if let Some(checkpoint) = checkpoint {
                 // Cloning the module copies tensor handles, not weights.
-                let checkpoint = checkpoint.with_payload(module.clone(), optimizer)?;
+                let checkpoint = checkpoint.with_payload(module.clone(), optimizers)?;
                 for path in &requests {
                     checkpoint.save(path)?;
                 }
             }
             if let Some(checkpoint) = weights_only {
-                let checkpoint = checkpoint.with_payload(module, None)?;
+                let checkpoint = checkpoint.with_payload(module, Vec::new())?;
                 for path in &weights_only_requests {
                     checkpoint.save(path)?;
                 }
@@ -599,7 +603,11 @@ impl<D> CheckpointSink<'_, D> {
             .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
         let mut checkpoint = Checkpoint::new(core.state.current_epoch, core.state.global_step, hparams);
         if core.state.function == TrainerFn::Fitting {
-            checkpoint.loops = Some(super::restore::loop_progress(core, self.optimizer)?);
+            checkpoint.loops = Some(super::restore::loop_progress(
+                core,
+                self.optimizer,
+                self.more_optimizers,
+            )?);
         }
         for callback in callbacks.iter_mut() {
             let key = callback.state_key();
