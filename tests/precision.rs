@@ -9,6 +9,7 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::optim::SgdConfig;
 use burn::optim::lr_scheduler::step::StepLrSchedulerConfig;
 use burn::tensor::DType;
+use burn_lightning::LossScalerState;
 use burn_lightning::precision::module_dtype;
 use burn_lightning::prelude::*;
 use common::{Pair, files_under, pair_loader, values};
@@ -420,4 +421,40 @@ fn a_half_precision_loss_under_sixteen_mixed_skips_the_first_step() {
     );
     assert_ne!(steps[2].weight_values, steps[1].weight_values);
     assert_eq!(trainer.global_step(), 3);
+}
+
+#[test]
+fn a_resumed_sixteen_mixed_fit_goes_on_with_the_saved_loss_scale() {
+    // The half-precision loss overflows at 65536: the first step is skipped and the scale halved.
+    let dir = tempfile::tempdir().unwrap();
+    let data = || Loaders::fit(pair_loader(48, 16), None);
+    let half_loss = || {
+        let mut model = Regressor::new();
+        model.half_loss = true;
+        model
+    };
+    let mut trainer = builder(dir.path()).precision("16-mixed").max_epochs(1).build().unwrap();
+    trainer.fit(half_loss(), data()).unwrap();
+    let saved = files_under(dir.path())
+        .into_iter()
+        .find(|path| path.extension().is_some_and(|e| e == "ckpt"))
+        .expect("a checkpoint");
+    let saved = dir.path().join(saved);
+    let scaler = Checkpoint::load(&saved).unwrap().loops.unwrap().loss_scaler;
+    assert_eq!(
+        scaler,
+        Some(LossScalerState {
+            scale: 32768.0,
+            growth_tracker: 2
+        })
+    );
+
+    let mut trainer = builder(dir.path()).precision("16-mixed").max_epochs(2).build().unwrap();
+    let model = trainer.fit_from(half_loss(), data(), &saved).unwrap();
+    let scales: Vec<Option<f64>> = model.seen("training_step").iter().map(|s| s.loss_scale).collect();
+    assert_eq!(
+        scales,
+        [Some(32768.0); 3],
+        "the resumed epoch starts from the saved scale, not torch's 65536"
+    );
 }

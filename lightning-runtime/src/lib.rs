@@ -67,7 +67,7 @@ pub use optimization::OptimizerClosure;
 pub use precision::{CastFloats, Precision, PrecisionChoice};
 pub use profiler::{Profiler, ProfilerChoice};
 pub use progress::ProgressBar;
-pub use resume::{CkptPath, LoopProgress, OptimizerProgress};
+pub use resume::{CkptPath, LoopProgress, LossScalerState, OptimizerProgress};
 pub use serde_json::Value as JsonValue;
 pub use state::{RunningStage, TrainerFn, TrainerState, TrainerStatus};
 pub use summary::{LayerSummary, Summary, summarize};

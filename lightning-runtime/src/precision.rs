@@ -499,6 +499,23 @@ impl PrecisionState {
     pub(crate) fn skipped_last_step(&self) -> bool {
         self.last_step_skipped
     }
+
+    /// The loss scaler's state, for a checkpoint.
+    pub(crate) fn scaler_state(&self) -> Option<crate::resume::LossScalerState> {
+        self.scaler.as_ref().map(|scaler| crate::resume::LossScalerState {
+            scale: scaler.scale,
+            growth_tracker: scaler.growth_tracker,
+        })
+    }
+
+    /// Takes the loss scaler's state from a checkpoint (a checkpoint without one, or a run in
+    /// another precision, keeps the scaler as it is: torch's initial scale).
+    pub(crate) fn restore_scaler(&mut self, saved: Option<crate::resume::LossScalerState>) {
+        if let (Some(scaler), Some(saved)) = (&mut self.scaler, saved) {
+            scaler.scale = saved.scale;
+            scaler.growth_tracker = saved.growth_tracker;
+        }
+    }
 }
 
 /// Under `*-mixed`: a view of `module` whose float parameters are cast to the half dtype inside

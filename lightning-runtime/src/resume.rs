@@ -169,6 +169,19 @@ pub struct LoopProgress {
     /// `configure_optimizers` returns several.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub more_optimizers: Vec<OptimizerProgress>,
+    /// The loss scaler of `16-mixed` (Lightning's `native_amp_scaling_state`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scaler: Option<LossScalerState>,
+}
+
+/// Where `16-mixed`'s loss scaler was (torch's `GradScaler.state_dict()`: `scale` and
+/// `_growth_tracker`).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LossScalerState {
+    /// The scale the loss is multiplied by before backward.
+    pub scale: f64,
+    /// Optimizer steps without an inf/NaN gradient since the scale last changed.
+    pub growth_tracker: usize,
 }
 
 /// Where one optimizer was, in a checkpoint (the first optimizer's is in [`LoopProgress`]'s own

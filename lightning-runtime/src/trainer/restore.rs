@@ -79,6 +79,7 @@ where
             optimizer.restore_state(state(i + 1), progress.steps, progress.scheduler.as_ref())?;
         }
     }
+    run.core.precision.restore_scaler(loops.loss_scaler);
     run.sync_learning_rates();
     let state = &mut run.core.state;
     state.global_step = checkpoint.global_step;
@@ -111,6 +112,7 @@ pub(crate) fn loop_progress(
             })
         })
         .collect::<Result<_, Error>>()?;
+    progress.loss_scaler = core.precision.scaler_state();
     Ok(progress)
 }
 
