@@ -383,18 +383,11 @@ impl<M: LightningModule> TrainerBuilder<M> {
             grad_scaler_growth_interval: self.grad_scaler_growth_interval,
         };
         let loggers = if flags.logger { self.loggers } else { Vec::new() };
-        Ok(Trainer {
-            config: config.with_fast_dev_run().with_overfit_batches(),
+        Ok(Trainer::from_parts(
+            config.with_fast_dev_run().with_overfit_batches(),
             callbacks,
             loggers,
-            callback_metrics: Metrics::default(),
-            logged_metrics: Metrics::default(),
-            progress_bar_metrics: Metrics::default(),
-            progress: Progress::default(),
-            report: Default::default(),
-            optimizer: None,
-            more_optimizers: Vec::new(),
-        })
+        ))
     }
 }
 
@@ -552,10 +545,15 @@ impl<M> From<FitError<M>> for Error {
 impl<M: LightningModule> Trainer<M> {
     /// A trainer for a tuner's search: `config` as given, only `callbacks`, no loggers.
     pub(crate) fn for_tuning(config: Config, callbacks: Callbacks<M>) -> Self {
+        Self::from_parts(config, callbacks, Vec::new())
+    }
+
+    /// A trainer that has run nothing yet.
+    fn from_parts(config: Config, callbacks: Callbacks<M>, loggers: Vec<Box<dyn Logger>>) -> Self {
         Self {
             config,
             callbacks,
-            loggers: Vec::new(),
+            loggers,
             callback_metrics: Metrics::default(),
             logged_metrics: Metrics::default(),
             progress_bar_metrics: Metrics::default(),
