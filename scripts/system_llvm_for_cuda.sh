@@ -9,9 +9,16 @@
 # Usage: bash scripts/system_llvm_for_cuda.sh   (needs root for apt-get, once)
 set -euo pipefail
 llvm_version=${LLVM_VERSION:-22}
-if ! [ -x "/usr/lib/llvm-$llvm_version/bin/llvm-config" ] || ! [ -e "/usr/lib/llvm-$llvm_version/lib/libPolly.a" ]; then
-  # `llvm-config --libs` lists Polly, which Debian ships separately.
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "llvm-$llvm_version-dev" "libpolly-$llvm_version-dev" >&2
+if ! [ -x "/usr/lib/llvm-$llvm_version/bin/llvm-config" ] || ! [ -e "/usr/lib/llvm-$llvm_version/lib/libPolly.a" ] \
+  || ! [ -e /usr/lib/x86_64-linux-gnu/libzstd.so ]; then
+  # `llvm-config --libs` lists Polly, which Debian ships separately; `--system-libs` lists zstd.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "llvm-$llvm_version-dev" "libpolly-$llvm_version-dev" libzstd-dev >&2
+fi
+# `--system-libs` gives z3 as a path (`/usr/lib/x86_64-linux-gnu/libz3.so`), which the bundler
+# turns into `-llibz3`: give the linker a `liblibz3.so` in its default search path.
+z3=$(/usr/lib/llvm-$llvm_version/bin/llvm-config --link-static --system-libs | tr ' ' '\n' | grep '/libz3\.so$' || true)
+if [ -n "$z3" ]; then
+  ln -sf "$z3" "$(dirname "$z3")/liblibz3.so"
 fi
 bundle_dir="${XDG_DATA_HOME:-$HOME/.local/share}/tracel/tracel-llvm-23.1.0-4"
 mkdir -p "$bundle_dir"
