@@ -304,19 +304,36 @@ macro_rules! define_config {
 
 trainer_flags!(define_config);
 
+/// The flags whose checks also give the value the trainer runs with (see
+/// [`TrainerConfig::check`]).
+pub(crate) struct CheckedFlags {
+    pub limit_train_batches: Limit,
+    pub limit_val_batches: Limit,
+    pub limit_test_batches: Limit,
+    pub limit_predict_batches: Limit,
+    pub profiler: Option<crate::Profiler>,
+    pub overfit_batches: Limit,
+    pub precision: crate::Precision,
+}
+
 impl TrainerConfig {
     /// Checks the flags that do not depend on the module (the builder also checks those that
     /// do, such as clipping under manual optimization). Errors name the flag and what to change.
     pub fn validate(&self) -> Result<(), Error> {
-        self.limit_train_batches.validate("limit_train_batches")?;
-        self.limit_val_batches.validate("limit_val_batches")?;
-        self.limit_test_batches.validate("limit_test_batches")?;
-        self.limit_predict_batches.validate("limit_predict_batches")?;
-        if let Some(name) = &self.profiler {
-            name.parse::<crate::Profiler>()?;
-        }
-        crate::trainer::validate_overfit_batches(self.overfit_batches, self.fast_dev_run)?;
-        crate::PrecisionChoice::Text(self.precision.clone()).resolve()?;
+        self.check().map(drop)
+    }
+
+    /// [`validate`](Self::validate), keeping the values the checks parse for the builder.
+    pub(crate) fn check(&self) -> Result<CheckedFlags, Error> {
+        let checked = CheckedFlags {
+            limit_train_batches: self.limit_train_batches.validate("limit_train_batches")?,
+            limit_val_batches: self.limit_val_batches.validate("limit_val_batches")?,
+            limit_test_batches: self.limit_test_batches.validate("limit_test_batches")?,
+            limit_predict_batches: self.limit_predict_batches.validate("limit_predict_batches")?,
+            profiler: self.profiler.as_deref().map(str::parse).transpose()?,
+            overfit_batches: crate::trainer::validate_overfit_batches(self.overfit_batches, self.fast_dev_run)?,
+            precision: crate::PrecisionChoice::Text(self.precision.clone()).resolve()?,
+        };
         crate::accelerator::validate_devices(&self.devices)?;
         match self.val_check_interval {
             ValCheckInterval::Fraction(f) if self.check_val_every_n_epoch.is_none() => {
@@ -408,7 +425,7 @@ impl TrainerConfig {
         if let Some(norm_type) = self.track_grad_norm {
             crate::monitors::GradientNormMonitor::check(norm_type)?;
         }
-        Ok(())
+        Ok(checked)
     }
 
     /// The flags as a JSON object (what `--print_config` prints under `trainer:`).

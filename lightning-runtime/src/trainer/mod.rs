@@ -261,13 +261,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
     /// Checks the flags and builds the trainer. Errors name the flag and what to change.
     pub fn build(self) -> Result<Trainer<M>, Error> {
         let flags = self.config;
-        flags.validate()?;
-        let limit_train_batches = flags.limit_train_batches.validate("limit_train_batches")?;
-        let limit_val_batches = flags.limit_val_batches.validate("limit_val_batches")?;
-        let limit_test_batches = flags.limit_test_batches.validate("limit_test_batches")?;
-        let limit_predict_batches = flags.limit_predict_batches.validate("limit_predict_batches")?;
-        let profiler = flags.profiler.as_deref().map(str::parse).transpose()?;
-        let overfit_batches = validate_overfit_batches(flags.overfit_batches, flags.fast_dev_run)?;
+        let checked = flags.check()?;
         let device = validate_device(self.device, &flags.accelerator, &flags.devices)?;
         if flags.deterministic {
             crate::accelerator::check_deterministic(&device)?;
@@ -291,7 +285,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
                 "it does not apply under manual optimization; sum the gradients yourself (`grads.accumulate(self, more)`) and call `optimizer_step` every N batches",
             ));
         }
-        let precision = crate::PrecisionChoice::Text(flags.precision.clone()).resolve()?;
+        let precision = checked.precision;
         precision.check(&device)?;
         if precision.is_mixed() && M::OPTIMIZATION == crate::Optimization::Manual {
             return Err(Error::config(
@@ -357,10 +351,10 @@ impl<M: LightningModule> TrainerBuilder<M> {
             min_epochs: flags.min_epochs.unwrap_or(0),
             max_steps: flags.max_steps,
             min_steps: flags.min_steps.unwrap_or(0),
-            limit_train_batches,
-            limit_val_batches,
-            limit_test_batches,
-            limit_predict_batches,
+            limit_train_batches: checked.limit_train_batches,
+            limit_val_batches: checked.limit_val_batches,
+            limit_test_batches: checked.limit_test_batches,
+            limit_predict_batches: checked.limit_predict_batches,
             val_check_interval: flags.val_check_interval,
             check_val_every_n_epoch: flags.check_val_every_n_epoch,
             num_sanity_val_steps: flags.num_sanity_val_steps,
@@ -375,8 +369,8 @@ impl<M: LightningModule> TrainerBuilder<M> {
             detect_anomaly: flags.detect_anomaly,
             default_logger: flags.logger,
             enable_report: flags.enable_report,
-            profiler,
-            overfit_batches,
+            profiler: checked.profiler,
+            overfit_batches: checked.overfit_batches,
             reload_dataloaders_every_n_epochs: flags.reload_dataloaders_every_n_epochs,
             tuning: None,
             precision,

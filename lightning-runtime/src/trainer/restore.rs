@@ -70,13 +70,13 @@ where
             states.len()
         )));
     }
-    let state = |i: usize| states.get(i).copied().unwrap_or_default();
+    let saved_state = |i: usize| states.get(i).copied().unwrap_or_default();
     if let Some(optimizer) = run.optimizer.as_mut() {
-        optimizer.restore_state(state(0), loops.optimizer_steps, loops.scheduler.as_ref())?;
+        optimizer.restore_state(saved_state(0), loops.optimizer_steps, loops.scheduler.as_ref())?;
     }
     for (i, optimizer) in run.more_optimizers.iter_mut().enumerate() {
         if let Some(progress) = loops.more_optimizers.get(i) {
-            optimizer.restore_state(state(i + 1), progress.steps, progress.scheduler.as_ref())?;
+            optimizer.restore_state(saved_state(i + 1), progress.steps, progress.scheduler.as_ref())?;
         }
     }
     run.core.precision.restore_scaler(loops.loss_scaler);
