@@ -18,6 +18,8 @@ SIDES = {
     "trainer": ("Rust", "burn-lightning `Trainer::fit`, defaults"),
     "burn-train": ("Rust", "burn-train `SupervisedTraining`, as its MNIST example"),
     "burn-train-minimal": ("Rust", "burn-train, minimal"),
+    "hand-written-tch": ("Rust", "hand-written burn loop on libtorch's CPU kernels (`tch`)"),
+    "trainer-tch": ("Rust", "`Trainer::fit`, defaults, on libtorch's CPU kernels (`tch`)"),
     "pytorch": ("Python", "hand-written PyTorch loop"),
     "lightning": ("Python", "PyTorch Lightning, defaults"),
     "lightning-minimal": ("Python", "PyTorch Lightning, no logger/checkpoint/bar"),
@@ -121,7 +123,8 @@ def main():
         f"- machine: {machine()}",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"- versions: {rustc}, burn {burn} (flex backend, built with burn-flex's default features `std`, `simd`, `rayon`, which "
-        f"burn-train asks for, for every Rust side), torch {versions.get('torch', '?')}, "
+        f"burn-train asks for, for every Rust side but the `-tch` ones, which run burn's LibTorch backend on the "
+        f"venv's torch, with `OMP_NUM_THREADS` set to the machine's cores), torch {versions.get('torch', '?')}, "
         f"pytorch-lightning {versions.get('pytorch_lightning', '?')}, Python {versions.get('python', '?')} "
         f"(`torch.set_num_threads({versions.get('threads', '?')})`: the machine's cores, as flex uses)",
         "- work: the bundled MNIST subset (7,000 training and 1,000 validation images), batch 64, Adam 1e-3; "
@@ -151,7 +154,7 @@ def main():
         for side in sides:
             b = bench[(model, side)]
             language, what = SIDES[side]
-            if side == "hand-written" or side == "pytorch":
+            if side in ("hand-written", "hand-written-tch", "pytorch"):
                 wall_ratio = cpu_ratio = "1 (reference)"
             elif language == "Rust" and (model, side) in ratio:
                 wall_ratio, cpu_ratio = num(ratio[(model, side)]["wall"], 3), num(ratio[(model, side)]["cpu"], 3)
@@ -171,8 +174,9 @@ def main():
             )
         out += [
             "",
-            "Ratios: Rust sides against the hand-written burn loop, Python sides against the hand-written "
-            "PyTorch loop, each median over median within one run. First step: from spawning a fresh process "
+            "Ratios: Rust sides against the hand-written burn loop of their own run (the `-tch` sides against "
+            "`hand-written-tch`), Python sides against the hand-written PyTorch loop, each median over median "
+            "within one run. First step: from spawning a fresh process "
             "to its first optimizer step (median of the children); peak RSS: that process's `VmHWM` (Rust) or "
             "`ru_maxrss` (Python).",
             "",
@@ -201,12 +205,30 @@ def main():
             factor = float(lightning["wall_median"]) / float(t["wall_median"])
             out.append(f"- {model}: PyTorch Lightning with its defaults takes {factor:.2f}x the time per epoch of "
                        f"`Trainer::fit` with its defaults (wall clock, medians of separate runs).")
+        r = ratio.get((model, "trainer-tch"))
+        if r:
+            out.append(f"- {model}, on libtorch's CPU kernels: `Trainer::fit` costs {float(r['cpu']):.3f}x the "
+                       f"hand-written burn loop in CPU time ({float(r['wall']):.3f}x wall clock).")
+        t, p, lightning = (bench.get((model, s)) for s in ("trainer-tch", "pytorch", "lightning"))
+        if t and p and lightning:
+            out.append(f"- {model}, same kernels (libtorch) on both sides: the hand-written PyTorch loop takes "
+                       f"{float(p['wall_median']) / float(t['wall_median']):.2f}x and PyTorch Lightning with its "
+                       f"defaults {float(lightning['wall_median']) / float(t['wall_median']):.2f}x the time per epoch "
+                       f"of `Trainer::fit` on tch (wall clock, medians of separate runs): what is left is each "
+                       f"framework's own cost, Python's included.")
         h, p = bench.get((model, "hand-written")), bench.get((model, "pytorch"))
         if h and p:
             factor = float(p["wall_median"]) / float(h["wall_median"])
             out.append(f"- {model}: the hand-written PyTorch loop takes {factor:.2f}x the time per epoch of the "
                        f"hand-written burn loop: the kernels differ (flex against libtorch), so this compares "
                        f"backends more than frameworks.")
+    same = sorted({side for (model, side), b in bench.items() if b.get("same_work") == "yes"})
+    if same:
+        out.append(f"- {', '.join(same)}: every run ended with the hand-written loop's final validation loss and "
+                   "accuracy, bit for bit, so these sides did the same work on the same batches in the same order "
+                   "(burn-train is handed the training loader as is: burn's `DataLoader::to_device`, which its "
+                   "single-device strategy calls at launch, would fork the loader's shuffle generator and train on "
+                   "another order).")
     differing = sorted({side for (model, side), b in bench.items() if b.get("same_work") == "no"})
     if differing:
         out.append(f"- {', '.join(differing)}: the final validation loss and accuracy differ from the hand-written "

@@ -10,12 +10,15 @@
 #    interleaved, on the perceptron (`--reps`, default 20) and on the CNN (`--cnn-reps`, default
 #    5), `--epochs` each (default 3, the first a warm-up), and the time to the first optimizer
 #    step and peak RSS of `--startup-reps` child processes per side (default 3);
-# 2. PyTorch and PyTorch Lightning on the same work (benches/pytorch/run.sh, which makes the
+# 2. the same two Rust sides built with `--features tch` and run with BURN_DEVICE=tch: on
+#    libtorch's CPU kernels, the ones PyTorch runs, which isolates each framework's own cost;
+# 3. PyTorch and PyTorch Lightning on the same work (benches/pytorch/run.sh, which makes the
 #    virtual environment of scripts/lightning_venv.sh on first use: about 4 GB to download);
-# 3. with `--compile-cost`, the compile cost a user pays (a cold build of the mnist example in a
-#    fresh target directory, about 10 minutes on 2 cores; the rebuild after editing one hook;
+# 4. with `--compile-cost`, the compile cost a user pays (a cold build of the mnist example in a
+#    fresh target directory, with the README's command (dev profile, dependencies optimized),
+#    about 10 minutes on 2 cores; the rebuild after editing one hook;
 #    `cargo build --timings` for the macro crate);
-# 4. benches/report.py: BENCHMARKS.md (machine, date, versions, medians and spread, ratios
+# 5. benches/report.py: BENCHMARKS.md (machine, date, versions, medians and spread, ratios
 #    measured in the same run) and the SVG chart, made with matplotlib from the same virtual
 #    environment.
 #
@@ -61,6 +64,23 @@ for model in mlp cnn; do
         | tee "$out/rust-$model.txt"
 done
 
+echo "== Rust on libtorch (tch): the hand-written loop and Trainer::fit on PyTorch's CPU kernels" >&2
+# torch-sys builds against the venv's torch (LIBTORCH_USE_PYTORCH) and the binary loads its
+# libraries; OMP_NUM_THREADS gives libtorch the machine's cores, as bench.py gives PyTorch.
+torch_lib="$("$python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
+tch_env=(env LIBTORCH_USE_PYTORCH=1 PATH="$(dirname "$python"):$PATH"
+    LD_LIBRARY_PATH="$torch_lib:${LD_LIBRARY_PATH:-}" OMP_NUM_THREADS="$(nproc)")
+"${tch_env[@]}" cargo bench --features tch --bench trainer_overhead --no-run
+for model in mlp cnn; do
+    model_reps="$reps"
+    [ "$model" = cnn ] && model_reps="$cnn_reps"
+    # The sides are renamed `hand-written-tch` and `trainer-tch` for the report.
+    "${tch_env[@]}" BURN_DEVICE=tch cargo bench --features tch --bench trainer_overhead -- \
+        --models "$model" --sides hand-written,trainer --epochs "$epochs" --reps "$model_reps" \
+        --startup-reps "$startup_reps" | sed -E 's/ side=(hand-written|trainer) / side=\1-tch /' \
+        | tee "$out/rust-tch-$model.txt"
+done
+
 echo "== Python: PyTorch, PyTorch Lightning" >&2
 for model in mlp cnn; do
     model_reps="$reps"
@@ -73,7 +93,7 @@ if [ "$compile_cost" = 1 ]; then
     echo "== compile cost" >&2
     cold_target="$out/cold-target"
     start=$(date +%s.%N)
-    CARGO_TARGET_DIR="$cold_target" cargo build --release --example mnist >&2
+    CARGO_TARGET_DIR="$cold_target" cargo build --example mnist >&2
     cold=$(seconds_since "$start")
     # Editing one hook: a change to the example's module, then the rebuild.
     hook_file=examples/common/lit_mnist.rs
@@ -81,15 +101,22 @@ if [ "$compile_cost" = 1 ]; then
     trap 'cp "$out/hook_file.bak" "$root/$hook_file"' EXIT
     sed -i 's|let (loss, _) = self.loss_and_accuracy(batch);|let (loss, _accuracy) = self.loss_and_accuracy(batch);|' "$hook_file"
     start=$(date +%s.%N)
-    CARGO_TARGET_DIR="$cold_target" cargo build --release --example mnist >&2
+    CARGO_TARGET_DIR="$cold_target" cargo build --example mnist >&2
     incremental=$(seconds_since "$start")
     cp "$out/hook_file.bak" "$hook_file"
     trap - EXIT
     touch lightning-macros/src/lib.rs
-    CARGO_TARGET_DIR="$cold_target" cargo build --release -p burn-lightning-macros --timings >&2
+    CARGO_TARGET_DIR="$cold_target" cargo build -p burn-lightning-macros --timings >&2
     timings=$(ls -t "$cold_target"/cargo-timings/cargo-timing-*.html | head -1)
     cp "$timings" "$out/cargo-timing-macros.html"
-    macros=$(grep -o '"name":"burn-lightning-macros"[^}]*"duration":[0-9.]*' "$timings" | grep -o '"duration":[0-9.]*' | head -1 | cut -d: -f2 || true)
+    # The unit's compile seconds, from the report's embedded JSON (`"duration": 1.93`).
+    macros=$("$python" - "$timings" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+found = re.search(r'"name":\s*"burn-lightning-macros".*?"duration":\s*([0-9.]+)', text, re.S)
+print(found.group(1) if found else "unknown")
+PY
+)
     {
         echo "COMPILE what=cold_build_mnist_example seconds=$cold"
         echo "COMPILE what=rebuild_after_editing_one_hook seconds=$incremental"

@@ -528,9 +528,13 @@ mod burn_train_sides {
             self.inner.num_items()
         }
 
-        fn to_device(&self, device: &Device) -> Loader<MnistBatch> {
+        /// The same loader: its batches are already on the training device. burn's
+        /// `to_device` would fork the loader's shuffle generator, so burn-train (whose
+        /// single-device strategy calls it once at launch) would see other batches than the
+        /// other sides, in another order.
+        fn to_device(&self, _device: &Device) -> Loader<MnistBatch> {
             Arc::new(EpochMarking {
-                inner: self.inner.to_device(device),
+                inner: self.inner.clone(),
                 marks: self.marks.clone(),
             })
         }

@@ -2,8 +2,8 @@
 //! `examples/data/mnist`, validating every epoch and testing at the end, driven by
 //! `LightningCli`.
 //!
-//! `cargo run --release --example mnist` trains 10 epochs then tests (`fit` then `test`);
-//! `cargo run --release --example mnist -- fit --trainer.max_epochs 3 --model.hidden 256`;
+//! `cargo run --example mnist` trains 10 epochs then tests (`fit` then `test`);
+//! `cargo run --example mnist -- fit --trainer.max_epochs 3 --model.hidden 256`;
 //! `-- fit --model.schedule cosine --trainer.accumulate_grad_batches 4`; `-- --help` lists
 //! every option.
 
