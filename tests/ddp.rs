@@ -54,6 +54,7 @@ impl Regressor {
             .extend(items.chunks(32).map(|row| (rank, pair_index(row[0]))));
         let loss = (self.layer.forward(batch.x) - batch.y).powi_scalar(2).mean();
         cx.log("rank", rank as f64);
+        cx.log("world_size", cx.world_size as f64);
         cx.log_with("rank_mean", rank as f64, LogOptions::new().sync_dist(true));
         cx.log_with(
             "rank_max",
@@ -149,6 +150,22 @@ fn replicas_accumulate_as_one_device_with_the_global_batch() {
     assert_close(&replicated.weights(), &single.weights());
 }
 
+/// Clipping (by norm, well below the gradient's) applies to the averaged gradients, as on one
+/// device to the gradients of the global batch; clipping each replica's would differ.
+#[test]
+fn clipping_applies_to_the_averaged_gradients() {
+    let dir = tempfile::tempdir().unwrap();
+    let clipped = |devices| builder(dir.path(), devices).gradient_clip_val(0.01);
+    let (replicated, _) = fit(clipped(2), pair_loader(32, 8));
+    let (single, _) = fit(clipped(1), pair_loader_in_order(&global_order(32, 2, 8), 16));
+    let (unclipped, _) = fit(
+        builder(dir.path(), 1),
+        pair_loader_in_order(&global_order(32, 2, 8), 16),
+    );
+    assert_ne!(single.weights(), unclipped.weights(), "the limit must clip");
+    assert_close(&replicated.weights(), &single.weights());
+}
+
 /// Each rank trains on its own contiguous shard: disjoint, together the dataset but for the
 /// `49 % 2` item left over (dropped, as `DistributedSampler(drop_last=True)`), so that both ranks
 /// have as many batches.
@@ -186,6 +203,7 @@ fn sync_dist_values_are_reduced_across_replicas_and_writers_write_once() {
     assert_eq!(metrics.get("rank"), Some(0.0), "rank zero's value");
     assert_eq!(metrics.get("rank_mean"), Some(1.0), "the mean of ranks 0, 1 and 2");
     assert_eq!(metrics.get("rank_max"), Some(2.0), "reduced by its `reduce`");
+    assert_eq!(metrics.get("world_size"), Some(3.0));
 
     // The mean of the three ranks' losses is the loss of their union on one device.
     let (_, single) = fit(

@@ -931,7 +931,7 @@ impl Gradients {
     }
 
     /// These gradients moved to `device` (data-parallel training averages them on rank zero's).
-    pub(crate) fn to_device<M: Module>(self, device: &crate::Device, module: &M) -> Self {
+    pub(crate) fn moved_to<M: Module>(self, device: &crate::Device, module: &M) -> Self {
         Self {
             params: self.params.to_device(device, module),
         }

@@ -242,7 +242,9 @@ impl<M: LightningModule> OptimizerClosure<'_, M> {
         self.core.sync_dist.clear();
         for (rank, (batch, device)) in replicas.batches.into_iter().enumerate() {
             let mut replica = module.clone().fork(&device);
+            // The replica's hook sees its own rank and device (Lightning's `self.device`).
             self.core.state.global_rank = rank + 1;
+            let main_device = std::mem::replace(&mut self.core.state.device, device.clone());
             let output = {
                 let _span = tracing::trace_span!(target: "burn_lightning::replicas", "training_step", rank = rank + 1)
                     .entered();
@@ -256,6 +258,7 @@ impl<M: LightningModule> OptimizerClosure<'_, M> {
                 output
             };
             self.core.state.global_rank = 0;
+            self.core.state.device = main_device;
             self.core.take_error()?;
             let Some(output) = output? else { continue };
             check_loss("training_step", &output.loss)?;
@@ -267,7 +270,7 @@ impl<M: LightningModule> OptimizerClosure<'_, M> {
             let loss = self.core.precision.scale_loss(loss);
             let mut grads = Gradients::from_loss(&loss, &replica);
             if device.clone().without_autodiff() != replicas.main_device {
-                grads = grads.to_device(&replicas.main_device, &replica);
+                grads = grads.moved_to(&replicas.main_device, &replica);
             }
             match &mut sum {
                 Some(sum) => sum.accumulate(module, grads),

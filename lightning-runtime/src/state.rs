@@ -123,7 +123,7 @@ pub struct TrainerState {
     pub max_steps: Option<usize>,
     /// Whether something asked the trainer to stop (early stopping, `cx.stop()`).
     pub should_stop: bool,
-    /// The device the module runs on.
+    /// The device the module runs on (in data-parallel training, the rank's whose hook runs).
     pub device: Device,
     /// The run directory (`<default_root_dir>/lightning_logs/version_N`), when one is written.
     pub log_dir: Option<PathBuf>,
