@@ -150,6 +150,56 @@ fn replicas_accumulate_as_one_device_with_the_global_batch() {
     assert_close(&replicated.weights(), &single.weights());
 }
 
+/// Records what a callback sees: the gradient norm at each `on_before_optimizer_step`, and the
+/// number of `on_train_batch_end` calls.
+#[derive(Clone, Default)]
+struct Watcher {
+    norms: Arc<Mutex<Vec<f64>>>,
+    batch_ends: Arc<Mutex<usize>>,
+}
+
+impl Callback<Regressor> for Watcher {
+    fn on_before_optimizer_step(
+        &mut self,
+        module: &mut Regressor,
+        _optimizer: &Optimizer,
+        grads: &Gradients,
+        _cx: &mut StepContext<'_>,
+    ) {
+        self.norms.lock().unwrap().push(grads.norm(module));
+    }
+    fn on_train_batch_end(
+        &mut self,
+        _module: &mut Regressor,
+        _outputs: Option<&StepOutput>,
+        _batch: &Pair,
+        _batch_idx: usize,
+        _cx: &mut StepContext<'_>,
+    ) {
+        *self.batch_ends.lock().unwrap() += 1;
+    }
+}
+
+/// Callbacks run once per global step, on rank zero, and the optimization hooks see the
+/// averaged gradients: those of the global batch on one device.
+#[test]
+fn callbacks_run_once_per_global_step_and_see_the_averaged_gradients() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |devices, loader| {
+        let watcher = Watcher::default();
+        fit(builder(dir.path(), devices).callback(watcher.clone()), loader);
+        let norms = watcher.norms.lock().unwrap().clone();
+        let batch_ends = *watcher.batch_ends.lock().unwrap();
+        (norms, batch_ends)
+    };
+    let (replicated, batch_ends) = run(2, pair_loader(48, 8));
+    assert_eq!((replicated.len(), batch_ends), (3, 3), "once per global step");
+    let (single, _) = run(1, pair_loader_in_order(&global_order(48, 2, 8), 16));
+    for (r, s) in replicated.iter().zip(&single) {
+        assert!((r - s).abs() < 1e-5, "gradient norm {r} vs one device {s}");
+    }
+}
+
 /// Clipping (by norm, well below the gradient's) applies to the averaged gradients, as on one
 /// device to the gradients of the global batch; clipping each replica's would differ.
 #[test]
