@@ -289,6 +289,32 @@ fn sync_dist_values_are_reduced_across_replicas_and_writers_write_once() {
     assert_eq!(file_names(&run_dir.join("checkpoints")), ["epoch=0-step=2.ckpt"]);
 }
 
+/// On CUDA (`--features cuda`, `scripts/gpu-check.sh`): asking for one GPU more than exist is an
+/// error saying how many exist, and with two GPUs or more, every GPU as a replica trains as one
+/// GPU on the same global batch, to 1e-5. Not run here: no GPU, and the `cuda` build needs LLVM.
+#[cfg(feature = "cuda")]
+#[test]
+fn on_cuda_every_gpu_trains_as_one_gpu_on_the_same_global_batch() {
+    let count = Device::enumerate(burn::tensor::DeviceType::Cuda).into_vec().len();
+    let (flag, message) = config_error(Trainer::<Regressor>::builder().accelerator("cuda").devices(count + 1));
+    assert_eq!(flag, "devices");
+    assert!(message.contains(&format!("{count} exist")), "{message}");
+    if count < 2 {
+        println!("one CUDA device: the data-parallel comparison needs two");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let on_cuda = |devices: usize| builder(dir.path(), devices).accelerator("cuda");
+    let items = 24 * count;
+    let (replicated, _) = fit(on_cuda(count), pair_loader(items, 8));
+    let (single, _) = fit(
+        on_cuda(1),
+        pair_loader_in_order(&global_order(items, count, 8), 8 * count),
+    );
+    assert_ne!(single.weights(), Regressor::new().weights());
+    assert_close(&replicated.weights(), &single.weights());
+}
+
 fn config_error<M: LightningModule>(builder: TrainerBuilder<M>) -> (&'static str, String) {
     match builder.build().map(|_| ()) {
         Err(Error::Config { flag, message }) => (flag, message),
