@@ -8,11 +8,20 @@ mod common;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::optim::SgdConfig;
 use burn_lightning::prelude::*;
-use burn_lightning::{CsvLogger, Reduce};
+use burn_lightning::{CsvLogger, Reduce, TrainerConfig};
 use common::{Pair, file_names, pair_index, pair_loader, pair_loader_in_order, values};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+
+impl CastFloats for Pair {
+    fn cast_floats(self, dtype: FloatDType) -> Self {
+        Pair {
+            x: self.x.cast_floats(dtype),
+            y: self.y.cast_floats(dtype),
+        }
+    }
+}
 
 /// The items each `training_step` saw: `(global_rank, item index)`.
 type Seen = Arc<Mutex<Vec<(usize, usize)>>>;
@@ -52,7 +61,11 @@ impl Regressor {
             .lock()
             .unwrap()
             .extend(items.chunks(32).map(|row| (rank, pair_index(row[0]))));
-        let loss = (self.layer.forward(batch.x) - batch.y).powi_scalar(2).mean();
+        // Under `*-mixed` the step computes in half precision, the loss in `f32` (as torch's
+        // autocast computes `mse_loss`); under `32-true` the casts change nothing.
+        let batch = cx.cast_input(batch);
+        let prediction = self.layer.forward(batch.x).cast(FloatDType::F32);
+        let loss = (prediction - batch.y.cast(FloatDType::F32)).powi_scalar(2).mean();
         cx.log("rank", rank as f64);
         cx.log("world_size", cx.world_size as f64);
         cx.log_with("rank_mean", rank as f64, LogOptions::new().sync_dist(true));
@@ -216,6 +229,27 @@ fn clipping_applies_to_the_averaged_gradients() {
     assert_close(&replicated.weights(), &single.weights());
 }
 
+/// Under `16-mixed`, every replica computes in half precision and scales its loss by the one
+/// loss scale; the averaged gradients are unscaled once: the weights of one device (the
+/// replicas' means over 8 items in half precision round apart from one mean over 16, hence
+/// the looser bound).
+#[test]
+fn mixed_precision_replicas_train_as_one_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let mixed = |devices| builder(dir.path(), devices).precision("16-mixed");
+    let (replicated, _) = fit(mixed(2), pair_loader(48, 8));
+    let (single, _) = fit(mixed(1), pair_loader_in_order(&global_order(48, 2, 8), 16));
+    assert_ne!(single.weights(), Regressor::new().weights());
+    let worst = replicated
+        .weights()
+        .iter()
+        .zip(single.weights())
+        .map(|(r, s)| (r - s).abs())
+        .fold(0.0f32, f32::max);
+    // 6e-6 here; summed gradients would be off by far more.
+    assert!(worst < 1e-4, "the largest difference is {worst}");
+}
+
 /// Each rank trains on its own contiguous shard: disjoint, together the dataset but for the
 /// `49 % 2` item left over (dropped, as `DistributedSampler(drop_last=True)`), so that both ranks
 /// have as many batches.
@@ -337,6 +371,13 @@ fn bad_devices_and_strategies_are_errors_naming_the_flag() {
             "{message}"
         );
     }
+    // A config file (or the command line) says it the same way.
+    let config: TrainerConfig = serde_json::from_str(r#"{"devices": 2, "strategy": "ddp_spawn"}"#).unwrap();
+    assert!(
+        matches!(config.validate(), Err(Error::Config { flag: "strategy", .. })),
+        "{:?}",
+        config.validate()
+    );
     let (flag, _) = config_error(
         Trainer::<Regressor>::builder()
             .accelerator("cpu")
