@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks, unattended: builds with burn's `cuda` feature (LLVM from Debian, see
 # scripts/system_llvm_for_cuda.sh), then runs the MNIST example, the hook-order and checkpoint
-# tests and the trainer benchmark on the first CUDA device, and prints one summary line per check.
+# tests and the trainer benchmark on the first CUDA device, the data-parallel test on every CUDA
+# device, and prints one summary line per check.
 # Usage: bash scripts/gpu-check.sh [--quick]    (--quick: 2 epochs, bench with 1 repetition)
 # Exit status: the number of checks that failed. Logs: target/gpu-check/*.log
 set -uo pipefail
@@ -46,6 +47,7 @@ epochs=10
 check example 900 cargo run --release --features cuda --example mnist -- --trainer.max_epochs "$epochs"
 check hook_order 600 cargo test --release --features cuda --test hook_order
 check checkpoints 600 cargo test --release --features cuda --test checkpoints --test resume
+check ddp 600 cargo test --release --features cuda --test ddp
 bench_args=(--models mlp,cnn)
 [ "$quick" = "--quick" ] && bench_args+=(--reps 1)
 check bench 1200 cargo bench --features cuda --bench trainer_overhead -- "${bench_args[@]}"

@@ -4,8 +4,8 @@
 //! burn 0.22 chooses the backend with a runtime [`Device`]; which backends exist is decided at
 //! compile time by this crate's cargo features (`flex`, `wgpu`, `cuda`, `tch`). An accelerator
 //! whose feature was not compiled in is an error of `build()` naming the feature to enable.
-//! Data-parallel training on several devices is not built yet: asking for more than one device
-//! is an error, never a silent single-device run.
+//! Several devices train data-parallel ([`crate::strategy`]); asking for more than exist is an
+//! error saying how many exist.
 
 use crate::{Device, Error};
 
@@ -85,7 +85,7 @@ impl std::fmt::Display for Accelerator {
 
 /// Which devices of the accelerator to use (Lightning's `devices`): `"auto"`, a count (`1`; `-1`
 /// for all), or indices (`[0]`, `vec![1]`, or the string `"1,"`; a plain `"2"` is a count, as in
-/// Lightning). Only one device is supported for now.
+/// Lightning). Several devices train data-parallel (see [`crate::strategy`]).
 #[derive(Clone, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
 #[serde(from = "DevicesForm", into = "DevicesForm")]
 pub enum Devices {
@@ -182,33 +182,51 @@ impl From<Devices> for DevicesForm {
     }
 }
 
-/// The one device index `devices` asks for, or an error naming what to change.
-pub(crate) fn validate_devices(devices: &Devices) -> Result<Option<usize>, Error> {
-    let not_built = |n: String| {
-        Error::config(
-            "devices",
-            format!(
-                "{n} devices asks for data-parallel training, which is not built yet; use one device (`devices(1)` or \
-                 `devices([i])`)"
-            ),
-        )
-    };
+/// What `devices` asks for, once checked.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub(crate) enum DeviceRequest {
+    /// `"auto"`: one device, the accelerator's first.
+    Auto,
+    /// `-1`: every device of the accelerator.
+    All,
+    /// This many devices (at least 1): the accelerator's first ones.
+    Count(usize),
+    /// These device indices, none twice.
+    Indices(Vec<usize>),
+}
+
+/// What `devices` asks for, or an error naming what to change.
+pub(crate) fn validate_devices(devices: &Devices) -> Result<DeviceRequest, Error> {
     match devices {
-        Devices::Auto | Devices::Count(1) => Ok(None),
-        Devices::Count(-1) => Ok(None),
-        Devices::Count(n) if *n > 1 => Err(not_built(n.to_string())),
+        Devices::Auto => Ok(DeviceRequest::Auto),
+        Devices::Count(-1) => Ok(DeviceRequest::All),
+        Devices::Count(n) if *n >= 1 => Ok(DeviceRequest::Count(usize::try_from(*n).unwrap_or(usize::MAX))),
         Devices::Count(n) => Err(Error::config(
             "devices",
-            format!("{n} devices is not a number of devices; use 1, -1 for all, \"auto\", or indices like [0]"),
+            format!("{n} devices is not a number of devices; use 1 or more, -1 for all, \"auto\", or indices like [0]"),
         )),
-        Devices::Indices(indices) => match indices.as_slice() {
-            [] => Err(Error::config(
-                "devices",
-                "an empty list of devices runs nowhere; name one index, like [0]",
-            )),
-            [index] => Ok(Some(*index)),
-            many => Err(not_built(format!("{many:?}: {}", many.len()))),
-        },
+        Devices::Indices(indices) => {
+            if indices.is_empty() {
+                return Err(Error::config(
+                    "devices",
+                    "an empty list of devices runs nowhere; name one index, like [0]",
+                ));
+            }
+            if let Some((i, index)) = indices
+                .iter()
+                .enumerate()
+                .find(|(i, index)| indices[..*i].contains(index))
+            {
+                return Err(Error::config(
+                    "devices",
+                    format!(
+                        "{indices:?} names device {index} twice (at positions {} and {i}); name each device once",
+                        indices.iter().position(|other| other == index).unwrap_or(0)
+                    ),
+                ));
+            }
+            Ok(DeviceRequest::Indices(indices.clone()))
+        }
         Devices::Invalid(text) => Err(Error::config(
             "devices",
             format!(
@@ -218,28 +236,39 @@ pub(crate) fn validate_devices(devices: &Devices) -> Result<Option<usize>, Error
     }
 }
 
-/// The device `accelerator` and `devices` name; `None` when both are left to `auto` (burn's
-/// default device).
+/// The device `accelerator` and `devices` name (the first, with several devices); `None` when
+/// both are left to `auto` (burn's default device).
+#[cfg(test)]
 pub(crate) fn resolve_device(accelerator: &Accelerator, devices: &Devices) -> Result<Option<Device>, Error> {
-    let index = validate_devices(devices)?;
-    let all = *devices == Devices::Count(-1);
+    resolve_devices(accelerator, devices).map(|devices| devices.and_then(|devices| devices.into_iter().next()))
+}
+
+/// The devices `accelerator` and `devices` name, one per rank of data-parallel training (see
+/// [`crate::strategy`]); `None` when both are left to `auto` (burn's default device). Asking
+/// for more devices than exist is an error saying how many exist; nothing waits on a device.
+pub(crate) fn resolve_devices(accelerator: &Accelerator, devices: &Devices) -> Result<Option<Vec<Device>>, Error> {
+    let request = validate_devices(devices)?;
+    // `-1` without a GPU backend is the one default device.
+    let one_default = matches!(request, DeviceRequest::Auto | DeviceRequest::Count(1))
+        || (request == DeviceRequest::All && !cfg!(any(feature = "cuda", feature = "wgpu")));
     match accelerator {
-        Accelerator::Auto if index.is_none() => Ok(None),
+        Accelerator::Auto if one_default => Ok(None),
         Accelerator::Auto | Accelerator::Gpu => {
             if cfg!(feature = "cuda") {
-                resolve_device(&Accelerator::Cuda, devices)
+                resolve_devices(&Accelerator::Cuda, devices)
             } else if cfg!(feature = "wgpu") {
-                resolve_device(&Accelerator::Wgpu, devices)
-            } else if *accelerator == Accelerator::Auto && index == Some(0) {
-                resolve_device(&Accelerator::Cpu, devices)
+                resolve_devices(&Accelerator::Wgpu, devices)
+            } else if *accelerator == Accelerator::Auto {
+                // Lightning's `auto` with no GPU: the CPU.
+                resolve_devices(&Accelerator::Cpu, devices)
             } else {
                 Err(missing_feature(accelerator, "cuda` or `wgpu"))
             }
         }
-        Accelerator::Cpu => cpu_device(index),
-        Accelerator::Cuda => cuda_device(index, all),
-        Accelerator::Wgpu => wgpu_device(index, all),
-        Accelerator::Tch => tch_device(index),
+        Accelerator::Cpu => cpu_devices(&request).map(Some),
+        Accelerator::Cuda => cuda_devices(&request).map(Some),
+        Accelerator::Wgpu => wgpu_devices(&request).map(Some),
+        Accelerator::Tch => tch_devices(&request).map(Some),
         Accelerator::Unknown(name) => Err(Error::config(
             "accelerator",
             format!(
@@ -261,34 +290,84 @@ fn missing_feature(accelerator: &Accelerator, feature: &str) -> Error {
     )
 }
 
-fn cpu_device(index: Option<usize>) -> Result<Option<Device>, Error> {
-    if let Some(index) = index.filter(|&i| i > 0) {
+/// The indices `request` names among `count` devices of `kind` (`count` is asked for only when
+/// needed: more than one device, or `-1`), or an error saying how many exist.
+#[cfg_attr(not(any(feature = "cuda", feature = "wgpu")), allow(dead_code))]
+fn device_indices(request: &DeviceRequest, kind: &str, count: impl FnOnce() -> usize) -> Result<Vec<usize>, Error> {
+    let (wanted, highest) = match request {
+        DeviceRequest::Auto | DeviceRequest::Count(1) => return Ok(vec![0]),
+        DeviceRequest::Indices(indices) if indices.len() == 1 => return Ok(indices.clone()),
+        DeviceRequest::All => {
+            let count = count();
+            return if count == 0 {
+                Err(Error::config(
+                    "devices",
+                    format!("-1 asks for every {kind} device, and none was found"),
+                ))
+            } else {
+                Ok((0..count).collect())
+            };
+        }
+        DeviceRequest::Count(n) => ((0..*n).collect::<Vec<_>>(), n - 1),
+        DeviceRequest::Indices(indices) => (indices.clone(), indices.iter().copied().max().unwrap_or(0)),
+    };
+    let count = count();
+    if highest >= count {
         return Err(Error::config(
             "devices",
-            format!("the CPU has one device, index 0, not {index}; use `devices(1)` or leave it unset"),
+            format!(
+                "{} asks for {kind} device{} up to index {highest}, but {count} exist{}; use at most `devices({count})`",
+                match request {
+                    DeviceRequest::Count(n) => format!("{n} devices"),
+                    _ => format!("{wanted:?}"),
+                },
+                if wanted.len() > 1 { "s" } else { "" },
+                if count == 1 { "s" } else { "" },
+            ),
         ));
     }
+    Ok(wanted)
+}
+
+/// The CPU is one flex device; `devices(N)` trains N replicas on it (data parallelism whose
+/// arithmetic is that of N devices; see [`crate::strategy`]).
+fn cpu_devices(request: &DeviceRequest) -> Result<Vec<Device>, Error> {
+    let replicas = match request {
+        DeviceRequest::Auto | DeviceRequest::All => 1,
+        DeviceRequest::Count(n) => *n,
+        DeviceRequest::Indices(indices) => {
+            if let Some(index) = indices.iter().find(|&&i| i > 0) {
+                return Err(Error::config(
+                    "devices",
+                    format!(
+                        "the CPU has one device, index 0, not {index}; use `devices(1)`, or `devices(N)` for N \
+                         data-parallel replicas on it"
+                    ),
+                ));
+            }
+            1
+        }
+    };
     #[cfg(feature = "flex")]
     {
-        Ok(Some(Device::flex()))
+        Ok(vec![Device::flex(); replicas])
     }
     #[cfg(not(feature = "flex"))]
     {
+        let _ = replicas;
         Err(missing_feature(&Accelerator::Cpu, "flex"))
     }
 }
 
 #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
-fn cuda_device(index: Option<usize>, all: bool) -> Result<Option<Device>, Error> {
+fn cuda_devices(request: &DeviceRequest) -> Result<Vec<Device>, Error> {
     #[cfg(feature = "cuda")]
     {
-        if all {
-            let count = Device::enumerate(burn::tensor::DeviceType::Cuda).into_vec().len();
-            if count > 1 {
-                return validate_devices(&Devices::Count(count as i64)).map(|_| None);
-            }
-        }
-        Ok(Some(Device::cuda(index.unwrap_or(0))))
+        let count = || Device::enumerate(burn::tensor::DeviceType::Cuda).into_vec().len();
+        Ok(device_indices(request, "CUDA", count)?
+            .into_iter()
+            .map(Device::cuda)
+            .collect())
     }
     #[cfg(not(feature = "cuda"))]
     {
@@ -297,20 +376,18 @@ fn cuda_device(index: Option<usize>, all: bool) -> Result<Option<Device>, Error>
 }
 
 #[cfg_attr(not(feature = "wgpu"), allow(unused_variables))]
-fn wgpu_device(index: Option<usize>, all: bool) -> Result<Option<Device>, Error> {
+fn wgpu_devices(request: &DeviceRequest) -> Result<Vec<Device>, Error> {
     #[cfg(feature = "wgpu")]
     {
         use burn::tensor::DeviceKind;
-        if all {
-            let count = Device::enumerate(burn::tensor::DeviceType::Wgpu).into_vec().len();
-            if count > 1 {
-                return validate_devices(&Devices::Count(count as i64)).map(|_| None);
-            }
+        if matches!(request, DeviceRequest::Auto | DeviceRequest::Count(1)) {
+            return Ok(vec![Device::wgpu(DeviceKind::DefaultDevice)]);
         }
-        Ok(Some(match index {
-            None => Device::wgpu(DeviceKind::DefaultDevice),
-            Some(i) => Device::wgpu(DeviceKind::DiscreteGpu(i)),
-        }))
+        let count = || Device::enumerate(burn::tensor::DeviceType::Wgpu).into_vec().len();
+        Ok(device_indices(request, "wgpu", count)?
+            .into_iter()
+            .map(|i| Device::wgpu(DeviceKind::DiscreteGpu(i)))
+            .collect())
     }
     #[cfg(not(feature = "wgpu"))]
     {
@@ -319,14 +396,19 @@ fn wgpu_device(index: Option<usize>, all: bool) -> Result<Option<Device>, Error>
 }
 
 #[cfg_attr(not(feature = "tch"), allow(unused_variables))]
-fn tch_device(index: Option<usize>) -> Result<Option<Device>, Error> {
+fn tch_devices(request: &DeviceRequest) -> Result<Vec<Device>, Error> {
     #[cfg(feature = "tch")]
     #[allow(deprecated)] // burn deprecates LibTorch but still ships it; the feature is opt-in.
     {
-        Ok(Some(match index {
-            None => Device::libtorch(),
-            Some(i) => Device::libtorch_cuda(i),
-        }))
+        match request {
+            DeviceRequest::Auto | DeviceRequest::Count(1) | DeviceRequest::All => Ok(vec![Device::libtorch()]),
+            DeviceRequest::Indices(indices) if indices.len() == 1 => Ok(vec![Device::libtorch_cuda(indices[0])]),
+            _ => Err(Error::config(
+                "devices",
+                "several LibTorch devices are not built (burn cannot count LibTorch's GPUs); use \
+                 `accelerator(\"cuda\")` for data-parallel training on several GPUs, or one device",
+            )),
+        }
     }
     #[cfg(not(feature = "tch"))]
     {
@@ -411,16 +493,52 @@ mod tests {
     }
 
     #[test]
-    fn several_devices_say_data_parallel_is_not_built() {
-        for devices in [Devices::Count(2), Devices::Indices(vec![0, 1])] {
+    fn several_devices_are_data_parallel_replicas_and_bad_counts_name_the_flag() {
+        assert_eq!(validate_devices(&Devices::Count(2)).unwrap(), DeviceRequest::Count(2));
+        assert_eq!(
+            validate_devices(&Devices::Indices(vec![0, 1])).unwrap(),
+            DeviceRequest::Indices(vec![0, 1])
+        );
+        for devices in [
+            Devices::Count(0),
+            Devices::Count(-2),
+            Devices::Indices(vec![]),
+            Devices::Indices(vec![1, 1]),
+        ] {
             let message = validate_devices(&devices).unwrap_err().to_string();
-            assert!(
-                message.contains("`devices`") && message.contains("data-parallel"),
-                "{message}"
-            );
+            assert!(message.contains("`devices`"), "{devices:?}: {message}");
         }
-        let message = validate_devices(&Devices::Count(0)).unwrap_err().to_string();
-        assert!(message.contains("`devices`"), "{message}");
+        // More devices than exist: an error saying how many exist.
+        let message = device_indices(&DeviceRequest::Count(3), "CUDA", || 2)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("`devices`") && message.contains("2 exist") && message.contains("devices(2)"),
+            "{message}"
+        );
+        let message = device_indices(&DeviceRequest::Indices(vec![0, 4]), "CUDA", || 2)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("index 4") && message.contains("2 exist"), "{message}");
+        assert_eq!(device_indices(&DeviceRequest::All, "CUDA", || 3).unwrap(), [0, 1, 2]);
+        assert_eq!(
+            device_indices(&DeviceRequest::Indices(vec![1, 0]), "CUDA", || 2).unwrap(),
+            [1, 0]
+        );
+    }
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn the_cpu_runs_n_replicas_on_its_one_device() {
+        let devices = resolve_devices(&Accelerator::Cpu, &Devices::Count(3)).unwrap().unwrap();
+        assert_eq!(devices, vec![Device::flex(); 3]);
+        let message = resolve_devices(&Accelerator::Cpu, &Devices::Indices(vec![0, 1]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("`devices`") && message.contains("one device"),
+            "{message}"
+        );
     }
 
     #[test]

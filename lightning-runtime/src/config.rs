@@ -227,11 +227,20 @@ macro_rules! trainer_flags {
             accelerator: crate::Accelerator = crate::Accelerator::Auto;
             fn accelerator(accelerator: impl Into<crate::Accelerator>) => accelerator.into();
 
-            /// Which devices (Lightning's `devices`; default `"auto"`): `1`, an index list
-            /// (`[0]`, `"1,"`), or `-1` for all. More than one device is an error: data-parallel
-            /// training is not built yet.
+            /// Which devices (Lightning's `devices`; default `"auto"`): a count (`2`), an index
+            /// list (`[0, 1]`, `"0,1"`), or `-1` for all. Several devices train data-parallel in
+            /// this process (see [`strategy`](crate::strategy)); on the CPU, `devices(N)` runs N
+            /// replicas on its one device. More devices than exist is an error of `build()`.
             devices: crate::Devices = crate::Devices::Auto;
             fn devices(devices: impl Into<crate::Devices>) => devices.into();
+
+            /// How several devices train (Lightning's `strategy`; default `"auto"`): `"ddp"`
+            /// (data-parallel, one model replica per device, gradients averaged; see
+            /// [`strategy`](crate::strategy)), `"single_device"`, or `"auto"` (`"ddp"` with several
+            /// devices). Other Lightning strategies (`"ddp_spawn"`, `"fsdp"`, ...) are errors
+            /// listing these.
+            strategy: String = "auto".to_string();
+            fn strategy(strategy: impl Into<String>) => strategy.into();
 
             /// The precision of training (Lightning's `precision`): `"32-true"` (default),
             /// `"64-true"`, `"16-true"`, `"bf16-true"`, `"16-mixed"`, `"bf16-mixed"`, Lightning's
@@ -335,6 +344,7 @@ impl TrainerConfig {
             precision: crate::PrecisionChoice::Text(self.precision.clone()).resolve()?,
         };
         crate::accelerator::validate_devices(&self.devices)?;
+        crate::strategy::Strategy::parse(&self.strategy)?;
         match self.val_check_interval {
             ValCheckInterval::Fraction(f) if self.check_val_every_n_epoch.is_none() => {
                 return Err(Error::config(

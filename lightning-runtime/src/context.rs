@@ -77,6 +77,9 @@ pub struct Core {
     pub(crate) loop_progress: crate::resume::LoopProgress,
     /// The `precision` flag and, under `16-mixed`, the loss scaler.
     pub(crate) precision: crate::precision::PrecisionState,
+    /// With several devices: the other ranks' values logged with `sync_dist`, waiting for rank
+    /// zero's.
+    pub(crate) sync_dist: crate::strategy::SyncDist,
 }
 
 impl Core {
@@ -101,6 +104,7 @@ impl Core {
             warned_non_finite: false,
             loop_progress: Default::default(),
             precision: Default::default(),
+            sync_dist: Default::default(),
         }
     }
 
@@ -110,6 +114,19 @@ impl Core {
 
     /// Logs into the metric store; a misuse ends the run once the hook returns.
     fn log(&mut self, hook: Hook, name: &str, value: MetricValue, options: &LogOptions, batch_size: usize) {
+        // Data-parallel: a replica's value counts only when reduced across ranks, with rank
+        // zero's (see `crate::strategy`).
+        if self.state.global_rank != 0 {
+            if options.sync_dist {
+                self.sync_dist.keep(hook, name, value);
+            }
+            return;
+        }
+        let value = if options.sync_dist {
+            self.sync_dist.reduce(hook, name, value, options.reduce)
+        } else {
+            value
+        };
         let loop_kind = Loop::of(self.state.stage);
         if let Err(e) = self.metrics.log(hook, loop_kind, name, value, options, batch_size) {
             self.defer_error(e);

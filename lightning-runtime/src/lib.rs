@@ -30,6 +30,7 @@ pub mod resume;
 pub mod run_dir;
 mod signals;
 pub mod state;
+pub mod strategy;
 pub mod summary;
 pub mod tensor_data;
 pub mod timer;

@@ -93,6 +93,10 @@ pub struct LogOptions {
     pub batch_size: Option<usize>,
     /// Send it to the loggers. `None`: yes (Lightning's `logger=True`).
     pub logger: Option<bool>,
+    /// With several devices, reduce the value of every rank by `reduce` (the mean by default)
+    /// before it is logged (Lightning's `sync_dist`); without it, rank zero's value is logged.
+    /// On one device it changes nothing. See [`strategy`](crate::strategy).
+    pub sync_dist: bool,
 }
 
 impl LogOptions {
@@ -128,6 +132,12 @@ impl LogOptions {
     #[must_use]
     pub fn logger(mut self, send: bool) -> Self {
         self.logger = Some(send);
+        self
+    }
+    /// Reduce the value across devices (Lightning's `sync_dist`); see the field of that name.
+    #[must_use]
+    pub fn sync_dist(mut self, sync: bool) -> Self {
+        self.sync_dist = sync;
         self
     }
 }
@@ -170,6 +180,7 @@ impl EpochLogOptions {
             prog_bar: self.prog_bar,
             batch_size: None,
             logger: self.logger,
+            sync_dist: false,
         }
     }
 }

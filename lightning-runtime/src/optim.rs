@@ -930,6 +930,13 @@ impl Gradients {
         module.visit(&mut visitor);
     }
 
+    /// These gradients moved to `device` (data-parallel training averages them on rank zero's).
+    pub(crate) fn moved_to<M: Module>(self, device: &crate::Device, module: &M) -> Self {
+        Self {
+            params: self.params.to_device(device, module),
+        }
+    }
+
     /// Multiplies every gradient of `module`'s parameters by `factor`, on the device.
     pub fn scale<M: Module>(&mut self, module: &M, factor: f64) {
         let mut visitor = ScaleVisitor {

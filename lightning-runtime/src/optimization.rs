@@ -35,6 +35,8 @@ pub struct OptimizerClosure<'a, M: LightningModule> {
     pub(crate) ran: bool,
     /// The accumulation window this batch belongs to; `None` without accumulation.
     pub(crate) window: Option<&'a mut AccumulationWindow>,
+    /// Data-parallel training: the other ranks' batches; `None` on one device.
+    pub(crate) replicas: Option<crate::strategy::ReplicaBatches<M::Batch>>,
 }
 
 /// One window of `accumulate_grad_batches`: the batches whose gradients are summed before the
@@ -122,6 +124,12 @@ impl<M: LightningModule> OptimizerClosure<'_, M> {
         optimizer: &mut Optimizer,
         batch: M::Batch,
     ) -> Result<Option<Gradients>, Error> {
+        // Data-parallel: the other ranks step first, so that their `sync_dist` values are
+        // there when rank zero logs the same keys.
+        let replica_grads = match self.replicas.take() {
+            Some(replicas) => Some(self.replica_gradients(module, optimizer, replicas)?),
+            None => None,
+        };
         let output = {
             let _span =
                 tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "training_step", by = "module")
@@ -165,6 +173,14 @@ impl<M: LightningModule> OptimizerClosure<'_, M> {
                 let loss = core.precision.scale_loss(output.loss.clone());
                 dispatch::on_before_backward(module, callbacks, core, &mut (), &loss)?;
                 let mut grads = dispatch::backward(module, callbacks, core, &mut (), loss)?;
+                // Data-parallel: the mean of every rank's gradients, as DDP's all-reduce gives
+                // before `on_after_backward`.
+                if let Some((sum, ranks)) = replica_grads {
+                    if let Some(sum) = sum {
+                        grads.accumulate(module, sum);
+                    }
+                    grads.scale(module, 1.0 / ranks as f64);
+                }
                 // As torch's `.grad` after backward: the sum over the window so far.
                 if let Some(window) = self.window.as_deref_mut()
                     && let Some(sum) = window.sum.take()
@@ -207,6 +223,61 @@ impl<M: LightningModule> OptimizerClosure<'_, M> {
         }
         // `16-mixed` skips the update when a gradient is inf or NaN (torch's `GradScaler.step`).
         Ok((had_grads && !core.precision.skips_step()).then_some(grads))
+    }
+
+    /// Data-parallel: runs `training_step` and backward for ranks 1.., each on a fork of
+    /// `module` on its device (only `sync_dist` values of what they log count, see
+    /// [`crate::strategy`]); returns the sum of their gradients on rank zero's device (`None`
+    /// when no rank returned a loss) and the number of ranks, rank zero included.
+    fn replica_gradients(
+        &mut self,
+        module: &M,
+        optimizer: &Optimizer,
+        replicas: crate::strategy::ReplicaBatches<M::Batch>,
+    ) -> Result<(Option<Gradients>, usize), Error> {
+        let ranks = replicas.batches.len() + 1;
+        // Each loss is divided as rank zero's is under accumulation.
+        let divisor = self.window.as_deref().map_or(1, |window| window.divisor);
+        let mut sum: Option<Gradients> = None;
+        self.core.sync_dist.clear();
+        for (rank, (batch, device)) in replicas.batches.into_iter().enumerate() {
+            let mut replica = module.clone().fork(&device);
+            // The replica's hook sees its own rank and device (Lightning's `self.device`).
+            self.core.state.global_rank = rank + 1;
+            let main_device = std::mem::replace(&mut self.core.state.device, device.clone());
+            let output = {
+                let _span = tracing::trace_span!(target: "burn_lightning::replicas", "training_step", rank = rank + 1)
+                    .entered();
+                let mut view = crate::precision::mixed_view(self.core, &replica);
+                let output = view.as_mut().unwrap_or(&mut replica).training_step(
+                    batch,
+                    self.batch_idx,
+                    &mut StepContext::new(self.core, Hook::TrainingStep).reading(optimizer),
+                );
+                crate::precision::end_view(self.core);
+                output
+            };
+            self.core.state.global_rank = 0;
+            self.core.state.device = main_device;
+            self.core.take_error()?;
+            let Some(output) = output? else { continue };
+            check_loss("training_step", &output.loss)?;
+            let loss = if divisor > 1 {
+                output.loss.div_scalar(divisor as f64)
+            } else {
+                output.loss
+            };
+            let loss = self.core.precision.scale_loss(loss);
+            let mut grads = Gradients::from_loss(&loss, &replica);
+            if device.clone().without_autodiff() != replicas.main_device {
+                grads = grads.moved_to(&replicas.main_device, &replica);
+            }
+            match &mut sum {
+                Some(sum) => sum.accumulate(module, grads),
+                None => sum = Some(grads),
+            }
+        }
+        Ok((sum, ranks))
     }
 
     /// The step's context, to log from an overridden `optimizer_step`.

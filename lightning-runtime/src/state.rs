@@ -123,7 +123,7 @@ pub struct TrainerState {
     pub max_steps: Option<usize>,
     /// Whether something asked the trainer to stop (early stopping, `cx.stop()`).
     pub should_stop: bool,
-    /// The device the module runs on.
+    /// The device the module runs on (in data-parallel training, the rank's whose hook runs).
     pub device: Device,
     /// The run directory (`<default_root_dir>/lightning_logs/version_N`), when one is written.
     pub log_dir: Option<PathBuf>,
@@ -138,6 +138,11 @@ pub struct TrainerState {
     pub validation_has_run: bool,
     /// `fast_dev_run` is on: checkpointing and early stopping are off.
     pub fast_dev_run: bool,
+    /// The rank whose hook runs (Lightning's `trainer.global_rank`): 0 but in the
+    /// `training_step` of another rank of data-parallel training (see [`crate::strategy`]).
+    pub global_rank: usize,
+    /// The number of ranks, one per device (Lightning's `trainer.world_size`; 1 on one device).
+    pub world_size: usize,
 }
 
 impl TrainerState {
@@ -199,6 +204,8 @@ impl TrainerState {
             validates_at_epoch_end: true,
             validation_has_run: false,
             fast_dev_run: false,
+            global_rank: 0,
+            world_size: 1,
         }
     }
 }

@@ -50,6 +50,23 @@ pub fn shuffled_pair_loader(items: usize, batch_size: usize, seed: u64) -> Loade
         .build(InMemDataset::new(pairs(items)))
 }
 
+/// The pairs of [`pair_loader`] with the indices `order`, in that order, unshuffled.
+pub fn pair_loader_in_order(order: &[usize], batch_size: usize) -> Loader<Pair> {
+    let all = pairs(order.iter().copied().max().map_or(0, |max| max + 1));
+    let items = order.iter().map(|&i| all[i].clone()).collect();
+    DataLoaderBuilder::new(PairBatcher)
+        .batch_size(batch_size)
+        .build(InMemDataset::new(items))
+}
+
+/// The index of the pair of [`pair_loader`] whose input starts with `first` (unique below 97
+/// items).
+pub fn pair_index(first: f32) -> usize {
+    (0..97)
+        .min_by_key(|&i| ((((i * 31) % 97) as f32 / 97.0 - 0.5 - first).abs() * 1e6) as i64)
+        .expect("97 candidates")
+}
+
 fn pairs(items: usize) -> Vec<(Vec<f32>, Vec<f32>)> {
     (0..items)
         .map(|i| {

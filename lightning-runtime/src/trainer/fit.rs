@@ -186,7 +186,7 @@ where
     let mut train_loader = if run.cfg.limit_train_batches.is_off() {
         None
     } else {
-        Some(run.required_loader(Loop::Train, &train_device)?)
+        Some(training_loaders(run, &train_device)?)
     };
     let mut train_loader_epoch = run.core.state.current_epoch;
     if let Some(train_loader) = &mut train_loader
@@ -196,7 +196,10 @@ where
         // the checkpoint completed are replayed (drawing the orders, loading nothing) so that
         // the resumed epoch sees the order it had.
         for _ in 0..replayed_epochs {
-            drop(train_loader.iter());
+            drop(train_loader.main.iter());
+            for (loader, _) in &train_loader.replicas {
+                drop(loader.iter());
+            }
         }
         if val_loader.loader.is_none() && validates_epoch(run) {
             let device = run.eval_device.clone();
@@ -212,7 +215,7 @@ where
             // Lightning's `_should_reload_train_dl`, before `on_train_epoch_start`.
             let every = run.cfg.reload_dataloaders_every_n_epochs;
             if every > 0 && run.core.state.current_epoch - train_loader_epoch >= every {
-                *train_loader = run.required_loader(Loop::Train, &train_device)?;
+                *train_loader = training_loaders(run, &train_device)?;
                 train_loader_epoch = run.core.state.current_epoch;
             }
             train_epoch(run, train_loader, &mut val_loader, total_batches)?;
@@ -222,6 +225,42 @@ where
     }
     hook!(run.on_fit_end());
     run.teardown()
+}
+
+/// The training dataloader of every rank: rank zero's, and the other ranks' with their
+/// devices (none on one device; see [`crate::strategy`]).
+struct TrainLoaders<B> {
+    main: Loader<B>,
+    replicas: Vec<(Loader<B>, crate::Device)>,
+}
+
+fn training_loaders<M, D>(run: &mut Run<'_, M, D>, device: &crate::Device) -> Result<TrainLoaders<M::Batch>, Error>
+where
+    M: LightningModule,
+    D: DataModule<M::Batch>,
+{
+    let loader = run.required_loader(Loop::Train, device)?;
+    if run.cfg.replica_devices.is_empty() {
+        return Ok(TrainLoaders {
+            main: loader,
+            replicas: Vec::new(),
+        });
+    }
+    // Each rank trains with autodiff on its device, as rank zero does.
+    let devices: Vec<crate::Device> = std::iter::once(device.clone())
+        .chain(
+            run.cfg
+                .replica_devices
+                .iter()
+                .map(|replica| replica.clone().without_autodiff().autodiff()),
+        )
+        .collect();
+    let mut shards = crate::strategy::shard_loader(&loader, &devices)?.into_iter();
+    let main = shards.next().expect("one shard per device");
+    Ok(TrainLoaders {
+        main,
+        replicas: shards.zip(devices.into_iter().skip(1)).collect(),
+    })
 }
 
 /// Lightning's `fit_loop.done`: `max_steps` or `max_epochs` reached, or a stop was asked for and
@@ -251,7 +290,7 @@ fn validates_epoch<M: LightningModule, D>(run: &Run<'_, M, D>) -> bool {
 /// One training epoch, with the validation runs that fall in it, and the epoch's end.
 fn train_epoch<M, D>(
     run: &mut Run<'_, M, D>,
-    train_loader: &Loader<M::Batch>,
+    train_loaders: &TrainLoaders<M::Batch>,
     val_loader: &mut ValLoader<M::Batch>,
     total_batches: &mut usize,
 ) -> Result<(), Error>
@@ -263,7 +302,13 @@ where
     run.sync_learning_rates();
     hook!(run.on_train_epoch_start());
     let validate_this_epoch = validates_epoch(run);
-    let mut batches = Batches::new(Loop::Train, train_loader, run.cfg.limit_train_batches)?;
+    let mut batches = Batches::new(Loop::Train, &train_loaders.main, run.cfg.limit_train_batches)?;
+    // Data-parallel: the other ranks' batches, drawn in step with rank zero's.
+    let mut replica_batches = train_loaders
+        .replicas
+        .iter()
+        .map(|(loader, device)| Ok((Batches::new(Loop::Train, loader, run.cfg.limit_train_batches)?, device)))
+        .collect::<Result<Vec<_>, Error>>()?;
     let mut batch_idx = 0;
     let mut val_every: Option<usize> = None;
     let mut stopped_by_hook = false;
@@ -276,10 +321,20 @@ where
     let resumed_batches = std::mem::take(&mut run.core.loop_progress.batches_done);
     while batch_idx < resumed_batches {
         let Some(next) = batches.next_batch()? else { break };
+        for (replica, _) in &mut replica_batches {
+            replica.next_batch()?;
+        }
         reached_last_batch = next.is_last;
         batch_idx += 1;
     }
     while let Some(next) = batches.next_batch()? {
+        // Equal shards give every rank as many batches; a rank that ran out sits the step out.
+        let mut ranks = Vec::with_capacity(replica_batches.len());
+        for (replica, device) in &mut replica_batches {
+            if let Some(batch) = replica.next_batch()? {
+                ranks.push((batch.batch, (*device).clone()));
+            }
+        }
         run.core.state.batch_idx = batch_idx;
         run.core.batch_size = next.size;
         run.core.state.num_training_batches = batches.planned();
@@ -298,7 +353,7 @@ where
         }
         let accumulating = window.as_ref().is_some_and(|window| !window.steps);
         reached_last_batch = next.is_last;
-        let control = train_batch(run, next.batch, batch_idx, next.is_last, window.as_mut())?;
+        let control = train_batch(run, next.batch, ranks, batch_idx, next.is_last, window.as_mut())?;
         if control == BatchControl::StopEpoch {
             stopped_by_hook = true;
             break;
@@ -467,6 +522,7 @@ fn val_check_batches<M: LightningModule, D>(run: &Run<'_, M, D>, planned: Option
 fn train_batch<M, D>(
     run: &mut Run<'_, M, D>,
     batch: M::Batch,
+    replica_batches: Vec<(M::Batch, crate::Device)>,
     batch_idx: usize,
     is_last: bool,
     window: Option<&mut AccumulationWindow>,
@@ -477,6 +533,19 @@ where
 {
     let device = run.train_device.clone();
     let batch = run.transfer(batch, &device)?;
+    // Data-parallel: each rank's batch through the transfer hooks, to its device.
+    let replicas = if replica_batches.is_empty() {
+        None
+    } else {
+        let mut batches = Vec::with_capacity(replica_batches.len());
+        for (batch, device) in replica_batches {
+            batches.push((run.transfer(batch, &device)?, device));
+        }
+        Some(crate::strategy::ReplicaBatches {
+            batches,
+            main_device: run.eval_device.clone(),
+        })
+    };
     let steps_before = run.core.state.global_step;
     if M::OPTIMIZATION == Optimization::Manual {
         // A manual `training_step` steps its schedulers itself: the rates a learning-rate
@@ -492,7 +561,7 @@ where
         let _span =
             tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = "run_training_batch").entered();
         match M::OPTIMIZATION {
-            Optimization::Automatic => automatic_step(run, batch, batch_idx, is_last, window)?,
+            Optimization::Automatic => automatic_step(run, batch, replicas, batch_idx, is_last, window)?,
             Optimization::Manual => manual_step(run, batch, batch_idx)?,
         }
     };
@@ -509,6 +578,7 @@ where
 fn automatic_step<M, D>(
     run: &mut Run<'_, M, D>,
     batch: M::Batch,
+    replicas: Option<crate::strategy::ReplicaBatches<M::Batch>>,
     batch_idx: usize,
     is_last: bool,
     mut window: Option<&mut AccumulationWindow>,
@@ -533,6 +603,7 @@ where
             output: &mut output,
             ran: false,
             window: Some(window),
+            replicas,
         };
         closure.run(&mut run.module, optimizer);
         let deferred = run.core.take_error();
@@ -549,6 +620,7 @@ where
             output: &mut output,
             ran: false,
             window,
+            replicas,
         };
         let _span =
             tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "optimizer_step", by = "module",

@@ -144,6 +144,9 @@ pub(crate) struct Config {
     pub default_root_dir: PathBuf,
     pub seed: Option<u64>,
     pub device: Device,
+    /// Data-parallel training: the devices of ranks 1.. (rank zero's is `device`); empty on one
+    /// device. See [`crate::strategy`].
+    pub replica_devices: Vec<Device>,
     pub gradient_clip: Option<GradientClip>,
     /// Batches whose gradients are summed before each optimizer step, per epoch.
     pub accumulate_grad_batches: GradientAccumulationScheduler,
@@ -262,7 +265,31 @@ impl<M: LightningModule> TrainerBuilder<M> {
     pub fn build(self) -> Result<Trainer<M>, Error> {
         let flags = self.config;
         let checked = flags.check()?;
-        let device = validate_device(self.device, &flags.accelerator, &flags.devices)?;
+        let mut devices = validate_device(self.device, &flags.accelerator, &flags.devices)?;
+        crate::strategy::check_strategy(&flags.strategy, devices.len())?;
+        let device = devices.remove(0);
+        let replica_devices = devices;
+        if !replica_devices.is_empty() {
+            let ranks = replica_devices.len() + 1;
+            if M::OPTIMIZATION == crate::Optimization::Manual {
+                return Err(Error::config(
+                    "devices",
+                    format!(
+                        "{ranks} devices train data-parallel, which is built for automatic optimization only; \
+                         use one device (`devices(1)`) under manual optimization"
+                    ),
+                ));
+            }
+            if !checked.overfit_batches.is_off() {
+                return Err(Error::config(
+                    "overfit_batches",
+                    format!(
+                        "it is not built for data-parallel training ({ranks} devices); use one device (`devices(1)`) \
+                         to overfit"
+                    ),
+                ));
+            }
+        }
         if flags.deterministic {
             crate::accelerator::check_deterministic(&device)?;
         }
@@ -362,6 +389,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             default_root_dir: flags.default_root_dir.unwrap_or_else(|| PathBuf::from(".")),
             seed: flags.seed,
             device,
+            replica_devices,
             gradient_clip,
             accumulate_grad_batches: flags.accumulate_grad_batches,
             log_every_n_steps: flags.log_every_n_steps,
@@ -403,16 +431,17 @@ pub(crate) fn validate_overfit_batches(overfit_batches: Limit, fast_dev_run: Opt
     Ok(overfit_batches)
 }
 
-/// The device of the run: `device(..)`, else what `accelerator` and `devices` name, else burn's
-/// default. `device(..)` with an accelerator or devices other than `"auto"` is an error.
+/// The devices of the run, rank zero's first: `device(..)`, else what `accelerator` and
+/// `devices` name, else burn's default. `device(..)` with an accelerator or devices other than
+/// `"auto"` is an error.
 pub(crate) fn validate_device(
     device: Option<Device>,
     accelerator: &crate::Accelerator,
     devices: &crate::Devices,
-) -> Result<Device, Error> {
-    let chosen = crate::accelerator::resolve_device(accelerator, devices)?;
+) -> Result<Vec<Device>, Error> {
+    let chosen = crate::accelerator::resolve_devices(accelerator, devices)?;
     match (device, chosen) {
-        (Some(device), None) => Ok(device),
+        (Some(device), None) => Ok(vec![device]),
         (Some(device), Some(_)) => Err(Error::config(
             if *accelerator == crate::Accelerator::Auto {
                 "devices"
@@ -424,8 +453,8 @@ pub(crate) fn validate_device(
                  over \"auto\")"
             ),
         )),
-        (None, Some(device)) => Ok(device),
-        (None, None) => Ok(Device::default()),
+        (None, Some(devices)) => Ok(devices),
+        (None, None) => Ok(vec![Device::default()]),
     }
 }
 

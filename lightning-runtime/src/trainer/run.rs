@@ -108,6 +108,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             .filter(|_| !loggers.is_empty())
             .and_then(logger_version);
         state.fast_dev_run = cfg.fast_dev_run.is_some();
+        state.world_size = 1 + cfg.replica_devices.len();
         let mut core = Core::new(state);
         core.has_logger = cfg.fast_dev_run.is_none() && (cfg.default_logger || !loggers.is_empty());
         core.detect_anomaly = cfg.detect_anomaly;

@@ -1,0 +1,252 @@
+//! Lightning's `strategy` flag, and data-parallel training on several devices in one process
+//! (`devices(2)`, `strategy("ddp")`).
+//!
+//! # What runs
+//!
+//! One global training step with N devices (N ranks):
+//!
+//! 1. every rank gets its own batch: the training dataloader is cut into N equal, contiguous
+//!    shards, one per rank, each building its batches on its rank's device (burn's
+//!    `split_dataloader`, with equal shards: the `len % N` items left over are dropped, as
+//!    torch's `DistributedSampler(drop_last=True)` does, so every rank has as many batches and
+//!    none waits). A shuffled loader shuffles within each shard;
+//! 2. ranks 1..N run `training_step` on a fork of the module on their device (the weights are
+//!    rank zero's, so every replica is identical), then backward; rank zero runs Lightning's
+//!    whole closure (`training_step`, the zero-grad and backward hooks);
+//! 3. the gradients are averaged: each rank's gradients are moved to rank zero's device, summed
+//!    and divided by N. With each rank's loss the mean over its batch, that is the gradient of
+//!    the mean over the global batch, what `DistributedDataParallel`'s all-reduce gives;
+//! 4. ONE optimizer step, on rank zero's module; the next step forks the replicas from it
+//!    again, so they stay identical (burn-train's `MultiDevice` strategy does the same).
+//!
+//! Hooks and callbacks run once, on rank zero, as Lightning's rank-zero-only loggers,
+//! checkpoints and progress bar do: one metrics row per step, one checkpoint file. The other
+//! ranks' `training_step` logs only what it logs with
+//! [`LogOptions::sync_dist`](crate::LogOptions::sync_dist()): those values are reduced with rank
+//! zero's (by the key's `reduce`, the mean by default, as Lightning's `sync_dist` with its
+//! `reduce_fx`); every other value is rank zero's. `global_step` counts the global step once.
+//!
+//! The replicas run one after another on the loop's thread. On CUDA and wgpu, burn queues the
+//! kernels asynchronously, so the devices still compute at the same time; on the CPU (flex,
+//! which has a single device) the replicas share it, which checks the arithmetic of data
+//! parallelism rather than speeding anything up.
+//!
+//! # Differences from Lightning, on purpose or not built yet
+//!
+//! * One process drives every device; Lightning's `ddp` starts one process per device.
+//!   Several processes, `num_nodes` and MPI are not built.
+//! * Gradients are averaged by copying them to rank zero's device (burn's
+//!   `GradientsParams::to_device`), not with NCCL's all-reduce (burn 0.22.1's `all_reduce` is
+//!   implemented for CUDA only and could not be tested here).
+//! * Validation, test and predict run on rank zero's device over the whole dataloader: the
+//!   same values as Lightning's sharded evaluation logged with `sync_dist=True`, without the
+//!   items its `DistributedSampler` repeats to pad the last shard.
+//! * Manual optimization (and so several optimizers) with several devices is an error of
+//!   `build()`, as is `overfit_batches`.
+
+use crate::data::Loader;
+use crate::hooks::Hook;
+use crate::logging::{MetricValue, Reduce};
+use crate::{Device, Error, Tensor};
+
+/// Lightning's `strategy`, parsed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Strategy {
+    /// Data-parallel when several devices are asked for, else one device.
+    Auto,
+    /// Data-parallel on the devices `devices` names (one device is allowed: one replica).
+    Ddp,
+    /// One device; several is an error.
+    SingleDevice,
+}
+
+impl Strategy {
+    /// The names `strategy` accepts.
+    pub(crate) const NAMES: [&'static str; 3] = ["auto", "ddp", "single_device"];
+
+    /// The strategy `name` names, or an error listing the supported ones.
+    pub(crate) fn parse(name: &str) -> Result<Self, Error> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Strategy::Auto),
+            "ddp" => Ok(Strategy::Ddp),
+            "single_device" => Ok(Strategy::SingleDevice),
+            other => {
+                let why = match other {
+                    "ddp_spawn" | "ddp_fork" | "ddp_notebook" | "ddp_find_unused_parameters_true" | "dp" => {
+                        "it is a Lightning strategy that is not built here (data parallelism runs every device from one process, as `ddp` here)"
+                    }
+                    "fsdp" | "deepspeed" | "xla" => "sharded and TPU strategies are not built",
+                    _ => "it is not a strategy",
+                };
+                Err(Error::config(
+                    "strategy",
+                    format!("`{name}`: {why}; use one of: {}", Strategy::NAMES.join(", ")),
+                ))
+            }
+        }
+    }
+}
+
+/// Checks `strategy` against the number of devices `ranks`.
+pub(crate) fn check_strategy(name: &str, ranks: usize) -> Result<Strategy, Error> {
+    let strategy = Strategy::parse(name)?;
+    if strategy == Strategy::SingleDevice && ranks > 1 {
+        return Err(Error::config(
+            "strategy",
+            format!(
+                "\"single_device\" runs on one device, but `devices` names {ranks}; use `strategy(\"ddp\")` (or \
+                 \"auto\") to train on all of them, or `devices(1)`"
+            ),
+        ));
+    }
+    Ok(strategy)
+}
+
+/// The training dataloader of every rank: `loader` cut into `devices.len()` equal, contiguous
+/// shards (`len % N` items dropped), each building its batches on its rank's device.
+pub(crate) fn shard_loader<B>(loader: &Loader<B>, devices: &[Device]) -> Result<Vec<Loader<B>>, Error> {
+    let ranks = devices.len();
+    let items = loader.num_items();
+    let per_rank = items / ranks;
+    if per_rank == 0 {
+        return Err(Error::config(
+            "devices",
+            format!(
+                "the training dataloader holds {items} items, fewer than the {ranks} devices it is shared among; \
+                 give it at least {ranks} items or use fewer devices"
+            ),
+        ));
+    }
+    Ok(devices
+        .iter()
+        .enumerate()
+        .map(|(rank, device)| loader.slice(rank * per_rank, (rank + 1) * per_rank).to_device(device))
+        .collect())
+}
+
+/// The batches of ranks 1.. for one training step (each already on its rank's device), handed
+/// to the optimizer closure.
+pub(crate) struct ReplicaBatches<B> {
+    /// Each rank's batch with its rank's device (with autodiff), rank 1 first.
+    pub(crate) batches: Vec<(B, Device)>,
+    /// Rank zero's device without autodiff: where the gradients are averaged.
+    pub(crate) main_device: Device,
+}
+
+/// The values the ranks after the first logged with `sync_dist` in the current step, until
+/// rank zero logs the same key and they are reduced with its value (part of `Core`).
+#[derive(Debug, Default)]
+pub(crate) struct SyncDist {
+    /// `(hook, name, value)`, in the order logged.
+    pending: Vec<(Hook, String, MetricValue)>,
+}
+
+impl SyncDist {
+    /// Keeps a replica's `sync_dist` value for rank zero's.
+    pub(crate) fn keep(&mut self, hook: Hook, name: &str, value: MetricValue) {
+        self.pending.push((hook, name.to_string(), value));
+    }
+
+    /// Forgets the values of the last step that rank zero did not log.
+    pub(crate) fn clear(&mut self) {
+        self.pending.clear();
+    }
+
+    /// Rank zero's `value` of `name`, reduced with the values the other ranks logged under the
+    /// same hook and name (which are then forgotten). Nothing is read from the device.
+    pub(crate) fn reduce(&mut self, hook: Hook, name: &str, value: MetricValue, reduce: Reduce) -> MetricValue {
+        if self.pending.is_empty() {
+            return value;
+        }
+        let mut values = vec![value];
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.pending[i].0 == hook && self.pending[i].1 == name {
+                values.push(self.pending.remove(i).2);
+            } else {
+                i += 1;
+            }
+        }
+        reduce_values(values, reduce)
+    }
+}
+
+/// `values` (rank zero's first) reduced by `reduce`: numbers stay numbers; with a tensor among
+/// them, the result is a tensor on the device of the first tensor.
+fn reduce_values(values: Vec<MetricValue>, reduce: Reduce) -> MetricValue {
+    let device = values.iter().find_map(|value| match value {
+        MetricValue::Tensor(tensor) => Some(tensor.device()),
+        MetricValue::Scalar(_) => None,
+    });
+    let Some(device) = device else {
+        let numbers = values.iter().map(MetricValue::to_f64);
+        let count = values.len() as f64;
+        return MetricValue::Scalar(match reduce {
+            Reduce::Mean => numbers.sum::<f64>() / count,
+            Reduce::Sum => numbers.sum(),
+            Reduce::Min => numbers.fold(f64::INFINITY, f64::min),
+            Reduce::Max => numbers.fold(f64::NEG_INFINITY, f64::max),
+        });
+    };
+    let tensors: Vec<Tensor<1>> = values
+        .into_iter()
+        .map(|value| match value {
+            MetricValue::Tensor(tensor) => tensor.cast(burn::tensor::FloatDType::F32).to_device(&device),
+            MetricValue::Scalar(number) => {
+                Tensor::from_data(burn::tensor::TensorData::new(vec![number as f32], [1]), &device)
+            }
+        })
+        .collect();
+    let all = Tensor::cat(tensors, 0);
+    MetricValue::Tensor(match reduce {
+        Reduce::Mean => all.mean(),
+        Reduce::Sum => all.sum(),
+        Reduce::Min => all.min(),
+        Reduce::Max => all.max(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_or_unbuilt_strategy_lists_the_supported_ones() {
+        for name in ["ddp_spawn", "fsdp", "bogus"] {
+            let message = Strategy::parse(name).unwrap_err().to_string();
+            assert!(message.contains("`strategy`") && message.contains(name), "{message}");
+            for supported in Strategy::NAMES {
+                assert!(message.contains(supported), "{message}");
+            }
+        }
+        assert_eq!(Strategy::parse("DDP").unwrap(), Strategy::Ddp);
+        let message = check_strategy("single_device", 2).unwrap_err().to_string();
+        assert!(message.contains("`strategy`"), "{message}");
+    }
+
+    #[test]
+    fn sync_dist_values_reduce_by_their_reduce() {
+        let mut sync = SyncDist::default();
+        sync.keep(Hook::TrainingStep, "loss", MetricValue::Scalar(3.0));
+        sync.keep(Hook::TrainingStep, "other", MetricValue::Scalar(100.0));
+        let mean = sync.reduce(Hook::TrainingStep, "loss", MetricValue::Scalar(1.0), Reduce::Mean);
+        assert_eq!(mean.to_f64(), 2.0);
+        // Reduced once: the value is gone, the other key is not.
+        let again = sync.reduce(Hook::TrainingStep, "loss", MetricValue::Scalar(1.0), Reduce::Mean);
+        assert_eq!(again.to_f64(), 1.0);
+        let max = sync.reduce(Hook::TrainingStep, "other", MetricValue::Scalar(1.0), Reduce::Max);
+        assert_eq!(max.to_f64(), 100.0);
+    }
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn tensors_and_numbers_reduce_together_on_the_device() {
+        let device = Device::flex();
+        let tensor = Tensor::from_data(burn::tensor::TensorData::new(vec![4.0f32], [1]), &device);
+        let mut sync = SyncDist::default();
+        sync.keep(Hook::TrainingStep, "loss", MetricValue::Tensor(tensor));
+        let sum = sync.reduce(Hook::TrainingStep, "loss", MetricValue::Scalar(1.0), Reduce::Sum);
+        assert!(matches!(sum, MetricValue::Tensor(_)));
+        assert_eq!(sum.to_f64(), 5.0);
+    }
+}
