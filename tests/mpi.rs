@@ -9,6 +9,7 @@ mod common;
 
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::optim::SgdConfig;
+use burn_lightning::Reduce;
 use burn_lightning::prelude::*;
 use common::{Pair, pair_loader, pair_loader_in_order, values};
 use std::path::{Path, PathBuf};
@@ -61,6 +62,17 @@ impl Regressor {
         cx.log_with("loss", &loss, LogOptions::new().sync_dist(true));
         cx.log("world_size", cx.world_size as f64);
         loss
+    }
+
+    #[hook]
+    fn validation_step(&self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) {
+        let loss = (self.layer.forward(batch.x) - batch.y).powi_scalar(2).mean();
+        // Every rank validates on the whole dataloader: the sum must not count it twice.
+        cx.log_with(
+            "val_loss_sum",
+            &loss,
+            LogOptions::new().sync_dist(true).reduce(Reduce::Sum),
+        );
     }
 
     #[hook]
@@ -145,6 +157,7 @@ fn assert_close(processes: &[f32], single: &[f32]) {
 /// What a rank of the training job reports.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct RankReport {
+    val_loss_sum: f64,
     weights: Vec<f32>,
     global_step: usize,
     rank_mean: f64,
@@ -167,10 +180,14 @@ fn two_processes_train_as_one_on_the_same_global_batch() {
     if let Some(dir) = child_dir() {
         let mut trainer = builder(&dir.join("root")).build().unwrap();
         let model = trainer
-            .fit(Regressor::new(), Loaders::fit(pair_loader(48, 8), None))
+            .fit(
+                Regressor::new(),
+                Loaders::fit(pair_loader(48, 8), Some(pair_loader(20, 4))),
+            )
             .unwrap();
         let metrics = trainer.callback_metrics();
         let report = RankReport {
+            val_loss_sum: metrics.get("val_loss_sum").unwrap(),
             weights: model.weights(),
             global_step: trainer.global_step(),
             rank_mean: metrics.get("rank_mean").unwrap(),
@@ -198,9 +215,10 @@ fn two_processes_train_as_one_on_the_same_global_batch() {
     let single = trainer
         .fit(
             Regressor::new(),
-            Loaders::fit(pair_loader_in_order(&global_order(), 16), None),
+            Loaders::fit(pair_loader_in_order(&global_order(), 16), Some(pair_loader(20, 4))),
         )
         .unwrap();
+    let single_val_loss_sum = trainer.callback_metrics().get("val_loss_sum").unwrap();
     assert_ne!(
         single.weights(),
         Regressor::new().weights(),
@@ -211,6 +229,11 @@ fn two_processes_train_as_one_on_the_same_global_batch() {
         assert_close(&report.weights, &single.weights());
         assert_eq!(report.world_size, 2.0);
         assert_eq!(report.rank_mean, 0.5, "`sync_dist` averages ranks 0 and 1");
+        assert!(
+            (report.val_loss_sum - single_val_loss_sum).abs() <= 1e-5,
+            "validation as one process: {} vs {single_val_loss_sum}",
+            report.val_loss_sum
+        );
     }
     assert_eq!(rank1.log_dir, None, "rank 1 has no run directory");
     let logs = dir.path().join("root/lightning_logs");

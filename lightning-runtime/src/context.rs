@@ -126,21 +126,22 @@ impl Core {
             }
             return;
         }
+        let loop_kind = Loop::of(self.state.stage);
         let value = if options.sync_dist {
             let value = self.sync_dist.reduce(hook, name, value, options.reduce);
-            // Several processes: reduced across them too (read from the device, as
-            // Lightning's `sync_dist` all-reduces).
+            // Several processes: training values are reduced across them too (read from the
+            // device, as Lightning's `sync_dist` all-reduces). Every rank evaluates the whole
+            // dataloader, so evaluation values are already everyone's (a sum is not doubled).
             match &self.process_group {
-                Some(group) => match group.reduce_scalar(value.to_f64(), options.reduce) {
+                Some(group) if loop_kind == Loop::Train => match group.reduce_scalar(value.to_f64(), options.reduce) {
                     Ok(reduced) => MetricValue::Scalar(reduced),
                     Err(e) => return self.defer_error(e),
                 },
-                None => value,
+                _ => value,
             }
         } else {
             value
         };
-        let loop_kind = Loop::of(self.state.stage);
         if let Err(e) = self.metrics.log(hook, loop_kind, name, value, options, batch_size) {
             self.defer_error(e);
         }

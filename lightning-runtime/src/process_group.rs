@@ -18,7 +18,9 @@
 //! * at each optimizer step, the gradients (every parameter's, flattened into one host `f32`
 //!   buffer) are summed across ranks with one `MPI_Allreduce` and divided by W, so every rank
 //!   applies the same mean gradient and the weights stay identical without being sent;
-//! * values logged with `sync_dist` are reduced across ranks (by their `reduce`);
+//! * values logged with `sync_dist` in training are reduced across ranks (by their `reduce`);
+//!   in validation, test and predict every rank already sees the whole dataloader, so they are
+//!   not (a `Reduce::Sum` is not counted W times);
 //! * loggers, checkpoints, the progress bar, the model summary, `report.html` and the run
 //!   directory exist on rank zero only: the other ranks write nothing. `fit_from(path)` reads
 //!   the same checkpoint file on every rank (it must be visible to every node);
@@ -89,10 +91,16 @@ fn processes_per_node(devices: &crate::Devices, num_nodes: usize, world_size: us
         crate::Devices::Invalid(_) => 0,
     };
     if per_node == 0 || per_node * num_nodes != world_size {
+        let devices = match devices {
+            crate::Devices::Auto => "\"auto\"".to_string(),
+            crate::Devices::Count(count) => count.to_string(),
+            crate::Devices::Indices(indices) => format!("{indices:?}"),
+            crate::Devices::Invalid(text) => format!("{text:?}"),
+        };
         return Err(Error::config(
             "num_nodes",
             format!(
-                "the launcher started {world_size} processes, but `devices` ({devices:?}) times `num_nodes` \
+                "the launcher started {world_size} processes, but `devices` ({devices}) times `num_nodes` \
                  ({num_nodes}) is {}; start `devices * num_nodes` processes (`mpirun -np {}`) or set `devices` and \
                  `num_nodes` so that their product is {world_size}",
                 per_node * num_nodes,
