@@ -242,6 +242,13 @@ macro_rules! trainer_flags {
             strategy: String = "auto".to_string();
             fn strategy(strategy: impl Into<String>) => strategy.into();
 
+            /// Number of machines (Lightning's `num_nodes`; default 1). Above one, or whenever
+            /// `mpirun`/`srun` starts several processes, each process is one rank of data-parallel
+            /// training across processes, which needs the `mpi` feature: the launcher must start
+            /// `devices * num_nodes` processes (see [`process_group`](crate::process_group)).
+            num_nodes: usize = 1;
+            fn num_nodes(num_nodes: usize) => num_nodes;
+
             /// The precision of training (Lightning's `precision`): `"32-true"` (default),
             /// `"64-true"`, `"16-true"`, `"bf16-true"`, `"16-mixed"`, `"bf16-mixed"`, Lightning's
             /// aliases (`64`, `32`, `16`, `"bf16"`) or a [`Precision`](crate::Precision). `build()`
@@ -345,6 +352,9 @@ impl TrainerConfig {
         };
         crate::accelerator::validate_devices(&self.devices)?;
         crate::strategy::Strategy::parse(&self.strategy)?;
+        if self.num_nodes == 0 {
+            return Err(Error::config("num_nodes", "it must be at least 1"));
+        }
         match self.val_check_interval {
             ValCheckInterval::Fraction(f) if self.check_val_every_n_epoch.is_none() => {
                 return Err(Error::config(

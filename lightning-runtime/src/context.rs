@@ -80,6 +80,8 @@ pub struct Core {
     /// With several devices: the other ranks' values logged with `sync_dist`, waiting for rank
     /// zero's.
     pub(crate) sync_dist: crate::strategy::SyncDist,
+    /// Several processes (`mpirun`/`srun`): the collectives; `None` in one process.
+    pub(crate) process_group: Option<std::sync::Arc<crate::process_group::ProcessGroup>>,
 }
 
 impl Core {
@@ -105,6 +107,7 @@ impl Core {
             loop_progress: Default::default(),
             precision: Default::default(),
             sync_dist: Default::default(),
+            process_group: None,
         }
     }
 
@@ -116,18 +119,29 @@ impl Core {
     fn log(&mut self, hook: Hook, name: &str, value: MetricValue, options: &LogOptions, batch_size: usize) {
         // Data-parallel: a replica's value counts only when reduced across ranks, with rank
         // zero's (see `crate::strategy`).
-        if self.state.global_rank != 0 {
+        let process_rank = self.process_group.as_ref().map_or(0, |group| group.rank);
+        if self.state.global_rank != process_rank {
             if options.sync_dist {
                 self.sync_dist.keep(hook, name, value);
             }
             return;
         }
+        let loop_kind = Loop::of(self.state.stage);
         let value = if options.sync_dist {
-            self.sync_dist.reduce(hook, name, value, options.reduce)
+            let value = self.sync_dist.reduce(hook, name, value, options.reduce);
+            // Several processes: training values are reduced across them too (read from the
+            // device, as Lightning's `sync_dist` all-reduces). Every rank evaluates the whole
+            // dataloader, so evaluation values are already everyone's (a sum is not doubled).
+            match &self.process_group {
+                Some(group) if loop_kind == Loop::Train => match group.reduce_scalar(value.to_f64(), options.reduce) {
+                    Ok(reduced) => MetricValue::Scalar(reduced),
+                    Err(e) => return self.defer_error(e),
+                },
+                _ => value,
+            }
         } else {
             value
         };
-        let loop_kind = Loop::of(self.state.stage);
         if let Err(e) = self.metrics.log(hook, loop_kind, name, value, options, batch_size) {
             self.defer_error(e);
         }

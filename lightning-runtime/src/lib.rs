@@ -23,6 +23,7 @@ pub mod monitors;
 pub mod optim;
 pub mod optimization;
 pub mod precision;
+pub mod process_group;
 pub mod profiler;
 pub mod progress;
 pub mod report;

@@ -885,6 +885,12 @@ impl Gradients {
         &self.params
     }
 
+    /// burn's gradients, to replace them (the all-reduce across processes).
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub(crate) fn params_mut(&mut self) -> &mut GradientsParams {
+        &mut self.params
+    }
+
     /// The global L2 norm of the gradients of `module`'s parameters (reads the device).
     pub fn norm<M: Module>(&self, module: &M) -> f64 {
         self.norm_tensor(module).map_or(0.0, |norm| norm.into_scalar::<f64>())

@@ -207,8 +207,13 @@ impl<M: LightningModule> OptimizerClosure<'_, M> {
             }
             return Ok(None);
         }
-        let had_grads = grads.is_some();
+        let mut had_grads = grads.is_some();
         let mut grads = grads.unwrap_or_else(Gradients::empty);
+        // Several processes: every rank applies the mean of all ranks' gradients (each rank
+        // reaches this all-reduce at every optimizer step, with or without a loss).
+        if let Some(group) = core.process_group.clone() {
+            had_grads = group.average_gradients(module, &mut grads)?;
+        }
         // `16-mixed`: the optimizer hooks and clipping see unscaled gradients (Lightning).
         core.precision.unscale(module, &mut grads);
         dispatch::on_before_optimizer_step(module, callbacks, core, &mut (), optimizer, &grads)?;

@@ -33,8 +33,9 @@
 //!
 //! # Differences from Lightning, on purpose or not built yet
 //!
-//! * One process drives every device; Lightning's `ddp` starts one process per device.
-//!   Several processes, `num_nodes` and MPI are not built.
+//! * One process drives every device; Lightning's `ddp` starts one process per device. Several
+//!   processes (`mpirun`, `srun`, `num_nodes`) train with the `mpi` feature: see
+//!   [`process_group`](crate::process_group).
 //! * Gradients are averaged by copying them to rank zero's device (burn's
 //!   `GradientsParams::to_device`), not with NCCL's all-reduce (burn 0.22.1's `all_reduce` is
 //!   implemented for CUDA only and could not be tested here).
@@ -122,6 +123,22 @@ pub(crate) fn shard_loader<B>(loader: &Loader<B>, devices: &[Device]) -> Result<
         .enumerate()
         .map(|(rank, device)| loader.slice(rank * per_rank, (rank + 1) * per_rank).to_device(device))
         .collect())
+}
+
+/// Rank `rank`'s shard of `loader` when `world_size` processes share it (the arithmetic of
+/// [`shard_loader`]: equal, contiguous shards, `len % world_size` items dropped).
+pub(crate) fn process_shard<B>(loader: &Loader<B>, rank: usize, world_size: usize) -> Result<Loader<B>, Error> {
+    let items = loader.num_items();
+    let per_rank = items / world_size;
+    if per_rank == 0 {
+        return Err(Error::config(
+            "num_nodes",
+            format!(
+                "the training dataloader holds {items} items, fewer than the {world_size} processes it is shared                  among; give it at least {world_size} items or start fewer processes"
+            ),
+        ));
+    }
+    Ok(loader.slice(rank * per_rank, (rank + 1) * per_rank))
 }
 
 /// The batches of ranks 1.. for one training step (each already on its rank's device), handed

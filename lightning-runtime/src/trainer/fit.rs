@@ -239,7 +239,11 @@ where
     M: LightningModule,
     D: DataModule<M::Batch>,
 {
-    let loader = run.required_loader(Loop::Train, device)?;
+    let mut loader = run.required_loader(Loop::Train, device)?;
+    // Several processes: this rank's shard, as the in-process ranks' below.
+    if let Some(group) = &run.cfg.process_group {
+        loader = crate::strategy::process_shard(&loader, group.rank, group.world_size)?;
+    }
     if run.cfg.replica_devices.is_empty() {
         return Ok(TrainLoaders {
             main: loader,

@@ -147,6 +147,9 @@ pub(crate) struct Config {
     /// Data-parallel training: the devices of ranks 1.. (rank zero's is `device`); empty on one
     /// device. See [`crate::strategy`].
     pub replica_devices: Vec<Device>,
+    /// Data-parallel training across processes (`mpirun`/`srun`): this process's rank and the
+    /// collectives; `None` in a single process. See [`crate::process_group`].
+    pub process_group: Option<std::sync::Arc<crate::process_group::ProcessGroup>>,
     pub gradient_clip: Option<GradientClip>,
     /// Batches whose gradients are summed before each optimizer step, per epoch.
     pub accumulate_grad_batches: GradientAccumulationScheduler,
@@ -266,11 +269,19 @@ impl<M: LightningModule> TrainerBuilder<M> {
         let flags = self.config;
         let checked = flags.check()?;
         let mut devices = validate_device(self.device, &flags.accelerator, &flags.devices)?;
+        // Under `mpirun`/`srun`: one process per device, each taking its local rank's.
+        let process_group = crate::process_group::join(&flags.devices, flags.num_nodes, &flags.strategy)?;
+        let process_group = process_group.map(|(group, index)| {
+            let device = devices.swap_remove(index % devices.len());
+            devices = vec![device];
+            group
+        });
         crate::strategy::check_strategy(&flags.strategy, devices.len())?;
         let device = devices.remove(0);
         let replica_devices = devices;
-        if !replica_devices.is_empty() {
-            let ranks = replica_devices.len() + 1;
+        let ranks = replica_devices.len() + 1;
+        if ranks > 1 || process_group.is_some() {
+            let ranks = process_group.as_ref().map_or(ranks, |group| group.world_size);
             if M::OPTIMIZATION == crate::Optimization::Manual {
                 return Err(Error::config(
                     "devices",
@@ -333,6 +344,14 @@ impl<M: LightningModule> TrainerBuilder<M> {
             (epochs, _) => epochs,
         };
         let mut callbacks = self.callbacks;
+        // Several processes: only rank zero reports and writes (Lightning's `rank_zero_only`).
+        let quiet_rank = process_group.as_ref().is_some_and(|group| group.rank != 0);
+        if quiet_rank {
+            callbacks.retain(|callback| {
+                callback.role() != crate::CallbackRole::Checkpoint
+                    && !matches!(&*callback.name(), "ProgressBar" | "EpochSummary" | "ModelSummary")
+            });
+        }
         // Options of the built-in callbacks that cannot run together fail here, before any work.
         for callback in callbacks.iter_mut() {
             let callback: &mut dyn std::any::Any = &mut **callback;
@@ -347,6 +366,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             ));
         }
         if flags.enable_progress_bar
+            && !quiet_rank
             && !callbacks
                 .iter()
                 .any(|c| matches!(&*c.name(), "ProgressBar" | "EpochSummary"))
@@ -362,11 +382,12 @@ impl<M: LightningModule> TrainerBuilder<M> {
         if let Some(norm_type) = flags.track_grad_norm {
             callbacks.push(Box::new(crate::monitors::GradientNormMonitor::new(norm_type)));
         }
-        if flags.enable_model_summary && !callbacks.iter().any(|c| c.name() == "ModelSummary") {
+        if flags.enable_model_summary && !quiet_rank && !callbacks.iter().any(|c| c.name() == "ModelSummary") {
             callbacks.push(Box::new(crate::callbacks::ModelSummary::default()));
         }
         let fast_dev_run = flags.fast_dev_run;
         if flags.enable_checkpointing
+            && !quiet_rank
             && fast_dev_run.is_none()
             && !callbacks.iter().any(|c| c.role() == crate::CallbackRole::Checkpoint)
         {
@@ -390,13 +411,14 @@ impl<M: LightningModule> TrainerBuilder<M> {
             seed: flags.seed,
             device,
             replica_devices,
+            process_group,
             gradient_clip,
             accumulate_grad_batches: flags.accumulate_grad_batches,
             log_every_n_steps: flags.log_every_n_steps,
             exit_on_signal: flags.exit_on_signal,
             detect_anomaly: flags.detect_anomaly,
-            default_logger: flags.logger,
-            enable_report: flags.enable_report,
+            default_logger: flags.logger && !quiet_rank,
+            enable_report: flags.enable_report && !quiet_rank,
             profiler: checked.profiler,
             overfit_batches: checked.overfit_batches,
             reload_dataloaders_every_n_epochs: flags.reload_dataloaders_every_n_epochs,
@@ -404,7 +426,11 @@ impl<M: LightningModule> TrainerBuilder<M> {
             precision,
             grad_scaler_growth_interval: self.grad_scaler_growth_interval,
         };
-        let loggers = if flags.logger { self.loggers } else { Vec::new() };
+        let loggers = if flags.logger && !quiet_rank {
+            self.loggers
+        } else {
+            Vec::new()
+        };
         Ok(Trainer::from_parts(
             config.with_fast_dev_run().with_overfit_batches(),
             callbacks,

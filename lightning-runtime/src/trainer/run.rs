@@ -109,7 +109,12 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             .and_then(logger_version);
         state.fast_dev_run = cfg.fast_dev_run.is_some();
         state.world_size = 1 + cfg.replica_devices.len();
+        if let Some(group) = &cfg.process_group {
+            state.world_size = group.world_size;
+            state.global_rank = group.rank;
+        }
         let mut core = Core::new(state);
+        core.process_group = cfg.process_group.clone();
         core.has_logger = cfg.fast_dev_run.is_none() && (cfg.default_logger || !loggers.is_empty());
         core.detect_anomaly = cfg.detect_anomaly;
         core.precision =
@@ -226,6 +231,11 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         hook!(self.teardown(stage));
         self.finish_checkpoints()?;
         self.finalize_loggers("success")?;
+        // Several processes: every rank returns once rank zero's files are written, so that a
+        // `fit_from` that follows reads the checkpoint on every rank (Lightning's barrier).
+        if let Some(group) = &self.cfg.process_group {
+            group.barrier();
+        }
         self.core.state.status = TrainerStatus::Finished;
         Ok(())
     }
@@ -356,6 +366,10 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
     /// hyperparameters to every logger.
     pub fn create_log_dir(&mut self) -> Result<Option<PathBuf>, Error> {
         if self.cfg.fast_dev_run.is_some() || self.cfg.tuning.as_ref().is_some_and(|tuning| !tuning.run_dir) {
+            return Ok(None);
+        }
+        // Several processes: the run directory is rank zero's alone.
+        if self.cfg.process_group.as_ref().is_some_and(|group| group.rank != 0) {
             return Ok(None);
         }
         let dir = match (self.core.state.log_dir.clone(), self.loggers.first_mut()) {
