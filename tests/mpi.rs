@@ -367,18 +367,24 @@ fn a_rank_that_hangs_makes_the_job_fail_after_the_timeout() {
     );
 }
 
+/// The ranks of the two tests below: rank 1 ends its process at its second step (exits or
+/// aborts, as `EXIT_NOT_ABORT` says) while rank 0 trains on.
+fn rank_one_ends_its_process_at_step_one(dir: &Path) {
+    let mut trainer = builder(&dir.join("root")).build().unwrap();
+    let model = Regressor {
+        exit_at_step_one: rank() == 1,
+        ..Regressor::new()
+    };
+    let _ = trainer.fit(model, Loaders::fit(pair_loader(48, 8), None));
+}
+
 /// A rank that ends its process in the middle of training (`process::exit`, as a `main` that
 /// returns a rank's error does) leaves the other waiting in a collective and itself in
 /// `MPI_Finalize`: the watchdog ends the job after the timeout.
 #[test]
 fn a_rank_that_exits_mid_run_ends_the_job_after_the_timeout() {
     if let Some(dir) = child_dir() {
-        let mut trainer = builder(&dir.join("root")).build().unwrap();
-        let model = Regressor {
-            exit_at_step_one: rank() == 1,
-            ..Regressor::new()
-        };
-        let _ = trainer.fit(model, Loaders::fit(pair_loader(48, 8), None));
+        rank_one_ends_its_process_at_step_one(&dir);
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -398,12 +404,7 @@ fn a_rank_that_exits_mid_run_ends_the_job_after_the_timeout() {
 #[test]
 fn a_rank_that_dies_mid_run_ends_the_job_with_an_error() {
     if let Some(dir) = child_dir() {
-        let mut trainer = builder(&dir.join("root")).build().unwrap();
-        let model = Regressor {
-            exit_at_step_one: rank() == 1,
-            ..Regressor::new()
-        };
-        let _ = trainer.fit(model, Loaders::fit(pair_loader(48, 8), None));
+        rank_one_ends_its_process_at_step_one(&dir);
         return;
     }
     let dir = tempfile::tempdir().unwrap();
