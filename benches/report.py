@@ -237,17 +237,19 @@ def main():
             "directory are flushed to disk (fsync) and the previous checkpoint is removed; the snapshot is taken "
             "on the loop's thread, the serialization and writes run on a writer thread that shares the 2 cores "
             "with flex's rayon threads. The TensorBoard logger writes its events and the progress bar its epoch "
-            "line. Counted in instructions (`valgrind --tool=callgrind <bench binary> --epochs 3 --reps 1 --side "
-            "a`, then `--side b`; README, Performance), this is about 1.3% of the trainer's work; the kernel's "
-            "work for the durable writes is most of the rest (`/usr/bin/time <bench binary> --side b --epochs 21 "
-            "--reps 2` showed 0.02–0.06 s of system time in three runs, `--side a` 0.00–0.01 s, beside about "
-            "2.5 s of user time). burn-train writes its checkpoints without flushing them to disk; "
+            "line. Measured by hand on 2026-11-29, not by this run (the commands are there to rerun): counted in "
+            "instructions (`valgrind --tool=callgrind <bench binary> --epochs 3 --reps 1 --side a`, then `--side "
+            "b`; README, Performance), this is about 1.3% of the trainer's work; the kernel's work for the "
+            "durable writes is most of the rest (`/usr/bin/time <bench binary> --side b --epochs 21 --reps 2` "
+            "showed 0.02–0.06 s of system time in three runs, `--side a` 0.00–0.01 s, beside about 2.5 s of "
+            "user time). burn-train writes its checkpoints without flushing them to disk; "
             "this project keeps the flush (a checkpoint must survive a crash of the machine, not only of the "
             "process).")
     same = sorted({side for (model, side), b in bench.items() if b.get("same_work") == "yes"})
     if same:
         out.append(f"- {', '.join(same)}: every run ended with the hand-written loop's final validation loss and "
-                   "accuracy (the `-tch` sides: the hand-written loop's on tch), bit for bit, so these sides did the same work on the same batches in the same order "
+                   "accuracy (the `-tch` sides: the hand-written loop's on tch), bit for bit, so these sides did the "
+                   "same work on the same batches in the same order "
                    "(burn-train is handed the training loader as is: burn's `DataLoader::to_device`, which its "
                    "single-device strategy calls at launch, would fork the loader's shuffle generator and train on "
                    "another order).")
@@ -255,8 +257,8 @@ def main():
     if differing:
         out.append(f"- {', '.join(differing)}: the final validation loss and accuracy differ from the hand-written "
                    "loop's (the benchmark prints the optimizer steps of every run: the same number), so these sides "
-                   "do the same amount of work but not bit-identical work; the cause (weight initialization or "
-                   "shuffle order inside burn-train) is not yet found.")
+                   "do the same amount of work but not bit-identical work (for burn-train, check that it is still "
+                   "handed the training loader as is: burn's `DataLoader::to_device` forks the shuffle generator).")
     out += [
         "",
         "Rerun everything with `benches/run_all.sh` (options: `--help`); raw output goes to "

@@ -58,9 +58,7 @@ impl Regressor {
     }
 
     fn weights(&self) -> Vec<f32> {
-        let mut weights = values(self.layer.weight.val());
-        weights.extend(values(self.layer.bias.as_ref().expect("a bias").val()));
-        weights
+        common::linear_weights(&self.layer)
     }
 }
 

@@ -11,7 +11,7 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::optim::SgdConfig;
 use burn_lightning::Reduce;
 use burn_lightning::prelude::*;
-use common::{Pair, pair_loader, pair_loader_in_order, values};
+use common::{Pair, pair_loader, pair_loader_in_order};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -40,9 +40,7 @@ impl Regressor {
     }
 
     fn weights(&self) -> Vec<f32> {
-        let mut weights = values(self.layer.weight.val());
-        weights.extend(values(self.layer.bias.as_ref().expect("a bias").val()));
-        weights
+        common::linear_weights(&self.layer)
     }
 }
 

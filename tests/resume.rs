@@ -9,7 +9,7 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::optim::AdamConfig;
 use burn::optim::lr_scheduler::step::StepLrSchedulerConfig;
 use burn_lightning::prelude::*;
-use common::{Pair, shuffled_pair_loader, values};
+use common::{Pair, shuffled_pair_loader};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -42,9 +42,7 @@ impl Net {
     }
 
     fn weights(&self) -> Vec<f32> {
-        let mut all = values(self.layer.weight.val());
-        all.extend(values(self.layer.bias.as_ref().expect("a bias").val()));
-        all
+        common::linear_weights(&self.layer)
     }
 
     fn loss(&self, batch: Pair) -> Tensor<1> {

@@ -158,6 +158,13 @@ pub fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
         .expect("a float tensor")
 }
 
+/// A linear layer's weight then bias, flattened: what tests compare between two runs.
+pub fn linear_weights(layer: &burn::nn::Linear) -> Vec<f32> {
+    let mut weights = values(layer.weight.val());
+    weights.extend(values(layer.bias.as_ref().expect("a bias").val()));
+    weights
+}
+
 /// A one-element tensor holding `value`, on `device` (for logging a tensor instead of a number).
 pub fn scalar_tensor(value: f64, device: &Device) -> Tensor<1> {
     Tensor::from_data(TensorData::new(vec![value as f32], [1]), device)
