@@ -13,7 +13,7 @@
 # 2. the same two Rust sides built with `--features tch` and run with BURN_DEVICE=tch: on
 #    libtorch's CPU kernels, the ones PyTorch runs, which isolates each framework's own cost;
 # 3. PyTorch and PyTorch Lightning on the same work (benches/pytorch/run.sh, which makes the
-#    virtual environment of scripts/lightning_venv.sh on first use: about 4 GB to download);
+#    virtual environment of scripts/python_venv.sh on first use: about 4 GB to download);
 # 4. with `--compile-cost`, the compile cost a user pays (a cold build of the mnist example in a
 #    fresh target directory, with the README's command (dev profile, dependencies optimized),
 #    about 10 minutes on 2 cores; the rebuild after editing one hook;
@@ -49,7 +49,7 @@ out="$root/target/bench-results"
 rm -rf "$out"
 mkdir -p "$out"
 
-python="$("$root/scripts/lightning_venv.sh")"
+python="$("$root/scripts/python_venv.sh")"
 if ! "$python" -c "import matplotlib" 2>/dev/null; then
     "$python" -m pip install matplotlib >&2
 fi

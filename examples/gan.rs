@@ -179,7 +179,7 @@ impl Gan {
     fn on_train_epoch_end(&mut self, cx: &mut EpochContext) -> Result<(), Error> {
         let Some(dir) = cx.log_dir() else { return Ok(()) };
         let path = dir.join("samples").join(format!("epoch_{:03}.png", cx.current_epoch));
-        burn_lightning::run_dir::write_atomic(&path, &self.sample_grid_png()?)?;
+        burn_lightning::checkpoint::run_dir::write_atomic(&path, &self.sample_grid_png()?)?;
         cx.print(format!("samples: {}", path.display()));
         Ok(())
     }

@@ -7,7 +7,7 @@
 #   bash scripts/lightning_checkpoint_fixture.sh              # writes under tests/fixtures/
 #   bash scripts/lightning_checkpoint_fixture.sh out/dir      # writes under out/dir instead
 #
-# It uses the virtual environment .venv-trace/ that scripts/lightning_venv.sh makes (git-ignored;
+# It uses the virtual environment .venv/ that scripts/python_venv.sh makes (git-ignored;
 # VENV=dir to put it elsewhere, PYTHON= to pick the interpreter), with torch and pytorch-lightning
 # from PyPI (TORCH_VERSION and LIGHTNING_VERSION override the pins below), then runs
 # scripts/lightning_checkpoint_fixture.py (a few seconds on CPU; no GPU needed). PyPI's Linux torch
@@ -17,7 +17,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 output_dir="${1:-$root/tests/fixtures}"
-python="$(bash "$root/scripts/lightning_venv.sh")"
+python="$(bash "$root/scripts/python_venv.sh")"
 
 cd "$root"
 "$python" scripts/lightning_checkpoint_fixture.py --output-dir "$output_dir"

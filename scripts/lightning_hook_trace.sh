@@ -6,7 +6,7 @@
 #   bash scripts/lightning_hook_trace.sh            # writes tests/data/lightning_hook_entry_order.txt
 #   bash scripts/lightning_hook_trace.sh out.txt    # writes out.txt instead
 #
-# It makes the virtual environment .venv-trace/ with scripts/lightning_venv.sh (git-ignored; VENV=dir to put it elsewhere, PYTHON=
+# It makes the virtual environment .venv/ with scripts/python_venv.sh (git-ignored; VENV=dir to put it elsewhere, PYTHON=
 # to pick the interpreter) with torch and pytorch-lightning from PyPI (TORCH_VERSION and
 # LIGHTNING_VERSION override the pins below), then runs scripts/lightning_hook_trace.py (about 5 s
 # on CPU; no GPU needed). PyPI's Linux torch wheel is the CUDA build, and it does not import without
@@ -17,7 +17,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 output="${1:-$root/tests/data/lightning_hook_entry_order.txt}"
-python="$(bash "$root/scripts/lightning_venv.sh")"
+python="$(bash "$root/scripts/python_venv.sh")"
 
 cd "$root"
 "$python" scripts/lightning_hook_trace.py --output "$output" --command "bash scripts/lightning_hook_trace.sh"

@@ -364,8 +364,8 @@ fn a_damaged_section_is_named_and_a_newer_format_is_refused() {
 
 #[test]
 fn the_weights_open_with_pythons_safetensors() {
-    let Ok(python) = std::env::var("TENSORBOARD_PYTHON") else {
-        eprintln!("TENSORBOARD_PYTHON is not set (scripts/tensorboard_venv.sh makes it): checked in Rust only");
+    let Ok(python) = std::env::var("REFERENCE_PYTHON") else {
+        eprintln!("REFERENCE_PYTHON is not set (scripts/python_venv.sh makes it): checked in Rust only");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -396,7 +396,7 @@ print(json.dumps({
         .arg(script)
         .arg(&path)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run `{python}` (TENSORBOARD_PYTHON): {e}"));
+        .unwrap_or_else(|e| panic!("cannot run `{python}` (REFERENCE_PYTHON): {e}"));
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let read: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(

@@ -10,7 +10,7 @@ use burn::optim::SgdConfig;
 use burn::optim::lr_scheduler::step::StepLrSchedulerConfig;
 use burn::tensor::DType;
 use burn_lightning::LossScalerState;
-use burn_lightning::precision::module_dtype;
+use burn_lightning::optim::precision::module_dtype;
 use burn_lightning::prelude::*;
 use common::{Pair, files_under, pair_loader, values};
 use std::path::Path;

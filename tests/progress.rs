@@ -7,9 +7,9 @@ mod common;
 
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::SgdConfig;
+use burn_lightning::callbacks::progress::format_num;
+use burn_lightning::callbacks::progress::indicatif::{InMemoryTerm, ProgressDrawTarget};
 use burn_lightning::prelude::*;
-use burn_lightning::progress::format_num;
-use burn_lightning::progress::indicatif::{InMemoryTerm, ProgressDrawTarget};
 use common::{Pair, pair_loader};
 use std::io::Write;
 use std::sync::{Arc, Mutex};

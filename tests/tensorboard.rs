@@ -1,8 +1,8 @@
 //! `TensorBoardLogger` writes event files TensorBoard reads: a run with hyperparameters and
 //! several metrics over several steps (`epoch`, a NaN, an infinity, a large value) is read back
 //! here by hand (TFRecord framing with an independent CRC32C, the first record's file version,
-//! every scalar) and, when `TENSORBOARD_PYTHON` names a python with PyPI's `tensorboard`
-//! (`scripts/tensorboard_venv.sh` makes one; `.ci/run` sets it), by TensorBoard itself through
+//! every scalar) and, when `REFERENCE_PYTHON` names a python with PyPI's `tensorboard`
+//! (`scripts/python_venv.sh` makes one; `.ci/run` sets it), by TensorBoard itself through
 //! `scripts/check_tensorboard.py`, which must also fail on a wrong expected value.
 
 use burn_lightning::loggers::{Logger, TensorBoardLogger};
@@ -265,7 +265,7 @@ fn tensorboard_check(python: &str, log_dir: &Path, expected: &JsonValue) -> (boo
         .arg(log_dir)
         .arg(&expected_path)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run `{python}` (TENSORBOARD_PYTHON): {e}"));
+        .unwrap_or_else(|e| panic!("cannot run `{python}` (REFERENCE_PYTHON): {e}"));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -318,8 +318,8 @@ fn tensorboard_reads_the_run() {
     assert_eq!(read["overflow"][0].1, f32::INFINITY);
 
     // TensorBoard itself.
-    let Ok(python) = std::env::var("TENSORBOARD_PYTHON") else {
-        eprintln!("TENSORBOARD_PYTHON is not set: skipping the check by TensorBoard");
+    let Ok(python) = std::env::var("REFERENCE_PYTHON") else {
+        eprintln!("REFERENCE_PYTHON is not set: skipping the check by TensorBoard");
         return;
     };
     let (ok, output) = tensorboard_check(&python, &run.log_dir, &run.expected);
@@ -464,8 +464,8 @@ fn the_default_logger_writes_what_the_trainer_logged_and_tensorboard_reads_it() 
         assert_eq!(last.to_bits(), (*value as f32).to_bits(), "{tag}");
     }
 
-    let Ok(python) = std::env::var("TENSORBOARD_PYTHON") else {
-        eprintln!("TENSORBOARD_PYTHON is not set: skipping the check by TensorBoard");
+    let Ok(python) = std::env::var("REFERENCE_PYTHON") else {
+        eprintln!("REFERENCE_PYTHON is not set: skipping the check by TensorBoard");
         return;
     };
     let expected = json!({

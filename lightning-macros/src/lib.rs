@@ -36,8 +36,17 @@ pub fn hook(_args: TokenStream, input: TokenStream) -> TokenStream {
     expand::stray_hook(input.into()).into()
 }
 
-/// Generates the runtime's `Hook` enum, `LightningModule` and `Callback` traits and the hook
-/// dispatch functions from the hook table. Used once, inside `burn-lightning-runtime`.
+/// Generates the runtime's `Hook` enum (every hook, with what it may log and who implements it)
+/// from the hook table. Used once, in `burn-lightning-runtime`'s `core`.
+#[doc(hidden)]
+#[proc_macro]
+pub fn __runtime_hook_list(_input: TokenStream) -> TokenStream {
+    expand::runtime::hook_list().into()
+}
+
+/// Generates the runtime's `LightningModule` and `Callback` traits, the capability markers and
+/// the hook dispatch functions from the hook table. Used once, in `burn-lightning-runtime`'s
+/// `hooks`.
 #[doc(hidden)]
 #[proc_macro]
 pub fn __runtime_items(_input: TokenStream) -> TokenStream {

@@ -58,14 +58,18 @@ fn doc_of(spec: &HookSpec) -> String {
     doc
 }
 
+/// The `Hook` enum: expanded in the runtime's `core`, below the traits that name it.
+pub fn hook_list() -> TokenStream {
+    hook_enum()
+}
+
+/// The traits, markers and dispatch functions: expanded in the runtime's `hooks`.
 pub fn runtime_items() -> TokenStream {
-    let hook_enum = hook_enum();
     let module_trait = module_trait();
     let callback_trait = callback_trait();
     let dispatch = dispatch();
     let markers = marker_traits();
     quote! {
-        #hook_enum
         #module_trait
         #markers
         #callback_trait
@@ -369,10 +373,10 @@ fn dispatch() -> TokenStream {
         quote! {
             #[inline]
             #[allow(clippy::too_many_arguments, clippy::let_unit_value, clippy::unit_arg, unused_variables)]
-            pub(crate) fn #name<M: crate::LightningModule, A: crate::context::AfterHook<M>>(
+            pub(crate) fn #name<M: crate::LightningModule, A: crate::hooks::context::AfterHook<M>>(
                 module: &mut M,
                 callbacks: &mut [::std::boxed::Box<dyn crate::Callback<M>>],
-                core: &mut crate::context::Core,
+                core: &mut crate::hooks::context::Core,
                 after: &mut A,
                 #(#names: #types,)*
             ) -> ::core::result::Result<#ret, crate::Error> {

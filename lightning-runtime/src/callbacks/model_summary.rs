@@ -2,7 +2,8 @@
 //! the totals: trainable and frozen parameters and their size. Read from the burn module with a
 //! `ModuleVisitor`, without initializing lazy parameters.
 
-use crate::Tensor;
+use crate::hooks::{Callback, LightningModule};
+use crate::{HookContext, Tensor};
 use burn::module::{Module, ModuleVisitor, Param};
 use std::fmt;
 
@@ -199,6 +200,33 @@ impl fmt::Display for Summary {
         writeln!(f, "{:<10}Non-trainable params", human_count(self.non_trainable_params))?;
         writeln!(f, "{:<10}Total params", human_count(self.total_params()))?;
         write!(f, "{:<10.3}Total estimated model params size (MB)", self.size_mb())
+    }
+}
+
+/// Prints the module's summary at the start of `fit` (Lightning's `ModelSummary` callback): its
+/// layers down to `max_depth` (default 1), their types and parameter counts, and the totals.
+/// Added by default; `enable_model_summary(false)` turns it off.
+#[derive(Debug, Clone)]
+pub struct ModelSummary {
+    max_depth: usize,
+}
+
+impl Default for ModelSummary {
+    fn default() -> Self {
+        Self { max_depth: 1 }
+    }
+}
+
+impl ModelSummary {
+    /// Layers down to `max_depth` (0: totals only; `usize::MAX`: every level).
+    pub fn new(max_depth: usize) -> Self {
+        Self { max_depth }
+    }
+}
+
+impl<M: LightningModule> Callback<M> for ModelSummary {
+    fn on_fit_start(&mut self, module: &mut M, cx: &mut HookContext<'_>) {
+        cx.print(summarize(module, self.max_depth).to_string());
     }
 }
 

@@ -20,8 +20,9 @@
 //! in batches; NaN and infinities print as `nan`, `inf` (tqdm's padding makes them `nan.0`); the
 //! training bar counts training batches only, as Lightning 2's does.
 
+use crate::core::output::Output;
+use crate::core::state::{RunningStage, TrainerFn, TrainerState};
 use crate::hooks::{Callback, CallbackRole, LightningModule, StepOutput};
-use crate::state::{RunningStage, TrainerFn, TrainerState};
 use crate::{EpochContext, HookContext, StepContext};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -30,37 +31,6 @@ use std::time::{Duration, Instant};
 
 pub use indicatif;
 use indicatif::{MultiProgress, ProgressDrawTarget, ProgressState, ProgressStyle};
-
-/// Where the lines a run prints go (`cx.print`, the epoch lines, results).
-#[derive(Clone, Default)]
-pub(crate) enum Output {
-    /// Plain lines on stdout.
-    #[default]
-    Stdout,
-    /// Above the progress bars, which are redrawn below.
-    Bars(MultiProgress),
-    /// Plain lines into a writer.
-    Writer(Arc<Mutex<dyn Write + Send>>),
-}
-
-impl Output {
-    pub(crate) fn println(&self, line: &str) {
-        match self {
-            Output::Bars(multi) if !multi.is_hidden() => {
-                let _ = multi.println(line);
-            }
-            // `println!`, as before the bars existed: captured by the test harness.
-            Output::Stdout | Output::Bars(_) => println!("{line}"),
-            Output::Writer(writer) => {
-                // A line that cannot be written is not worth ending the run for.
-                if let Ok(mut writer) = writer.lock() {
-                    let _ = writeln!(writer, "{line}");
-                    let _ = writer.flush();
-                }
-            }
-        }
-    }
-}
 
 /// Formats a value as Lightning's progress bar does (`Tqdm.format_num`: Python's `{:.3g}` with
 /// `e+0`/`e-0` shortened, then floats padded with zeros to five characters): `2.300`, `0.123`,

@@ -2,9 +2,9 @@
 //! after every training batch (or epoch), that stops the run the way a stop request does (the
 //! epoch's validation runs and checkpoints are saved), and the time each stage took.
 
+use crate::core::state::RunningStage;
 use crate::hooks::{Callback, LightningModule};
 use crate::optim::Interval;
-use crate::state::RunningStage;
 use crate::{EpochContext, Error, HookContext, JsonValue, StepContext};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -2,7 +2,8 @@
 //! dict with `state_dict`, `epoch`, `global_step`, `hyper_parameters`, `pytorch-lightning_version`,
 //! the optimizer and callback states, ... Read with burn-store's PyTorch reader, without Python.
 
-use super::{Checkpoint, KeyReport, LoadOptions, key_report};
+use super::Checkpoint;
+use super::format::{KeyReport, LoadOptions, key_report};
 use crate::{Error, JsonValue};
 use burn::module::Module;
 use burn::store::pytorch_reader::{PickleValue, PytorchError, PytorchReader};

@@ -3,41 +3,49 @@
 //! `on_load_checkpoint` and states (before `configure_optimizers`); then the optimizer's and
 //! scheduler's states and the loops' progress (after it).
 
-use super::run::Run;
 use crate::Error;
-use crate::checkpoint::Checkpoint;
-use crate::context::HookContext;
-use crate::data::DataModule;
-use crate::hooks::{Hook, LightningModule, dispatch};
+use crate::core::checkpoint_data::{Checkpoint, LoopProgress, OptimizerProgress};
+use crate::core::datamodule::DataModule;
+use crate::core::state::{TrainerFn, TrainerState};
+use crate::hooks::context::{Core, HookContext};
+use crate::hooks::{Callback, Hook, LightningModule, dispatch};
+use crate::optim::Optimizer;
+use std::path::{Path, PathBuf};
 
 /// The module's `on_load_checkpoint` and weights, the datamodule's and the callbacks' states.
-pub(crate) fn restore_modules_and_callbacks<M, D>(run: &mut Run<'_, M, D>, checkpoint: &Checkpoint) -> Result<(), Error>
+pub(crate) fn restore_modules_and_callbacks<M, D>(
+    module: &mut M,
+    data: &mut D,
+    callbacks: &mut [Box<dyn Callback<M>>],
+    core: &mut Core,
+    checkpoint: &Checkpoint,
+) -> Result<(), Error>
 where
     M: LightningModule,
     D: DataModule<M::Batch>,
 {
-    dispatch::on_load_checkpoint(&mut run.module, &mut [], &mut run.core, &mut (), checkpoint)?;
+    dispatch::on_load_checkpoint(module, &mut [], core, &mut (), checkpoint)?;
     // The saved parameter ids come with the weights, so the optimizer's state (keyed by them)
     // applies to this module.
-    run.module = checkpoint.restore_module(run.module.clone()).map_err(|e| match e {
+    *module = checkpoint.restore_module(module.clone()).map_err(|e| match e {
         Error::Checkpoint(why) => Error::Checkpoint(format!("cannot resume: {why} (a checkpoint of another module?)")),
         other => other,
     })?;
-    let name = run.data.name();
+    let name = data.name();
     if let Some(state) = checkpoint.datamodule.get(name.as_ref()) {
-        let _span = run.data.is_datamodule().then(|| {
+        let _span = data.is_datamodule().then(|| {
             tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "load_state_dict", by = "datamodule", datamodule = %name).entered()
         });
-        run.data.load_state_dict(state.clone())?;
+        data.load_state_dict(state.clone())?;
     }
     // Lightning: every callback's `on_load_checkpoint`, then every callback's `load_state_dict`.
-    for callback in run.callbacks.iter_mut() {
+    for callback in callbacks.iter_mut() {
         let _span = tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "on_load_checkpoint", by = "callback", callback = %callback.name()).entered();
-        let mut cx = HookContext::new(&mut run.core, Hook::OnLoadCheckpoint);
-        callback.on_load_checkpoint(&mut run.module, checkpoint, &mut cx);
-        run.core.take_error()?;
+        let mut cx = HookContext::new(core, Hook::OnLoadCheckpoint);
+        callback.on_load_checkpoint(module, checkpoint, &mut cx);
+        core.take_error()?;
     }
-    for callback in run.callbacks.iter_mut() {
+    for callback in callbacks.iter_mut() {
         let key = callback.state_key();
         if let Some(state) = checkpoint.callbacks.get(key.as_ref()) {
             let _span = tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "load_state_dict", by = "callback", callback = %callback.name()).entered();
@@ -47,21 +55,29 @@ where
     Ok(())
 }
 
-/// The optimizer's and scheduler's states and the loops' progress. Returns how many calls of the
-/// training dataloader's `iter()` the completed epochs made (to replay them: burn's shuffling
-/// loaders draw a new order at each call).
-pub(crate) fn restore_training_state<M, D>(
-    run: &mut Run<'_, M, D>,
+/// The counters a resumed fit goes on from, read from a checkpoint by
+/// [`restore_training_state`].
+pub(crate) struct RestoredCounters {
+    /// Training batches that stepped the optimizer (the loggers' step).
+    pub batches_that_stepped: usize,
+    /// Training batches run so far, across epochs.
+    pub total_batches: usize,
+    /// How many calls of the training dataloader's `iter()` the completed epochs made (to replay
+    /// them: burn's shuffling loaders draw a new order at each call).
+    pub completed_epochs: usize,
+}
+
+/// The optimizers' and schedulers' states, the loss scaler and the loops' progress (into
+/// `core`'s state and loop progress).
+pub(crate) fn restore_training_state(
+    optimizer: Option<&mut Optimizer>,
+    more_optimizers: &mut [Optimizer],
+    core: &mut Core,
     checkpoint: &Checkpoint,
-    total_batches: &mut usize,
-) -> Result<usize, Error>
-where
-    M: LightningModule,
-    D: DataModule<M::Batch>,
-{
+) -> Result<RestoredCounters, Error> {
     let loops = checkpoint.loops.clone().unwrap_or_default();
     let states = checkpoint.optimizer_states()?;
-    let configured = usize::from(run.optimizer.is_some()) + run.more_optimizers.len();
+    let configured = usize::from(optimizer.is_some()) + more_optimizers.len();
     // A checkpoint without optimizer state (weights only) leaves the optimizers as configured.
     if checkpoint.has_optimizer_state() && states.len() != configured.max(1) {
         return Err(Error::Checkpoint(format!(
@@ -71,33 +87,34 @@ where
         )));
     }
     let saved_state = |i: usize| states.get(i).copied().unwrap_or_default();
-    if let Some(optimizer) = run.optimizer.as_mut() {
+    if let Some(optimizer) = optimizer {
         optimizer.restore_state(saved_state(0), loops.optimizer_steps, loops.scheduler.as_ref())?;
     }
-    for (i, optimizer) in run.more_optimizers.iter_mut().enumerate() {
+    for (i, optimizer) in more_optimizers.iter_mut().enumerate() {
         if let Some(progress) = loops.more_optimizers.get(i) {
             optimizer.restore_state(saved_state(i + 1), progress.steps, progress.scheduler.as_ref())?;
         }
     }
-    run.core.precision.restore_scaler(loops.loss_scaler);
-    run.sync_learning_rates();
-    let state = &mut run.core.state;
+    core.precision.restore_scaler(loops.loss_scaler);
+    let state = &mut core.state;
     state.global_step = checkpoint.global_step;
-    run.batches_that_stepped = loops.batches_that_stepped;
-    *total_batches = loops.total_batches;
     // An epoch that ran to its end resumes at the next one; otherwise at the next batch of it.
     state.current_epoch = checkpoint.epoch + usize::from(loops.epoch_done);
-    run.core.loop_progress.batches_done = if loops.epoch_done { 0 } else { loops.batches_done };
-    Ok(checkpoint.epoch + usize::from(loops.epoch_done))
+    core.loop_progress.batches_done = if loops.epoch_done { 0 } else { loops.batches_done };
+    Ok(RestoredCounters {
+        batches_that_stepped: loops.batches_that_stepped,
+        total_batches: loops.total_batches,
+        completed_epochs: checkpoint.epoch + usize::from(loops.epoch_done),
+    })
 }
 
 /// The loop progress for a checkpoint being saved during `fit`, with the optimizers' steps and
 /// their schedulers' states.
 pub(crate) fn loop_progress(
-    core: &crate::context::Core,
-    optimizer: Option<&crate::optim::Optimizer>,
-    more_optimizers: &[crate::optim::Optimizer],
-) -> Result<crate::resume::LoopProgress, Error> {
+    core: &Core,
+    optimizer: Option<&Optimizer>,
+    more_optimizers: &[Optimizer],
+) -> Result<LoopProgress, Error> {
     let mut progress = core.loop_progress.clone();
     if let Some(optimizer) = optimizer {
         progress.optimizer_steps = optimizer.steps();
@@ -106,7 +123,7 @@ pub(crate) fn loop_progress(
     progress.more_optimizers = more_optimizers
         .iter()
         .map(|optimizer| {
-            Ok(crate::resume::OptimizerProgress {
+            Ok(OptimizerProgress {
                 steps: optimizer.steps(),
                 scheduler: optimizer.scheduler_state()?,
             })
@@ -119,8 +136,8 @@ pub(crate) fn loop_progress(
 /// Snapshots of the optimizers' states (clones of tensor handles), in `configure_optimizers`'
 /// order, for a checkpoint.
 pub(crate) fn optimizer_snapshots(
-    optimizer: Option<&crate::optim::Optimizer>,
-    more_optimizers: &[crate::optim::Optimizer],
+    optimizer: Option<&Optimizer>,
+    more_optimizers: &[Optimizer],
 ) -> Vec<burn::optim::ModuleOptimizer> {
     optimizer
         .into_iter()
@@ -129,39 +146,47 @@ pub(crate) fn optimizer_snapshots(
         .collect()
 }
 
-/// [`Trainer::save_checkpoint`](super::Trainer::save_checkpoint).
+/// Where a trainer stands between fits, for a checkpoint saved from outside a hook.
+pub(crate) struct Counters {
+    pub current_epoch: usize,
+    pub global_step: usize,
+    pub total_batches: usize,
+    pub batches_that_stepped: usize,
+    pub log_dir: Option<PathBuf>,
+}
+
+/// Lightning's `trainer.save_checkpoint(path)` from outside a hook: `module`, the optimizers of
+/// the last fit, the callbacks' states and the counters, after the `on_save_checkpoint` hooks.
 pub(crate) fn save_checkpoint<M: LightningModule>(
-    trainer: &mut super::Trainer<M>,
     module: &mut M,
-    path: &std::path::Path,
+    callbacks: &mut [Box<dyn Callback<M>>],
+    optimizer: Option<&Optimizer>,
+    more_optimizers: &[Optimizer],
+    counters: Counters,
+    path: &Path,
 ) -> Result<(), Error> {
     let hparams = serde_json::to_value(module.hparams())
         .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
-    let progress = &trainer.progress;
-    let mut checkpoint = Checkpoint::new(progress.current_epoch, progress.global_step, hparams);
+    let mut checkpoint = Checkpoint::new(counters.current_epoch, counters.global_step, hparams);
     let device = module.devices().into_iter().next().unwrap_or_default();
-    let mut state = crate::state::TrainerState::new(crate::state::TrainerFn::Fitting, device);
-    state.current_epoch = progress.current_epoch;
-    state.global_step = progress.global_step;
-    state.log_dir = progress.log_dir.clone();
-    let mut core = crate::context::Core::new(state);
+    let mut state = TrainerState::new(TrainerFn::Fitting, device);
+    state.current_epoch = counters.current_epoch;
+    state.global_step = counters.global_step;
+    state.log_dir = counters.log_dir;
+    let mut core = Core::new(state);
     // Between fits: the next one starts a new epoch.
-    core.loop_progress = crate::resume::LoopProgress {
-        total_batches: progress.total_batches,
-        batches_that_stepped: progress.batches_that_stepped,
+    core.loop_progress = LoopProgress {
+        total_batches: counters.total_batches,
+        batches_that_stepped: counters.batches_that_stepped,
         ..Default::default()
     };
-    checkpoint.loops = Some(loop_progress(
-        &core,
-        trainer.optimizer.as_ref(),
-        &trainer.more_optimizers,
-    )?);
-    for callback in trainer.callbacks.iter_mut() {
+    checkpoint.loops = Some(loop_progress(&core, optimizer, more_optimizers)?);
+    for callback in callbacks.iter_mut() {
         if let Some(state) = callback.state_dict() {
             checkpoint.callbacks.insert(callback.state_key().into_owned(), state);
         }
     }
-    dispatch::on_save_checkpoint(module, &mut trainer.callbacks, &mut core, &mut (), &mut checkpoint)?;
-    let optimizers = optimizer_snapshots(trainer.optimizer.as_ref(), &trainer.more_optimizers);
+    dispatch::on_save_checkpoint(module, callbacks, &mut core, &mut (), &mut checkpoint)?;
+    let optimizers = optimizer_snapshots(optimizer, more_optimizers);
     checkpoint.with_payload(module.clone(), optimizers)?.save(path)
 }

@@ -312,7 +312,7 @@ mod tests {
         writer
             .submit(Box::new(move || {
                 std::thread::sleep(Duration::from_millis(200));
-                crate::run_dir::write_atomic(&target, b"weights")
+                crate::checkpoint::run_dir::write_atomic(&target, b"weights")
             }))
             .unwrap();
         drop(writer);
@@ -331,7 +331,7 @@ mod tests {
             // This submit may report the error above; the job is queued all the same.
             let _ = writer.submit(Box::new(move || {
                 std::thread::sleep(Duration::from_millis(200));
-                crate::run_dir::write_atomic(&target, b"weights")
+                crate::checkpoint::run_dir::write_atomic(&target, b"weights")
             }));
             panic!("the training step failed");
         })

@@ -40,13 +40,15 @@
 //! top-level `seed_everything`); without a subcommand the CLI runs what
 //! [`without_subcommand`](LightningCli::without_subcommand) says (Lightning requires one); the
 //! environment sets Trainer flags only.
+//!
+//! At the top of the runtime: uses the trainer, the tuner and everything below them.
 
-use crate::config::TrainerConfig;
-use crate::data::DataModule;
+use crate::core::datamodule::DataModule;
 use crate::hooks::{
     Callback, ConfigureOptimizers, HasHparams, LightningModule, PredictStep, TestStep, TrainingStep, ValidationStep,
 };
-use crate::resume::CkptPath;
+use crate::trainer::ckpt_path::CkptPath;
+use crate::trainer::config::TrainerConfig;
 use crate::tuner::{BatchSizeTunable, LrFind, ScaleBatchSize, Tuner};
 use crate::{Device, Error, HookContext, JsonValue, Metrics, Trainer, TrainerBuilder};
 use clap::{Arg, ArgAction};
@@ -826,7 +828,7 @@ impl<M: LightningModule> Callback<M> for SaveConfig {
     fn on_fit_start(&mut self, _module: &mut M, cx: &mut HookContext<'_>) {
         if let Some(dir) = cx.log_dir() {
             let path = dir.join("config.yaml");
-            if let Err(error) = crate::run_dir::write_atomic(&path, self.yaml.as_bytes()) {
+            if let Err(error) = crate::checkpoint::run_dir::write_atomic(&path, self.yaml.as_bytes()) {
                 cx.fail(error);
             }
         }

@@ -93,3 +93,44 @@ impl Error {
         }
     }
 }
+
+/// A `fit` that failed, with the module as it was when it failed: a typo found at epoch 50 does
+/// not throw away 50 epochs of training. `?` turns it into its [`Error`].
+pub struct FitError<M> {
+    /// The module, with the weights of the last optimizer step.
+    pub model: M,
+    pub error: Error,
+}
+
+impl<M> FitError<M> {
+    /// The error, without the module.
+    pub fn into_error(self) -> Error {
+        self.error
+    }
+}
+
+impl<M> std::fmt::Debug for FitError<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FitError")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M> std::fmt::Display for FitError<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl<M> std::error::Error for FitError<M> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.error)
+    }
+}
+
+impl<M> From<FitError<M>> for Error {
+    fn from(e: FitError<M>) -> Self {
+        e.error
+    }
+}

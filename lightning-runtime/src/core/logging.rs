@@ -3,8 +3,8 @@
 //! the epoch ends, with one read per loop. As in Lightning, a metric is keyed by its loop, hook
 //! and name, and `callback_metrics` holds, for each key, the value a loop published last.
 
-use crate::hooks::{Hook, LogScope};
-use crate::state::Loop;
+use crate::core::hook_list::{Hook, LogScope};
+use crate::core::state::Loop;
 use crate::{Error, Tensor};
 use std::collections::{BTreeMap, HashMap};
 
@@ -95,7 +95,7 @@ pub struct LogOptions {
     pub logger: Option<bool>,
     /// With several devices, reduce the value of every rank by `reduce` (the mean by default)
     /// before it is logged (Lightning's `sync_dist`); without it, rank zero's value is logged.
-    /// On one device it changes nothing. See [`strategy`](crate::strategy).
+    /// On one device it changes nothing. See [`strategy`](crate::strategies::ddp).
     pub sync_dist: bool,
 }
 

@@ -2,7 +2,7 @@
 //! `global_step`, ...), and the one enum that says which loop is running.
 
 use crate::Device;
-use crate::data::Stage;
+use crate::core::datamodule::Stage;
 use std::path::PathBuf;
 
 /// Which entry point is running (Lightning's `trainer.state.fn`).
@@ -139,7 +139,7 @@ pub struct TrainerState {
     /// `fast_dev_run` is on: checkpointing and early stopping are off.
     pub fast_dev_run: bool,
     /// The rank whose hook runs (Lightning's `trainer.global_rank`): 0 but in the
-    /// `training_step` of another rank of data-parallel training (see [`crate::strategy`]).
+    /// `training_step` of another rank of data-parallel training (see [`crate::strategies::ddp`]).
     pub global_rank: usize,
     /// The number of ranks, one per device (Lightning's `trainer.world_size`; 1 on one device).
     pub world_size: usize,

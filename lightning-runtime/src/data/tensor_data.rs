@@ -18,7 +18,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::data::{DataModule, Loader, Stage};
+use crate::core::datamodule::{DataModule, Loader, Stage};
 use crate::{Device, Error, Tensor};
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataloader::batcher::Batcher;

@@ -4,12 +4,14 @@
 //! [`StepContext`] logs per step and/or per epoch.
 
 use crate::Error;
+use crate::core::checkpoint_data::LoopProgress;
+use crate::core::distributed::{Collectives, SyncDist};
+use crate::core::logging::{EpochLogOptions, LogOptions, LogValue, MetricStore, MetricValue};
+use crate::core::output::Output;
+use crate::core::state::{Loop, TrainerState};
 use crate::hooks::{Hook, LightningModule};
-use crate::logging::{EpochLogOptions, LogOptions, LogValue, MetricStore, MetricValue};
+use crate::optim::precision::{CastFloats, Precision, PrecisionState};
 use crate::optim::{LearningRate, Optimizer, OptimizerHandle, Scheduler};
-use crate::progress::Output;
-use crate::state::Loop;
-use crate::state::TrainerState;
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Deref;
@@ -74,14 +76,14 @@ pub struct Core {
     /// Whether the warning about a loss that is not finite was given (once per run).
     pub(crate) warned_non_finite: bool,
     /// Where the fit loop is, for the checkpoints it saves (integers the loop updates).
-    pub(crate) loop_progress: crate::resume::LoopProgress,
+    pub(crate) loop_progress: LoopProgress,
     /// The `precision` flag and, under `16-mixed`, the loss scaler.
-    pub(crate) precision: crate::precision::PrecisionState,
+    pub(crate) precision: PrecisionState,
     /// With several devices: the other ranks' values logged with `sync_dist`, waiting for rank
     /// zero's.
-    pub(crate) sync_dist: crate::strategy::SyncDist,
+    pub(crate) sync_dist: SyncDist,
     /// Several processes (`mpirun`/`srun`): the collectives; `None` in one process.
-    pub(crate) process_group: Option<std::sync::Arc<crate::process_group::ProcessGroup>>,
+    pub(crate) process_group: Option<std::sync::Arc<dyn Collectives>>,
 }
 
 impl Core {
@@ -118,8 +120,8 @@ impl Core {
     /// Logs into the metric store; a misuse ends the run once the hook returns.
     fn log(&mut self, hook: Hook, name: &str, value: MetricValue, options: &LogOptions, batch_size: usize) {
         // Data-parallel: a replica's value counts only when reduced across ranks, with rank
-        // zero's (see `crate::strategy`).
-        let process_rank = self.process_group.as_ref().map_or(0, |group| group.rank);
+        // zero's (see `crate::strategies::ddp`).
+        let process_rank = self.process_group.as_ref().map_or(0, |group| group.rank());
         if self.state.global_rank != process_rank {
             if options.sync_dist {
                 self.sync_dist.keep(hook, name, value);
@@ -525,3 +527,28 @@ pub(crate) fn no_such_optimizer(what: &str, handle: OptimizerHandle, count: usiz
 common_context_methods!(HookContext);
 common_context_methods!(EpochContext);
 common_context_methods!(StepContext);
+
+/// Precision, as a step reads it (see [`crate::optim::precision`]).
+impl StepContext<'_> {
+    /// The run's precision (the `precision` flag).
+    pub fn precision(&self) -> Precision {
+        self.core.precision.precision
+    }
+
+    /// Casts the float tensors of `batch` to the dtype the module computes in, in this hook:
+    /// the precision's dtype under `*-true`; the half dtype in `training_step` under `*-mixed`
+    /// (`f32` elsewhere, where the module is the `f32` one); nothing under `32-true`. Lightning's
+    /// `convert_input`, which the trainer cannot do for a batch type it does not know.
+    pub fn cast_input<T: CastFloats>(&self, batch: T) -> T {
+        match self.core.precision.compute {
+            None => batch,
+            Some(dtype) => batch.cast_floats(dtype),
+        }
+    }
+
+    /// The loss scale of `16-mixed` (torch's `GradScaler.get_scale()`); `None` under the other
+    /// precisions.
+    pub fn loss_scale(&self) -> Option<f64> {
+        self.core.precision.loss_scale()
+    }
+}

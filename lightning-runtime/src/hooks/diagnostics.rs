@@ -8,7 +8,7 @@
 //! what Lightning allows instead. Without them the user would read "no method named `log`".
 
 use crate::HookContext;
-use crate::logging::EpochLogOptions;
+use crate::core::logging::EpochLogOptions;
 
 /// The one type that implements the never-satisfied traits below: with no implementation at
 /// all, rustc would suggest "consider adding one"; `do_not_recommend` keeps it out of messages.

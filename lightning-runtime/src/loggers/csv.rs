@@ -10,7 +10,7 @@
 //! quoted only where needed, as Python's `csv` module writes them.
 
 use super::{Logger, LoggerDir, Version};
-use crate::run_dir::{remove_durable, write_atomic};
+use crate::checkpoint::run_dir::{remove_durable, write_atomic};
 use crate::{Error, JsonValue};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;

@@ -1,13 +1,18 @@
 //! Loggers: where logged values go besides `callback_metrics` (Lightning's `Logger`). The
 //! trainer sends each logger the hyperparameters once per run, step values every
 //! `log_every_n_steps` optimizer steps, epoch values when a loop's epoch ends, and flushes and
-//! closes them when the run ends, also on error and panic.
+//! closes them when the run ends, also on error and panic. [`report`] writes `report.html`, the
+//! run's charts, from what the loggers received.
+//!
+//! Uses `core`, `checkpoint` (atomic writes and run directories) and the model summary of
+//! `callbacks`; the loops use it.
 
 use crate::{Error, JsonValue};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub mod csv;
+pub mod report;
 pub mod tensorboard;
 pub use csv::CsvLogger;
 pub use tensorboard::TensorBoardLogger;
@@ -124,7 +129,7 @@ impl LoggerDir {
         }
         let root = self.save_dir.join(&self.name);
         let dir = match &self.version {
-            Version::Next => crate::run_dir::next_version_dir_in(&root)?,
+            Version::Next => crate::checkpoint::run_dir::next_version_dir_in(&root)?,
             Version::Number(n) => root.join(format!("version_{n}")),
             Version::Named(name) => root.join(name),
         };

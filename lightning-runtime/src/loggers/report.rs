@@ -14,8 +14,8 @@
 //! (every `log_every_n_steps` batches and at the end of epochs), and the page is drawn once, at
 //! the end of the run.
 
-use crate::data::Stage;
-use crate::summary::{Summary, human_count};
+use crate::callbacks::model_summary::{Summary, human_count};
+use crate::core::datamodule::Stage;
 use crate::{Error, JsonValue};
 use plotters::prelude::*;
 use std::collections::BTreeMap;
@@ -138,7 +138,7 @@ impl Recorder {
         let html = self
             .render(dir, hparams, summary)
             .map_err(|message| Error::io("draw the charts of", &path, std::io::Error::other(message)))?;
-        crate::run_dir::write_atomic(&path, html.as_bytes())
+        crate::checkpoint::run_dir::write_atomic(&path, html.as_bytes())
     }
 
     /// The page. Errors are plotters' (drawing into a string does not fail in practice).

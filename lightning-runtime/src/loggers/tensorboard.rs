@@ -196,7 +196,7 @@ impl Logger for TensorBoardLogger {
         let dir = self.dir.resolve()?;
         let yaml = serde_saphyr::to_string(hparams)
             .map_err(|e| Error::Checkpoint(format!("cannot write the hyperparameters as YAML: {e}")))?;
-        crate::run_dir::write_atomic(&dir.join("hparams.yaml"), yaml.as_bytes())?;
+        crate::checkpoint::run_dir::write_atomic(&dir.join("hparams.yaml"), yaml.as_bytes())?;
         if self.default_hp_metric {
             self.log_metrics(&BTreeMap::from([("hp_metric".to_string(), -1.0)]), 0)?;
             self.write_hparams_summaries(hparams, &["hp_metric"])?;

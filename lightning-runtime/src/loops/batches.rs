@@ -4,8 +4,8 @@
 
 use super::Limit;
 use crate::Error;
-use crate::data::Loader;
-use crate::state::Loop;
+use crate::core::datamodule::Loader;
+use crate::core::state::Loop;
 use burn::data::dataloader::DataLoaderIterator;
 
 pub(crate) struct Batch<B> {
@@ -118,10 +118,10 @@ impl<'a, B> Batches<'a, B> {
 
     pub(crate) fn next_batch(&mut self) -> Result<Option<Batch<B>>, Error> {
         // The batch boundary where a run stops on SIGINT or SIGTERM.
-        if let Some(signal) = crate::signals::received() {
+        if let Some(signal) = crate::loops::signals::received() {
             return Err(Error::Interrupted {
                 signal,
-                signal_name: crate::signals::name(signal),
+                signal_name: crate::loops::signals::name(signal),
             });
         }
         let _span = tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = self.next_phase).entered();

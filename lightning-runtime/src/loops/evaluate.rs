@@ -2,21 +2,22 @@
 //! to 1.5 of the spec). They run on the module's evaluation copy (`Module::valid`: no autodiff
 //! graph, training flags off); what hooks set on the module reaches the caller's module.
 
-use super::Trainer;
 use super::batches::Batches;
 use super::run::{Run, hook};
-use crate::context::{HookContext, StepContext};
-use crate::data::{DataModule, Loader};
+use super::{Config, Session};
+use crate::core::datamodule::{DataModule, Loader};
+use crate::core::logging::Metrics;
+use crate::core::state::{Loop, RunningStage, TrainerFn};
+use crate::hooks::context::{HookContext, StepContext};
 use crate::hooks::{Hook, LightningModule, PredictStep};
-use crate::logging::Metrics;
-use crate::state::{Loop, RunningStage, TrainerFn};
 use crate::{Device, Error};
 
 /// Runs `body` on an evaluation copy of `model` for `function`, then hands the copy, with what
 /// its hooks changed, back into `model` on `model`'s device (in training mode again when it was
 /// on an autodiff device, as Lightning restores the mode it found).
 fn on_eval_copy<M, D, T>(
-    trainer: &mut Trainer<M>,
+    cfg: &Config,
+    session: &mut Session<M>,
     model: &mut M,
     data: D,
     function: TrainerFn,
@@ -26,20 +27,20 @@ where
     M: LightningModule,
     D: DataModule<M::Batch>,
 {
-    let profiler = crate::profiler::Session::start(trainer.config.profiler, std::any::type_name::<M>());
+    let profiler = crate::profiler::Session::start(cfg.profiler, std::any::type_name::<M>());
     let home: Device = model.devices().into_iter().next().unwrap_or_default();
-    let eval_device = trainer.config.device.clone().without_autodiff();
-    let module = crate::precision::convert_module(trainer.config.precision, model.valid().fork(&eval_device));
+    let eval_device = cfg.device.clone().without_autodiff();
+    let module = crate::optim::precision::convert_module(cfg.precision, model.valid().fork(&eval_device));
     let mut run = Run::new(
-        &trainer.config,
-        &mut trainer.callbacks,
-        &mut trainer.loggers,
+        cfg,
+        &mut session.callbacks,
+        &mut session.loggers,
         module,
         data,
         function,
-        &trainer.progress,
+        &session.progress,
     );
-    run.report = std::mem::take(&mut trainer.report);
+    run.report = std::mem::take(&mut session.report);
     let records_before = run.report.records();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         run.setup()
@@ -53,7 +54,7 @@ where
             run.fail(&error);
             let _ = crate::profiler::finish(profiler, function.stage().as_str(), run.core.state.log_dir.as_deref());
             let _ = run.finish_report(Err::<(), _>(error), records_before);
-            trainer.report = std::mem::take(&mut run.report);
+            session.report = std::mem::take(&mut run.report);
             std::panic::resume_unwind(panic);
         }
     };
@@ -64,10 +65,10 @@ where
     let described = crate::profiler::finish(profiler, function.stage().as_str(), run.core.state.log_dir.as_deref());
     let result = result.and_then(|output| described.map(|()| output));
     let result = run.finish_report(result, records_before);
-    trainer.report = std::mem::take(&mut run.report);
-    trainer.callback_metrics = run.core.metrics.callback_metrics().into();
-    trainer.progress_bar_metrics = run.core.metrics.progress_bar_metrics().into();
-    trainer.logged_metrics = std::mem::take(&mut run.logged).into();
+    session.report = std::mem::take(&mut run.report);
+    session.callback_metrics = run.core.metrics.callback_metrics().into();
+    session.progress_bar_metrics = run.core.metrics.progress_bar_metrics().into();
+    session.logged_metrics = std::mem::take(&mut run.logged).into();
     let evaluated = run.module.fork(&home);
     *model = if home.is_autodiff() {
         evaluated.train()
@@ -78,24 +79,22 @@ where
 }
 
 /// `Trainer::validate` and `Trainer::test`.
-pub(crate) fn evaluate<M, D>(trainer: &mut Trainer<M>, model: &mut M, data: D, kind: Loop) -> Result<Metrics, Error>
+pub(crate) fn evaluate<M, D>(
+    cfg: &Config,
+    session: &mut Session<M>,
+    model: &mut M,
+    data: D,
+    kind: Loop,
+) -> Result<Metrics, Error>
 where
     M: LightningModule,
     D: DataModule<M::Batch>,
 {
     let (function, limit, running) = match kind {
-        Loop::Validation => (
-            TrainerFn::Validating,
-            trainer.config.limit_val_batches,
-            RunningStage::Validating,
-        ),
-        _ => (
-            TrainerFn::Testing,
-            trainer.config.limit_test_batches,
-            RunningStage::Testing,
-        ),
+        Loop::Validation => (TrainerFn::Validating, cfg.limit_val_batches, RunningStage::Validating),
+        _ => (TrainerFn::Testing, cfg.limit_test_batches, RunningStage::Testing),
     };
-    on_eval_copy(trainer, model, data, function, |run| {
+    on_eval_copy(cfg, session, model, data, function, |run| {
         if !limit.is_off() {
             let device = run.eval_device.clone();
             let loader = run.required_loader(kind, &device)?;
@@ -241,13 +240,18 @@ where
 }
 
 /// `Trainer::predict`.
-pub(crate) fn predict<M, D>(trainer: &mut Trainer<M>, model: &mut M, data: D) -> Result<Vec<M::Prediction>, Error>
+pub(crate) fn predict<M, D>(
+    cfg: &Config,
+    session: &mut Session<M>,
+    model: &mut M,
+    data: D,
+) -> Result<Vec<M::Prediction>, Error>
 where
     M: PredictStep,
     D: DataModule<M::Batch>,
 {
-    let limit = trainer.config.limit_predict_batches;
-    on_eval_copy(trainer, model, data, TrainerFn::Predicting, |run| {
+    let limit = cfg.limit_predict_batches;
+    on_eval_copy(cfg, session, model, data, TrainerFn::Predicting, |run| {
         let mut predictions = Vec::new();
         if limit.is_off() {
             return Ok(predictions);

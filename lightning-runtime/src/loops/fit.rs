@@ -3,22 +3,26 @@
 
 use super::batches::Batches;
 use super::evaluate::run_evaluation;
+use super::optimization::{AccumulationWindow, TrainingStepClosure};
 use super::run::{Run, hook};
-use super::{FitError, Trainer, ValCheckInterval};
+use super::{Config, Session};
 use crate::Error;
-use crate::context::{ManualParts, StepContext};
-use crate::data::{DataModule, Loader};
+use crate::core::datamodule::{DataModule, Loader};
+use crate::core::error::FitError;
+use crate::core::flags::ValCheckInterval;
+use crate::core::state::{Loop, RunningStage, TrainerFn};
+use crate::hooks::closure::OptimizerClosure;
+use crate::hooks::context::{ManualParts, StepContext};
 use crate::hooks::{
     BatchControl, ConfigureOptimizers, Hook, LightningModule, Optimization, StepOutput, TrainingStep, dispatch,
 };
 use crate::optim::{Interval, Optimizer};
-use crate::optimization::{AccumulationWindow, OptimizerClosure};
-use crate::state::{Loop, RunningStage, TrainerFn};
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 pub(crate) fn fit<M, D>(
-    trainer: &mut Trainer<M>,
+    cfg: &Config,
+    session: &mut Session<M>,
     model: M,
     data: D,
     resume: Option<&crate::checkpoint::Checkpoint>,
@@ -27,18 +31,18 @@ where
     M: TrainingStep + ConfigureOptimizers,
     D: DataModule<M::Batch>,
 {
-    let profiler = crate::profiler::Session::start(trainer.config.profiler, std::any::type_name::<M>());
+    let profiler = crate::profiler::Session::start(cfg.profiler, std::any::type_name::<M>());
     let mut run = Run::new(
-        &trainer.config,
-        &mut trainer.callbacks,
-        &mut trainer.loggers,
+        cfg,
+        &mut session.callbacks,
+        &mut session.loggers,
         model,
         data,
         TrainerFn::Fitting,
-        &trainer.progress,
+        &session.progress,
     );
-    run.report = std::mem::take(&mut trainer.report);
-    let mut total_batches = trainer.progress.total_batches;
+    run.report = std::mem::take(&mut session.report);
+    let mut total_batches = session.progress.total_batches;
     // A panic in a step, a hook or the optimizer unwinds through here: the callbacks hear of it
     // (`on_exception`) and pending checkpoints are written before it goes on.
     let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -46,25 +50,25 @@ where
         // initialized there, from the seeded generator.
         // Under `*-true`, in the precision's dtype before the optimizer sees them.
         let module = run.module.clone().fork(&run.train_device).train();
-        run.module = crate::precision::convert_module(run.cfg.precision, module);
+        run.module = crate::optim::precision::convert_module(run.cfg.precision, module);
         fit_loop(&mut run, &mut total_batches, resume)
     }));
     let state = &run.core.state;
-    trainer.progress.current_epoch = state.current_epoch;
-    trainer.progress.global_step = state.global_step;
-    trainer.progress.total_batches = total_batches;
-    trainer.progress.batches_that_stepped = run.batches_that_stepped;
-    trainer.progress.log_dir = state.log_dir.clone();
-    trainer.logged_metrics = std::mem::take(&mut run.logged).into();
+    session.progress.current_epoch = state.current_epoch;
+    session.progress.global_step = state.global_step;
+    session.progress.total_batches = total_batches;
+    session.progress.batches_that_stepped = run.batches_that_stepped;
+    session.progress.log_dir = state.log_dir.clone();
+    session.logged_metrics = std::mem::take(&mut run.logged).into();
     let result = match outcome {
         Ok(result) => result,
         Err(panic) => {
             let error = Error::panic(panic.as_ref());
             run.fail(&error);
-            trainer.progress.log_dir = run.core.state.log_dir.clone();
+            session.progress.log_dir = run.core.state.log_dir.clone();
             let _ = run.finish_report(Err::<(), _>(error), 0);
-            trainer.report = std::mem::take(&mut run.report);
-            trainer.callback_metrics = run.core.metrics.callback_metrics().into();
+            session.report = std::mem::take(&mut run.report);
+            session.callback_metrics = run.core.metrics.callback_metrics().into();
             // The report of the failed run; the panic is what the caller hears of.
             let _ = crate::profiler::finish(profiler, "fit", run.core.state.log_dir.as_deref());
             resume_unwind(panic);
@@ -75,7 +79,7 @@ where
     if let Err(e) = &result {
         run.fail(e);
         // A failure before anything was logged removes the run directory it made.
-        trainer.progress.log_dir = run.core.state.log_dir.clone();
+        session.progress.log_dir = run.core.state.log_dir.clone();
     }
     // Lightning's `profiler.describe()`, after the loggers are finalized.
     let result = result.and(crate::profiler::finish(
@@ -85,12 +89,12 @@ where
     ));
     // What was logged is charted also when the fit failed.
     let result = run.finish_report(result, 0);
-    trainer.report = std::mem::take(&mut run.report);
-    trainer.callback_metrics = run.core.metrics.callback_metrics().into();
-    trainer.progress_bar_metrics = run.core.metrics.progress_bar_metrics().into();
-    // For `trainer.save_checkpoint` after the fit.
-    trainer.optimizer = run.optimizer.take();
-    trainer.more_optimizers = std::mem::take(&mut run.more_optimizers);
+    session.report = std::mem::take(&mut run.report);
+    session.callback_metrics = run.core.metrics.callback_metrics().into();
+    session.progress_bar_metrics = run.core.metrics.progress_bar_metrics().into();
+    // For `Trainer::save_checkpoint` after the fit.
+    session.optimizer = run.optimizer.take();
+    session.more_optimizers = std::mem::take(&mut run.more_optimizers);
     match result {
         Ok(()) => Ok(run.module),
         Err(error) => Err(FitError {
@@ -111,9 +115,15 @@ where
 {
     run.setup()?;
     if let Some(checkpoint) = resume {
-        super::restore::restore_modules_and_callbacks(run, checkpoint)?;
+        crate::checkpoint::restore::restore_modules_and_callbacks(
+            &mut run.module,
+            &mut run.data,
+            run.callbacks,
+            &mut run.core,
+            checkpoint,
+        )?;
         // Weights saved in another precision come back in this run's.
-        run.module = crate::precision::cast_module(run.module.clone(), run.cfg.precision.param_dtype());
+        run.module = crate::optim::precision::cast_module(run.module.clone(), run.cfg.precision.param_dtype());
     }
     let configs = hook!(run.configure_optimizers()).ok_or(Error::Hook {
         hook: "configure_optimizers",
@@ -136,7 +146,17 @@ where
     }
     // The training dataloader's `iter()` calls of the epochs the checkpoint completed.
     let replayed_epochs = match resume {
-        Some(checkpoint) => super::restore::restore_training_state(run, checkpoint, total_batches)?,
+        Some(checkpoint) => {
+            let restored = crate::checkpoint::restore::restore_training_state(
+                run.optimizer.as_mut(),
+                &mut run.more_optimizers,
+                &mut run.core,
+                checkpoint,
+            )?;
+            run.batches_that_stepped = restored.batches_that_stepped;
+            *total_batches = restored.total_batches;
+            restored.completed_epochs
+        }
         None => 0,
     };
     run.sync_learning_rates();
@@ -228,7 +248,7 @@ where
 }
 
 /// The training dataloader of every rank: rank zero's, and the other ranks' with their
-/// devices (none on one device; see [`crate::strategy`]).
+/// devices (none on one device; see [`crate::strategies::ddp`]).
 struct TrainLoaders<B> {
     main: Loader<B>,
     replicas: Vec<(Loader<B>, crate::Device)>,
@@ -242,7 +262,7 @@ where
     let mut loader = run.required_loader(Loop::Train, device)?;
     // Several processes: this rank's shard, as the in-process ranks' below.
     if let Some(group) = &run.cfg.process_group {
-        loader = crate::strategy::process_shard(&loader, group.rank, group.world_size)?;
+        loader = crate::strategies::ddp::process_shard(&loader, group.rank, group.world_size)?;
     }
     if run.cfg.replica_devices.is_empty() {
         return Ok(TrainLoaders {
@@ -259,7 +279,7 @@ where
                 .map(|replica| replica.clone().without_autodiff().autodiff()),
         )
         .collect();
-    let mut shards = crate::strategy::shard_loader(&loader, &devices)?.into_iter();
+    let mut shards = crate::strategies::ddp::shard_loader(&loader, &devices)?.into_iter();
     let main = shards.next().expect("one shard per device");
     Ok(TrainLoaders {
         main,
@@ -545,7 +565,7 @@ where
         for (batch, device) in replica_batches {
             batches.push((run.transfer(batch, &device)?, device));
         }
-        Some(crate::strategy::ReplicaBatches {
+        Some(crate::strategies::ddp::ReplicaBatches {
             batches,
             main_device: run.eval_device.clone(),
         })
@@ -582,7 +602,7 @@ where
 fn automatic_step<M, D>(
     run: &mut Run<'_, M, D>,
     batch: M::Batch,
-    replicas: Option<crate::strategy::ReplicaBatches<M::Batch>>,
+    replicas: Option<crate::strategies::ddp::ReplicaBatches<M::Batch>>,
     batch_idx: usize,
     is_last: bool,
     mut window: Option<&mut AccumulationWindow>,
@@ -598,34 +618,33 @@ where
         && !window.steps
     {
         // Accumulating: Lightning runs the closure without `optimizer_step`, and steps nothing.
-        let closure = OptimizerClosure {
+        let mut body = TrainingStepClosure {
             batch: Some(batch),
             batch_idx,
-            core: &mut run.core,
             callbacks: run.callbacks.as_mut_slice(),
             clip: run.cfg.gradient_clip,
             output: &mut output,
-            ran: false,
             window: Some(window),
             replicas,
+            process_group: run.cfg.process_group.clone(),
         };
-        closure.run(&mut run.module, optimizer);
+        OptimizerClosure::new(&mut body, &mut run.core).run(&mut run.module, optimizer);
         let deferred = run.core.take_error();
         run.after_hook(deferred)?;
         return Ok(output);
     }
     let result = {
-        let closure = OptimizerClosure {
+        let mut body = TrainingStepClosure {
             batch: Some(batch),
             batch_idx,
-            core: &mut run.core,
             callbacks: run.callbacks.as_mut_slice(),
             clip: run.cfg.gradient_clip,
             output: &mut output,
-            ran: false,
             window,
             replicas,
+            process_group: run.cfg.process_group.clone(),
         };
+        let closure = OptimizerClosure::new(&mut body, &mut run.core);
         let _span =
             tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "optimizer_step", by = "module",
             overridden = M::OVERRIDDEN.contains(Hook::OptimizerStep))

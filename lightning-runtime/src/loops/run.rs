@@ -1,16 +1,16 @@
 //! What every entry point shares: the module, the data, the callbacks and the trainer's core for
 //! one run; setup and teardown in Lightning's order; dataloader resolution; checkpoint writing.
 
-use super::checkpoint_writer::CheckpointWriter;
 use super::{Config, Progress};
 use crate::checkpoint::Checkpoint;
-use crate::context::{AfterHook, Core};
-use crate::data::{DataModule, Loader, Stage};
+use crate::checkpoint::writer::CheckpointWriter;
+use crate::core::datamodule::{DataModule, Loader, Stage};
+use crate::core::state::{Loop, TrainerFn, TrainerState, TrainerStatus};
+use crate::hooks::context::{AfterHook, Core};
 use crate::hooks::{Callback, CallbackRole, Callbacks, Hook, LightningModule, dispatch};
 use crate::loggers::Logger;
+use crate::loggers::report::SeriesKind;
 use crate::optim::Optimizer;
-use crate::report::SeriesKind;
-use crate::state::{Loop, TrainerFn, TrainerState, TrainerStatus};
 use crate::{Device, Error};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 /// returns the first error a hook met. `hook!(run.on_train_start())`, `hook!(run.setup(stage))`.
 macro_rules! hook {
     ($run:ident . $name:ident ( $($arg:expr),* $(,)? )) => {{
-        let mut after = $crate::trainer::run::CheckpointSink {
+        let mut after = $crate::loops::run::CheckpointSink {
             data: &mut $run.data,
             optimizer: $run.optimizer.as_ref(),
             more_optimizers: &$run.more_optimizers,
@@ -68,11 +68,11 @@ pub(crate) struct Run<'t, M: LightningModule, D> {
     /// Writes checkpoints in the background.
     pub writer: CheckpointWriter,
     /// Stops the run at the next batch on SIGINT or SIGTERM.
-    _signals: crate::signals::SignalGuard,
+    _signals: crate::loops::signals::SignalGuard,
     /// The `version_N` this run numbered and created, until something worth keeping is in it.
     new_run_dir: Option<PathBuf>,
     /// What was sent to the loggers, for `report.html` (the trainer's, for the run's length).
-    pub report: crate::report::Recorder,
+    pub report: crate::loggers::report::Recorder,
 }
 
 impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
@@ -114,11 +114,16 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             state.global_rank = group.rank;
         }
         let mut core = Core::new(state);
-        core.process_group = cfg.process_group.clone();
+        core.process_group = cfg
+            .process_group
+            .clone()
+            .map(|group| group as std::sync::Arc<dyn crate::core::distributed::Collectives>);
         core.has_logger = cfg.fast_dev_run.is_none() && (cfg.default_logger || !loggers.is_empty());
         core.detect_anomaly = cfg.detect_anomaly;
-        core.precision =
-            crate::precision::PrecisionState::with_growth_interval(cfg.precision, cfg.grad_scaler_growth_interval);
+        core.precision = crate::optim::precision::PrecisionState::with_growth_interval(
+            cfg.precision,
+            cfg.grad_scaler_growth_interval,
+        );
         Self {
             cfg,
             callbacks,
@@ -135,7 +140,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             train_device,
             eval_device,
             writer: CheckpointWriter::new(),
-            _signals: crate::signals::SignalGuard::listen(),
+            _signals: crate::loops::signals::SignalGuard::listen(),
             new_run_dir: None,
             report: Default::default(),
         }
@@ -376,7 +381,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             (Some(dir), _) => dir,
             (None, Some(logger)) => logger.log_dir()?,
             (None, None) => {
-                let dir = crate::run_dir::next_version_dir(&self.cfg.default_root_dir)?;
+                let dir = crate::checkpoint::run_dir::next_version_dir(&self.cfg.default_root_dir)?;
                 self.new_run_dir = Some(dir.clone());
                 if self.cfg.default_logger {
                     self.loggers.push(Box::new(crate::loggers::default_logger(&dir)));
@@ -387,7 +392,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         let hparams = self.module.hparams();
         let yaml = serde_saphyr::to_string(&hparams)
             .map_err(|e| Error::Checkpoint(format!("cannot write the hyperparameters as YAML: {e}")))?;
-        crate::run_dir::write_atomic(&dir.join("hparams.yaml"), yaml.as_bytes())?;
+        crate::checkpoint::run_dir::write_atomic(&dir.join("hparams.yaml"), yaml.as_bytes())?;
         let json = serde_json::to_value(&hparams)
             .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
         for logger in self.loggers.iter_mut() {
@@ -453,7 +458,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
     }
 
     /// Writes `report.html` into the run directory once the run ended with `result` (see
-    /// [`crate::report`]): after every `fit`, and after an evaluation that sent values to the
+    /// [`crate::loggers::report`]): after every `fit`, and after an evaluation that sent values to the
     /// loggers (more than the `records_before` the recorder had when it started). A failure to
     /// write it is the run's error when the run succeeded; after a failure it is traced, the
     /// run's own error coming first.
@@ -482,7 +487,9 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             .finish_run(self.stage, failure, state.current_epoch, state.global_step);
         let module = &self.module;
         // Lightning's default depth (`ModelSummary(max_depth=1)`).
-        let summary = self.report.summary(fitting, || crate::summary::summarize(module, 1));
+        let summary = self
+            .report
+            .summary(fitting, || crate::callbacks::model_summary::summarize(module, 1));
         let hparams = serde_json::to_value(self.module.hparams())
             .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
         self.report.write(&dir, &hparams, &summary)
@@ -561,10 +568,10 @@ impl<D> CheckpointSink<'_, D> {
         // Snapshots: burn's tensors are immutable values, so these clones of handles keep the
         // current weights and optimizer state while training goes on.
         let module = module.clone();
-        let optimizers = super::restore::optimizer_snapshots(self.optimizer, self.more_optimizers);
+        let optimizers = crate::checkpoint::restore::optimizer_snapshots(self.optimizer, self.more_optimizers);
         self.writer.submit(Box::new(move || {
             for dir in stale {
-                crate::run_dir::clean_stale_temp_files(&dir)?;
+                crate::checkpoint::run_dir::clean_stale_temp_files(&dir)?;
             }
             if let Some(checkpoint) = checkpoint {
                 // Cloning the module copies tensor handles, not weights.
@@ -580,10 +587,10 @@ impl<D> CheckpointSink<'_, D> {
                 }
             }
             for (target, link) in links {
-                crate::run_dir::link_atomic(&target, &link)?;
+                crate::checkpoint::run_dir::link_atomic(&target, &link)?;
             }
             for path in removals {
-                crate::run_dir::remove_durable(&path)?;
+                crate::checkpoint::run_dir::remove_durable(&path)?;
             }
             Ok(())
         }))
@@ -618,7 +625,7 @@ impl<D> CheckpointSink<'_, D> {
             .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
         let mut checkpoint = Checkpoint::new(core.state.current_epoch, core.state.global_step, hparams);
         if core.state.function == TrainerFn::Fitting {
-            checkpoint.loops = Some(super::restore::loop_progress(
+            checkpoint.loops = Some(crate::checkpoint::restore::loop_progress(
                 core,
                 self.optimizer,
                 self.more_optimizers,

@@ -37,7 +37,7 @@
 //! `logits.cast(FloatDType::F32)` first computes it in `f32`, as torch's autocast does for
 //! cross-entropy.
 
-use crate::context::{Core, StepContext};
+use crate::core::checkpoint_data::LossScalerState;
 use crate::optim::Gradients;
 use crate::{Device, Error, Tensor};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
@@ -347,30 +347,6 @@ cast_tuples!(
     (A, B, C, D, E, F)
 );
 
-impl StepContext<'_> {
-    /// The run's precision (the `precision` flag).
-    pub fn precision(&self) -> Precision {
-        self.core.precision.precision
-    }
-
-    /// Casts the float tensors of `batch` to the dtype the module computes in, in this hook:
-    /// the precision's dtype under `*-true`; the half dtype in `training_step` under `*-mixed`
-    /// (`f32` elsewhere, where the module is the `f32` one); nothing under `32-true`. Lightning's
-    /// `convert_input`, which the trainer cannot do for a batch type it does not know.
-    pub fn cast_input<T: CastFloats>(&self, batch: T) -> T {
-        match self.core.precision.compute {
-            None => batch,
-            Some(dtype) => batch.cast_floats(dtype),
-        }
-    }
-
-    /// The loss scale of `16-mixed` (torch's `GradScaler.get_scale()`); `None` under the other
-    /// precisions.
-    pub fn loss_scale(&self) -> Option<f64> {
-        self.core.precision.loss_scale()
-    }
-}
-
 /// torch's `GradScaler` defaults.
 const INIT_SCALE: f64 = 65536.0;
 const GROWTH_FACTOR: f64 = 2.0;
@@ -501,8 +477,8 @@ impl PrecisionState {
     }
 
     /// The loss scaler's state, for a checkpoint.
-    pub(crate) fn scaler_state(&self) -> Option<crate::resume::LossScalerState> {
-        self.scaler.as_ref().map(|scaler| crate::resume::LossScalerState {
+    pub(crate) fn scaler_state(&self) -> Option<LossScalerState> {
+        self.scaler.as_ref().map(|scaler| LossScalerState {
             scale: scaler.scale,
             growth_tracker: scaler.growth_tracker,
         })
@@ -510,7 +486,7 @@ impl PrecisionState {
 
     /// Takes the loss scaler's state from a checkpoint (a checkpoint without one, or a run in
     /// another precision, keeps the scaler as it is: torch's initial scale).
-    pub(crate) fn restore_scaler(&mut self, saved: Option<crate::resume::LossScalerState>) {
+    pub(crate) fn restore_scaler(&mut self, saved: Option<LossScalerState>) {
         if let (Some(scaler), Some(saved)) = (&mut self.scaler, saved) {
             scaler.scale = saved.scale;
             scaler.growth_tracker = saved.growth_tracker;
@@ -521,8 +497,7 @@ impl PrecisionState {
 /// Under `*-mixed`: a view of `module` whose float parameters are cast to the half dtype inside
 /// the autodiff graph, for `training_step`; the gradients of its forward reach the `f32`
 /// parameters of `module`. Sets the compute dtype until [`end_view`].
-pub(crate) fn mixed_view<M: Module>(core: &mut Core, module: &M) -> Option<M> {
-    let state = &mut core.precision;
+pub(crate) fn mixed_view<M: Module>(state: &mut PrecisionState, module: &M) -> Option<M> {
     if !state.precision.is_mixed() {
         return None;
     }
@@ -532,9 +507,9 @@ pub(crate) fn mixed_view<M: Module>(core: &mut Core, module: &M) -> Option<M> {
 }
 
 /// Ends a view of [`mixed_view`]: the module computes in `f32` again.
-pub(crate) fn end_view(core: &mut Core) {
-    if core.precision.precision.is_mixed() {
-        core.precision.compute = None;
+pub(crate) fn end_view(state: &mut PrecisionState) {
+    if state.precision.is_mixed() {
+        state.compute = None;
     }
 }
 

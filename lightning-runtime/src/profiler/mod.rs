@@ -28,6 +28,9 @@
 //!   not to the user's subscriber (events do reach it); the profiler's subscriber also raises
 //!   `tracing`'s global level hint to TRACE for that while, which costs the other threads a
 //!   check per disabled trace callsite. Both end with the run.
+//!
+//! Uses `core` and `checkpoint` (its report is written atomically into the run directory); the
+//! loops open its sessions.
 
 use crate::Error;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -179,10 +182,10 @@ impl Session {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(Error::io("read", &report_path, e)),
         };
-        crate::run_dir::write_atomic_parts(&report_path, &[&earlier, report.as_bytes()])?;
+        crate::checkpoint::run_dir::write_atomic_parts(&report_path, &[&earlier, report.as_bytes()])?;
         if self.kind == Profiler::Advanced {
             let trace_path = dir.join(format!("{stage}-trace.json"));
-            crate::run_dir::write_atomic(&trace_path, &self.recorder.chrome_trace(stage))?;
+            crate::checkpoint::run_dir::write_atomic(&trace_path, &self.recorder.chrome_trace(stage))?;
             println!("{} trace: {}", stage.to_uppercase(), trace_path.display());
         }
         Ok(())

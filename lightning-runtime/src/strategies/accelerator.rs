@@ -4,7 +4,7 @@
 //! burn 0.22 chooses the backend with a runtime [`Device`]; which backends exist is decided at
 //! compile time by this crate's cargo features (`flex`, `wgpu`, `cuda`, `tch`). An accelerator
 //! whose feature was not compiled in is an error of `build()` naming the feature to enable.
-//! Several devices train data-parallel ([`crate::strategy`]); asking for more than exist is an
+//! Several devices train data-parallel ([`crate::strategies::ddp`]); asking for more than exist is an
 //! error saying how many exist.
 
 use crate::{Device, Error};
@@ -85,7 +85,7 @@ impl std::fmt::Display for Accelerator {
 
 /// Which devices of the accelerator to use (Lightning's `devices`): `"auto"`, a count (`1`; `-1`
 /// for all), or indices (`[0]`, `vec![1]`, or the string `"1,"`; a plain `"2"` is a count, as in
-/// Lightning). Several devices train data-parallel (see [`crate::strategy`]).
+/// Lightning). Several devices train data-parallel (see [`crate::strategies::ddp`]).
 #[derive(Clone, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
 #[serde(from = "DevicesForm", into = "DevicesForm")]
 pub enum Devices {
@@ -244,7 +244,7 @@ pub(crate) fn resolve_device(accelerator: &Accelerator, devices: &Devices) -> Re
 }
 
 /// The devices `accelerator` and `devices` name, one per rank of data-parallel training (see
-/// [`crate::strategy`]); `None` when both are left to `auto` (burn's default device). Asking
+/// [`crate::strategies::ddp`]); `None` when both are left to `auto` (burn's default device). Asking
 /// for more devices than exist is an error saying how many exist; nothing waits on a device.
 pub(crate) fn resolve_devices(accelerator: &Accelerator, devices: &Devices) -> Result<Option<Vec<Device>>, Error> {
     let request = validate_devices(devices)?;
@@ -330,7 +330,7 @@ fn device_indices(request: &DeviceRequest, kind: &str, count: impl FnOnce() -> u
 }
 
 /// The CPU is one flex device; `devices(N)` trains N replicas on it (data parallelism whose
-/// arithmetic is that of N devices; see [`crate::strategy`]).
+/// arithmetic is that of N devices; see [`crate::strategies::ddp`]).
 fn cpu_devices(request: &DeviceRequest) -> Result<Vec<Device>, Error> {
     let replicas = match request {
         DeviceRequest::Auto | DeviceRequest::All => 1,

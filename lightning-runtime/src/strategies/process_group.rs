@@ -14,7 +14,7 @@
 //!   its accelerator's device number `local rank % devices` (the launcher's
 //!   `OMPI_COMM_WORLD_LOCAL_RANK` / `SLURM_LOCALID`);
 //! * rank r of W trains on the r-th of W equal, contiguous shards of the training dataloader
-//!   (the arithmetic of [`strategy`](crate::strategy): `len % W` items dropped);
+//!   (the arithmetic of [`strategy`](crate::strategies::ddp): `len % W` items dropped);
 //! * at each optimizer step, the gradients (every parameter's, flattened into one host `f32`
 //!   buffer) are summed across ranks with one `MPI_Allreduce` and divided by W, so every rank
 //!   applies the same mean gradient and the weights stay identical without being sent;
@@ -277,7 +277,7 @@ impl ProcessGroup {
     }
 
     /// `value` reduced across ranks by `reduce` (every rank gets the result).
-    pub(crate) fn reduce_scalar(&self, value: f64, reduce: crate::logging::Reduce) -> Result<f64, Error> {
+    pub(crate) fn reduce_scalar(&self, value: f64, reduce: crate::core::logging::Reduce) -> Result<f64, Error> {
         #[cfg(feature = "mpi")]
         {
             self.inner.reduce_scalar(value, reduce)
@@ -287,6 +287,16 @@ impl ProcessGroup {
             let _ = (value, reduce);
             match self._never {}
         }
+    }
+}
+
+impl crate::core::distributed::Collectives for ProcessGroup {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn reduce_scalar(&self, value: f64, reduce: crate::core::logging::Reduce) -> Result<f64, Error> {
+        ProcessGroup::reduce_scalar(self, value, reduce)
     }
 }
 
@@ -470,8 +480,8 @@ mod mpi_world {
             });
         }
 
-        pub(super) fn reduce_scalar(&self, value: f64, reduce: crate::logging::Reduce) -> Result<f64, Error> {
-            use crate::logging::Reduce;
+        pub(super) fn reduce_scalar(&self, value: f64, reduce: crate::core::logging::Reduce) -> Result<f64, Error> {
+            use crate::core::logging::Reduce;
             let operation = match reduce {
                 Reduce::Mean | Reduce::Sum => SystemOperation::sum(),
                 Reduce::Min => SystemOperation::min(),

@@ -10,7 +10,6 @@
 
 use crate::Error;
 use crate::callbacks::ModelCheckpoint;
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Which checkpoint to resume from or evaluate (Lightning's `ckpt_path`): a file,
@@ -145,52 +144,4 @@ fn newest_checkpoint(log_dir: Option<&Path>) -> Result<PathBuf, Error> {
         .max_by(|a, b| a.0.cmp(&b.0))
         .map(|(_, path)| path)
         .ok_or_else(|| missing(format!("`{}` holds no checkpoint", dir.display())))
-}
-
-/// Where the fit loop was when a checkpoint was saved (Lightning's `loops` entry), and the
-/// scheduler's state: what a resume needs besides the epoch and the step.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct LoopProgress {
-    /// Training batches of the current epoch completed (their optimizer step taken).
-    pub batches_done: usize,
-    /// Whether the epoch ran to its end (a checkpoint saved at `on_train_epoch_end`): a resume
-    /// starts the next epoch.
-    pub epoch_done: bool,
-    /// Training batches run so far, across epochs (Lightning's `total_batch_idx + 1`).
-    pub total_batches: usize,
-    /// Training batches that stepped the optimizer (Lightning's `_batches_that_stepped`).
-    pub batches_that_stepped: usize,
-    /// Steps the optimizer took.
-    pub optimizer_steps: usize,
-    /// The scheduler's state, when there is one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scheduler: Option<serde_json::Value>,
-    /// The steps and scheduler state of each optimizer after the first, for a module whose
-    /// `configure_optimizers` returns several.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub more_optimizers: Vec<OptimizerProgress>,
-    /// The loss scaler of `16-mixed` (Lightning's `native_amp_scaling_state`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loss_scaler: Option<LossScalerState>,
-}
-
-/// Where `16-mixed`'s loss scaler was (torch's `GradScaler.state_dict()`: `scale` and
-/// `_growth_tracker`).
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LossScalerState {
-    /// The scale the loss is multiplied by before backward.
-    pub scale: f64,
-    /// Optimizer steps without an inf/NaN gradient since the scale last changed.
-    pub growth_tracker: usize,
-}
-
-/// Where one optimizer was, in a checkpoint (the first optimizer's is in [`LoopProgress`]'s own
-/// fields).
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct OptimizerProgress {
-    /// Steps the optimizer took.
-    pub steps: usize,
-    /// Its scheduler's state, when it has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scheduler: Option<serde_json::Value>,
 }

@@ -18,8 +18,8 @@
 //! (all), `fast_dev_run: true` or `5`, `accumulate_grad_batches: 4` or `{0: 8, 4: 1}` (epoch:
 //! factor, Lightning's `GradientAccumulationScheduler`).
 
+use crate::callbacks::timer::MaxTime;
 use crate::optim::GradientAccumulationScheduler;
-use crate::timer::MaxTime;
 use crate::trainer::{ClipAlgorithm, Limit, ValCheckInterval};
 use crate::{Error, JsonValue};
 use serde::de::Error as _;
@@ -150,7 +150,7 @@ macro_rules! trainer_flags {
             /// Writes `report.html` into the run directory at the end of `fit` (and again after a
             /// `validate`/`test` that logs more): a chart per logged metric, the hyperparameters
             /// and the model summary (default true; nothing under `fast_dev_run`). See
-            /// [`crate::report`].
+            /// [`crate::loggers::report`].
             enable_report: bool = true;
             fn enable_report(enable_report: bool) => enable_report;
 
@@ -206,7 +206,7 @@ macro_rules! trainer_flags {
             /// `deterministic`; default false). `build()` fails on a backend that cannot promise
             /// it (CUDA and wgpu: autotuned kernels and atomic reductions; LibTorch on a GPU). On
             /// the CPU (flex) it holds for a given number of rayon threads; see
-            /// [`crate::accelerator`].
+            /// [`crate::strategies::accelerator`].
             deterministic: bool = false;
             fn deterministic(deterministic: bool) => deterministic;
 
@@ -229,14 +229,14 @@ macro_rules! trainer_flags {
 
             /// Which devices (Lightning's `devices`; default `"auto"`): a count (`2`), an index
             /// list (`[0, 1]`, `"0,1"`), or `-1` for all. Several devices train data-parallel in
-            /// this process (see [`strategy`](crate::strategy)); on the CPU, `devices(N)` runs N
+            /// this process (see [`strategy`](crate::strategies::ddp)); on the CPU, `devices(N)` runs N
             /// replicas on its one device. More devices than exist is an error of `build()`.
             devices: crate::Devices = crate::Devices::Auto;
             fn devices(devices: impl Into<crate::Devices>) => devices.into();
 
             /// How several devices train (Lightning's `strategy`; default `"auto"`): `"ddp"`
             /// (data-parallel, one model replica per device, gradients averaged; see
-            /// [`strategy`](crate::strategy)), `"single_device"`, or `"auto"` (`"ddp"` with several
+            /// [`strategy`](crate::strategies::ddp)), `"single_device"`, or `"auto"` (`"ddp"` with several
             /// devices). Other Lightning strategies (`"ddp_spawn"`, `"fsdp"`, ...) are errors
             /// listing these.
             strategy: String = "auto".to_string();
@@ -245,7 +245,7 @@ macro_rules! trainer_flags {
             /// Number of machines (Lightning's `num_nodes`; default 1). Above one, or whenever
             /// `mpirun`/`srun` starts several processes, each process is one rank of data-parallel
             /// training across processes, which needs the `mpi` feature: the launcher must start
-            /// `devices * num_nodes` processes (see [`process_group`](crate::process_group)).
+            /// `devices * num_nodes` processes (see [`process_group`](crate::strategies::process_group)).
             num_nodes: usize = 1;
             fn num_nodes(num_nodes: usize) => num_nodes;
 
@@ -253,7 +253,7 @@ macro_rules! trainer_flags {
             /// `"64-true"`, `"16-true"`, `"bf16-true"`, `"16-mixed"`, `"bf16-mixed"`, Lightning's
             /// aliases (`64`, `32`, `16`, `"bf16"`) or a [`Precision`](crate::Precision). `build()`
             /// refuses a value that is not a precision, and a precision the device's backend
-            /// cannot run. Batches are yours to cast: see [`precision`](crate::precision).
+            /// cannot run. Batches are yours to cast: see [`precision`](crate::optim::precision).
             #[serde(with = "precision_text")]
             precision: String = "32-true".to_string();
             fn precision(precision: impl Into<crate::PrecisionChoice>) => precision.into().into_text();
@@ -350,8 +350,8 @@ impl TrainerConfig {
             overfit_batches: crate::trainer::validate_overfit_batches(self.overfit_batches, self.fast_dev_run)?,
             precision: crate::PrecisionChoice::Text(self.precision.clone()).resolve()?,
         };
-        crate::accelerator::validate_devices(&self.devices)?;
-        crate::strategy::Strategy::parse(&self.strategy)?;
+        crate::strategies::accelerator::validate_devices(&self.devices)?;
+        crate::strategies::ddp::Strategy::parse(&self.strategy)?;
         if self.num_nodes == 0 {
             return Err(Error::config("num_nodes", "it must be at least 1"));
         }
@@ -443,7 +443,7 @@ impl TrainerConfig {
             max_time.duration()?;
         }
         if let Some(norm_type) = self.track_grad_norm {
-            crate::monitors::GradientNormMonitor::check(norm_type)?;
+            crate::callbacks::GradientNormMonitor::check(norm_type)?;
         }
         Ok(checked)
     }

@@ -6,10 +6,14 @@
 //! and its weights are left as they were. Lightning saves and restores a checkpoint for this;
 //! here the searches train clones of the module (burn's tensors are immutable values, so the
 //! module the caller holds cannot change).
+//!
+//! Uses the trainer (a search is a short fit of a trainer of its own); the trainer never uses
+//! the tuner.
 
 use crate::checkpoint::LoadFromCheckpoint;
-use crate::data::{DataModule, Stage};
+use crate::core::datamodule::{DataModule, Stage};
 use crate::hooks::{Callback, ConfigureOptimizers, LightningModule, Optimization, TrainingStep};
+use crate::loops::{SchedulerSwap, Tuning};
 use crate::optim::{Interval, LrSchedulerConfig, Optimizer};
 use crate::trainer::{Limit, Trainer};
 use crate::{Error, JsonValue, StepContext, StepOutput};
@@ -90,16 +94,16 @@ impl<'t, M: LightningModule> Tuner<'t, M> {
         config.enable_report = false;
         config.profiler = None;
         config.tuning = Some(Tuning {
-            lr_sweep: Some(LrSweep {
+            lr_sweep: Some(std::sync::Arc::new(LrSweep {
                 min_lr: options.min_lr,
                 max_lr: options.max_lr,
                 num_training: options.num_training,
                 mode: options.mode,
-            }),
+            })),
             run_dir: true,
         });
         let recorder = LrRecorder::new(options.early_stop_threshold);
-        let mut search = Trainer::for_tuning(config, vec![Box::new(recorder)]);
+        let mut search = Trainer::from_parts(config, vec![Box::new(recorder)], Vec::new());
         search.fit(model.clone(), data)?;
         let recorder = search.callback::<LrRecorder>().expect("the search's only callback");
         finder.lrs = recorder.lrs.clone();
@@ -111,7 +115,7 @@ impl<'t, M: LightningModule> Tuner<'t, M> {
         }
         if let Some(dir) = search.log_dir() {
             let path = dir.join(LR_FIND_PLOT);
-            crate::run_dir::write_atomic(&path, finder.plot_svg()?.as_bytes())?;
+            crate::checkpoint::run_dir::write_atomic(&path, finder.plot_svg()?.as_bytes())?;
             finder.plot = Some(path);
         }
         Ok(finder)
@@ -165,7 +169,7 @@ impl<'t, M: LightningModule> Tuner<'t, M> {
             max_val: options.max_val,
         };
         let mut trial = |data: &mut D| -> Result<Trial, Error> {
-            let mut search = Trainer::for_tuning(config.clone(), Vec::new());
+            let mut search = Trainer::from_parts(config.clone(), Vec::new(), Vec::new());
             let outcome = catch_unwind(AssertUnwindSafe(|| search.fit(model.clone(), &mut *data)));
             match outcome {
                 Ok(Ok(_)) => Ok(Trial::Succeeded),
@@ -957,15 +961,6 @@ fn gradient(ys: &[f64], xs: &[f64]) -> Vec<f64> {
     out
 }
 
-/// What the trainer changes for a tuner's search (see `Config::tuning`).
-#[derive(Clone, Debug)]
-pub(crate) struct Tuning {
-    /// The learning-rate sweep that replaces the module's scheduler.
-    pub lr_sweep: Option<LrSweep>,
-    /// Whether the search makes a run directory (the lr finder does, for its plot).
-    pub run_dir: bool,
-}
-
 /// Lightning's `_LRFinder._exchange_scheduler`: the module's optimizer with a step-interval
 /// scheduler rising from `min_lr` to `max_lr` over `num_training` steps.
 #[derive(Clone, Copy, Debug)]
@@ -976,9 +971,9 @@ pub(crate) struct LrSweep {
     mode: LrFindMode,
 }
 
-impl LrSweep {
+impl SchedulerSwap for LrSweep {
     /// Replaces `optimizer`'s scheduler (the module's, if any) with the sweep.
-    pub fn exchange_scheduler(&self, optimizer: &mut Optimizer) -> Result<(), Error> {
+    fn exchange_scheduler(&self, optimizer: &mut Optimizer) -> Result<(), Error> {
         let sweep = *self;
         let scheduler = LrSchedulerConfig::new(move |_lr| Ok::<_, String>(SweepSchedule { sweep, calls: 0 }))
             .interval(Interval::Step)

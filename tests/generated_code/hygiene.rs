@@ -66,7 +66,10 @@ mod hooks {
 
     impl ::core::clone::Clone for Batch {
         fn clone(&self) -> Self {
-            Self { x: self.x.clone(), y: self.y.clone() }
+            Self {
+                x: self.x.clone(),
+                y: self.y.clone(),
+            }
         }
     }
 
@@ -110,7 +113,11 @@ mod hooks {
         /// Stops the epoch after `max_batches` batches.
         #[hook(name = "on_train_batch_start")]
         fn limit_batches(&mut self, _batch: &Batch, batch_idx: usize) -> BatchControl {
-            if batch_idx >= self.max_batches { BatchControl::StopEpoch } else { BatchControl::Continue }
+            if batch_idx >= self.max_batches {
+                BatchControl::StopEpoch
+            } else {
+                BatchControl::Continue
+            }
         }
 
         #[hook]
@@ -129,13 +136,21 @@ mod hooks {
     }
 }
 
-fn main() {
+#[test]
+fn generated_code_uses_qualified_paths_only() {
     let device = Device::default();
-    let model = Regressor { layer: LinearConfig::new(4, 1).init(&device), lr: 0.01, max_batches: 3 };
+    let model = Regressor {
+        layer: LinearConfig::new(4, 1).init(&device),
+        lr: 0.01,
+        max_batches: 3,
+    };
     assert_eq!(model.hparams(), RegressorHparams::new(3).with_lr(0.01));
     assert_eq!(RegressorHparams::new(3).lr, 1e-3);
     assert!(<Regressor as LightningModule>::OVERRIDDEN.contains(Hook::OnTrainBatchStart));
     assert!(!<Regressor as LightningModule>::OVERRIDDEN.contains(Hook::TestStep));
-    let batch = Batch { x: Tensor::zeros([2, 4], &device), y: Tensor::zeros([2, 1], &device) };
+    let batch = Batch {
+        x: Tensor::zeros([2, 4], &device),
+        y: Tensor::zeros([2, 1], &device),
+    };
     assert_eq!(batch.clone().x.dims(), [2, 4]);
 }

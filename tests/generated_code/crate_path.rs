@@ -25,7 +25,7 @@ pub struct Model {
     lr: f64,
 }
 
-#[renamed::lightning_module(crate = "crate::renamed")]
+#[renamed::lightning_module(crate = "crate::crate_path::renamed")]
 impl Model {
     #[renamed::hook]
     fn training_step(&self, batch: Tensor<2>, _batch_idx: usize, cx: &mut StepContext) -> Tensor<1> {
@@ -40,11 +40,15 @@ impl Model {
     }
 }
 
-fn main() {
+#[test]
+fn a_renamed_facade_reaches_every_generated_path() {
     fn fits<M: renamed::TrainingStep + renamed::ConfigureOptimizers>() {}
     fits::<Model>();
     let device = Device::default();
-    let model = Model { layer: LinearConfig::new(4, 1).init(&device), lr: 0.5 };
+    let model = Model {
+        layer: LinearConfig::new(4, 1).init(&device),
+        lr: 0.5,
+    };
     assert_eq!(model.hparams(), ModelHparams::new().with_lr(0.5));
     // The serde derive reaches serde through `renamed::__private::serde`.
     assert_eq!(serde_json::to_string(&model.hparams()).unwrap(), r#"{"lr":0.5}"#);

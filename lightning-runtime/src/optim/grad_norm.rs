@@ -1,85 +1,10 @@
-//! Monitors of the optimization: [`LearningRateMonitor`] (Lightning's callback of that name),
-//! [`grad_norm`] (Lightning's `grad_norm` utility) and [`GradientNormMonitor`], the callback
-//! behind the `track_grad_norm` flag of Lightning 1.x, which logs it.
+//! [`grad_norm`]: Lightning's `grad_norm` utility, the norms of a module's gradients (logged by
+//! the `GradientNormMonitor` callback, read by `detect_anomaly`).
 
-use crate::hooks::{Callback, LightningModule};
-use crate::optim::{Gradients, Interval, Optimizer};
-use crate::{EpochContext, Error, StepContext, Tensor};
+use super::Gradients;
+use crate::{Error, Tensor};
 use burn::module::{Module, ModuleVisitor, Param};
 use std::collections::BTreeMap;
-
-/// Logs the learning rate of every optimizer (Lightning's `LearningRateMonitor`), under
-/// `lr-Optimizer` (Lightning's `lr-{optimizer class}`; burn's optimizers are type-erased).
-///
-/// As in Lightning, values go straight to the loggers at the current step and into
-/// `callback_metrics`: with the default interval, the rates of step-wise schedulers at the
-/// start of every training batch that logs (every `log_every_n_steps`), those of epoch-wise
-/// schedulers at the start of every epoch, and those of optimizers without a scheduler at both.
-/// Reading a learning rate does not touch the device. A run without a logger is an error at
-/// `on_train_start`, as in Lightning.
-#[derive(Clone, Debug, Default)]
-pub struct LearningRateMonitor {
-    logging_interval: Option<Interval>,
-}
-
-impl LearningRateMonitor {
-    /// Logs at the interval of each optimizer's scheduler.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Logs every optimizer's rate at this interval only (Lightning's `logging_interval`):
-    /// every logging step or every epoch, whatever its scheduler's interval.
-    pub fn logging_interval(mut self, interval: Interval) -> Self {
-        self.logging_interval = Some(interval);
-        self
-    }
-
-    /// The rates due at `at` (Lightning's `_extract_stats`): with an explicit logging
-    /// interval, every optimizer's; else those whose scheduler steps at `at`, and those
-    /// without a scheduler.
-    fn due(&self, rates: &[crate::optim::LearningRate], at: Interval) -> BTreeMap<String, f64> {
-        rates
-            .iter()
-            .filter(|rate| self.logging_interval.is_some() || rate.interval.is_none_or(|i| i == at))
-            .map(|rate| (rate.name.clone(), rate.lr))
-            .collect()
-    }
-}
-
-impl<M: LightningModule> Callback<M> for LearningRateMonitor {
-    fn on_train_start(&mut self, _module: &mut M, cx: &mut EpochContext<'_>) {
-        if !cx.has_logger() {
-            cx.fail(Error::config(
-                "logger",
-                "`LearningRateMonitor` needs a logger to write to: keep the default logger or add one with \
-                 `.logger(...)`, or remove the callback",
-            ));
-        }
-    }
-
-    fn on_train_batch_start(
-        &mut self,
-        _module: &mut M,
-        _batch: &M::Batch,
-        _batch_idx: usize,
-        cx: &mut StepContext<'_>,
-    ) {
-        if self.logging_interval == Some(Interval::Epoch) || !cx.logs_this_step() {
-            return;
-        }
-        let due = self.due(cx.learning_rates(), Interval::Step);
-        cx.send_to_loggers(due);
-    }
-
-    fn on_train_epoch_start(&mut self, _module: &mut M, cx: &mut EpochContext<'_>) {
-        if self.logging_interval == Some(Interval::Step) {
-            return;
-        }
-        let due = self.due(cx.learning_rates(), Interval::Epoch);
-        cx.send_to_loggers(due);
-    }
-}
 
 /// The `norm_type`-norm of the gradient of every parameter of `module` that has one, under
 /// `grad_{norm_type}_norm/{parameter path}`, and of all of them together under
@@ -181,53 +106,6 @@ impl ModuleVisitor for ParamNorms<'_> {
     }
 }
 
-/// Logs [`grad_norm`] of the module's gradients in `on_before_optimizer_step`, on the steps
-/// whose values reach the loggers (every `log_every_n_steps`) and only then: other steps
-/// compute nothing. Added by `Trainer::builder().track_grad_norm(p)` (the flag of Lightning
-/// 1.x, which logged the same keys), or as a callback.
-#[derive(Clone, Debug)]
-pub struct GradientNormMonitor {
-    norm_type: f64,
-}
-
-impl GradientNormMonitor {
-    /// Logs the `norm_type`-norms (2.0 for the Euclidean norm, `f64::INFINITY` for the largest
-    /// absolute value). A `norm_type` that is not positive is an error when the trainer is built.
-    pub fn new(norm_type: f64) -> Self {
-        Self { norm_type }
-    }
-
-    pub(crate) fn check(norm_type: f64) -> Result<(), Error> {
-        if norm_type.is_nan() || norm_type <= 0.0 {
-            return Err(Error::config(
-                "track_grad_norm",
-                format!(
-                    "{norm_type} is not a norm: use a positive number (2.0 for the Euclidean norm) or f64::INFINITY"
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl<M: LightningModule> Callback<M> for GradientNormMonitor {
-    fn on_before_optimizer_step(
-        &mut self,
-        module: &mut M,
-        _optimizer: &Optimizer,
-        grads: &Gradients,
-        cx: &mut StepContext<'_>,
-    ) {
-        if !cx.logs_this_step() || grads.is_empty() {
-            return;
-        }
-        match grad_norm(module, grads, self.norm_type) {
-            Ok(norms) => cx.log_dict(norms),
-            Err(e) => cx.fail(e),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,12 +177,6 @@ mod tests {
             let error = grad_norm(&layer, &grads, p).unwrap_err().to_string();
             assert!(error.contains("positive"), "{error}");
         }
-        assert!(
-            GradientNormMonitor::check(0.0)
-                .unwrap_err()
-                .to_string()
-                .contains("track_grad_norm")
-        );
     }
 
     #[test]

@@ -36,4 +36,11 @@ impl Gan {
     }
 }
 
-fn main() {}
+#[test]
+fn several_optimizers_are_manual_and_stepped_by_handle() {
+    assert_eq!(
+        <Gan as LightningModule>::OPTIMIZATION,
+        burn_lightning::Optimization::Manual
+    );
+    assert!(<Gan as LightningModule>::OVERRIDDEN.contains(Hook::ConfigureOptimizers));
+}

@@ -4,8 +4,8 @@
 
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::AdamConfig;
-use burn_lightning::prelude::*;
 use burn_lightning::LightningModule;
+use burn_lightning::prelude::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -16,7 +16,11 @@ pub enum DataError {
 }
 
 fn check_batch(batch: &Tensor<2>, batch_idx: usize) -> Result<(), DataError> {
-    if batch.dims()[0] == 0 { Err(DataError::EmptyBatch(batch_idx)) } else { Ok(()) }
+    if batch.dims()[0] == 0 {
+        Err(DataError::EmptyBatch(batch_idx))
+    } else {
+        Ok(())
+    }
 }
 
 #[lightning_module]
@@ -80,20 +84,34 @@ impl Model {
 
     #[hook]
     fn on_train_batch_start(&mut self, _batch: &Tensor<2>, batch_idx: usize) -> Result<BatchControl, DataError> {
-        Ok(if batch_idx > 10 { BatchControl::StopEpoch } else { BatchControl::Continue })
+        Ok(if batch_idx > 10 {
+            BatchControl::StopEpoch
+        } else {
+            BatchControl::Continue
+        })
     }
 }
 
 /// The associated types are the `Ok` types.
-fn outputs<M: LightningModule<Batch = Tensor<2>, ValidationOutput = Tensor<1>, Prediction = Tensor<2>, TrainExtra = ()>>() {}
+fn outputs<
+    M: LightningModule<Batch = Tensor<2>, ValidationOutput = Tensor<1>, Prediction = Tensor<2>, TrainExtra = ()>,
+>() {
+}
 
-fn main() {
+#[test]
+fn hooks_returning_results_keep_their_error_types() {
     outputs::<Model>();
     let device = Device::default();
-    let mut model = Model { layer: LinearConfig::new(4, 1).init(&device), lr: 1e-3 };
+    let mut model = Model {
+        layer: LinearConfig::new(4, 1).init(&device),
+        lr: 1e-3,
+    };
     // The error keeps its type as the source of `Error::User`.
     match LightningModule::configure_callbacks(&mut model) {
-        Err(Error::User(source)) => assert!(matches!(source.downcast_ref::<DataError>(), Some(DataError::NoCallbacks))),
+        Err(Error::User(source)) => assert!(matches!(
+            source.downcast_ref::<DataError>(),
+            Some(DataError::NoCallbacks)
+        )),
         Err(other) => panic!("expected Error::User, got {other}"),
         Ok(_) => panic!("expected an error"),
     }

@@ -1,0 +1,27 @@
+//! The built-in callbacks, one file each: [`ModelCheckpoint`], [`EarlyStopping`],
+//! [`OnExceptionCheckpoint`], [`Timer`], [`LearningRateMonitor`], [`GradientNormMonitor`], the
+//! progress bar ([`ProgressBar`] and its plain form [`EpochSummary`]) and [`ModelSummary`]. The
+//! `Callback` trait itself is in `hooks`.
+//!
+//! Uses `core`, `optim`, `hooks` and `checkpoint` (file-name templates); the loops and the
+//! trainer use it.
+
+pub mod early_stopping;
+pub mod grad_norm_monitor;
+pub mod lr_monitor;
+pub mod model_checkpoint;
+pub mod model_summary;
+mod monitor;
+pub mod on_exception_checkpoint;
+pub mod progress;
+pub mod timer;
+
+pub use crate::core::mode::Mode;
+pub use early_stopping::{EarlyStopping, EarlyStoppingReason};
+pub use grad_norm_monitor::GradientNormMonitor;
+pub use lr_monitor::LearningRateMonitor;
+pub use model_checkpoint::{ModelCheckpoint, SaveLast};
+pub use model_summary::{LayerSummary, ModelSummary, Summary, summarize};
+pub use on_exception_checkpoint::OnExceptionCheckpoint;
+pub use progress::{EpochSummary, ProgressBar};
+pub use timer::{MaxTime, TimeSpan, Timer};

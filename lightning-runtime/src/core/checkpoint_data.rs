@@ -1,0 +1,155 @@
+//! The checkpoint's data: what `on_save_checkpoint` and `on_load_checkpoint` see, and where the
+//! loops were when it was saved. How it is written and read is in [`crate::checkpoint`].
+
+use crate::JsonValue;
+use burn::tensor::{Bytes, DType};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A checkpoint, as `on_save_checkpoint` sees it before it is written and `on_load_checkpoint`
+/// after it is read. Add your own entries to [`extra`](Self::extra).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// `current_epoch` when saved.
+    pub epoch: usize,
+    /// `global_step` (optimizer steps) when saved.
+    pub global_step: usize,
+    /// The `burn-lightning` version that wrote it.
+    pub version: String,
+    /// The module's hyperparameters (`#[hparam]` fields).
+    pub hyper_parameters: JsonValue,
+    /// Each callback's `state_dict`, by callback name.
+    pub callbacks: BTreeMap<String, JsonValue>,
+    /// The datamodule's `state_dict`, by datamodule name.
+    pub datamodule: BTreeMap<String, JsonValue>,
+    /// What `on_save_checkpoint` hooks added.
+    pub extra: BTreeMap<String, JsonValue>,
+    /// Where the fit loop was, for a resume (`None` outside `fit`, and in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loops: Option<LoopProgress>,
+    /// The byte lengths of the optimizers' states in the optimizer section, one after the
+    /// other, when the module has several (empty with one: the section is its state alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) optimizer_parts: Vec<usize>,
+    #[serde(skip)]
+    pub(crate) weights: Weights,
+    #[serde(skip)]
+    pub(crate) optimizer: Blob,
+}
+
+/// The saved weights, once a module's were added or a file was read.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum Weights {
+    #[default]
+    None,
+    Tensors(Vec<SavedTensor>),
+}
+
+/// One saved parameter.
+#[derive(Clone)]
+pub(crate) struct SavedTensor {
+    pub(crate) name: String,
+    pub(crate) dtype: DType,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) param_id: Option<u64>,
+    pub(crate) data: Blob,
+}
+
+/// Bytes of a checkpoint: its own, or a zero-copy window on the file's, shared by every tensor
+/// read from it (reading a checkpoint and loading its weights holds one copy of the file).
+#[derive(Clone)]
+pub(crate) struct Blob(Bytes);
+
+impl Default for Blob {
+    fn default() -> Self {
+        Self::owned(Vec::new())
+    }
+}
+
+impl Blob {
+    pub(crate) fn owned(bytes: Vec<u8>) -> Self {
+        Self(Bytes::from_bytes_vec(bytes).shared())
+    }
+
+    /// The window of `whole` that `part` (a slice of it) is.
+    pub(crate) fn part_of(whole: &Blob, part: &[u8]) -> Self {
+        let start = part.as_ptr() as usize - whole.as_ptr() as usize;
+        let view = whole.0.view(start, start + part.len());
+        // A shared allocation always has views; copying is the fallback, not an error.
+        Self(view.unwrap_or_else(|_| Bytes::from_bytes_vec(part.to_vec())))
+    }
+}
+
+impl std::fmt::Debug for Blob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} bytes", self.len())
+    }
+}
+
+impl std::ops::Deref for Blob {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SavedTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {:?} {:?} ({} bytes)",
+            self.name,
+            self.dtype,
+            self.shape,
+            self.data.len()
+        )
+    }
+}
+
+/// Where the fit loop was when a checkpoint was saved (Lightning's `loops` entry), and the
+/// scheduler's state: what a resume needs besides the epoch and the step.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoopProgress {
+    /// Training batches of the current epoch completed (their optimizer step taken).
+    pub batches_done: usize,
+    /// Whether the epoch ran to its end (a checkpoint saved at `on_train_epoch_end`): a resume
+    /// starts the next epoch.
+    pub epoch_done: bool,
+    /// Training batches run so far, across epochs (Lightning's `total_batch_idx + 1`).
+    pub total_batches: usize,
+    /// Training batches that stepped the optimizer (Lightning's `_batches_that_stepped`).
+    pub batches_that_stepped: usize,
+    /// Steps the optimizer took.
+    pub optimizer_steps: usize,
+    /// The scheduler's state, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<serde_json::Value>,
+    /// The steps and scheduler state of each optimizer after the first, for a module whose
+    /// `configure_optimizers` returns several.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_optimizers: Vec<OptimizerProgress>,
+    /// The loss scaler of `16-mixed` (Lightning's `native_amp_scaling_state`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scaler: Option<LossScalerState>,
+}
+
+/// Where `16-mixed`'s loss scaler was (torch's `GradScaler.state_dict()`: `scale` and
+/// `_growth_tracker`).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LossScalerState {
+    /// The scale the loss is multiplied by before backward.
+    pub scale: f64,
+    /// Optimizer steps without an inf/NaN gradient since the scale last changed.
+    pub growth_tracker: usize,
+}
+
+/// Where one optimizer was, in a checkpoint (the first optimizer's is in [`LoopProgress`]'s own
+/// fields).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OptimizerProgress {
+    /// Steps the optimizer took.
+    pub steps: usize,
+    /// Its scheduler's state, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<serde_json::Value>,
+}

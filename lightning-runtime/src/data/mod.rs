@@ -1,0 +1,12 @@
+//! Data without a DataModule of your own: the short path from tensors to loaders
+//! ([`TensorDataset`], [`random_split`], [`InMemoryDataModule`]). The `DataModule` and `Loader`
+//! traits themselves are in `core`.
+//!
+//! Uses only `core`.
+
+pub mod tensor_data;
+
+pub use tensor_data::{
+    Example, InMemoryDataModule, LoaderOptions, SplitDataset, SplitLengths, TensorBatch, TensorBatcher, TensorDataset,
+    random_split,
+};
