@@ -10,7 +10,8 @@
 
 pub mod closure;
 pub mod context;
-pub(crate) mod diagnostics;
+#[doc(hidden)]
+pub mod diagnostics;
 pub(crate) mod manual;
 
 pub use crate::core::hook_list::{CallbackRole, Hook, HookOwner, HookSet, LogScope, Optimization};
