@@ -1,11 +1,11 @@
 //! [`GradientNormMonitor`]: the callback behind the `track_grad_norm` flag of Lightning 1.x,
-//! which logs [`grad_norm`].
+//! which logs [`grad_norm`](crate::optim::grad_norm()).
 
 use crate::hooks::{Callback, LightningModule};
 use crate::optim::{Gradients, Optimizer, grad_norm};
 use crate::{Error, StepContext};
 
-/// Logs [`grad_norm`] of the module's gradients in `on_before_optimizer_step`, on the steps
+/// Logs [`grad_norm`](crate::optim::grad_norm()) of the module's gradients in `on_before_optimizer_step`, on the steps
 /// whose values reach the loggers (every `log_every_n_steps`) and only then: other steps
 /// compute nothing. Added by `Trainer::builder().track_grad_norm(p)` (the flag of Lightning
 /// 1.x, which logged the same keys), or as a callback.

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 /// boundary first, so the checkpoint holds a consistent state.
 ///
 /// It is a checkpointing callback, as in Lightning: with it, the trainer adds no default
-/// [`ModelCheckpoint`]; add one too to also checkpoint during training.
+/// [`ModelCheckpoint`](crate::ModelCheckpoint); add one too to also checkpoint during training.
 #[derive(Clone, Debug)]
 pub struct OnExceptionCheckpoint {
     dirpath: PathBuf,

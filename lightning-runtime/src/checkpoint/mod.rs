@@ -1,4 +1,4 @@
-//! Checkpoints on disk: the file format and loading ([`format`]), the background writer, restoring
+//! Checkpoints on disk: the file format and loading ([`format`](mod@format)), the background writer, restoring
 //! a fit from a checkpoint, PyTorch Lightning's `.ckpt` files, checkpoint file names, and the run
 //! directories with their atomic, durable writes.
 //!

@@ -1,6 +1,6 @@
 //! Lightning's optimizer closure as `optimizer_step` receives it: [`OptimizerClosure`], run by
 //! [`Optimizer::step`] or [`OptimizerClosure::run`]. What it runs is the fit loop's
-//! (`loops::optimization`), behind [`ClosureBody`].
+//! (`loops::optimization`), behind `ClosureBody`.
 
 use crate::Error;
 use crate::hooks::context::{Core, StepContext};

@@ -5,7 +5,7 @@
 //!
 //! Uses every folder below the trainer (`core`, `optim`, `hooks`, `checkpoint`, `strategies`,
 //! `profiler`, `loggers`, `callbacks`). A loop never names the `Trainer`: the trainer lends it
-//! the validated flags ([`Config`]) and what it keeps between runs ([`Session`]), and reads the
+//! the validated flags (`Config`) and what it keeps between runs (`Session`), and reads the
 //! results back from the session.
 
 mod batches;

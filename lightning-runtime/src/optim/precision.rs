@@ -18,7 +18,7 @@
 //!   gradients.
 //!
 //! **Batches.** The batch is your type, so the trainer cannot cast it for you as Lightning's
-//! `convert_input` does: cast its float tensors with [`StepContext::cast_input`] in your steps
+//! `convert_input` does: cast its float tensors with [`StepContext::cast_input`](crate::StepContext::cast_input) in your steps
 //! (it knows the dtype the module computes in, in this hook, and does nothing under `32-true`).
 //! Implement [`CastFloats`] for your batch (tensors, tuples, `Vec`, `Option` and arrays have it):
 //!
@@ -263,14 +263,14 @@ impl From<i32> for PrecisionChoice {
 
 /// Values whose float tensors can be cast to another float dtype; other tensors (`Int`, `Bool`)
 /// and other data stay as they are (Lightning's `_convert_fp_tensor`). Implement it for your batch
-/// type to use [`StepContext::cast_input`].
+/// type to use [`StepContext::cast_input`](crate::StepContext::cast_input).
 pub trait CastFloats: Sized {
     /// This value with its float tensors in `dtype`.
     #[must_use]
     fn cast_floats(self, dtype: FloatDType) -> Self;
 
     /// This value with its float tensors in the dtype of `module`'s parameters (unchanged when
-    /// it has none): for hooks without a [`StepContext`], such as `predict_step`.
+    /// it has none): for hooks without a [`StepContext`](crate::StepContext), such as `predict_step`.
     #[must_use]
     fn cast_floats_like<M: Module>(self, module: &M) -> Self {
         match module_dtype(module) {
@@ -396,7 +396,7 @@ impl GradScaler {
 pub(crate) struct PrecisionState {
     pub(crate) precision: Precision,
     /// The dtype the module computes in right now, when it is not `f32`: what
-    /// [`StepContext::cast_input`] casts to.
+    /// [`StepContext::cast_input`](crate::StepContext::cast_input) casts to.
     pub(crate) compute: Option<FloatDType>,
     /// The loss scaler of `16-mixed`.
     pub(crate) scaler: Option<GradScaler>,

@@ -1,7 +1,7 @@
 //! [`TrainerConfig`]: every Trainer flag that is data, as one serde type, under Lightning's
 //! flag names.
 //!
-//! The flags are listed once, in [`trainer_flags!`]: each with its doc comment, its type, its
+//! The flags are listed once, in `trainer_flags!`: each with its doc comment, its type, its
 //! default and the builder method that sets it. From that list come the fields of
 //! `TrainerConfig` (its YAML keys), their defaults, the setters of `TrainerConfig` and of
 //! [`TrainerBuilder`](crate::TrainerBuilder), and [`TrainerConfig::FLAGS`] (names and docs),

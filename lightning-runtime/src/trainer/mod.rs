@@ -1,4 +1,4 @@
-//! The [`Trainer`] and its builder: Lightning's flags ([`TrainerConfig`], checked by
+//! The [`Trainer`] and its builder: Lightning's flags ([`TrainerConfig`](config::TrainerConfig), checked by
 //! [`TrainerBuilder::build`]), the entry points `fit`, `validate`, `test` and `predict`, and which
 //! checkpoint `ckpt_path` names.
 //!
