@@ -146,7 +146,11 @@ fn defaults_then_files_then_environment_then_arguments() {
 
     let parsed = parse(&[&files[..], &["--trainer.max_epochs", "6"]].concat(), env).unwrap();
     assert_eq!(parsed.commands, [Command::Fit]);
-    assert_eq!(parsed.trainer.max_epochs, Some(6), "arguments beat the environment");
+    assert_eq!(
+        parsed.trainer.max_epochs,
+        Some(MaxCount::Count(6)),
+        "arguments beat the environment"
+    );
     assert_eq!(
         parsed.trainer.limit_val_batches,
         Limit::Fraction(0.5),
@@ -160,9 +164,13 @@ fn defaults_then_files_then_environment_then_arguments() {
     assert_eq!(parsed.data.items, 8);
     assert_eq!(parsed.data.batch_size, 4);
 
-    assert_eq!(parse(&files, env).unwrap().trainer.max_epochs, Some(5));
+    assert_eq!(parse(&files, env).unwrap().trainer.max_epochs, Some(MaxCount::Count(5)));
     let from_files = parse(&files, no_env).unwrap();
-    assert_eq!(from_files.trainer.max_epochs, Some(4), "the later file wins");
+    assert_eq!(
+        from_files.trainer.max_epochs,
+        Some(MaxCount::Count(4)),
+        "the later file wins"
+    );
     assert_eq!(from_files.trainer.limit_val_batches, Limit::Batches(5));
 
     let no_subcommand = parse(&["--model.label", "123"], no_env).unwrap();
