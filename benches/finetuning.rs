@@ -23,7 +23,8 @@ use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::relu;
 use burn::tensor::{Distribution, Tensor, TensorData};
-use burn_lightning::{Device, Part, freeze};
+use burn_lightning::callbacks::finetuning::freeze;
+use burn_lightning::{Device, Part};
 use std::time::Instant;
 
 #[derive(Module, Debug)]

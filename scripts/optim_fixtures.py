@@ -23,7 +23,8 @@ writes, under tests/fixtures/ (or --output-dir):
                               weights)
     swa.json                  Lightning's `StochasticWeightAveraging` on an MLP with a BatchNorm1d:
                               the rate of each epoch (SWALR's annealing), the epochs run (one more
-                              for the BatchNorm statistics), the final weights and running statistics
+                              for the BatchNorm statistics), the global step, the average, and the
+                              final weights and running statistics
     backbone_finetuning.json  Lightning's `BackboneFinetuning` of a frozen backbone unfrozen at
                               epoch 1: each epoch's rates of both param groups, what
                               `LearningRateMonitor` logged under which key (`lr-SGD`, then
@@ -278,6 +279,11 @@ def write_swa(out: pathlib.Path) -> None:
         swa = StochasticWeightAveraging(swa_lrs=0.05, swa_epoch_start=2, annealing_epochs=2)
         fit = trainer(root, max_epochs=4, callbacks=[swa], limit_val_batches=0)
         fit.fit(lit, DataLoader(TensorDataset(x, y), batch_size=4))
+        global_step = fit.global_step
+    # Lightning's BatchNorm epoch ends with one optimizer step (its last batch counts as the end
+    # of an accumulation window), which applies the last training step's leftover gradients
+    # again: the module ends off the average. `average` is the average itself, `final` what the
+    # module ends with (its running statistics are those of the average).
     fixture = {
         "inputs": to_list(x),
         "targets": to_list(y),
@@ -286,6 +292,8 @@ def write_swa(out: pathlib.Path) -> None:
         "epoch_lrs": lit.epoch_lrs,
         "epochs_run": len(lit.epoch_lrs),
         "n_averaged": int(swa.n_averaged.item()),
+        "global_step": global_step,
+        "average": {k: to_list(v) for k, v in swa._average_model.net.named_parameters()},
         "final": named(lit.net),
         "versions": versions(),
     }

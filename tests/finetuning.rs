@@ -11,7 +11,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::optim::SgdConfig;
 use burn::tensor::activation::relu;
 use burn_lightning::prelude::*;
-use burn_lightning::{FinetuneOptimizer, Finetuning, JsonValue, Part, freeze, make_trainable};
+use burn_lightning::callbacks::finetuning::{freeze, make_trainable};
+use burn_lightning::{FinetuneOptimizer, Finetuning, JsonValue, Part};
 use common::fixture::{self, assert_close};
 use common::recording::{Recording, metric_calls};
 use std::path::Path;
@@ -204,7 +205,13 @@ fn a_resumed_fit_trains_the_unfrozen_backbone_in_its_restored_group() {
     let resumed = second.fit_from(resumed, data(&fixture), CkptPath::Last).unwrap();
 
     let seen = seen.lock().unwrap();
-    assert_eq!(seen.lrs, [vec![0.1, 0.015], vec![0.1, 0.0225]], "the group and its rate, restored");
+    // Lightning's rates: 0.1 * 0.1 at the unfreezing, then 1.5 times the last, each epoch.
+    let unfrozen = 0.1 * 0.1;
+    assert_eq!(
+        seen.lrs,
+        [vec![0.1, 1.5 * unfrozen], vec![0.1, 1.5 * (1.5 * unfrozen)]],
+        "the group and its rate, restored"
+    );
     assert!(seen.backbone_grads.iter().all(|g| *g), "the backbone trains again after the resume");
     assert_eq!(resumed.torch_state(), uninterrupted.torch_state(), "bit for bit");
 }
