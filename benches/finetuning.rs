@@ -65,7 +65,9 @@ fn cpu_seconds() -> f64 {
     };
     // utime and stime, fields 14 and 15, after the command name in parentheses.
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+    let ticks: f64 = fields
+        .get(11..13)
+        .map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
     ticks / 100.0
 }
 
@@ -122,7 +124,9 @@ impl Run {
     }
 
     fn step(&mut self) -> f32 {
-        let loss = (self.model.forward(self.x.clone()) - self.y.clone()).powi_scalar(2).mean();
+        let loss = (self.model.forward(self.x.clone()) - self.y.clone())
+            .powi_scalar(2)
+            .mean();
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = self.optimizer.step(1e-4, self.model.clone(), grads);
         let value: TensorData = loss.into_data();
@@ -184,7 +188,13 @@ fn main() {
         .map(|i| (median(&mut wall[i]), median(&mut cpu[i])))
         .collect();
     for (side, (w, c)) in sides.iter().zip(&medians) {
-        println!("BENCH side={:?} wall_ms_per_step={:.3} cpu_ms_per_step={:.3}  ({})", side, w * 1e3, c * 1e3, side.name());
+        println!(
+            "BENCH side={:?} wall_ms_per_step={:.3} cpu_ms_per_step={:.3}  ({})",
+            side,
+            w * 1e3,
+            c * 1e3,
+            side.name()
+        );
     }
     let (wall_a, cpu_a) = medians[0];
     println!(

@@ -10,8 +10,8 @@ mod common;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::optim::SgdConfig;
 use burn::tensor::activation::relu;
-use burn_lightning::prelude::*;
 use burn_lightning::callbacks::finetuning::{freeze, make_trainable};
+use burn_lightning::prelude::*;
 use burn_lightning::{FinetuneOptimizer, Finetuning, JsonValue, Part};
 use common::fixture::{self, assert_close};
 use common::recording::{Recording, metric_calls};
@@ -183,7 +183,11 @@ fn the_backbone_unfreezes_into_a_new_group_at_lightnings_rates() {
         })
         .collect();
     assert_close(&model.torch_state(), &final_state, 2e-6, "final weights");
-    assert_ne!(model.torch_state()[..32], initial[..32], "the backbone trained once unfrozen");
+    assert_ne!(
+        model.torch_state()[..32],
+        initial[..32],
+        "the backbone trained once unfrozen"
+    );
 }
 
 #[test]
@@ -212,7 +216,10 @@ fn a_resumed_fit_trains_the_unfrozen_backbone_in_its_restored_group() {
         [vec![0.1, 1.5 * unfrozen], vec![0.1, 1.5 * (1.5 * unfrozen)]],
         "the group and its rate, restored"
     );
-    assert!(seen.backbone_grads.iter().all(|g| *g), "the backbone trains again after the resume");
+    assert!(
+        seen.backbone_grads.iter().all(|g| *g),
+        "the backbone trains again after the resume"
+    );
     assert_eq!(resumed.torch_state(), uninterrupted.torch_state(), "bit for bit");
 }
 
@@ -267,7 +274,10 @@ fn frozen_batch_norms_keep_training_with_train_bn_as_torchs_requires_grad_leaves
         fc: LinearConfig::new(2, 3).init(&device),
         bn: BatchNormConfig::new(3).init(&device),
     };
-    let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, -3.0, 4.0, 0.5, -6.0], [3, 2]), &device);
+    let x = Tensor::<2>::from_data(
+        TensorData::new(vec![1.0f32, 2.0, -3.0, 4.0, 0.5, -6.0], [3, 2]),
+        &device,
+    );
     let part = Part::of(&net);
 
     let kept = freeze(net.clone(), &part, true);

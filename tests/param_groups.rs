@@ -40,8 +40,11 @@ pub struct Grouped {
     setup: Setup,
     /// After every optimizer step: the parameters as torch lays them out, and the rates it used.
     #[module(skip)]
-    seen: Arc<Mutex<Vec<(Vec<f32>, Vec<f64>)>>>,
+    seen: Arc<Mutex<Vec<Step>>>,
 }
+
+/// The parameters after an optimizer step and the rates of its groups.
+type Step = (Vec<f32>, Vec<f64>);
 
 impl Grouped {
     fn from_fixture(fixture: &JsonValue, setup: Setup) -> Self {
@@ -132,17 +135,35 @@ fn decayed_and_undecayed_parameters_move_as_torchs_adamw_moves_them() {
     let dir = tempfile::tempdir().unwrap();
     let mut trainer = builder(dir.path()).build().unwrap();
     trainer
-        .fit(model, Loaders::fit(fixture::loader(&fixture, "inputs", "targets", 4), None))
+        .fit(
+            model,
+            Loaders::fit(fixture::loader(&fixture, "inputs", "targets", 4), None),
+        )
         .unwrap();
     let seen = seen.lock().unwrap();
     let steps = fixture["steps"].as_array().unwrap();
     assert_eq!(seen.len(), steps.len(), "6 optimizer steps");
-    let names = ["fc1.weight", "fc1.bias", "ln.weight", "ln.bias", "fc2.weight", "fc2.bias"];
+    let names = [
+        "fc1.weight",
+        "fc1.bias",
+        "ln.weight",
+        "ln.bias",
+        "fc2.weight",
+        "fc2.bias",
+    ];
     for (i, ((params, rates), step)) in seen.iter().zip(steps).enumerate() {
         // StepLR halves each group's own rate every 2 steps: 0.01 and 0.02, then 0.005 and 0.01...
-        let torch_rates: Vec<f64> = step["lrs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let torch_rates: Vec<f64> = step["lrs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         for (rate, torch_rate) in rates.iter().zip(&torch_rates) {
-            assert!((rate - torch_rate).abs() < 1e-12, "step {i}: rates {rates:?}, torch {torch_rates:?}");
+            assert!(
+                (rate - torch_rate).abs() < 1e-12,
+                "step {i}: rates {rates:?}, torch {torch_rates:?}"
+            );
         }
         let torch: Vec<f32> = names
             .iter()
@@ -166,7 +187,11 @@ fn the_learning_rate_monitor_logs_each_group_and_its_weight_decay_as_lightning_d
     let mut trainer = builder(dir.path())
         .logger(logger)
         .log_every_n_steps(1)
-        .callback(LearningRateMonitor::new().logging_interval(Interval::Step).log_weight_decay(true))
+        .callback(
+            LearningRateMonitor::new()
+                .logging_interval(Interval::Step)
+                .log_weight_decay(true),
+        )
         .build()
         .unwrap();
     trainer
@@ -195,7 +220,9 @@ fn the_learning_rate_monitor_logs_each_group_and_its_weight_decay_as_lightning_d
         })
         .collect();
     assert_eq!(
-        ours.iter().map(|(_, m)| m.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>()).next(),
+        ours.iter()
+            .map(|(_, m)| m.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>())
+            .next(),
         Some(vec![
             "lr-AdamW/pg1".to_string(),
             "lr-AdamW/pg1-weight_decay".to_string(),
@@ -211,7 +238,10 @@ fn the_learning_rate_monitor_logs_each_group_and_its_weight_decay_as_lightning_d
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
         for ((key, value), (lightning_key, lightning_value)) in values.iter().zip(&sorted) {
             assert_eq!(key, lightning_key);
-            assert!((value - lightning_value).abs() < 1e-9, "{key} at step {step}: {value} vs {lightning_value}");
+            assert!(
+                (value - lightning_value).abs() < 1e-9,
+                "{key} at step {step}: {value} vs {lightning_value}"
+            );
         }
     }
 }
@@ -222,15 +252,23 @@ fn a_resumed_fit_keeps_every_group_and_trains_as_an_uninterrupted_one() {
     let data = || Loaders::fit(fixture::loader(&fixture, "inputs", "targets", 4), None);
     let dir = tempfile::tempdir().unwrap();
     let mut whole = builder(&dir.path().join("whole")).build().unwrap();
-    let uninterrupted = whole.fit(Grouped::from_fixture(&fixture, Setup::TorchGroups), data()).unwrap();
+    let uninterrupted = whole
+        .fit(Grouped::from_fixture(&fixture, Setup::TorchGroups), data())
+        .unwrap();
 
     let root = dir.path().join("resumed");
     let mut first = builder(&root).max_epochs(2).enable_checkpointing(true).build().unwrap();
-    first.fit(Grouped::from_fixture(&fixture, Setup::TorchGroups), data()).unwrap();
+    first
+        .fit(Grouped::from_fixture(&fixture, Setup::TorchGroups), data())
+        .unwrap();
     // A fresh module: its weights, its optimizer's groups and their moments come from the file.
     let mut second = builder(&root).build().unwrap();
     let resumed = second
-        .fit_from(Grouped::from_fixture(&fixture, Setup::TorchGroups), data(), CkptPath::Last)
+        .fit_from(
+            Grouped::from_fixture(&fixture, Setup::TorchGroups),
+            data(),
+            CkptPath::Last,
+        )
         .unwrap();
     assert_eq!(resumed.torch_params(), uninterrupted.torch_params(), "bit for bit");
 }
@@ -240,7 +278,10 @@ fn group_mistakes_are_errors_that_say_what_to_change() {
     let fixture = fixture::load("adamw_groups.json");
     for (setup, expected) in [
         (Setup::Overlapping, "is in param groups 1 and 2"),
-        (Setup::ErasedWithDecay, "give `OptimizerConfig::new` the optimizer's configuration"),
+        (
+            Setup::ErasedWithDecay,
+            "give `OptimizerConfig::new` the optimizer's configuration",
+        ),
         (Setup::Empty, "param group 2 holds no parameter"),
     ] {
         let dir = tempfile::tempdir().unwrap();

@@ -134,7 +134,12 @@ fn checkpoint_of_epoch(root: &Path, epoch: usize) -> PathBuf {
     std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("epoch={epoch}-")))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("epoch={epoch}-"))
+        })
         .unwrap_or_else(|| panic!("no checkpoint of epoch {epoch} in {}", dir.display()))
 }
 
@@ -153,21 +158,35 @@ fn ema_validates_saves_and_ends_with_the_average_as_lightning() {
 
     // Each epoch's validation ran on the average.
     let val_losses: Vec<f32> = seen.lock().unwrap().1.iter().map(|v| *v as f32).collect();
-    assert_close(&val_losses, &fixture::vector(&fixture["val_losses"]), 1e-5, "validation losses");
+    assert_close(
+        &val_losses,
+        &fixture::vector(&fixture["val_losses"]),
+        1e-5,
+        "validation losses",
+    );
     // `fit` ends with the average.
     assert_state(&model.torch_state(), &fixture["final"], 1.0, "final weights");
 
     // The last epoch's checkpoint: the average as its weights, the trained ones beside.
     let checkpoint = Checkpoint::load(&checkpoint_of_epoch(dir.path(), 2)).unwrap();
     let saved = checkpoint.restore_module(Mlp::from_fixture(&fixture)).unwrap();
-    assert_state(&saved.torch_state(), &fixture["state_dict"], 1.0, "the checkpoint's weights");
+    assert_state(
+        &saved.torch_state(),
+        &fixture["state_dict"],
+        1.0,
+        "the checkpoint's weights",
+    );
     let current = checkpoint
         .load_weights("current_model_state", Mlp::from_fixture(&fixture))
         .unwrap();
-    assert_state(&current.torch_state(), &fixture["current_model_state"], 1.0, "current_model_state");
+    assert_state(
+        &current.torch_state(),
+        &fixture["current_model_state"],
+        1.0,
+        "current_model_state",
+    );
     assert_eq!(
-        checkpoint.extra["averaging_state"]["n_averaged"],
-        fixture["n_averaged"],
+        checkpoint.extra["averaging_state"]["n_averaged"], fixture["n_averaged"],
         "the averaging's state, as Lightning's `averaging_state`"
     );
 }
@@ -192,7 +211,11 @@ fn a_resumed_ema_fit_restores_the_average_and_ends_as_an_uninterrupted_one() {
     let mut second = builder(&root, 3).callback(WeightAveraging::ema(0.9)).build().unwrap();
     let resumed = second.fit_from(resumed, ema_data(&fixture), CkptPath::Last).unwrap();
 
-    assert_eq!(resumed.torch_state(), whole.torch_state(), "the final average, bit for bit");
+    assert_eq!(
+        resumed.torch_state(),
+        whole.torch_state(),
+        "the final average, bit for bit"
+    );
     assert_eq!(
         resumed_seen.lock().unwrap().1.last(),
         whole_seen.lock().unwrap().1.last(),
@@ -213,13 +236,25 @@ fn swa_anneals_averages_and_recomputes_batch_norm_statistics_as_lightning() {
     };
     let mut trainer = builder(dir.path(), 4).callback(swa()).build().unwrap();
     let model = trainer
-        .fit(model, Loaders::fit(fixture::loader(&fixture, "inputs", "targets", 4), None))
+        .fit(
+            model,
+            Loaders::fit(fixture::loader(&fixture, "inputs", "targets", 4), None),
+        )
         .unwrap();
 
     // SWALR from the second epoch on, and one more epoch for the BatchNorm statistics.
     let lrs = seen.lock().unwrap().0.clone();
-    let torch_lrs: Vec<f64> = fixture["epoch_lrs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-    assert_eq!(lrs.len(), fixture["epochs_run"].as_u64().unwrap() as usize, "epochs run: {lrs:?}");
+    let torch_lrs: Vec<f64> = fixture["epoch_lrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        lrs.len(),
+        fixture["epochs_run"].as_u64().unwrap() as usize,
+        "epochs run: {lrs:?}"
+    );
     for (lr, torch_lr) in lrs.iter().zip(&torch_lrs) {
         assert!((lr - torch_lr).abs() < 1e-12, "{lrs:?} vs Lightning's {torch_lrs:?}");
     }
@@ -233,11 +268,15 @@ fn swa_anneals_averages_and_recomputes_batch_norm_statistics_as_lightning() {
     // The module ends with the average and the mean of the batches' statistics computed with
     // it (burn's variance is the biased one: torch's times (n - 1) / n for batches of n).
     let state = model.torch_state();
-    let (statistics, parameters): (Vec<_>, Vec<_>) =
-        state.into_iter().partition(|(name, _)| name.contains("running"));
+    let (statistics, parameters): (Vec<_>, Vec<_>) = state.into_iter().partition(|(name, _)| name.contains("running"));
     assert_state(&parameters, &fixture["average"], 1.0, "the average");
     let n = fixture["batch_size"].as_f64().unwrap() as f32;
-    assert_state(&statistics, &fixture["final"], (n - 1.0) / n, "the BatchNorm statistics");
+    assert_state(
+        &statistics,
+        &fixture["final"],
+        (n - 1.0) / n,
+        "the BatchNorm statistics",
+    );
 }
 
 #[test]
@@ -272,13 +311,22 @@ fn bad_settings_are_errors_naming_the_callback() {
     let fixture = fixture::load("swa.json");
     for (callback, expected) in [
         (StochasticWeightAveraging::new(-1.0), "`swa_lrs`"),
-        (StochasticWeightAveraging::new(0.05).swa_epoch_start(1.5), "a fraction of `max_epochs`"),
-        (StochasticWeightAveraging::new(0.05).swa_epoch_start(0usize), "epochs count from 1"),
+        (
+            StochasticWeightAveraging::new(0.05).swa_epoch_start(1.5),
+            "a fraction of `max_epochs`",
+        ),
+        (
+            StochasticWeightAveraging::new(0.05).swa_epoch_start(0usize),
+            "epochs count from 1",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let mut trainer = builder(dir.path(), 2).callback(callback).build().unwrap();
         let error = trainer
-            .fit(Mlp::from_fixture(&fixture), Loaders::fit(fixture::loader(&fixture, "inputs", "targets", 4), None))
+            .fit(
+                Mlp::from_fixture(&fixture),
+                Loaders::fit(fixture::loader(&fixture, "inputs", "targets", 4), None),
+            )
             .expect_err("refused")
             .error
             .to_string();
@@ -291,7 +339,10 @@ fn bad_settings_are_errors_naming_the_callback() {
         .build()
         .unwrap();
     let error = trainer
-        .fit(Mlp::from_fixture(&fixture), Loaders::fit(fixture::loader(&fixture, "inputs", "targets", 4), None))
+        .fit(
+            Mlp::from_fixture(&fixture),
+            Loaders::fit(fixture::loader(&fixture, "inputs", "targets", 4), None),
+        )
         .expect_err("refused")
         .error
         .to_string();

@@ -3,12 +3,14 @@
 
 use burn::module::Param;
 use burn::nn::{BatchNorm, BatchNormConfig, LayerNorm, LayerNormConfig, Linear};
-use burn_lightning::prelude::*;
 use burn_lightning::JsonValue;
+use burn_lightning::prelude::*;
 
 /// `tests/fixtures/{name}`, parsed.
 pub fn load(name: &str) -> JsonValue {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
@@ -56,7 +58,10 @@ pub fn linear(state: &JsonValue, prefix: &str, device: &Device) -> Linear {
     let weight = &state[format!("{prefix}weight")];
     let (_, [out, inp]) = matrix(weight);
     Linear {
-        weight: Param::from_tensor(Tensor::from_data(TensorData::new(transposed(weight), [inp, out]), device)),
+        weight: Param::from_tensor(Tensor::from_data(
+            TensorData::new(transposed(weight), [inp, out]),
+            device,
+        )),
         bias: Some(param1(&state[format!("{prefix}bias")], device)),
     }
 }

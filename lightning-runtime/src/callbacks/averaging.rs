@@ -84,9 +84,7 @@ impl ModuleVisitor for Read {
         let module_type = container.split_once(':').map_or(container, |(_, name)| name);
         let buffer = is_buffer(module_type, &self.path.join("."));
         if self.which.takes(buffer) {
-            self.values
-                .0
-                .insert(param.id, Box::new(param.val().without_autodiff()));
+            self.values.0.insert(param.id, Box::new(param.val().without_autodiff()));
         }
     }
 }
@@ -236,23 +234,29 @@ mod tests {
         let model = net(&device);
         let first = weights(&model);
         assert_eq!(Values::of(&model, Which::Parameters).0.len(), 4);
-        assert_eq!(Values::of(&model, Which::Buffers).0.len(), 2, "running mean and variance");
+        assert_eq!(
+            Values::of(&model, Which::Buffers).0.len(),
+            2,
+            "running mean and variance"
+        );
         assert!(has_buffers(&model));
 
         // EMA: the first update copies, the next blends with 1 - decay.
         let average = detached_copy(&model);
         let average = update(average, &Values::of(&model, Which::All), Rule::Ema(0.5), 0);
         assert_eq!(weights(&average), first);
-        let moved = write(
-            model.clone(),
-            &{
-                let shifted = model.fc.weight.val().add_scalar(2.0);
-                let mut values = Values::default();
-                values.0.insert(model.fc.weight.id, Box::new(shifted.without_autodiff()));
-                values
-            },
+        let moved = write(model.clone(), &{
+            let shifted = model.fc.weight.val().add_scalar(2.0);
+            let mut values = Values::default();
+            values
+                .0
+                .insert(model.fc.weight.id, Box::new(shifted.without_autodiff()));
+            values
+        });
+        assert!(
+            moved.fc.weight.val().is_require_grad(),
+            "a written parameter still trains"
         );
-        assert!(moved.fc.weight.val().is_require_grad(), "a written parameter still trains");
         let average = update(average, &Values::of(&moved, Which::All), Rule::Ema(0.5), 1);
         for (a, w) in weights(&average).iter().zip(&first) {
             assert!((a - (w + 1.0)).abs() < 1e-6);
@@ -276,7 +280,10 @@ mod tests {
         let after = model.valid();
         let moved: Vec<f32> = after.bn.running_mean.value().into_data().try_to_vec().unwrap();
         let kept: Vec<f32> = copy.bn.running_mean.value().into_data().try_to_vec().unwrap();
-        assert!(moved.iter().any(|v| *v != 0.0), "the model's statistics moved: {moved:?}");
+        assert!(
+            moved.iter().any(|v| *v != 0.0),
+            "the model's statistics moved: {moved:?}"
+        );
         assert_eq!(kept, [0.0; 3], "the copy's did not");
     }
 }

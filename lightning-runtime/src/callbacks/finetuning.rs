@@ -186,7 +186,10 @@ impl FinetuneOptimizer<'_, '_> {
     }
 
     fn rates(&self) -> impl Iterator<Item = &crate::LearningRate> {
-        self.cx.learning_rates().iter().filter(|rate| rate.optimizer == self.index)
+        self.cx
+            .learning_rates()
+            .iter()
+            .filter(|rate| rate.optimizer == self.index)
     }
 
     /// Sets the rate of param group `group` (torch's `param_groups[group]["lr"] = lr`).
@@ -327,7 +330,12 @@ impl Driver {
         cx: &mut EpochContext<'_>,
     ) {
         let epoch = cx.current_epoch;
-        let optimizers = cx.learning_rates().iter().map(|rate| rate.optimizer).max().map_or(0, |i| i + 1);
+        let optimizers = cx
+            .learning_rates()
+            .iter()
+            .map(|rate| rate.optimizer)
+            .max()
+            .map_or(0, |i| i + 1);
         for index in 0..optimizers {
             let mut optimizer = FinetuneOptimizer {
                 index,
@@ -385,7 +393,8 @@ macro_rules! finetuning_callback {
         }
 
         fn on_train_epoch_start(&mut self, module: &mut M, cx: &mut EpochContext<'_>) {
-            self.driver.on_train_epoch_start(&mut self.$finetuning, module, cx);
+            self.driver
+                .on_train_epoch_start(&mut self.$finetuning, module, cx);
         }
 
         fn state_dict(&mut self) -> Option<JsonValue> {
@@ -536,8 +545,13 @@ impl<M: Module + 'static> Finetuning<M> for Backbone<M> {
             let initial = self.initial_lr.unwrap_or(current_lr * self.initial_ratio_lr);
             self.previous_backbone_lr = Some(initial);
             let part = (self.select)(&module);
-            let module =
-                optimizer.unfreeze_and_add_param_group(module, &part, Some(initial), self.initial_denom_lr, self.train_bn);
+            let module = optimizer.unfreeze_and_add_param_group(
+                module,
+                &part,
+                Some(initial),
+                self.initial_denom_lr,
+                self.train_bn,
+            );
             if self.verbose {
                 tracing::info!(target: "burn_lightning", "Current lr: {current_lr}, Backbone lr: {initial}");
             }

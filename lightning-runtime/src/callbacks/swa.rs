@@ -144,7 +144,9 @@ impl<M> StochasticWeightAveraging<M> {
         match self.swa_epoch_start {
             SwaStart::Epoch(0) => return Err("`swa_epoch_start` is 0; epochs count from 1".into()),
             SwaStart::Fraction(f) if !(0.0..=1.0).contains(&f) => {
-                return Err(format!("`swa_epoch_start` is {f}; a fraction of `max_epochs` is in [0, 1]"));
+                return Err(format!(
+                    "`swa_epoch_start` is {f}; a fraction of `max_epochs` is in [0, 1]"
+                ));
             }
             _ => {}
         }
@@ -192,7 +194,12 @@ impl<M: LightningModule> Callback<M> for StochasticWeightAveraging<M> {
                 "it needs automatic optimization (the trainer steps no scheduler under manual optimization)".into(),
             ));
         }
-        let optimizers = cx.learning_rates().iter().map(|rate| rate.optimizer).max().map_or(0, |i| i + 1);
+        let optimizers = cx
+            .learning_rates()
+            .iter()
+            .map(|rate| rate.optimizer)
+            .max()
+            .map_or(0, |i| i + 1);
         if optimizers != 1 {
             return cx.fail(refuse(format!(
                 "it works with one optimizer (as Lightning's); `configure_optimizers` returns {optimizers}"
@@ -423,7 +430,10 @@ fn debug_momenta(debug: &str) -> Vec<f64> {
     let mut momenta = Vec::new();
     let mut rest = debug;
     while let Some(at) = rest.find(LAYER) {
-        let boundary = rest[..at].chars().next_back().is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        let boundary = rest[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
         rest = &rest[at + LAYER.len()..];
         if !boundary {
             continue;

@@ -101,7 +101,10 @@ impl<M> WeightAveraging<M> {
     /// When to update (Lightning's overridable `should_update(step_idx, epoch_idx)`): called
     /// after every optimizer step with `(Some(step_idx), None)` (the zero-based index of the step
     /// just taken) and at every epoch's end with `(None, Some(epoch_idx))`.
-    pub fn should_update(mut self, should_update: impl FnMut(Option<usize>, Option<usize>) -> bool + Send + 'static) -> Self {
+    pub fn should_update(
+        mut self,
+        should_update: impl FnMut(Option<usize>, Option<usize>) -> bool + Send + 'static,
+    ) -> Self {
         self.should_update = Box::new(should_update);
         self
     }
@@ -280,9 +283,8 @@ impl<M: LightningModule> Callback<M> for WeightAveraging<M> {
         self.latest_update_step = state
             .get("latest_update_step")
             .and_then(JsonValue::as_u64)
-            .ok_or_else(|| {
-                Error::Checkpoint("the weight averaging's state has no `latest_update_step`".into())
-            })? as usize;
+            .ok_or_else(|| Error::Checkpoint("the weight averaging's state has no `latest_update_step`".into()))?
+            as usize;
         Ok(())
     }
 }

@@ -696,7 +696,9 @@ fn deferred<M: Module + 'static>(module: M) -> DeferredWeights {
     // A mutex makes the snapshot `Sync` (a module is `Send` only); it is read once.
     let module = std::sync::Mutex::new(module);
     DeferredWeights(std::sync::Arc::new(move || {
-        let module = module.lock().map_err(|_| "a thread reading the weights panicked".to_string())?;
+        let module = module
+            .lock()
+            .map_err(|_| "a thread reading the weights panicked".to_string())?;
         module_tensors(module.clone())
     }))
 }

@@ -54,7 +54,9 @@ pub(crate) enum Weights {
 
 /// A module whose weights are read when the checkpoint is written.
 #[derive(Clone)]
-pub(crate) struct DeferredWeights(pub(crate) std::sync::Arc<dyn Fn() -> Result<Vec<SavedTensor>, String> + Send + Sync>);
+pub(crate) struct DeferredWeights(
+    pub(crate) std::sync::Arc<dyn Fn() -> Result<Vec<SavedTensor>, String> + Send + Sync>,
+);
 
 impl std::fmt::Debug for DeferredWeights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

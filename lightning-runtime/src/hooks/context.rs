@@ -92,9 +92,19 @@ pub struct Core {
 
 /// A change of an optimizer a hook asked for (see [`Core::optimizer_requests`]).
 pub(crate) enum OptimizerRequest {
-    AddGroup { optimizer: usize, group: ParamGroupConfig },
-    SetGroupLr { optimizer: usize, group: usize, lr: f64 },
-    ReplaceScheduler { optimizer: usize, scheduler: LrSchedulerConfig },
+    AddGroup {
+        optimizer: usize,
+        group: ParamGroupConfig,
+    },
+    SetGroupLr {
+        optimizer: usize,
+        group: usize,
+        lr: f64,
+    },
+    ReplaceScheduler {
+        optimizer: usize,
+        scheduler: LrSchedulerConfig,
+    },
 }
 
 impl OptimizerRequest {

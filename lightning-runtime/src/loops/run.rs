@@ -179,7 +179,11 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
 
     /// Refreshes the learning rates hooks read (`cx.learning_rates()`) from the optimizers.
     pub fn sync_learning_rates(&mut self) {
-        crate::optim::sync_learning_rates(&mut self.core.learning_rates, self.optimizer.as_ref(), &self.more_optimizers);
+        crate::optim::sync_learning_rates(
+            &mut self.core.learning_rates,
+            self.optimizer.as_ref(),
+            &self.more_optimizers,
+        );
     }
 
     /// Calls a step hook (`training_step` and friends are called directly, not dispatched):
@@ -604,7 +608,8 @@ impl<D> CheckpointSink<'_, D> {
         // Snapshots: burn's tensors are immutable values, so these clones of handles keep the
         // current weights and optimizer state while training goes on.
         let module = module.clone();
-        let optimizers = crate::checkpoint::restore::optimizer_snapshots(self.optimizer.as_deref(), self.more_optimizers);
+        let optimizers =
+            crate::checkpoint::restore::optimizer_snapshots(self.optimizer.as_deref(), self.more_optimizers);
         self.writer.submit(Box::new(move || {
             for dir in stale {
                 crate::checkpoint::run_dir::clean_stale_temp_files(&dir)?;

@@ -626,8 +626,12 @@ impl Optimizer {
     /// drive a group added this way: its rate is the one given, or set with
     /// [`set_group_lr`](Self::set_group_lr). Returns the group's index, if added.
     pub(crate) fn add_param_group(&mut self, group: ParamGroupConfig) -> Result<Option<usize>, Error> {
-        let (kept, skipped): (Vec<_>, Vec<_>) =
-            group.params.entries().iter().cloned().partition(|(id, _)| !self.updates(*id));
+        let (kept, skipped): (Vec<_>, Vec<_>) = group
+            .params
+            .entries()
+            .iter()
+            .cloned()
+            .partition(|(id, _)| !self.updates(*id));
         if !skipped.is_empty() {
             tracing::warn!(target: "burn_lightning",
                 "optimizer {}: the parameters {} are already in one of its param groups and are left out of the new one \
@@ -843,7 +847,8 @@ impl Optimizer {
     ) -> Result<(), Error> {
         let bad = |what: &str, why: String| Error::Checkpoint(format!("cannot restore the {what}'s state: {why}"));
         if let Some(groups) = groups {
-            self.restore_groups(groups).map_err(|why| bad("optimizer's param groups", why))?;
+            self.restore_groups(groups)
+                .map_err(|why| bad("optimizer's param groups", why))?;
         }
         if !bytes.is_empty() {
             let record = burn::tensor::Bytes::from_bytes_vec(bytes.to_vec());
@@ -888,7 +893,12 @@ impl Optimizer {
                 .get("params")
                 .and_then(|p| serde_json::from_value(p.clone()).ok())
                 .ok_or("an added group's `params` are missing")?;
-            let params = Params::from_entries(entries.into_iter().map(|(id, path)| (ParamId::from(id), path)).collect());
+            let params = Params::from_entries(
+                entries
+                    .into_iter()
+                    .map(|(id, path)| (ParamId::from(id), path))
+                    .collect(),
+            );
             let mut config = ParamGroupConfig::new(params).lr(lr);
             config.weight_decay = group.get("weight_decay").and_then(float);
             config.name = group.get("name").and_then(|n| n.as_str()).map(str::to_string);

@@ -130,7 +130,9 @@ impl Params {
             hook: "configure_optimizers",
             message: format!("`Params::named` was given `{pattern}`, which is not a regular expression: {e:?}"),
         })?;
-        Ok(Self::matching(module, |p| group.matches(&ParamId::new(), Some(p.path()))))
+        Ok(Self::matching(module, |p| {
+            group.matches(&ParamId::new(), Some(p.path()))
+        }))
     }
 
     /// The parameters of `module` that minGPT does not decay: biases, every parameter of a
@@ -619,7 +621,10 @@ mod tests {
 
     #[test]
     fn the_configured_weight_decay_is_read_as_written() {
-        assert_eq!(configured_weight_decay(&AdamWConfig::new().with_weight_decay(0.1)), Some(0.1));
+        assert_eq!(
+            configured_weight_decay(&AdamWConfig::new().with_weight_decay(0.1)),
+            Some(0.1)
+        );
         assert_eq!(configured_weight_decay(&AdamConfig::new()), Some(0.0));
         let adam = AdamConfig::new().with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(0.01)));
         assert_eq!(configured_weight_decay(&adam), Some(0.01));

@@ -135,7 +135,10 @@ impl LrSchedulerConfig {
             }
             ConfigKind::Plateau { plateau, monitor } => {
                 plateau.validate().map_err(refuse)?;
-                (SchedulerKind::Plateau(PlateauState::new(plateau, base_lrs)), Some(monitor))
+                (
+                    SchedulerKind::Plateau(PlateauState::new(plateau, base_lrs)),
+                    Some(monitor),
+                )
             }
             ConfigKind::Swa(swa) => (SchedulerKind::Swa(SwaState::new(swa, base_lrs).map_err(refuse)?), None),
         };
@@ -285,7 +288,12 @@ impl SwaState {
                 .map(|v| v.into_iter().map(f64::from_bits).collect())
                 .map_err(|e| format!("`{key}`: {e}"))
         };
-        let count = |key: &str| field(key)?.as_u64().map(|n| n as usize).ok_or(format!("`{key}` is not a count"));
+        let count = |key: &str| {
+            field(key)?
+                .as_u64()
+                .map(|n| n as usize)
+                .ok_or(format!("`{key}` is not a count"))
+        };
         Ok(Self {
             swa_lrs: floats("swa_lrs")?,
             lrs: floats("lrs")?,
@@ -463,7 +471,9 @@ pub(super) struct BurnGroup {
 
 pub(super) enum SchedulerKind {
     /// One burn schedule per param group.
-    Burn { groups: Vec<BurnGroup> },
+    Burn {
+        groups: Vec<BurnGroup>,
+    },
     Plateau(PlateauState),
     Swa(SwaState),
 }
@@ -640,7 +650,11 @@ impl Scheduler {
         };
         match &mut self.kind {
             SchedulerKind::Burn { groups } => {
-                let more = saved.get("groups").and_then(Value::as_array).cloned().unwrap_or_default();
+                let more = saved
+                    .get("groups")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 if more.len() + 1 != groups.len() {
                     return Err(bad(format!(
                         "it was saved for {} param groups, and `configure_optimizers` configures {}",
@@ -763,9 +777,15 @@ mod tests {
             assert_lrs(got, &[want, 2.0 * want]);
         }
         // Linear, and `anneal_epochs=0` jumps to the SWA rate at once.
-        let mut linear = SwaState::new(SwaLr::new(0.0).anneal_epochs(4).anneal_strategy(Annealing::Linear), &[1.0]);
+        let mut linear = SwaState::new(
+            SwaLr::new(0.0).anneal_epochs(4).anneal_strategy(Annealing::Linear),
+            &[1.0],
+        );
         assert!(linear.is_err(), "a rate that is not positive is refused");
-        linear = SwaState::new(SwaLr::new(0.2).anneal_epochs(4).anneal_strategy(Annealing::Linear), &[1.0]);
+        linear = SwaState::new(
+            SwaLr::new(0.2).anneal_epochs(4).anneal_strategy(Annealing::Linear),
+            &[1.0],
+        );
         let linear = linear.as_mut().unwrap();
         linear.step();
         assert_lrs(&linear.lrs, &[0.8]);
