@@ -192,6 +192,39 @@ fn ema_validates_saves_and_ends_with_the_average_as_lightning() {
 }
 
 #[test]
+fn a_checkpoint_with_weight_sets_is_format_3_and_any_damage_to_it_is_an_error() {
+    let fixture = fixture::load("ema_averaging.json");
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = builder(dir.path(), 1)
+        .callback(WeightAveraging::ema(0.9))
+        .build()
+        .unwrap();
+    trainer.fit(Mlp::from_fixture(&fixture), ema_data(&fixture)).unwrap();
+    let good = std::fs::read(checkpoint_of_epoch(dir.path(), 0)).unwrap();
+    let text = String::from_utf8_lossy(&good);
+    assert!(text.contains(r#""format_version":"3""#));
+    assert!(text.contains("__burn_lightning__.weights.current_model_state.fc1.weight"));
+    assert!(
+        Checkpoint::from_bytes(&good)
+            .unwrap()
+            .has_weights("current_model_state")
+    );
+    let mut loaded = Vec::new();
+    for i in 0..good.len() {
+        for mask in [0x01u8, 0x80] {
+            let mut bytes = good.clone();
+            bytes[i] ^= mask;
+            match std::panic::catch_unwind(|| Checkpoint::from_bytes(&bytes).is_ok()) {
+                Ok(false) => {}
+                Ok(true) => loaded.push(format!("byte {i} ^ {mask:#x}")),
+                Err(_) => loaded.push(format!("byte {i} ^ {mask:#x} panicked")),
+            }
+        }
+    }
+    assert_eq!(loaded, Vec::<String>::new(), "damaged files that loaded or panicked");
+}
+
+#[test]
 fn a_resumed_ema_fit_restores_the_average_and_ends_as_an_uninterrupted_one() {
     let fixture = fixture::load("ema_averaging.json");
     let dir = tempfile::tempdir().unwrap();

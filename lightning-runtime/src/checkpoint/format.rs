@@ -222,8 +222,12 @@ impl Checkpoint {
             TensorView::new(Dtype::U8, vec![self.optimizer.len()], &self.optimizer)
                 .map_err(|e| failed(e.to_string()))?,
         ));
+        let version = match self.weight_sets.is_empty() {
+            true => FORMAT_VERSION,
+            false => FORMAT_VERSION_SETS,
+        };
         let checksums = Checksums {
-            metadata: metadata_checksum(&metadata, &param_ids),
+            metadata: metadata_checksum(&metadata, &param_ids, version),
             weights: weights_checksum(
                 views
                     .iter()
@@ -234,14 +238,7 @@ impl Checkpoint {
         };
         let header = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
-            (
-                "format_version".to_string(),
-                match self.weight_sets.is_empty() {
-                    true => FORMAT_VERSION,
-                    false => FORMAT_VERSION_SETS,
-                }
-                .to_string(),
-            ),
+            ("format_version".to_string(), version.to_string()),
             ("checkpoint".to_string(), metadata),
             ("param_ids".to_string(), param_ids),
             (
@@ -307,7 +304,7 @@ impl Checkpoint {
         let damaged = |section: &str| format!("the {section} section is damaged (its checksum does not match)");
         let metadata = entry("checkpoint")?;
         let param_ids = entry("param_ids")?;
-        if metadata_checksum(metadata, param_ids) != checksums.metadata {
+        if metadata_checksum(metadata, param_ids, version) != checksums.metadata {
             return Err(damaged("metadata"));
         }
         let mut named = file.tensors();
@@ -753,9 +750,15 @@ struct Checksums {
     optimizer: u32,
 }
 
-fn metadata_checksum(metadata: &str, param_ids: &str) -> u32 {
+/// Over the metadata and parameter ids, and from format 3 on the format version too (so that a
+/// damaged version digit is not read as another format).
+fn metadata_checksum(metadata: &str, param_ids: &str, version: u32) -> u32 {
     let crc = crc32c::crc32c(metadata.as_bytes());
-    crc32c::crc32c_append(crc, param_ids.as_bytes())
+    let crc = crc32c::crc32c_append(crc, param_ids.as_bytes());
+    match version {
+        ..FORMAT_VERSION_SETS => crc,
+        _ => crc32c::crc32c_append(crc, version.to_string().as_bytes()),
+    }
 }
 
 /// Over each tensor's name, type, shape and bytes, in name order.
