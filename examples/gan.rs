@@ -94,7 +94,7 @@ impl Gan {
     }
 
     fn adam(&self) -> OptimizerConfig {
-        OptimizerConfig::new(AdamConfig::new().with_beta_1(self.beta1 as f32).init(), self.lr)
+        OptimizerConfig::new(AdamConfig::new().with_beta_1(self.beta1 as f32), self.lr)
     }
 
     /// The sample grid as PNG bytes: generated digits from the fixed noise, white on black.

@@ -78,7 +78,7 @@ impl ManualMnist {
 
     #[hook]
     fn configure_optimizers(&self) -> OptimizerConfig {
-        OptimizerConfig::new(AdamConfig::new().init(), self.lr)
+        OptimizerConfig::new(AdamConfig::new(), self.lr)
     }
 }
 

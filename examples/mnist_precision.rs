@@ -74,7 +74,7 @@ impl PrecisionMnist {
 
     #[hook]
     fn configure_optimizers(&self) -> OptimizerConfig {
-        OptimizerConfig::new(AdamConfig::new().init(), 1e-3)
+        OptimizerConfig::new(AdamConfig::new(), 1e-3)
     }
 }
 

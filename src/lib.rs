@@ -32,7 +32,7 @@
 //!
 //!     #[hook]
 //!     fn configure_optimizers(&self) -> OptimizerConfig {
-//!         OptimizerConfig::new(AdamConfig::new().init(), self.lr)
+//!         OptimizerConfig::new(AdamConfig::new(), self.lr)
 //!     }
 //! }
 //!
@@ -54,6 +54,9 @@ pub use burn_lightning_runtime::*;
 /// generic `impl<M: LightningModule> Callback<M>` and the trainer's builder.
 pub mod prelude {
     pub use crate::{Accelerator, Devices, InMemoryDataModule, TensorBatch, TensorDataset};
+    pub use crate::{
+        BackboneFinetuning, BaseFinetuning, ParamGroupConfig, Params, StochasticWeightAveraging, WeightAveraging,
+    };
     pub use crate::{
         BatchControl, Callback, CallbackRole, Callbacks, Checkpoint, CkptPath, ClipAlgorithm, ConfiguredOptimizers,
         CsvLogger, DataModule, EarlyStopping, EarlyStoppingReason, EpochContext, EpochLogOptions, EpochSummary, Error,

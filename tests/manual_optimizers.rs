@@ -185,7 +185,7 @@ impl TwoNets {
 
     #[hook]
     fn configure_optimizers(&self) -> (OptimizerConfig, OptimizerConfig) {
-        let sgd = |lr| OptimizerConfig::new(SgdConfig::new().init(), lr);
+        let sgd = |lr| OptimizerConfig::new(SgdConfig::new(), lr);
         let schedule = || LrSchedulerConfig::new(|lr| StepLrSchedulerConfig::new(lr, 1).with_gamma(0.5).init());
         match self.optimizers {
             Optimizers::Split => (
@@ -371,17 +371,17 @@ fn each_optimizers_scheduler_is_stepped_by_hand_and_monitored_under_its_own_key(
             "batch 3: lr g Some(0.1), lr d Some(0.025)",
         ]
     );
-    // Lightning's `_find_names`: `lr-Adam`, `lr-Adam-1` for two unnamed optimizers of a class.
+    // Lightning's `_find_names`: `lr-SGD`, `lr-SGD-1` for two unnamed optimizers of a class.
     let records = metric_calls(&calls.lock().unwrap());
     let first = records
         .iter()
-        .find(|(_, m)| m.contains_key("lr-Optimizer"))
+        .find(|(_, m)| m.contains_key("lr-SGD"))
         .expect("the first optimizer's rate is logged");
-    assert_eq!(first.1.get("lr-Optimizer"), Some(&0.1));
-    assert_eq!(first.1.get("lr-Optimizer-1"), Some(&0.2), "{first:?}");
+    assert_eq!(first.1.get("lr-SGD"), Some(&0.1));
+    assert_eq!(first.1.get("lr-SGD-1"), Some(&0.2), "{first:?}");
     let last = trainer.callback_metrics();
-    assert_eq!(last.get("lr-Optimizer-1"), Some(0.025));
-    assert_eq!(last.get("lr-Optimizer"), Some(0.1));
+    assert_eq!(last.get("lr-SGD-1"), Some(0.025));
+    assert_eq!(last.get("lr-SGD"), Some(0.1));
 }
 
 /// Three optimizers as an array: `self.optimizers()` gives `[OptimizerHandle; 3]`.

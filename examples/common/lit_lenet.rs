@@ -83,6 +83,6 @@ impl LitLenet {
     /// Adam with a constant learning rate.
     #[hook]
     fn configure_optimizers(&self) -> OptimizerConfig {
-        OptimizerConfig::new(AdamConfig::new().init(), self.lr)
+        OptimizerConfig::new(AdamConfig::new(), self.lr)
     }
 }

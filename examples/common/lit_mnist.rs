@@ -125,7 +125,7 @@ impl LitMnist {
     /// Adam, with the learning-rate schedule `schedule` names.
     #[hook]
     fn configure_optimizers(&self) -> OptimizerConfig {
-        let optimizer = OptimizerConfig::new(AdamConfig::new().init(), self.lr);
+        let optimizer = OptimizerConfig::new(AdamConfig::new(), self.lr);
         match self.schedule {
             Schedule::Constant => optimizer,
             Schedule::Cosine => optimizer.with_scheduler(self.warmup_cosine()),

@@ -42,8 +42,10 @@ pub use crate::core::state::{RunningStage, TrainerFn, TrainerState, TrainerStatu
 pub use burn;
 pub use burn::tensor::{Device, Tensor};
 pub use callbacks::{
-    EarlyStopping, EarlyStoppingReason, EpochSummary, GradientNormMonitor, LayerSummary, LearningRateMonitor,
-    ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, ProgressBar, SaveLast, Summary, Timer, summarize,
+    BackboneFinetuning, BaseFinetuning, EarlyStopping, EarlyStoppingReason, EpochSummary, FinetuneOptimizer,
+    Finetuning, GradientNormMonitor, LayerSummary, LearningRateMonitor, ModelCheckpoint, ModelSummary,
+    OnExceptionCheckpoint, Part, ProgressBar, SaveLast, StochasticWeightAveraging, Summary, SwaStart, Timer,
+    WeightAveraging, summarize,
 };
 pub use checkpoint::{KeyReport, LightningCheckpoint, LoadFromCheckpoint, LoadOptions, Loaded};
 pub use cli::{CliError, Command, LightningCli};
@@ -62,9 +64,10 @@ pub use hooks::{
 pub use loggers::{CsvLogger, Logger, LoggerDir, TensorBoardLogger, Version};
 pub use optim::precision::{CastFloats, Precision, PrecisionChoice};
 pub use optim::{
-    AutomaticOptimizers, ClipAlgorithm, ConfiguredOptimizers, GradientAccumulationScheduler, GradientClip, Gradients,
-    Interval, IntoOptimizerConfig, LearningRate, LrSchedulerConfig, One, OnlyOptimizer, Optimizer, OptimizerConfig,
-    OptimizerHandle, ReduceLrOnPlateau, Scheduler, Several, ThresholdMode, grad_norm,
+    Annealing, AutomaticOptimizers, ClipAlgorithm, ConfiguredOptimizers, GradientAccumulationScheduler, GradientClip,
+    Gradients, Interval, IntoOptimizerConfig, LearningRate, LrSchedulerConfig, One, OnlyOptimizer, Optimizer,
+    OptimizerConfig, OptimizerHandle, OptimizerSource, ParamGroupConfig, ParamInfo, Params, ReduceLrOnPlateau,
+    Scheduler, Several, SwaLr, ThresholdMode, grad_norm,
 };
 pub use profiler::{Profiler, ProfilerChoice};
 pub use serde_json::Value as JsonValue;

@@ -1,6 +1,7 @@
 //! Shared by the integration tests: a tiny dataset and a recorder of hook calls.
 #![allow(dead_code)]
 
+pub mod fixture;
 pub mod recording;
 
 use burn::data::dataloader::DataLoaderBuilder;

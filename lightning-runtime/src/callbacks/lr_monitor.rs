@@ -5,8 +5,14 @@ use crate::optim::Interval;
 use crate::{EpochContext, Error, StepContext};
 use std::collections::BTreeMap;
 
-/// Logs the learning rate of every optimizer (Lightning's `LearningRateMonitor`), under
-/// `lr-Optimizer` (Lightning's `lr-{optimizer class}`; burn's optimizers are type-erased).
+/// Logs the learning rate of every param group of every optimizer (Lightning's
+/// `LearningRateMonitor`), under Lightning's keys: `lr-{class}` (`lr-Adam`, `lr-AdamW`,
+/// `lr-SGD`: torch's class name of the burn optimizer `configure_optimizers` configured;
+/// `lr-Optimizer` for a type-erased `ModuleOptimizer`), `lr-Adam-1` for a second optimizer of a
+/// class, `lr-AdamW/pg1`, `lr-AdamW/pg2` for param groups (or their names), or the scheduler's
+/// `name`. When a fine-tuning callback adds a group, `lr-Adam` becomes `lr-Adam/pg1` and
+/// `lr-Adam/pg2` appears, as in Lightning. With [`log_weight_decay`](Self::log_weight_decay),
+/// each group's weight decay too, under `{key}-weight_decay`.
 ///
 /// As in Lightning, values go straight to the loggers at the current step and into
 /// `callback_metrics`: with the default interval, the rates of step-wise schedulers at the
@@ -17,6 +23,7 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, Default)]
 pub struct LearningRateMonitor {
     logging_interval: Option<Interval>,
+    log_weight_decay: bool,
 }
 
 impl LearningRateMonitor {
@@ -32,15 +39,30 @@ impl LearningRateMonitor {
         self
     }
 
+    /// Also logs each param group's weight decay, under `{key}-weight_decay` (Lightning's
+    /// `log_weight_decay`). A type-erased `ModuleOptimizer`'s is not known and not logged.
+    pub fn log_weight_decay(mut self, log: bool) -> Self {
+        self.log_weight_decay = log;
+        self
+    }
+
     /// The rates due at `at` (Lightning's `_extract_stats`): with an explicit logging
     /// interval, every optimizer's; else those whose scheduler steps at `at`, and those
     /// without a scheduler.
     fn due(&self, rates: &[crate::optim::LearningRate], at: Interval) -> BTreeMap<String, f64> {
-        rates
+        let mut due = BTreeMap::new();
+        for rate in rates
             .iter()
             .filter(|rate| self.logging_interval.is_some() || rate.interval.is_none_or(|i| i == at))
-            .map(|rate| (rate.name.clone(), rate.lr))
-            .collect()
+        {
+            due.insert(rate.name.clone(), rate.lr);
+            if self.log_weight_decay
+                && let Some(weight_decay) = rate.weight_decay
+            {
+                due.insert(format!("{}-weight_decay", rate.name), weight_decay);
+            }
+        }
+        due
     }
 }
 

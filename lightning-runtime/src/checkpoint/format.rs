@@ -13,7 +13,7 @@
 
 use super::lightning::LightningCheckpoint;
 use super::run_dir::write_atomic_parts;
-use crate::core::checkpoint_data::{Blob, Checkpoint, SavedTensor, Weights};
+use crate::core::checkpoint_data::{Blob, Checkpoint, DeferredWeights, SavedTensor, Weights};
 use crate::core::state::{TrainerFn, TrainerState};
 use crate::hooks::context::Core;
 use crate::hooks::{LightningModule, dispatch};
@@ -31,10 +31,16 @@ use std::path::Path;
 const MAGIC_V1: &[u8; 8] = b"BLCKPT01";
 /// `format` in the header of the files this crate writes.
 const FORMAT: &str = "burn-lightning-checkpoint";
-/// The format this version writes, and the newest it reads.
+/// The format this version writes for a checkpoint of one set of weights.
 const FORMAT_VERSION: u32 = 2;
+/// The format of a checkpoint with weight sets besides the module's (weight averaging), and the
+/// newest this version reads: a version that reads format 2 only would take the sets for
+/// parameters of the module, so it is told to upgrade instead.
+const FORMAT_VERSION_SETS: u32 = 3;
 /// The tensor that holds the optimizer's state.
 const OPTIMIZER_TENSOR: &str = "__burn_lightning__.optimizer";
+/// What the tensors of a weight set are named with, before the set's name and a dot.
+const WEIGHT_SET_PREFIX: &str = "__burn_lightning__.weights.";
 
 impl Checkpoint {
     /// A checkpoint without weights yet: what `on_save_checkpoint` hooks see and extend.
@@ -50,8 +56,42 @@ impl Checkpoint {
             loops: None,
             optimizer_parts: Vec::new(),
             weights: Weights::None,
+            weight_sets: BTreeMap::new(),
             optimizer: Blob::default(),
         }
+    }
+
+    /// Saves the weights of `module` as the checkpoint's weights, in place of the trained
+    /// module's (Lightning's `checkpoint["state_dict"] = ...` in `on_save_checkpoint`: what
+    /// `WeightAveraging` does with the averaged weights). `module` is a snapshot of tensor
+    /// handles; its weights are read when the file is written, on the writer thread.
+    pub fn replace_weights<M: Module + 'static>(&mut self, module: M) {
+        self.weights = Weights::Deferred(deferred(module));
+    }
+
+    /// Saves the weights of `module` beside the module's, under `name` (Lightning's
+    /// `checkpoint["current_model_state"]`), read back with [`load_weights`](Self::load_weights).
+    /// In the file they are the tensors `__burn_lightning__.weights.{name}.{path}`.
+    pub fn insert_weights<M: Module + 'static>(&mut self, name: &str, module: M) {
+        self.weight_sets
+            .insert(name.to_string(), Weights::Deferred(deferred(module)));
+    }
+
+    /// Whether the checkpoint holds weights under `name` (see [`insert_weights`](Self::insert_weights)).
+    pub fn has_weights(&self, name: &str) -> bool {
+        self.weight_sets.contains_key(name)
+    }
+
+    /// Loads the weights saved under `name` into `module`, strictly (see
+    /// [`restore_module`](Self::restore_module)).
+    pub fn load_weights<M: Module>(&self, name: &str, module: M) -> Result<M, Error> {
+        let weights = self.weight_sets.get(name).ok_or_else(|| {
+            Error::Checkpoint(format!(
+                "the checkpoint holds no weights named `{name}` (it holds: {})",
+                self.weight_sets.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        restore_tensors(weights, module, true, &KeyRemapper::new()).map(|(module, _)| module)
     }
 
     /// A checkpoint of `module` alone: its weights and hyperparameters, at epoch and step 0,
@@ -71,20 +111,17 @@ impl Checkpoint {
         module: M,
         optimizers: Vec<burn::optim::ModuleOptimizer>,
     ) -> Result<Self, Error> {
-        let mut tensors = Vec::new();
-        for tensor in module.collect(None, None, false) {
-            let (name, dtype, shape, param_id, bytes) = tensor
-                .into_parts()
-                .map_err(|e| Error::Checkpoint(format!("cannot read the module's weights: {e}")))?;
-            tensors.push(SavedTensor {
-                name,
-                dtype,
-                shape: shape.to_vec(),
-                param_id,
-                data: Blob::owned(into_vec(bytes)),
-            });
+        let read = |why: String| Error::Checkpoint(format!("cannot read the module's weights: {why}"));
+        self.weights = Weights::Tensors(match std::mem::take(&mut self.weights) {
+            // A callback replaced them (`replace_weights`).
+            Weights::Deferred(weights) => (weights.0)().map_err(read)?,
+            _ => module_tensors(module).map_err(read)?,
+        });
+        for weights in self.weight_sets.values_mut() {
+            if let Weights::Deferred(deferred) = weights {
+                *weights = Weights::Tensors((deferred.0)().map_err(read)?);
+            }
         }
-        self.weights = Weights::Tensors(tensors);
         let mut states = Vec::with_capacity(optimizers.len());
         for optimizer in optimizers {
             let state = optimizer
@@ -135,10 +172,33 @@ impl Checkpoint {
     /// The bytes of the checkpoint in format 2.
     fn encode(&self) -> Result<Vec<u8>, Error> {
         let failed = |why: String| Error::Checkpoint(format!("cannot encode the checkpoint: {why}"));
-        let tensors = match &self.weights {
-            Weights::Tensors(tensors) => tensors.as_slice(),
-            Weights::None => &[],
-        };
+        fn written(weights: &Weights) -> Result<&[SavedTensor], String> {
+            match weights {
+                Weights::Tensors(tensors) => Ok(tensors.as_slice()),
+                Weights::None => Ok(&[]),
+                Weights::Deferred(_) => Err("its weights were not read yet".into()),
+            }
+        }
+        let tensors = written(&self.weights).map_err(failed)?;
+        for t in tensors {
+            if t.name.starts_with("__burn_lightning__") {
+                return Err(failed(format!(
+                    "the module has a parameter named `{}`, a name checkpoints reserve",
+                    t.name
+                )));
+            }
+        }
+        // Weight sets are tensors of their own, named with their set's prefix.
+        let mut set_tensors = Vec::new();
+        for (name, weights) in &self.weight_sets {
+            for t in written(weights).map_err(failed)? {
+                set_tensors.push(SavedTensor {
+                    name: format!("{WEIGHT_SET_PREFIX}{name}.{}", t.name),
+                    ..t.clone()
+                });
+            }
+        }
+        let tensors: Vec<&SavedTensor> = tensors.iter().chain(&set_tensors).collect();
         let metadata = serde_json::to_string(self).map_err(|e| failed(e.to_string()))?;
         let param_ids: BTreeMap<&str, u64> = tensors
             .iter()
@@ -147,12 +207,6 @@ impl Checkpoint {
         let param_ids = serde_json::to_string(&param_ids).map_err(|e| failed(e.to_string()))?;
         let mut views = Vec::with_capacity(tensors.len() + 1);
         for t in tensors {
-            if t.name.starts_with("__burn_lightning__") {
-                return Err(failed(format!(
-                    "the module has a parameter named `{}`, a name checkpoints reserve",
-                    t.name
-                )));
-            }
             let dtype = safetensors_dtype(t.dtype).ok_or_else(|| {
                 failed(format!(
                     "the parameter `{}` has the type {:?}, which checkpoints cannot hold yet",
@@ -168,8 +222,12 @@ impl Checkpoint {
             TensorView::new(Dtype::U8, vec![self.optimizer.len()], &self.optimizer)
                 .map_err(|e| failed(e.to_string()))?,
         ));
+        let version = match self.weight_sets.is_empty() {
+            true => FORMAT_VERSION,
+            false => FORMAT_VERSION_SETS,
+        };
         let checksums = Checksums {
-            metadata: metadata_checksum(&metadata, &param_ids),
+            metadata: metadata_checksum(&metadata, &param_ids, version),
             weights: weights_checksum(
                 views
                     .iter()
@@ -180,7 +238,7 @@ impl Checkpoint {
         };
         let header = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
-            ("format_version".to_string(), FORMAT_VERSION.to_string()),
+            ("format_version".to_string(), version.to_string()),
             ("checkpoint".to_string(), metadata),
             ("param_ids".to_string(), param_ids),
             (
@@ -236,9 +294,9 @@ impl Checkpoint {
         let version: u32 = entry("format_version")?
             .parse()
             .map_err(|_| "its `format_version` is damaged".to_string())?;
-        if version > FORMAT_VERSION {
+        if version > FORMAT_VERSION_SETS {
             return Err(format!(
-                "it was written in checkpoint format {version} by a newer burn-lightning; this version reads formats up to {FORMAT_VERSION}: upgrade burn-lightning to load it"
+                "it was written in checkpoint format {version} by a newer burn-lightning; this version reads formats up to {FORMAT_VERSION_SETS}: upgrade burn-lightning to load it"
             ));
         }
         let checksums: Checksums =
@@ -246,7 +304,7 @@ impl Checkpoint {
         let damaged = |section: &str| format!("the {section} section is damaged (its checksum does not match)");
         let metadata = entry("checkpoint")?;
         let param_ids = entry("param_ids")?;
-        if metadata_checksum(metadata, param_ids) != checksums.metadata {
+        if metadata_checksum(metadata, param_ids, version) != checksums.metadata {
             return Err(damaged("metadata"));
         }
         let mut named = file.tensors();
@@ -269,6 +327,7 @@ impl Checkpoint {
         let param_ids: HashMap<String, u64> =
             serde_json::from_str(param_ids).map_err(|e| format!("its parameter ids are invalid ({e})"))?;
         let mut tensors = Vec::with_capacity(named.len());
+        let mut sets: BTreeMap<String, Vec<SavedTensor>> = BTreeMap::new();
         for (name, view) in named {
             let dtype = burn_dtype(view.dtype()).ok_or_else(|| {
                 format!(
@@ -276,15 +335,26 @@ impl Checkpoint {
                     view.dtype()
                 )
             })?;
-            tensors.push(SavedTensor {
+            let tensor = SavedTensor {
                 param_id: param_ids.get(&name).copied(),
                 name,
                 dtype,
                 shape: view.shape().to_vec(),
                 data: Blob::part_of(bytes, view.data()),
-            });
+            };
+            match tensor.name.strip_prefix(WEIGHT_SET_PREFIX) {
+                Some(in_set) => {
+                    let (set, path) = in_set
+                        .split_once('.')
+                        .ok_or_else(|| format!("the tensor `{}` names no weight set", tensor.name))?;
+                    let (set, path) = (set.to_string(), path.to_string());
+                    sets.entry(set).or_default().push(SavedTensor { name: path, ..tensor });
+                }
+                None => tensors.push(tensor),
+            }
         }
         checkpoint.weights = Weights::Tensors(tensors);
+        checkpoint.weight_sets = sets.into_iter().map(|(name, t)| (name, Weights::Tensors(t))).collect();
         checkpoint.optimizer = Blob::part_of(bytes, optimizer.data());
         Ok(checkpoint)
     }
@@ -308,38 +378,11 @@ impl Checkpoint {
     /// `remapper` first.
     fn restore_module_remapped<M: Module>(
         &self,
-        mut module: M,
+        module: M,
         strict: bool,
         remapper: &KeyRemapper,
     ) -> Result<(M, KeyReport), Error> {
-        let tensors = match &self.weights {
-            Weights::None => return Err(Error::Checkpoint("the checkpoint holds no weights".into())),
-            Weights::Tensors(tensors) => tensors,
-        };
-        // Each tensor gets a zero-copy window on the file's buffer: loading holds one copy of
-        // the file besides the module's weights.
-        let tensors = tensors
-            .iter()
-            .map(|t| {
-                let data = t.data.clone();
-                PackTensor::deferred(
-                    t.name.clone(),
-                    t.dtype,
-                    t.shape.clone(),
-                    t.param_id,
-                    data.len(),
-                    move || Ok(Bytes::from_bytes_vec(data.to_vec())),
-                )
-            })
-            .collect();
-        let tensors = if remapper.is_empty() {
-            tensors
-        } else {
-            remapper.remap(tensors).0
-        };
-        let result = module.apply(tensors, None, None, false);
-        let report = key_report(result, strict)?;
-        Ok((module, report))
+        restore_tensors(&self.weights, module, strict, remapper)
     }
 
     /// Lightning's `load_from_checkpoint`, for a module you built (for example from
@@ -629,6 +672,76 @@ pub(crate) fn key_report(result: ApplyResult, strict: bool) -> Result<KeyReport,
     Ok(report)
 }
 
+/// The tensors of a module, as a checkpoint saves them.
+fn module_tensors<M: Module>(module: M) -> Result<Vec<SavedTensor>, String> {
+    let mut tensors = Vec::new();
+    for tensor in module.collect(None, None, false) {
+        let (name, dtype, shape, param_id, bytes) = tensor.into_parts().map_err(|e| e.to_string())?;
+        tensors.push(SavedTensor {
+            name,
+            dtype,
+            shape: shape.to_vec(),
+            param_id,
+            data: Blob::owned(into_vec(bytes)),
+        });
+    }
+    Ok(tensors)
+}
+
+/// A snapshot of `module` whose weights are read when the checkpoint is written.
+fn deferred<M: Module + 'static>(module: M) -> DeferredWeights {
+    // A mutex makes the snapshot `Sync` (a module is `Send` only); it is read once.
+    let module = std::sync::Mutex::new(module);
+    DeferredWeights(std::sync::Arc::new(move || {
+        let module = module
+            .lock()
+            .map_err(|_| "a thread reading the weights panicked".to_string())?;
+        module_tensors(module.clone())
+    }))
+}
+
+/// Loads `weights` into `module` (see [`Checkpoint::restore_module_with`]).
+fn restore_tensors<M: Module>(
+    weights: &Weights,
+    mut module: M,
+    strict: bool,
+    remapper: &KeyRemapper,
+) -> Result<(M, KeyReport), Error> {
+    let resolved;
+    let tensors = match weights {
+        Weights::None => return Err(Error::Checkpoint("the checkpoint holds no weights".into())),
+        Weights::Tensors(tensors) => tensors,
+        Weights::Deferred(deferred) => {
+            resolved = (deferred.0)().map_err(|e| Error::Checkpoint(format!("cannot read the weights: {e}")))?;
+            &resolved
+        }
+    };
+    // Each tensor gets a zero-copy window on the file's buffer: loading holds one copy of
+    // the file besides the module's weights.
+    let tensors = tensors
+        .iter()
+        .map(|t| {
+            let data = t.data.clone();
+            PackTensor::deferred(
+                t.name.clone(),
+                t.dtype,
+                t.shape.clone(),
+                t.param_id,
+                data.len(),
+                move || Ok(Bytes::from_bytes_vec(data.to_vec())),
+            )
+        })
+        .collect();
+    let tensors = if remapper.is_empty() {
+        tensors
+    } else {
+        remapper.remap(tensors).0
+    };
+    let result = module.apply(tensors, None, None, false);
+    let report = key_report(result, strict)?;
+    Ok((module, report))
+}
+
 /// The checksums of a format 2 file, one per section.
 #[derive(Serialize, Deserialize)]
 struct Checksums {
@@ -637,9 +750,15 @@ struct Checksums {
     optimizer: u32,
 }
 
-fn metadata_checksum(metadata: &str, param_ids: &str) -> u32 {
+/// Over the metadata and parameter ids, and from format 3 on the format version too (so that a
+/// damaged version digit is not read as another format).
+fn metadata_checksum(metadata: &str, param_ids: &str, version: u32) -> u32 {
     let crc = crc32c::crc32c(metadata.as_bytes());
-    crc32c::crc32c_append(crc, param_ids.as_bytes())
+    let crc = crc32c::crc32c_append(crc, param_ids.as_bytes());
+    match version {
+        ..FORMAT_VERSION_SETS => crc,
+        _ => crc32c::crc32c_append(crc, version.to_string().as_bytes()),
+    }
 }
 
 /// Over each tensor's name, type, shape and bytes, in name order.

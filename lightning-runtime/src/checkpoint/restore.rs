@@ -88,11 +88,21 @@ pub(crate) fn restore_training_state(
     }
     let saved_state = |i: usize| states.get(i).copied().unwrap_or_default();
     if let Some(optimizer) = optimizer {
-        optimizer.restore_state(saved_state(0), loops.optimizer_steps, loops.scheduler.as_ref())?;
+        optimizer.restore_state(
+            saved_state(0),
+            loops.optimizer_steps,
+            loops.scheduler.as_ref(),
+            loops.param_groups.as_ref(),
+        )?;
     }
     for (i, optimizer) in more_optimizers.iter_mut().enumerate() {
         if let Some(progress) = loops.more_optimizers.get(i) {
-            optimizer.restore_state(saved_state(i + 1), progress.steps, progress.scheduler.as_ref())?;
+            optimizer.restore_state(
+                saved_state(i + 1),
+                progress.steps,
+                progress.scheduler.as_ref(),
+                progress.param_groups.as_ref(),
+            )?;
         }
     }
     core.precision.restore_scaler(loops.loss_scaler);
@@ -119,6 +129,7 @@ pub(crate) fn loop_progress(
     if let Some(optimizer) = optimizer {
         progress.optimizer_steps = optimizer.steps();
         progress.scheduler = optimizer.scheduler_state()?;
+        progress.param_groups = optimizer.groups_state();
     }
     progress.more_optimizers = more_optimizers
         .iter()
@@ -126,6 +137,7 @@ pub(crate) fn loop_progress(
             Ok(OptimizerProgress {
                 steps: optimizer.steps(),
                 scheduler: optimizer.scheduler_state()?,
+                param_groups: optimizer.groups_state(),
             })
         })
         .collect::<Result<_, Error>>()?;

@@ -33,6 +33,10 @@ pub struct Checkpoint {
     pub(crate) optimizer_parts: Vec<usize>,
     #[serde(skip)]
     pub(crate) weights: Weights,
+    /// Weights saved beside the module's, by name (`current_model_state` of weight averaging):
+    /// tensors `__burn_lightning__.weights.{name}.{path}` in the file.
+    #[serde(skip)]
+    pub(crate) weight_sets: BTreeMap<String, Weights>,
     #[serde(skip)]
     pub(crate) optimizer: Blob,
 }
@@ -43,6 +47,21 @@ pub(crate) enum Weights {
     #[default]
     None,
     Tensors(Vec<SavedTensor>),
+    /// A module's, read when the checkpoint is written (on the writer thread): a snapshot of
+    /// its tensor handles, not of its weights' bytes.
+    Deferred(DeferredWeights),
+}
+
+/// A module whose weights are read when the checkpoint is written.
+#[derive(Clone)]
+pub(crate) struct DeferredWeights(
+    pub(crate) std::sync::Arc<dyn Fn() -> Result<Vec<SavedTensor>, String> + Send + Sync>,
+);
+
+impl std::fmt::Debug for DeferredWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeferredWeights")
+    }
 }
 
 /// One saved parameter.
@@ -131,6 +150,10 @@ pub struct LoopProgress {
     /// The loss scaler of `16-mixed` (Lightning's `native_amp_scaling_state`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_scaler: Option<LossScalerState>,
+    /// The first optimizer's param groups, when it has several (their parameters, rates, weight
+    /// decays and names), so that a resume rebuilds the groups added during the fit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub param_groups: Option<serde_json::Value>,
 }
 
 /// Where `16-mixed`'s loss scaler was (torch's `GradScaler.state_dict()`: `scale` and
@@ -152,4 +175,7 @@ pub struct OptimizerProgress {
     /// Its scheduler's state, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<serde_json::Value>,
+    /// Its param groups, when it has several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub param_groups: Option<serde_json::Value>,
 }

@@ -12,7 +12,7 @@ use crate::core::state::{Loop, TrainerState};
 use crate::hooks::diagnostics::IntoEpochLogOptions;
 use crate::hooks::{Hook, LightningModule};
 use crate::optim::precision::{CastFloats, Precision, PrecisionState};
-use crate::optim::{LearningRate, Optimizer, OptimizerHandle, Scheduler};
+use crate::optim::{LearningRate, LrSchedulerConfig, Optimizer, OptimizerHandle, ParamGroupConfig, Scheduler};
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Deref;
@@ -85,6 +85,57 @@ pub struct Core {
     pub(crate) sync_dist: SyncDist,
     /// Several processes (`mpirun`/`srun`): the collectives; `None` in one process.
     pub(crate) process_group: Option<std::sync::Arc<dyn Collectives>>,
+    /// Changes of the optimizers hooks asked for; made by the trainer once the hook returns.
+    pub(crate) optimizer_requests: Vec<OptimizerRequest>,
+    /// What callbacks changed of the fit loop (`StochasticWeightAveraging`'s BatchNorm epoch).
+    pub(crate) fit_control: FitControl,
+}
+
+/// A change of an optimizer a hook asked for (see [`Core::optimizer_requests`]).
+pub(crate) enum OptimizerRequest {
+    AddGroup {
+        optimizer: usize,
+        group: ParamGroupConfig,
+    },
+    SetGroupLr {
+        optimizer: usize,
+        group: usize,
+        lr: f64,
+    },
+    ReplaceScheduler {
+        optimizer: usize,
+        scheduler: LrSchedulerConfig,
+    },
+}
+
+impl OptimizerRequest {
+    /// The optimizer it changes.
+    pub(crate) fn optimizer(&self) -> usize {
+        match self {
+            Self::AddGroup { optimizer, .. }
+            | Self::SetGroupLr { optimizer, .. }
+            | Self::ReplaceScheduler { optimizer, .. } => *optimizer,
+        }
+    }
+
+    /// Makes the change on `optimizer`, the one it names.
+    pub(crate) fn apply(self, optimizer: &mut Optimizer) -> Result<(), Error> {
+        match self {
+            Self::AddGroup { group, .. } => optimizer.add_param_group(group).map(drop),
+            Self::SetGroupLr { group, lr, .. } => optimizer.set_group_lr(group, lr),
+            Self::ReplaceScheduler { scheduler, .. } => optimizer.replace_scheduler(scheduler),
+        }
+    }
+}
+
+/// What callbacks changed of the fit loop, for one fit.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct FitControl {
+    /// Epochs added to `max_epochs` (Lightning's `fit_loop.max_epochs += 1`).
+    pub extra_epochs: usize,
+    /// The current epoch runs `training_step` without backward and optimizer steps (SWA's
+    /// BatchNorm statistics pass; Lightning's `_skip_backward` with accumulation past the epoch).
+    pub forward_only: bool,
 }
 
 impl Core {
@@ -111,6 +162,8 @@ impl Core {
             precision: Default::default(),
             sync_dist: Default::default(),
             process_group: None,
+            optimizer_requests: Vec::new(),
+            fit_control: FitControl::default(),
         }
     }
 
@@ -256,6 +309,48 @@ macro_rules! common_context_methods {
             /// optimizer step uses it.
             pub fn learning_rates(&self) -> &[LearningRate] {
                 &self.core.learning_rates
+            }
+
+            /// Adds a param group to optimizer `optimizer` (its position in what
+            /// `configure_optimizers` returned) once this hook returns: torch's
+            /// `optimizer.add_param_group`, what fine-tuning callbacks call when they unfreeze a
+            /// sub-module. Parameters the optimizer already updates are left out with a warning,
+            /// as Lightning's `BaseFinetuning` does. Only during `fit`; a mistake ends the run.
+            pub fn add_param_group(&mut self, optimizer: usize, group: ParamGroupConfig) {
+                self.core
+                    .optimizer_requests
+                    .push(crate::hooks::context::OptimizerRequest::AddGroup { optimizer, group });
+            }
+
+            /// Sets the learning rate of param group `group` of optimizer `optimizer` once this
+            /// hook returns (torch's `optimizer.param_groups[group]["lr"] = lr`), for a group no
+            /// scheduler drives (one added during the fit). Only during `fit`.
+            pub fn set_param_group_lr(&mut self, optimizer: usize, group: usize, lr: f64) {
+                self.core
+                    .optimizer_requests
+                    .push(crate::hooks::context::OptimizerRequest::SetGroupLr { optimizer, group, lr });
+            }
+
+            /// Replaces the scheduler of optimizer `optimizer` by `scheduler`, built from every
+            /// group's current rate, once this hook returns (what `StochasticWeightAveraging`
+            /// does with `SWALR`). Only during `fit`.
+            pub fn replace_lr_scheduler(&mut self, optimizer: usize, scheduler: LrSchedulerConfig) {
+                self.core
+                    .optimizer_requests
+                    .push(crate::hooks::context::OptimizerRequest::ReplaceScheduler { optimizer, scheduler });
+            }
+
+            /// Adds `epochs` to this fit's `max_epochs` (SWA's BatchNorm epoch).
+            #[allow(dead_code)] // Not every context's callbacks extend the fit.
+            pub(crate) fn extend_fit(&mut self, epochs: usize) {
+                self.core.fit_control.extra_epochs += epochs;
+            }
+
+            /// Whether the current epoch runs `training_step` only (no backward, no optimizer
+            /// step): SWA's BatchNorm statistics pass.
+            #[allow(dead_code)] // Not every context's callbacks set it.
+            pub(crate) fn set_forward_only(&mut self, forward_only: bool) {
+                self.core.fit_control.forward_only = forward_only;
             }
 
             /// Whether the run has a logger (`logger(false)` and `fast_dev_run` have none).

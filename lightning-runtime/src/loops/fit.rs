@@ -318,7 +318,10 @@ where
 fn fit_done<M: LightningModule, D>(run: &Run<'_, M, D>) -> bool {
     let state = &run.core.state;
     run.cfg.max_steps.is_some_and(|max| state.global_step >= max)
-        || run.cfg.max_epochs.is_some_and(|max| state.current_epoch >= max)
+        || run
+            .cfg
+            .max_epochs
+            .is_some_and(|max| state.current_epoch >= max + run.core.fit_control.extra_epochs)
         || (state.should_stop && can_stop(run))
 }
 
@@ -636,6 +639,7 @@ where
         let _span =
             tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = "run_training_batch").entered();
         match M::OPTIMIZATION {
+            Optimization::Automatic if run.core.fit_control.forward_only => forward_only_step(run, batch, batch_idx)?,
             Optimization::Automatic => automatic_step(run, batch, replicas, batch_idx, is_last, window)?,
             Optimization::Manual => manual_step(run, batch, batch_idx)?,
         }
@@ -791,6 +795,37 @@ where
         run.sync_learning_rates();
     }
     Ok(())
+}
+
+/// `training_step` alone, without backward, optimizer step or schedulers: an epoch a callback
+/// made forward-only (`StochasticWeightAveraging`'s BatchNorm statistics pass, as Lightning's
+/// `_skip_backward` with accumulation past the epoch's end). `global_step` does not advance.
+#[cold]
+fn forward_only_step<M, D>(
+    run: &mut Run<'_, M, D>,
+    batch: M::Batch,
+    batch_idx: usize,
+) -> Result<Option<StepOutput<M::TrainExtra>>, Error>
+where
+    M: TrainingStep,
+    D: DataModule<M::Batch>,
+{
+    let output = {
+        let mut cx = StepContext::new(&mut run.core, Hook::TrainingStep);
+        if let Some(optimizer) = run.optimizer.as_ref() {
+            cx = cx.reading(optimizer);
+        }
+        let _span =
+            tracing::trace_span!(target: "burn_lightning::hooks", "hook", hook = "training_step", by = "module")
+                .entered();
+        run.module.training_step(batch, batch_idx, &mut cx)
+    };
+    let deferred = run.core.take_error();
+    let output = run.after_hook(deferred.and(output))?;
+    Ok(output.map(|out| StepOutput {
+        loss: out.loss.detach(),
+        extra: out.extra,
+    }))
 }
 
 fn manual_step<M, D>(

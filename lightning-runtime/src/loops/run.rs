@@ -22,8 +22,8 @@ macro_rules! hook {
     ($run:ident . $name:ident ( $($arg:expr),* $(,)? )) => {{
         let mut after = $crate::loops::run::CheckpointSink {
             data: &mut $run.data,
-            optimizer: $run.optimizer.as_ref(),
-            more_optimizers: &$run.more_optimizers,
+            optimizer: $run.optimizer.as_mut(),
+            more_optimizers: &mut $run.more_optimizers,
             writer: &mut $run.writer,
         };
         let output =
@@ -155,7 +155,17 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         if !self.core.logger_records.is_empty() {
             self.send_callback_records()?;
         }
+        if !self.core.optimizer_requests.is_empty() {
+            self.apply_optimizer_requests()?;
+        }
         Ok(output)
+    }
+
+    /// Makes the changes of the optimizers hooks asked for that no callback boundary made (a
+    /// step hook's, a module hook's).
+    #[cold]
+    fn apply_optimizer_requests(&mut self) -> Result<(), Error> {
+        apply_optimizer_requests(&mut self.core, self.optimizer.as_mut(), &mut self.more_optimizers)
     }
 
     /// Sends what callbacks asked to send straight to the loggers, at the current step.
@@ -167,21 +177,13 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         Ok(())
     }
 
-    /// Refreshes the learning rates hooks read (`cx.learning_rates()`) from the optimizer.
+    /// Refreshes the learning rates hooks read (`cx.learning_rates()`) from the optimizers.
     pub fn sync_learning_rates(&mut self) {
-        let Some(optimizer) = &self.optimizer else { return };
-        let lr = optimizer.lr();
-        match self.core.learning_rates.first_mut() {
-            Some(rate) => rate.lr = lr,
-            None => self.core.learning_rates.push(crate::optim::LearningRate {
-                name: optimizer.monitor_key(),
-                lr,
-                interval: optimizer.scheduler().map(crate::optim::Scheduler::interval),
-            }),
-        }
-        if !self.more_optimizers.is_empty() {
-            crate::optim::sync_more_learning_rates(&mut self.core.learning_rates, &self.more_optimizers);
-        }
+        crate::optim::sync_learning_rates(
+            &mut self.core.learning_rates,
+            self.optimizer.as_ref(),
+            &self.more_optimizers,
+        );
     }
 
     /// Calls a step hook (`training_step` and friends are called directly, not dispatched):
@@ -253,8 +255,8 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         let _ = self.core.take_error();
         let mut after = CheckpointSink {
             data: &mut self.data,
-            optimizer: self.optimizer.as_ref(),
-            more_optimizers: &self.more_optimizers,
+            optimizer: self.optimizer.as_mut(),
+            more_optimizers: &mut self.more_optimizers,
             writer: &mut self.writer,
         };
         if let Err(e) = dispatch::on_exception(&mut self.module, self.callbacks, &mut self.core, &mut after, error) {
@@ -352,8 +354,8 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
     pub fn save_requested_checkpoints(&mut self) -> Result<(), Error> {
         let mut sink = CheckpointSink {
             data: &mut self.data,
-            optimizer: self.optimizer.as_ref(),
-            more_optimizers: &self.more_optimizers,
+            optimizer: self.optimizer.as_mut(),
+            more_optimizers: &mut self.more_optimizers,
             writer: &mut self.writer,
         };
         sink.after_hook(&mut self.module, self.callbacks, &mut self.core)
@@ -517,14 +519,49 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
     }
 }
 
+/// Makes the changes of the optimizers hooks asked for (param groups, rates, schedulers), then
+/// names the learning rates again (a new group changes the monitor's keys).
+fn apply_optimizer_requests(
+    core: &mut Core,
+    mut optimizer: Option<&mut Optimizer>,
+    more_optimizers: &mut [Optimizer],
+) -> Result<(), Error> {
+    let configured = usize::from(optimizer.is_some()) + more_optimizers.len();
+    for request in std::mem::take(&mut core.optimizer_requests) {
+        let index = request.optimizer();
+        let target = match index {
+            0 => optimizer.as_deref_mut(),
+            i => more_optimizers.get_mut(i - 1),
+        };
+        let Some(target) = target else {
+            return Err(Error::Hook {
+                hook: "configure_optimizers",
+                message: match configured {
+                    0 => format!(
+                        "a hook asked to change optimizer {index}, but optimizers exist during `fit` only, after \
+                         `configure_optimizers`"
+                    ),
+                    n => format!("a hook asked to change optimizer {index}, but `configure_optimizers` returned {n}"),
+                },
+            });
+        };
+        request.apply(target)?;
+    }
+    core.learning_rates.clear();
+    crate::optim::sync_learning_rates(&mut core.learning_rates, optimizer.as_deref(), more_optimizers);
+    Ok(())
+}
+
 /// The trainer's after-hook protocol inside a run (see [`AfterHook`]): right after the callback
-/// or module hook that asked, takes the checkpoint (callback and datamodule states, then the
-/// `on_save_checkpoint` hooks, in Lightning's order, and a snapshot of the weights and the
-/// optimizer state) and hands it to the background writer, followed by the removals asked for.
+/// or module hook that asked, makes the changes of the optimizers it asked for (so the next
+/// callback sees them, as Lightning's callbacks see each other's `add_param_group`), takes the
+/// checkpoint (callback and datamodule states, then the `on_save_checkpoint` hooks, in
+/// Lightning's order, and a snapshot of the weights and the optimizer state) and hands it to the
+/// background writer, followed by the removals asked for.
 pub(crate) struct CheckpointSink<'r, D> {
     pub data: &'r mut D,
-    pub optimizer: Option<&'r Optimizer>,
-    pub more_optimizers: &'r [Optimizer],
+    pub optimizer: Option<&'r mut Optimizer>,
+    pub more_optimizers: &'r mut [Optimizer],
     pub writer: &'r mut CheckpointWriter,
 }
 
@@ -536,6 +573,9 @@ impl<M: LightningModule, D: DataModule<M::Batch>> AfterHook<M> for CheckpointSin
         callbacks: &mut [Box<dyn Callback<M>>],
         core: &mut Core,
     ) -> Result<(), Error> {
+        if !core.optimizer_requests.is_empty() {
+            apply_optimizer_requests(core, self.optimizer.as_deref_mut(), self.more_optimizers)?;
+        }
         if !core.has_checkpoint_requests() {
             return Ok(());
         }
@@ -577,7 +617,8 @@ impl<D> CheckpointSink<'_, D> {
         // Snapshots: burn's tensors are immutable values, so these clones of handles keep the
         // current weights and optimizer state while training goes on.
         let module = module.clone();
-        let optimizers = crate::checkpoint::restore::optimizer_snapshots(self.optimizer, self.more_optimizers);
+        let optimizers =
+            crate::checkpoint::restore::optimizer_snapshots(self.optimizer.as_deref(), self.more_optimizers);
         self.writer.submit(Box::new(move || {
             for dir in stale {
                 crate::checkpoint::run_dir::clean_stale_temp_files(&dir)?;
@@ -636,7 +677,7 @@ impl<D> CheckpointSink<'_, D> {
         if core.state.function == TrainerFn::Fitting {
             checkpoint.loops = Some(crate::checkpoint::restore::loop_progress(
                 core,
-                self.optimizer,
+                self.optimizer.as_deref(),
                 self.more_optimizers,
             )?);
         }

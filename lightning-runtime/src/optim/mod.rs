@@ -1,6 +1,7 @@
 //! Optimization without hooks: the optimizers the trainer drives (`configure_optimizers` returns
-//! an [`OptimizerConfig`], a burn `ModuleOptimizer` with a learning rate and an optional
-//! scheduler, which the trainer turns into an [`Optimizer`]), learning-rate schedulers,
+//! an [`OptimizerConfig`], a burn optimizer with a learning rate, optional param groups
+//! ([`Params`], [`ParamGroupConfig`]) and an optional scheduler, which the trainer turns into an
+//! [`Optimizer`]), learning-rate schedulers,
 //! gradients with their clipping, norms and accumulation schedule, and precision (mixed-precision
 //! views, the loss scaler).
 //!
@@ -10,14 +11,16 @@
 pub mod grad_norm;
 pub mod gradients;
 pub mod optimizer;
+pub mod param_groups;
 pub mod precision;
 pub mod scheduler;
 
 pub use grad_norm::grad_norm;
 pub use gradients::{ClipAlgorithm, GradientAccumulationScheduler, GradientClip, Gradients};
-pub(crate) use optimizer::sync_more_learning_rates;
+pub(crate) use optimizer::sync_learning_rates;
 pub use optimizer::{
     AutomaticOptimizers, ConfiguredOptimizers, Interval, IntoOptimizerConfig, LearningRate, One, OnlyOptimizer,
     Optimizer, OptimizerConfig, OptimizerHandle, Several,
 };
-pub use scheduler::{LrSchedulerConfig, ReduceLrOnPlateau, Scheduler, ThresholdMode};
+pub use param_groups::{OptimizerSource, ParamGroupConfig, ParamInfo, Params};
+pub use scheduler::{Annealing, LrSchedulerConfig, ReduceLrOnPlateau, Scheduler, SwaLr, ThresholdMode};

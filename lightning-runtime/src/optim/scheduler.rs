@@ -1,17 +1,21 @@
 //! Learning-rate schedulers as Lightning configures them (`lr_scheduler_config`): burn's
-//! schedulers and [`ReduceLrOnPlateau`], with their interval, frequency, monitor and name.
+//! schedulers, [`ReduceLrOnPlateau`] and torch's `SWALR` ([`SwaLr`]), with their interval,
+//! frequency, monitor and name. With param groups, a scheduler drives each group from its own
+//! base rate, as torch's schedulers do.
 
 use super::optimizer::{Interval, MakeScheduler};
 use crate::Error;
 use crate::core::mode::Mode;
 use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
+use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// Lightning's `lr_scheduler_config` dict: the scheduler, when it steps (`interval`, every
 /// `frequency` epochs or batches), and the `name` a learning-rate monitor shows. A
 /// [`ReduceLrOnPlateau`] also has the metric it follows (`monitor`, required) and `strict`.
 ///
 /// ```ignore
-/// OptimizerConfig::new(SgdConfig::new().init(), 0.1).with_scheduler(
+/// OptimizerConfig::new(SgdConfig::new(), 0.1).with_scheduler(
 ///     LrSchedulerConfig::new(|lr| StepLrSchedulerConfig::new(lr, 10).with_gamma(0.5).init())
 ///         .interval(Interval::Step),
 /// )
@@ -30,18 +34,21 @@ enum ConfigKind {
         plateau: ReduceLrOnPlateau,
         monitor: String,
     },
+    Swa(SwaLr),
 }
 
 impl LrSchedulerConfig {
     /// A burn scheduler, built by `make` from the optimizer's learning rate (so the rate is
     /// given once): `|lr| ExponentialLrSchedulerConfig::new(lr, 0.9).init()`. Any
-    /// `LrScheduler` works: `|lr| Ok(MySchedule::new(lr))`.
+    /// `LrScheduler` works: `|lr| Ok(MySchedule::new(lr))`. With param groups, `make` builds one
+    /// scheduler per group from that group's base rate (torch's `base_lrs`), so a cosine
+    /// schedule's floor or a warm-up's start stay what they are for each group.
     pub fn new<S, F>(make: F) -> Self
     where
         S: Into<ModuleLrScheduler>,
-        F: FnOnce(f64) -> Result<S, String> + Send + 'static,
+        F: Fn(f64) -> Result<S, String> + Send + Sync + 'static,
     {
-        Self::with_kind(ConfigKind::Burn(Box::new(move |lr| make(lr).map(Into::into))))
+        Self::with_kind(ConfigKind::Burn(Arc::new(move |lr| make(lr).map(Into::into))))
     }
 
     /// A [`ReduceLrOnPlateau`] following the metric `monitor` (a name in `callback_metrics`),
@@ -51,6 +58,12 @@ impl LrSchedulerConfig {
             plateau,
             monitor: monitor.into(),
         })
+    }
+
+    /// torch's `SWALR` (see [`SwaLr`]), stepped every epoch: what `StochasticWeightAveraging`
+    /// puts in place of the optimizer's scheduler when averaging starts.
+    pub fn swa(swa: SwaLr) -> Self {
+        Self::with_kind(ConfigKind::Swa(swa))
     }
 
     fn with_kind(kind: ConfigKind) -> Self {
@@ -93,7 +106,9 @@ impl LrSchedulerConfig {
         self
     }
 
-    pub(super) fn build(self, lr: f64) -> Result<Scheduler, Error> {
+    /// The scheduler of an optimizer whose groups start from `base_lrs` (one per param group;
+    /// one for an optimizer without groups).
+    pub(super) fn build(self, base_lrs: &[f64]) -> Result<Scheduler, Error> {
         let refuse = |message: String| Error::Hook {
             hook: "configure_optimizers",
             message,
@@ -105,16 +120,27 @@ impl LrSchedulerConfig {
         }
         let (kind, monitor) = match self.kind {
             ConfigKind::Burn(make) => {
-                let mut inner = make(lr).map_err(|e| refuse(format!("the scheduler could not be built: {e}")))?;
-                // burn schedulers return the learning rate of the coming step: the first call
-                // gives the initial rate, as a torch scheduler's `base_lr`.
-                let lr = inner.step();
-                (SchedulerKind::Burn { inner, lr }, None)
+                let groups = base_lrs
+                    .iter()
+                    .map(|&lr| {
+                        let mut inner =
+                            make(lr).map_err(|e| refuse(format!("the scheduler could not be built: {e}")))?;
+                        // burn schedulers return the learning rate of the coming step: the first
+                        // call gives the initial rate, as a torch scheduler's `base_lr`.
+                        let lr = inner.step();
+                        Ok(BurnGroup { inner, lr })
+                    })
+                    .collect::<Result<Vec<_>, Error>>()?;
+                (SchedulerKind::Burn { groups }, None)
             }
             ConfigKind::Plateau { plateau, monitor } => {
                 plateau.validate().map_err(refuse)?;
-                (SchedulerKind::Plateau(PlateauState::new(plateau, lr)), Some(monitor))
+                (
+                    SchedulerKind::Plateau(PlateauState::new(plateau, base_lrs)),
+                    Some(monitor),
+                )
             }
+            ConfigKind::Swa(swa) => (SchedulerKind::Swa(SwaState::new(swa, base_lrs).map_err(refuse)?), None),
         };
         Ok(Scheduler {
             kind,
@@ -125,6 +151,162 @@ impl LrSchedulerConfig {
             name: self.name,
         })
     }
+}
+
+/// torch's `SWALR`: anneals each param group's learning rate from the rate it has when the
+/// scheduler is made to `swa_lr`, over `anneal_epochs` epochs, along a cosine (default) or a
+/// line, then keeps it there. Stepped once per epoch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SwaLr {
+    swa_lrs: Vec<f64>,
+    anneal_epochs: usize,
+    strategy: Annealing,
+}
+
+/// How [`SwaLr`] anneals (torch's `anneal_strategy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Annealing {
+    /// `(1 - cos(pi t)) / 2` (torch's `"cos"`, the default).
+    #[default]
+    Cos,
+    /// `t` (torch's `"linear"`).
+    Linear,
+}
+
+impl SwaLr {
+    /// Anneals every group to `swa_lr`, over 10 epochs, along a cosine (torch's defaults).
+    pub fn new(swa_lr: f64) -> Self {
+        Self::per_group(vec![swa_lr])
+    }
+
+    /// One SWA rate per param group (torch's list `swa_lr`); a single rate applies to every group.
+    pub fn per_group(swa_lrs: Vec<f64>) -> Self {
+        Self {
+            swa_lrs,
+            anneal_epochs: 10,
+            strategy: Annealing::Cos,
+        }
+    }
+
+    /// Epochs of the annealing (torch's `anneal_epochs`, default 10; 0 jumps to `swa_lr`).
+    #[must_use]
+    pub fn anneal_epochs(mut self, epochs: usize) -> Self {
+        self.anneal_epochs = epochs;
+        self
+    }
+
+    /// The shape of the annealing (torch's `anneal_strategy`).
+    #[must_use]
+    pub fn anneal_strategy(mut self, strategy: Annealing) -> Self {
+        self.strategy = strategy;
+        self
+    }
+}
+
+/// A [`SwaLr`] in a run: torch's `SWALR` state.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct SwaState {
+    swa_lrs: Vec<f64>,
+    /// Each group's current rate (torch's `group["lr"]`, which `SWALR` reads back at each step).
+    lrs: Vec<f64>,
+    anneal_epochs: usize,
+    strategy: Annealing,
+    /// torch's `_step_count`.
+    step_count: usize,
+}
+
+impl SwaState {
+    /// torch's constructor, which takes a first step (its `_initial_step`).
+    fn new(swa: SwaLr, current: &[f64]) -> Result<Self, String> {
+        let swa_lrs = match swa.swa_lrs.len() {
+            1 => vec![swa.swa_lrs[0]; current.len()],
+            n if n == current.len() => swa.swa_lrs,
+            n => {
+                return Err(format!(
+                    "SWA was given {n} learning rates for an optimizer with {} param groups; give one, or one per group",
+                    current.len()
+                ));
+            }
+        };
+        if let Some(bad) = swa_lrs.iter().find(|lr| !(**lr > 0.0 && lr.is_finite())) {
+            return Err(format!("the SWA learning rate {bad} is not a positive number"));
+        }
+        let mut state = Self {
+            swa_lrs,
+            lrs: current.to_vec(),
+            anneal_epochs: swa.anneal_epochs,
+            strategy: swa.strategy,
+            step_count: 0,
+        };
+        state.step();
+        Ok(state)
+    }
+
+    fn anneal(&self, t: f64) -> f64 {
+        match self.strategy {
+            Annealing::Cos => (1.0 - (std::f64::consts::PI * t).cos()) / 2.0,
+            Annealing::Linear => t,
+        }
+    }
+
+    /// torch's `SWALR.get_lr`, applied.
+    fn step(&mut self) {
+        self.step_count += 1;
+        let mut step = self.step_count as f64 - 1.0;
+        if self.anneal_epochs == 0 {
+            step = step.max(1.0);
+        }
+        let span = self.anneal_epochs.max(1) as f64;
+        let prev_alpha = self.anneal(((step - 1.0) / span).clamp(0.0, 1.0));
+        let alpha = self.anneal((step / span).clamp(0.0, 1.0));
+        for (lr, swa_lr) in self.lrs.iter_mut().zip(&self.swa_lrs) {
+            // torch's `_get_initial_lr`: the rate the annealing started from.
+            let initial = if prev_alpha == 1.0 {
+                *swa_lr
+            } else {
+                (*lr - prev_alpha * swa_lr) / (1.0 - prev_alpha)
+            };
+            *lr = swa_lr * alpha + initial * (1.0 - alpha);
+        }
+    }
+
+    fn state(&self) -> Value {
+        json!({
+            "kind": "swa",
+            "swa_lrs": bits(&self.swa_lrs),
+            "lrs": bits(&self.lrs),
+            "anneal_epochs": self.anneal_epochs,
+            "strategy": self.strategy,
+            "step_count": self.step_count,
+        })
+    }
+
+    fn from_state(saved: &Value) -> Result<Self, String> {
+        let field = |key: &str| saved.get(key).ok_or_else(|| format!("`{key}` is missing"));
+        let floats = |key: &str| -> Result<Vec<f64>, String> {
+            serde_json::from_value::<Vec<u64>>(field(key)?.clone())
+                .map(|v| v.into_iter().map(f64::from_bits).collect())
+                .map_err(|e| format!("`{key}`: {e}"))
+        };
+        let count = |key: &str| {
+            field(key)?
+                .as_u64()
+                .map(|n| n as usize)
+                .ok_or(format!("`{key}` is not a count"))
+        };
+        Ok(Self {
+            swa_lrs: floats("swa_lrs")?,
+            lrs: floats("lrs")?,
+            anneal_epochs: count("anneal_epochs")?,
+            strategy: serde_json::from_value(field("strategy")?.clone()).map_err(|e| format!("`strategy`: {e}"))?,
+            step_count: count("step_count")?,
+        })
+    }
+}
+
+/// Floats as their bits, for JSON (which has no infinity).
+fn bits(values: &[f64]) -> Vec<u64> {
+    values.iter().map(|v| v.to_bits()).collect()
 }
 
 /// Lightning's (torch's) `ReduceLROnPlateau`, which burn lacks: lowers the learning rate by
@@ -219,25 +401,25 @@ impl ReduceLrOnPlateau {
     }
 }
 
-/// A [`ReduceLrOnPlateau`] in a run: torch's `ReduceLROnPlateau` state.
+/// A [`ReduceLrOnPlateau`] in a run: torch's `ReduceLROnPlateau` state, one rate per param group.
 #[derive(Clone, Debug)]
 pub(super) struct PlateauState {
     pub(super) settings: ReduceLrOnPlateau,
-    pub(super) lr: f64,
+    pub(super) lrs: Vec<f64>,
     pub(super) best: f64,
     pub(super) num_bad_epochs: usize,
     pub(super) cooldown_counter: usize,
 }
 
 impl PlateauState {
-    pub(super) fn new(settings: ReduceLrOnPlateau, lr: f64) -> Self {
+    pub(super) fn new(settings: ReduceLrOnPlateau, lrs: &[f64]) -> Self {
         let best = match settings.mode {
             Mode::Min => f64::INFINITY,
             Mode::Max => f64::NEG_INFINITY,
         };
         Self {
             settings,
-            lr,
+            lrs: lrs.to_vec(),
             best,
             num_bad_epochs: 0,
             cooldown_counter: 0,
@@ -255,7 +437,7 @@ impl PlateauState {
         }
     }
 
-    /// torch's `ReduceLROnPlateau.step(metrics)`.
+    /// torch's `ReduceLROnPlateau.step(metrics)`: every group's rate is lowered together.
     fn step(&mut self, value: f64) {
         if self.is_better(value) {
             self.best = value;
@@ -269,9 +451,11 @@ impl PlateauState {
             self.num_bad_epochs = 0;
         }
         if self.num_bad_epochs > self.settings.patience {
-            let lowered = (self.lr * self.settings.factor).max(self.settings.min_lr);
-            if self.lr - lowered > self.settings.eps {
-                self.lr = lowered;
+            for lr in &mut self.lrs {
+                let lowered = (*lr * self.settings.factor).max(self.settings.min_lr);
+                if *lr - lowered > self.settings.eps {
+                    *lr = lowered;
+                }
             }
             self.cooldown_counter = self.settings.cooldown;
             self.num_bad_epochs = 0;
@@ -279,12 +463,19 @@ impl PlateauState {
     }
 }
 
+/// One param group's burn schedule and the rate it gave last.
+pub(super) struct BurnGroup {
+    pub(super) inner: ModuleLrScheduler,
+    pub(super) lr: ModuleLearningRate,
+}
+
 pub(super) enum SchedulerKind {
+    /// One burn schedule per param group.
     Burn {
-        inner: ModuleLrScheduler,
-        lr: ModuleLearningRate,
+        groups: Vec<BurnGroup>,
     },
     Plateau(PlateauState),
+    Swa(SwaState),
 }
 
 /// A learning-rate scheduler in a run, with its configuration (Lightning's `LRSchedulerConfig`).
@@ -298,11 +489,17 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Advances a burn schedule (what `lr_scheduler_step` does by default). A plateau scheduler
-    /// needs the metric: [`step_on`](Self::step_on); here it does nothing.
+    /// Advances the schedule of every param group (what `lr_scheduler_step` does by default). A
+    /// plateau scheduler needs the metric: [`step_on`](Self::step_on); here it does nothing.
     pub fn step(&mut self) {
-        if let SchedulerKind::Burn { inner, lr } = &mut self.kind {
-            *lr = inner.step();
+        match &mut self.kind {
+            SchedulerKind::Burn { groups } => {
+                for group in groups {
+                    group.lr = group.inner.step();
+                }
+            }
+            SchedulerKind::Swa(swa) => swa.step(),
+            SchedulerKind::Plateau(_) => {}
         }
     }
 
@@ -311,22 +508,40 @@ impl Scheduler {
     pub fn step_on(&mut self, metric: f64) {
         match &mut self.kind {
             SchedulerKind::Plateau(plateau) => plateau.step(metric),
-            SchedulerKind::Burn { .. } => self.step(),
+            _ => self.step(),
         }
     }
 
-    /// The learning rate in use (of the group matching every parameter).
+    /// The learning rate in use by the first param group (for an optimizer without groups, the
+    /// rate of every parameter).
     pub fn lr(&self) -> f64 {
+        self.group_lr(0).unwrap_or(f64::NAN)
+    }
+
+    /// The learning rate in use by param group `group`; `None` for a group it does not drive
+    /// (one added during the fit).
+    pub fn group_lr(&self, group: usize) -> Option<f64> {
         match &self.kind {
-            SchedulerKind::Burn { lr, .. } => lr.base(),
-            SchedulerKind::Plateau(plateau) => plateau.lr,
+            SchedulerKind::Burn { groups } => groups.get(group).map(|g| g.lr.base()),
+            SchedulerKind::Plateau(plateau) => plateau.lrs.get(group).copied(),
+            SchedulerKind::Swa(swa) => swa.lrs.get(group).copied(),
         }
     }
 
+    /// How many param groups it drives.
+    pub fn group_count(&self) -> usize {
+        match &self.kind {
+            SchedulerKind::Burn { groups } => groups.len(),
+            SchedulerKind::Plateau(plateau) => plateau.lrs.len(),
+            SchedulerKind::Swa(swa) => swa.lrs.len(),
+        }
+    }
+
+    /// The rates of an optimizer without param groups (burn's, which may vary by parameter).
     pub(super) fn module_lr(&self) -> ModuleLearningRate {
         match &self.kind {
-            SchedulerKind::Burn { lr, .. } => lr.clone(),
-            SchedulerKind::Plateau(plateau) => plateau.lr.into(),
+            SchedulerKind::Burn { groups } => groups[0].lr.clone(),
+            _ => self.lr().into(),
         }
     }
 
@@ -359,6 +574,135 @@ impl Scheduler {
     pub fn reduces_on_plateau(&self) -> bool {
         matches!(self.kind, SchedulerKind::Plateau(_))
     }
+
+    /// Whether it is torch's `SWALR` ([`SwaLr`]).
+    pub fn is_swa(&self) -> bool {
+        matches!(self.kind, SchedulerKind::Swa(_))
+    }
+
+    /// Its state as JSON, for a checkpoint: each group's burn schedule (its record's bytes) and
+    /// rate, a plateau scheduler's counters and rates, or `SWALR`'s. Floats are kept as their
+    /// bits (JSON has no infinity).
+    pub(super) fn state(&self) -> Result<Value, Error> {
+        Ok(match &self.kind {
+            SchedulerKind::Burn { groups } => {
+                let group = |g: &BurnGroup| -> Result<Value, Error> {
+                    let record = g
+                        .inner
+                        .to_record()
+                        .into_bytes()
+                        .map_err(|e| Error::Checkpoint(format!("cannot serialize the scheduler's state: {e}")))?;
+                    Ok(json!({ "record": record.to_vec(), "lr": g.lr.base().to_bits() }))
+                };
+                let mut state = group(&groups[0])?;
+                if groups.len() > 1 {
+                    state["groups"] = Value::Array(groups[1..].iter().map(group).collect::<Result<_, _>>()?);
+                }
+                state
+            }
+            SchedulerKind::Plateau(plateau) => json!({
+                "lr": plateau.lrs[0].to_bits(),
+                "more_lrs": bits(&plateau.lrs[1..]),
+                "best": plateau.best.to_bits(),
+                "num_bad_epochs": plateau.num_bad_epochs,
+                "cooldown_counter": plateau.cooldown_counter,
+            }),
+            SchedulerKind::Swa(swa) => swa.state(),
+        })
+    }
+
+    /// Whether `saved` (from [`state`](Self::state)) is `SWALR`'s, which replaced the
+    /// configured scheduler during the fit that saved it.
+    pub(super) fn saved_is_swa(saved: &Value) -> bool {
+        saved.get("kind").and_then(Value::as_str) == Some("swa")
+    }
+
+    /// The `SWALR` a checkpoint saved, as a scheduler stepped every epoch.
+    pub(super) fn from_saved_swa(saved: &Value) -> Result<Self, Error> {
+        let swa = SwaState::from_state(saved)
+            .map_err(|why| Error::Checkpoint(format!("cannot restore the SWA scheduler's state: {why}")))?;
+        Ok(Self {
+            kind: SchedulerKind::Swa(swa),
+            interval: Interval::Epoch,
+            frequency: 1,
+            monitor: None,
+            strict: true,
+            name: None,
+        })
+    }
+
+    /// Restores the state [`state`](Self::state) saved.
+    pub(super) fn restore(&mut self, saved: &Value) -> Result<(), Error> {
+        let bad = |why: String| Error::Checkpoint(format!("cannot restore the scheduler's state: {why}"));
+        let float = |value: &Value, key: &str| {
+            value
+                .get(key)
+                .and_then(Value::as_u64)
+                .map(f64::from_bits)
+                .ok_or_else(|| bad(format!("`{key}` is missing")))
+        };
+        let count = |key: &str| {
+            saved
+                .get(key)
+                .and_then(Value::as_u64)
+                .map(|n| n as usize)
+                .ok_or_else(|| bad(format!("`{key}` is missing")))
+        };
+        match &mut self.kind {
+            SchedulerKind::Burn { groups } => {
+                let more = saved
+                    .get("groups")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                if more.len() + 1 != groups.len() {
+                    return Err(bad(format!(
+                        "it was saved for {} param groups, and `configure_optimizers` configures {}",
+                        more.len() + 1,
+                        groups.len()
+                    )));
+                }
+                for (group, saved) in groups.iter_mut().zip(std::iter::once(saved).chain(&more)) {
+                    let record: Vec<u8> = saved
+                        .get("record")
+                        .and_then(|r| serde_json::from_value(r.clone()).ok())
+                        .ok_or_else(|| bad("its record is missing (a plateau scheduler's state?)".into()))?;
+                    let record = burn::optim::lr_scheduler::LrSchedulerRecord::from_bytes(
+                        burn::tensor::Bytes::from_bytes_vec(record),
+                    )
+                    .map_err(|e| bad(e.to_string()))?;
+                    group.inner = group.inner.clone().load_record(record);
+                    group.lr = float(saved, "lr")?.into();
+                }
+            }
+            SchedulerKind::Plateau(plateau) => {
+                let more: Vec<f64> = saved
+                    .get("more_lrs")
+                    .and_then(|v| serde_json::from_value::<Vec<u64>>(v.clone()).ok())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(f64::from_bits)
+                    .collect();
+                let mut lrs = vec![float(saved, "lr")?];
+                lrs.extend(more);
+                if lrs.len() != plateau.lrs.len() {
+                    return Err(bad(format!(
+                        "it was saved for {} param groups, and `configure_optimizers` configures {}",
+                        lrs.len(),
+                        plateau.lrs.len()
+                    )));
+                }
+                plateau.lrs = lrs;
+                plateau.best = float(saved, "best")?;
+                plateau.num_bad_epochs = count("num_bad_epochs")?;
+                plateau.cooldown_counter = count("cooldown_counter")?;
+            }
+            SchedulerKind::Swa(swa) => {
+                *swa = SwaState::from_state(saved).map_err(bad)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -366,12 +710,12 @@ mod tests {
     use super::*;
 
     fn plateau_lrs(settings: ReduceLrOnPlateau, lr: f64, values: &[f64]) -> Vec<f64> {
-        let mut plateau = PlateauState::new(settings, lr);
+        let mut plateau = PlateauState::new(settings, &[lr]);
         values
             .iter()
             .map(|value| {
                 plateau.step(*value);
-                plateau.lr
+                plateau.lrs[0]
             })
             .collect()
     }
@@ -416,6 +760,40 @@ mod tests {
             .threshold_mode(ThresholdMode::Abs);
         let values = [1.0, 1.4, 2.0, 2.4, f64::NAN];
         assert_lrs(&plateau_lrs(settings, 1.0, &values), &[1.0, 0.1, 0.1, 0.01, 0.001]);
+    }
+
+    #[test]
+    fn swa_anneals_from_the_current_rate_as_torchs_swalr() {
+        // torch: `SWALR(opt, swa_lr=0.05, anneal_epochs=2, anneal_strategy="cos")` on a group at
+        // 0.1 gives 0.1 at once, then 0.075, 0.05, 0.05 after each `step()`; a second group at
+        // 0.2 with its own swa_lr 0.1 gives twice those.
+        let mut swa = SwaState::new(SwaLr::per_group(vec![0.05, 0.1]).anneal_epochs(2), &[0.1, 0.2]).unwrap();
+        let mut seen = vec![swa.lrs.clone()];
+        for _ in 0..3 {
+            swa.step();
+            seen.push(swa.lrs.clone());
+        }
+        for (got, want) in seen.iter().zip([0.1, 0.075, 0.05, 0.05]) {
+            assert_lrs(got, &[want, 2.0 * want]);
+        }
+        // Linear, and `anneal_epochs=0` jumps to the SWA rate at once.
+        let mut linear = SwaState::new(
+            SwaLr::new(0.0).anneal_epochs(4).anneal_strategy(Annealing::Linear),
+            &[1.0],
+        );
+        assert!(linear.is_err(), "a rate that is not positive is refused");
+        linear = SwaState::new(
+            SwaLr::new(0.2).anneal_epochs(4).anneal_strategy(Annealing::Linear),
+            &[1.0],
+        );
+        let linear = linear.as_mut().unwrap();
+        linear.step();
+        assert_lrs(&linear.lrs, &[0.8]);
+        let at_once = SwaState::new(SwaLr::new(0.2).anneal_epochs(0), &[1.0]).unwrap();
+        assert_lrs(&at_once.lrs, &[0.2]);
+        assert!(SwaState::new(SwaLr::per_group(vec![0.1, 0.2, 0.3]), &[1.0, 1.0]).is_err());
+        let restored = SwaState::from_state(&linear.state()).unwrap();
+        assert_eq!(&restored, &*linear);
     }
 
     #[test]
