@@ -48,6 +48,7 @@ impl Checkpoint {
             datamodule: BTreeMap::new(),
             extra: BTreeMap::new(),
             loops: None,
+            metrics: BTreeMap::new(),
             optimizer_parts: Vec::new(),
             weights: Weights::None,
             optimizer: Blob::default(),
@@ -60,7 +61,9 @@ impl Checkpoint {
     pub fn of_module<M: LightningModule>(module: &M) -> Result<Self, Error> {
         let hparams = serde_json::to_value(module.hparams())
             .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
-        Checkpoint::new(0, 0, hparams).with_payload(module.clone(), Vec::new())
+        let mut checkpoint = Checkpoint::new(0, 0, hparams);
+        checkpoint.metrics = crate::metrics::MetricsSnapshot::of(module, &Default::default()).to_json()?;
+        checkpoint.with_payload(module.clone(), Vec::new())
     }
 
     /// Adds the weights of `module` and the states of `optimizers` (those `configure_optimizers`
@@ -339,6 +342,14 @@ impl Checkpoint {
         };
         let result = module.apply(tensors, None, None, false);
         let report = key_report(result, strict)?;
+        // The metric objects' states, on the module's device.
+        let device = module
+            .devices()
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+            .without_autodiff();
+        crate::metrics::restore(&module, &self.metrics, &device)?;
         Ok((module, report))
     }
 
