@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import warnings
 
 import torch
 import torchmetrics
@@ -42,6 +43,9 @@ from torchmetrics import (
     Recall,
     SumMetric,
 )
+
+# torchmetrics warns about what the cases do on purpose: a class without samples, NaN values.
+warnings.filterwarnings("ignore", category=UserWarning, module="torchmetrics")
 
 SEED = 2026
 # Batch sizes: uneven, so that a mean of batch values would differ from the value of the epoch.

@@ -65,15 +65,16 @@ impl Regressor {
             }
             std::process::abort();
         }
-        let prediction = self.layer.forward(batch.x);
         // Each rank updates with its shard; the logged epoch values merge every rank's states.
-        let [n, _] = prediction.dims();
-        self.train_mse.update(&prediction, &batch.y);
+        // AUROC ranks an input feature (the same bits in every process: predictions tie or not
+        // depending on the batch's shape, in the last bit), the others the targets.
+        let [n, _] = batch.x.dims();
         let positive = batch.y.clone().slice([0..n, 0..1]).greater_elem(0.0).int();
-        self.train_auroc
-            .update(prediction.clone().slice([0..n, 0..1]), positive);
-        self.train_max.update(&prediction);
-        self.train_min.update(&prediction);
+        self.train_auroc.update(batch.x.clone().slice([0..n, 0..1]), positive);
+        self.train_max.update(&batch.y);
+        self.train_min.update(&batch.y);
+        let prediction = self.layer.forward(batch.x);
+        self.train_mse.update(&prediction, &batch.y);
         let epoch = LogOptions::new().on_step(false).on_epoch(true);
         cx.log_with("train_mse", &self.train_mse, epoch.clone());
         cx.log_with("train_auroc", &self.train_auroc, epoch.clone());
