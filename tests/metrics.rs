@@ -471,8 +471,7 @@ fn input_a_metric_cannot_take_is_an_error_naming_it() {
         };
         trainer
             .fit(model, Loaders::fit(loader(8, 4), None))
-            .err()
-            .expect("an error")
+            .expect_err("an error")
             .to_string()
     };
     // Found when the metric is logged, in the step that gave it the input.

@@ -54,7 +54,7 @@ fn flat_json(value: &Json) -> Vec<&Json> {
 fn floats(value: &Json, device: &Device) -> Tensor<2> {
     let values: Vec<f32> = flat(value).into_iter().map(|v| v as f32).collect();
     let rows = value.as_array().unwrap().len();
-    let columns = if rows == 0 { 0 } else { values.len() / rows };
+    let columns = values.len().checked_div(rows).unwrap_or(0);
     Tensor::from_data(TensorData::new(values, [rows, columns]), device)
 }
 

@@ -39,6 +39,8 @@ impl Logged {
     }
 }
 
+// One per `log` call, moved at once into the store: boxing the value would allocate per call.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum LoggedKind {
     Value(MetricValue),
     Object(Box<dyn LoggedMetric>),

@@ -9,6 +9,8 @@ use burn::tensor::{FloatDType, TensorData};
 
 /// Values an aggregator takes: a number, or a tensor of any shape (flattened). Built with
 /// `.into()` from `f64`, `f32`, a tensor or a reference to one.
+// One per update, consumed at once: boxing the tensor would allocate per update.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Values {
     Tensor(Tensor<1>),

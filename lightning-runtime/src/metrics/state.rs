@@ -119,7 +119,7 @@ impl StateTensor {
         }
     }
 
-    fn to_device(self, device: &Device) -> Self {
+    fn moved_to(self, device: &Device) -> Self {
         match self {
             StateTensor::Int(t) => StateTensor::Int(t.to_device(device)),
             StateTensor::Float(t) => StateTensor::Float(t.to_device(device)),
@@ -298,6 +298,8 @@ impl HostState {
 }
 
 /// What one device accumulated of one state.
+// A few per metric: boxing the tensor would allocate at every update.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 enum Slot {
     One(StateTensor),
@@ -334,8 +336,8 @@ impl Slot {
     /// Its tensors, moved to `device`.
     fn tensors_on(&self, device: &Device) -> Vec<StateTensor> {
         match self {
-            Slot::One(t) => vec![t.clone().to_device(device)],
-            Slot::Parts(parts) => parts.iter().map(|t| t.clone().to_device(device)).collect(),
+            Slot::One(t) => vec![t.clone().moved_to(device)],
+            Slot::Parts(parts) => parts.iter().map(|t| t.clone().moved_to(device)).collect(),
         }
     }
 }
