@@ -2,10 +2,12 @@
 //!
 //! Two models train on the bundled MNIST data: the perceptron of the `mnist` example (`mlp`,
 //! 784-128-10) and a LeNet-5-sized CNN (`cnn`, `examples/common/lit_lenet.rs`), both with Adam
-//! 1e-3 and batch 64, with the same dataloaders (`MnistData`), the same model code
-//! (`loss_and_accuracy`) and the same work per epoch: every training batch, then every
-//! validation batch on the evaluation copy (`model.valid()`), with the epoch means of the
-//! training loss and of the validation loss and accuracy read back once per epoch.
+//! 1e-3 and batch 64, with the same dataloaders (`MnistData`), the same model code (the
+//! cross-entropy of `mnist::cross_entropy`, the validation accuracy of a metric object,
+//! `metrics::Accuracy`, updated on the device at every validation batch) and the same work per
+//! epoch: every training batch, then every validation batch on the evaluation copy
+//! (`model.valid()`), with the epoch means of the training and validation losses and the
+//! accuracy's value read back once per epoch.
 //!
 //! Sides (`--sides`, comma-separated; all by default):
 //! - `hand-written` (a): the hand-written loop;
@@ -66,6 +68,7 @@ mod lit_mnist;
 mod mnist;
 
 use burn::optim::{AdamConfig, GradientsParams};
+use burn_lightning::metrics::Accuracy;
 use burn_lightning::prelude::*;
 use burn_lightning::{ConfigureOptimizers, TrainingStep};
 use lit_lenet::{LitLenet, LitLenetHparams};
@@ -113,9 +116,9 @@ trait BenchModel: TrainingStep<Batch = MnistBatch> + ConfigureOptimizers + burn:
     fn learning_rate() -> f64;
     /// Class scores `[n, 10]` of images `[n, 784]`.
     fn logits(&self, images: Tensor<2>) -> Tensor<2>;
-    /// Cross-entropy loss and accuracy of a batch.
-    fn loss_and_accuracy(&self, batch: MnistBatch) -> (Tensor<1>, Tensor<1>) {
-        mnist::loss_and_accuracy(self.logits(batch.images), batch.targets)
+    /// Cross-entropy loss of a batch (what `training_step` computes).
+    fn loss(&self, batch: MnistBatch) -> Tensor<1> {
+        mnist::cross_entropy(self.logits(batch.images), batch.targets)
     }
 }
 
@@ -331,17 +334,19 @@ fn epoch_mean(values: Vec<Tensor<1>>, weights: &[usize]) -> f64 {
 }
 
 /// The validation loss and accuracy of `valid` (an evaluation copy), as the hand-written loop
-/// computes them.
+/// computes them: the loss's epoch mean, and an `Accuracy` metric updated at every batch and
+/// computed once (what the models' `validation_step` logs).
 fn validate<M: BenchModel>(valid: &M, val: &Loader<MnistBatch>) -> BenchResult<(f64, f64)> {
-    let (mut val_losses, mut val_accs, mut val_sizes) = (Vec::new(), Vec::new(), Vec::new());
+    let accuracy = Accuracy::multiclass(10);
+    let (mut val_losses, mut val_sizes) = (Vec::new(), Vec::new());
     for batch in val.iter() {
         let batch = batch?;
         val_sizes.push(batch.targets.dims()[0]);
-        let (loss, accuracy) = valid.loss_and_accuracy(batch);
-        val_losses.push(loss);
-        val_accs.push(accuracy);
+        let logits = valid.logits(batch.images);
+        accuracy.update(&logits, &batch.targets);
+        val_losses.push(mnist::cross_entropy(logits, batch.targets));
     }
-    Ok((epoch_mean(val_losses, &val_sizes), epoch_mean(val_accs, &val_sizes)))
+    Ok((epoch_mean(val_losses, &val_sizes), accuracy.compute()?))
 }
 
 /// The devices and dataloaders every side starts from: seeded as the trainer seeds them.
@@ -397,7 +402,7 @@ fn hand_written<M: BenchModel>(data: &mut MnistData, device: &Device, epochs: us
         for batch in train.iter() {
             let batch = batch?;
             sizes.push(batch.targets.dims()[0]);
-            let (loss, _accuracy) = model.loss_and_accuracy(batch);
+            let loss = model.loss(batch);
             losses.push(loss.clone().detach());
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optimizer.step(lr, model, grads);
@@ -471,7 +476,7 @@ mod burn_train_sides {
     use burn::train::{ClassificationOutput, InferenceStep, Learner, SupervisedTraining, TrainOutput, TrainStep};
 
     /// burn-train's step, on the benchmark's model code: the same cross-entropy as
-    /// `mnist::loss_and_accuracy`, with the logits and targets its metrics need.
+    /// `mnist::cross_entropy`, with the logits and targets its metrics need.
     fn classification<M: BenchModel>(model: &M, batch: MnistBatch) -> ClassificationOutput {
         let logits = model.logits(batch.images);
         let loss = burn::nn::loss::CrossEntropyLossConfig::new()

@@ -9,7 +9,10 @@
 #   python; .ci/run sets it: `export REFERENCE_PYTHON="$(bash scripts/python_venv.sh)"`);
 # - torch and pytorch-lightning: burn's `tch` backend builds against this torch
 #   (scripts/ci_backends.sh), scripts/lightning_hook_trace.sh and
-#   scripts/lightning_checkpoint_fixture.sh regenerate the fixtures, benches/ runs the peers.
+#   scripts/lightning_checkpoint_fixture.sh regenerate the fixtures, benches/ runs the peers;
+# - torchmetrics (the version pytorch-lightning 2.6.6 pulls in, pinned so that the fixture does
+#   not drift): scripts/torchmetrics_fixture.sh writes tests/fixtures/torchmetrics.json, and
+#   tests/metrics_torchmetrics.rs runs it again to check the committed file.
 #
 # PyPI's Linux torch wheel is the CUDA build, and it does not import without its nvidia-*
 # dependencies even on a CPU-only machine, so the first run downloads about 3.9 GB (torch
@@ -26,6 +29,7 @@ pins=(
     "safetensors==${SAFETENSORS_VERSION:-0.8.0}"
     "torch==${TORCH_VERSION:-2.9.0}"
     "pytorch-lightning==${LIGHTNING_VERSION:-2.6.6}"
+    "torchmetrics==${TORCHMETRICS_VERSION:-1.9.0}"
 )
 
 {

@@ -10,6 +10,7 @@ mod common;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::optim::SgdConfig;
 use burn_lightning::Reduce;
+use burn_lightning::metrics::{AUROC, MaxMetric, MeanSquaredError, MinMetric};
 use burn_lightning::prelude::*;
 use common::{Pair, pair_loader, pair_loader_in_order};
 use std::path::{Path, PathBuf};
@@ -28,6 +29,12 @@ pub struct Regressor {
     /// `EXIT_NOT_ABORT` is set.
     #[module(skip)]
     exit_at_step_one: bool,
+    /// Metric objects of every reduction: sums (the squared error and its count),
+    /// concatenation (AUROC's scores and targets), maximum and minimum.
+    train_mse: MeanSquaredError,
+    train_auroc: AUROC,
+    train_max: MaxMetric,
+    train_min: MinMetric,
 }
 
 impl Regressor {
@@ -36,6 +43,10 @@ impl Regressor {
         Self {
             layer: config.init(&Device::default()),
             exit_at_step_one: false,
+            train_mse: MeanSquaredError::new(),
+            train_auroc: AUROC::binary(),
+            train_max: MaxMetric::new(),
+            train_min: MinMetric::new(),
         }
     }
 
@@ -54,7 +65,21 @@ impl Regressor {
             }
             std::process::abort();
         }
+        // Each rank updates with its shard; the logged epoch values merge every rank's states.
+        // AUROC ranks an input feature (the same bits in every process: predictions tie or not
+        // depending on the batch's shape, in the last bit), the others the targets.
+        let [n, _] = batch.x.dims();
+        let positive = batch.y.clone().slice([0..n, 0..1]).greater_elem(0.0).int();
+        self.train_auroc.update(batch.x.clone().slice([0..n, 0..1]), positive);
+        self.train_max.update(&batch.y);
+        self.train_min.update(&batch.y);
         let prediction = self.layer.forward(batch.x);
+        self.train_mse.update(&prediction, &batch.y);
+        let epoch = LogOptions::new().on_step(false).on_epoch(true);
+        cx.log_with("train_mse", &self.train_mse, epoch.clone());
+        cx.log_with("train_auroc", &self.train_auroc, epoch.clone());
+        cx.log_with("train_max", &self.train_max, epoch.clone());
+        cx.log_with("train_min", &self.train_min, epoch);
         let loss = (prediction - batch.y).powi_scalar(2).mean();
         cx.log_with("rank_mean", cx.global_rank as f64, LogOptions::new().sync_dist(true));
         cx.log_with("loss", &loss, LogOptions::new().sync_dist(true));
@@ -161,7 +186,11 @@ struct RankReport {
     rank_mean: f64,
     world_size: f64,
     log_dir: Option<PathBuf>,
+    /// The metric objects' epoch values: `train_mse`, `train_auroc`, `train_max`, `train_min`.
+    metric_objects: Vec<f64>,
 }
+
+const METRIC_OBJECTS: [&str; 4] = ["train_mse", "train_auroc", "train_max", "train_min"];
 
 fn report_path(dir: &Path, rank: usize) -> PathBuf {
     dir.join(format!("rank{rank}.json"))
@@ -191,6 +220,7 @@ fn two_processes_train_as_one_on_the_same_global_batch() {
             rank_mean: metrics.get("rank_mean").unwrap(),
             world_size: metrics.get("world_size").unwrap(),
             log_dir: trainer.log_dir().map(Path::to_path_buf),
+            metric_objects: METRIC_OBJECTS.iter().map(|name| metrics.get(name).unwrap()).collect(),
         };
         std::fs::write(report_path(&dir, rank()), serde_json::to_vec(&report).unwrap()).unwrap();
         return;
@@ -217,6 +247,10 @@ fn two_processes_train_as_one_on_the_same_global_batch() {
         )
         .unwrap();
     let single_val_loss_sum = trainer.callback_metrics().get("val_loss_sum").unwrap();
+    let single_metric_objects: Vec<f64> = METRIC_OBJECTS
+        .iter()
+        .map(|name| trainer.callback_metrics().get(name).unwrap())
+        .collect();
     assert_ne!(
         single.weights(),
         Regressor::new().weights(),
@@ -232,6 +266,15 @@ fn two_processes_train_as_one_on_the_same_global_batch() {
             "validation as one process: {} vs {single_val_loss_sum}",
             report.val_loss_sum
         );
+        // Every rank's states merged by their reductions: the values of one process that saw
+        // every item (a rank's own shard gives other values).
+        for ((name, two), one) in METRIC_OBJECTS
+            .iter()
+            .zip(&report.metric_objects)
+            .zip(&single_metric_objects)
+        {
+            assert!((two - one).abs() <= 1e-5, "{name}: two processes {two} vs one {one}");
+        }
     }
     assert_eq!(rank1.log_dir, None, "rank 1 has no run directory");
     let logs = dir.path().join("root/lightning_logs");

@@ -7,6 +7,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::optim::AdamConfig;
+use burn_lightning::metrics::Accuracy;
 use burn_lightning::prelude::*;
 
 /// LeNet-5 with ReLU and max pooling: conv 5x5 (1→6, padded) → pool → conv 5x5 (6→16) → pool →
@@ -21,6 +22,7 @@ pub struct LitLenet {
     fc2: Linear,
     fc3: Linear,
     act: Relu,
+    val_acc: Accuracy,
     /// Adam's learning rate.
     #[hparam(default = 1e-3)]
     lr: f64,
@@ -39,6 +41,7 @@ impl LitLenet {
             fc2: LinearConfig::new(120, 84).init(device),
             fc3: LinearConfig::new(84, 10).init(device),
             act: Relu::new(),
+            val_acc: Accuracy::multiclass(10),
             lr: hparams.lr,
         }
     }
@@ -55,11 +58,6 @@ impl LitLenet {
         let x = self.act.forward(self.fc2.forward(x));
         self.fc3.forward(x)
     }
-
-    /// Cross-entropy loss and accuracy of a batch.
-    pub fn loss_and_accuracy(&self, batch: MnistBatch) -> (Tensor<1>, Tensor<1>) {
-        super::mnist::loss_and_accuracy(self.forward(batch.images), batch.targets)
-    }
 }
 
 #[lightning_module]
@@ -67,17 +65,19 @@ impl LitLenet {
     /// Cross-entropy on one batch.
     #[hook]
     fn training_step(&self, batch: MnistBatch, _batch_idx: usize, cx: &mut StepContext) -> Tensor<1> {
-        let (loss, _) = self.loss_and_accuracy(batch);
+        let loss = super::mnist::cross_entropy(self.forward(batch.images), batch.targets);
         cx.log_with("train_loss", &loss, LogOptions::new().on_epoch(true).prog_bar(true));
         loss
     }
 
-    /// Validation loss and accuracy, averaged over the validation set.
+    /// Validation loss, averaged over the validation set, and accuracy (a metric object).
     #[hook]
     fn validation_step(&self, batch: MnistBatch, _batch_idx: usize, cx: &mut StepContext) {
-        let (loss, accuracy) = self.loss_and_accuracy(batch);
+        let logits = self.forward(batch.images);
+        self.val_acc.update(&logits, &batch.targets);
+        let loss = super::mnist::cross_entropy(logits, batch.targets);
         cx.log_with("val_loss", loss, LogOptions::new().prog_bar(true));
-        cx.log_with("val_acc", accuracy, LogOptions::new().prog_bar(true));
+        cx.log_with("val_acc", &self.val_acc, LogOptions::new().prog_bar(true));
     }
 
     /// Adam with a constant learning rate.

@@ -1,4 +1,5 @@
-//! The MNIST classifier as a LightningModule: a two-layer perceptron trained with Adam.
+//! The MNIST classifier as a LightningModule: a two-layer perceptron trained with Adam, its
+//! accuracy measured by metric objects (torchmetrics' `Accuracy`).
 #![allow(dead_code)]
 
 use super::mnist::{MnistBatch, PIXELS};
@@ -8,6 +9,7 @@ use burn::optim::lr_scheduler::{
     LrSchedulerConfig as BurnScheduler, cosine::CosineAnnealingLrSchedulerConfig, linear::LinearLrSchedulerConfig,
     sequential::SequentialLrSchedulerConfig,
 };
+use burn_lightning::metrics::Accuracy;
 use burn_lightning::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +31,8 @@ pub struct LitMnist {
     l1: Linear,
     act: Relu,
     l2: Linear,
+    val_acc: Accuracy,
+    test_acc: Accuracy,
     /// Width of the hidden layer.
     #[hparam(default = 128)]
     hidden: usize,
@@ -54,6 +58,8 @@ impl LitMnist {
             l1: LinearConfig::new(PIXELS, hparams.hidden).init(device),
             act: Relu::new(),
             l2: LinearConfig::new(hparams.hidden, 10).init(device),
+            val_acc: Accuracy::multiclass(10),
+            test_acc: Accuracy::multiclass(10),
             hidden: hparams.hidden,
             lr: hparams.lr,
             schedule: hparams.schedule,
@@ -84,9 +90,11 @@ impl LitMnist {
         self.l2.forward(self.act.forward(self.l1.forward(images)))
     }
 
-    /// Cross-entropy loss and accuracy of a batch.
-    pub fn loss_and_accuracy(&self, batch: MnistBatch) -> (Tensor<1>, Tensor<1>) {
-        super::mnist::loss_and_accuracy(self.forward(batch.images), batch.targets)
+    /// The class scores and cross-entropy loss of a batch.
+    pub fn logits_and_loss(&self, batch: &MnistBatch) -> (Tensor<2>, Tensor<1>) {
+        let logits = self.forward(batch.images.clone());
+        let loss = super::mnist::cross_entropy(logits.clone(), batch.targets.clone());
+        (logits, loss)
     }
 }
 
@@ -95,25 +103,28 @@ impl LitMnist {
     /// Cross-entropy on one batch.
     #[hook]
     fn training_step(&self, batch: MnistBatch, _batch_idx: usize, cx: &mut StepContext) -> Tensor<1> {
-        let (loss, _) = self.loss_and_accuracy(batch);
+        let (_, loss) = self.logits_and_loss(&batch);
         cx.log_with("train_loss", &loss, LogOptions::new().on_epoch(true).prog_bar(true));
         loss
     }
 
-    /// Validation loss and accuracy, averaged over the validation set.
+    /// Validation loss, averaged over the validation set, and accuracy: the metric object adds
+    /// each batch on the device and is computed (then reset) when the epoch ends.
     #[hook]
     fn validation_step(&self, batch: MnistBatch, _batch_idx: usize, cx: &mut StepContext) {
-        let (loss, accuracy) = self.loss_and_accuracy(batch);
+        let (logits, loss) = self.logits_and_loss(&batch);
+        self.val_acc.update(&logits, &batch.targets);
         cx.log_with("val_loss", loss, LogOptions::new().prog_bar(true));
-        cx.log_with("val_acc", accuracy, LogOptions::new().prog_bar(true));
+        cx.log_with("val_acc", &self.val_acc, LogOptions::new().prog_bar(true));
     }
 
     /// Test loss and accuracy.
     #[hook]
     fn test_step(&self, batch: MnistBatch, _batch_idx: usize, cx: &mut StepContext) {
-        let (loss, accuracy) = self.loss_and_accuracy(batch);
+        let (logits, loss) = self.logits_and_loss(&batch);
+        self.test_acc.update(&logits, &batch.targets);
         cx.log("test_loss", loss);
-        cx.log("test_acc", accuracy);
+        cx.log("test_acc", &self.test_acc);
     }
 
     /// Predicted digits of a batch.

@@ -138,11 +138,16 @@ pub struct MnistBatch {
 
 /// Cross-entropy loss and accuracy of class scores `[n, 10]` against digits `[n]`.
 pub fn loss_and_accuracy(logits: Tensor<2>, targets: Tensor<1, Int>) -> (Tensor<1>, Tensor<1>) {
-    let loss = burn::nn::loss::CrossEntropyLossConfig::new()
-        .init(&logits.device())
-        .forward(logits.clone(), targets.clone());
+    let loss = cross_entropy(logits.clone(), targets.clone());
     let accuracy = logits.argmax(1).squeeze_dim::<1>(1).equal(targets).float().mean();
     (loss, accuracy)
+}
+
+/// The cross-entropy loss of class scores `[n, 10]` against their digits.
+pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    burn::nn::loss::CrossEntropyLossConfig::new()
+        .init(&logits.device())
+        .forward(logits, targets)
 }
 
 /// Prints every hook call, in order, with `RUST_LOG=burn_lightning::hooks=trace`.

@@ -6,6 +6,8 @@
 //!
 //! - [`core`]: errors, data traits, the trainer's state, the hook list, the metric store, the
 //!   checkpoint's data.
+//! - [`metrics`]: metric objects in torchmetrics' shape (`Accuracy`, `AUROC`, `MeanMetric`, ...,
+//!   `MetricCollection`), their states on the device and how they merge.
 //! - [`optim`]: optimizers, schedulers, gradients and clipping, precision.
 //! - [`hooks`]: the `LightningModule` and `Callback` traits, the contexts hooks receive, the
 //!   optimizer closure, manual optimization.
@@ -25,6 +27,7 @@ pub mod data;
 pub mod hooks;
 pub mod loggers;
 pub mod loops;
+pub mod metrics;
 pub mod optim;
 pub mod profiler;
 pub mod strategies;

@@ -54,6 +54,7 @@ impl Checkpoint {
             datamodule: BTreeMap::new(),
             extra: BTreeMap::new(),
             loops: None,
+            metrics: BTreeMap::new(),
             optimizer_parts: Vec::new(),
             weights: Weights::None,
             weight_sets: BTreeMap::new(),
@@ -100,7 +101,9 @@ impl Checkpoint {
     pub fn of_module<M: LightningModule>(module: &M) -> Result<Self, Error> {
         let hparams = serde_json::to_value(module.hparams())
             .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
-        Checkpoint::new(0, 0, hparams).with_payload(module.clone(), Vec::new())
+        let mut checkpoint = Checkpoint::new(0, 0, hparams);
+        checkpoint.metrics = crate::metrics::MetricsSnapshot::of(module, &Default::default()).to_json()?;
+        checkpoint.with_payload(module.clone(), Vec::new())
     }
 
     /// Adds the weights of `module` and the states of `optimizers` (those `configure_optimizers`
@@ -382,7 +385,16 @@ impl Checkpoint {
         strict: bool,
         remapper: &KeyRemapper,
     ) -> Result<(M, KeyReport), Error> {
-        restore_tensors(&self.weights, module, strict, remapper)
+        let (module, report) = restore_tensors(&self.weights, module, strict, remapper)?;
+        // The metric objects' states, on the module's device.
+        let device = module
+            .devices()
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+            .without_autodiff();
+        crate::metrics::restore(&module, &self.metrics, &device)?;
+        Ok((module, report))
     }
 
     /// Lightning's `load_from_checkpoint`, for a module you built (for example from

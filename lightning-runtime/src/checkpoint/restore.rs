@@ -31,6 +31,10 @@ where
         Error::Checkpoint(why) => Error::Checkpoint(format!("cannot resume: {why} (a checkpoint of another module?)")),
         other => other,
     })?;
+    // The restored metric objects the training loop logged are reset when the resumed epoch
+    // ends, as they were in the fit that saved them.
+    let resets = crate::metrics::training_resets(&*module, &checkpoint.metrics);
+    core.metrics.reset_after_training_epoch(resets);
     let name = data.name();
     if let Some(state) = checkpoint.datamodule.get(name.as_ref()) {
         let _span = data.is_datamodule().then(|| {
@@ -199,6 +203,7 @@ pub(crate) fn save_checkpoint<M: LightningModule>(
         }
     }
     dispatch::on_save_checkpoint(module, callbacks, &mut core, &mut (), &mut checkpoint)?;
+    checkpoint.metrics = crate::metrics::MetricsSnapshot::of(&*module, &Default::default()).to_json()?;
     let optimizers = optimizer_snapshots(optimizer, more_optimizers);
     checkpoint.with_payload(module.clone(), optimizers)?.save(path)
 }

@@ -27,6 +27,11 @@ pub struct Checkpoint {
     /// Where the fit loop was, for a resume (`None` outside `fit`, and in older files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loops: Option<LoopProgress>,
+    /// The state of every metric object of the module (`burn_lightning::metrics`), by its path
+    /// in the module (`val_acc`, `val_metrics.acc`): what a resumed epoch needs to compute the
+    /// value an uninterrupted one would. Absent in older files (the metrics start empty).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, JsonValue>,
     /// The byte lengths of the optimizers' states in the optimizer section, one after the
     /// other, when the module has several (empty with one: the section is its state alone).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -14,6 +14,10 @@ pub(crate) trait Collectives: Send + Sync {
 
     /// `value` reduced across ranks by `reduce` (every rank gets the result).
     fn reduce_scalar(&self, value: f64, reduce: Reduce) -> Result<f64, Error>;
+
+    /// Every rank's `values` (of any length), in rank order (every rank gets them all): how the
+    /// states of metric objects are merged.
+    fn all_gather(&self, values: &[f64]) -> Result<Vec<Vec<f64>>, Error>;
 }
 
 /// The values the ranks after the first logged with `sync_dist` in the current step, until

@@ -60,6 +60,11 @@ pub enum Error {
     /// Something panicked during the run (what `on_exception` receives before the panic goes on).
     #[error("the run panicked: {message}")]
     Panic { message: String },
+
+    /// A metric object (`crate::metrics`) was given input it cannot take, or its state could not
+    /// be merged, read or restored.
+    #[error("{metric}: {message}")]
+    Metric { metric: String, message: String },
 }
 
 impl Error {

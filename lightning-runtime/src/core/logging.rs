@@ -2,15 +2,65 @@
 //! (no device synchronization per step); epoch values are reduced, weighted by batch size, when
 //! the epoch ends, with one read per loop. As in Lightning, a metric is keyed by its loop, hook
 //! and name, and `callback_metrics` holds, for each key, the value a loop published last.
+//! A metric object (`crate::metrics`, Lightning's `torchmetrics.Metric`) is logged as itself:
+//! on step its batch value, on epoch the value of its state, computed when the epoch ends
+//! (merged across processes in training), after which the object is reset.
 
+use crate::core::distributed::Collectives;
 use crate::core::hook_list::{Hook, LogScope};
 use crate::core::state::Loop;
 use crate::{Error, Tensor};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-/// A value `cx.log` accepts: a number, or a one-element tensor (detached, read lazily).
+/// A value `cx.log` accepts: a number, a one-element tensor (detached, read lazily), or a metric
+/// object of `burn_lightning::metrics` (by reference: `cx.log("val_acc", &self.val_acc)`).
 pub trait LogValue {
     fn into_metric(self) -> MetricValue;
+
+    /// What `cx.log` keeps: the value, or, for a metric object, the object.
+    #[doc(hidden)]
+    fn into_logged(self) -> Logged
+    where
+        Self: Sized,
+    {
+        Logged(LoggedKind::Value(self.into_metric()))
+    }
+}
+
+/// What `cx.log` was given: a value, or a metric object (see [`LogValue::into_logged`]).
+#[doc(hidden)]
+pub struct Logged(pub(crate) LoggedKind);
+
+impl Logged {
+    /// A metric object, logged as Lightning logs a `torchmetrics.Metric`.
+    pub(crate) fn object(metric: Box<dyn LoggedMetric>) -> Self {
+        Logged(LoggedKind::Object(metric))
+    }
+}
+
+// One per `log` call, moved at once into the store: boxing the value would allocate per call.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum LoggedKind {
+    Value(MetricValue),
+    Object(Box<dyn LoggedMetric>),
+}
+
+/// A metric object as the metric store sees it (implemented by `crate::metrics`).
+pub(crate) trait LoggedMetric: Send + Sync + std::fmt::Debug {
+    /// Identifies its state, which every clone of the object shares.
+    fn state_id(&self) -> u64;
+    /// How messages name it.
+    fn describe(&self) -> String;
+    /// The batch value of its last `forward` since the last reset, on the device.
+    fn step_value(&self) -> Option<Tensor<1>>;
+    /// Bad input or configuration recorded by its updates.
+    fn check(&self) -> Result<(), Error>;
+    /// The value of its state (read from the device); with `sync`, the states of every process
+    /// merged first, each by its own reduction.
+    fn epoch_value(&self, sync: Option<&dyn Collectives>) -> Result<f64, Error>;
+    /// Forgets its state.
+    fn reset(&self);
 }
 
 macro_rules! scalar_log_value {
@@ -311,6 +361,11 @@ struct Entry {
     step_published: Option<Published<MetricValue>>,
     /// The latest epoch value published.
     epoch_published: Option<Published<f64>>,
+    /// The metric object logged under this key, whose state gives the epoch value (Lightning
+    /// keeps the latest one logged).
+    object: Option<Box<dyn LoggedMetric>>,
+    /// Whether the object was logged since the last reset (Lightning's `has_reset` is false).
+    object_logged: bool,
 }
 
 impl Entry {
@@ -319,11 +374,23 @@ impl Entry {
         self.on_step && self.on_epoch
     }
 
-    /// Forgets what the current epoch logged (Lightning's `_ResultMetric.reset`); what was
-    /// published stays.
+    /// Forgets what the current epoch logged (Lightning's `_ResultMetric.reset`, which resets a
+    /// metric object too); what was published stays.
     fn reset(&mut self) {
         self.epoch.clear();
         self.epoch_value = None;
+        self.object_logged = false;
+        if let Some(object) = &self.object {
+            object.reset();
+        }
+    }
+
+    /// The epoch value of its metric object; `Ok(None)` when it has none.
+    fn object_value(&self, sync: Option<&dyn Collectives>) -> Result<Option<f64>, Error> {
+        match &self.object {
+            Some(object) if self.on_epoch && self.object_logged => object.epoch_value(sync).map(Some),
+            _ => Ok(None),
+        }
     }
 }
 
@@ -342,6 +409,38 @@ pub(crate) struct MetricStore {
     /// Values callbacks sent straight to the loggers (the learning-rate monitor's): they are in
     /// `callback_metrics` too, as Lightning's callbacks put them there.
     sent: HashMap<String, Published<f64>>,
+    /// Several processes: the collectives that merge the training metric objects' states.
+    sync: Option<Arc<dyn Collectives>>,
+    /// The first error a metric object met when its epoch value was computed, reported at the
+    /// next hook boundary.
+    error: Option<Error>,
+    /// Resets of restored metric objects, due when the resumed training epoch ends.
+    restored: Resets,
+    /// Resets due when the next training epoch starts.
+    resets_due: Resets,
+}
+
+/// The metric objects a checkpoint saves (see [`MetricStore::checkpointed_metrics`]), by state.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SavedMetrics {
+    pub(crate) skip: Vec<u64>,
+    pub(crate) training: Vec<u64>,
+}
+
+/// Resets of metric objects.
+#[derive(Default)]
+struct Resets(Vec<Box<dyn Fn() + Send + Sync>>);
+
+impl std::fmt::Debug for Resets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} resets", self.0.len())
+    }
+}
+
+impl std::fmt::Debug for dyn Collectives {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Collectives(rank {})", self.rank())
+    }
 }
 
 impl MetricStore {
@@ -356,6 +455,98 @@ impl MetricStore {
         options: &LogOptions,
         batch_size: usize,
     ) -> Result<(), Error> {
+        if let MetricValue::Tensor(t) = &value
+            && t.dims()[0] != 1
+        {
+            return Err(log_error(
+                hook,
+                name,
+                &format!(
+                    "a logged tensor must hold one value, this one holds {}; reduce it first (for example `.mean()`)",
+                    t.dims()[0]
+                ),
+            ));
+        }
+        let index = self.entry(hook, loop_kind, name, options)?;
+        let entry = &mut self.entries[index];
+        if entry.object.is_some() {
+            return Err(log_error(
+                hook,
+                name,
+                "a metric object was logged under this name in this hook; log values under another name",
+            ));
+        }
+        let (on_step, on_epoch) = (entry.on_step, entry.on_epoch);
+        // Step values reach `callback_metrics` at once (Lightning publishes them at the batch's
+        // end, and whenever `callback_metrics` is read during the batch), in every loop; the
+        // loggers receive them at the end of the batch.
+        if !on_epoch {
+            entry.step_published = Some(Published::new(&mut self.clock, value));
+            return Ok(());
+        }
+        if on_step {
+            entry.step_published = Some(Published::new(&mut self.clock, value.clone()));
+        }
+        entry.epoch.add(value, batch_size as f64);
+        if self.ended.contains(&loop_kind) {
+            entry.epoch_value = entry.epoch.reduce(entry.reduce);
+            if let Some(value) = entry.epoch_value {
+                entry.epoch_published = Some(Published::new(&mut self.clock, value));
+            }
+        }
+        Ok(())
+    }
+
+    /// Lightning's `self.log(name, metric)` for a metric object: on step, the batch value of its
+    /// last `forward` (nothing when it was only updated); on epoch, the value of its state when
+    /// the epoch ends. Its bad input, if any, is reported here.
+    pub(crate) fn log_object(
+        &mut self,
+        hook: Hook,
+        loop_kind: Loop,
+        name: &str,
+        object: Box<dyn LoggedMetric>,
+        options: &LogOptions,
+    ) -> Result<(), Error> {
+        object.check()?;
+        let index = self.entry(hook, loop_kind, name, options)?;
+        let entry = &mut self.entries[index];
+        if entry.object.is_none() && (!entry.epoch.is_empty() || entry.step_published.is_some()) {
+            return Err(log_error(
+                hook,
+                name,
+                &format!(
+                    "values were logged under this name in this hook, and now {}; log the metric object under another name",
+                    object.describe()
+                ),
+            ));
+        }
+        if entry.on_step
+            && let Some(value) = object.step_value()
+        {
+            entry.step_published = Some(Published::new(&mut self.clock, MetricValue::Tensor(value)));
+        }
+        entry.object = Some(object);
+        entry.object_logged = true;
+        if entry.on_epoch && self.ended.contains(&loop_kind) {
+            let sync = self.sync.clone().filter(|_| loop_kind == Loop::Train);
+            match entry.object_value(sync.as_deref()) {
+                Ok(value) => {
+                    entry.epoch_value = value;
+                    if let Some(value) = value {
+                        entry.epoch_published = Some(Published::new(&mut self.clock, value));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The index of the entry of `name` logged in `hook` by `loop_kind`, made on first use with
+    /// `options` (and the hook's defaults); an error when the options differ from the first
+    /// call's.
+    fn entry(&mut self, hook: Hook, loop_kind: Loop, name: &str, options: &LogOptions) -> Result<usize, Error> {
         let training = loop_kind == Loop::Train;
         let (default_step, default_epoch) = match hook.log_scope() {
             LogScope::StepAndEpoch => (training, !training),
@@ -368,18 +559,6 @@ impl MetricStore {
                 hook,
                 name,
                 "`on_step` and `on_epoch` are both false, so the value would go nowhere; set one of them to true",
-            ));
-        }
-        if let MetricValue::Tensor(t) = &value
-            && t.dims()[0] != 1
-        {
-            return Err(log_error(
-                hook,
-                name,
-                &format!(
-                    "a logged tensor must hold one value, this one holds {}; reduce it first (for example `.mean()`)",
-                    t.dims()[0]
-                ),
             ));
         }
         let found = self.by_name.get(name).and_then(|indices| {
@@ -407,12 +586,14 @@ impl MetricStore {
                     epoch_value: None,
                     step_published: None,
                     epoch_published: None,
+                    object: None,
+                    object_logged: false,
                 });
                 self.by_name.entry(name.to_string()).or_default().push(index);
                 index
             }
         };
-        let entry = &mut self.entries[index];
+        let entry = &self.entries[index];
         // Lightning compares the whole `_Metadata`; of it, these are the options we have.
         if entry.on_step != on_step
             || entry.on_epoch != on_epoch
@@ -426,30 +607,63 @@ impl MetricStore {
                 "it was already logged in this hook with different options; log it with the same options or under another name",
             ));
         }
-        // Step values reach `callback_metrics` at once (Lightning publishes them at the batch's
-        // end, and whenever `callback_metrics` is read during the batch), in every loop; the
-        // loggers receive them at the end of the batch.
-        if !on_epoch {
-            entry.step_published = Some(Published::new(&mut self.clock, value));
-            return Ok(());
-        }
-        if on_step {
-            entry.step_published = Some(Published::new(&mut self.clock, value.clone()));
-        }
-        entry.epoch.add(value, batch_size as f64);
-        if self.ended.contains(&loop_kind) {
-            entry.epoch_value = entry.epoch.reduce(entry.reduce);
-            if let Some(value) = entry.epoch_value {
-                entry.epoch_published = Some(Published::new(&mut self.clock, value));
+        Ok(index)
+    }
+
+    /// Several processes: the collectives that merge the states of training metric objects
+    /// (every process evaluates the whole dataloader, so evaluation states are not merged).
+    pub(crate) fn set_sync(&mut self, sync: Option<Arc<dyn Collectives>>) {
+        self.sync = sync;
+    }
+
+    /// The error a metric object met when its epoch value was computed.
+    pub(crate) fn take_error(&mut self) -> Option<Error> {
+        self.error.take()
+    }
+
+    /// Resets the metric objects `loop_kind` logged (Lightning's `reset_results` at the end of
+    /// an evaluation run); their epoch values stay.
+    pub(crate) fn reset_objects(&mut self, loop_kind: Loop) {
+        for entry in self.entries.iter().filter(|e| e.loop_kind == loop_kind) {
+            if let Some(object) = &entry.object {
+                object.reset();
             }
         }
-        Ok(())
+    }
+
+    /// Which metric objects a checkpoint saves, by state: `skip`, those whose epoch value was
+    /// computed and that wait for their reset, and those an evaluation loop logged (they are
+    /// reset when their next run starts, so a resumed fit starts them empty); `training`, those
+    /// the training loop logged (a resumed fit resets them once the resumed epoch ends).
+    pub(crate) fn checkpointed_metrics(&self) -> SavedMetrics {
+        let mut saved = SavedMetrics::default();
+        for entry in &self.entries {
+            let Some(object) = &entry.object else { continue };
+            let id = object.state_id();
+            if self.ended.contains(&entry.loop_kind) || entry.loop_kind != Loop::Train {
+                saved.skip.push(id);
+            } else {
+                saved.training.push(id);
+            }
+        }
+        saved
+    }
+
+    /// Resets of metric objects a resumed fit restored, that the training loop had logged: due
+    /// when the resumed epoch ends (it may end before they are logged again).
+    pub(crate) fn reset_after_training_epoch(&mut self, resets: Vec<Box<dyn Fn() + Send + Sync>>) {
+        self.restored.0.extend(resets);
     }
 
     /// Starts an epoch of `loop_kind`: forgets what the previous one accumulated (Lightning
     /// resets the training results after each training epoch and the evaluation results after
     /// each evaluation run). What was published to `callback_metrics` stays.
     pub(crate) fn start_epoch(&mut self, loop_kind: Loop) {
+        if loop_kind == Loop::Train {
+            for reset in self.resets_due.0.drain(..) {
+                reset();
+            }
+        }
         self.ended.retain(|k| *k != loop_kind);
         for entry in self.entries.iter_mut().filter(|e| e.loop_kind == loop_kind) {
             entry.reset();
@@ -460,6 +674,10 @@ impl MetricStore {
     /// loop with one device synchronization) and publishes the epoch values, in the order the
     /// entries were first logged.
     pub(crate) fn end_epoch(&mut self, loop_kind: Loop) {
+        if loop_kind == Loop::Train {
+            let restored = std::mem::take(&mut self.restored.0);
+            self.resets_due.0.extend(restored);
+        }
         self.ended.push(loop_kind);
         let ending = |e: &Entry| e.loop_kind == loop_kind && e.on_epoch && !e.epoch.is_empty();
         let tensors: Vec<Tensor<1>> = self
@@ -475,6 +693,21 @@ impl MetricStore {
             entry.epoch_value = entry.epoch.reduce(entry.reduce);
             if let Some(value) = entry.epoch_value {
                 entry.epoch_published = Some(Published::new(&mut self.clock, value));
+            }
+        }
+        // Metric objects: each computes its value from its state, merged across processes in
+        // training (every process computes them, in the order they were first logged).
+        let sync = self.sync.clone().filter(|_| loop_kind == Loop::Train);
+        for entry in self.entries.iter_mut().filter(|e| e.loop_kind == loop_kind) {
+            match entry.object_value(sync.as_deref()) {
+                Ok(None) => {}
+                Ok(Some(value)) => {
+                    entry.epoch_value = Some(value);
+                    entry.epoch_published = Some(Published::new(&mut self.clock, value));
+                }
+                Err(e) => {
+                    self.error.get_or_insert(e);
+                }
             }
         }
     }

@@ -6,7 +6,7 @@
 use crate::Error;
 use crate::core::checkpoint_data::LoopProgress;
 use crate::core::distributed::{Collectives, SyncDist};
-use crate::core::logging::{EpochLogOptions, LogOptions, LogValue, MetricStore, MetricValue};
+use crate::core::logging::{EpochLogOptions, LogOptions, LogValue, Logged, LoggedKind, MetricStore, MetricValue};
 use crate::core::output::Output;
 use crate::core::state::{Loop, TrainerState};
 use crate::hooks::diagnostics::IntoEpochLogOptions;
@@ -172,7 +172,11 @@ impl Core {
     }
 
     /// Logs into the metric store; a misuse ends the run once the hook returns.
-    fn log(&mut self, hook: Hook, name: &str, value: MetricValue, options: &LogOptions, batch_size: usize) {
+    fn log(&mut self, hook: Hook, name: &str, logged: Logged, options: &LogOptions, batch_size: usize) {
+        let value = match logged.0 {
+            LoggedKind::Value(value) => value,
+            LoggedKind::Object(object) => return self.log_object(hook, name, object, options),
+        };
         // Data-parallel: a replica's value counts only when reduced across ranks, with rank
         // zero's (see `crate::strategies::ddp`).
         let process_rank = self.process_group.as_ref().map_or(0, |group| group.rank());
@@ -203,6 +207,26 @@ impl Core {
         }
     }
 
+    /// Logs a metric object (`crate::metrics`). Its state is shared by every replica's copy of
+    /// the module, so a replica's call adds nothing; `sync_dist` changes nothing either: the
+    /// states merge by their own reductions (torchmetrics syncs itself in Lightning too).
+    fn log_object(
+        &mut self,
+        hook: Hook,
+        name: &str,
+        object: Box<dyn crate::core::logging::LoggedMetric>,
+        options: &LogOptions,
+    ) {
+        let process_rank = self.process_group.as_ref().map_or(0, |group| group.rank());
+        if self.state.global_rank != process_rank {
+            return;
+        }
+        let loop_kind = Loop::of(self.state.stage);
+        if let Err(e) = self.metrics.log_object(hook, loop_kind, name, object, options) {
+            self.defer_error(e);
+        }
+    }
+
     /// Whether a hook asked for checkpoints to be written or removed.
     #[inline]
     pub(crate) fn has_checkpoint_requests(&self) -> bool {
@@ -218,7 +242,9 @@ impl Core {
     }
 
     pub(crate) fn take_error(&mut self) -> Result<(), Error> {
-        self.deferred_error.take().map_or(Ok(()), Err)
+        // A metric object's epoch value is computed between hooks: its error waits here.
+        let error = self.deferred_error.take().or_else(|| self.metrics.take_error());
+        error.map_or(Ok(()), Err)
     }
 }
 
@@ -420,7 +446,7 @@ impl<'a> EpochContext<'a> {
     pub fn log_with(&mut self, name: &str, value: impl LogValue, options: impl IntoEpochLogOptions) {
         // One value per epoch: its weight in the epoch mean is 1.
         let options = options.into_epoch_log_options().into_log_options();
-        self.core.log(self.hook, name, value.into_metric(), &options, 1);
+        self.core.log(self.hook, name, value.into_logged(), &options, 1);
     }
 
     /// Logs every `(name, value)` pair.
@@ -512,7 +538,7 @@ impl<'a> StepContext<'a> {
     pub fn log_with(&mut self, name: &str, value: impl LogValue, options: LogOptions) {
         let batch_size = options.batch_size.unwrap_or(self.core.batch_size);
         self.core
-            .log(self.hook, name, value.into_metric(), &options, batch_size);
+            .log(self.hook, name, value.into_logged(), &options, batch_size);
     }
 
     /// Logs every `(name, value)` pair with this hook's defaults.

@@ -208,6 +208,9 @@ where
     } else {
         hook!(run.on_test_end());
     }
+    // Lightning's `reset_results` at the end of an evaluation run: the metric objects it
+    // logged start the next one empty.
+    run.core.metrics.reset_objects(kind);
 
     if in_fit {
         // A clone of the handles, not of the weights: the evaluation copy is dropped here.

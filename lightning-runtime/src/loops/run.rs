@@ -118,6 +118,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             .process_group
             .clone()
             .map(|group| group as std::sync::Arc<dyn crate::core::distributed::Collectives>);
+        core.metrics.set_sync(core.process_group.clone());
         core.has_logger = cfg.fast_dev_run.is_none() && (cfg.default_logger || !loggers.is_empty());
         core.detect_anomaly = cfg.detect_anomaly;
         core.precision = crate::optim::precision::PrecisionState::with_growth_interval(
@@ -615,7 +616,11 @@ impl<D> CheckpointSink<'_, D> {
             false => Some(self.weights_only_checkpoint(module, core)?),
         };
         // Snapshots: burn's tensors are immutable values, so these clones of handles keep the
-        // current weights and optimizer state while training goes on.
+        // current weights and optimizer state while training goes on. The metric objects'
+        // states are shared by every clone of the module: their tensors are taken now.
+        let metrics = checkpoint
+            .is_some()
+            .then(|| crate::metrics::MetricsSnapshot::of(&*module, &core.metrics.checkpointed_metrics()));
         let module = module.clone();
         let optimizers =
             crate::checkpoint::restore::optimizer_snapshots(self.optimizer.as_deref(), self.more_optimizers);
@@ -623,7 +628,8 @@ impl<D> CheckpointSink<'_, D> {
             for dir in stale {
                 crate::checkpoint::run_dir::clean_stale_temp_files(&dir)?;
             }
-            if let Some(checkpoint) = checkpoint {
+            if let Some(mut checkpoint) = checkpoint {
+                checkpoint.metrics = metrics.unwrap_or_default().to_json()?;
                 // Cloning the module copies tensor handles, not weights.
                 let checkpoint = checkpoint.with_payload(module.clone(), optimizers)?;
                 for path in &requests {

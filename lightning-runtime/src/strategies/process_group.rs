@@ -219,17 +219,19 @@ pub(crate) enum Collective {
     SyncDist,
     Finalize,
     Barrier,
+    MetricStates,
 }
 
 impl Collective {
     /// Every collective, in the order of their discriminants (what the watchdog reads back).
     #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
-    const ALL: [Collective; 5] = [
+    const ALL: [Collective; 6] = [
         Collective::CheckFlags,
         Collective::Gradients,
         Collective::SyncDist,
         Collective::Finalize,
         Collective::Barrier,
+        Collective::MetricStates,
     ];
 
     #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
@@ -240,6 +242,7 @@ impl Collective {
             Collective::SyncDist => "the reduction of a `sync_dist` value",
             Collective::Finalize => "MPI_Finalize at exit (this rank ended while others still run)",
             Collective::Barrier => "the barrier at the end of a run",
+            Collective::MetricStates => "the merge of a metric object's state at the end of a training epoch",
         }
     }
 }
@@ -297,6 +300,18 @@ impl crate::core::distributed::Collectives for ProcessGroup {
 
     fn reduce_scalar(&self, value: f64, reduce: crate::core::logging::Reduce) -> Result<f64, Error> {
         ProcessGroup::reduce_scalar(self, value, reduce)
+    }
+
+    fn all_gather(&self, values: &[f64]) -> Result<Vec<Vec<f64>>, Error> {
+        #[cfg(feature = "mpi")]
+        {
+            self.inner.all_gather_values(values)
+        }
+        #[cfg(not(feature = "mpi"))]
+        {
+            let _ = values;
+            match self._never {}
+        }
     }
 }
 
@@ -471,6 +486,39 @@ mod mpi_world {
             let mut all = vec![0u64; self.size()];
             self.guarded(Collective::CheckFlags, || world().all_gather_into(&value, &mut all[..]));
             Ok(all)
+        }
+
+        /// Every rank's `values`, in rank order: their lengths with one all-gather, then the
+        /// values with one `MPI_Allgatherv`.
+        pub(super) fn all_gather_values(&self, values: &[f64]) -> Result<Vec<Vec<f64>>, Error> {
+            use mpi::datatype::PartitionMut;
+            let too_long = || Error::Data(format!("{} values are too many for one MPI message", values.len()));
+            let count = mpi::Count::try_from(values.len()).map_err(|_| too_long())?;
+            let mut counts = vec![0 as mpi::Count; self.size()];
+            self.guarded(Collective::MetricStates, || {
+                world().all_gather_into(&count, &mut counts[..])
+            });
+            let mut displacements = Vec::with_capacity(counts.len());
+            let mut total: mpi::Count = 0;
+            for &count in &counts {
+                displacements.push(total);
+                total = total.checked_add(count).ok_or_else(too_long)?;
+            }
+            let mut all = vec![0.0f64; usize::try_from(total).unwrap_or(0)];
+            {
+                let mut partition = PartitionMut::new(&mut all[..], counts.clone(), &displacements[..]);
+                self.guarded(Collective::MetricStates, || {
+                    world().all_gather_varcount_into(values, &mut partition)
+                });
+            }
+            Ok(counts
+                .iter()
+                .zip(&displacements)
+                .map(|(&count, &start)| {
+                    let start = usize::try_from(start).unwrap_or(0);
+                    all[start..start + usize::try_from(count).unwrap_or(0)].to_vec()
+                })
+                .collect())
         }
 
         pub(super) fn all_reduce_sum(&self, which: Collective, values: &mut [f32]) {
