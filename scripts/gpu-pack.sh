@@ -40,7 +40,10 @@ while [ $# -gt 0 ]; do
         *) echo "gpu-pack.sh: unknown argument \`$1\` (see --help)" >&2; exit 2 ;;
     esac
 done
-out=${out:-target/gpu-pack$([ "$backend" = flex ] && echo -cpu)}
+if [ -z "$out" ]; then
+    out=target/gpu-pack
+    [ "$backend" = cuda ] || out+=-cpu
+fi
 # xz's strongest level for the pack that travels; a quick one for the CPU pack, which does not.
 xz_level=$([ "$backend" = cuda ] && echo 9 || echo 1)
 limit_mib=64 aim_mib=50

@@ -15,8 +15,11 @@
 #
 # Usage: bash <pack>/gpu-run.sh [--quick] [--cpu] [--reps N] [--models M] [--budget S] [--out DIR]
 #   --quick    within 5 minutes: 2 epochs of the example, 1 repetition of each benchmark side,
-#              and a budget of 280 s for everything (a check that would start past it is FAIL)
-#   --cpu      the pack was made with `gpu-pack.sh --cpu`: flex on the CPU, no GPU (CI)
+#              shorter limits per check and a budget of 280 s for everything (a check that
+#              would start past it is FAIL), so that a failed first attempt leaves time for a
+#              second in a lease of minutes
+#   --cpu      the pack was made with `gpu-pack.sh --cpu`: flex on the CPU, no GPU (CI; with
+#              --quick, the full limits per check and no budget: CI's 2 cores are slow)
 #   --reps N   repetitions of each benchmark side (default 5, 1 with --quick)
 #   --models M the benchmark's models, comma-separated (default mlp,cnn)
 #   --budget S seconds for all the checks (default none, 280 with --quick without --cpu)
@@ -54,9 +57,11 @@ fi
 reps=${reps:-5}
 python=${PYTHON:-python3}
 
-work="$pack/run"
-rm -rf "$work"
+# Outside the pack, which must stay small enough to travel: the unpacked binary, the runs' files
+# and the logs.
+work=$(mktemp -d "${TMPDIR:-/tmp}/gpu-run.XXXXXX")
 mkdir -p "$work/logs" "$work/bin" "$work/lib" "$out"
+out=$(cd "$out" && pwd)
 cd "$work"
 export BURN_DEVICE=$([ "$cpu" = 1 ] && echo flex || echo cuda)
 export BURN_LIGHTNING_DATA_DIR="$pack/data"
@@ -76,12 +81,34 @@ fail() {
     local name=$1 detail=$2
     record "FAIL $name ($took s) $detail"
     if [ -s "logs/$name.log" ]; then
-        echo "  see logs/$name.log; its end:"
+        echo "  see $work/logs/$name.log; its end:"
         tail -n 15 "logs/$name.log" | sed 's/^/    /'
     fi
     failed=$((failed + 1))
 }
 pass() { record "PASS $1 ($took s) $2"; }
+
+# Writes the summary and the logs to $out, prints the summary and exits with the failures.
+finish() {
+    {
+        echo "gpu-run $(date -u +%FT%TZ) on $(uname -n): $([ "$quick" = 1 ] && echo quick || echo full), $((SECONDS - started)) s"
+        sed 's/^/pack: /' "$pack/MANIFEST"
+        printf '%s\n' "${summary[@]}"
+        local total
+        total=$(printf '%s\n' "${summary[@]}" | grep -cE '^(PASS|FAIL) ')
+        echo "gpu-run: $((total - failed)) passed, $failed failed"
+    } > "$out/summary.txt"
+    tar -czf "$out/logs.tar.gz" -C "$work" logs
+    echo "---- summary ($out/summary.txt; logs in $out/logs.tar.gz)"
+    cat "$out/summary.txt"
+    exit "$failed"
+}
+
+# A check's time limit in seconds: $1 in a full run, $2 with --quick on a GPU (on the CPU, where
+# CI shares the machine's 2 cores, a quick run keeps the full limits).
+limit() {
+    if [ "$quick" = 1 ] && [ "$cpu" = 0 ]; then echo "$2"; else echo "$1"; fi
+}
 
 # Runs one check's command into logs/NAME.log with a timeout of LIMIT seconds (cut to what is
 # left of the budget); returns 0 if it exited with 0, else records the failure.
@@ -122,13 +149,13 @@ for lib in "$pack"/lib/*.xz; do
 done
 if ! unpack "$pack/bin/gpu_checks.xz" "$work/bin"; then
     fail unpack "cannot decompress $pack/bin/gpu_checks.xz"
-    exit 1
+    finish
 fi
 harness="$work/bin/gpu_checks"
 chmod +x "$harness"
 [ -n "$(ls "$work/lib")" ] && export LD_LIBRARY_PATH="$work/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
-echo "gpu-run: pack $(manifest commit) ($backend, $(manifest profile)), $([ "$quick" = 1 ] && echo quick || echo full), on $(uname -n)"
+echo "gpu-run: pack $(manifest commit) ($backend, $(manifest profile)), $([ "$quick" = 1 ] && echo quick || echo full), on $(uname -n), in $work"
 
 # The newest PTX ISA version a driver of CUDA version $1 loads (NVIDIA's table; empty if unknown).
 driver_ptx() {
@@ -150,7 +177,8 @@ if [ "$cpu" = 0 ]; then
         cuda_version=$(grep -oE 'CUDA Version: [0-9.]+' logs/gpu.log | grep -oE '[0-9.]+$')
         pass gpu "$gpu; CUDA $cuda_version"
     else
-        fail gpu "nvidia-smi finds no GPU"
+        fail gpu "nvidia-smi finds no GPU: the other checks would fail inside burn's CUDA runtime"
+        finish
     fi
 fi
 
@@ -168,7 +196,7 @@ if run_check libs 30 ldd "$harness"; then
 fi
 
 ptx_dir="$work/ptx"
-if run_check example $((quick ? 120 : 400)) env CUBECL_CUDA_DUMP_PTX="$ptx_dir" \
+if run_check example "$(limit 400 120)" env CUBECL_CUDA_DUMP_PTX="$ptx_dir" \
     GPU_CHECKS_ARGS="--trainer.max_epochs $epochs" "$harness" --exact programs::mnist_example --ignored --nocapture; then
     accuracy=$(sed -nE 's/.*test accuracy: ([0-9.]+)%.*/\1/p' logs/example.log | tail -1)
     # The progress bar's line per epoch ends with the epoch's time: `... | 0.41s`.
@@ -218,19 +246,19 @@ test_check() {
         fi
     fi
 }
-test_check hook_order 300 hook_order::
-test_check checkpoints 300 checkpoints:: resume::
-test_check precision 300 precision::
-test_check ddp 300 ddp::
+test_check hook_order "$(limit 300 60)" hook_order::
+test_check checkpoints "$(limit 300 90)" checkpoints:: resume::
+test_check precision "$(limit 300 60)" precision::
+test_check ddp "$(limit 300 60)" ddp::
 
 bench_args="--models $models --epochs 3 --reps $reps"
-if run_check bench 600 env GPU_CHECKS_ARGS="$bench_args" "$harness" --exact programs::trainer_overhead --ignored --nocapture; then
+if run_check bench "$(limit 600 90)" env GPU_CHECKS_ARGS="$bench_args" "$harness" --exact programs::trainer_overhead --ignored --nocapture; then
     ratios=$(sed -nE 's/^RATIO model=([a-z]+) side=trainer wall=([0-9.]+) cpu=([0-9.]+).*/\1 wall \2, cpu \3/p' logs/bench.log | paste -sd';' - | sed 's/;/; /g')
     pass bench "Trainer::fit / hand-written loop per epoch: ${ratios:-no RATIO line}; bit-identical metrics ($bench_args)"
 fi
 
 accelerator=$([ "$cpu" = 1 ] && echo cpu || echo cuda)
-if run_check lightning 600 "$python" "$pack/python/bench.py" --models "$models" --epochs 3 --reps "$reps" \
+if run_check lightning "$(limit 600 90)" "$python" "$pack/python/bench.py" --models "$models" --epochs 3 --reps "$reps" \
     --accelerator "$accelerator" --data "$pack/data/mnist"; then
     pass lightning "$(grep -oE '^VERSIONS .*' logs/lightning.log | cut -d' ' -f2-)"
 fi
@@ -250,14 +278,4 @@ for model in ${models//,/ }; do
     summary+=("$line (s/epoch)")
 done
 
-{
-    echo "gpu-run $(date -u +%FT%TZ) on $(uname -n): $([ "$quick" = 1 ] && echo quick || echo full), $((SECONDS - started)) s"
-    sed 's/^/pack: /' "$pack/MANIFEST"
-    printf '%s\n' "${summary[@]}"
-    total=$(printf '%s\n' "${summary[@]}" | grep -cE '^(PASS|FAIL) ')
-    echo "gpu-run: $((total - failed)) passed, $failed failed"
-} > "$out/summary.txt"
-tar -czf "$out/logs.tar.gz" -C "$work" logs
-echo "---- summary ($out/summary.txt; logs in $out/logs.tar.gz)"
-cat "$out/summary.txt"
-exit "$failed"
+finish
