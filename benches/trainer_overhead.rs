@@ -1038,7 +1038,12 @@ fn startup(model: &str, side: Side, epochs: usize) -> BenchResult<(f64, Option<u
 }
 
 fn main() -> BenchResult<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    run(std::env::args().skip(1).collect())
+}
+
+/// The benchmark with its arguments (without the program name); also run by the GPU checks'
+/// harness (`tests/gpu_checks.rs`).
+pub fn run(args: Vec<String>) -> BenchResult<()> {
     let settings = settings(&args)?;
     if let Some(side) = setting(&args, "child", "TRAINER_OVERHEAD_CHILD") {
         return child(&side, &settings);

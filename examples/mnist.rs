@@ -16,9 +16,16 @@ use burn_lightning::cli::Command;
 use burn_lightning::prelude::*;
 use lit_mnist::LitMnist;
 use mnist::MnistData;
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    run(std::env::args_os())
+}
+
+/// The example with its command line (program name first); also run by the GPU checks'
+/// harness (`tests/gpu_checks.rs`).
+pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     mnist::trace_hooks_from_env();
     let cli = LightningCli::<LitMnist, MnistData>::new(LitMnist::new)
         .trainer_defaults(
@@ -29,7 +36,7 @@ fn main() -> ExitCode {
         )
         .without_subcommand([Command::Fit, Command::Test])
         .tunable_batch_size();
-    let run = match cli.run_from(std::env::args_os()) {
+    let run = match cli.run_from(args) {
         Ok(Some(run)) => run,
         Ok(None) => return ExitCode::SUCCESS,
         Err(error) => return error.exit(),

@@ -321,9 +321,10 @@ fn sync_dist_values_are_reduced_across_replicas_and_writers_write_once() {
     assert_eq!(file_names(&run_dir.join("checkpoints")), ["epoch=0-step=2.ckpt"]);
 }
 
-/// On CUDA (`--features cuda`, `scripts/gpu-check.sh`): asking for one GPU more than exist is an
-/// error saying how many exist, and with two GPUs or more, every GPU as a replica trains as one
-/// GPU on the same global batch, to 1e-5. Not run here: no GPU, and the `cuda` build needs LLVM.
+/// On CUDA (`--features cuda`, the `ddp` check of `scripts/gpu-run.sh`): asking for one GPU more
+/// than exist is an error saying how many exist, and with two GPUs or more, every GPU as a
+/// replica trains as one GPU on the same global batch, to 1e-5. Not run here: no GPU, and the
+/// `cuda` build needs LLVM.
 #[cfg(feature = "cuda")]
 #[test]
 fn on_cuda_every_gpu_trains_as_one_gpu_on_the_same_global_batch() {

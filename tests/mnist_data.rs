@@ -244,3 +244,28 @@ fn a_datamodule_over_missing_files_fails_its_setup() {
     let error = data.setup(Stage::Test).unwrap_err();
     assert!(error.to_string().contains("t10k-images-idx3-ubyte.gz"), "{error}");
 }
+
+/// A binary run away from its source tree (the GPU checks' pack) finds the bundled files under
+/// `BURN_LIGHTNING_DATA_DIR`; a directory without them is an error naming the file.
+#[test]
+fn the_data_directory_variable_moves_the_bundled_data() {
+    let moved = tempfile::tempdir().unwrap();
+    let dir = MnistData::bundled_dir_in(Some(moved.path().into()));
+    assert_eq!(dir, moved.path().join("mnist"));
+    std::fs::create_dir(&dir).unwrap();
+    for entry in std::fs::read_dir(MnistData::bundled_dir_in(None)).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "gz") {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let mut data = MnistData::new(&dir, 500, 1000, 7);
+    data.setup(Stage::Fit).unwrap();
+    assert_eq!(data.train_dataloader().unwrap().num_items(), 7000);
+
+    let empty = tempfile::tempdir().unwrap();
+    let mut data = MnistData::new(MnistData::bundled_dir_in(Some(empty.path().into())), 64, 10, 0);
+    let error = data.setup(Stage::Fit).unwrap_err();
+    let expected = empty.path().join("mnist/train-images-idx3-ubyte.gz");
+    assert!(error.to_string().contains(&expected.display().to_string()), "{error}");
+}

@@ -386,6 +386,16 @@ fn child_trains_until_killed() {
     trainer.fit(Net::new(), data()).unwrap();
 }
 
+/// The name libtest gives the test `function` of this file: the function's own name in this
+/// file's test binary, `resume::function` in the GPU checks' (`tests/gpu_checks.rs` includes the
+/// file as a module).
+fn test_name(function: &str) -> String {
+    match module_path!().split_once("::") {
+        Some((_crate, module)) => format!("{module}::{function}"),
+        None => function.to_string(),
+    }
+}
+
 /// A generator for the kill points: the same every run.
 fn next_random(state: &mut u64) -> u64 {
     *state = state
@@ -401,12 +411,13 @@ fn a_fit_killed_at_a_random_step_resumes_to_the_weights_of_an_uninterrupted_one(
     let expected = full.fit(Net::new(), data()).unwrap().weights();
     let steps = KILL_EPOCHS * 4;
     let mut random = 2026;
+    let child_test = test_name("child_trains_until_killed");
     for trial in 0..3 {
         let kill_at = 1 + (next_random(&mut random) as usize) % (steps - 2);
         let root = dir.path().join(format!("trial_{trial}"));
         std::fs::create_dir_all(&root).unwrap();
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["child_trains_until_killed", "--exact", "--ignored", "--nocapture"])
+            .args([child_test.as_str(), "--exact", "--ignored", "--nocapture"])
             .env(CHILD_DIR, &root)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

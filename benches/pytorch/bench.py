@@ -15,7 +15,8 @@ Sides:
   `enable_progress_bar=False`.
 
 `torch.set_num_threads` is set to the machine's cores (`os.cpu_count()`), as many threads as
-burn's flex backend uses. Runs of the sides alternate, `--reps` times each; the first epoch of
+burn's flex backend uses. `--accelerator cuda` trains on the first GPU instead (the batches are
+moved there as Lightning moves them; `scripts/gpu-run.sh` compares this with burn's CUDA backend). Runs of the sides alternate, `--reps` times each; the first epoch of
 every run is a warm-up and is left out; the time of an epoch runs from its start to the next
 epoch's start (or the end of training). Prints `BENCH` lines (wall clock and process CPU time,
 minimum, quartiles and maximum over the timed epochs) and, with `--startup-reps N`, `STARTUP`
@@ -156,9 +157,10 @@ def epoch_mean(values, sizes):
     return sum(v * n for v, n in zip(values, sizes)) / sum(sizes)
 
 
-def run_pytorch(model_name, data, epochs):
+def run_pytorch(model_name, data, epochs, accelerator):
+    device = torch.device(accelerator)
     torch.manual_seed(SEED)
-    model = MODELS[model_name]()
+    model = MODELS[model_name]().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     train, val = loaders(data)
     marks = Marks()
@@ -167,6 +169,7 @@ def run_pytorch(model_name, data, epochs):
         model.train()
         losses, sizes = [], []
         for batch in train:
+            batch = [t.to(device) for t in batch]
             loss, _ = loss_and_accuracy(model, batch)
             optimizer.zero_grad()
             loss.backward()
@@ -179,6 +182,7 @@ def run_pytorch(model_name, data, epochs):
         val_losses, val_accs, val_sizes = [], [], []
         with torch.no_grad():
             for batch in val:
+                batch = [t.to(device) for t in batch]
                 loss, accuracy = loss_and_accuracy(model, batch)
                 val_losses.append(loss)
                 val_accs.append(accuracy)
@@ -190,7 +194,7 @@ def run_pytorch(model_name, data, epochs):
     return marks
 
 
-def run_lightning(model_name, data, epochs, minimal):
+def run_lightning(model_name, data, epochs, accelerator, minimal):
     import pytorch_lightning as pl
 
     class Lit(pl.LightningModule):
@@ -225,7 +229,7 @@ def run_lightning(model_name, data, epochs, minimal):
 
     with tempfile.TemporaryDirectory() as root:
         flags = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False) if minimal else {}
-        trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, default_root_dir=root,
+        trainer = pl.Trainer(max_epochs=epochs, accelerator=accelerator, devices=1, default_root_dir=root,
                              callbacks=[EpochTimer()], **flags)
         torch.manual_seed(SEED)
         train, val = loaders(data)
@@ -234,9 +238,9 @@ def run_lightning(model_name, data, epochs, minimal):
 
 
 SIDES = {
-    "pytorch": lambda m, d, e: run_pytorch(m, d, e),
-    "lightning": lambda m, d, e: run_lightning(m, d, e, minimal=False),
-    "lightning-minimal": lambda m, d, e: run_lightning(m, d, e, minimal=True),
+    "pytorch": lambda m, d, e, a: run_pytorch(m, d, e, a),
+    "lightning": lambda m, d, e, a: run_lightning(m, d, e, a, minimal=False),
+    "lightning-minimal": lambda m, d, e, a: run_lightning(m, d, e, a, minimal=True),
 }
 
 
@@ -258,10 +262,11 @@ def fields(prefix, values):
     return " ".join(f"{prefix}_{n}={v:.6f}" for n, v in zip(names, quantiles(values)))
 
 
-def startup(model, side, epochs):
+def startup(model, side, epochs, accelerator, data):
     """Seconds from spawn to the child's first optimizer step, and its peak RSS in kB."""
     spawned = time.perf_counter()
-    child = subprocess.Popen([sys.executable, __file__, "--child", side, "--models", model, "--epochs", str(epochs)],
+    child = subprocess.Popen([sys.executable, __file__, "--child", side, "--models", model, "--epochs", str(epochs),
+                              "--accelerator", accelerator, "--data", str(data)],
                              stdout=subprocess.PIPE, text=True)
     first_step, peak = None, None
     for line in child.stdout:
@@ -287,6 +292,7 @@ def main():
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--startup-reps", type=int, default=0)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "examples/data/mnist")
+    parser.add_argument("--accelerator", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--child")
     args = parser.parse_args()
     if args.epochs < 2 or args.reps < 1:
@@ -301,21 +307,23 @@ def main():
     data = load_data(args.data)
     if args.child:
         IS_CHILD = True
-        SIDES[args.child](models[0], data, args.epochs)
+        SIDES[args.child](models[0], data, args.epochs, args.accelerator)
         print(f"PEAK_RSS_KB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", flush=True)
         return
 
     import importlib.metadata
 
+    device = torch.cuda.get_device_name(0) if args.accelerator == "cuda" else "cpu"
     print(f"VERSIONS torch={torch.__version__} pytorch_lightning={importlib.metadata.version('pytorch-lightning')} "
-          f"python={sys.version.split()[0]} threads={torch.get_num_threads()}", flush=True)
+          f"python={sys.version.split()[0]} threads={torch.get_num_threads()} device={device.replace(' ', '_')}",
+          flush=True)
     for model in models:
         walls = {side: [] for side in sides}
         cpus = {side: [] for side in sides}
         for rep in range(args.reps):
             order = sides[rep % len(sides):] + sides[:rep % len(sides)]
             for side in order:
-                wall, cpu = SIDES[side](model, data, args.epochs).periods()
+                wall, cpu = SIDES[side](model, data, args.epochs, args.accelerator).periods()
                 walls[side] += wall
                 cpus[side] += cpu
                 print(f"{model} rep {rep + 1}/{args.reps}: {side} {statistics.median(wall):.4f} s/epoch", flush=True)
@@ -325,7 +333,7 @@ def main():
     if args.startup_reps > 0:
         for model in models:
             for side in sides:
-                runs = [startup(model, side, args.epochs) for _ in range(args.startup_reps)]
+                runs = [startup(model, side, args.epochs, args.accelerator, args.data) for _ in range(args.startup_reps)]
                 seconds = [s for s, _ in runs]
                 peaks = [p / 1024 for _, p in runs if p is not None]
                 print(f"STARTUP model={model} side={side} first_step_s={statistics.median(seconds):.4f} "

@@ -14,6 +14,10 @@ use std::sync::Arc;
 /// Pixels per image.
 pub const PIXELS: usize = 28 * 28;
 
+/// The environment variable naming the directory of the bundled data sets (`mnist/` in it),
+/// for binaries run away from the source tree they were compiled from.
+pub const DATA_DIR_VARIABLE: &str = "BURN_LIGHTNING_DATA_DIR";
+
 /// Why an IDX file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum IdxError {
@@ -236,9 +240,19 @@ impl MnistData {
         }
     }
 
-    /// The data shipped with the repository.
+    /// The data shipped with the repository: `examples/data/mnist` in the source tree this was
+    /// compiled from, or `$BURN_LIGHTNING_DATA_DIR/mnist` where the variable is set (a binary run
+    /// away from its source tree: the GPU checks' pack, `scripts/gpu-pack.sh`).
     pub fn bundled_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/mnist")
+        Self::bundled_dir_in(std::env::var_os(DATA_DIR_VARIABLE).map(PathBuf::from))
+    }
+
+    /// [`MnistData::bundled_dir`] for the value of `BURN_LIGHTNING_DATA_DIR` (`None`: unset).
+    pub fn bundled_dir_in(data_dir: Option<PathBuf>) -> PathBuf {
+        match data_dir {
+            Some(dir) => dir.join("mnist"),
+            None => Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/mnist"),
+        }
     }
 
     fn split_point(&self, train: &MnistSplit) -> usize {
