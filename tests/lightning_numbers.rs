@@ -24,6 +24,9 @@ fn lightning() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// `max_epochs` and `max_steps` as a hook sees them.
+type LoopLimits = (Option<usize>, Option<usize>);
+
 /// Lightning's regressor of the script: `train_loss` logged both ways, `val_loss`, and
 /// `val_hidden` with `logger=False`.
 #[lightning_module]
@@ -32,7 +35,7 @@ pub struct Regressor {
     layer: Linear,
     /// Set: `on_fit_start` records the `max_epochs` / `max_steps` it sees there and stops.
     #[module(skip)]
-    limits: Option<Arc<Mutex<Option<(Option<usize>, Option<usize>)>>>>,
+    limits: Option<Arc<Mutex<Option<LoopLimits>>>>,
 }
 
 impl Regressor {
