@@ -191,6 +191,45 @@ fn ema_validates_saves_and_ends_with_the_average_as_lightning() {
     );
 }
 
+/// EMA's schedule (Lightning's `EMAWeightAveraging.should_update`): after optimizer step index
+/// `i` (zero-based) when `i % update_every_n_steps == 0` and `i >= update_starting_at_step`.
+#[test]
+fn ema_every_n_steps_updates_at_lightnings_step_indices() {
+    let fixture = fixture::load("ema_averaging.json");
+    let schedules: [(usize, Option<usize>); 2] = [(3, None), (3, Some(5))];
+    for (every, start) in schedules {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ema = WeightAveraging::ema(0.9).update_every_n_steps(every);
+        if let Some(start) = start {
+            ema = ema.update_starting_at_step(start);
+        }
+        let mut trainer = builder(dir.path(), 3)
+            .callback(ema)
+            .callback(ModelCheckpoint::new().save_top_k(-1))
+            .build()
+            .unwrap();
+        trainer.fit(Mlp::from_fixture(&fixture), ema_data(&fixture)).unwrap();
+        for epoch in 0..3 {
+            let checkpoint = Checkpoint::load(&checkpoint_of_epoch(dir.path(), epoch)).unwrap();
+            let expected = (0..checkpoint.global_step)
+                .filter(|step| step % every == 0 && start.is_none_or(|start| *step >= start))
+                .count();
+            assert!(checkpoint.global_step > epoch * 3, "each epoch takes several steps");
+            // Before the first update there is no average yet: the checkpoint holds the trained
+            // weights only (Lightning's holds its copy from `setup`, the initial weights).
+            let n_averaged = checkpoint
+                .extra
+                .get("averaging_state")
+                .map_or(0, |state| state["n_averaged"].as_u64().unwrap() as usize);
+            assert_eq!(
+                n_averaged, expected,
+                "updates after epoch {epoch} (every {every} steps, from step {start:?})"
+            );
+            assert_eq!(checkpoint.has_weights("current_model_state"), expected > 0);
+        }
+    }
+}
+
 #[test]
 fn a_checkpoint_with_weight_sets_is_format_3_and_any_damage_to_it_is_an_error() {
     let fixture = fixture::load("ema_averaging.json");
