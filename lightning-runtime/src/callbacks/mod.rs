@@ -1,7 +1,8 @@
 //! The built-in callbacks, one file each: [`ModelCheckpoint`], [`EarlyStopping`],
 //! [`OnExceptionCheckpoint`], [`Timer`], [`LearningRateMonitor`], [`GradientNormMonitor`], the
-//! progress bar ([`ProgressBar`] and its plain form [`EpochSummary`]) and [`ModelSummary`]. The
-//! `Callback` trait itself is in `hooks`.
+//! progress bar ([`ProgressBar`] and its plain form [`EpochSummary`]) and [`ModelSummary`]; and
+//! the [`registry`] a configuration's `callbacks:` builds them from. The `Callback` trait itself
+//! is in `hooks`.
 //!
 //! Uses `core`, `optim`, `hooks` and `checkpoint` (file-name templates); the loops and the
 //! trainer use it.
@@ -14,6 +15,7 @@ pub mod model_summary;
 mod monitor;
 pub mod on_exception_checkpoint;
 pub mod progress;
+pub mod registry;
 pub mod timer;
 
 pub use crate::core::mode::Mode;

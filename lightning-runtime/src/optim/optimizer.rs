@@ -63,6 +63,11 @@ impl OptimizerConfig {
         self
     }
 
+    /// Whether it updates every parameter (no `for_params`).
+    pub(crate) fn updates_every_parameter(&self) -> bool {
+        self.params.is_none()
+    }
+
     /// Adds a learning-rate scheduler (Lightning's `{"optimizer": .., "lr_scheduler": ..}`);
     /// it starts from this optimizer's learning rate.
     #[must_use]

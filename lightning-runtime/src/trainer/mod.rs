@@ -8,6 +8,7 @@
 mod builder;
 pub mod ckpt_path;
 pub mod config;
+pub mod removed;
 
 pub use crate::core::error::FitError;
 pub use crate::core::flags::{Limit, ValCheckInterval};
@@ -146,14 +147,18 @@ impl<M: LightningModule> Trainer<M> {
         )
     }
 
-    /// The checkpoint `ckpt_path` names, read.
-    fn load_checkpoint(&self, ckpt_path: &CkptPath) -> Result<crate::checkpoint::Checkpoint, Error> {
-        let path = ckpt_path.resolve(
+    /// The file `ckpt_path` names (`last` and `best` from this trainer's checkpoints).
+    pub(crate) fn resolve_ckpt_path(&self, ckpt_path: &CkptPath) -> Result<std::path::PathBuf, Error> {
+        ckpt_path.resolve(
             &self.checkpoint_callbacks(),
             self.session.progress.log_dir.as_deref(),
             &self.config.default_root_dir,
-        )?;
-        crate::checkpoint::Checkpoint::load(&path)
+        )
+    }
+
+    /// The checkpoint `ckpt_path` names, read.
+    fn load_checkpoint(&self, ckpt_path: &CkptPath) -> Result<crate::checkpoint::Checkpoint, Error> {
+        crate::checkpoint::Checkpoint::load(&self.resolve_ckpt_path(ckpt_path)?)
     }
 
     /// Loads the weights of the checkpoint `ckpt_path` names into `model` (after its
