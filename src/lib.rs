@@ -59,11 +59,11 @@ pub mod prelude {
         CsvLogger, DataModule, EarlyStopping, EarlyStoppingReason, EpochContext, EpochLogOptions, EpochSummary, Error,
         FitError, GradientClip, GradientNormMonitor, Gradients, HasHparams, Hook, HookContext, Interval, JsonValue,
         LearningRateMonitor, LightningCli, LightningModule, Limit, LoadFromCheckpoint, LoadOptions, Loader, Loaders,
-        LogOptions, Logger, LrSchedulerConfig, Metrics, Mode, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint,
-        Optimizer, OptimizerClosure, OptimizerConfig, OptimizerHandle, Profiler, ProgressBar, Reduce,
-        ReduceLrOnPlateau, RunningStage, SaveLast, Scheduler, Stage, StepContext, StepOutput, TensorBoardLogger, Timer,
-        Trainer, TrainerBuilder, TrainerConfig, TrainerFn, TrainerState, TrainerStatus, ValCheckInterval, grad_norm,
-        hook, lightning_module, seed_everything, summarize,
+        LogOptions, Logger, LrSchedulerConfig, MaxCount, Metrics, Mode, ModelCheckpoint, ModelSummary,
+        OnExceptionCheckpoint, Optimizer, OptimizerClosure, OptimizerConfig, OptimizerHandle, Profiler, ProgressBar,
+        Reduce, ReduceLrOnPlateau, RunningStage, SaveLast, Scheduler, Stage, StepContext, StepOutput,
+        TensorBoardLogger, Timer, Trainer, TrainerBuilder, TrainerConfig, TrainerFn, TrainerState, TrainerStatus,
+        ValCheckInterval, grad_norm, hook, lightning_module, seed_everything, summarize,
     };
     pub use crate::{BatchSizeMode, BatchSizeTunable, LrFind, LrFindMode, LrFinder, ScaleBatchSize, Tuner};
     pub use crate::{CastFloats, Precision};

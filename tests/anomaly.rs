@@ -8,9 +8,6 @@ use burn::nn::{Linear, LinearConfig};
 use burn::optim::SgdConfig;
 use burn_lightning::prelude::*;
 use common::{Pair, pair_loader};
-use std::sync::{Arc, Mutex};
-use tracing::Subscriber;
-use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
 /// What goes wrong, from batch `from` of the first epoch on.
 #[derive(Clone, Copy, Debug)]
@@ -101,41 +98,18 @@ fn detect_anomaly_names_the_parameter_whose_gradient_is_not_finite() {
     );
 }
 
-/// Counts the warnings about losses that are not finite.
-#[derive(Clone, Default)]
-struct Warnings(Arc<Mutex<Vec<String>>>);
-
-impl<S: Subscriber> Layer<S> for Warnings {
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
-        struct Message(String);
-        impl tracing::field::Visit for Message {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                if field.name() == "message" {
-                    self.0 = format!("{value:?}");
-                }
-            }
-        }
-        if *event.metadata().level() == tracing::Level::WARN {
-            let mut message = Message(String::new());
-            event.record(&mut message);
-            if message.0.contains("is not finite") || message.0.contains("NaN") {
-                self.0.lock().unwrap().push(message.0);
-            }
-        }
-    }
-}
-
 #[test]
 fn without_detect_anomaly_the_run_goes_on_and_warns_once() {
-    let warnings = Warnings::default();
-    let subscriber = tracing_subscriber::registry().with(warnings.clone());
     let dir = tempfile::tempdir().unwrap();
-    tracing::subscriber::with_default(subscriber, || {
+    let ((), warnings) = common::warnings_of(|| {
         let mut trainer = builder(dir.path()).build().unwrap();
         trainer.fit(net(Some((Fault::NanLoss, 2))), data()).unwrap();
         assert_eq!(trainer.global_step(), 12);
     });
-    let warnings = warnings.0.lock().unwrap();
+    let warnings: Vec<_> = warnings
+        .into_iter()
+        .filter(|w| w.contains("is not finite") || w.contains("NaN"))
+        .collect();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
         warnings[0].contains("global step 2 (epoch 0, batch 2)") && warnings[0].contains("detect_anomaly"),

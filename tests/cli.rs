@@ -191,7 +191,11 @@ fn defaults_then_environment_then_files_then_arguments() {
 
     let parsed = parse(&[&files[..], &["--trainer.max_epochs", "6"]].concat(), env).unwrap();
     assert_eq!(parsed.commands, [Command::Fit]);
-    assert_eq!(parsed.trainer.max_epochs, Some(6), "arguments beat files");
+    assert_eq!(
+        parsed.trainer.max_epochs,
+        Some(MaxCount::Count(6)),
+        "arguments beat files"
+    );
     assert_eq!(
         parsed.trainer.limit_val_batches,
         Limit::Batches(5),
@@ -207,18 +211,22 @@ fn defaults_then_environment_then_files_then_arguments() {
 
     assert_eq!(
         parse(&files, env).unwrap().trainer.max_epochs,
-        Some(4),
+        Some(MaxCount::Count(4)),
         "the later file"
     );
     let from_env = parse(&["fit"], env).unwrap();
     assert_eq!(
         from_env.trainer.max_epochs,
-        Some(5),
+        Some(MaxCount::Count(5)),
         "the environment beats the defaults"
     );
     assert_eq!(from_env.trainer.limit_val_batches, Limit::Fraction(0.5));
     let from_files = parse(&files, no_env).unwrap();
-    assert_eq!(from_files.trainer.max_epochs, Some(4), "the later file wins");
+    assert_eq!(
+        from_files.trainer.max_epochs,
+        Some(MaxCount::Count(4)),
+        "the later file wins"
+    );
     assert_eq!(from_files.trainer.limit_val_batches, Limit::Batches(5));
 
     let no_subcommand = parse(&["--model.label", "123"], no_env).unwrap();
@@ -492,11 +500,13 @@ fn help_shows_the_defaults_in_effect() {
     let help = parse(&["fit", "--config", &file, "--help"], env).err().unwrap();
     assert_eq!(help.exit_code(), 0, "{help}");
     let text = help.message();
+    // An option's entry: its line and its help, up to the blank line after it.
     let line = |option: &str| {
         text.lines()
-            .find(|l| l.trim_start().starts_with(option))
-            .unwrap_or_else(|| panic!("no {option} in\n{text}"))
-            .to_string()
+            .skip_while(|l| !l.trim_start().starts_with(option))
+            .take_while(|l| !l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
     };
     assert!(
         line("--trainer.max_epochs").contains(&format!("[default: 7, from `{file}`]")),
@@ -519,8 +529,9 @@ fn help_is_plain_text_with_the_data_options_docs() {
     let help = cli().command().render_long_help().to_string();
     assert!(!help.contains("](") && !help.contains("[`"), "rustdoc links in\n{help}");
     let data = &help[help
-        .find("--data.items")
-        .unwrap_or_else(|| panic!("no --data.items in\n{help}"))..];
+        .find("--data.")
+        .unwrap_or_else(|| panic!("no --data options in\n{help}"))..];
+    assert!(data.contains("--data.items"), "{help}");
     assert!(data.contains("Items in each split."), "{help}");
     assert!(data.contains("Items per batch."), "{help}");
 }

@@ -112,16 +112,16 @@ fn loggers_get_step_values_every_n_steps_and_epoch_values_at_epoch_ends() {
     let train_epoch = keys(&["epoch", "train_mean_epoch"]);
     let validation = keys(&["epoch", "val_loss"]);
     // Batches 0..8 step the optimizer; steps 2 and 5 are every third. Validation ends each
-    // epoch at the step after its last batch (4, 8), then the training epoch's values come at
-    // the step of its last batch (3, 7); no sanity check values, no `hidden`.
+    // epoch at the step of its last batch (3, 7), as Lightning's, before the training epoch's
+    // values at that same step; no sanity check values, no `hidden`.
     assert_eq!(
         metrics(&calls),
         [
             (2, step.clone()),
-            (4, validation.clone()),
+            (3, validation.clone()),
             (3, train_epoch.clone()),
             (5, step),
-            (8, validation),
+            (7, validation),
             (7, train_epoch),
         ]
     );
@@ -214,9 +214,46 @@ fn without_loggers_nothing_is_logged_and_log_every_n_steps_must_be_positive() {
         .unwrap();
     trainer.fit(Net::new(), data()).unwrap();
     assert!(trainer.loggers().is_empty());
-    assert!(trainer.logged_metrics().is_empty());
+    // Lightning's `logged_metrics` without a logger: only the validation's epoch values.
+    let logged: Vec<&String> = trainer.logged_metrics().keys().collect();
+    assert_eq!(logged, ["val_loss"]);
     let error = Trainer::<Net>::builder().log_every_n_steps(0).build().err().unwrap();
     assert!(error.to_string().contains("`log_every_n_steps`"), "{error}");
+}
+
+/// Lightning's `trainer.log_dir` is `default_root_dir` without a logger: no `version_N`, no
+/// `hparams.yaml`; checkpoints go to `<default_root_dir>/checkpoints`, `report.html` beside.
+#[test]
+fn without_a_logger_a_fit_writes_no_version_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::builder()
+        .default_root_dir(dir.path())
+        .enable_progress_bar(false)
+        .enable_model_summary(false)
+        .max_epochs(1)
+        .enable_logger(false)
+        .build()
+        .unwrap();
+    trainer.fit(Net::new(), data()).unwrap();
+    assert_eq!(trainer.log_dir(), Some(dir.path()));
+    assert!(!dir.path().join("lightning_logs").exists());
+    assert!(!dir.path().join("hparams.yaml").exists());
+    assert!(dir.path().join("checkpoints/epoch=0-step=4.ckpt").is_file());
+    assert!(dir.path().join("report.html").is_file());
+    // Nothing at all with checkpointing and the report off too.
+    let empty = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::builder()
+        .default_root_dir(empty.path())
+        .enable_progress_bar(false)
+        .enable_model_summary(false)
+        .max_epochs(1)
+        .enable_logger(false)
+        .enable_checkpointing(false)
+        .enable_report(false)
+        .build()
+        .unwrap();
+    trainer.fit(Net::new(), data()).unwrap();
+    assert_eq!(common::files_under(empty.path()), Vec::<std::path::PathBuf>::new());
 }
 
 #[test]
@@ -240,8 +277,8 @@ fn the_csv_logger_writes_lightnings_metrics_csv() {
         Some("epoch,step,train_loss,train_mean_epoch,train_mean_step,val_loss"),
         "{csv}"
     );
-    // One row per log call: step values at steps 1, 3, 5, 7, validation at 4 and 8, training
-    // epoch values at 3 and 7; `epoch` on every row.
+    // One row per log call: step values at steps 1, 3, 5, 7, validation and the training epoch
+    // values at the step of each epoch's last batch, 3 and 7; `epoch` on every row.
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     let steps: Vec<(&str, &str)> = rows.iter().map(|r| (r[0], r[1])).collect();
     assert_eq!(
@@ -249,11 +286,11 @@ fn the_csv_logger_writes_lightnings_metrics_csv() {
         [
             ("0", "1"),
             ("0", "3"),
-            ("0", "4"),
+            ("0", "3"),
             ("0", "3"),
             ("1", "5"),
             ("1", "7"),
-            ("1", "8"),
+            ("1", "7"),
             ("1", "7")
         ]
     );

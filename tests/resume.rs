@@ -209,7 +209,14 @@ fn what_cannot_be_resumed_is_an_error_naming_it() {
         .unwrap_err()
         .into_error()
         .to_string();
-    assert!(best.contains("ModelCheckpoint") && best.contains("monitor"), "{best}");
+    assert!(
+        best.contains("ModelCheckpoint") && best.contains("saved no checkpoint"),
+        "{best}"
+    );
+    let mut unsaved = Net::new();
+    let last = trainer.validate_from(&mut unsaved, Loaders::val(shuffled_pair_loader(8, 4, 3)), "last");
+    let last = last.unwrap_err().to_string();
+    assert!(last.contains("`last`") && last.contains("no checkpoint"), "{last}");
 
     // A checkpoint of a module with other shapes.
     let other = dir.path().join("other.ckpt");
@@ -487,4 +494,236 @@ fn the_datamodule_state_comes_back() {
     resumed.fit_from(Net::new(), &mut resumed_data, &last).unwrap();
     // The saved count, then the resumed fit's own dataloader.
     assert_eq!(resumed_data.train_loaders, 2);
+}
+
+/// Lightning's `ckpt_path="best"` after a fit whose `ModelCheckpoint` monitors nothing: its
+/// `best_model_path`, the newest checkpoint it saved.
+#[test]
+fn best_after_a_fit_with_an_unmonitored_checkpoint_is_its_newest_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = trainer(dir.path(), ModelCheckpoint::new());
+    let model = trainer.fit(Net::new(), data()).unwrap();
+    let newest = trainer
+        .checkpoint_callback()
+        .unwrap()
+        .best_model_path()
+        .unwrap()
+        .to_path_buf();
+    assert!(newest.ends_with("epoch=2-step=12.ckpt"), "{}", newest.display());
+    let mut evaluated = Net::new();
+    trainer.validate_from(&mut evaluated, data(), "best").unwrap();
+    assert_eq!(evaluated.weights(), model.weights());
+}
+
+/// A writer the test reads back: what a run printed.
+#[derive(Clone, Default)]
+struct Printed(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Printed {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Printed {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Lightning says where it restores from, and runs the sanity check when the checkpoint ends
+/// an epoch (its loops are not restarting then); inside an epoch it skips it (see
+/// `callback_states_come_back_and_the_sanity_check_is_skipped`).
+#[test]
+fn resuming_says_where_from_and_checks_sanity_after_an_epochs_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = trainer(&dir.path().join("first"), ModelCheckpoint::new().save_top_k(-1));
+    first.fit(Net::new(), data()).unwrap();
+    let path = dir
+        .path()
+        .join("first/lightning_logs/version_0/checkpoints/epoch=0-step=4.ckpt");
+    assert!(Checkpoint::load(&path).unwrap().loops.unwrap().epoch_done);
+    let printed = Printed::default();
+    let sanity_checks = Arc::new(Mutex::new(0));
+    let mut resumed = Trainer::builder()
+        .default_root_dir(dir.path().join("resumed"))
+        .enable_model_summary(false)
+        .max_epochs(EPOCHS)
+        .callback(ProgressBar::plain_to(printed.clone()))
+        .callback(Counter {
+            batches: 0,
+            sanity_checks: sanity_checks.clone(),
+        })
+        .build()
+        .unwrap();
+    resumed.fit_from(Net::new(), data(), &path).unwrap();
+    let text = printed.text();
+    assert!(
+        text.contains(&format!(
+            "Restoring states from the checkpoint path at {}",
+            path.display()
+        )) && text.contains(&format!(
+            "Restored all states from the checkpoint at {}",
+            path.display()
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        *sanity_checks.lock().unwrap(),
+        1,
+        "the sanity check runs after an epoch's end"
+    );
+}
+
+/// The command a preemptible job runs again and again, `fit_from(.., "last")` with a
+/// `ModelCheckpoint` that has its own `dirpath`: the first run finds nothing and trains from
+/// scratch with a warning; the next, in a new trainer, resumes from that `dirpath`'s
+/// `last.ckpt`. A resumed fit never removes the file it resumed from, even when top-k would.
+#[test]
+fn the_last_command_starts_from_scratch_then_resumes_from_its_dirpath() {
+    let dir = tempfile::tempdir().unwrap();
+    let (expected, _) = uninterrupted(&dir.path().join("full"));
+    let ckpts = dir.path().join("ckpts");
+    let command = |epochs: usize| {
+        let mut trainer = Trainer::builder()
+            .default_root_dir(dir.path().join("runs"))
+            .enable_progress_bar(false)
+            .enable_model_summary(false)
+            .seed(7)
+            .max_epochs(epochs)
+            .callback(ModelCheckpoint::new().dirpath(&ckpts).save_last(true))
+            .build()
+            .unwrap();
+        let (model, warnings) = common::warnings_of(|| trainer.fit_from(Net::new(), data(), "last").unwrap());
+        let warned = warnings
+            .iter()
+            .any(|w| w.contains("there is no last checkpoint available"));
+        (model, warned, trainer)
+    };
+    let (_, warned, _) = command(1);
+    assert!(warned, "the first run warns that it starts from scratch");
+    assert!(ckpts.join("last.ckpt").is_file() && ckpts.join("epoch=0-step=4.ckpt").is_file());
+    let (model, warned, trainer) = command(2);
+    assert!(!warned);
+    assert_eq!(trainer.global_step(), 8, "resumed after the first epoch");
+
+    // Resumed from the top-1 file itself: the next save would remove it (Lightning exempts it).
+    let resumed_from = ckpts.join("epoch=1-step=8.ckpt");
+    assert!(resumed_from.is_file());
+    let mut trainer = Trainer::builder()
+        .default_root_dir(dir.path().join("runs"))
+        .enable_progress_bar(false)
+        .enable_model_summary(false)
+        .seed(7)
+        .max_epochs(EPOCHS)
+        .callback(ModelCheckpoint::new().dirpath(&ckpts).save_last(true))
+        .build()
+        .unwrap();
+    let model = trainer.fit_from(model, data(), &resumed_from).unwrap();
+    assert_eq!(model.weights(), expected);
+    assert!(ckpts.join("epoch=2-step=12.ckpt").is_file());
+    assert!(resumed_from.is_file(), "the checkpoint the fit resumed from is kept");
+}
+
+/// Set in the children of the recovery test: what the child does.
+const CHILD_MODE: &str = "BURN_LIGHTNING_RESUME_CHILD_MODE";
+
+/// Stalls a resumed run at `on_train_start` (after it made its run directory, before its first
+/// checkpoint), where the parent kills it.
+struct Stall {
+    dir: PathBuf,
+}
+
+impl Callback<Net> for Stall {
+    fn on_train_start(&mut self, _module: &mut Net, _cx: &mut EpochContext<'_>) {
+        std::fs::write(self.dir.join("stalled"), "").unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(120));
+    }
+}
+
+/// The child's side of the recovery test: the same command every time, `fit_from(.., "last")`.
+#[test]
+#[ignore = "run by the recovery test in a child process"]
+fn child_runs_the_last_command() {
+    let dir = PathBuf::from(std::env::var(CHILD_DIR).expect("run by the recovery test"));
+    let stall = std::env::var(CHILD_MODE).is_ok_and(|mode| mode == "stall");
+    let mut builder = kill_trainer(&dir)
+        .callback(ModelCheckpoint::new().every_n_train_steps(1).save_last(true))
+        .callback(Pace { dir: dir.clone() });
+    if stall {
+        builder = builder.callback(Stall { dir: dir.clone() });
+    }
+    builder.build().unwrap().fit_from(Net::new(), data(), "last").unwrap();
+}
+
+/// Kills the child once `file` (under `root`) exists, or it reached `step`.
+fn kill_when(child: &mut std::process::Child, root: &Path, ready: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !ready() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child ended early in {}",
+            root.display()
+        );
+        assert!(started.elapsed().as_secs() < 120, "the child never got there");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// A run killed, then its recovery killed ten times in a row before its first checkpoint (each
+/// leaves a `version_N` without checkpoints), then the same command once more: it resumes from
+/// the newest run directory that holds a checkpoint and ends with the weights of an
+/// uninterrupted fit (the module has no randomness after its start; the device's generator is
+/// not restored).
+#[test]
+fn recovery_killed_ten_times_before_its_first_checkpoint_still_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut full = kill_trainer(&dir.path().join("full")).build().unwrap();
+    let expected = full.fit(Net::new(), data()).unwrap().weights();
+    let root = dir.path().join("job");
+    std::fs::create_dir_all(&root).unwrap();
+    let child = |mode: &str| {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["child_runs_the_last_command", "--exact", "--ignored", "--nocapture"])
+            .env(CHILD_DIR, &root)
+            .env(CHILD_MODE, mode)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let step = || {
+        std::fs::read_to_string(root.join("step"))
+            .ok()
+            .and_then(|s| s.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    let mut first = child("train");
+    kill_when(&mut first, &root, || step() >= 9);
+    for _ in 0..10 {
+        let _ = std::fs::remove_file(root.join("stalled"));
+        let mut recovery = child("stall");
+        kill_when(&mut recovery, &root, || root.join("stalled").exists());
+    }
+    let runs = root.join("lightning_logs");
+    for n in 1..=10 {
+        let checkpoints = runs.join(format!("version_{n}/checkpoints"));
+        assert!(
+            !checkpoints.exists() || std::fs::read_dir(&checkpoints).unwrap().next().is_none(),
+            "recovery {n} was killed before its first checkpoint"
+        );
+    }
+    let mut trainer = kill_trainer(&root)
+        .callback(ModelCheckpoint::new().every_n_train_steps(1).save_last(true))
+        .build()
+        .unwrap();
+    let model = trainer.fit_from(Net::new(), data(), "last").unwrap();
+    assert_eq!(model.weights(), expected);
+    assert_eq!(trainer.global_step(), KILL_EPOCHS * 4);
 }

@@ -445,8 +445,8 @@ fn the_default_logger_writes_what_the_trainer_logged_and_tensorboard_reads_it() 
     assert_eq!(trainer.loggers()[0].name(), "lightning_logs");
 
     // Every second batch that stepped (counted over the whole fit: 15 batches), the epoch values
-    // at the epoch's last step, validation at the step after it, `epoch` with all of them: what
-    // Lightning's connector sends. Read back here, every value bit for bit with what the
+    // and validation at the epoch's last step, `epoch` with all of them: what Lightning's
+    // connector sends. Read back here, every value bit for bit with what the
     // trainer reports as logged last.
     let files = event_files(&run_dir);
     assert_eq!(files.len(), 1, "{files:?}");
@@ -455,7 +455,7 @@ fn the_default_logger_writes_what_the_trainer_logged_and_tensorboard_reads_it() 
     let steps = |tag: &str| read[tag].iter().map(|(s, _)| *s).collect::<Vec<_>>();
     assert_eq!(steps("train_loss_step"), [1, 3, 5, 7, 9, 11, 13]);
     assert_eq!(steps("train_loss_epoch"), [4, 9, 14]);
-    assert_eq!(steps("val_loss"), [5, 10, 15]);
+    assert_eq!(steps("val_loss"), [4, 9, 14]);
     assert_eq!(steps("hp_metric"), [0]);
     let epochs: Vec<f32> = read["epoch"].iter().map(|(_, v)| *v).collect();
     assert_eq!(epochs, [0., 0., 0., 0., 1., 1., 1., 1., 1., 2., 2., 2., 2.]);

@@ -299,6 +299,76 @@ fn without_max_epochs_or_max_steps_fit_is_bounded_by_1000_epochs() {
     assert_eq!(limits(builder(dir.path()).max_epochs(3)), (Some(3), None));
 }
 
+/// Lightning's `_parse_loop_limits`: `max_epochs=-1` is no epoch limit; unset, 1000 epochs with a
+/// warning unless `max_steps`, `max_time` or a `Timer` bounds the run.
+#[test]
+fn max_epochs_minus_one_max_time_and_a_timer_leave_epochs_unbounded() {
+    let stop_at_once = || Script {
+        stop_once_at: Some((0, 0)),
+        ..Script::default()
+    };
+    let limits = |builder: TrainerBuilder<Probe>| {
+        let dir = tempfile::tempdir().unwrap();
+        let (seen, warnings) = common::warnings_of(|| {
+            fit(
+                builder.default_root_dir(dir.path()),
+                Probe::new(stop_at_once()),
+                data(8, 4),
+            )
+        });
+        let warned = warnings
+            .iter()
+            .any(|w| w.contains("`max_epochs` was not set. Setting it to 1000 epochs"));
+        (seen[0].max_epochs, seen[0].max_steps, warned)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(
+        limits(builder(dir.path())),
+        (Some(1000), None, true),
+        "the default warns"
+    );
+    assert_eq!(limits(builder(dir.path()).max_epochs(-1)), (None, None, false));
+    assert_eq!(
+        limits(builder(dir.path()).max_epochs(MaxCount::Unlimited)),
+        (None, None, false)
+    );
+    assert_eq!(limits(builder(dir.path()).max_steps(-1)), (Some(1000), None, true));
+    assert_eq!(limits(builder(dir.path()).max_steps(40)), (None, Some(40), false));
+    assert_eq!(limits(builder(dir.path()).max_time("00:01:00:00")), (None, None, false));
+    assert_eq!(
+        limits(builder(dir.path()).callback(Timer::new(None))),
+        (None, None, false)
+    );
+    // The YAML and CLI form, `max_epochs: -1`, is the same as the builder's.
+    let yaml: TrainerConfig =
+        serde_json::from_value(serde_json::json!({"max_epochs": -1, "enable_progress_bar": false})).unwrap();
+    assert_eq!(limits(builder(dir.path()).config(yaml)), (None, None, false));
+    let negative = builder(dir.path()).max_epochs(-2).build().err().unwrap().to_string();
+    assert!(
+        negative.contains("max_epochs") && negative.contains("-1 for no limit"),
+        "{negative}"
+    );
+}
+
+#[test]
+fn max_epochs_minus_one_trains_past_a_thousand_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    // One batch per epoch; the probe asks to stop in epoch 1001, past the old 1000-epoch cap.
+    let script = Script {
+        stop_once_at: Some((1001, 0)),
+        ..Script::default()
+    };
+    let seen = fit(
+        builder(dir.path())
+            .max_epochs(-1)
+            .limit_val_batches(0)
+            .enable_model_summary(false),
+        Probe::new(script),
+        data(4, 4),
+    );
+    assert_eq!(epoch_ends(&seen).last(), Some(&(1001, 1002)));
+}
+
 #[test]
 fn a_stop_request_ends_fitting_after_the_current_batch() {
     let dir = tempfile::tempdir().unwrap();
@@ -933,4 +1003,66 @@ fn the_same_seed_gives_the_same_weights_and_losses_and_another_seed_does_not() {
     assert_ne!(losses_a, losses_c, "another seed, other losses");
     // The losses are those of a model that trains.
     assert!(losses_a.windows(2).any(|w| w[0] != w[1]));
+}
+
+/// Lightning 2.6's time-based `val_check_interval`: a validation at the first batch end past the
+/// interval (a nanosecond: after every batch; an hour: never in a short fit), and, as its side
+/// effect in Lightning, checkpoints saved after validation rather than at the epochs' ends.
+#[test]
+fn a_time_based_val_check_interval_validates_by_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let every_batch = fit(
+        builder(dir.path())
+            .max_epochs(2)
+            .num_sanity_val_steps(0)
+            .val_check_interval(std::time::Duration::from_nanos(1)),
+        Probe::new(Script::default()),
+        data(12, 4),
+    );
+    assert_eq!(validation_runs(&every_batch), [1, 2, 3, 4, 5, 6]);
+
+    let hour = |dir: &Path, checkpoint: ModelCheckpoint| {
+        let mut trainer = builder(dir)
+            .max_epochs(2)
+            .num_sanity_val_steps(0)
+            .enable_checkpointing(true)
+            .val_check_interval("00:01:00:00")
+            .callback(checkpoint)
+            .build()
+            .unwrap();
+        let model = Probe::new(Script::default());
+        let seen = model.seen.clone();
+        trainer.fit(model, data(12, 4)).unwrap();
+        let saved = common::file_names(&dir.join("lightning_logs/version_0/checkpoints"));
+        let runs = validation_runs(&seen.lock().unwrap());
+        (runs, saved)
+    };
+    let (runs, saved) = hour(&dir.path().join("hour"), ModelCheckpoint::new());
+    assert!(runs.is_empty(), "{runs:?}");
+    assert!(saved.is_empty(), "no validation, so no checkpoint: {saved:?}");
+    let (_, saved) = hour(
+        &dir.path().join("epoch_end"),
+        ModelCheckpoint::new().save_on_train_epoch_end(Some(true)),
+    );
+    assert_eq!(saved, ["epoch=1-step=6.ckpt"]);
+
+    // The YAML forms, and the errors of a bad time.
+    let yaml: TrainerConfig = serde_json::from_value(serde_json::json!({"val_check_interval": "00:00:15:00"})).unwrap();
+    assert_eq!(
+        yaml.val_check_interval,
+        ValCheckInterval::from(std::time::Duration::from_secs(900))
+    );
+    let map: TrainerConfig =
+        serde_json::from_value(serde_json::json!({"val_check_interval": {"minutes": 15}})).unwrap();
+    assert_eq!(map.val_check_interval, yaml.val_check_interval);
+    let bad = builder(dir.path())
+        .val_check_interval("15 minutes")
+        .build()
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        bad.contains("val_check_interval") && bad.contains("DD:HH:MM:SS"),
+        "{bad}"
+    );
 }

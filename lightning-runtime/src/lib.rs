@@ -35,7 +35,7 @@ pub use crate::core::checkpoint_data::{Checkpoint, LoopProgress, LossScalerState
 pub use crate::core::component::{ComponentSpec, LoggerFlag};
 pub use crate::core::datamodule::{DataModule, IntoLoader, Loader, Loaders, Stage};
 pub use crate::core::error::{Error, FitError};
-pub use crate::core::flags::{Limit, ValCheckInterval};
+pub use crate::core::flags::{Limit, MaxCount, MaxTime, TimeSpan, ValCheckInterval};
 pub use crate::core::hook_list::{CallbackRole, Hook, HookOwner, HookSet, LogScope, Optimization};
 pub use crate::core::logging::{EpochLogOptions, LogOptions, LogValue, MetricValue, Metrics, Reduce};
 pub use crate::core::mode::Mode;
@@ -43,8 +43,8 @@ pub use crate::core::state::{RunningStage, TrainerFn, TrainerState, TrainerStatu
 pub use burn;
 pub use burn::tensor::{Device, Tensor};
 pub use callbacks::{
-    EarlyStopping, EarlyStoppingReason, EpochSummary, GradientNormMonitor, LayerSummary, LearningRateMonitor, MaxTime,
-    ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, ProgressBar, SaveLast, Summary, TimeSpan, Timer, summarize,
+    EarlyStopping, EarlyStoppingReason, EpochSummary, GradientNormMonitor, LayerSummary, LearningRateMonitor,
+    ModelCheckpoint, ModelSummary, OnExceptionCheckpoint, ProgressBar, SaveLast, Summary, Timer, summarize,
 };
 pub use checkpoint::{KeyReport, LightningCheckpoint, LoadFromCheckpoint, LoadOptions, Loaded};
 pub use cli::{CliError, Command, DataOptions, LightningCli};
@@ -54,6 +54,7 @@ pub use data::{
 };
 pub use hooks::closure::OptimizerClosure;
 pub use hooks::context::{EpochContext, HookContext, StepContext};
+pub use hooks::diagnostics::IntoEpochLogOptions;
 pub use hooks::{
     AutomaticOptimization, BatchControl, Callback, Callbacks, ConfigureOptimizers, HasHparams, HookError, HookResult,
     HparamInfo, HparamValue, IntoBatchControl, IntoManualOutput, IntoTrainingOutput, LightningModule,

@@ -18,6 +18,7 @@ pub mod progress;
 pub mod registry;
 pub mod timer;
 
+pub use crate::core::flags::{MaxTime, TimeSpan};
 pub use crate::core::mode::Mode;
 pub use early_stopping::{EarlyStopping, EarlyStoppingReason};
 pub use grad_norm_monitor::GradientNormMonitor;
@@ -26,4 +27,4 @@ pub use model_checkpoint::{ModelCheckpoint, SaveLast};
 pub use model_summary::{LayerSummary, ModelSummary, Summary, summarize};
 pub use on_exception_checkpoint::OnExceptionCheckpoint;
 pub use progress::{EpochSummary, ProgressBar};
-pub use timer::{MaxTime, TimeSpan, Timer};
+pub use timer::Timer;

@@ -316,9 +316,9 @@ impl ModelCheckpoint {
         self.last_model_path.as_deref()
     }
 
-    /// The metric it monitors, if any.
-    pub(crate) fn monitor_name(&self) -> Option<&str> {
-        self.monitor.as_deref()
+    /// The `dirpath` it was given, if any.
+    pub(crate) fn explicit_dirpath(&self) -> Option<&Path> {
+        self.dirpath.as_deref()
     }
 
     /// The directory it saves into, once known (at the start of training).
@@ -452,10 +452,12 @@ impl ModelCheckpoint {
         self.last_checkpoint_saved = Some(path);
     }
 
-    /// Lightning's `_should_remove_checkpoint`: not the file just written, and only files in
-    /// this callback's directory.
-    fn should_remove(&self, previous: &Path, current: &Path) -> bool {
+    /// Lightning's `_should_remove_checkpoint`: not the file just written, not the checkpoint
+    /// the fit resumed from (`resumed_from`), and only files in this callback's directory.
+    fn should_remove(&self, previous: &Path, current: &Path, resumed_from: Option<&Path>) -> bool {
+        let absolute = |path: &Path| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         previous != current
+            && resumed_from.is_none_or(|resumed| absolute(resumed) != absolute(previous))
             && self
                 .resolved_dir
                 .as_deref()
@@ -475,7 +477,7 @@ impl ModelCheckpoint {
             self.save_checkpoint(cx, path.clone());
             if let Some(previous) = previous
                 && self.save_top_k == 1
-                && self.should_remove(&previous, &path)
+                && self.should_remove(&previous, &path, cx.ckpt_path.as_deref())
             {
                 cx.remove(previous);
             }
@@ -581,7 +583,7 @@ impl ModelCheckpoint {
         }
         self.save_checkpoint(cx, path.clone());
         if let Some(deleted) = deleted
-            && self.should_remove(&deleted, &path)
+            && self.should_remove(&deleted, &path, cx.ckpt_path.as_deref())
         {
             cx.remove(deleted);
         }
@@ -605,7 +607,7 @@ impl ModelCheckpoint {
             _ => self.save_checkpoint(cx, path.clone()),
         }
         if let Some(previous) = previous
-            && self.should_remove(&previous, &path)
+            && self.should_remove(&previous, &path, cx.ckpt_path.as_deref())
         {
             cx.remove(previous);
         }

@@ -2,7 +2,7 @@
 
 use crate::hooks::{Callback, CallbackRole, LightningModule};
 use crate::{Error, HookContext};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Saves a checkpoint when a run fails or is interrupted (Lightning's `OnExceptionCheckpoint`):
 /// in `on_exception`, to `<dirpath>/<filename>.ckpt` (default `on_exception.ckpt`), with the
@@ -35,6 +35,11 @@ impl OnExceptionCheckpoint {
     /// Where the checkpoint goes.
     pub fn path(&self) -> PathBuf {
         self.dirpath.join(format!("{}.ckpt", self.filename))
+    }
+
+    /// The directory it saves into.
+    pub fn dir(&self) -> &Path {
+        &self.dirpath
     }
 }
 

@@ -5,92 +5,9 @@
 use crate::core::state::RunningStage;
 use crate::hooks::{Callback, LightningModule};
 use crate::optim::Interval;
-use crate::{EpochContext, Error, HookContext, JsonValue, StepContext};
+use crate::{EpochContext, HookContext, JsonValue, StepContext};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A time limit as Lightning takes it: `"DD:HH:MM:SS"`, a [`Duration`], or a [`TimeSpan`].
-#[derive(Clone, Debug, PartialEq)]
-pub enum MaxTime {
-    Duration(Duration),
-    /// `"DD:HH:MM:SS"`, checked by the trainer's builder.
-    Text(String),
-}
-
-impl From<Duration> for MaxTime {
-    fn from(duration: Duration) -> Self {
-        MaxTime::Duration(duration)
-    }
-}
-
-impl From<&str> for MaxTime {
-    fn from(text: &str) -> Self {
-        MaxTime::Text(text.to_string())
-    }
-}
-
-impl From<String> for MaxTime {
-    fn from(text: String) -> Self {
-        MaxTime::Text(text)
-    }
-}
-
-/// Lightning's `max_time={"days": 1, "hours": 5}`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TimeSpan {
-    pub days: u64,
-    pub hours: u64,
-    pub minutes: u64,
-    pub seconds: u64,
-}
-
-impl From<TimeSpan> for MaxTime {
-    fn from(span: TimeSpan) -> Self {
-        let seconds = ((span.days * 24 + span.hours) * 60 + span.minutes) * 60 + span.seconds;
-        MaxTime::Duration(Duration::from_secs(seconds))
-    }
-}
-
-impl MaxTime {
-    /// The duration, or an error naming `max_time` that says what to write.
-    pub(crate) fn duration(&self) -> Result<Duration, Error> {
-        match self {
-            MaxTime::Duration(duration) => Ok(*duration),
-            MaxTime::Text(text) => parse_dhms(text).ok_or_else(|| {
-                Error::config(
-                    "max_time",
-                    format!(
-                        "`{text}` is not \"DD:HH:MM:SS\" (days, hours, minutes and seconds, like \"00:12:00:00\"); \
-                         or give a `Duration` or a `TimeSpan`"
-                    ),
-                )
-            }),
-        }
-    }
-}
-
-/// `"DD:HH:MM:SS"`, as Lightning splits it: four whole numbers.
-fn parse_dhms(text: &str) -> Option<Duration> {
-    let parts: Vec<u64> = text
-        .trim()
-        .split(':')
-        .map(|p| p.trim().parse::<u64>())
-        .collect::<Result<_, _>>()
-        .ok()?;
-    let [days, hours, minutes, seconds] = parts[..] else {
-        return None;
-    };
-    let span = TimeSpan {
-        days,
-        hours,
-        minutes,
-        seconds,
-    };
-    match MaxTime::from(span) {
-        MaxTime::Duration(d) => Some(d),
-        MaxTime::Text(_) => None,
-    }
-}
 
 /// When each stage started and ended.
 #[derive(Debug, Default)]

@@ -971,12 +971,26 @@ where
         }
         let mut trainer = builder.build().map_err(CliError::run_failed)?;
         let checkpoint = match &parsed.ckpt_path {
-            Some(ckpt) => {
-                let path = trainer.resolve_ckpt_path(ckpt).map_err(CliError::run_failed)?;
-                let loaded = crate::checkpoint::Checkpoint::load(&path).map_err(CliError::run_failed)?;
-                parsed.hparams = self.hparams_from_checkpoint(&parsed, &loaded, &path)?;
-                Some((path, loaded))
-            }
+            Some(ckpt) => match trainer.resolve_ckpt_path(ckpt).map_err(CliError::run_failed)? {
+                Some(path) => {
+                    let loaded = crate::checkpoint::Checkpoint::load(&path).map_err(CliError::run_failed)?;
+                    parsed.hparams = self.hparams_from_checkpoint(&parsed, &loaded, &path)?;
+                    Some((path, loaded))
+                }
+                // `fit` starts from scratch without a last checkpoint, as `Trainer::fit_from`.
+                None if parsed.commands.iter().all(|command| *command == Command::Fit) => {
+                    tracing::warn!(target: "burn_lightning",
+                        "`ckpt_path=\"last\"` is set, but there is no last checkpoint available. No checkpoint will be \
+                         loaded: training starts from scratch.");
+                    None
+                }
+                None => {
+                    return Err(CliError::run_failed(Error::config(
+                        "ckpt_path",
+                        "`last`: no checkpoint was found (see `CkptPath::Last` for where it looks); train first, or give a path",
+                    )));
+                }
+            },
             None => None,
         };
         *config_yaml.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = parsed.config_yaml();

@@ -2,6 +2,7 @@
 //! a loop runs, and when validation runs inside an epoch.
 
 use crate::Error;
+use std::time::Duration;
 
 /// How many batches of a loop to run (Lightning's `limit_*_batches`): all, a count, or a
 /// fraction of the dataloader. Built from `usize`/`i32` (a count) or `f64` (a fraction).
@@ -66,13 +67,40 @@ impl Limit {
 }
 
 /// When to validate inside an epoch (Lightning's `val_check_interval`): a fraction of the epoch,
-/// or every N training batches.
-#[derive(Clone, Copy, PartialEq, Debug)]
+/// every N training batches, or every so much wall-clock time of training (`"DD:HH:MM:SS"`, a
+/// [`Duration`] or a [`TimeSpan`], Lightning 2.6's time-based validation: the clock starts with
+/// the fit and restarts after each validation, which runs at the first batch end past it).
+#[derive(Clone, PartialEq, Debug)]
 pub enum ValCheckInterval {
     Fraction(f64),
     Batches(usize),
+    Time(MaxTime),
     #[doc(hidden)]
     Negative(i64),
+}
+
+impl From<Duration> for ValCheckInterval {
+    fn from(duration: Duration) -> Self {
+        ValCheckInterval::Time(MaxTime::Duration(duration))
+    }
+}
+
+impl From<&str> for ValCheckInterval {
+    fn from(text: &str) -> Self {
+        ValCheckInterval::Time(MaxTime::from(text))
+    }
+}
+
+impl From<TimeSpan> for ValCheckInterval {
+    fn from(span: TimeSpan) -> Self {
+        ValCheckInterval::Time(MaxTime::from(span))
+    }
+}
+
+impl From<MaxTime> for ValCheckInterval {
+    fn from(time: MaxTime) -> Self {
+        ValCheckInterval::Time(time)
+    }
 }
 
 impl Default for ValCheckInterval {
@@ -96,5 +124,146 @@ impl From<usize> for ValCheckInterval {
 impl From<i32> for ValCheckInterval {
     fn from(n: i32) -> Self {
         usize::try_from(n).map_or(ValCheckInterval::Negative(n.into()), ValCheckInterval::Batches)
+    }
+}
+
+/// An upper bound on epochs or optimizer steps (Lightning's `max_epochs` and `max_steps`): a
+/// count, or [`Unlimited`](Self::Unlimited) (Lightning's `-1`). Built from `usize` or `i32` (`-1`
+/// is unlimited; another negative number is an error of `build()`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MaxCount {
+    /// At most this many.
+    Count(usize),
+    /// No bound (Lightning's `-1`).
+    Unlimited,
+    #[doc(hidden)]
+    Negative(i64),
+}
+
+impl From<usize> for MaxCount {
+    fn from(n: usize) -> Self {
+        MaxCount::Count(n)
+    }
+}
+
+impl From<i32> for MaxCount {
+    fn from(n: i32) -> Self {
+        match n {
+            -1 => MaxCount::Unlimited,
+            n => usize::try_from(n).map_or(MaxCount::Negative(n.into()), MaxCount::Count),
+        }
+    }
+}
+
+impl MaxCount {
+    /// The bound as the loops read it (`None`: unlimited); an error naming `flag` for a negative
+    /// number other than `-1`.
+    pub(crate) fn validate(self, flag: &'static str) -> Result<Option<usize>, Error> {
+        match self {
+            MaxCount::Count(n) => Ok(Some(n)),
+            MaxCount::Unlimited => Ok(None),
+            MaxCount::Negative(n) => Err(Error::config(
+                flag,
+                format!("{n} is negative; use a count of at least 0, or -1 for no limit"),
+            )),
+        }
+    }
+
+    /// Lightning's YAML form: a count, or `-1`.
+    pub(crate) fn to_i64(self) -> i64 {
+        match self {
+            MaxCount::Count(n) => n as i64,
+            MaxCount::Unlimited => -1,
+            MaxCount::Negative(n) => n,
+        }
+    }
+}
+
+/// A span of wall-clock time as Lightning takes it (`max_time`, a time-based
+/// `val_check_interval`): `"DD:HH:MM:SS"`, a [`Duration`], or a [`TimeSpan`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum MaxTime {
+    Duration(Duration),
+    /// `"DD:HH:MM:SS"`, checked by the trainer's builder.
+    Text(String),
+}
+
+impl From<Duration> for MaxTime {
+    fn from(duration: Duration) -> Self {
+        MaxTime::Duration(duration)
+    }
+}
+
+impl From<&str> for MaxTime {
+    fn from(text: &str) -> Self {
+        MaxTime::Text(text.to_string())
+    }
+}
+
+impl From<String> for MaxTime {
+    fn from(text: String) -> Self {
+        MaxTime::Text(text)
+    }
+}
+
+/// Lightning's `max_time={"days": 1, "hours": 5}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimeSpan {
+    pub days: u64,
+    pub hours: u64,
+    pub minutes: u64,
+    pub seconds: u64,
+}
+
+impl From<TimeSpan> for MaxTime {
+    fn from(span: TimeSpan) -> Self {
+        let seconds = ((span.days * 24 + span.hours) * 60 + span.minutes) * 60 + span.seconds;
+        MaxTime::Duration(Duration::from_secs(seconds))
+    }
+}
+
+impl MaxTime {
+    /// The duration, or an error naming `max_time` that says what to write.
+    pub(crate) fn duration(&self) -> Result<Duration, Error> {
+        self.duration_of("max_time")
+    }
+
+    /// The duration, or an error naming `flag` that says what to write.
+    pub(crate) fn duration_of(&self, flag: &'static str) -> Result<Duration, Error> {
+        match self {
+            MaxTime::Duration(duration) => Ok(*duration),
+            MaxTime::Text(text) => parse_dhms(text).ok_or_else(|| {
+                Error::config(
+                    flag,
+                    format!(
+                        "`{text}` is not \"DD:HH:MM:SS\" (days, hours, minutes and seconds, like \"00:12:00:00\"); \
+                         or give a `Duration` or a `TimeSpan`"
+                    ),
+                )
+            }),
+        }
+    }
+}
+
+/// `"DD:HH:MM:SS"`, as Lightning splits it: four whole numbers.
+fn parse_dhms(text: &str) -> Option<Duration> {
+    let parts: Vec<u64> = text
+        .trim()
+        .split(':')
+        .map(|p| p.trim().parse::<u64>())
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let [days, hours, minutes, seconds] = parts[..] else {
+        return None;
+    };
+    let span = TimeSpan {
+        days,
+        hours,
+        minutes,
+        seconds,
+    };
+    match MaxTime::from(span) {
+        MaxTime::Duration(d) => Some(d),
+        MaxTime::Text(_) => None,
     }
 }

@@ -600,12 +600,12 @@ impl MetricStore {
             .collect()
     }
 
-    /// Epoch values of one loop's current results (what `validate` and `test` return): the
-    /// entries logged since the loop's last reset, under `name`, or `name_epoch` when also
-    /// on_step.
+    /// Epoch values of one loop's current results for the loggers (what `validate` and `test`
+    /// return, Lightning's `metrics["log"]`): the entries logged with `logger(true)` since the
+    /// loop's last reset, under `name`, or `name_epoch` when also on_step.
     pub(crate) fn epoch_metrics(&self, loop_kind: Loop) -> Metrics {
         let mut out = BTreeMap::new();
-        for e in self.entries.iter().filter(|e| e.loop_kind == loop_kind) {
+        for e in self.entries.iter().filter(|e| e.loop_kind == loop_kind && e.logger) {
             if let Some(v) = e.epoch_value {
                 let key = if e.forked() { &e.epoch_key } else { &e.name };
                 out.insert(key.clone(), v);

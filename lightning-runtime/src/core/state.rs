@@ -125,8 +125,12 @@ pub struct TrainerState {
     pub should_stop: bool,
     /// The device the module runs on (in data-parallel training, the rank's whose hook runs).
     pub device: Device,
-    /// The run directory (`<default_root_dir>/lightning_logs/version_N`), when one is written.
+    /// The run directory (`<default_root_dir>/lightning_logs/version_N`, or `default_root_dir`
+    /// itself without a logger, as Lightning's `trainer.log_dir`), when one is written.
     pub log_dir: Option<PathBuf>,
+    /// The checkpoint this fit resumed from (Lightning's `trainer.ckpt_path`): checkpointing
+    /// callbacks never remove it.
+    pub ckpt_path: Option<PathBuf>,
     /// Whether validation runs during `fit` (a `validation_step`, a validation dataloader, and
     /// `limit_val_batches` above 0).
     pub validation_enabled: bool,
@@ -200,6 +204,7 @@ impl TrainerState {
             should_stop: false,
             device,
             log_dir: None,
+            ckpt_path: None,
             validation_enabled: false,
             validates_at_epoch_end: true,
             validation_has_run: false,

@@ -9,6 +9,7 @@ use crate::core::distributed::{Collectives, SyncDist};
 use crate::core::logging::{EpochLogOptions, LogOptions, LogValue, MetricStore, MetricValue};
 use crate::core::output::Output;
 use crate::core::state::{Loop, TrainerState};
+use crate::hooks::diagnostics::IntoEpochLogOptions;
 use crate::hooks::{Hook, LightningModule};
 use crate::optim::precision::{CastFloats, Precision, PrecisionState};
 use crate::optim::{LearningRate, Optimizer, OptimizerHandle, Scheduler};
@@ -319,17 +320,31 @@ impl<'a> EpochContext<'a> {
         self.log_with(name, value, EpochLogOptions::default());
     }
 
-    /// Logs with options (reduction, progress bar).
-    pub fn log_with(&mut self, name: &str, value: impl LogValue, options: EpochLogOptions) {
+    /// Logs with options (reduction, progress bar, logger): [`EpochLogOptions`], which has no
+    /// `on_step` (passing step hooks' `LogOptions` here is a compile error that says so).
+    pub fn log_with(&mut self, name: &str, value: impl LogValue, options: impl IntoEpochLogOptions) {
         // One value per epoch: its weight in the epoch mean is 1.
-        self.core
-            .log(self.hook, name, value.into_metric(), &options.into_log_options(), 1);
+        let options = options.into_epoch_log_options().into_log_options();
+        self.core.log(self.hook, name, value.into_metric(), &options, 1);
     }
 
     /// Logs every `(name, value)` pair.
     pub fn log_dict<K: AsRef<str>, V: LogValue>(&mut self, values: impl IntoIterator<Item = (K, V)>) {
         for (name, value) in values {
             self.log(name.as_ref(), value);
+        }
+    }
+
+    /// Logs every `(name, value)` pair with the same options (Lightning's
+    /// `self.log_dict(values, prog_bar=True, ...)` in an epoch hook).
+    pub fn log_dict_with<K: AsRef<str>, V: LogValue>(
+        &mut self,
+        values: impl IntoIterator<Item = (K, V)>,
+        options: impl IntoEpochLogOptions,
+    ) {
+        let options = options.into_epoch_log_options();
+        for (name, value) in values {
+            self.log_with(name.as_ref(), value, options.clone());
         }
     }
 }
@@ -409,6 +424,18 @@ impl<'a> StepContext<'a> {
     pub fn log_dict<K: AsRef<str>, V: LogValue>(&mut self, values: impl IntoIterator<Item = (K, V)>) {
         for (name, value) in values {
             self.log(name.as_ref(), value);
+        }
+    }
+
+    /// Logs every `(name, value)` pair with the same options (Lightning's
+    /// `self.log_dict(values, on_step=False, on_epoch=True, prog_bar=True)`).
+    pub fn log_dict_with<K: AsRef<str>, V: LogValue>(
+        &mut self,
+        values: impl IntoIterator<Item = (K, V)>,
+        options: LogOptions,
+    ) {
+        for (name, value) in values {
+            self.log_with(name.as_ref(), value, options.clone());
         }
     }
 

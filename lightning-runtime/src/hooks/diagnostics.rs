@@ -15,7 +15,7 @@ use crate::core::logging::EpochLogOptions;
 #[allow(dead_code)] // Only named by the implementations below.
 pub(crate) enum Never {}
 
-/// Never satisfied: the bound of `HookContext::log`, `log_with` and `log_dict`.
+/// Never satisfied: the bound of `HookContext::log`, `log_with`, `log_dict` and `log_dict_with`.
 #[diagnostic::on_unimplemented(
     message = "Lightning does not allow logging in this hook: its context is `HookContext`",
     label = "this hook cannot log",
@@ -55,6 +55,15 @@ impl<'a> HookContext<'a> {
     {
         let _ = values;
     }
+
+    /// Not available: Lightning does not allow logging in hooks whose context is `HookContext`.
+    #[doc(hidden)]
+    pub fn log_dict_with<I, O>(&mut self, values: I, options: O)
+    where
+        HookContext<'a>: LoggingAllowedInThisHook,
+    {
+        let _ = (values, options);
+    }
 }
 
 /// Never satisfied: the bound of `EpochLogOptions::on_step`.
@@ -80,6 +89,26 @@ impl EpochLogOptions {
         &'a EpochLogOptions: OnStepInEpochHook,
     {
         let _ = on;
+        self
+    }
+}
+
+/// What an epoch hook's `log_with` and `log_dict_with` take: [`EpochLogOptions`], and nothing
+/// else, so that a step hook's `LogOptions` (which has `on_step`) is a compile error that says
+/// what to write instead of a bare type mismatch.
+#[diagnostic::on_unimplemented(
+    message = "epoch hooks log once per epoch: they take `EpochLogOptions`, not `{Self}`",
+    label = "`LogOptions` are for step hooks",
+    note = "write `EpochLogOptions::new()` with `.reduce(..)`, `.prog_bar(..)` or `.logger(..)`; a value logged in an epoch hook is reduced per epoch, so there is no `on_step`",
+    note = "to log a value per step, log it from a step hook (`training_step`, `on_train_batch_end`, ...) with `LogOptions`"
+)]
+pub trait IntoEpochLogOptions {
+    #[doc(hidden)]
+    fn into_epoch_log_options(self) -> EpochLogOptions;
+}
+
+impl IntoEpochLogOptions for EpochLogOptions {
+    fn into_epoch_log_options(self) -> EpochLogOptions {
         self
     }
 }

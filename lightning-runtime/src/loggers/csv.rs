@@ -180,6 +180,10 @@ impl Logger for CsvLogger {
         self.dir.logger_name()
     }
 
+    fn root_dir(&self) -> Option<PathBuf> {
+        Some(self.dir.root())
+    }
+
     fn log_dir(&mut self) -> Result<PathBuf, Error> {
         self.experiment_dir()
     }

@@ -37,6 +37,13 @@ pub trait Logger: Send {
     /// for. The first logger's is the run directory (`trainer.log_dir()`, checkpoints).
     fn log_dir(&mut self) -> Result<PathBuf, Error>;
 
+    /// Where this logger's run directories live (`<save_dir>/<name>`, holding `version_N`),
+    /// without creating anything: where `ckpt_path = "last"` looks for the checkpoints of
+    /// earlier runs. `None` (the default) for a logger without that layout.
+    fn root_dir(&self) -> Option<PathBuf> {
+        None
+    }
+
     /// Records the module's hyperparameters (what `#[hparam]` fields hold).
     fn log_hyperparams(&mut self, hparams: &JsonValue) -> Result<(), Error>;
 
@@ -113,6 +120,15 @@ impl LoggerDir {
             name,
             version: Version::Next,
             resolved: Some(dir),
+        }
+    }
+
+    /// `<save_dir>/<name>`: where the versions live (for an [`existing`](Self::existing)
+    /// directory, its parent).
+    pub fn root(&self) -> PathBuf {
+        match (&self.resolved, &self.version) {
+            (Some(dir), _) if *dir == self.save_dir => dir.parent().map_or_else(|| dir.clone(), Path::to_path_buf),
+            _ => self.save_dir.join(&self.name),
         }
     }
 

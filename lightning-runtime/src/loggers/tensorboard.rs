@@ -186,6 +186,10 @@ impl Logger for TensorBoardLogger {
         self.dir.logger_name()
     }
 
+    fn root_dir(&self) -> Option<PathBuf> {
+        Some(self.dir.root())
+    }
+
     fn log_dir(&mut self) -> Result<PathBuf, Error> {
         self.dir.resolve()
     }

@@ -197,6 +197,9 @@ where
     }
     if running != RunningStage::SanityChecking {
         let values = run.core.metrics.logger_epoch_metrics(kind, started);
+        // Lightning's `update_eval_epoch_metrics`: in `logged_metrics` also without a logger.
+        run.logged
+            .extend(values.iter().map(|(name, value)| (name.clone(), *value)));
         let step = run.batches_that_stepped;
         run.log_metrics(values, step)?;
     }

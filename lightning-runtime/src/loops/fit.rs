@@ -7,6 +7,7 @@ use super::optimization::{AccumulationWindow, TrainingStepClosure};
 use super::run::{Run, hook};
 use super::{Config, Session};
 use crate::Error;
+use crate::core::checkpoint_data::Checkpoint;
 use crate::core::datamodule::{DataModule, Loader};
 use crate::core::error::FitError;
 use crate::core::flags::ValCheckInterval;
@@ -19,13 +20,15 @@ use crate::hooks::{
 use crate::optim::{Interval, Optimizer};
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::path::Path;
+use std::time::Instant;
 
 pub(crate) fn fit<M, D>(
     cfg: &Config,
     session: &mut Session<M>,
     model: M,
     data: D,
-    resume: Option<&crate::checkpoint::Checkpoint>,
+    resume: Option<(&Path, &Checkpoint)>,
 ) -> Result<M, FitError<M>>
 where
     M: TrainingStep + ConfigureOptimizers,
@@ -107,14 +110,22 @@ where
 fn fit_loop<M, D>(
     run: &mut Run<'_, M, D>,
     total_batches: &mut usize,
-    resume: Option<&crate::checkpoint::Checkpoint>,
+    resume: Option<(&Path, &Checkpoint)>,
 ) -> Result<(), Error>
 where
     M: TrainingStep + ConfigureOptimizers,
     D: DataModule<M::Batch>,
 {
     run.setup()?;
-    if let Some(checkpoint) = resume {
+    if let Some((path, _)) = resume {
+        // Lightning's `_CheckpointConnector.resume_start`; top-k never removes this file.
+        run.core.output.println(&format!(
+            "Restoring states from the checkpoint path at {}",
+            path.display()
+        ));
+        run.core.state.ckpt_path = Some(path.to_path_buf());
+    }
+    if let Some((_, checkpoint)) = resume {
         crate::checkpoint::restore::restore_modules_and_callbacks(
             &mut run.module,
             &mut run.data,
@@ -151,7 +162,7 @@ where
     }
     // The training dataloader's `iter()` calls of the epochs the checkpoint completed.
     let replayed_epochs = match resume {
-        Some(checkpoint) => {
+        Some((path, checkpoint)) => {
             let restored = crate::checkpoint::restore::restore_training_state(
                 run.optimizer.as_mut(),
                 &mut run.more_optimizers,
@@ -160,6 +171,10 @@ where
             )?;
             run.batches_that_stepped = restored.batches_that_stepped;
             *total_batches = restored.total_batches;
+            run.core.output.println(&format!(
+                "Restored all states from the checkpoint at {}",
+                path.display()
+            ));
             restored.completed_epochs
         }
         None => 0,
@@ -180,7 +195,15 @@ where
     let mut val_loader = ValLoader::default();
 
     // Lightning skips the sanity check when it restores a fit.
-    if validates && run.cfg.num_sanity_val_steps > 0 && resume.is_none() {
+    // Lightning skips the sanity check when it restarts inside an epoch (it would disturb the
+    // restored state), not after a checkpoint of an epoch's end.
+    let restarting_mid_epoch = resume.is_some_and(|(_, checkpoint)| {
+        checkpoint
+            .loops
+            .as_ref()
+            .is_some_and(|loops| !loops.epoch_done && loops.batches_done > 0)
+    });
+    if validates && run.cfg.num_sanity_val_steps > 0 && !restarting_mid_epoch {
         run.core.state.stage = RunningStage::SanityChecking;
         hook!(run.on_sanity_check_start());
         let device = run.eval_device.clone();
@@ -234,6 +257,9 @@ where
         // What `on_train_start` logs is reduced with the first epoch.
         run.core.metrics.start_epoch(Loop::Train);
         hook!(run.on_train_start());
+        // The clock of a time-based `val_check_interval` starts with training (Lightning's
+        // `_train_start_time`, after the sanity check).
+        let mut last_validation = Instant::now();
         while !fit_done(run) {
             let _span =
                 tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = "run_training_epoch").entered();
@@ -243,7 +269,7 @@ where
                 *train_loader = training_loaders(run, &train_device)?;
                 train_loader_epoch = run.core.state.current_epoch;
             }
-            train_epoch(run, train_loader, &mut val_loader, total_batches)?;
+            train_epoch(run, train_loader, &mut val_loader, total_batches, &mut last_validation)?;
         }
         run.finish_checkpoints()?;
         hook!(run.on_train_end());
@@ -361,6 +387,7 @@ fn train_epoch<M, D>(
     train_loaders: &TrainLoaders<M::Batch>,
     val_loader: &mut ValLoader<M::Batch>,
     total_batches: &mut usize,
+    last_validation: &mut Instant,
 ) -> Result<(), Error>
 where
     M: TrainingStep,
@@ -415,7 +442,6 @@ where
         run.core.logs_this_step =
             (run.batches_that_stepped + 1).is_multiple_of(run.cfg.log_every_n_steps) || run.core.state.should_stop;
         let batch_started = run.core.metrics.clock();
-        let steps_before = run.core.state.global_step;
         if let Some(window) = &mut window {
             window.begin(batch_idx, accumulate, batches.planned(), next.is_last);
         }
@@ -430,9 +456,6 @@ where
         if !accumulating {
             log_step_values(run, batch_started)?;
         }
-        if run.core.state.global_step > steps_before {
-            run.batches_that_stepped += 1;
-        }
         batch_idx += 1;
         // Lightning's `_should_check_val_fx`: every `val_check_batch` batches of the epoch, or of
         // the whole fit when `check_val_every_n_epoch` is None; and before stopping early.
@@ -442,14 +465,25 @@ where
         } else {
             batch_idx
         };
-        let val_check_batch = val_every.is_some_and(|every| iteration.is_multiple_of(every));
+        let val_check_batch = match val_check_time(run.cfg) {
+            // Lightning 2.6's time-based validation: the first batch end past the interval.
+            Some(interval) => last_validation.elapsed() >= interval,
+            None => val_every.is_some_and(|every| iteration.is_multiple_of(every)),
+        };
         if validate_this_epoch && (val_check_batch || stop_requested) {
             validate_in_fit(run, val_loader, accumulating)?;
+            *last_validation = Instant::now();
         }
         // Plateau schedulers stepped by batch follow what that validation logged (Lightning's
         // `on_advance_end`).
         if !accumulating {
             step_scheduler(run, Interval::Step, true)?;
+        }
+        // Lightning's `_batches_that_stepped`, the loggers' step: counted after the batch's
+        // validation (which logs at the batch's own step), for every batch but those that
+        // accumulate (manual optimization counts every batch).
+        if counts_as_stepped::<M>(accumulating) {
+            run.batches_that_stepped += 1;
         }
         let steps_done = run.cfg.max_steps.is_some_and(|max| run.core.state.global_step >= max);
         if steps_done || (run.core.state.should_stop && can_stop(run)) {
@@ -546,6 +580,13 @@ where
     Ok(())
 }
 
+/// Whether a training batch advances Lightning's `_batches_that_stepped` (the loggers' step and
+/// what `log_every_n_steps` counts): every batch but one that accumulates gradients under
+/// automatic optimization (`_should_accumulate`); under manual optimization every batch.
+fn counts_as_stepped<M: LightningModule>(accumulating: bool) -> bool {
+    M::OPTIMIZATION == Optimization::Manual || !accumulating
+}
+
 /// Sends the step values of the batch to the loggers every `log_every_n_steps` batches that
 /// step the optimizer, and when a stop was asked for (Lightning's `should_update_logs`). Only
 /// then are the logged tensors read.
@@ -562,10 +603,20 @@ where
     Ok(())
 }
 
+/// The time between validations of a time-based `val_check_interval`.
+fn val_check_time(config: &Config) -> Option<std::time::Duration> {
+    match &config.val_check_interval {
+        ValCheckInterval::Time(time) => time.duration_of("val_check_interval").ok(),
+        _ => None,
+    }
+}
+
 /// Training batches between validations, from `val_check_interval`.
 fn val_check_batches<M: LightningModule, D>(run: &Run<'_, M, D>, planned: Option<usize>) -> Result<usize, Error> {
     match run.cfg.val_check_interval {
         ValCheckInterval::Fraction(f) => Ok(planned.map_or(usize::MAX, |n| ((n as f64 * f) as usize).max(1))),
+        // Time-based: no batch count (see `val_check_time`).
+        ValCheckInterval::Time(_) => Ok(usize::MAX),
         ValCheckInterval::Batches(n) => {
             if run.cfg.check_val_every_n_epoch.is_some()
                 && let Some(planned) = planned
@@ -614,7 +665,7 @@ where
             main_device: run.eval_device.clone(),
         })
     };
-    let steps_before = run.core.state.global_step;
+    let accumulating = window.as_deref().is_some_and(|window| !window.steps);
     if M::OPTIMIZATION == Optimization::Manual {
         // A manual `training_step` steps its schedulers itself: the rates a learning-rate
         // monitor reads at this batch's start are those its last steps left.
@@ -636,7 +687,7 @@ where
     // Where a checkpoint saved from `on_train_batch_end` resumes: after this batch.
     let progress = &mut run.core.loop_progress;
     progress.batches_done = batch_idx + 1;
-    progress.batches_that_stepped = run.batches_that_stepped + usize::from(run.core.state.global_step > steps_before);
+    progress.batches_that_stepped = run.batches_that_stepped + usize::from(counts_as_stepped::<M>(accumulating));
     if let Some(batch) = &kept {
         hook!(run.on_train_batch_end(output.as_ref(), batch, batch_idx));
     }

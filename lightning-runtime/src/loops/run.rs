@@ -370,8 +370,8 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
     /// The run directory, created once per trainer (a second `fit` goes on writing into the
     /// first one's directory, as Lightning's logger keeps its version): the first logger's
     /// directory, else `<default_root_dir>/lightning_logs/version_N`, where the default
-    /// TensorBoard logger then writes. Writes `hparams.yaml` there and gives the
-    /// hyperparameters to every logger.
+    /// TensorBoard logger then writes; without any logger, `default_root_dir` itself. With a
+    /// logger, writes `hparams.yaml` there and gives the hyperparameters to every logger.
     pub fn create_log_dir(&mut self) -> Result<Option<PathBuf>, Error> {
         if self.cfg.fast_dev_run.is_some() || self.cfg.tuning.as_ref().is_some_and(|tuning| !tuning.run_dir) {
             return Ok(None);
@@ -383,13 +383,22 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         let dir = match (self.core.state.log_dir.clone(), self.loggers.first_mut()) {
             (Some(dir), _) => dir,
             (None, Some(logger)) => logger.log_dir()?,
-            (None, None) => {
+            // The learning-rate finder's search keeps its plot in a `version_N` of its own.
+            (None, None) if self.cfg.default_logger || self.cfg.tuning.is_some() => {
                 let dir = crate::checkpoint::run_dir::next_version_dir(&self.cfg.default_root_dir)?;
                 self.new_run_dir = Some(dir.clone());
                 if self.cfg.default_logger {
                     self.loggers.push(Box::new(crate::loggers::default_logger(&dir)));
                 }
                 dir
+            }
+            // Without a logger, Lightning's `trainer.log_dir` is `default_root_dir` itself:
+            // checkpoints go to `<default_root_dir>/checkpoints`, and no `version_N` is made.
+            (None, None) => {
+                let dir = self.cfg.default_root_dir.clone();
+                std::fs::create_dir_all(&dir).map_err(|e| Error::io("create the run directory", &dir, e))?;
+                self.core.state.log_dir = Some(dir.clone());
+                return Ok(Some(dir));
             }
         };
         let hparams = self.module.hparams();

@@ -4,7 +4,7 @@
 use super::Trainer;
 use super::config::TrainerConfig;
 use crate::callbacks::ModelCheckpoint;
-use crate::core::flags::Limit;
+use crate::core::flags::{Limit, MaxTime, ValCheckInterval};
 use crate::hooks::{Callback, Callbacks, LightningModule};
 use crate::loggers::Logger;
 use crate::loops::Config;
@@ -183,11 +183,6 @@ impl<M: LightningModule> TrainerBuilder<M> {
                 ),
             ));
         }
-        // Lightning: neither limit set means 1000 epochs.
-        let max_epochs = match (flags.max_epochs, flags.max_steps) {
-            (None, None) => Some(1000),
-            (epochs, _) => epochs,
-        };
         let mut callbacks = self.callbacks;
         // Callbacks the configuration names (`callbacks:`), after those given in code; one of a
         // kind replaces the default added below.
@@ -229,6 +224,18 @@ impl<M: LightningModule> TrainerBuilder<M> {
                 callbacks.push(Box::new(crate::callbacks::timer::Timer::new(Some(duration))));
             }
         }
+        let max_steps = flags.max_steps.validate("max_steps")?;
+        let max_epochs = match flags.max_epochs {
+            Some(max_epochs) => max_epochs.validate("max_epochs")?,
+            // Lightning's `_parse_loop_limits`: unset, with nothing else bounding the run (no
+            // `max_steps`, no `Timer`, which `max_time` adds), 1000 epochs with a warning.
+            None if max_steps.is_none() && !callbacks.iter().any(|c| c.name() == "Timer") => {
+                tracing::warn!(target: "burn_lightning",
+                    "`max_epochs` was not set. Setting it to 1000 epochs. To train without an epoch limit, set `max_epochs=-1`.");
+                Some(1000)
+            }
+            None => None,
+        };
         if let Some(norm_type) = flags.track_grad_norm {
             callbacks.push(Box::new(crate::callbacks::GradientNormMonitor::new(norm_type)));
         }
@@ -254,13 +261,19 @@ impl<M: LightningModule> TrainerBuilder<M> {
         let config = Config {
             max_epochs,
             min_epochs: flags.min_epochs.unwrap_or(0),
-            max_steps: flags.max_steps,
+            max_steps,
             min_steps: flags.min_steps.unwrap_or(0),
             limit_train_batches: checked.limit_train_batches,
             limit_val_batches: checked.limit_val_batches,
             limit_test_batches: checked.limit_test_batches,
             limit_predict_batches: checked.limit_predict_batches,
-            val_check_interval: flags.val_check_interval,
+            // A time is read once here ("DD:HH:MM:SS" was checked by `check`).
+            val_check_interval: match &flags.val_check_interval {
+                ValCheckInterval::Time(time) => {
+                    ValCheckInterval::Time(MaxTime::Duration(time.duration_of("val_check_interval")?))
+                }
+                other => other.clone(),
+            },
             check_val_every_n_epoch: flags.check_val_every_n_epoch,
             num_sanity_val_steps: flags.num_sanity_val_steps,
             fast_dev_run,

@@ -9,8 +9,9 @@
 //! resume differ from an uninterrupted run's; the trainer's `seed` is applied again instead.
 
 use crate::Error;
-use crate::callbacks::ModelCheckpoint;
+use crate::callbacks::{ModelCheckpoint, OnExceptionCheckpoint};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// Which checkpoint to resume from or evaluate (Lightning's `ckpt_path`): a file,
 /// [`Last`](Self::Last) (`"last"`) or [`Best`](Self::Best) (`"best"`).
@@ -21,11 +22,17 @@ use std::path::{Path, PathBuf};
 pub enum CkptPath {
     /// A checkpoint file.
     Path(PathBuf),
-    /// The newest checkpoint: the trainer's `ModelCheckpoint`'s `last_model_path`, else the
-    /// newest `*.ckpt` in the run's `checkpoints` directory (for a trainer that has not run yet:
-    /// the newest `<default_root_dir>/lightning_logs/version_N`'s, as after a crash).
+    /// The newest checkpoint of the run, found as a preemptible job needs it: the newest
+    /// `last*.ckpt` in each `ModelCheckpoint`'s and `OnExceptionCheckpoint`'s `dirpath` (and
+    /// the latter's own file); for a `ModelCheckpoint` without a `dirpath`, in the run
+    /// directories under the logger's root (`version_N/checkpoints`, newest `N` first, skipping
+    /// those that hold no checkpoint, as a run killed before its first save leaves), or
+    /// `<default_root_dir>/checkpoints` without a logger. Where there is no `last*.ckpt`, the
+    /// newest checkpoint there. With none at all, `fit` warns and trains from scratch (the same
+    /// command can be run again and again); `validate`, `test` and `predict` fail.
     Last,
-    /// The trainer's monitored `ModelCheckpoint`'s `best_model_path`.
+    /// The first `ModelCheckpoint`'s `best_model_path`: the best by its monitored metric, or,
+    /// without a monitor, the newest it saved (as Lightning).
     Best,
 }
 
@@ -57,46 +64,46 @@ impl From<&PathBuf> for CkptPath {
     }
 }
 
+/// Where a trainer's checkpoints can be: what `"last"` and `"best"` are resolved against.
+pub(crate) struct Places<'a> {
+    pub model_checkpoints: Vec<&'a ModelCheckpoint>,
+    pub on_exception: Vec<&'a OnExceptionCheckpoint>,
+    /// The run directory of this trainer's earlier fits, if any.
+    pub log_dir: Option<&'a Path>,
+    /// Where the run directories `version_N` live (`<save_dir>/<name>` of the first logger);
+    /// `None` without a logger.
+    pub versions_root: Option<PathBuf>,
+    pub default_root_dir: &'a Path,
+}
+
 impl CkptPath {
-    /// The file this names, from the trainer's checkpoint callbacks and run directory; an error
-    /// naming what is missing otherwise.
-    pub(crate) fn resolve(
-        &self,
-        checkpoints: &[&ModelCheckpoint],
-        log_dir: Option<&Path>,
-        default_root_dir: &Path,
-    ) -> Result<PathBuf, Error> {
+    /// The file this names, or `None` for [`Last`](Self::Last) when there is no checkpoint
+    /// anywhere it looks; an error naming what is missing otherwise.
+    pub(crate) fn resolve(&self, places: &Places<'_>) -> Result<Option<PathBuf>, Error> {
         let path = match self {
             CkptPath::Path(path) => path.clone(),
             CkptPath::Best => {
-                let monitored: Vec<_> = checkpoints.iter().filter(|c| c.monitor_name().is_some()).collect();
-                if monitored.is_empty() {
+                let Some(first) = places.model_checkpoints.first() else {
                     return Err(Error::config(
                         "ckpt_path",
-                        "`Best` needs a `ModelCheckpoint` with a `monitor` among the trainer's callbacks; add one, or give a path",
+                        "`best` needs a `ModelCheckpoint` among the trainer's callbacks; add one, or give a path",
                     ));
+                };
+                if places.model_checkpoints.len() > 1 {
+                    tracing::warn!(target: "burn_lightning",
+                        "`ckpt_path=\"best\"` with several `ModelCheckpoint`s: the best of the first one is used");
                 }
-                monitored
-                    .iter()
-                    .find_map(|c| c.best_model_path())
-                    .map(Path::to_path_buf)
-                    .ok_or_else(|| {
-                        Error::config(
-                            "ckpt_path",
-                            "`Best`: the monitored `ModelCheckpoint` has saved no checkpoint yet (it learns its best \
-                             one during `fit`); give a path",
-                        )
-                    })?
+                first.best_model_path().map(Path::to_path_buf).ok_or_else(|| {
+                    Error::config(
+                        "ckpt_path",
+                        "`best`: the `ModelCheckpoint` has saved no checkpoint yet (it learns its best one during \
+                         `fit`); give a path",
+                    )
+                })?
             }
-            CkptPath::Last => match checkpoints.iter().find_map(|c| c.last_model_path()) {
-                Some(path) => path.to_path_buf(),
-                None => {
-                    let newest_run = log_dir
-                        .is_none()
-                        .then(|| newest_version_dir(default_root_dir))
-                        .flatten();
-                    newest_checkpoint(log_dir.or(newest_run.as_deref()))?
-                }
+            CkptPath::Last => match newest_last(places) {
+                Some(path) => path,
+                None => return Ok(None),
             },
         };
         if !path.is_file() {
@@ -105,43 +112,104 @@ impl CkptPath {
                 format!("`{}` does not exist or is not a file", path.display()),
             ));
         }
-        Ok(path)
+        Ok(Some(path))
     }
 }
 
-/// The `version_N` with the highest `N` under `<root>/lightning_logs`.
-fn newest_version_dir(root: &Path) -> Option<PathBuf> {
-    std::fs::read_dir(root.join("lightning_logs"))
-        .ok()?
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let name = entry.file_name();
-            let number: usize = name.to_str()?.strip_prefix("version_")?.parse().ok()?;
-            Some((number, entry.path()))
-        })
-        .max_by_key(|(number, _)| *number)
-        .map(|(_, path)| path)
+/// The rule of [`CkptPath::Last`]: the newest of the candidates, by modification time.
+fn newest_last(places: &Places<'_>) -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    // What this trainer saved in this process.
+    candidates.extend(
+        places
+            .model_checkpoints
+            .iter()
+            .filter_map(|c| c.last_model_path().map(Path::to_path_buf)),
+    );
+    let mut explicit_dirs: Vec<PathBuf> = places
+        .model_checkpoints
+        .iter()
+        .filter_map(|c| c.explicit_dirpath().map(Path::to_path_buf))
+        .collect();
+    for callback in &places.on_exception {
+        candidates.push(callback.path());
+        explicit_dirs.push(callback.dir().to_path_buf());
+    }
+    for dir in &explicit_dirs {
+        candidates.extend(checkpoints_in(dir).into_iter().filter(|path| is_last(path)));
+    }
+    let implicit = places.model_checkpoints.iter().any(|c| c.explicit_dirpath().is_none())
+        || (places.model_checkpoints.is_empty() && places.on_exception.is_empty());
+    if implicit {
+        // The newest run directory that holds a checkpoint: a run killed before its first save
+        // leaves an empty one, which must not hide the runs before it.
+        let found = run_checkpoint_dirs(places).into_iter().find_map(|dir| {
+            let files = checkpoints_in(&dir);
+            let lasts: Vec<PathBuf> = files.iter().filter(|path| is_last(path)).cloned().collect();
+            match (lasts.is_empty(), newest(files)) {
+                (_, None) => None,
+                (false, _) => Some(lasts),
+                (true, Some(newest)) => Some(vec![newest]),
+            }
+        });
+        candidates.extend(found.into_iter().flatten());
+    }
+    if candidates.iter().all(|path| !path.is_file()) {
+        // No `last*.ckpt` in the explicit directories: their newest checkpoint.
+        candidates.extend(explicit_dirs.iter().flat_map(|dir| checkpoints_in(dir)));
+    }
+    newest(candidates)
 }
 
-/// The newest `*.ckpt` (by modification time, `last.ckpt` winning ties) in `<log_dir>/checkpoints`.
-fn newest_checkpoint(log_dir: Option<&Path>) -> Result<PathBuf, Error> {
-    let missing = |why: String| Error::config("ckpt_path", format!("`Last`: {why}; give a path"));
-    let dir = log_dir.map(|dir| dir.join("checkpoints")).ok_or_else(|| {
-        missing("the trainer has no run directory and no `ModelCheckpoint` saved a checkpoint".into())
-    })?;
-    let entries = std::fs::read_dir(&dir).map_err(|e| missing(format!("cannot read `{}`: {e}", dir.display())))?;
-    entries
+/// The `checkpoints` directories of the run directories, newest first: this trainer's own run
+/// directory, then every `version_N` under the logger's root by decreasing `N`; without a
+/// logger, `<default_root_dir>/checkpoints`.
+fn run_checkpoint_dirs(places: &Places<'_>) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = places.log_dir.map(|dir| dir.join("checkpoints")).into_iter().collect();
+    match &places.versions_root {
+        Some(root) => {
+            let mut versions: Vec<(usize, PathBuf)> = std::fs::read_dir(root)
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .filter_map(|entry| {
+                    let number = entry.file_name().to_str()?.strip_prefix("version_")?.parse().ok()?;
+                    Some((number, entry.path().join("checkpoints")))
+                })
+                .collect();
+            versions.sort_by(|a, b| b.0.cmp(&a.0));
+            dirs.extend(versions.into_iter().map(|(_, dir)| dir));
+        }
+        None => dirs.push(places.default_root_dir.join("checkpoints")),
+    }
+    dirs
+}
+
+/// The checkpoint files in `dir` (`*.ckpt`; temporary files of unfinished writes are not).
+fn checkpoints_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
         .filter_map(Result::ok)
         .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "ckpt"))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "ckpt") && path.is_file())
+        .collect()
+}
+
+/// Lightning's `last*.ckpt` (`last.ckpt`, `last-v1.ckpt`, a `last` named by `CHECKPOINT_NAME_LAST`).
+fn is_last(path: &Path) -> bool {
+    path.file_stem()
+        .is_some_and(|stem| stem.to_string_lossy().starts_with("last"))
+}
+
+/// The most recently modified of `paths` that exist (`last*` winning ties).
+fn newest(paths: impl IntoIterator<Item = PathBuf>) -> Option<PathBuf> {
+    paths
+        .into_iter()
         .filter_map(|path| {
             let modified = path.metadata().and_then(|m| m.modified()).ok()?;
-            let is_last = path
-                .file_stem()
-                .is_some_and(|stem| stem.to_string_lossy().starts_with("last"));
-            Some(((modified, is_last), path))
+            Some(((modified, is_last(&path)), path))
         })
-        .max_by(|a, b| a.0.cmp(&b.0))
+        .max_by(|a: &((SystemTime, bool), PathBuf), b| a.0.cmp(&b.0))
         .map(|(_, path)| path)
-        .ok_or_else(|| missing(format!("`{}` holds no checkpoint", dir.display())))
 }

@@ -20,7 +20,7 @@
 //! (all), `fast_dev_run: true` or `5`, `accumulate_grad_batches: 4` or `{0: 8, 4: 1}` (epoch:
 //! factor, Lightning's `GradientAccumulationScheduler`).
 
-use crate::callbacks::timer::MaxTime;
+use crate::core::flags::MaxTime;
 use crate::optim::GradientAccumulationScheduler;
 use crate::trainer::{ClipAlgorithm, Limit, ValCheckInterval};
 use crate::{Error, JsonValue};
@@ -34,20 +34,25 @@ use std::time::Duration;
 macro_rules! trainer_flags {
     ($then:ident) => {
         $then! {
-            /// Stop after this many epochs (default: 1000 when `max_steps` is not set either).
-            #[serde(with = "optional_count")]
-            max_epochs: Option<usize> = None;
-            fn max_epochs(max_epochs: usize) => Some(max_epochs);
+            /// Stop after this many epochs: a count, or `-1` ([`MaxCount::Unlimited`](crate::MaxCount))
+            /// for no epoch limit. Unset (null), it is 1000 with a warning, unless `max_steps`,
+            /// `max_time` or a [`Timer`](crate::Timer) bounds the run (then no epoch limit), as
+            /// Lightning's `_parse_loop_limits`.
+            #[serde(with = "optional_max_count")]
+            max_epochs: Option<crate::MaxCount> = None;
+            fn max_epochs(max_epochs: impl Into<crate::MaxCount>) => Some(max_epochs.into());
 
             /// Train at least this many epochs, even if something asks to stop.
             #[serde(with = "optional_count")]
             min_epochs: Option<usize> = None;
             fn min_epochs(min_epochs: usize) => Some(min_epochs);
 
-            /// Stop after this many optimizer steps (`-1` or null: no limit).
-            #[serde(with = "optional_count")]
-            max_steps: Option<usize> = None;
-            fn max_steps(max_steps: usize) => Some(max_steps);
+            /// Stop after this many optimizer steps: a count, or `-1`
+            /// ([`MaxCount::Unlimited`](crate::MaxCount), the default; null in YAML too) for no
+            /// step limit.
+            #[serde(with = "max_count")]
+            max_steps: crate::MaxCount = crate::MaxCount::Unlimited;
+            fn max_steps(max_steps: impl Into<crate::MaxCount>) => max_steps.into();
 
             /// Take at least this many optimizer steps, even if something asks to stop.
             #[serde(with = "optional_count")]
@@ -70,7 +75,9 @@ macro_rules! trainer_flags {
             limit_predict_batches: crate::Limit = crate::Limit::All;
             fn limit_predict_batches(limit_predict_batches: impl Into<crate::Limit>) => limit_predict_batches.into();
 
-            /// Validate every fraction of an epoch (`0.25`) or every N training batches (`100`).
+            /// Validate every fraction of an epoch (`0.25`), every N training batches (`100`), or
+            /// every so much training time (`"00:00:15:00"`, `{minutes: 15}`, a `Duration`):
+            /// then checkpoints are saved after validation, not at the epoch's end (as Lightning).
             val_check_interval: crate::ValCheckInterval = crate::ValCheckInterval::Fraction(1.0);
             fn val_check_interval(val_check_interval: impl Into<crate::ValCheckInterval>) => val_check_interval.into();
 
@@ -371,7 +378,7 @@ impl TrainerConfig {
         if self.num_nodes == 0 {
             return Err(Error::config("num_nodes", "it must be at least 1"));
         }
-        match self.val_check_interval {
+        match &self.val_check_interval {
             ValCheckInterval::Fraction(f) if self.check_val_every_n_epoch.is_none() => {
                 return Err(Error::config(
                     "val_check_interval",
@@ -381,7 +388,7 @@ impl TrainerConfig {
                     ),
                 ));
             }
-            ValCheckInterval::Fraction(f) if !(f > 0.0 && f <= 1.0) => {
+            ValCheckInterval::Fraction(f) if !(*f > 0.0 && *f <= 1.0) => {
                 return Err(Error::config(
                     "val_check_interval",
                     format!(
@@ -394,6 +401,15 @@ impl TrainerConfig {
                     "val_check_interval",
                     "it must be at least 1 batch; to turn validation off, set `limit_val_batches(0)`",
                 ));
+            }
+            ValCheckInterval::Time(time) => {
+                if time.duration_of("val_check_interval")?.is_zero() {
+                    return Err(Error::config(
+                        "val_check_interval",
+                        "a time of 0 validates after every batch; give a positive time, or `val_check_interval(1)` \
+                         to validate after every batch",
+                    ));
+                }
             }
             _ => {}
         }
@@ -415,13 +431,16 @@ impl TrainerConfig {
                 "0 batches runs nothing; use 1 or more, or leave it unset",
             ));
         }
-        let nothing_to_train = matches!(
-            (self.max_epochs, self.max_steps),
-            (Some(0), None | Some(0)) | (None, Some(0))
-        );
+        let max_epochs = self
+            .max_epochs
+            .map(|max| max.validate("max_epochs"))
+            .transpose()?
+            .flatten();
+        let max_steps = self.max_steps.validate("max_steps")?;
+        let nothing_to_train = matches!((max_epochs, max_steps), (Some(0), None | Some(0)) | (None, Some(0)));
         if nothing_to_train && self.fast_dev_run.is_none() {
             return Err(Error::config(
-                if self.max_epochs == Some(0) {
+                if max_epochs == Some(0) {
                     "max_epochs"
                 } else {
                     "max_steps"
@@ -429,7 +448,7 @@ impl TrainerConfig {
                 "with zero epochs and zero steps there is nothing to train; set `max_epochs` or `max_steps` to at least 1",
             ));
         }
-        if let (Some(min), Some(max)) = (self.min_epochs, self.max_epochs)
+        if let (Some(min), Some(max)) = (self.min_epochs, max_epochs)
             && min > max
         {
             return Err(Error::config(
@@ -437,7 +456,7 @@ impl TrainerConfig {
                 format!("{min} is more than max_epochs ({max}); lower it or raise max_epochs"),
             ));
         }
-        if let (Some(min), Some(max)) = (self.min_steps, self.max_steps)
+        if let (Some(min), Some(max)) = (self.min_steps, max_steps)
             && min > max
         {
             return Err(Error::config(
@@ -470,7 +489,6 @@ impl TrainerConfig {
     }
 }
 
-/// `Option<usize>` where null or `-1` mean "not set" (Lightning's `max_steps: -1`).
 /// `precision`: one of Lightning's strings, or its integer aliases (`16`, `32`, `64`); checked
 /// by `validate()`.
 mod precision_text {
@@ -491,6 +509,46 @@ mod precision_text {
     }
 }
 
+/// `max_steps`: a count, or `-1` / null for no limit (serialized as `-1`, as Lightning writes it).
+mod max_count {
+    use super::*;
+    use crate::MaxCount;
+
+    pub fn serialize<S: Serializer>(value: &MaxCount, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_i64(value.to_i64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<MaxCount, D::Error> {
+        match JsonValue::deserialize(deserializer)? {
+            JsonValue::Null => Ok(MaxCount::Unlimited),
+            JsonValue::Number(n) if n.as_i64() == Some(-1) => Ok(MaxCount::Unlimited),
+            JsonValue::Number(n) if n.as_u64().is_some() => Ok(MaxCount::Count(n.as_u64().map_or(0, |n| n as usize))),
+            other => Err(D::Error::custom(format!(
+                "expected a whole number of at least 0, or -1 for no limit, found {other}"
+            ))),
+        }
+    }
+}
+
+/// `max_epochs`: unset (null, Lightning's `None`: 1000 unless something else bounds the run),
+/// a count, or `-1` for no limit.
+mod optional_max_count {
+    use super::*;
+    use crate::MaxCount;
+
+    pub fn serialize<S: Serializer>(value: &Option<MaxCount>, serializer: S) -> Result<S::Ok, S::Error> {
+        value.map(MaxCount::to_i64).serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<MaxCount>, D::Error> {
+        match JsonValue::deserialize(deserializer)? {
+            JsonValue::Null => Ok(None),
+            value => max_count::deserialize(value).map(Some).map_err(D::Error::custom),
+        }
+    }
+}
+
+/// `Option<usize>` where null or `-1` mean "not set".
 mod optional_count {
     use super::*;
 
@@ -631,20 +689,27 @@ impl<'de> Deserialize<'de> for Limit {
 
 impl Serialize for ValCheckInterval {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match *self {
-            ValCheckInterval::Fraction(f) => serializer.serialize_f64(f),
-            ValCheckInterval::Batches(n) => serializer.serialize_u64(n as u64),
-            ValCheckInterval::Negative(n) => serializer.serialize_i64(n),
+        match self {
+            ValCheckInterval::Fraction(f) => serializer.serialize_f64(*f),
+            ValCheckInterval::Batches(n) => serializer.serialize_u64(*n as u64),
+            ValCheckInterval::Time(time) => time.serialize(serializer),
+            ValCheckInterval::Negative(n) => serializer.serialize_i64(*n),
         }
     }
 }
 
 impl<'de> Deserialize<'de> for ValCheckInterval {
-    /// A fraction of the epoch (`0.25`) or a number of training batches (`100`).
+    /// A fraction of the epoch (`0.25`), a number of training batches (`100`), or a time
+    /// (`"00:00:15:00"`, `{minutes: 15}`).
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = JsonValue::deserialize(deserializer)?;
         if value.is_null() {
             return Ok(ValCheckInterval::default());
+        }
+        if value.is_string() || value.is_object() {
+            return MaxTime::deserialize(value)
+                .map(ValCheckInterval::Time)
+                .map_err(D::Error::custom);
         }
         Ok(
             match number(
@@ -810,7 +875,7 @@ mod tests {
         assert_eq!(config.limit_val_batches, Limit::Fraction(0.25));
         assert_eq!(config.limit_train_batches, Limit::Batches(10));
         assert_eq!(config.max_time, Some(MaxTime::Duration(Duration::from_secs(600))));
-        assert_eq!(config.max_steps, None);
+        assert_eq!(config.max_steps, crate::MaxCount::Unlimited);
         assert_eq!(config.num_sanity_val_steps, usize::MAX);
         assert_eq!(config.fast_dev_run, Some(1));
         assert_eq!(config.accumulate_grad_batches.factor(5), 1);
@@ -855,6 +920,48 @@ mod tests {
         assert!(invalid.to_string().contains("limit_val_batches"), "{invalid}");
         let zero = TrainerConfig::default().max_epochs(0).validate().unwrap_err();
         assert!(zero.to_string().contains("max_epochs"), "{zero}");
+    }
+
+    #[test]
+    fn max_epochs_tells_unset_from_unlimited() {
+        use crate::MaxCount;
+        assert_eq!(from_yaml("{}").unwrap().max_epochs, None);
+        assert_eq!(from_yaml("max_epochs: null").unwrap().max_epochs, None);
+        assert_eq!(
+            from_yaml("max_epochs: -1").unwrap().max_epochs,
+            Some(MaxCount::Unlimited)
+        );
+        assert_eq!(from_yaml("max_epochs: 5").unwrap().max_epochs, Some(MaxCount::Count(5)));
+        assert_eq!(from_yaml("max_steps: null").unwrap().max_steps, MaxCount::Unlimited);
+        assert!(from_yaml("max_epochs: -2").unwrap_err().contains("-1 for no limit"));
+        // Each form survives a round trip through YAML (`config.yaml` of a run).
+        for max_epochs in [None, Some(MaxCount::Unlimited), Some(MaxCount::Count(3))] {
+            let config = TrainerConfig {
+                max_epochs,
+                ..TrainerConfig::default()
+            };
+            let read = from_yaml(&serde_saphyr::to_string(&config).unwrap()).unwrap();
+            assert_eq!(read.max_epochs, max_epochs);
+        }
+        // The builder's forms: a count, -1, the enum; another negative number is an error.
+        assert_eq!(
+            TrainerConfig::default().max_epochs(-1).max_epochs,
+            Some(MaxCount::Unlimited)
+        );
+        assert_eq!(TrainerConfig::default().max_steps(-1).max_steps, MaxCount::Unlimited);
+        assert_eq!(
+            TrainerConfig::default().max_epochs(7usize).max_epochs,
+            Some(MaxCount::Count(7))
+        );
+        let negative = TrainerConfig::default()
+            .max_epochs(-3)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            negative.contains("max_epochs") && negative.contains("-1 for no limit"),
+            "{negative}"
+        );
     }
 
     #[test]

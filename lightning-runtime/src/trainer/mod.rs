@@ -17,8 +17,9 @@ pub use builder::TrainerBuilder;
 pub(crate) use builder::validate_overfit_batches;
 
 use crate::Error;
-use crate::callbacks::{EarlyStopping, ModelCheckpoint};
+use crate::callbacks::{EarlyStopping, ModelCheckpoint, OnExceptionCheckpoint};
 use crate::checkpoint::restore::{Counters, save_checkpoint};
+use crate::core::checkpoint_data::Checkpoint;
 use crate::core::datamodule::DataModule;
 use crate::core::logging::Metrics;
 use crate::core::state::Loop;
@@ -27,8 +28,8 @@ use crate::hooks::{
 };
 use crate::loggers::Logger;
 use crate::loops::{Config, Session, evaluate, fit};
-use ckpt_path::CkptPath;
-use std::path::Path;
+use ckpt_path::{CkptPath, Places};
+use std::path::{Path, PathBuf};
 
 /// Runs a [`LightningModule`]: `fit`, `validate`, `test`, `predict`, with Lightning's hook order,
 /// flags and logging.
@@ -107,11 +108,17 @@ impl<M: LightningModule> Trainer<M> {
         M: TrainingStep + ConfigureOptimizers,
         D: DataModule<M::Batch>,
     {
-        let checkpoint = match self.load_checkpoint(&ckpt_path.into()) {
-            Ok(checkpoint) => checkpoint,
+        let resume = match self.load_checkpoint(&ckpt_path.into()) {
+            Ok(resume) => resume,
             Err(error) => return Err(FitError { model, error }),
         };
-        let result = fit::fit(&self.config, &mut self.session, model, data, Some(&checkpoint));
+        if resume.is_none() {
+            tracing::warn!(target: "burn_lightning",
+                "`ckpt_path=\"last\"` is set, but there is no last checkpoint available. No checkpoint will be loaded: \
+                 training starts from scratch.");
+        }
+        let resume = resume.as_ref().map(|(path, checkpoint)| (path.as_path(), checkpoint));
+        let result = fit::fit(&self.config, &mut self.session, model, data, resume);
         if let Err(FitError {
             error: Error::Interrupted { signal, .. },
             ..
@@ -147,25 +154,49 @@ impl<M: LightningModule> Trainer<M> {
         )
     }
 
-    /// The file `ckpt_path` names (`last` and `best` from this trainer's checkpoints).
-    pub(crate) fn resolve_ckpt_path(&self, ckpt_path: &CkptPath) -> Result<std::path::PathBuf, Error> {
-        ckpt_path.resolve(
-            &self.checkpoint_callbacks(),
-            self.session.progress.log_dir.as_deref(),
-            &self.config.default_root_dir,
-        )
+    /// The file `ckpt_path` names (`last` and `best` from this trainer's checkpoints); `None`
+    /// when `"last"` finds none.
+    pub(crate) fn resolve_ckpt_path(&self, ckpt_path: &CkptPath) -> Result<Option<PathBuf>, Error> {
+        ckpt_path.resolve(&self.checkpoint_places())
     }
 
-    /// The checkpoint `ckpt_path` names, read.
-    fn load_checkpoint(&self, ckpt_path: &CkptPath) -> Result<crate::checkpoint::Checkpoint, Error> {
-        crate::checkpoint::Checkpoint::load(&self.resolve_ckpt_path(ckpt_path)?)
+    /// Where this trainer's checkpoints can be, for `"last"` and `"best"`.
+    fn checkpoint_places(&self) -> Places<'_> {
+        let versions_root = match self.session.loggers.first() {
+            Some(logger) => logger.root_dir(),
+            None if self.config.default_logger => Some(self.config.default_root_dir.join("lightning_logs")),
+            None => None,
+        };
+        Places {
+            model_checkpoints: self.checkpoint_callbacks(),
+            on_exception: self.callbacks_of::<OnExceptionCheckpoint>().collect(),
+            log_dir: self.session.progress.log_dir.as_deref(),
+            versions_root,
+            default_root_dir: &self.config.default_root_dir,
+        }
+    }
+
+    /// The checkpoint `ckpt_path` names, read, with its path; `None` when `"last"` finds none.
+    fn load_checkpoint(&self, ckpt_path: &CkptPath) -> Result<Option<(PathBuf, Checkpoint)>, Error> {
+        let Some(path) = self.resolve_ckpt_path(ckpt_path)? else {
+            return Ok(None);
+        };
+        let checkpoint = Checkpoint::load(&path)?;
+        Ok(Some((path, checkpoint)))
     }
 
     /// Loads the weights of the checkpoint `ckpt_path` names into `model` (after its
     /// `on_load_checkpoint`), as Lightning's `validate`/`test`/`predict` with `ckpt_path` do.
     fn load_weights(&self, model: &mut M, ckpt_path: CkptPath) -> Result<(), Error> {
-        let checkpoint = self.load_checkpoint(&ckpt_path)?;
+        let Some((path, checkpoint)) = self.load_checkpoint(&ckpt_path)? else {
+            return Err(Error::config(
+                "ckpt_path",
+                "`last`: no checkpoint was found (see `CkptPath::Last` for where it looks); train first, or give a path",
+            ));
+        };
+        println!("Restoring states from the checkpoint path at {}", path.display());
         *model = checkpoint.load_into(model.clone())?;
+        println!("Loaded model weights from the checkpoint at {}", path.display());
         Ok(())
     }
 
