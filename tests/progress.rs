@@ -368,6 +368,44 @@ fn plain_lines_show_prog_bar_metrics_with_enough_digits() -> Result<(), Error> {
     Ok(())
 }
 
+/// Why `fit` stopped names what asked it to: the early-stopping reason, or the time limit.
+#[test]
+fn fit_says_early_stopping_or_max_time_stopped_it() -> Result<(), Error> {
+    let stopped_line = |trainer: &mut Trainer<Net>, out: &Shared| -> Result<String, Error> {
+        trainer.fit(net(), data())?;
+        let text = out.text();
+        Ok(text
+            .lines()
+            .find(|l| l.starts_with("`Trainer.fit` stopped: "))
+            .unwrap_or_else(|| panic!("no stop line in\n{text}"))
+            .to_string())
+    };
+    let root = tempfile::tempdir().unwrap();
+    let out = Shared::default();
+    let mut trainer = builder(root.path())
+        .max_epochs(5)
+        .callback(ProgressBar::plain_to(out.clone()))
+        .callback(EarlyStopping::new("val_loss", Mode::Min).stopping_threshold(10.5))
+        .build()?;
+    let line = stopped_line(&mut trainer, &out)?;
+    assert!(
+        line.starts_with("`Trainer.fit` stopped: early stopping: Stopping threshold reached: val_loss = ")
+            && line.ends_with(" < 10.5."),
+        "{line}"
+    );
+
+    let root = tempfile::tempdir().unwrap();
+    let out = Shared::default();
+    let mut trainer = builder(root.path())
+        .max_epochs(5)
+        .max_time(std::time::Duration::ZERO)
+        .callback(ProgressBar::plain_to(out.clone()))
+        .build()?;
+    let line = stopped_line(&mut trainer, &out)?;
+    assert!(line.starts_with("`Trainer.fit` stopped: `max_time` reached (elapsed "), "{line}");
+    Ok(())
+}
+
 #[test]
 fn without_a_logger_there_is_no_v_num() -> Result<(), Error> {
     let root = tempfile::tempdir().unwrap();
