@@ -402,7 +402,10 @@ fn fit_says_early_stopping_or_max_time_stopped_it() -> Result<(), Error> {
         .callback(ProgressBar::plain_to(out.clone()))
         .build()?;
     let line = stopped_line(&mut trainer, &out)?;
-    assert!(line.starts_with("`Trainer.fit` stopped: `max_time` reached (elapsed "), "{line}");
+    assert!(
+        line.starts_with("`Trainer.fit` stopped: `max_time` reached (elapsed "),
+        "{line}"
+    );
     Ok(())
 }
 
