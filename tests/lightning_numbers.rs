@@ -32,8 +32,11 @@ pub struct Regressor {
     layer: Linear,
     /// Set: `on_fit_start` records the `max_epochs` / `max_steps` it sees there and stops.
     #[module(skip)]
-    limits: Option<Arc<Mutex<Option<(Option<usize>, Option<usize>)>>>>,
+    limits: Option<SeenLimits>,
 }
+
+/// The `max_epochs` and `max_steps` `on_fit_start` saw.
+type SeenLimits = Arc<Mutex<Option<(Option<usize>, Option<usize>)>>>;
 
 impl Regressor {
     fn new() -> Self {

@@ -327,10 +327,10 @@ fn displayed_fields(text: &str) -> Vec<(&str, &str)> {
         offset += line.len();
         let own_indent = line.len() - line.trim_start().len();
         let is_field = own_indent == indent && line.trim_start().contains(": ");
-        if is_field || own_indent < indent {
-            if let Some((name, from)) = current.take() {
-                fields.push((name, text[from..start].trim_end()));
-            }
+        if (is_field || own_indent < indent)
+            && let Some((name, from)) = current.take()
+        {
+            fields.push((name, text[from..start].trim_end()));
         }
         if is_field {
             let trimmed = line.trim_start();

@@ -27,8 +27,11 @@ pub struct CallbackKind<M> {
     /// Its options (`init_args`), for messages.
     pub options: &'static [&'static str],
     /// Builds it from its spec's options; an error is a message naming the option at fault.
-    pub build: fn(&ComponentSpec) -> Result<Box<dyn Callback<M>>, String>,
+    pub build: BuildCallback<M>,
 }
+
+/// How a [`CallbackKind`] builds its callback from a spec.
+pub type BuildCallback<M> = fn(&ComponentSpec) -> Result<Box<dyn Callback<M>>, String>;
 
 /// Every callback kind a configuration can name, for modules of type `M`.
 pub fn callback_kinds<M: LightningModule>() -> Vec<CallbackKind<M>> {

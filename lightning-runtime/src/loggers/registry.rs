@@ -46,8 +46,11 @@ pub struct LoggerKind {
     pub options: &'static [&'static str],
     /// Builds it from its spec's options and the trainer's `default_root_dir`; an error is a
     /// message that names the option at fault.
-    pub build: fn(&ComponentSpec, &Path) -> Result<Box<dyn Logger>, String>,
+    pub build: BuildLogger,
 }
+
+/// How a [`LoggerKind`] builds its logger from a spec and the trainer's `default_root_dir`.
+pub type BuildLogger = fn(&ComponentSpec, &Path) -> Result<Box<dyn Logger>, String>;
 
 /// Every logger kind a configuration can name.
 pub const LOGGER_KINDS: &[LoggerKind] = &[TENSORBOARD, CSV];

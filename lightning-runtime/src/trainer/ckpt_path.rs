@@ -177,7 +177,7 @@ fn run_checkpoint_dirs(places: &Places<'_>) -> Vec<PathBuf> {
                     Some((number, entry.path().join("checkpoints")))
                 })
                 .collect();
-            versions.sort_by(|a, b| b.0.cmp(&a.0));
+            versions.sort_by_key(|(number, _)| std::cmp::Reverse(*number));
             dirs.extend(versions.into_iter().map(|(_, dir)| dir));
         }
         None => dirs.push(places.default_root_dir.join("checkpoints")),

@@ -402,14 +402,12 @@ impl TrainerConfig {
                     "it must be at least 1 batch; to turn validation off, set `limit_val_batches(0)`",
                 ));
             }
-            ValCheckInterval::Time(time) => {
-                if time.duration_of("val_check_interval")?.is_zero() {
-                    return Err(Error::config(
-                        "val_check_interval",
-                        "a time of 0 validates after every batch; give a positive time, or `val_check_interval(1)` \
-                         to validate after every batch",
-                    ));
-                }
+            ValCheckInterval::Time(time) if time.duration_of("val_check_interval")?.is_zero() => {
+                return Err(Error::config(
+                    "val_check_interval",
+                    "a time of 0 validates after every batch; give a positive time, or `val_check_interval(1)` \
+                     to validate after every batch",
+                ));
             }
             _ => {}
         }
