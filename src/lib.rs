@@ -44,7 +44,7 @@
 //! Hook calls are traced with `tracing` (target `burn_lightning::hooks`): with a subscriber and
 //! `RUST_LOG=burn_lightning::hooks=trace` you see every call, in order.
 
-pub use burn_lightning_macros::{hook, lightning_module};
+pub use burn_lightning_macros::{DataOptions, hook, lightning_module};
 pub use burn_lightning_runtime::*;
 
 /// What most training code needs: the macros, the module and callback traits, the trainer with
@@ -70,6 +70,7 @@ pub mod prelude {
     };
     pub use crate::{BatchSizeMode, BatchSizeTunable, LrFind, LrFindMode, LrFinder, ScaleBatchSize, Tuner};
     pub use crate::{CastFloats, Precision};
+    pub use crate::{ComponentSpec, DataOptions};
     pub use burn_lightning_runtime::burn::prelude::*;
     pub use burn_lightning_runtime::burn::tensor::FloatDType;
 }

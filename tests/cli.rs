@@ -1,6 +1,8 @@
 //! `LightningCli`: options from the Trainer's flags, the module's `#[hparam]` fields and the
-//! datamodule's fields; config files, environment defaults and their precedence;
-//! `--print_config` and the run's `config.yaml`; errors and exit codes.
+//! datamodule's fields (with their doc comments); config files, environment defaults and their
+//! precedence (LightningCLI's); `--help` with the defaults in effect; loggers, callbacks,
+//! optimizer and scheduler chosen by name; `--seed_everything`; a checkpoint's hyperparameters;
+//! Lightning 1.x flags; `--print_config` and the run's `config.yaml`; errors and exit codes.
 
 mod common;
 
@@ -12,30 +14,40 @@ use common::Pair;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// A linear regression with two hyperparameters.
+/// A two-layer regression with three hyperparameters, one of which shapes its weights.
 #[lightning_module]
 #[derive(Module, Debug)]
 pub struct Tiny {
     layer: Linear,
+    head: Linear,
     /// SGD's learning rate.
     #[hparam(default = 0.01)]
     lr: f64,
     /// A label for the run.
     #[hparam(default = String::from("tiny"))]
     label: String,
+    /// Width of the hidden layer.
+    #[hparam(default = 4)]
+    hidden: usize,
 }
 
 impl Tiny {
     fn new(hparams: &TinyHparams, device: &Device) -> Self {
         Self {
-            layer: LinearConfig::new(32, 2).init(device),
+            layer: LinearConfig::new(32, hparams.hidden).init(device),
+            head: LinearConfig::new(hparams.hidden, 2).init(device),
             lr: hparams.lr,
             label: hparams.label.clone(),
+            hidden: hparams.hidden,
         }
     }
 
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.head.forward(self.layer.forward(x))
+    }
+
     fn loss(&self, batch: Pair) -> Tensor<1> {
-        (self.layer.forward(batch.x) - batch.y).powi_scalar(2).mean()
+        (self.forward(batch.x) - batch.y).powi_scalar(2).mean()
     }
 }
 
@@ -58,7 +70,7 @@ impl Tiny {
 
     #[hook]
     fn predict_step(&self, batch: Pair, _batch_idx: usize) -> Tensor<2> {
-        self.layer.forward(batch.x)
+        self.forward(batch.x)
     }
 
     #[hook]
@@ -67,11 +79,43 @@ impl Tiny {
     }
 }
 
+/// `Tiny` whose optimizer updates only its head (a parameter group).
+#[lightning_module]
+#[derive(Module, Debug)]
+pub struct HeadOnly {
+    layer: Linear,
+    head: Linear,
+}
+
+#[lightning_module]
+impl HeadOnly {
+    #[hook]
+    fn training_step(&self, batch: Pair, _batch_idx: usize) -> Tensor<1> {
+        (self.head.forward(self.layer.forward(batch.x)) - batch.y)
+            .powi_scalar(2)
+            .mean()
+    }
+    #[hook]
+    fn validation_step(&self, _batch: Pair, _batch_idx: usize) {}
+    #[hook]
+    fn test_step(&self, _batch: Pair, _batch_idx: usize) {}
+    #[hook]
+    fn predict_step(&self, batch: Pair, _batch_idx: usize) -> Tensor<2> {
+        self.head.forward(self.layer.forward(batch.x))
+    }
+    #[hook]
+    fn configure_optimizers(&self) -> OptimizerConfig {
+        OptimizerConfig::new(SgdConfig::new().init(), 0.01).for_params(&self.head)
+    }
+}
+
 /// A datamodule configured by its serialized fields.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, DataOptions)]
 #[serde(default, deny_unknown_fields)]
 struct PairData {
+    /// Items in each split.
     items: usize,
+    /// Items per batch.
     batch_size: usize,
 }
 
@@ -124,8 +168,9 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     path.display().to_string()
 }
 
+/// LightningCLI's order: defaults < environment < config files < command line.
 #[test]
-fn defaults_then_files_then_environment_then_arguments() {
+fn defaults_then_environment_then_files_then_arguments() {
     let dir = tempfile::tempdir().unwrap();
     let first = write(
         dir.path(),
@@ -149,12 +194,12 @@ fn defaults_then_files_then_environment_then_arguments() {
     assert_eq!(
         parsed.trainer.max_epochs,
         Some(MaxCount::Count(6)),
-        "arguments beat the environment"
+        "arguments beat files"
     );
     assert_eq!(
         parsed.trainer.limit_val_batches,
-        Limit::Fraction(0.5),
-        "the environment beats files"
+        Limit::Batches(5),
+        "files beat the environment"
     );
     assert_eq!(parsed.trainer.log_every_n_steps, 7, "a file beats the defaults");
     assert_eq!(parsed.trainer.num_sanity_val_steps, 2, "Lightning's default");
@@ -164,7 +209,18 @@ fn defaults_then_files_then_environment_then_arguments() {
     assert_eq!(parsed.data.items, 8);
     assert_eq!(parsed.data.batch_size, 4);
 
-    assert_eq!(parse(&files, env).unwrap().trainer.max_epochs, Some(MaxCount::Count(5)));
+    assert_eq!(
+        parse(&files, env).unwrap().trainer.max_epochs,
+        Some(MaxCount::Count(4)),
+        "the later file"
+    );
+    let from_env = parse(&["fit"], env).unwrap();
+    assert_eq!(
+        from_env.trainer.max_epochs,
+        Some(MaxCount::Count(5)),
+        "the environment beats the defaults"
+    );
+    assert_eq!(from_env.trainer.limit_val_batches, Limit::Fraction(0.5));
     let from_files = parse(&files, no_env).unwrap();
     assert_eq!(
         from_files.trainer.max_epochs,
@@ -324,7 +380,10 @@ fn bad_values_name_the_key_and_where_it_came_from() {
 #[test]
 fn the_model_options_come_from_its_hparams() {
     let infos = Tiny::hparam_infos();
-    assert_eq!(infos.iter().map(|i| i.name).collect::<Vec<_>>(), ["lr", "label"]);
+    assert_eq!(
+        infos.iter().map(|i| i.name).collect::<Vec<_>>(),
+        ["lr", "label", "hidden"]
+    );
     assert_eq!(infos[0].doc, "SGD's learning rate.");
     assert_eq!(infos[0].default, Some(serde_json::json!(0.01)));
     assert_eq!(infos[1].ty, "String");
@@ -425,4 +484,402 @@ fn tune_batch_size_needs_a_datamodule_that_can_set_it() {
     };
     assert_eq!(error.exit_code(), 2);
     assert!(error.to_string().contains("BatchSizeTunable"), "{error}");
+}
+
+/// `--help` shows the defaults in effect: the environment's and the config files', with where
+/// they come from.
+#[test]
+fn help_shows_the_defaults_in_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "run.yaml",
+        "trainer:\n  max_epochs: 7\nmodel:\n  lr: 0.25\n",
+    );
+    let env = |name: &str| (name == "PL_TRAINER_LOG_EVERY_N_STEPS").then(|| "3".to_string());
+    let help = parse(&["fit", "--config", &file, "--help"], env).err().unwrap();
+    assert_eq!(help.exit_code(), 0, "{help}");
+    let text = help.message();
+    // An option's entry: its line and its help, up to the blank line after it.
+    let line = |option: &str| {
+        text.lines()
+            .skip_while(|l| !l.trim_start().starts_with(option))
+            .take_while(|l| !l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(
+        line("--trainer.max_epochs").contains(&format!("[default: 7, from `{file}`]")),
+        "{text}"
+    );
+    assert!(
+        line("--model.lr").contains(&format!("[default: 0.25, from `{file}`]")),
+        "{text}"
+    );
+    assert!(
+        line("--trainer.log_every_n_steps")
+            .contains("[default: 3, from the environment variable PL_TRAINER_LOG_EVERY_N_STEPS]"),
+        "{text}"
+    );
+}
+
+/// Help is plain text (no rustdoc links), and the datamodule's options show their doc comments.
+#[test]
+fn help_is_plain_text_with_the_data_options_docs() {
+    let help = cli().command().render_long_help().to_string();
+    assert!(!help.contains("](") && !help.contains("[`"), "rustdoc links in\n{help}");
+    let data = &help[help
+        .find("--data.")
+        .unwrap_or_else(|| panic!("no --data options in\n{help}"))..];
+    assert!(data.contains("--data.items"), "{help}");
+    assert!(data.contains("Items in each split."), "{help}");
+    assert!(data.contains("Items per batch."), "{help}");
+}
+
+/// Errors name the flags as they are typed on the command line.
+#[test]
+fn errors_name_flags_as_typed() {
+    let error = parse(&["fit", "--trainer.profiler", "fast"], no_env).err().unwrap();
+    assert_eq!(error.exit_code(), 2);
+    assert!(
+        error.message().contains("`trainer.profiler` (from --trainer.profiler)"),
+        "{error}"
+    );
+    assert!(!error.message().contains("Profiler::"), "{error}");
+    let error = parse(
+        &[
+            "fit",
+            "--trainer.val_check_interval",
+            "0.5",
+            "--trainer.check_val_every_n_epoch",
+            "null",
+        ],
+        no_env,
+    )
+    .err()
+    .unwrap();
+    assert!(
+        error.message().contains("`--trainer.val_check_interval 100`"),
+        "{error}"
+    );
+    assert!(!error.message().contains("`val_check_interval(100)`"), "{error}");
+}
+
+/// Lightning 1.x flags name their replacement: on the command line, in YAML, in the environment.
+#[test]
+fn lightning_1_flags_name_their_replacement() {
+    let error = parse(&["fit", "--trainer.gpus", "2"], no_env).err().unwrap();
+    assert_eq!(error.exit_code(), 2);
+    assert!(
+        error.message().contains("`--trainer.gpus` is a Lightning 1.x flag")
+            && error
+                .message()
+                .contains("`--trainer.accelerator gpu` and `--trainer.devices N`"),
+        "{error}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "old.yaml", "trainer:\n  auto_lr_find: true\n");
+    let error = parse(&["fit", "--config", &file], no_env).err().unwrap();
+    assert!(error.message().contains("`trainer.auto_lr_find` in `"), "{error}");
+    assert!(error.message().contains("`--tune lr`"), "{error}");
+    let file = write(dir.path(), "old2.yaml", "trainer:\n  weights_summary: full\n");
+    let error = parse(&["fit", "--config", &file], no_env).err().unwrap();
+    assert!(error.message().contains("`enable_model_summary: false`"), "{error}");
+    let error = parse(&["fit"], |name: &str| {
+        (name == "PL_TRAINER_RESUME_FROM_CHECKPOINT").then(|| "last.ckpt".to_string())
+    })
+    .err()
+    .unwrap();
+    assert!(error.message().contains("--ckpt_path"), "{error}");
+}
+
+/// `--trainer.logger` and `--trainer.callbacks` choose loggers and callbacks by name, with
+/// their options; the same keys in YAML.
+#[test]
+fn loggers_and_callbacks_are_chosen_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display().to_string();
+    let callbacks = "[{class_path: ModelCheckpoint, init_args: {monitor: val_loss, mode: min, save_top_k: 2}}, \
+                     {class_path: EarlyStopping, init_args: {monitor: val_loss, patience: 5}}, LearningRateMonitor]";
+    let argv = [
+        "tiny",
+        "fit",
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.default_root_dir",
+        &root,
+        "--trainer.logger",
+        "csv",
+        "--trainer.callbacks",
+        callbacks,
+    ];
+    let run = cli().run_from(argv).unwrap().unwrap();
+    assert_eq!(run.trainer.loggers().len(), 1);
+    let log_dir = run.trainer.log_dir().unwrap().to_path_buf();
+    assert!(
+        log_dir.join("metrics.csv").is_file(),
+        "the CSV logger wrote in {}",
+        log_dir.display()
+    );
+    let checkpoint = run.trainer.checkpoint_callback().unwrap();
+    assert_eq!(checkpoint.best_k_models().len(), 2, "save_top_k: 2, monitored");
+    assert!(run.trainer.early_stopping_callback().is_some());
+    assert!(run.trainer.callback_metrics().get("lr-Optimizer").is_some());
+
+    // The same in a config file, and `logger: false`.
+    let file = write(
+        dir.path(),
+        "callbacks.yaml",
+        "trainer:\n  logger: false\n  callbacks:\n    - class_path: lightning.pytorch.callbacks.EarlyStopping\n      init_args:\n        monitor: val_loss\n",
+    );
+    let parsed = parse(&["fit", "--config", &file], no_env).unwrap();
+    assert!(!parsed.trainer.logger.enabled());
+    assert_eq!(parsed.trainer.callbacks.len(), 1);
+    assert_eq!(parsed.trainer.callbacks[0].init_args["monitor"], "val_loss");
+    let trainer = Trainer::<Tiny>::builder().config(parsed.trainer).build().unwrap();
+    assert!(trainer.loggers().is_empty());
+    assert!(trainer.early_stopping_callback().is_some());
+
+    // Unknown names and options say what there is.
+    let error = cli()
+        .run_from(["tiny", "fit", "--trainer.logger", "wandb"])
+        .err()
+        .unwrap();
+    assert_eq!(error.exit_code(), 2);
+    assert!(error.message().contains("`CSVLogger` (csv)"), "{error}");
+    let error = cli()
+        .run_from([
+            "tiny",
+            "fit",
+            "--trainer.callbacks",
+            "[{class_path: EarlyStopping, init_args: {monitr: x}}]",
+        ])
+        .err()
+        .unwrap();
+    assert!(
+        error.message().contains("monitr") && error.message().contains("--trainer.callbacks"),
+        "{error}"
+    );
+}
+
+/// `--seed_everything` as LightningCLI's: a number, `false`, or `true` for a random seed that
+/// the run's `config.yaml` keeps.
+#[test]
+fn seed_everything_sets_the_seed_and_config_yaml_keeps_a_random_one() {
+    assert_eq!(
+        parse(&["fit", "--seed_everything", "7"], no_env).unwrap().trainer.seed,
+        Some(7)
+    );
+    let off = parse(&["fit", "--seed_everything", "false"], no_env).unwrap();
+    assert_eq!(off.trainer.seed, None);
+    assert!(!off.random_seed);
+    let default = parse(&["fit"], no_env).unwrap();
+    assert!(default.random_seed, "no seed set: one is picked");
+    assert!(default.config_yaml().contains("seed_everything: true\n"));
+    let seeded = parse(&["fit", "--trainer.seed", "3"], no_env).unwrap();
+    assert!(!seeded.random_seed);
+    assert!(seeded.config_yaml().contains("seed_everything: 3\n"));
+    let error = parse(&["fit", "--trainer.seed", "3", "--seed_everything", "4"], no_env)
+        .err()
+        .unwrap();
+    assert!(error.message().contains("contradicts"), "{error}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display().to_string();
+    let run = cli()
+        .run_from([
+            "tiny",
+            "fit",
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.default_root_dir",
+            &root,
+        ])
+        .unwrap()
+        .unwrap();
+    let saved = std::fs::read_to_string(run.trainer.log_dir().unwrap().join("config.yaml")).unwrap();
+    let seed: u64 = saved
+        .lines()
+        .find_map(|line| line.strip_prefix("seed_everything: "))
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(|| panic!("no seed in\n{saved}"));
+    let again = parse(
+        &[
+            "fit",
+            "--config",
+            &run.trainer.log_dir().unwrap().join("config.yaml").display().to_string(),
+        ],
+        no_env,
+    )
+    .unwrap();
+    assert_eq!(again.trainer.seed, Some(seed), "the saved config repeats the seed");
+}
+
+/// `--optimizer` and `--lr_scheduler` replace what `configure_optimizers` returns; a module
+/// with a parameter group refuses them.
+#[test]
+fn optimizer_and_scheduler_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display().to_string();
+    let argv = [
+        "tiny",
+        "fit",
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.default_root_dir",
+        &root,
+        "--trainer.callbacks",
+        "[LearningRateMonitor]",
+        "--optimizer",
+        "Adam",
+        "--optimizer.lr",
+        "0.5",
+        "--lr_scheduler",
+        "StepLR",
+        "--lr_scheduler.step_size",
+        "1",
+        "--lr_scheduler.gamma",
+        "0.5",
+    ];
+    let run = cli().run_from(argv).unwrap().unwrap();
+    // The monitor logs the rate at each epoch's start: Adam's 0.5, stepped by StepLR (the
+    // module's SGD has 0.01).
+    let lr = run.trainer.callback_metrics().get("lr-Optimizer").unwrap();
+    assert!(lr > 0.1 && lr <= 0.5, "{lr}");
+    // A scheduler alone goes on the module's optimizer.
+    let run = cli()
+        .run_from([
+            "tiny",
+            "fit",
+            "--trainer.max_epochs",
+            "3",
+            "--trainer.default_root_dir",
+            &root,
+            "--trainer.callbacks",
+            "LearningRateMonitor",
+            "--lr_scheduler",
+            "{class_path: StepLR, init_args: {step_size: 1, gamma: 0.5}}",
+        ])
+        .unwrap()
+        .unwrap();
+    let lr = run.trainer.callback_metrics().get("lr-Optimizer").unwrap();
+    assert!(lr < 0.01 && lr > 0.001, "the module's 0.01, halved by StepLR: {lr}");
+    let parsed = parse(&argv[1..], no_env).unwrap();
+    let yaml = parsed.config_yaml();
+    assert!(
+        yaml.contains("optimizer:\n  class_path: Adam\n  init_args:\n    lr: 0.5\n"),
+        "{yaml}"
+    );
+
+    let error = parse(&["fit", "--optimizer.lr", "0.5"], no_env).err().unwrap();
+    assert!(error.message().contains("give `--optimizer NAME`"), "{error}");
+    let error = parse(&["fit", "--optimizer", "Adamax"], no_env).err().unwrap();
+    assert!(
+        error.message().contains("--optimizer") && error.message().contains("AdamW"),
+        "{error}"
+    );
+
+    let head_only = LightningCli::<HeadOnly, PairData>::new(|_, device| HeadOnly {
+        layer: LinearConfig::new(32, 4).init(device),
+        head: LinearConfig::new(4, 2).init(device),
+    })
+    .trainer_defaults(
+        TrainerConfig::default()
+            .enable_progress_bar(false)
+            .enable_model_summary(false),
+    );
+    let error = head_only
+        .run_from(["head", "fit", "--trainer.default_root_dir", &root, "--optimizer", "SGD"])
+        .err()
+        .unwrap();
+    assert!(
+        error.message().contains("`--optimizer SGD` cannot replace") && error.message().contains("for_params"),
+        "{error}"
+    );
+}
+
+/// `test --ckpt_path FILE` builds the module from the checkpoint's hyperparameters; a
+/// `--model.*` flag given on the command line wins over them.
+#[test]
+fn a_checkpoint_brings_its_hyperparameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display().to_string();
+    let argv = [
+        "tiny",
+        "fit",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.default_root_dir",
+        &root,
+        "--model.hidden",
+        "8",
+        "--model.label",
+        "wide",
+    ];
+    let run = cli().run_from(argv).unwrap().unwrap();
+    let checkpoint = run
+        .trainer
+        .checkpoint_callback()
+        .unwrap()
+        .best_model_path()
+        .map(std::path::Path::to_path_buf);
+    let checkpoint = checkpoint
+        .or_else(|| {
+            let dir = run.trainer.log_dir()?.join("checkpoints");
+            std::fs::read_dir(dir)
+                .ok()?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .next()
+        })
+        .unwrap();
+    let file = checkpoint.display().to_string();
+    let tested = cli()
+        .run_from([
+            "tiny",
+            "test",
+            "--ckpt_path",
+            &file,
+            "--trainer.default_root_dir",
+            &root,
+        ])
+        .unwrap()
+        .unwrap();
+    assert_eq!(tested.model.hidden, 8, "built from the checkpoint's hyperparameters");
+    assert_eq!(tested.model.label, "wide");
+    assert!(tested.test_metrics.unwrap().get("test_loss").unwrap().is_finite());
+    assert_eq!(
+        tested.model.layer.weight.val().into_data(),
+        run.model.layer.weight.val().into_data()
+    );
+    // The command line wins: a label is free to change, a width is not (the weights do not fit).
+    let relabeled = cli()
+        .run_from([
+            "tiny",
+            "validate",
+            "--ckpt_path",
+            &file,
+            "--trainer.default_root_dir",
+            &root,
+            "--model.label",
+            "again",
+        ])
+        .unwrap()
+        .unwrap();
+    assert_eq!(relabeled.model.label, "again");
+    assert_eq!(relabeled.model.hidden, 8);
+    let error = cli()
+        .run_from([
+            "tiny",
+            "test",
+            "--ckpt_path",
+            &file,
+            "--trainer.default_root_dir",
+            &root,
+            "--model.hidden",
+            "4",
+        ])
+        .err()
+        .unwrap();
+    assert_eq!(error.exit_code(), 1, "{error}");
 }

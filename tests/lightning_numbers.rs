@@ -24,9 +24,6 @@ fn lightning() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// `max_epochs` and `max_steps` as a hook sees them.
-type LoopLimits = (Option<usize>, Option<usize>);
-
 /// Lightning's regressor of the script: `train_loss` logged both ways, `val_loss`, and
 /// `val_hidden` with `logger=False`.
 #[lightning_module]
@@ -35,8 +32,11 @@ pub struct Regressor {
     layer: Linear,
     /// Set: `on_fit_start` records the `max_epochs` / `max_steps` it sees there and stops.
     #[module(skip)]
-    limits: Option<Arc<Mutex<Option<LoopLimits>>>>,
+    limits: Option<SeenLimits>,
 }
+
+/// The `max_epochs` and `max_steps` `on_fit_start` saw.
+type SeenLimits = Arc<Mutex<Option<(Option<usize>, Option<usize>)>>>;
 
 impl Regressor {
     fn new() -> Self {

@@ -1,14 +1,16 @@
 //! The progress bar as a person sees it: bars drawn into an in-memory terminal (an epoch bar with
 //! its batch count, `v_num` and the `prog_bar` metrics, the validation bar nested below it while
-//! validation runs and gone after), plain lines when stdout is not a terminal (checked on the
-//! real stdout of a child process), and nothing with `enable_progress_bar(false)`.
+//! validation runs and gone after; lines that fit the terminal, a first frame with the total;
+//! the results table and why `fit` stopped below the bars), plain lines when stdout is not a
+//! terminal (checked on the real stdout of a child process), and nothing with
+//! `enable_progress_bar(false)`.
 
 mod common;
 
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::SgdConfig;
-use burn_lightning::callbacks::progress::format_num;
-use burn_lightning::callbacks::progress::indicatif::{InMemoryTerm, ProgressDrawTarget};
+use burn_lightning::callbacks::progress::indicatif::InMemoryTerm;
+use burn_lightning::callbacks::progress::{format_num, python_repr};
 use burn_lightning::prelude::*;
 use common::{Pair, pair_loader};
 use std::io::Write;
@@ -83,7 +85,8 @@ fn builder(root: &std::path::Path) -> TrainerBuilder<Net> {
 type Screens = Arc<Mutex<Vec<(String, String)>>>;
 
 /// Takes pictures of the terminal after the progress bar drew the last batch of each
-/// evaluation run, and prints a line through the trainer at each epoch's end.
+/// evaluation run, and at the start of each epoch's first batch; prints a line through the
+/// trainer at each epoch's end.
 struct Camera {
     term: InMemoryTerm,
     screens: Screens,
@@ -96,6 +99,11 @@ impl Camera {
 }
 
 impl Callback<Net> for Camera {
+    fn on_train_batch_start(&mut self, _module: &mut Net, _batch: &Pair, batch_idx: usize, cx: &mut StepContext<'_>) {
+        if batch_idx == 0 {
+            self.snap(format!("first batch of epoch {}", cx.current_epoch));
+        }
+    }
     fn on_validation_batch_end(
         &mut self,
         _module: &mut Net,
@@ -135,12 +143,10 @@ fn line_starting(screen: &str, start: &str) -> usize {
 #[test]
 fn terminal_bars_show_counts_v_num_and_prog_bar_metrics_and_nest_validation() -> Result<(), Error> {
     let root = tempfile::tempdir().unwrap();
-    let term = InMemoryTerm::new(24, 140);
+    let term = InMemoryTerm::new(48, 140);
     let screens = Screens::default();
     let mut trainer = builder(root.path())
-        .callback(ProgressBar::draw_to(ProgressDrawTarget::term_like(Box::new(
-            term.clone(),
-        ))))
+        .callback(ProgressBar::draw_to(term.clone()))
         .callback(Camera {
             term: term.clone(),
             screens: screens.clone(),
@@ -190,22 +196,119 @@ fn terminal_bars_show_counts_v_num_and_prog_bar_metrics_and_nest_validation() ->
     assert!(!screen.contains("Validation") && !screen.contains("Sanity"), "{screen}");
     let printed = line_starting(&screen, "a line printed at the end of epoch 1");
     assert!(printed < line_starting(&screen, "Epoch 1"), "{screen}");
+    // Why `fit` stopped, below the bars.
+    let stopped = line_starting(&screen, "`Trainer.fit` stopped: `max_epochs=2` reached.");
+    assert_eq!(stopped, line_starting(&screen, "Epoch 1") + 1, "{screen}");
 
-    // `test` and `predict` leave their bars, and the test results are printed.
+    // `test` and `predict` leave their bars below, and the test results are printed below the
+    // test bar as Lightning's table.
     trainer.test(&mut model, data_for_test())?;
+    let loss = trainer.callback_metrics().get("test_loss").unwrap();
     let test = screen_at(&screens.lock().unwrap(), "test end").to_string();
     assert!(test.contains("Testing DataLoader 0: 100%"), "{test}");
     let predictions = trainer.predict(&mut model, Loaders::predict(pair_loader(12, 4)))?;
     assert_eq!(predictions.len(), 3);
     let screen = term.contents();
-    let results = screen.lines().nth(line_starting(&screen, "test | test_loss=")).unwrap();
-    assert!(!results.contains('\u{1b}'), "{results}");
-    let predict = screen
-        .lines()
-        .nth(line_starting(&screen, "Predicting DataLoader 0: 100%"))
-        .unwrap();
-    assert!(predict.contains("| 3/3 ["), "{predict}");
+    println!("the terminal after fit, test and predict:\n{screen}");
+    let lines: Vec<&str> = screen.lines().collect();
+    let testing = line_starting(&screen, "Testing DataLoader 0: 100%");
+    assert!(testing > stopped, "{screen}");
+    assert_eq!(lines[testing + 1], "─".repeat(140), "{screen}");
+    assert_eq!(
+        lines[testing + 2].trim(),
+        "Test metric             DataLoader 0",
+        "{screen}"
+    );
+    let row = lines[testing + 4];
+    assert!(
+        row.trim_start().starts_with("test_loss") && row.ends_with(&python_repr(loss)),
+        "{row}"
+    );
+    assert!(!row.contains('\u{1b}'), "{row}");
+    let predict = line_starting(&screen, "Predicting DataLoader 0: 100%");
+    assert!(predict > testing + 5, "{screen}");
+    assert!(lines[predict].contains("| 3/3 ["), "{screen}");
+    // No bar ever showed an unknown total.
+    for (what, screen) in screens.lock().unwrap().iter() {
+        assert!(!screen.contains("/?"), "at {what}:\n{screen}");
+    }
     Ok(())
+}
+
+/// The first frame of every epoch bar shows its total (`0/4`), from the first batch on.
+#[test]
+fn the_first_frame_shows_the_total() -> Result<(), Error> {
+    let root = tempfile::tempdir().unwrap();
+    let term = InMemoryTerm::new(24, 100);
+    let screens = Screens::default();
+    let mut trainer = builder(root.path())
+        .callback(ProgressBar::draw_to(term.clone()))
+        .callback(Camera {
+            term: term.clone(),
+            screens: screens.clone(),
+        })
+        .build()?;
+    trainer.fit(net(), data())?;
+    let screens = screens.lock().unwrap();
+    for epoch in 0..2 {
+        let first = screen_at(&screens, &format!("first batch of epoch {epoch}"));
+        let line = first
+            .lines()
+            .nth(line_starting(first, &format!("Epoch {epoch}:   0%|")))
+            .unwrap();
+        assert!(line.contains("| 0/4 [00:00<?, ?it/s"), "{line}");
+    }
+    Ok(())
+}
+
+/// At 80 and 120 columns, with a metrics suffix longer than the terminal leaves, every bar keeps
+/// at least one cell and its line is cut at the width: nothing wraps onto a second row.
+#[test]
+fn lines_fit_the_terminal_at_80_and_120_columns() -> Result<(), Error> {
+    for width in [80, 120] {
+        let root = tempfile::tempdir().unwrap();
+        let term = InMemoryTerm::new(30, width);
+        let mut trainer = builder(root.path())
+            .callback(ProgressBar::draw_to(term.clone()))
+            .callback(LongMetrics)
+            .build()?;
+        trainer.fit(net(), data())?;
+        let screen = term.contents();
+        println!("at {width} columns:\n{screen}");
+        let epoch = screen.lines().nth(line_starting(&screen, "Epoch 1: 100%|")).unwrap();
+        assert_eq!(epoch.chars().count(), usize::from(width), "{screen}");
+        assert!(epoch.contains("█| 4/4 ["), "at least one bar cell: {epoch}");
+        assert!(epoch.contains(", v_num=0, "), "{epoch}");
+        // The line after the bar is why fit stopped, not the rest of a wrapped line.
+        let next = screen
+            .lines()
+            .nth(line_starting(&screen, "Epoch 1: 100%|") + 1)
+            .unwrap();
+        assert!(next.starts_with("`Trainer.fit` stopped:"), "{screen}");
+    }
+    Ok(())
+}
+
+/// Logs metrics with long names to the progress bar: a suffix wider than the terminal.
+struct LongMetrics;
+
+impl Callback<Net> for LongMetrics {
+    fn on_train_batch_end(
+        &mut self,
+        _module: &mut Net,
+        _outputs: Option<&StepOutput<()>>,
+        _batch: &Pair,
+        _batch_idx: usize,
+        cx: &mut StepContext<'_>,
+    ) {
+        for name in [
+            "a_rather_long_metric_name",
+            "another_rather_long_metric_name",
+            "and_a_third_one",
+        ] {
+            cx.log_with(name, 0.123, LogOptions::new().prog_bar(true));
+        }
+    }
 }
 
 fn data_for_test() -> Loaders<Pair> {
@@ -243,7 +346,11 @@ fn plain_lines_show_prog_bar_metrics_with_enough_digits() -> Result<(), Error> {
     trainer.validate(&mut model, data())?;
     let text = out.text();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 3, "two epoch lines and the validate line:\n{text}");
+    assert_eq!(
+        lines.len(),
+        8,
+        "two epoch lines, why fit stopped, and the validate table:\n{text}"
+    );
     for (epoch, lr) in ["0.00024", "0.000168"].iter().enumerate() {
         let line = lines[epoch];
         let start = format!("epoch {epoch} | step {} | v_num=0, loss=", 4 * (epoch + 1));
@@ -252,8 +359,53 @@ fn plain_lines_show_prog_bar_metrics_with_enough_digits() -> Result<(), Error> {
         assert!(line.ends_with('s'), "ends with the epoch's duration: {line}");
         assert!(!line.contains("hidden_loss"), "only prog_bar metrics: {line}");
     }
-    assert!(lines[2].starts_with("validate | val_loss="), "{}", lines[2]);
+    assert_eq!(lines[2], "`Trainer.fit` stopped: `max_epochs=2` reached.");
+    // Lightning's table, 120 columns wide when the output is not a terminal.
+    assert_eq!(lines[3], "─".repeat(120));
+    assert_eq!(lines[4].trim(), "Validate metric           DataLoader 0");
+    assert!(lines[6].trim_start().starts_with("val_loss "), "{}", lines[6]);
     assert!(!text.contains('\u{1b}'), "no escape codes: {text:?}");
+    Ok(())
+}
+
+/// Why `fit` stopped names what asked it to: the early-stopping reason, or the time limit.
+#[test]
+fn fit_says_early_stopping_or_max_time_stopped_it() -> Result<(), Error> {
+    let stopped_line = |trainer: &mut Trainer<Net>, out: &Shared| -> Result<String, Error> {
+        trainer.fit(net(), data())?;
+        let text = out.text();
+        Ok(text
+            .lines()
+            .find(|l| l.starts_with("`Trainer.fit` stopped: "))
+            .unwrap_or_else(|| panic!("no stop line in\n{text}"))
+            .to_string())
+    };
+    let root = tempfile::tempdir().unwrap();
+    let out = Shared::default();
+    let mut trainer = builder(root.path())
+        .max_epochs(5)
+        .callback(ProgressBar::plain_to(out.clone()))
+        .callback(EarlyStopping::new("val_loss", Mode::Min).stopping_threshold(10.5))
+        .build()?;
+    let line = stopped_line(&mut trainer, &out)?;
+    assert!(
+        line.starts_with("`Trainer.fit` stopped: early stopping: Stopping threshold reached: val_loss = ")
+            && line.ends_with(" < 10.5."),
+        "{line}"
+    );
+
+    let root = tempfile::tempdir().unwrap();
+    let out = Shared::default();
+    let mut trainer = builder(root.path())
+        .max_epochs(5)
+        .max_time(std::time::Duration::ZERO)
+        .callback(ProgressBar::plain_to(out.clone()))
+        .build()?;
+    let line = stopped_line(&mut trainer, &out)?;
+    assert!(
+        line.starts_with("`Trainer.fit` stopped: `max_time` reached (elapsed "),
+        "{line}"
+    );
     Ok(())
 }
 
@@ -326,14 +478,29 @@ fn default_bar_prints_plain_lines_when_stdout_is_not_a_terminal() {
         .collect();
     assert_eq!(epochs.len(), 2, "{stdout}");
     assert!(epochs[1].starts_with("epoch 1 | step 8 | v_num=0, loss="), "{stdout}");
-    assert!(stdout.contains("test | test_loss="), "{stdout}");
+    assert!(
+        stdout.contains("`Trainer.fit` stopped: `max_epochs=2` reached."),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Test metric") && stdout.contains("test_loss"),
+        "{stdout}"
+    );
     assert!(!stdout.contains('\u{1b}'), "no escape codes: {stdout:?}");
 }
 
 #[test]
-fn enable_progress_bar_false_prints_nothing() {
+fn enable_progress_bar_false_prints_no_bar_or_epoch_line() {
     let stdout = child_stdout("fit_without_progress_bar");
-    assert!(!stdout.contains("epoch ") && !stdout.contains("test |"), "{stdout}");
+    assert!(
+        !stdout.contains("epoch ") && !stdout.contains("DataLoader 0:"),
+        "{stdout}"
+    );
+    // What Lightning prints without a progress bar too: why fit stopped and the results.
+    assert!(
+        stdout.contains("`Trainer.fit` stopped:") && stdout.contains("Test metric"),
+        "{stdout}"
+    );
     assert!(stdout.contains("child done"), "the child ran: {stdout}");
 }
 
@@ -355,7 +522,7 @@ fn fit_with_defaults() {
 }
 
 #[test]
-#[ignore = "run by enable_progress_bar_false_prints_nothing"]
+#[ignore = "run by enable_progress_bar_false_prints_no_bar_or_epoch_line"]
 fn fit_without_progress_bar() {
     fit_and_test(false);
 }

@@ -1,7 +1,8 @@
 //! `report.html`: written into the run directory at the end of `fit` (also a failed one), with
-//! one chart per metric the loggers received, plotting exactly the values they received, the
-//! hyperparameters and the model summary; re-written when a later `validate` logs more; not
-//! written with `enable_report(false)` or under `fast_dev_run`.
+//! the runs (when they started, how long they took), one chart per metric the loggers received
+//! (training's first), plotting exactly the values they received, the test results as a table,
+//! the hyperparameters and the model summary; re-written when a later `validate` or `test` logs
+//! more; not written with `enable_report(false)` or under `fast_dev_run`.
 
 mod common;
 
@@ -60,6 +61,10 @@ impl Net {
     fn validation_step(&self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) {
         cx.log("val_loss", self.loss(batch));
         cx.log(ODD_NAME, 1.0 + cx.current_epoch as f64);
+    }
+    #[hook]
+    fn test_step(&self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) {
+        cx.log("test_loss", self.loss(batch));
     }
     #[hook]
     fn on_train_epoch_end(&mut self, cx: &mut EpochContext) -> Result<(), Error> {
@@ -164,10 +169,13 @@ fn escaped(name: &str) -> String {
 /// x growing with the step and y an affine image of the value (within a pixel of rounding).
 fn assert_charts_match(html: &str, logged: &BTreeMap<String, Vec<(usize, f64)>>) {
     let charts = charts(html);
-    let titles: Vec<&str> = charts.iter().map(|c| c.title.as_str()).collect();
-    let expected: Vec<String> = logged.keys().map(|name| escaped(name)).collect();
+    let mut titles: Vec<&str> = charts.iter().map(|c| c.title.as_str()).collect();
+    titles.sort_unstable();
+    let mut expected: Vec<String> = logged.keys().map(|name| escaped(name)).collect();
+    expected.sort_unstable();
     assert_eq!(titles, expected, "one chart per logged metric, titled with its name");
-    for (chart, (name, values)) in charts.iter().zip(logged) {
+    for (name, values) in logged {
+        let chart = charts.iter().find(|c| c.title == escaped(name)).unwrap();
         assert_eq!(chart.svg_count, 1, "{name}: one SVG");
         assert_eq!(chart.points.len(), values.len(), "{name}: a point per logged value");
         // The affine map is pinned by the extreme points (steps grow, so the first and last
@@ -229,12 +237,28 @@ fn fit_writes_a_report_with_a_chart_per_logged_metric_the_hyperparameters_and_th
     assert!(!html.contains(ODD_NAME), "the name is escaped");
 
     assert!(html.contains(&format!("<h1>{}</h1>", run_dir.file_name().unwrap().to_string_lossy())));
-    assert!(html.contains("<tr><td>fit</td><td class=\"ok\">finished</td><td>3</td><td>12</td></tr>"));
+    // The run: when it started (UTC), how long it took, how it ended.
+    let run = between(&html, "<tr><td>fit</td>", "</tr>");
+    assert!(
+        run.ends_with("<td class=\"ok\">finished</td><td>3</td><td>12</td>"),
+        "{run}"
+    );
+    let started = between(run, "<td>", "</td>");
+    assert_eq!(started.len(), "2026-12-07 02:31:05".len(), "{started}");
+    assert!(started.starts_with("20") && started.as_bytes()[10] == b' ', "{started}");
+    assert!(run.contains(" s</td>"), "a duration: {run}");
+    // Training's charts first, then validation's.
+    let titles: Vec<String> = charts(&html).into_iter().map(|c| c.title).collect();
+    assert_eq!(
+        titles,
+        ["ramp_epoch", "ramp_step", "train_loss", &escaped(ODD_NAME), "val_loss"]
+    );
     assert!(
         html.contains("<tr><td>lr</td><td>0.05</td></tr>"),
         "the hyperparameters"
     );
-    assert!(html.contains("<tr><td>0</td><td>layer</td><td>Linear</td><td class=\"num\">66</td></tr>"));
+    assert!(html.contains("<tr><td>0</td><td>layer</td><td>Linear</td><td class=\"num\">66</td><td>train</td></tr>"));
+    assert!(html.contains("<td class=\"num\">1</td><td>Modules in train mode</td>"));
     assert!(html.contains("<td class=\"num\">66</td><td>Total params</td>"));
     // Self-contained: nothing to run or fetch.
     for outside in ["<script", "<link", "<img", "src=", "href=", "@import", "url("] {
@@ -250,7 +274,7 @@ fn a_failing_fit_still_writes_what_was_logged() {
     assert!(error.to_string().contains("a failure the test asked for"));
     let run_dir = trainer.log_dir().unwrap().to_path_buf();
     let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
-    assert!(html.contains("<td>fit</td><td class=\"failed\">failed: a failure the test asked for</td>"));
+    assert!(html.contains("<td class=\"failed\">failed: a failure the test asked for</td>"));
     let logged = csv_series(&run_dir);
     // Epoch 0 in full, and the step values and validation of epoch 1 before it failed.
     assert_eq!(logged["train_loss"].len(), 4);
@@ -273,7 +297,7 @@ fn a_fit_that_panics_still_writes_what_was_logged() {
     assert!(panic.is_err(), "the panic goes on to the caller");
     let run_dir = trainer.log_dir().unwrap().to_path_buf();
     let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
-    assert!(html.contains("<td>fit</td><td class=\"failed\">failed: the run panicked: "));
+    assert!(html.contains("<td class=\"failed\">failed: the run panicked: "));
     let logged = csv_series(&run_dir);
     assert_eq!(logged["train_loss"].len(), 3, "steps 1, 3 and 5");
     assert_charts_match(&html, &logged);
@@ -287,7 +311,7 @@ fn a_validation_after_fit_adds_its_values_and_its_run() {
     trainer.validate(&mut model, data()).unwrap();
     let run_dir = trainer.log_dir().unwrap().to_path_buf();
     let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
-    assert!(html.contains("<tr><td>validate</td><td class=\"ok\">finished</td>"));
+    assert!(between(&html, "<tr><td>validate</td>", "</tr>").contains("<td class=\"ok\">finished</td>"));
     let logged = csv_series(&run_dir);
     assert_eq!(logged["val_loss"].len(), 4, "3 in fit and 1 in validate");
     assert_charts_match(&html, &logged);
@@ -335,4 +359,29 @@ fn without_loggers_the_report_still_charts_what_was_logged() {
     let train_loss = charts(&html).into_iter().find(|c| c.title == "train_loss").unwrap();
     assert_eq!(train_loss.points.len(), 4, "one per batch");
     assert_eq!(charts(&html).len(), 5);
+}
+
+/// A test on a trainer that did not fit: its results as a table, not one-point charts, and the
+/// summary of the module as it would train (its parameters trainable).
+#[test]
+fn a_test_only_report_tables_the_results_and_counts_trainable_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = trainer(dir.path(), true);
+    let mut model = Net::new(None);
+    let metrics = trainer.test(&mut model, Loaders::test(pair_loader(8, 4))).unwrap();
+    // The CSV logger's directory (the trainer keeps the run directory of its fits only).
+    let run_dir = dir.path().join("lightning_logs/version_0");
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(charts(&html).is_empty(), "no one-point chart");
+    let loss = metrics.get("test_loss").unwrap();
+    let row = between(&html, "<tr data-metric=\"test_loss\">", "</tr>");
+    assert!(
+        row.starts_with(&format!("<td>test_loss</td><td class=\"num\">{loss}</td>")),
+        "{row}"
+    );
+    assert!(
+        html.contains("<td class=\"num\">66</td><td>Trainable params</td>"),
+        "{html}"
+    );
+    assert!(html.contains("<td class=\"num\">0</td><td>Non-trainable params</td>"));
 }

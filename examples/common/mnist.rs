@@ -203,11 +203,12 @@ pub fn loader(split: &MnistSplit, indices: Vec<usize>, batch_size: usize, shuffl
 ///
 /// Its serialized fields are `LightningCli`'s `data:` section and `--data.<field>` options;
 /// the splits it reads are not configuration (`#[serde(skip)]`).
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, DataOptions)]
 #[serde(default, deny_unknown_fields)]
 pub struct MnistData {
     /// The directory of the IDX files.
     dir: PathBuf,
+    /// Images per batch.
     batch_size: usize,
     /// Training items held out for validation.
     val_items: usize,

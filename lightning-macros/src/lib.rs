@@ -36,6 +36,14 @@ pub fn hook(_args: TokenStream, input: TokenStream) -> TokenStream {
     expand::stray_hook(input.into()).into()
 }
 
+/// Describes a datamodule's options for `LightningCli`: implements `DataOptions` with the doc
+/// comment of every field serde reads, which become the help of its `--data.<field>` options.
+/// `#[data_options(crate = "path")]` names the facade crate when it is renamed.
+#[proc_macro_derive(DataOptions, attributes(data_options))]
+pub fn derive_data_options(input: TokenStream) -> TokenStream {
+    expand::data_options::derive(input.into()).into()
+}
+
 /// Generates the runtime's `Hook` enum (every hook, with what it may log and who implements it)
 /// from the hook table. Used once, in `burn-lightning-runtime`'s `core`.
 #[doc(hidden)]

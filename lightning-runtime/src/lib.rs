@@ -35,6 +35,7 @@ pub mod trainer;
 pub mod tuner;
 
 pub use crate::core::checkpoint_data::{Checkpoint, LoopProgress, LossScalerState, OptimizerProgress};
+pub use crate::core::component::{ComponentSpec, LoggerFlag};
 pub use crate::core::datamodule::{DataModule, IntoLoader, Loader, Loaders, Stage};
 pub use crate::core::error::{Error, FitError};
 pub use crate::core::flags::{Limit, MaxCount, MaxTime, TimeSpan, ValCheckInterval};
@@ -51,7 +52,7 @@ pub use callbacks::{
     WeightAveraging, summarize,
 };
 pub use checkpoint::{KeyReport, LightningCheckpoint, LoadFromCheckpoint, LoadOptions, Loaded};
-pub use cli::{CliError, Command, LightningCli};
+pub use cli::{CliError, Command, DataOptions, LightningCli};
 pub use data::{
     Example, InMemoryDataModule, LoaderOptions, SplitDataset, SplitLengths, TensorBatch, TensorBatcher, TensorDataset,
     random_split,

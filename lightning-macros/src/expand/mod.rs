@@ -1,5 +1,6 @@
 //! Code generation. Every generated path is fully qualified; helper items live inside `const _`.
 
+pub mod data_options;
 mod docs;
 mod module_impl;
 mod module_struct;

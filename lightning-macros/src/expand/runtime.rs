@@ -202,7 +202,7 @@ fn module_trait() -> TokenStream {
             label = "the trainer runs LightningModules",
             note = "add `#[lightning_module]` to the struct `{Self}` (above `#[derive(Module)]`) and to an impl block of `{Self}` whose methods are marked `#[hook]`"
         )]
-        pub trait LightningModule: crate::burn::module::Module + crate::HasHparams + ::core::marker::Sized + 'static {
+        pub trait LightningModule: crate::burn::module::Module + crate::burn::module::ModuleDisplay + crate::HasHparams + ::core::marker::Sized + 'static {
             /// What a dataloader yields and every step receives.
             type Batch: ::core::clone::Clone + ::core::marker::Send + 'static;
             /// Extra outputs of `training_step` (besides the loss), seen by `on_train_batch_end`.

@@ -1,9 +1,9 @@
 //! The built-in callbacks, one file each: [`ModelCheckpoint`], [`EarlyStopping`],
 //! [`OnExceptionCheckpoint`], [`Timer`], [`LearningRateMonitor`], [`GradientNormMonitor`], the
 //! progress bar ([`ProgressBar`] and its plain form [`EpochSummary`]), [`ModelSummary`], weight
-//! averaging ([`WeightAveraging`], [`StochasticWeightAveraging`], sharing `averaging`) and
-//! fine-tuning ([`BaseFinetuning`], [`BackboneFinetuning`]). The `Callback` trait itself is in
-//! `hooks`.
+//! averaging ([`WeightAveraging`], [`StochasticWeightAveraging`], sharing `averaging`),
+//! fine-tuning ([`BaseFinetuning`], [`BackboneFinetuning`]); and the [`registry`] a
+//! configuration's `callbacks:` builds them from. The `Callback` trait itself is in `hooks`.
 //!
 //! Uses `core`, `optim`, `hooks` and `checkpoint` (file-name templates); the loops and the
 //! trainer use it.
@@ -18,6 +18,7 @@ pub mod model_summary;
 mod monitor;
 pub mod on_exception_checkpoint;
 pub mod progress;
+pub mod registry;
 pub mod swa;
 pub mod timer;
 pub mod weight_averaging;

@@ -3,34 +3,46 @@
 //!
 //! On a terminal, [`ProgressBar`] draws a bar per loop: the training bar (`Epoch N`, reset every
 //! epoch), the validation bar nested below it while validation runs inside `fit` (removed after,
-//! Lightning's `leave=False`), and the sanity-check, `validate`, test and predict bars. Each shows
-//! position/total, elapsed time, ETA and items per second; the training bar also shows `v_num`
-//! and what was logged with `prog_bar(true)`, as Lightning's `get_metrics` does. Metrics are read
+//! Lightning's `leave=False`), and the sanity-check, `validate`, test and predict bars. Each line
+//! is tqdm's, as Lightning formats it (`{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining},
+//! {rate_noinv_fmt}{postfix}]`), laid out for the terminal's width at every redraw: the bar takes
+//! what the text leaves, at least one cell, and a line longer than the terminal is cut at its
+//! width (tqdm's `dynamic_ncols`), so it never wraps. A bar is first drawn once its loop knows its
+//! number of batches (after fetching its first batch: burn's loaders know their items, not their
+//! batches), so the first frame reads `0/110`, not `0/?`. The training bar also shows `v_num` and
+//! what was logged with `prog_bar(true)`, as Lightning's `get_metrics` does. Metrics are read
 //! (which synchronizes with the device) only when the bar redraws: at most
 //! [`refresh_rate`](ProgressBar::refresh_rate) times a second, and at the last batch of each loop
 //! (where the trainer reads its epoch values anyway); counting any other batch reads the clock
 //! and nothing else.
 //!
+//! When a loop's bars are done (the end of training, of `validate`, `test` or `predict`), they stay
+//! on screen as last drawn, and what the run prints afterwards goes below them: the trainer's
+//! results table of `validate` and `test` ([`results_table`]), and why `fit` stopped.
+//!
 //! When stdout is not a terminal (CI logs, `| cat`), it prints plain lines instead: one per
-//! training epoch, and the results of `validate` and `test` ([`EpochSummary`]'s lines).
+//! training epoch ([`EpochSummary`]'s lines).
 //!
 //! Values are formatted as Lightning's `Tqdm.format_num`: three significant digits (Python's
 //! `{:.3g}`), floats padded with zeros to five characters (`2.300`, `0.000168`, `1e-5`).
 //! Differences from Lightning, on purpose: the refresh rate is in redraws per second rather than
 //! in batches; NaN and infinities print as `nan`, `inf` (tqdm's padding makes them `nan.0`); the
-//! training bar counts training batches only, as Lightning 2's does.
+//! training bar counts training batches only, as Lightning 2's does; every bar's rate is the
+//! average over its loop (Lightning's training bar uses `smoothing=0`, its evaluation bars an
+//! exponential average).
 
 use crate::core::output::Output;
-use crate::core::state::{RunningStage, TrainerFn, TrainerState};
+use crate::core::state::{RunningStage, TrainerState};
 use crate::hooks::{Callback, CallbackRole, LightningModule, StepOutput};
 use crate::{EpochContext, HookContext, StepContext};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 pub use indicatif;
-use indicatif::{MultiProgress, ProgressDrawTarget, ProgressState, ProgressStyle};
+use indicatif::{MultiProgress, ProgressDrawTarget, ProgressState, ProgressStyle, TermLike};
 
 /// Formats a value as Lightning's progress bar does (`Tqdm.format_num`: Python's `{:.3g}` with
 /// `e+0`/`e-0` shortened, then floats padded with zeros to five characters): `2.300`, `0.123`,
@@ -99,8 +111,7 @@ pub fn postfix(state: &TrainerState, metrics: &BTreeMap<String, f64>) -> String 
 }
 
 /// Prints one plain line per training epoch (its number, the global step, `v_num` and the
-/// `prog_bar` metrics, the epoch's duration), and the results of `validate` and `test`, through
-/// the trainer's output. It is what [`ProgressBar`] prints when stdout is not a terminal; add it
+/// `prog_bar` metrics, the epoch's duration) through the trainer's output. It is what [`ProgressBar`] prints when stdout is not a terminal; add it
 /// yourself (it then replaces the default progress bar) to get these lines on a terminal too.
 #[derive(Debug, Default)]
 pub struct EpochSummary {
@@ -118,17 +129,6 @@ impl EpochSummary {
             postfix(cx, &cx.progress_bar_metrics())
         )
     }
-
-    /// `validate | val_acc=0.948, val_loss=0.174`: every metric of the run (what `validate` and
-    /// `test` return), as Lightning prints its results table.
-    fn results_line(label: &str, metrics: &BTreeMap<String, f64>) -> String {
-        let values = metrics
-            .iter()
-            .map(|(name, value)| format!("{name}={}", format_num(*value)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!("{label} | {values}")
-    }
 }
 
 impl<M: LightningModule> Callback<M> for EpochSummary {
@@ -144,15 +144,102 @@ impl<M: LightningModule> Callback<M> for EpochSummary {
     fn on_train_epoch_end(&mut self, _module: &mut M, cx: &mut EpochContext<'_>) {
         cx.print(self.epoch_line(cx));
     }
+}
 
-    fn on_validation_end(&mut self, _module: &mut M, cx: &mut HookContext<'_>) {
-        if cx.function == TrainerFn::Validating {
-            cx.print(Self::results_line("validate", &cx.callback_metrics()));
+/// Lightning's results table after `validate` and `test` (`_EvaluationLoop._print_results`
+/// without `rich`), laid out for `width` columns:
+///
+/// ```text
+/// ────────────────────────────────────────────────────────────────────────────────
+///        Test metric             DataLoader 0
+/// ────────────────────────────────────────────────────────────────────────────────
+///         test_acc            0.9484999775886536
+///         test_loss           0.18226367235183716
+/// ────────────────────────────────────────────────────────────────────────────────
+/// ```
+///
+/// Values print as Python prints them (`repr`); metrics by name. Empty when nothing was logged,
+/// as Lightning prints nothing then.
+pub fn results_table(stage: &str, metrics: &BTreeMap<String, f64>, width: usize) -> String {
+    if metrics.is_empty() {
+        return String::new();
+    }
+    let header = "DataLoader 0";
+    let longest = metrics.keys().map(|name| name.chars().count()).max().unwrap_or(0);
+    let column = longest.max(header.len()).max(25).min(width / 2).max(1);
+    let half = (width / 2).max(1);
+    let cell = |text: &str| format!("{text:^column$}");
+    let row = |metric: &str, value: &str| format!("{}{}", cell(metric), cell(value)).trim_end().to_string();
+    // `"test Metric".capitalize()`.
+    let mut title: String = stage.chars().take(1).flat_map(char::to_uppercase).collect();
+    title.push_str(&stage.chars().skip(1).collect::<String>().to_lowercase());
+    title.push_str(" metric");
+    let rule = "─".repeat(width);
+    let mut lines = vec![rule.clone(), row(&title, header), rule.clone()];
+    for (name, value) in metrics {
+        let value = python_repr(*value);
+        let chars: Vec<char> = name.chars().collect();
+        if chars.len() > half {
+            // Lightning cuts a long name into pieces of half the width; the value goes with the
+            // first piece.
+            let mut rest: &[char] = &chars;
+            let mut value = value.as_str();
+            while rest.len() > half {
+                let piece: String = rest[..half].iter().collect();
+                lines.push(row(&piece, value));
+                value = " ";
+                rest = &rest[half..];
+            }
+            lines.push(row(&rest.iter().collect::<String>(), " "));
+        } else {
+            lines.push(row(name, &value));
         }
     }
+    lines.push(rule);
+    lines.join("\n")
+}
 
-    fn on_test_end(&mut self, _module: &mut M, cx: &mut HookContext<'_>) {
-        cx.print(Self::results_line("test", &cx.callback_metrics()));
+/// Python's `repr` of a float (what `f"{value}"` prints): the shortest digits that read back to
+/// the same value, fixed between 1e-4 and 1e16 (`0.0001`, `1.0`, `100.0`), else scientific with
+/// a two-digit exponent (`1e-05`, `1.5e+16`).
+pub fn python_repr(value: f64) -> String {
+    if value.is_nan() {
+        return "nan".into();
+    }
+    if value.is_infinite() {
+        return if value > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    // Rust's `{:e}` gives the shortest round-trip digits: `9.485e-1`.
+    let scientific = format!("{value:e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    if (-4..16).contains(&exponent) {
+        if exponent >= 0 {
+            let point = exponent as usize + 1;
+            let whole = if digits.len() >= point {
+                digits[..point].to_string()
+            } else {
+                format!("{digits}{}", "0".repeat(point - digits.len()))
+            };
+            let fraction = if digits.len() > point { &digits[point..] } else { "0" };
+            format!("{sign}{whole}.{fraction}")
+        } else {
+            format!("{sign}0.{}{digits}", "0".repeat((-exponent - 1) as usize))
+        }
+    } else {
+        let (first, rest) = digits.split_at(1);
+        let fraction = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
+        let exponent_sign = if exponent < 0 { '-' } else { '+' };
+        format!("{sign}{first}{fraction}e{exponent_sign}{:02}", exponent.abs())
     }
 }
 
@@ -164,8 +251,229 @@ enum Display {
     Plain,
     /// Plain lines into a writer.
     PlainTo(Arc<Mutex<dyn Write + Send>>),
-    /// Bars drawn to this target (taken when the first run starts).
-    Bars(Option<ProgressDrawTarget>),
+    /// Bars drawn on this terminal.
+    Bars(Terminal),
+}
+
+/// What a [`Display`] resolved to when the first run started.
+enum Resolved {
+    Plain(Output),
+    /// Bars on a terminal, with indicatif's limit on redraws per second (none: every redraw
+    /// this callback decides on is drawn, as on a terminal given with `draw_to`).
+    Bars(Terminal, Option<u8>),
+}
+
+/// The terminal the bars are drawn on. indicatif asks it for its width just before it formats
+/// a bar; the width is kept, so that the bar's line is laid out for the width it is drawn at
+/// (indicatif allows one element of a template to take the free width, which cannot trim a
+/// long metrics suffix: the line is laid out here instead).
+#[derive(Clone)]
+struct Terminal {
+    inner: Arc<dyn TermLike>,
+    width: Arc<AtomicU16>,
+}
+
+impl Terminal {
+    fn new(inner: Arc<dyn TermLike>) -> Self {
+        let width = Arc::new(AtomicU16::new(inner.width()));
+        Self { inner, width }
+    }
+}
+
+impl std::fmt::Debug for Terminal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Terminal")
+            .field("width", &self.width.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl TermLike for Terminal {
+    fn width(&self) -> u16 {
+        let width = self.inner.width();
+        self.width.store(width, Ordering::Relaxed);
+        width
+    }
+    fn height(&self) -> u16 {
+        self.inner.height()
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.inner.move_cursor_up(n)
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.inner.move_cursor_down(n)
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.inner.move_cursor_right(n)
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.inner.move_cursor_left(n)
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.inner.write_line(s)
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.inner.write_str(s)
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.inner.clear_line()
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// What a bar's line shows besides its counts, read when indicatif draws it.
+#[derive(Default)]
+struct BarText {
+    title: String,
+    /// `name=value, ...`, without the leading `, `.
+    postfix: String,
+}
+
+/// One loop's bar: indicatif's bar (which keeps the counts and the clock) drawing tqdm's line.
+struct Bar {
+    bar: indicatif::ProgressBar,
+    text: Arc<Mutex<BarText>>,
+    /// Whether it is drawn yet: not before its loop knows its number of batches.
+    shown: bool,
+}
+
+/// Locks `mutex`, also after a panic elsewhere (its text stays whole: plain assignments).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Bar {
+    /// A bar titled `title`, not drawn yet, whose line is laid out for the terminal's `width`.
+    fn new(title: &str, width: Arc<AtomicU16>) -> Self {
+        let text = Arc::new(Mutex::new(BarText {
+            title: title.to_string(),
+            postfix: String::new(),
+        }));
+        let shared = text.clone();
+        let style = ProgressStyle::with_template("{tqdm}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key("tqdm", move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let text = lock(&shared);
+                let line = TqdmLine {
+                    title: &text.title,
+                    n: state.pos() as usize,
+                    total: state.len().map(|len| len as usize),
+                    elapsed: state.elapsed(),
+                    postfix: &text.postfix,
+                }
+                .render(usize::from(width.load(Ordering::Relaxed)));
+                let _ = w.write_str(&line);
+            });
+        let bar = indicatif::ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+        bar.set_style(style);
+        Self {
+            bar,
+            text,
+            shown: false,
+        }
+    }
+
+    fn set_title(&self, title: String) {
+        lock(&self.text).title = title;
+    }
+
+    fn set_postfix(&self, postfix: String) {
+        lock(&self.text).postfix = postfix;
+    }
+
+    /// Adds the bar to `multi` with its total, and draws its first frame (`0/110`).
+    fn show(&mut self, multi: &MultiProgress, total: usize) {
+        self.bar.set_length(total as u64);
+        self.bar.reset();
+        self.bar = multi.add(self.bar.clone());
+        self.shown = true;
+        self.bar.tick();
+    }
+
+    /// Moves it to `done` batches of `total`, redrawing it.
+    fn update(&self, done: usize, total: Option<usize>) {
+        // Each call redraws: the length only when it changed.
+        if let Some(total) = total.filter(|total| self.bar.length() != Some(*total as u64)) {
+            self.bar.set_length(total as u64);
+        }
+        self.bar.set_position(done as u64);
+    }
+}
+
+/// One line of tqdm's `format_meter` with Lightning's `BAR_FORMAT`:
+/// `{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]`.
+#[derive(Clone, Copy, Debug)]
+pub struct TqdmLine<'a> {
+    /// The bar's description (`Epoch 3`).
+    pub title: &'a str,
+    /// Batches done.
+    pub n: usize,
+    /// Batches in the loop, when known.
+    pub total: Option<usize>,
+    /// Time since the loop (or the epoch) started.
+    pub elapsed: Duration,
+    /// The metrics (`v_num=0, loss=0.123`), without the leading `, `.
+    pub postfix: &'a str,
+}
+
+impl TqdmLine<'_> {
+    /// The line for a terminal `width` columns wide (tqdm's `dynamic_ncols`): the bar takes the
+    /// columns the text leaves, at least one, and the line is cut at `width` columns, so it
+    /// never wraps (0: no width known, 80 columns).
+    pub fn render(&self, width: usize) -> String {
+        let width = if width == 0 { 80 } else { width };
+        let seconds = self.elapsed.as_secs_f64();
+        // Lightning's training bar averages over the epoch (`smoothing=0`).
+        let rate = (self.n > 0 && seconds > 0.0).then(|| self.n as f64 / seconds);
+        let rate_text = rate.map_or_else(|| "?it/s".to_string(), |rate| format!("{rate:5.2}it/s"));
+        let postfix = if self.postfix.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", self.postfix)
+        };
+        let elapsed = format_interval(self.elapsed);
+        let desc = if self.title.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", self.title)
+        };
+        let Some(total) = self.total else {
+            // tqdm without a total: no bar, no percentage, no ETA.
+            let line = format!("{desc}{}it [{elapsed}, {rate_text}{postfix}]", self.n);
+            return console::truncate_str(&line, width, "").into_owned();
+        };
+        let fraction = if total == 0 {
+            1.0
+        } else {
+            (self.n as f64 / total as f64).clamp(0.0, 1.0)
+        };
+        let remaining = match rate {
+            Some(rate) => format_interval(Duration::from_secs_f64(total.saturating_sub(self.n) as f64 / rate)),
+            None => "?".into(),
+        };
+        let left = format!("{desc}{:3.0}%|", fraction * 100.0);
+        let right = format!("| {}/{total} [{elapsed}<{remaining}, {rate_text}{postfix}]", self.n);
+        let text_width = console::measure_text_width(&left) + console::measure_text_width(&right);
+        let bar = tqdm_bar(fraction, width.saturating_sub(text_width).max(1));
+        let line = format!("{left}{bar}{right}");
+        console::truncate_str(&line, width, "").into_owned()
+    }
+}
+
+/// tqdm's `Bar` in its Unicode charset: whole blocks, the fraction of the next cell in eighths,
+/// then spaces, `cells` wide.
+fn tqdm_bar(fraction: f64, cells: usize) -> String {
+    const CHARSET: [char; 9] = [' ', '▏', '▎', '▍', '▌', '▋', '▊', '▉', '█'];
+    let eighths = (fraction * cells as f64 * 8.0) as usize;
+    let (full, partial) = (eighths / 8, eighths % 8);
+    let mut bar: String = std::iter::repeat_n(CHARSET[8], full.min(cells)).collect();
+    if full < cells {
+        bar.push(CHARSET[partial]);
+        bar.extend(std::iter::repeat_n(' ', cells - full - 1));
+    }
+    bar
 }
 
 /// The default progress bar (Lightning's `TQDMProgressBar`): bars on a terminal, plain lines
@@ -177,14 +485,17 @@ pub struct ProgressBar {
     /// Time between redraws; `None` turns the display off.
     refresh: Option<Duration>,
     refresh_per_second: u8,
-    /// Where lines go, once the first run started.
-    output: Option<Output>,
+    /// Where lines go, decided when the first run starts.
+    resolved: Option<Resolved>,
+    /// The bars being drawn (terminal mode): made at the start of a run when there are none, and
+    /// let go (its bars frozen on screen) when a loop's bars are done.
+    multi: Option<MultiProgress>,
     summary: EpochSummary,
-    train: Option<indicatif::ProgressBar>,
+    train: Option<Bar>,
     /// The bar of the running evaluation loop (sanity check, validation, test or predict).
-    eval: Option<indicatif::ProgressBar>,
-    /// Finished bars left on screen: kept alive, since `MultiProgress` wipes the lines of a
-    /// dropped bar at the next printed line.
+    eval: Option<Bar>,
+    /// Finished bars left on screen: kept alive until they are frozen, since `MultiProgress`
+    /// wipes the lines of a dropped bar at the next printed line.
     left: Vec<indicatif::ProgressBar>,
     next_draw: Instant,
 }
@@ -207,6 +518,11 @@ impl Default for ProgressBar {
 /// Redraws per second by default: a few, so that drawing costs nothing next to training.
 const DEFAULT_REFRESH_PER_SECOND: u8 = 4;
 
+/// indicatif's own limit on redraws of stdout (its default): above ours, so that the redraws we
+/// decide on (at most `refresh_per_second`, and each loop's boundaries) show, while a run of
+/// many tiny epochs does not redraw more than this.
+const TERMINAL_HZ: u8 = 20;
+
 impl ProgressBar {
     /// Bars on stdout when it is a terminal, plain lines otherwise (also when `TERM=dumb`).
     pub fn new() -> Self {
@@ -223,10 +539,12 @@ impl ProgressBar {
         Self::with_display(Display::PlainTo(Arc::new(Mutex::new(writer))))
     }
 
-    /// Bars drawn to `target`, terminal or not: `ProgressDrawTarget::stderr()`, or an in-memory
-    /// terminal (`ProgressDrawTarget::term_like`) to see what a person would see.
-    pub fn draw_to(target: ProgressDrawTarget) -> Self {
-        Self::with_display(Display::Bars(Some(target)))
+    /// Bars drawn on `terminal`, stdout being a terminal or not: an in-memory terminal
+    /// (`indicatif::InMemoryTerm`) to see what a person would see, or `console::Term::stderr()`.
+    /// Every redraw the bar decides on is drawn (on stdout, indicatif limits them to 20 a
+    /// second).
+    pub fn draw_to(terminal: impl TermLike + 'static) -> Self {
+        Self::with_display(Display::Bars(Terminal::new(Arc::new(terminal))))
     }
 
     fn with_display(display: Display) -> Self {
@@ -235,7 +553,8 @@ impl ProgressBar {
             display,
             refresh: Some(Duration::from_secs(1) / u32::from(per_second)),
             refresh_per_second: per_second,
-            output: None,
+            resolved: None,
+            multi: None,
             summary: EpochSummary::default(),
             train: None,
             eval: None,
@@ -259,49 +578,65 @@ impl ProgressBar {
         self.refresh.is_some()
     }
 
-    /// The bars' container, in terminal mode once a run started.
+    /// The bars' container, in terminal mode while bars are drawn.
     fn terminal(&self) -> Option<&MultiProgress> {
-        match &self.output {
-            Some(Output::Bars(multi)) => Some(multi),
+        self.multi.as_ref()
+    }
+
+    /// Where this run's lines go: plain lines, or above the bars of a container (a new one when
+    /// the last was frozen).
+    fn output(&mut self) -> Output {
+        if self.resolved.is_none() {
+            let resolved = match &self.display {
+                Display::Auto => {
+                    let dumb = std::env::var("TERM").is_ok_and(|term| term == "dumb");
+                    if std::io::stdout().is_terminal() && !dumb {
+                        Resolved::Bars(Terminal::new(Arc::new(console::Term::stdout())), Some(TERMINAL_HZ))
+                    } else {
+                        Resolved::Plain(Output::Stdout)
+                    }
+                }
+                Display::Plain => Resolved::Plain(Output::Stdout),
+                Display::PlainTo(writer) => Resolved::Plain(Output::Writer(writer.clone())),
+                Display::Bars(terminal) => Resolved::Bars(terminal.clone(), None),
+            };
+            self.resolved = Some(resolved);
+        }
+        match &self.resolved {
+            Some(Resolved::Bars(terminal, hz)) => {
+                let multi = self.multi.get_or_insert_with(|| {
+                    let boxed = Box::new(terminal.clone());
+                    MultiProgress::with_draw_target(match hz {
+                        Some(hz) => ProgressDrawTarget::term_like_with_hz(boxed, *hz),
+                        None => ProgressDrawTarget::term_like(boxed),
+                    })
+                });
+                Output::Bars {
+                    multi: multi.clone(),
+                    terminal: Arc::new(terminal.clone()),
+                }
+            }
+            Some(Resolved::Plain(output)) => output.clone(),
+            None => Output::Stdout,
+        }
+    }
+
+    /// A bar titled `title`, drawn once its total is known ([`show`](Self::show)).
+    fn new_bar(&self, title: &str) -> Option<Bar> {
+        self.terminal()?;
+        match &self.resolved {
+            Some(Resolved::Bars(terminal, _)) => Some(Bar::new(title, terminal.width.clone())),
             _ => None,
         }
     }
 
-    /// Where this bar's lines go, decided when the first run starts.
-    fn output(&mut self) -> Output {
-        if let Some(output) = &self.output {
-            return output.clone();
+    /// Draws `bar` below the others once `total` is known.
+    fn show(multi: Option<&MultiProgress>, bar: Option<&mut Bar>, total: Option<usize>) {
+        if let (Some(multi), Some(bar), Some(total)) = (multi, bar, total)
+            && !bar.shown
+        {
+            bar.show(multi, total);
         }
-        let bars = |target: ProgressDrawTarget| Output::Bars(MultiProgress::with_draw_target(target));
-        let output = match &mut self.display {
-            Display::Auto => {
-                let dumb = std::env::var("TERM").is_ok_and(|term| term == "dumb");
-                if std::io::stdout().is_terminal() && !dumb {
-                    // indicatif's own limit (20 Hz) stays above ours, so that the redraws we
-                    // decide on (at most `refresh_per_second`, and each loop's last batch) show.
-                    bars(ProgressDrawTarget::stdout())
-                } else {
-                    Output::Stdout
-                }
-            }
-            Display::Plain => Output::Stdout,
-            Display::PlainTo(writer) => Output::Writer(writer.clone()),
-            Display::Bars(target) => bars(target.take().unwrap_or_else(ProgressDrawTarget::stdout)),
-        };
-        self.output = Some(output.clone());
-        output
-    }
-
-    /// A new bar titled `title` below the others.
-    fn add_bar(&self, title: &str, total: Option<usize>) -> Option<indicatif::ProgressBar> {
-        let multi = self.terminal()?;
-        let bar = multi.add(match total {
-            Some(total) => indicatif::ProgressBar::new(total as u64),
-            None => indicatif::ProgressBar::no_length(),
-        });
-        bar.set_style(bar_style());
-        bar.set_prefix(title.to_string());
-        Some(bar)
     }
 
     /// Whether the bars should redraw now, after `done` of `total` batches: at most `refresh`
@@ -321,73 +656,51 @@ impl ProgressBar {
 
     /// Moves the evaluation bar to `done` batches when a redraw is due.
     fn count_eval(&mut self, done: usize, total: Option<usize>) {
-        if self.eval.is_none() || !self.due(done, total) {
+        if !self.eval.as_ref().is_some_and(|bar| bar.shown) || !self.due(done, total) {
             return;
         }
         if let Some(bar) = &self.eval {
-            update(bar, done, total);
+            bar.update(done, total);
         }
     }
 
     /// Ends the evaluation bar: left on screen (`leave`), or cleared and removed.
     fn close_eval(&mut self, leave: bool) {
-        if let Some(bar) = self.eval.take() {
-            if leave {
-                bar.finish();
-                self.left.push(bar);
-            } else {
-                bar.finish_and_clear();
-                if let Some(multi) = self.terminal() {
-                    multi.remove(&bar);
-                }
+        let Some(Bar { bar, shown, .. }) = self.eval.take() else {
+            return;
+        };
+        if !shown {
+            return;
+        }
+        if leave {
+            bar.finish();
+            self.left.push(bar);
+        } else {
+            bar.finish_and_clear();
+            if let Some(multi) = self.terminal() {
+                multi.remove(&bar);
             }
         }
     }
 
-    /// Shows the current `prog_bar` metrics on the training bar (reads them from the device).
+    /// The loop's bars are done: they stay on screen as last drawn, and the container stops
+    /// drawing, so that what the run prints next (results, why `fit` stopped) goes below them.
+    /// The next run draws its bars in a new container, below.
+    fn freeze(&mut self) {
+        if let Some(multi) = self.multi.take() {
+            multi.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        self.left.clear();
+    }
+
+    /// Shows the current `prog_bar` metrics on the training bar (reads them from the device)
+    /// and redraws it.
     fn show_metrics(&self, state: &TrainerState, metrics: impl FnOnce() -> BTreeMap<String, f64>) {
-        if let Some(bar) = &self.train {
-            let postfix = postfix(state, &metrics());
-            bar.set_message(if postfix.is_empty() {
-                postfix
-            } else {
-                format!(", {postfix}")
-            });
+        if let Some(bar) = self.train.as_ref().filter(|bar| bar.shown) {
+            bar.set_postfix(postfix(state, &metrics()));
+            bar.bar.tick();
         }
     }
-}
-
-/// tqdm's look: `Epoch 3:  45%|████▌     | 45/100 [00:01<00:02, 30.00it/s, v_num=0, loss=0.123]`.
-fn bar_style() -> ProgressStyle {
-    const TEMPLATE: &str = "{prefix}: {percent:>3}%|{wide_bar}| {count} [{elapsed_tqdm}<{eta_tqdm}, {rate}{msg}]";
-    ProgressStyle::with_template(TEMPLATE)
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .with_key("count", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-            // `?` until the loop knows its number of batches (after its first batch).
-            let _ = match state.len() {
-                Some(len) => write!(w, "{}/{len}", state.pos()),
-                None => write!(w, "{}/?", state.pos()),
-            };
-        })
-        .with_key("elapsed_tqdm", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = w.write_str(&format_interval(state.elapsed()));
-        })
-        .with_key("eta_tqdm", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let eta = if state.per_sec() > 0.0 {
-                format_interval(state.eta())
-            } else {
-                "?".into()
-            };
-            let _ = w.write_str(&eta);
-        })
-        .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = match state.per_sec() {
-                rate if rate >= 1.0 => write!(w, "{rate:.2}it/s"),
-                rate if rate > 0.0 => write!(w, "{:.2}s/it", 1.0 / rate),
-                _ => w.write_str("?it/s"),
-            };
-        })
-        .progress_chars("█▉▊▋▌▍▎▏ ")
 }
 
 /// tqdm's `format_interval`: `mm:ss`, or `h:mm:ss` from an hour on.
@@ -399,14 +712,6 @@ fn format_interval(duration: Duration) -> String {
     } else {
         format!("{minutes:02}:{seconds:02}")
     }
-}
-
-/// Sets a bar's total (once known) and position.
-fn update(bar: &indicatif::ProgressBar, done: usize, total: Option<usize>) {
-    if let Some(total) = total {
-        bar.set_length(total as u64);
-    }
-    bar.set_position(done as u64);
 }
 
 impl<M: LightningModule> Callback<M> for ProgressBar {
@@ -422,8 +727,8 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
         }
     }
 
-    fn on_sanity_check_start(&mut self, _module: &mut M, cx: &mut HookContext<'_>) {
-        self.eval = self.add_bar("Sanity Checking DataLoader 0", cx.num_sanity_val_batches);
+    fn on_sanity_check_start(&mut self, _module: &mut M, _cx: &mut HookContext<'_>) {
+        self.eval = self.new_bar("Sanity Checking DataLoader 0");
     }
 
     fn on_sanity_check_end(&mut self, _module: &mut M, _cx: &mut HookContext<'_>) {
@@ -432,21 +737,35 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
 
     fn on_train_start(&mut self, _module: &mut M, _cx: &mut EpochContext<'_>) {
         if self.train.is_none() {
-            self.train = self.add_bar("Epoch 0", None);
+            self.train = self.new_bar("Epoch 0");
         }
     }
 
     fn on_train_epoch_start(&mut self, module: &mut M, cx: &mut EpochContext<'_>) {
         Callback::<M>::on_train_epoch_start(&mut self.summary, module, cx);
-        if let Some(bar) = &self.train {
-            bar.reset();
-            // Known from the second epoch on (the loop learns it from its first batch).
-            match cx.num_training_batches {
-                Some(total) => bar.set_length(total as u64),
-                None => bar.unset_length(),
+        let multi = self.multi.clone();
+        if let Some(bar) = &mut self.train {
+            bar.set_title(format!("Epoch {}", cx.current_epoch));
+            if bar.shown {
+                // Known from the second epoch on (the loop learns it from its first batch).
+                if let Some(total) = cx.num_training_batches {
+                    bar.bar.set_length(total as u64);
+                }
+                bar.bar.reset();
+            } else {
+                Self::show(multi.as_ref(), Some(bar), cx.num_training_batches);
             }
-            bar.set_prefix(format!("Epoch {}", cx.current_epoch));
         }
+    }
+
+    fn on_train_batch_start(
+        &mut self,
+        _module: &mut M,
+        _batch: &M::Batch,
+        _batch_idx: usize,
+        cx: &mut StepContext<'_>,
+    ) {
+        Self::show(self.multi.as_ref(), self.train.as_mut(), cx.num_training_batches);
     }
 
     fn on_train_batch_end(
@@ -458,13 +777,13 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
         cx: &mut StepContext<'_>,
     ) {
         let (done, total) = (batch_idx + 1, cx.num_training_batches);
-        if self.train.is_none() || !self.due(done, total) {
+        if !self.train.as_ref().is_some_and(|bar| bar.shown) || !self.due(done, total) {
             return;
         }
         if let Some(bar) = &self.train {
-            update(bar, done, total);
+            bar.set_postfix(postfix(cx, &cx.progress_bar_metrics()));
+            bar.update(done, total);
         }
-        self.show_metrics(cx, || cx.progress_bar_metrics());
     }
 
     fn on_train_epoch_end(&mut self, module: &mut M, cx: &mut EpochContext<'_>) {
@@ -479,16 +798,35 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
     }
 
     fn on_train_end(&mut self, _module: &mut M, _cx: &mut HookContext<'_>) {
-        if let Some(bar) = self.train.take() {
+        if let Some(Bar { bar, shown, .. }) = self.train.take()
+            && shown
+        {
             bar.finish();
             self.left.push(bar);
         }
+        // What `fit` prints from now on (why it stopped) goes below the bars.
+        self.freeze();
     }
 
     fn on_validation_start(&mut self, _module: &mut M, cx: &mut EpochContext<'_>) {
         if cx.stage != RunningStage::SanityChecking {
-            self.eval = self.add_bar("Validation DataLoader 0", cx.num_val_batches);
+            self.eval = self.new_bar("Validation DataLoader 0");
         }
+    }
+
+    fn on_validation_batch_start(
+        &mut self,
+        _module: &mut M,
+        _batch: &M::Batch,
+        _batch_idx: usize,
+        cx: &mut StepContext<'_>,
+    ) {
+        let total = if cx.sanity_checking() {
+            cx.num_sanity_val_batches
+        } else {
+            cx.num_val_batches
+        };
+        Self::show(self.multi.as_ref(), self.eval.as_mut(), total);
     }
 
     fn on_validation_batch_end(
@@ -507,7 +845,7 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
         self.count_eval(batch_idx + 1, total);
     }
 
-    fn on_validation_end(&mut self, module: &mut M, cx: &mut HookContext<'_>) {
+    fn on_validation_end(&mut self, _module: &mut M, cx: &mut HookContext<'_>) {
         if cx.sanity_checking() {
             return;
         }
@@ -515,15 +853,18 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
             self.close_eval(false);
             self.show_metrics(cx, || cx.progress_bar_metrics());
         } else {
+            // The trainer prints the results table next, below the bars.
             self.close_eval(true);
-            if self.enabled() {
-                Callback::<M>::on_validation_end(&mut self.summary, module, cx);
-            }
+            self.freeze();
         }
     }
 
-    fn on_test_start(&mut self, _module: &mut M, cx: &mut EpochContext<'_>) {
-        self.eval = self.add_bar("Testing DataLoader 0", cx.num_test_batches);
+    fn on_test_start(&mut self, _module: &mut M, _cx: &mut EpochContext<'_>) {
+        self.eval = self.new_bar("Testing DataLoader 0");
+    }
+
+    fn on_test_batch_start(&mut self, _module: &mut M, _batch: &M::Batch, _batch_idx: usize, cx: &mut StepContext<'_>) {
+        Self::show(self.multi.as_ref(), self.eval.as_mut(), cx.num_test_batches);
     }
 
     fn on_test_batch_end(
@@ -537,15 +878,24 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
         self.count_eval(batch_idx + 1, cx.num_test_batches);
     }
 
-    fn on_test_end(&mut self, module: &mut M, cx: &mut HookContext<'_>) {
+    fn on_test_end(&mut self, _module: &mut M, _cx: &mut HookContext<'_>) {
         self.close_eval(true);
-        if self.enabled() {
-            Callback::<M>::on_test_end(&mut self.summary, module, cx);
-        }
+        // The trainer prints the results table next, below the bars.
+        self.freeze();
     }
 
-    fn on_predict_start(&mut self, _module: &mut M, cx: &mut HookContext<'_>) {
-        self.eval = self.add_bar("Predicting DataLoader 0", cx.num_predict_batches);
+    fn on_predict_start(&mut self, _module: &mut M, _cx: &mut HookContext<'_>) {
+        self.eval = self.new_bar("Predicting DataLoader 0");
+    }
+
+    fn on_predict_batch_start(
+        &mut self,
+        _module: &mut M,
+        _batch: &M::Batch,
+        _batch_idx: usize,
+        cx: &mut HookContext<'_>,
+    ) {
+        Self::show(self.multi.as_ref(), self.eval.as_mut(), cx.num_predict_batches);
     }
 
     fn on_predict_batch_end(
@@ -561,15 +911,19 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
 
     fn on_predict_end(&mut self, _module: &mut M, _cx: &mut HookContext<'_>) {
         self.close_eval(true);
+        self.freeze();
     }
 
     fn on_exception(&mut self, _module: &mut M, _error: &crate::Error, _cx: &mut HookContext<'_>) {
         // The bars stop where they were; the error is printed below them.
         self.close_eval(false);
-        if let Some(bar) = self.train.take() {
+        if let Some(Bar { bar, shown, .. }) = self.train.take()
+            && shown
+        {
             bar.abandon();
             self.left.push(bar);
         }
+        self.freeze();
     }
 }
 
@@ -577,6 +931,7 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
 mod tests {
     use super::*;
     use crate::Device;
+    use crate::core::state::TrainerFn;
 
     #[test]
     fn numbers_are_formatted_as_lightnings_bar_formats_them() {
@@ -607,6 +962,102 @@ mod tests {
     fn intervals_are_formatted_as_tqdm_formats_them() {
         assert_eq!(format_interval(Duration::from_millis(65_900)), "01:05");
         assert_eq!(format_interval(Duration::from_secs(3 * 3600 + 7)), "3:00:07");
+    }
+
+    /// tqdm's own output for these inputs (tqdm 4.67.1's `format_meter` with `ncols` at the
+    /// width, Lightning's `BAR_FORMAT` and the average rate).
+    #[test]
+    fn lines_are_tqdms_and_fit_the_terminal() {
+        let line = |n, total, postfix, width| {
+            TqdmLine {
+                title: "Epoch 1",
+                n,
+                total: Some(total),
+                elapsed: Duration::from_secs(2),
+                postfix,
+            }
+            .render(width)
+        };
+        assert_eq!(
+            line(55, 110, "v_num=0, loss=0.123", 80),
+            "Epoch 1:  50%|██████      | 55/110 [00:02<00:02, 27.50it/s, v_num=0, loss=0.123]"
+        );
+        assert_eq!(
+            line(55, 110, "v_num=0", 80),
+            "Epoch 1:  50%|████████████            | 55/110 [00:02<00:02, 27.50it/s, v_num=0]"
+        );
+        // A suffix longer than the terminal: one bar cell, and the line cut at the width.
+        let long = "v_num=0, train_loss_epoch=0.0389, train_loss_step=0.0337, val_acc=0.955, val_loss=0.140";
+        let cut = line(110, 110, long, 80);
+        assert_eq!(
+            cut,
+            "Epoch 1: 100%|█| 110/110 [00:02<00:00, 55.00it/s, v_num=0, train_loss_epoch=0.03"
+        );
+        assert_eq!(
+            line(110, 110, long, 160),
+            "Epoch 1: 100%|███████████████████████| 110/110 [00:02<00:00, 55.00it/s, v_num=0, \
+             train_loss_epoch=0.0389, train_loss_step=0.0337, val_acc=0.955, val_loss=0.140]"
+        );
+        // The first frame: no rate, no ETA yet.
+        let first = TqdmLine {
+            title: "Validation DataLoader 0",
+            n: 0,
+            total: Some(16),
+            elapsed: Duration::ZERO,
+            postfix: "",
+        }
+        .render(60);
+        assert_eq!(first, "Validation DataLoader 0:   0%|       | 0/16 [00:00<?, ?it/s]");
+        assert_eq!(tqdm_bar(0.5, 4), "██  ");
+        assert_eq!(tqdm_bar(1.0 / 16.0, 2), "▏ ");
+        assert_eq!(tqdm_bar(1.0, 3), "███");
+    }
+
+    #[test]
+    fn floats_print_as_python_prints_them() {
+        let cases = [
+            (0.9484999775886536, "0.9484999775886536"),
+            (1.0, "1.0"),
+            (100.0, "100.0"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1.5e-7, "1.5e-07"),
+            (1e16, "1e+16"),
+            (123456789.0, "123456789.0"),
+            (-0.5, "-0.5"),
+            (0.0, "0.0"),
+            (f64::NAN, "nan"),
+            (f64::NEG_INFINITY, "-inf"),
+        ];
+        for (value, printed) in cases {
+            assert_eq!(python_repr(value), printed, "repr({value})");
+        }
+    }
+
+    /// Lightning's `_print_results` (its branch without `rich`) gives these lines.
+    #[test]
+    fn results_print_as_lightnings_table() {
+        let metrics = BTreeMap::from([("test_loss".to_string(), 0.5), ("test_acc".to_string(), 0.25)]);
+        let table = results_table("test", &metrics, 80);
+        let rule = "─".repeat(80);
+        let expected = [
+            rule.as_str(),
+            "       Test metric             DataLoader 0",
+            rule.as_str(),
+            "        test_acc                   0.25",
+            "        test_loss                   0.5",
+            rule.as_str(),
+        ]
+        .join("\n");
+        assert_eq!(table, expected);
+        assert!(results_table("validate", &metrics, 120).contains("     Validate metric     "));
+        assert_eq!(results_table("test", &BTreeMap::new(), 80), "");
+        // A name longer than half the width is cut into pieces, the value beside the first.
+        let long = BTreeMap::from([("x".repeat(50), 1.0)]);
+        let lines: Vec<String> = results_table("test", &long, 80).lines().map(str::to_string).collect();
+        assert_eq!(lines[1], format!("{:14}Test metric{:29}DataLoader 0", "", ""));
+        assert_eq!(lines[3], format!("{}{:18}1.0", "x".repeat(40), ""));
+        assert_eq!(lines[4], format!("{:15}{}", "", "x".repeat(10)));
     }
 
     #[test]

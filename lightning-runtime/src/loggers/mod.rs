@@ -2,7 +2,8 @@
 //! trainer sends each logger the hyperparameters once per run, step values every
 //! `log_every_n_steps` optimizer steps, epoch values when a loop's epoch ends, and flushes and
 //! closes them when the run ends, also on error and panic. [`report`] writes `report.html`, the
-//! run's charts, from what the loggers received.
+//! run's charts, from what the loggers received. A configuration's `logger:` builds loggers from
+//! the [`registry`], which new logger kinds register into.
 //!
 //! Uses `core`, `checkpoint` (atomic writes and run directories) and the model summary of
 //! `callbacks`; the loops use it.
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub mod csv;
+pub mod registry;
 pub mod report;
 pub mod tensorboard;
 pub use csv::CsvLogger;

@@ -1,9 +1,11 @@
 //! `report.html`: plots without TensorBoard. A self-contained page written into the run
 //! directory at the end of every `fit` (also a failed one, with what was logged until then), and
 //! re-written when a later `validate` or `test` on the same trainer sends more values to the
-//! loggers: the entry points that ran and how they ended, one chart per logged metric, the
-//! hyperparameters and the model summary. Inline SVG and CSS only: no script, no network, no
-//! font files (the browser draws the text).
+//! loggers: the entry points that ran (when they started, in UTC, how long they took and how they
+//! ended), one chart per logged metric (training metrics first, then validation's), the test
+//! results as a table (a test logs one value per metric: a chart of one point says less than a
+//! row), the hyperparameters and the model summary. Inline SVG and CSS only: no script, no
+//! network, no font files (the browser draws the text).
 //!
 //! Lightning writes no such file; the charts follow what a Lightning user sees in TensorBoard:
 //! one chart per tag, so a metric logged both ways has a `name_step` chart and a `name_epoch`
@@ -16,11 +18,13 @@
 
 use crate::callbacks::model_summary::{Summary, human_count};
 use crate::core::datamodule::Stage;
+use crate::core::state::RunningStage;
 use crate::{Error, JsonValue};
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 /// The report's file name in the run directory.
 pub const FILE_NAME: &str = "report.html";
@@ -52,10 +56,32 @@ impl SeriesKind {
     }
 }
 
+/// Which loop sent a series first, which orders the page: training's charts, then
+/// validation's, then the rest; the test loop's epoch values go to a table.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Source {
+    Training,
+    Validation,
+    Other,
+    Test,
+}
+
+impl From<RunningStage> for Source {
+    fn from(stage: RunningStage) -> Self {
+        match stage {
+            RunningStage::Training => Source::Training,
+            RunningStage::Validating | RunningStage::SanityChecking => Source::Validation,
+            RunningStage::Testing => Source::Test,
+            RunningStage::Predicting => Source::Other,
+        }
+    }
+}
+
 /// The values one metric name received, in the order sent: `(step, value)`.
 #[derive(Clone, Debug)]
 struct Series {
     kind: SeriesKind,
+    source: Source,
     points: Vec<(usize, f64)>,
 }
 
@@ -66,6 +92,8 @@ struct RunOutcome {
     failure: Option<String>,
     epochs: usize,
     global_step: usize,
+    started: SystemTime,
+    duration: Duration,
 }
 
 /// What a trainer sent to its loggers, kept for its report (across its fits, validations and
@@ -82,9 +110,10 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    /// Appends one record the loggers received at `step`. Allocates only when a series grows
-    /// past its capacity, or for a name seen for the first time.
-    pub fn record(&mut self, metrics: &BTreeMap<String, f64>, step: usize, kind: SeriesKind) {
+    /// Appends one record the loggers received at `step` from the loop running `stage`.
+    /// Allocates only when a series grows past its capacity, or for a name seen for the first
+    /// time.
+    pub fn record(&mut self, metrics: &BTreeMap<String, f64>, step: usize, kind: SeriesKind, stage: RunningStage) {
         self.records += 1;
         for (name, &value) in metrics {
             match self.series.get_mut(name.as_str()) {
@@ -94,6 +123,7 @@ impl Recorder {
                         name.clone(),
                         Series {
                             kind,
+                            source: stage.into(),
                             points: vec![(step, value)],
                         },
                     );
@@ -107,13 +137,23 @@ impl Recorder {
         self.records
     }
 
-    /// Notes that `stage` ended, with its error if it failed, at `epochs` and `global_step`.
-    pub fn finish_run(&mut self, stage: Stage, failure: Option<&Error>, epochs: usize, global_step: usize) {
+    /// Notes that `stage`, started at `started` (its wall-clock time, and the instant for its
+    /// duration), ended now, with its error if it failed, at `epochs` and `global_step`.
+    pub fn finish_run(
+        &mut self,
+        stage: Stage,
+        failure: Option<&Error>,
+        epochs: usize,
+        global_step: usize,
+        started: (SystemTime, std::time::Instant),
+    ) {
         self.runs.push(RunOutcome {
             stage,
             failure: failure.map(ToString::to_string),
             epochs,
             global_step,
+            started: started.0,
+            duration: started.1.elapsed(),
         });
     }
 
@@ -157,6 +197,7 @@ impl Recorder {
         );
         self.render_runs(&mut html);
         self.render_charts(&mut html)?;
+        self.render_test_results(&mut html);
         html.push_str("<div class=\"tables\">\n");
         render_hparams(&mut html, hparams);
         render_summary(&mut html, summary);
@@ -165,7 +206,10 @@ impl Recorder {
     }
 
     fn render_runs(&self, html: &mut String) {
-        html.push_str("<section id=\"runs\">\n<table class=\"runs\">\n<tr><th>Run</th><th>Outcome</th><th>Epochs</th><th>Global step</th></tr>\n");
+        html.push_str(
+            "<section id=\"runs\">\n<table class=\"runs\">\n<tr><th>Run</th><th>Started (UTC)</th>\
+             <th>Duration</th><th>Outcome</th><th>Epochs</th><th>Global step</th></tr>\n",
+        );
         for run in &self.runs {
             let outcome = match &run.failure {
                 None => "<td class=\"ok\">finished</td>".to_string(),
@@ -173,22 +217,39 @@ impl Recorder {
             };
             let _ = writeln!(
                 html,
-                "<tr><td>{}</td>{outcome}<td>{}</td><td>{}</td></tr>",
-                run.stage, run.epochs, run.global_step
+                "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td>{outcome}<td>{}</td><td>{}</td></tr>",
+                run.stage,
+                utc_time(run.started),
+                format_duration(run.duration),
+                run.epochs,
+                run.global_step
             );
         }
         html.push_str("</table>\n</section>\n");
     }
 
+    /// The series charted: every name but `epoch` and the test loop's epoch values, training's
+    /// first, then validation's, then the rest, each group by name.
+    fn charted(&self) -> Vec<(&String, &Series)> {
+        let mut charted: Vec<(&String, &Series)> = self
+            .series
+            .iter()
+            .filter(|(name, series)| *name != EPOCH_KEY && !is_test_result(series))
+            .collect();
+        // Stable: names stay in order within a group.
+        charted.sort_by_key(|(_, series)| series.source);
+        charted
+    }
+
     fn render_charts(&self, html: &mut String) -> Result<(), String> {
-        let charted: Vec<(&String, &Series)> = self.series.iter().filter(|(name, _)| *name != EPOCH_KEY).collect();
+        let charted = self.charted();
         let _ = writeln!(
             html,
             "<section id=\"metrics\">\n<h2>Metrics</h2>\n<p class=\"note\">One chart per name sent to the \
              loggers, as TensorBoard shows them (x: the step the loggers received; a value logged both \
-             ways is <code>name_step</code> and <code>name_epoch</code>).</p>"
+             ways is <code>name_step</code> and <code>name_epoch</code>); training first, then validation.</p>"
         );
-        if charted.is_empty() {
+        if charted.is_empty() && !self.series.values().any(is_test_result) {
             html.push_str("<p>Nothing was sent to the loggers.</p>\n");
         }
         html.push_str("<div class=\"charts\">\n");
@@ -197,6 +258,73 @@ impl Recorder {
         }
         html.push_str("</div>\n</section>\n");
         Ok(())
+    }
+
+    /// The test loop's epoch values as a table: the last value of each, and its step.
+    fn render_test_results(&self, html: &mut String) {
+        let results: Vec<(&String, &Series)> = self
+            .series
+            .iter()
+            .filter(|(name, series)| *name != EPOCH_KEY && is_test_result(series))
+            .collect();
+        if results.is_empty() {
+            return;
+        }
+        html.push_str(
+            "<section id=\"test\">\n<h2>Test results</h2>\n<table class=\"results\">\n\
+             <tr><th>Test metric</th><th>Value</th><th>Step</th></tr>\n",
+        );
+        for (name, series) in results {
+            if let Some(&(step, value)) = series.points.last() {
+                let _ = writeln!(
+                    html,
+                    "<tr data-metric=\"{name}\"><td>{name}</td><td class=\"num\">{value}</td><td class=\"num\">{step}</td></tr>",
+                    name = escape(name),
+                    value = crate::callbacks::progress::python_repr(value),
+                );
+            }
+        }
+        html.push_str("</table>\n</section>\n");
+    }
+}
+
+/// Whether `series` holds the values a test run sent at its end (shown as a table).
+fn is_test_result(series: &Series) -> bool {
+    series.source == Source::Test && series.kind == SeriesKind::Epoch
+}
+
+/// `2026-12-07 02:31:05`: a wall-clock time in UTC, from the days since 1970 (the civil
+/// calendar, without a time-zone database).
+fn utc_time(time: SystemTime) -> String {
+    let seconds = time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, of_day) = ((seconds / 86_400) as i64, seconds % 86_400);
+    // Howard Hinnant's `civil_from_days`.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60
+    )
+}
+
+/// `0.84 s`, `2 min 5 s`, `1 h 3 min`.
+fn format_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs_f64();
+    if seconds < 60.0 {
+        format!("{seconds:.2} s")
+    } else if seconds < 3600.0 {
+        format!("{} min {} s", (seconds / 60.0) as u64, seconds as u64 % 60)
+    } else {
+        format!("{} h {} min", (seconds / 3600.0) as u64, seconds as u64 / 60 % 60)
     }
 }
 
@@ -399,14 +527,15 @@ fn flatten(prefix: String, value: &JsonValue, rows: &mut Vec<(String, String)>) 
 fn render_summary(html: &mut String, summary: &Summary) {
     html.push_str("<section id=\"summary\">\n<h2>Model summary</h2>\n");
     if !summary.layers.is_empty() {
-        html.push_str("<table>\n<tr><th></th><th>Name</th><th>Type</th><th>Params</th></tr>\n");
+        html.push_str("<table>\n<tr><th></th><th>Name</th><th>Type</th><th>Params</th><th>Mode</th></tr>\n");
         for (index, layer) in summary.layers.iter().enumerate() {
             let _ = writeln!(
                 html,
-                "<tr><td>{index}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
+                "<tr><td>{index}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
                 escape(&layer.name),
                 escape(&layer.kind),
-                human_count(layer.params).trim_end()
+                human_count(layer.params).trim_end(),
+                if layer.training { "train" } else { "eval" },
             );
         }
         html.push_str("</table>\n");
@@ -418,11 +547,15 @@ fn render_summary(html: &mut String, summary: &Summary) {
          <tr><td class=\"num\">{}</td><td>Non-trainable params</td></tr>\n\
          <tr><td class=\"num\">{}</td><td>Total params</td></tr>\n\
          <tr><td class=\"num\">{:.3}</td><td>Total estimated model params size (MB)</td></tr>\n\
+         <tr><td class=\"num\">{}</td><td>Modules in train mode</td></tr>\n\
+         <tr><td class=\"num\">{}</td><td>Modules in eval mode</td></tr>\n\
          </table>\n</section>\n",
         human_count(summary.trainable_params).trim_end(),
         human_count(summary.non_trainable_params).trim_end(),
         human_count(summary.total_params()).trim_end(),
         summary.size_mb(),
+        summary.modules_in_train_mode,
+        summary.modules_in_eval_mode,
     );
 }
 
@@ -475,8 +608,52 @@ mod tests {
     use super::*;
 
     fn record(recorder: &mut Recorder, step: usize, kind: SeriesKind, values: &[(&str, f64)]) {
+        record_in(recorder, RunningStage::Training, step, kind, values);
+    }
+
+    fn record_in(recorder: &mut Recorder, stage: RunningStage, step: usize, kind: SeriesKind, values: &[(&str, f64)]) {
         let metrics = values.iter().map(|&(k, v)| (k.to_string(), v)).collect();
-        recorder.record(&metrics, step, kind);
+        recorder.record(&metrics, step, kind, stage);
+    }
+
+    #[test]
+    fn training_charts_come_first_and_test_results_are_a_table() {
+        let mut recorder = Recorder::default();
+        let stages = [
+            (RunningStage::Validating, "val_loss"),
+            (RunningStage::Training, "train_loss"),
+            (RunningStage::Testing, "test_acc"),
+        ];
+        for (stage, name) in stages {
+            record_in(
+                &mut recorder,
+                stage,
+                3,
+                SeriesKind::Epoch,
+                &[(name, 0.5), ("epoch", 0.0)],
+            );
+        }
+        let started = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_610_665);
+        recorder.finish_run(Stage::Test, None, 0, 0, (started, std::time::Instant::now()));
+        let html = recorder
+            .render(Path::new("v"), &JsonValue::Null, &Summary::default())
+            .unwrap();
+        let train = html.find("data-metric=\"train_loss\"").unwrap();
+        let val = html.find("data-metric=\"val_loss\"").unwrap();
+        assert!(train < val, "training's chart first");
+        assert!(!html.contains("<figure class=\"chart\" data-metric=\"test_acc\""));
+        assert!(html.contains("<tr data-metric=\"test_acc\"><td>test_acc</td><td class=\"num\">0.5</td>"));
+        assert!(html.contains("<td>2026-12-07 02:31:05</td>"), "the start in UTC");
+    }
+
+    #[test]
+    fn dates_and_durations_read_as_calendars_and_clocks() {
+        assert_eq!(utc_time(SystemTime::UNIX_EPOCH), "1970-01-01 00:00:00");
+        let leap_day = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400 + 3661);
+        assert_eq!(utc_time(leap_day), "2000-02-29 01:01:01");
+        assert_eq!(format_duration(Duration::from_millis(840)), "0.84 s");
+        assert_eq!(format_duration(Duration::from_secs(125)), "2 min 5 s");
+        assert_eq!(format_duration(Duration::from_secs(3780)), "1 h 3 min");
     }
 
     #[test]

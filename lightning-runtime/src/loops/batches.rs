@@ -97,7 +97,19 @@ impl<'a, B> Batches<'a, B> {
         if self.exhausted {
             return Ok(None);
         }
-        match self.iter.next() {
+        // Lightning times each fetch of a batch (`train_dataloader_next`): the fetch that finds
+        // the loader exhausted is not counted.
+        let span = tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = self.next_phase,
+            discard = tracing::field::Empty);
+        let next = {
+            let _entered = span.enter();
+            let next = self.iter.next();
+            if next.is_none() {
+                span.record(crate::profiler::DISCARD_FIELD, true);
+            }
+            next
+        };
+        match next {
             None => {
                 self.exhausted = true;
                 Ok(None)
@@ -124,7 +136,6 @@ impl<'a, B> Batches<'a, B> {
                 signal_name: crate::loops::signals::name(signal),
             });
         }
-        let _span = tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = self.next_phase).entered();
         if self.bound().is_some_and(|m| self.yielded >= m) {
             return Ok(None);
         }

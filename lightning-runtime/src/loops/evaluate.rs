@@ -27,7 +27,7 @@ where
     M: LightningModule,
     D: DataModule<M::Batch>,
 {
-    let profiler = crate::profiler::Session::start(cfg.profiler, std::any::type_name::<M>());
+    let profiler = crate::profiler::Session::start(cfg.profiler, std::any::type_name::<M>(), cfg.strategy_name());
     let home: Device = model.devices().into_iter().next().unwrap_or_default();
     let eval_device = cfg.device.clone().without_autodiff();
     let module = crate::optim::precision::convert_module(cfg.precision, model.valid().fork(&eval_device));
@@ -223,6 +223,16 @@ where
     }
     if !validation && M::OVERRIDDEN.contains(Hook::OnTestModelTrain) {
         hook!(run.on_test_model_train());
+    }
+    // Lightning's results table (`verbose`), below the progress bars, on rank zero.
+    let rank_zero = run.cfg.process_group.as_ref().is_none_or(|group| group.rank == 0);
+    if !in_fit && running != RunningStage::SanityChecking && rank_zero {
+        let stage = if validation { "validate" } else { "test" };
+        let metrics = run.core.metrics.epoch_metrics(kind);
+        let table = crate::callbacks::progress::results_table(stage, &metrics, run.core.output.width());
+        if !table.is_empty() {
+            run.core.output.println(&table);
+        }
     }
     run.core.state.stage = previous_stage;
     run.core.state.batch_idx = previous_idx;

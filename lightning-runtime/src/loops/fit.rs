@@ -34,7 +34,7 @@ where
     M: TrainingStep + ConfigureOptimizers,
     D: DataModule<M::Batch>,
 {
-    let profiler = crate::profiler::Session::start(cfg.profiler, std::any::type_name::<M>());
+    let profiler = crate::profiler::Session::start(cfg.profiler, std::any::type_name::<M>(), cfg.strategy_name());
     let mut run = Run::new(
         cfg,
         &mut session.callbacks,
@@ -140,6 +140,11 @@ where
         hook: "configure_optimizers",
         message: "it returned no optimizer".into(),
     })?;
+    // LightningCli's `--optimizer` / `--lr_scheduler`.
+    let configs = match &run.cfg.optimizer_override {
+        Some(replacement) => replacement.apply(configs)?,
+        None => configs,
+    };
     let mut optimizers = crate::optim::OptimizerConfig::build_all(configs)?.into_iter();
     run.optimizer = optimizers.next();
     run.more_optimizers = optimizers.collect();
@@ -269,8 +274,47 @@ where
         run.finish_checkpoints()?;
         hook!(run.on_train_end());
     }
+    // Lightning's "`Trainer.fit` stopped: ..." line, below the progress bars (rank zero's).
+    if run.cfg.process_group.as_ref().is_none_or(|group| group.rank == 0) {
+        let stopped = stop_message(run, train_loader.is_some());
+        run.core.output.println(&stopped);
+    }
     hook!(run.on_fit_end());
     run.teardown()
+}
+
+/// Why the fit loop ended, as Lightning says it (`_FitLoop.done`): no training batches,
+/// `max_steps` or `max_epochs` reached, or a stop asked for, with the early-stopping reason or
+/// the time limit when one of those asked (Lightning logs those two from their callbacks).
+fn stop_message<M: LightningModule, D>(run: &Run<'_, M, D>, trained: bool) -> String {
+    let state = &run.core.state;
+    let reason = if !trained {
+        "No training batches.".to_string()
+    } else if let Some(max) = run.cfg.max_steps.filter(|max| state.global_step >= *max) {
+        format!("`max_steps={max}` reached.")
+    } else if let Some(max) = run.cfg.max_epochs.filter(|max| state.current_epoch >= *max) {
+        format!("`max_epochs={max}` reached.")
+    } else {
+        let callbacks = || run.callbacks.iter().map(|c| &**c as &dyn Any);
+        let early = callbacks()
+            .filter_map(|c| c.downcast_ref::<crate::callbacks::EarlyStopping>())
+            .find_map(|c| c.stop_message());
+        let timer = callbacks()
+            .filter_map(|c| c.downcast_ref::<crate::callbacks::Timer>())
+            .find(|t| t.time_remaining() == Some(std::time::Duration::ZERO));
+        match (early, timer) {
+            (Some(message), _) => format!(
+                "early stopping: {}",
+                message.trim_end_matches(" Signaling Trainer to stop.")
+            ),
+            (None, Some(timer)) => format!(
+                "`max_time` reached (elapsed {:.1?}).",
+                timer.time_elapsed(RunningStage::Training)
+            ),
+            (None, None) => "`trainer.should_stop` was set.".to_string(),
+        }
+    };
+    format!("`Trainer.fit` stopped: {reason}")
 }
 
 /// The training dataloader of every rank: rank zero's, and the other ranks' with their

@@ -75,9 +75,86 @@ pub(crate) struct Config {
     pub precision: crate::Precision,
     /// Good steps after which `16-mixed` doubles its loss scale (torch's 2000; shorter in tests).
     pub grad_scaler_growth_interval: usize,
+    /// What replaces `configure_optimizers`' optimizer or scheduler, if anything.
+    pub optimizer_override: Option<OptimizerOverride>,
+}
+
+/// Replaces the optimizer, or the scheduler, `configure_optimizers` returns (LightningCli's
+/// `--optimizer` and `--lr_scheduler`, as LightningCLI's `auto_configure_optimizers`): for a
+/// module with one optimizer of every parameter. A module that returns several optimizers, or
+/// an optimizer of some parameters (`for_params`), is refused with a message: which of them the
+/// command line's would replace cannot be told.
+#[derive(Clone)]
+pub(crate) struct OptimizerOverride {
+    /// Builds the optimizer that replaces the module's; `None` keeps the module's.
+    pub optimizer: Option<Arc<dyn Fn() -> Result<crate::optim::OptimizerConfig, Error> + Send + Sync>>,
+    /// Builds the scheduler that replaces the module's; `None` keeps the module's.
+    pub scheduler: Option<Arc<dyn Fn() -> Result<crate::optim::LrSchedulerConfig, Error> + Send + Sync>>,
+    /// What the user gave, for messages (`--optimizer Adam`).
+    pub given: String,
+}
+
+impl std::fmt::Debug for OptimizerOverride {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OptimizerOverride")
+            .field("given", &self.given)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OptimizerOverride {
+    /// What `configure_optimizers` returned (`configs`), with the optimizer or scheduler
+    /// replaced; an error naming `optimizer` where it cannot apply.
+    pub(crate) fn apply(
+        &self,
+        configs: Vec<crate::optim::OptimizerConfig>,
+    ) -> Result<Vec<crate::optim::OptimizerConfig>, Error> {
+        let refuse = |why: String| {
+            Error::config(
+                "optimizer",
+                format!(
+                    "{given} cannot replace what `configure_optimizers` returns: {why}; choose the optimizers \
+                     in `configure_optimizers` instead",
+                    given = self.given
+                ),
+            )
+        };
+        let mut configs = configs.into_iter();
+        let (Some(config), None) = (configs.next(), configs.next()) else {
+            return Err(refuse(
+                "it returns several optimizers, each with its own parameters".into(),
+            ));
+        };
+        let config = match &self.optimizer {
+            Some(build) => {
+                if !config.updates_every_parameter() {
+                    return Err(refuse(
+                        "its optimizer updates some of the parameters (`for_params`) or has param groups, which \
+                         the command line cannot name"
+                            .into(),
+                    ));
+                }
+                build()?
+            }
+            None => config,
+        };
+        Ok(vec![match &self.scheduler {
+            Some(build) => config.with_scheduler(build()?),
+            None => config,
+        }])
+    }
 }
 
 impl Config {
+    /// Lightning's class of the strategy this trains with, as its profiler names it.
+    pub(crate) fn strategy_name(&self) -> &'static str {
+        if self.replica_devices.is_empty() && self.process_group.is_none() {
+            "SingleDeviceStrategy"
+        } else {
+            "DDPStrategy"
+        }
+    }
+
     /// `overfit_batches(n)`: n batches of training and validation (Lightning's rules; the
     /// batches are replayed, see `Run::loader`).
     pub(crate) fn with_overfit_batches(mut self) -> Self {

@@ -73,6 +73,8 @@ pub(crate) struct Run<'t, M: LightningModule, D> {
     new_run_dir: Option<PathBuf>,
     /// What was sent to the loggers, for `report.html` (the trainer's, for the run's length).
     pub report: crate::loggers::report::Recorder,
+    /// When the run started (the clock's time, for `report.html`, and the instant).
+    started: (std::time::SystemTime, std::time::Instant),
 }
 
 impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
@@ -144,6 +146,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             _signals: crate::loops::signals::SignalGuard::listen(),
             new_run_dir: None,
             report: Default::default(),
+            started: (std::time::SystemTime::now(), std::time::Instant::now()),
         }
     }
 
@@ -456,7 +459,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         // The report charts what the loggers get, also with `enable_logger(false)`: it is the
         // way to see the curves without any logger's files.
         if self.cfg.enable_report && self.core.state.log_dir.is_some() {
-            self.report.record(&metrics, step, kind);
+            self.report.record(&metrics, step, kind, self.core.state.stage);
         }
         if self.loggers.is_empty() {
             return Ok(());
@@ -495,13 +498,25 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             return Ok(());
         }
         let state = &self.core.state;
-        self.report
-            .finish_run(self.stage, failure, state.current_epoch, state.global_step);
+        self.report.finish_run(
+            self.stage,
+            failure,
+            state.current_epoch,
+            state.global_step,
+            self.started,
+        );
         let module = &self.module;
-        // Lightning's default depth (`ModelSummary(max_depth=1)`).
-        let summary = self
-            .report
-            .summary(fitting, || crate::callbacks::model_summary::summarize(module, 1));
+        let train_device = &self.train_device;
+        // Lightning's default depth (`ModelSummary(max_depth=1)`). An evaluation runs on a copy
+        // without autodiff, whose parameters all read as frozen: the summary is of the module
+        // as `fit` would train it.
+        let summary = self.report.summary(fitting, || {
+            if fitting {
+                crate::callbacks::model_summary::summarize(module, 1)
+            } else {
+                crate::callbacks::model_summary::summarize(&module.clone().fork(train_device).train(), 1)
+            }
+        });
         let hparams = serde_json::to_value(self.module.hparams())
             .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
         self.report.write(&dir, &hparams, &summary)

@@ -111,6 +111,11 @@ impl OptimizerConfig {
         self
     }
 
+    /// Whether it updates every parameter alike (no `for_params`, no param groups).
+    pub(crate) fn updates_every_parameter(&self) -> bool {
+        self.params.is_none() && self.groups.is_empty()
+    }
+
     /// Adds a learning-rate scheduler (Lightning's `{"optimizer": .., "lr_scheduler": ..}`);
     /// it starts from this optimizer's learning rate, or each param group's.
     #[must_use]

@@ -22,8 +22,9 @@
 //!   has a directory, and appended to by a later run of the same stage, as Lightning appends).
 //! - Each run (`fit`, `test`, ...) reports what it timed itself; Lightning's profiler object
 //!   keeps adding up across the runs of a trainer.
-//! - Step hooks are named `[LightningModule]Model.training_step` (Lightning times the
-//!   strategy's wrapper, `[Strategy]SingleDeviceStrategy.training_step`, there being strategies).
+//! - Besides Lightning's actions, loop phases it does not time have their own rows
+//!   (`run_validation`, `run_validation_batch`, `run_test`, `run_predict`, `run_sanity_check`,
+//!   `write_checkpoint` on the writer thread).
 //! - While a profiled run runs, the spans opened on the trainer thread go to the profiler only,
 //!   not to the user's subscriber (events do reach it); the profiler's subscriber also raises
 //!   `tracing`'s global level hint to TRACE for that while, which costs the other threads a
@@ -92,7 +93,7 @@ impl std::str::FromStr for Profiler {
                     "profiler",
                     format!(
                         "unknown profiler {other:?}{hint}; use \"simple\" (time per hook and loop phase) or \
-                         \"advanced\" (that and a Chrome trace), or `Profiler::Simple` / `Profiler::Advanced`"
+                         \"advanced\" (that and a Chrome trace)"
                     ),
                 ))
             }
@@ -150,11 +151,16 @@ pub(crate) struct Session {
 
 impl Session {
     /// Starts profiling the current thread (and the checkpoint writer threads it starts) when
-    /// `profiler` is set; `module` is the module's type name, for the report's action names.
-    pub(crate) fn start(profiler: Option<Profiler>, module: &str) -> Option<Session> {
+    /// `profiler` is set; `module` is the module's type name and `strategy` Lightning's strategy
+    /// class (`SingleDeviceStrategy`, `DDPStrategy`), for the report's action names.
+    pub(crate) fn start(profiler: Option<Profiler>, module: &str, strategy: &'static str) -> Option<Session> {
         let kind = profiler?;
         let outer = tracing::dispatcher::get_default(Dispatch::clone);
-        let recorder = Arc::new(Recorder::new(short_type_name(module), kind == Profiler::Advanced));
+        let recorder = Arc::new(Recorder::new(
+            short_type_name(module),
+            strategy,
+            kind == Profiler::Advanced,
+        ));
         let subscriber = Registry::default()
             .with(Timing(recorder.clone()))
             .with(ForwardEvents(outer));
@@ -213,15 +219,45 @@ pub(crate) fn finish(profiler: Option<Session>, stage: &str, dir: Option<&Path>)
     profiler.map_or(Ok(()), |session| session.describe(stage, dir))
 }
 
-/// `value` to 5 significant digits, as Lightning's report prints (`f"{value:.5}"`), without
-/// Python's switch to exponents.
+/// `value` as Lightning's report prints it, Python's `f"{value:.5}"`: 5 significant digits,
+/// trailing zeros dropped but one digit after the point kept (`0.5`, `12.346`, `100.0`), and
+/// scientific notation below 1e-4 or from 1e5 on (`1.2346e-05`, `1.2346e+05`).
 fn significant(value: f64) -> String {
-    if value == 0.0 || !value.is_finite() {
-        return format!("{value}");
+    const PRECISION: i32 = 5;
+    if !value.is_finite() {
+        return if value.is_nan() {
+            "nan".into()
+        } else if value > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
     }
-    let magnitude = value.abs().log10().floor() as i32;
-    let decimals = (4 - magnitude).clamp(0, 12) as usize;
-    format!("{value:.decimals$}")
+    if value == 0.0 {
+        return "0.0".into();
+    }
+    // The exponent after rounding to the precision decides the notation, as Python's does.
+    let scientific = format!("{:.*e}", (PRECISION - 1) as usize, value);
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let strip = |text: &str| -> String {
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text.to_string()
+        }
+    };
+    if (-4..PRECISION).contains(&exponent) {
+        let fixed = strip(&format!("{:.*}", (PRECISION - 1 - exponent) as usize, value));
+        if fixed.contains('.') {
+            fixed
+        } else {
+            format!("{fixed}.0")
+        }
+    } else {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", strip(mantissa), exponent.abs())
+    }
 }
 
 /// `my_crate::model::LitModel<B>` -> `LitModel`.
@@ -261,6 +297,8 @@ struct Trace {
 struct Recorder {
     started: Instant,
     module: String,
+    /// Lightning's strategy class, for the step hooks it times (`SingleDeviceStrategy`).
+    strategy: &'static str,
     /// The thread the session started on: the trainer's.
     trainer_track: u64,
     names: Mutex<HashSet<Arc<str>>>,
@@ -282,10 +320,11 @@ thread_local! {
 }
 
 impl Recorder {
-    fn new(module: String, traces: bool) -> Self {
+    fn new(module: String, strategy: &'static str, traces: bool) -> Self {
         Self {
             started: Instant::now(),
             module,
+            strategy,
             trainer_track: TRACK.with(|t| *t),
             names: Mutex::default(),
             actions: Mutex::default(),
@@ -516,16 +555,20 @@ impl SpanFields {
         }
     }
 
-    /// Lightning's action names: `[LightningModule]LitModel.training_step`,
+    /// Lightning's action names: `[LightningModule]LitModel.on_train_start`,
     /// `[Callback]ModelCheckpoint.on_train_epoch_end`, `[LightningDataModule]MnistData.setup`,
-    /// and loop phases by their own name (`run_training_batch`).
-    fn action(self, module: &str) -> Option<(String, &'static str)> {
+    /// the steps and `backward` as the strategy that runs them
+    /// (`[Strategy]SingleDeviceStrategy.training_step`: Lightning calls the module's steps
+    /// through its strategy and times that), and loop phases by their own name
+    /// (`run_training_batch`).
+    fn action(self, module: &str, strategy: &str) -> Option<(String, &'static str)> {
         if let Some(phase) = self.phase {
             return Some((phase, "phase"));
         }
         let hook = self.hook?;
         let owner = self.owner.unwrap_or_default();
         let name = match self.by.as_deref() {
+            Some("module") if STRATEGY_HOOKS.contains(&hook.as_str()) => format!("[Strategy]{strategy}.{hook}"),
             Some("module") => format!("[LightningModule]{module}.{hook}"),
             Some("callback") => format!("[Callback]{owner}.{hook}"),
             Some("datamodule") => format!("[LightningDataModule]{owner}.{hook}"),
@@ -534,6 +577,20 @@ impl SpanFields {
         Some((name, "hook"))
     }
 }
+
+/// The module's hooks Lightning calls through its strategy (`call._call_strategy_hook`), and
+/// times under the strategy's name.
+const STRATEGY_HOOKS: [&str; 5] = [
+    "training_step",
+    "validation_step",
+    "test_step",
+    "predict_step",
+    "backward",
+];
+
+/// The field a phase span records as `true` when what it timed does not count: a fetch that
+/// found the loader exhausted (Lightning counts `train_dataloader_next` once per batch).
+pub(crate) const DISCARD_FIELD: &str = "discard";
 
 /// Times the hook and phase spans.
 struct Timing(Arc<Recorder>);
@@ -545,7 +602,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Timing {
         }
         let mut fields = SpanFields::default();
         attrs.record(&mut fields);
-        let Some((action, category)) = fields.action(&self.0.module) else {
+        let Some((action, category)) = fields.action(&self.0.module, self.0.strategy) else {
             return;
         };
         if let Some(span) = ctx.span(id) {
@@ -554,6 +611,23 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Timing {
                 category,
                 entered: None,
             });
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &tracing::span::Record<'_>, ctx: Context<'_, S>) {
+        struct Discard(bool);
+        impl tracing::field::Visit for Discard {
+            fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+                self.0 |= field.name() == DISCARD_FIELD && value;
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        let mut discard = Discard(false);
+        values.record(&mut discard);
+        if discard.0
+            && let Some(span) = ctx.span(id)
+        {
+            span.extensions_mut().remove::<Timed>();
         }
     }
 
@@ -630,12 +704,24 @@ mod tests {
         assert!(message.contains("no equivalent"), "{message}");
     }
 
+    /// Python's `f"{value:.5}"` for these values.
     #[test]
-    fn numbers_keep_five_significant_digits() {
-        assert_eq!(significant(0.0012345678), "0.0012346");
-        assert_eq!(significant(12.345678), "12.346");
-        assert_eq!(significant(123456.7), "123457");
-        assert_eq!(significant(0.0), "0");
+    fn numbers_are_formatted_as_python_formats_them() {
+        let cases = [
+            (0.0012345678, "0.0012346"),
+            (12.345678, "12.346"),
+            (123456.7, "1.2346e+05"),
+            (0.000012345, "1.2345e-05"),
+            (0.00001, "1e-05"),
+            (99999.9, "1e+05"),
+            (2.5, "2.5"),
+            (100.0, "100.0"),
+            (1.0, "1.0"),
+            (0.0, "0.0"),
+        ];
+        for (value, printed) in cases {
+            assert_eq!(significant(value), printed, "f\"{{{value}:.5}}\"");
+        }
     }
 
     #[test]
@@ -652,7 +738,7 @@ mod tests {
 
     #[test]
     fn a_session_times_hook_and_phase_spans_by_action_and_then_removes_itself() {
-        let session = Session::start(Some(Profiler::Advanced), "crate::Net<B>").unwrap();
+        let session = Session::start(Some(Profiler::Advanced), "crate::Net<B>", "SingleDeviceStrategy").unwrap();
         {
             let _phase = tracing::trace_span!(target: TARGET, "phase", phase = "run_training_epoch").entered();
             for _ in 0..3 {
@@ -682,12 +768,12 @@ mod tests {
 
         let actions = lock(&recorder.actions).clone();
         let calls = |name: &str| actions.get(name).map(|s| s.calls);
-        assert_eq!(calls("[LightningModule]Net.training_step"), Some(3));
+        assert_eq!(calls("[Strategy]SingleDeviceStrategy.training_step"), Some(3));
         assert_eq!(calls("[Callback]ModelCheckpoint.on_train_epoch_end"), Some(1));
         assert_eq!(calls("run_training_epoch"), Some(1));
         assert_eq!(calls("write_checkpoint"), Some(1));
         let epoch = actions["run_training_epoch"].total;
-        assert!(epoch >= actions["[LightningModule]Net.training_step"].total);
+        assert!(epoch >= actions["[Strategy]SingleDeviceStrategy.training_step"].total);
         assert!(epoch >= Duration::from_millis(6));
 
         let report = recorder.report("fit");
@@ -724,13 +810,13 @@ mod tests {
         );
         let steps = events
             .iter()
-            .filter(|e| e["ph"] == "X" && e["name"] == "[LightningModule]Net.training_step")
+            .filter(|e| e["ph"] == "X" && e["name"] == "[Strategy]SingleDeviceStrategy.training_step")
             .count();
         assert_eq!(steps, 3);
     }
 
     #[test]
     fn no_profiler_no_session() {
-        assert!(Session::start(None, "Net").is_none());
+        assert!(Session::start(None, "Net", "SingleDeviceStrategy").is_none());
     }
 }

@@ -21,6 +21,8 @@ pub struct TrainerBuilder<M: LightningModule> {
     loggers: Vec<Box<dyn Logger>>,
     callbacks: Callbacks<M>,
     grad_scaler_growth_interval: usize,
+    /// What replaces `configure_optimizers`' optimizer or scheduler (LightningCli's `--optimizer`).
+    optimizer_override: Option<crate::loops::OptimizerOverride>,
 }
 
 /// The builder's setter of every flag of [`trainer_flags!`](crate::trainer::config): one method per flag,
@@ -49,7 +51,15 @@ impl<M: LightningModule> TrainerBuilder<M> {
             loggers: Vec::new(),
             callbacks: Vec::new(),
             grad_scaler_growth_interval: crate::optim::precision::GROWTH_INTERVAL,
+            optimizer_override: None,
         }
+    }
+
+    /// Replaces what `configure_optimizers` returns (LightningCli's `--optimizer` and
+    /// `--lr_scheduler`).
+    pub(crate) fn optimizer_override(mut self, replacement: crate::loops::OptimizerOverride) -> Self {
+        self.optimizer_override = Some(replacement);
+        self
     }
 
     /// Optimizer steps without an inf/NaN gradient after which `16-mixed` doubles its loss scale
@@ -174,6 +184,11 @@ impl<M: LightningModule> TrainerBuilder<M> {
             ));
         }
         let mut callbacks = self.callbacks;
+        // Callbacks the configuration names (`callbacks:`), after those given in code; one of a
+        // kind replaces the default added below.
+        for spec in &flags.callbacks {
+            callbacks.push(crate::callbacks::registry::build::<M>(spec)?);
+        }
         // Several processes: only rank zero reports and writes (Lightning's `rank_zero_only`).
         let quiet_rank = process_group.as_ref().is_some_and(|group| group.rank != 0);
         if quiet_rank {
@@ -228,6 +243,13 @@ impl<M: LightningModule> TrainerBuilder<M> {
             callbacks.push(Box::new(crate::callbacks::ModelSummary::default()));
         }
         let fast_dev_run = flags.fast_dev_run;
+        let default_root_dir = flags.default_root_dir.clone().unwrap_or_else(|| PathBuf::from("."));
+        // Loggers the configuration names (`logger: csv`), after those given in code.
+        let mut loggers = self.loggers;
+        for spec in flags.logger.specs() {
+            loggers.push(crate::loggers::registry::build(spec, &default_root_dir)?);
+        }
+        let logging = flags.logger.enabled();
         if flags.enable_checkpointing
             && !quiet_rank
             && fast_dev_run.is_none()
@@ -255,7 +277,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             check_val_every_n_epoch: flags.check_val_every_n_epoch,
             num_sanity_val_steps: flags.num_sanity_val_steps,
             fast_dev_run,
-            default_root_dir: flags.default_root_dir.unwrap_or_else(|| PathBuf::from(".")),
+            default_root_dir,
             seed: flags.seed,
             device,
             replica_devices,
@@ -265,7 +287,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             log_every_n_steps: flags.log_every_n_steps,
             exit_on_signal: flags.exit_on_signal,
             detect_anomaly: flags.detect_anomaly,
-            default_logger: flags.logger && !quiet_rank,
+            default_logger: logging && !quiet_rank,
             enable_report: flags.enable_report && !quiet_rank,
             profiler: checked.profiler,
             overfit_batches: checked.overfit_batches,
@@ -273,12 +295,11 @@ impl<M: LightningModule> TrainerBuilder<M> {
             tuning: None,
             precision,
             grad_scaler_growth_interval: self.grad_scaler_growth_interval,
+            optimizer_override: self.optimizer_override,
         };
-        let loggers = if flags.logger && !quiet_rank {
-            self.loggers
-        } else {
-            Vec::new()
-        };
+        if !logging || quiet_rank {
+            loggers.clear();
+        }
         Ok(Trainer::from_parts(
             config.with_fast_dev_run().with_overfit_batches(),
             callbacks,

@@ -177,7 +177,7 @@ fn run_checkpoint_dirs(places: &Places<'_>) -> Vec<PathBuf> {
                     Some((number, entry.path().join("checkpoints")))
                 })
                 .collect();
-            versions.sort_by_key(|version| std::cmp::Reverse(version.0));
+            versions.sort_by_key(|(number, _)| std::cmp::Reverse(*number));
             dirs.extend(versions.into_iter().map(|(_, dir)| dir));
         }
         None => dirs.push(places.default_root_dir.join("checkpoints")),

@@ -9,9 +9,11 @@
 //! `PL_TRAINER_<FLAG>` environment variables. A flag added to the list appears everywhere at
 //! once; its checks go into [`TrainerConfig::validate`], which the builder runs too.
 //!
-//! What is not data stays on the builder: loggers, callbacks, the `Device`, a profiler given as
-//! a value. Their serde forms are flags: `logger: true|false`, `profiler: "simple"`,
-//! `enable_checkpointing`.
+//! Loggers and callbacks are data by name and options (`logger: csv`, `callbacks:
+//! [{class_path: EarlyStopping, init_args: {monitor: val_loss}}]`, built from the registries
+//! of `loggers` and `callbacks`); loggers and callbacks of your own, the `Device` and a profiler
+//! given as a value stay on the builder. Lightning 1.x flags (`gpus`, ...) are refused with
+//! their replacement ([`removed`](super::removed)).
 //!
 //! The YAML forms are Lightning's: `limit_val_batches: 0.25` or `10`, `max_time:
 //! "00:00:10:00"` or `{minutes: 10}`, `max_steps: -1` (no limit), `num_sanity_val_steps: -1`
@@ -143,11 +145,25 @@ macro_rules! trainer_flags {
             enable_progress_bar: bool = true;
             fn enable_progress_bar(enable_progress_bar: bool) => enable_progress_bar;
 
-            /// Whether logged values go to loggers (Lightning's `logger`; default true: a
-            /// TensorBoard logger in the run directory when none is given; `false` is Lightning's
-            /// `logger=False`). The builder method is `enable_logger`.
-            logger: bool = true;
-            fn enable_logger(enable_logger: bool) => enable_logger;
+            /// Whether logged values go to loggers, and to which (Lightning's `logger`): `true`
+            /// (default: a TensorBoard logger in the run directory when none is given), `false`,
+            /// a logger by name (`tensorboard`, `csv`), with options (`{class_path: CSVLogger,
+            /// init_args: {name: exp, flush_logs_every_n_steps: 10}}`), or a list of them. The
+            /// loggers are built from `crate::loggers::registry`, `save_dir` defaulting to
+            /// `default_root_dir`, after those given to the builder with `logger(..)`. The builder
+            /// method is `enable_logger`.
+            logger: crate::core::component::LoggerFlag = crate::core::component::LoggerFlag::Enabled(true);
+            fn enable_logger(enable_logger: bool) => crate::core::component::LoggerFlag::Enabled(enable_logger);
+
+            /// Callbacks by name and options (Lightning's `callbacks`): `[{class_path:
+            /// EarlyStopping, init_args: {monitor: val_loss, patience: 3}}, {class_path:
+            /// ModelCheckpoint, init_args: {monitor: val_loss, mode: min}}]`, or a name alone
+            /// (`LearningRateMonitor`). Built from `crate::callbacks::registry` after those given
+            /// with `callback(..)`; a `ModelCheckpoint` or progress bar here replaces the default
+            /// one. The builder method is `callbacks_config`.
+            #[serde(with = "crate::core::component::callback_specs")]
+            callbacks: Vec<crate::core::component::ComponentSpec> = Vec::new();
+            fn callbacks_config(callbacks: impl IntoIterator<Item = crate::core::component::ComponentSpec>) => callbacks.into_iter().collect();
 
             /// Prints the module's summary at the start of `fit`
             /// ([`ModelSummary`](crate::ModelSummary); default true).
@@ -863,7 +879,7 @@ mod tests {
         assert_eq!(config.accumulate_grad_batches.factor(5), 1);
         assert_eq!(config.accumulate_grad_batches.factor(3), 8);
         assert_eq!(config.gradient_clip_algorithm, ClipAlgorithm::Value);
-        assert!(!config.logger);
+        assert!(!config.logger.enabled());
         let text = from_yaml("max_time: \"00:00:10:00\"").unwrap();
         assert_eq!(text.max_time.unwrap().duration().unwrap(), Duration::from_secs(600));
     }

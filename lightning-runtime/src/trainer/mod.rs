@@ -8,6 +8,7 @@
 mod builder;
 pub mod ckpt_path;
 pub mod config;
+pub mod removed;
 
 pub use crate::core::error::FitError;
 pub use crate::core::flags::{Limit, ValCheckInterval};
@@ -153,6 +154,12 @@ impl<M: LightningModule> Trainer<M> {
         )
     }
 
+    /// The file `ckpt_path` names (`last` and `best` from this trainer's checkpoints); `None`
+    /// when `"last"` finds none.
+    pub(crate) fn resolve_ckpt_path(&self, ckpt_path: &CkptPath) -> Result<Option<PathBuf>, Error> {
+        ckpt_path.resolve(&self.checkpoint_places())
+    }
+
     /// Where this trainer's checkpoints can be, for `"last"` and `"best"`.
     fn checkpoint_places(&self) -> Places<'_> {
         let versions_root = match self.session.loggers.first() {
@@ -171,7 +178,7 @@ impl<M: LightningModule> Trainer<M> {
 
     /// The checkpoint `ckpt_path` names, read, with its path; `None` when `"last"` finds none.
     fn load_checkpoint(&self, ckpt_path: &CkptPath) -> Result<Option<(PathBuf, Checkpoint)>, Error> {
-        let Some(path) = ckpt_path.resolve(&self.checkpoint_places())? else {
+        let Some(path) = self.resolve_ckpt_path(ckpt_path)? else {
             return Ok(None);
         };
         let checkpoint = Checkpoint::load(&path)?;
