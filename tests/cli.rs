@@ -75,7 +75,7 @@ impl Tiny {
 
     #[hook]
     fn configure_optimizers(&self) -> OptimizerConfig {
-        OptimizerConfig::new(SgdConfig::new().init(), self.lr)
+        OptimizerConfig::new(SgdConfig::new(), self.lr)
     }
 }
 
@@ -105,7 +105,7 @@ impl HeadOnly {
     }
     #[hook]
     fn configure_optimizers(&self) -> OptimizerConfig {
-        OptimizerConfig::new(SgdConfig::new().init(), 0.01).for_params(&self.head)
+        OptimizerConfig::new(SgdConfig::new(), 0.01).for_params(&self.head)
     }
 }
 
@@ -624,7 +624,7 @@ fn loggers_and_callbacks_are_chosen_by_name() {
     let checkpoint = run.trainer.checkpoint_callback().unwrap();
     assert_eq!(checkpoint.best_k_models().len(), 2, "save_top_k: 2, monitored");
     assert!(run.trainer.early_stopping_callback().is_some());
-    assert!(run.trainer.callback_metrics().get("lr-Optimizer").is_some());
+    assert!(run.trainer.callback_metrics().get("lr-SGD").is_some());
 
     // The same in a config file, and `logger: false`.
     let file = write(
@@ -660,6 +660,54 @@ fn loggers_and_callbacks_are_chosen_by_name() {
         error.message().contains("monitr") && error.message().contains("--trainer.callbacks"),
         "{error}"
     );
+}
+
+/// Weight averaging by name: Lightning's `StochasticWeightAveraging` (its SWALR anneals the
+/// module's SGD to `swa_lrs`) and `EMAWeightAveraging`, with their options.
+#[test]
+fn weight_averaging_callbacks_are_chosen_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display().to_string();
+    let run = cli()
+        .run_from([
+            "tiny",
+            "fit",
+            "--trainer.max_epochs",
+            "3",
+            "--trainer.default_root_dir",
+            &root,
+            "--trainer.callbacks",
+            "[{class_path: StochasticWeightAveraging, init_args: {swa_lrs: 0.05, swa_epoch_start: 1, \
+             annealing_epochs: 1}}, LearningRateMonitor]",
+        ])
+        .unwrap()
+        .unwrap();
+    let lr = run.trainer.callback_metrics().get("lr-SGD").unwrap();
+    assert!((lr - 0.05).abs() < 1e-6, "SWALR anneals to swa_lrs: {lr}");
+
+    let run = cli()
+        .run_from([
+            "tiny",
+            "fit",
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.default_root_dir",
+            &root,
+            "--trainer.callbacks",
+            "{class_path: EMAWeightAveraging, init_args: {decay: 0.5, update_every_n_steps: 2}}",
+        ])
+        .unwrap();
+    assert!(run.is_some());
+    let error = cli()
+        .run_from([
+            "tiny",
+            "fit",
+            "--trainer.callbacks",
+            "[{class_path: swa, init_args: {swa_lrs: 0.05, annealing_strategy: cosine}}]",
+        ])
+        .err()
+        .unwrap();
+    assert!(error.message().contains("annealing_strategy"), "{error}");
 }
 
 /// `--seed_everything` as LightningCLI's: a number, `false`, or `true` for a random seed that
@@ -742,9 +790,9 @@ fn optimizer_and_scheduler_from_the_command_line() {
         "0.5",
     ];
     let run = cli().run_from(argv).unwrap().unwrap();
-    // The monitor logs the rate at each epoch's start: Adam's 0.5, stepped by StepLR (the
-    // module's SGD has 0.01).
-    let lr = run.trainer.callback_metrics().get("lr-Optimizer").unwrap();
+    // The monitor logs the rate at each epoch's start under the optimizer's class, as Lightning:
+    // Adam's 0.5, stepped by StepLR (the module's SGD has 0.01).
+    let lr = run.trainer.callback_metrics().get("lr-Adam").unwrap();
     assert!(lr > 0.1 && lr <= 0.5, "{lr}");
     // A scheduler alone goes on the module's optimizer.
     let run = cli()
@@ -762,7 +810,7 @@ fn optimizer_and_scheduler_from_the_command_line() {
         ])
         .unwrap()
         .unwrap();
-    let lr = run.trainer.callback_metrics().get("lr-Optimizer").unwrap();
+    let lr = run.trainer.callback_metrics().get("lr-SGD").unwrap();
     assert!(lr < 0.01 && lr > 0.001, "the module's 0.01, halved by StepLR: {lr}");
     let parsed = parse(&argv[1..], no_env).unwrap();
     let yaml = parsed.config_yaml();

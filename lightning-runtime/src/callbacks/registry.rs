@@ -9,13 +9,13 @@
 
 use super::{
     EarlyStopping, GradientNormMonitor, LearningRateMonitor, ModelCheckpoint, ModelSummary, OnExceptionCheckpoint,
-    ProgressBar, SaveLast, Timer,
+    ProgressBar, SaveLast, StochasticWeightAveraging, SwaStart, Timer, WeightAveraging,
 };
 use crate::Error;
 use crate::core::component::{ComponentSpec, read_options};
 use crate::core::mode::Mode;
 use crate::hooks::{Callback, LightningModule};
-use crate::optim::Interval;
+use crate::optim::{Annealing, Interval};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -144,6 +144,54 @@ pub fn callback_kinds<M: LightningModule>() -> Vec<CallbackKind<M>> {
                 let options: GradNormOptions = read_options(spec)?;
                 GradientNormMonitor::check(options.norm_type).map_err(|e| e.to_string())?;
                 Ok(Box::new(GradientNormMonitor::new(options.norm_type)))
+            },
+        },
+        CallbackKind {
+            names: &["StochasticWeightAveraging", "swa"],
+            options: &["swa_lrs", "swa_epoch_start", "annealing_epochs", "annealing_strategy"],
+            build: |spec| {
+                let options: SwaOptions = read_options(spec)?;
+                let swa = match options.swa_lrs {
+                    SwaLrs::One(lr) => StochasticWeightAveraging::new(lr),
+                    SwaLrs::PerGroup(lrs) => StochasticWeightAveraging::per_group(lrs),
+                };
+                let start = match options.swa_epoch_start {
+                    EpochOrFraction::Epoch(epoch) => SwaStart::Epoch(epoch),
+                    EpochOrFraction::Fraction(fraction) => SwaStart::Fraction(fraction),
+                };
+                let strategy = match options.annealing_strategy.as_str() {
+                    "cos" => Annealing::Cos,
+                    "linear" => Annealing::Linear,
+                    other => return Err(format!("`annealing_strategy` is \"cos\" or \"linear\", not {other:?}")),
+                };
+                Ok(Box::new(
+                    swa.swa_epoch_start(start)
+                        .annealing_epochs(options.annealing_epochs)
+                        .annealing_strategy(strategy),
+                ))
+            },
+        },
+        CallbackKind {
+            names: &["EMAWeightAveraging", "ema"],
+            options: &[
+                "decay",
+                "update_every_n_steps",
+                "update_starting_at_step",
+                "update_starting_at_epoch",
+                "use_buffers",
+            ],
+            build: |spec| {
+                let options: EmaOptions = read_options(spec)?;
+                let mut ema = WeightAveraging::ema(options.decay)
+                    .update_every_n_steps(options.update_every_n_steps)
+                    .use_buffers(options.use_buffers);
+                if let Some(step) = options.update_starting_at_step {
+                    ema = ema.update_starting_at_step(step);
+                }
+                if let Some(epoch) = options.update_starting_at_epoch {
+                    ema = ema.update_starting_at_epoch(epoch);
+                }
+                Ok(Box::new(ema))
             },
         },
     ]
@@ -355,6 +403,68 @@ struct ProgressOptions {
 #[serde(deny_unknown_fields)]
 struct GradNormOptions {
     norm_type: f64,
+}
+
+/// SWA's `swa_lrs`: one rate, or one per param group.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SwaLrs {
+    One(f64),
+    PerGroup(Vec<f64>),
+}
+
+/// SWA's `swa_epoch_start`: an epoch (an integer) or a fraction of `max_epochs` (a float).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EpochOrFraction {
+    Epoch(usize),
+    Fraction(f64),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwaOptions {
+    swa_lrs: SwaLrs,
+    #[serde(default = "eight_tenths")]
+    swa_epoch_start: EpochOrFraction,
+    #[serde(default = "ten")]
+    annealing_epochs: usize,
+    #[serde(default = "cos")]
+    annealing_strategy: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmaOptions {
+    #[serde(default = "ema_decay")]
+    decay: f64,
+    #[serde(default = "one_step")]
+    update_every_n_steps: usize,
+    update_starting_at_step: Option<usize>,
+    update_starting_at_epoch: Option<usize>,
+    #[serde(default = "yes")]
+    use_buffers: bool,
+}
+
+fn eight_tenths() -> EpochOrFraction {
+    EpochOrFraction::Fraction(0.8)
+}
+
+fn ten() -> usize {
+    10
+}
+
+fn cos() -> String {
+    "cos".into()
+}
+
+/// Lightning's `EMAWeightAveraging` default.
+fn ema_decay() -> f64 {
+    0.999
+}
+
+fn one_step() -> usize {
+    1
 }
 
 fn yes() -> bool {
