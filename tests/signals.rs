@@ -1,21 +1,28 @@
 //! SIGINT and SIGTERM, sent for real to a child process that trains: the run stops at a batch
 //! boundary, `on_exception` runs (`OnExceptionCheckpoint` saves a checkpoint that loads), the
 //! loggers are flushed, and the process exits with 130 or 143; a second Ctrl-C while it shuts
-//! down exits at once. Each test runs one child (about a second of training).
+//! down exits at once. A run stuck in its dataloader still ends on a signal, after the trainer's
+//! `signal_timeout`, with the queued checkpoints written and the loggers flushed. Each test runs
+//! one child (about a second of training).
 
 mod common;
 
+use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
+use burn::data::dataset::DatasetError;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::SgdConfig;
 use burn_lightning::prelude::*;
 use common::{Pair, pair_loader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Set in the child: its directory, and whether its `on_exception` is slow.
 const CHILD_DIR: &str = "BURN_LIGHTNING_SIGNAL_CHILD_DIR";
 const CHILD_SLOW: &str = "BURN_LIGHTNING_SIGNAL_CHILD_SLOW";
+/// Set in the child: its training loader blocks forever after this many batches.
+const CHILD_STUCK_AFTER: &str = "BURN_LIGHTNING_SIGNAL_CHILD_STUCK_AFTER";
 
 #[lightning_module]
 #[derive(Module, Debug)]
@@ -66,13 +73,88 @@ impl Callback<Net> for Pace {
     }
 }
 
+/// A loader whose iterator yields `batches` batches of `inner`, then writes `<dir>/blocked` and
+/// blocks forever (a dataloader waiting for a dead source).
+#[derive(Clone)]
+struct BlockingLoader {
+    inner: Loader<Pair>,
+    batches: usize,
+    dir: PathBuf,
+}
+
+struct BlockingIter<'a> {
+    inner: Box<dyn DataLoaderIterator<Pair> + 'a>,
+    left: usize,
+    dir: PathBuf,
+}
+
+impl Iterator for BlockingIter<'_> {
+    type Item = Result<Pair, DatasetError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            std::fs::write(self.dir.join("blocked"), b"").unwrap();
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        self.left -= 1;
+        self.inner.next()
+    }
+}
+
+impl DataLoaderIterator<Pair> for BlockingIter<'_> {
+    fn progress(&self) -> Progress {
+        self.inner.progress()
+    }
+}
+
+impl DataLoader<Pair> for BlockingLoader {
+    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<Pair> + 'a> {
+        Box::new(BlockingIter {
+            inner: self.inner.iter(),
+            left: self.batches,
+            dir: self.dir.clone(),
+        })
+    }
+
+    fn num_items(&self) -> usize {
+        self.inner.num_items()
+    }
+
+    fn to_device(&self, device: &Device) -> Arc<dyn DataLoader<Pair>> {
+        Arc::new(Self {
+            inner: self.inner.to_device(device),
+            ..self.clone()
+        })
+    }
+
+    fn slice(&self, start: usize, end: usize) -> Arc<dyn DataLoader<Pair>> {
+        Arc::new(Self {
+            inner: self.inner.slice(start, end),
+            ..self.clone()
+        })
+    }
+}
+
 /// The child's side: trains until a signal stops it.
 #[test]
 #[ignore = "run by the other tests in a child process"]
 fn child_trains_until_signalled() {
     let dir = PathBuf::from(std::env::var(CHILD_DIR).expect("run by the signal tests"));
     let slow_exception = std::env::var(CHILD_SLOW).is_ok();
+    let stuck_after: Option<usize> = std::env::var(CHILD_STUCK_AFTER).ok().map(|n| n.parse().unwrap());
+    let loader = match stuck_after {
+        Some(batches) => Arc::new(BlockingLoader {
+            inner: pair_loader(64, 4),
+            batches,
+            dir: dir.clone(),
+        }) as Loader<Pair>,
+        None => pair_loader(64, 4),
+    };
     let mut trainer = Trainer::builder()
+        .signal_timeout(1.0)
+        .callback(ModelCheckpoint::new().every_n_train_steps(2).save_top_k(-1))
         .default_root_dir(&dir)
         .enable_progress_bar(false)
         .enable_model_summary(false)
@@ -89,11 +171,15 @@ fn child_trains_until_signalled() {
     let model = Net {
         layer: LinearConfig::new(32, 2).init(&Device::default()),
     };
-    let _ = trainer.fit(model, Loaders::fit(pair_loader(64, 4), None));
+    let _ = trainer.fit(model, Loaders::fit(loader, None));
     unreachable!("fit exits the process after a signal");
 }
 
 fn spawn_child(dir: &Path, slow_exception: bool) -> Child {
+    spawn_child_with(dir, slow_exception, None)
+}
+
+fn spawn_child_with(dir: &Path, slow_exception: bool, stuck_after: Option<usize>) -> Child {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
         .args(["child_trains_until_signalled", "--exact", "--ignored", "--nocapture"])
@@ -102,6 +188,9 @@ fn spawn_child(dir: &Path, slow_exception: bool) -> Child {
         .stderr(Stdio::piped());
     if slow_exception {
         command.env(CHILD_SLOW, "1");
+    }
+    if let Some(batches) = stuck_after {
+        command.env(CHILD_STUCK_AFTER, batches.to_string());
     }
     command.spawn().unwrap()
 }
@@ -190,4 +279,56 @@ fn a_second_ctrl_c_exits_at_once() {
     send("INT", &child);
     let (code, stderr) = wait_exit(child, Duration::from_secs(30));
     assert_eq!(code, Some(130), "{stderr}");
+}
+
+/// A run whose dataloader blocks forever never reaches a batch boundary: after the signal and
+/// the trainer's `signal_timeout` (1 s here) it ends anyway, with 143 or 130, the queued
+/// checkpoints written and complete, the rows the CSV logger held in memory (it flushes every
+/// 100 steps) on disk, and a word on stderr about the skipped `on_exception`.
+fn stuck_run_ends(signal: &str, expected_code: i32) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_child_with(dir.path(), false, Some(13));
+    wait_for(&dir.path().join("blocked"), &mut child);
+    let sent = Instant::now();
+    send(signal, &child);
+    let (code, stderr) = wait_exit(child, Duration::from_secs(30));
+    let took = sent.elapsed();
+    assert_eq!(code, Some(expected_code), "{stderr}");
+    assert!(stderr.contains(&format!("SIG{signal}")), "{stderr}");
+    assert!(
+        stderr.contains("no batch boundary") && stderr.contains("signal_timeout"),
+        "{stderr}"
+    );
+    assert!(
+        took >= Duration::from_secs(1),
+        "ended after {took:?}, before the timeout"
+    );
+    assert!(
+        !dir.path().join("on_exception").exists(),
+        "the stuck thread holds the module"
+    );
+
+    // 12 batches trained (the loop fetches one batch ahead, and the 14th never comes): the 12
+    // rows logged are on disk, and so is the checkpoint of step 12, complete, with no temporary
+    // file left.
+    let csv = std::fs::read_to_string(dir.path().join("lightning_logs/version_0/metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 12, "{csv}");
+    let checkpoints = dir.path().join("lightning_logs/version_0/checkpoints");
+    let names: Vec<String> = std::fs::read_dir(&checkpoints)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| n.ends_with(".ckpt")), "{names:?}");
+    let last = Checkpoint::load(&checkpoints.join("epoch=0-step=12.ckpt")).unwrap();
+    assert_eq!(last.global_step, 12);
+}
+
+#[test]
+fn sigterm_ends_a_run_stuck_in_its_dataloader_after_the_timeout() {
+    stuck_run_ends("TERM", 143);
+}
+
+#[test]
+fn sigint_ends_a_run_stuck_in_its_dataloader_after_the_timeout() {
+    stuck_run_ends("INT", 130);
 }

@@ -5,25 +5,47 @@
 //! 143, as a shell expects (or returns the error: `exit_on_signal(false)`). A second signal
 //! during that shutdown exits at once.
 //!
+//! A run that never reaches a batch boundary (a dataloader that blocks forever, a hook that never
+//! returns) still ends: a watchdog thread waits `signal_timeout` (10 s by default) after the
+//! signal; then it lets the queued checkpoint writes finish, flushes the loggers, says on stderr
+//! why the run ends without `on_exception` (the stuck thread holds the module), and exits with
+//! the signal's status, whatever `exit_on_signal` says.
+//!
 //! The handlers are installed once per process, at the first run. While no run is active they
 //! behave as the default action (the process terminates), so a program is interruptible as
 //! usual before and after training.
 
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use crate::loggers::Logger;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 /// Runs (in any thread) that are listening for signals.
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 /// The first signal received during active runs, or 0.
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 
+/// Whether a run saw the signal at a batch boundary (then it shuts down by itself).
+static AT_BOUNDARY: AtomicBool = AtomicBool::new(false);
+/// How long the watchdog waits for a boundary after a signal, in milliseconds.
+static TIMEOUT_MS: AtomicU64 = AtomicU64::new(10_000);
+/// The loggers of the active runs, flushed by the watchdog when it ends a stuck run.
+static RUN_LOGGERS: Mutex<Vec<Weak<SharedLoggers>>> = Mutex::new(Vec::new());
+
+type SharedLoggers = Mutex<Vec<Box<dyn Logger>>>;
+
 /// Listens for SIGINT and SIGTERM while it lives (one per run).
 pub(crate) struct SignalGuard(());
 
 impl SignalGuard {
-    pub(crate) fn listen() -> Self {
+    /// `timeout`: how long a signalled run may take to reach a batch boundary before the
+    /// watchdog ends the process (the trainer's `signal_timeout`).
+    pub(crate) fn listen(timeout: Duration) -> Self {
         install();
+        TIMEOUT_MS.store(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX), Ordering::SeqCst);
         if ACTIVE.fetch_add(1, Ordering::SeqCst) == 0 {
             RECEIVED.store(0, Ordering::SeqCst);
+            AT_BOUNDARY.store(false, Ordering::SeqCst);
         }
         Self(())
     }
@@ -33,8 +55,45 @@ impl Drop for SignalGuard {
     fn drop(&mut self) {
         if ACTIVE.fetch_sub(1, Ordering::SeqCst) == 1 {
             RECEIVED.store(0, Ordering::SeqCst);
+            AT_BOUNDARY.store(false, Ordering::SeqCst);
         }
     }
+}
+
+/// A run's loggers, lent by the trainer for the run and given back when it ends; shared so that
+/// the watchdog can flush them when the run's thread is stuck (it is then outside the loggers,
+/// waiting for a batch).
+pub(crate) struct RunLoggers<'t> {
+    home: &'t mut Vec<Box<dyn Logger>>,
+    shared: Arc<SharedLoggers>,
+}
+
+impl<'t> RunLoggers<'t> {
+    pub(crate) fn new(home: &'t mut Vec<Box<dyn Logger>>) -> Self {
+        let shared = Arc::new(Mutex::new(std::mem::take(home)));
+        let mut registry = RUN_LOGGERS.lock().unwrap_or_else(PoisonError::into_inner);
+        registry.retain(|weak| weak.strong_count() > 0);
+        registry.push(Arc::downgrade(&shared));
+        Self { home, shared }
+    }
+
+    /// The loggers (uncontended but for the watchdog's last flush).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Vec<Box<dyn Logger>>> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for RunLoggers<'_> {
+    fn drop(&mut self) {
+        let loggers = std::mem::take(&mut *self.shared.lock().unwrap_or_else(PoisonError::into_inner));
+        *self.home = loggers;
+    }
+}
+
+/// Called where a run sees the signal, at a batch boundary: it shuts down by itself, and the
+/// watchdog has nothing to do.
+pub(crate) fn reached_boundary() {
+    AT_BOUNDARY.store(true, Ordering::SeqCst);
 }
 
 /// The signal that asked the active runs to stop, if one did.
@@ -73,7 +132,87 @@ fn install() {
                 tracing::warn!(target: "burn_lightning", "cannot handle {}: {e}; it will end runs abruptly", name(signal));
             }
         }
+        let watchdog = std::thread::Builder::new().name("signal-watchdog".into()).spawn(watchdog);
+        if let Err(e) = watchdog {
+            tracing::warn!(target: "burn_lightning", "cannot start the signal watchdog: {e}; a stuck run will ignore signals");
+        }
     });
+}
+
+/// Polls for a signal that no batch boundary answered within the timeout, and ends the process
+/// then (the polling costs a wake-up every 50 ms, on a thread of its own).
+#[cfg(unix)]
+fn watchdog() {
+    let mut signalled_at: Option<Instant> = None;
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let signal = RECEIVED.load(Ordering::SeqCst);
+        if signal == 0 || AT_BOUNDARY.load(Ordering::SeqCst) {
+            signalled_at = None;
+            continue;
+        }
+        let since = *signalled_at.get_or_insert_with(Instant::now);
+        let timeout = Duration::from_millis(TIMEOUT_MS.load(Ordering::SeqCst));
+        if since.elapsed() >= timeout {
+            end_stuck_run(signal, timeout);
+        }
+    }
+}
+
+/// Ends a run that did not reach a batch boundary in `timeout` after `signal`: the queued
+/// checkpoints are written and the loggers flushed (each given a bounded time), then the process
+/// exits with the signal's status.
+#[cfg(unix)]
+fn end_stuck_run(signal: i32, timeout: Duration) -> ! {
+    use std::io::Write as _;
+    let status = exit_status(signal);
+    // Writes to stderr may fail (a closed terminal): never a panic here.
+    let _ = writeln!(
+        std::io::stderr(),
+        "{}: the run reached no batch boundary within {:.1} s (a dataloader or hook that does not return?); \
+         ending it without `on_exception` and its checkpoint, since the stuck thread holds the module. \
+         Writing the queued checkpoints and flushing the loggers, then exiting with {status} \
+         (the wait is the trainer's `signal_timeout`)",
+        name(signal),
+        timeout.as_secs_f64()
+    );
+    let limit = Duration::from_secs(60);
+    if !crate::checkpoint::writer::wait_for_queued_writes(limit) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "the queued checkpoint writes did not finish within {limit:?}"
+        );
+    }
+    let runs: Vec<_> = RUN_LOGGERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect();
+    for loggers in runs {
+        // A thread stuck inside a logger holds its lock: skip those after a while.
+        let started = Instant::now();
+        let guard = loop {
+            match loggers.try_lock() {
+                Ok(guard) => break Some(guard),
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => break Some(poisoned.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) if started.elapsed() < Duration::from_secs(5) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(std::sync::TryLockError::WouldBlock) => break None,
+            }
+        };
+        let Some(mut guard) = guard else {
+            let _ = writeln!(std::io::stderr(), "a logger is busy (stuck?): not flushed");
+            continue;
+        };
+        for logger in guard.iter_mut() {
+            if let Err(e) = logger.finalize("interrupted") {
+                let _ = writeln!(std::io::stderr(), "flushing the logger `{}` failed: {e}", logger.name());
+            }
+        }
+    }
+    std::process::exit(status);
 }
 
 #[cfg(not(unix))]

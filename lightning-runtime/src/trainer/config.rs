@@ -180,6 +180,13 @@ macro_rules! trainer_flags {
             exit_on_signal: bool = true;
             fn exit_on_signal(exit_on_signal: bool) => exit_on_signal;
 
+            /// Seconds a run may take, after SIGINT or SIGTERM, to reach the batch boundary where
+            /// it stops (default 10). A run stuck longer (a dataloader that blocks, a hook that
+            /// never returns) is ended without `on_exception`: the queued checkpoints are
+            /// written, the loggers flushed, and the process exits with 130 or 143.
+            signal_timeout: f64 = 10.0;
+            fn signal_timeout(seconds: f64) => seconds;
+
             /// A loss or a gradient that is not finite ends the run with an error naming the
             /// step, the hook and (for a gradient) the parameter (Lightning's `detect_anomaly`;
             /// default false, as in Lightning: it reads the loss and the gradients' norms every
@@ -359,6 +366,15 @@ impl TrainerConfig {
         };
         crate::strategies::accelerator::validate_devices(&self.devices)?;
         crate::strategies::ddp::Strategy::parse(&self.strategy)?;
+        if !(self.signal_timeout.is_finite() && self.signal_timeout >= 0.0) {
+            return Err(Error::config(
+                "signal_timeout",
+                format!(
+                    "{} is not a number of seconds; give 0 or more (10 by default)",
+                    self.signal_timeout
+                ),
+            ));
+        }
         if self.num_nodes == 0 {
             return Err(Error::config("num_nodes", "it must be at least 1"));
         }
