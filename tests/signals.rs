@@ -1,7 +1,7 @@
-//! SIGINT and SIGTERM, sent for real to a child process that trains: the run stops at a batch
-//! boundary, `on_exception` runs (`OnExceptionCheckpoint` saves a checkpoint that loads), the
-//! loggers are flushed, and the process exits with 130 or 143; a second Ctrl-C while it shuts
-//! down exits at once. A run stuck in its dataloader still ends on a signal, after the trainer's
+//! SIGINT, SIGTERM and SIGHUP, sent for real to a child process that trains: the run stops at a
+//! batch boundary, `on_exception` runs (`OnExceptionCheckpoint` saves a checkpoint that loads),
+//! the loggers are flushed, and the process exits with 130, 143 or 129, also when its terminal
+//! is gone; a second Ctrl-C while it shuts down exits at once and says what it abandoned. A run stuck in its dataloader still ends on a signal, after the trainer's
 //! `signal_timeout`, with the queued checkpoints written and the loggers flushed. Each test runs
 //! one child (about a second of training).
 
@@ -269,6 +269,53 @@ fn sigterm_stops_at_a_batch_boundary_saves_a_checkpoint_and_exits_with_143() {
 }
 
 #[test]
+fn sighup_stops_at_a_batch_boundary_saves_a_checkpoint_and_exits_with_129() {
+    stops_gracefully("HUP", 129);
+}
+
+/// A closed terminal: the child's stdout and stderr are a pseudo-terminal whose other side is
+/// closed before the hangup, so that every write to them fails (`EIO`) as after a dropped ssh
+/// connection. The shutdown prints (the checkpoint's line, the exit line) must not panic: the
+/// child still exits 129 with its on-exception checkpoint and every row in `metrics.csv`.
+#[test]
+fn sighup_after_the_terminal_closed_still_shuts_down_cleanly() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let dir = tempfile::tempdir().unwrap();
+    // SAFETY: plain libc calls on a descriptor this test owns; `ptsname` is read at once.
+    let (master, slave) = unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(master >= 0, "no pseudo-terminal: {}", std::io::Error::last_os_error());
+        // The child must not inherit it: the terminal closes when this test drops it.
+        assert_eq!(libc::fcntl(master, libc::F_SETFD, libc::FD_CLOEXEC), 0);
+        assert_eq!(libc::grantpt(master), 0);
+        assert_eq!(libc::unlockpt(master), 0);
+        let name = std::ffi::CStr::from_ptr(libc::ptsname(master)).to_owned();
+        let slave = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
+        assert!(slave >= 0);
+        (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave))
+    };
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["child_trains_until_signalled", "--exact", "--ignored", "--nocapture"])
+        .env(CHILD_DIR, dir.path())
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    wait_for(&dir.path().join("started"), &mut child);
+    drop(master);
+    send("HUP", &child);
+    let (code, _) = wait_exit(child, Duration::from_secs(60));
+    assert_eq!(
+        code,
+        Some(129),
+        "a panic exits 101, the default action kills without a code"
+    );
+    let checkpoint = Checkpoint::load(&dir.path().join("on_exception.ckpt")).unwrap();
+    let csv = std::fs::read_to_string(dir.path().join("lightning_logs/version_0/metrics.csv")).unwrap();
+    assert!(csv.lines().count() > checkpoint.global_step, "{csv}");
+}
+
+#[test]
 fn a_second_ctrl_c_exits_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = spawn_child(dir.path(), true);
@@ -279,6 +326,25 @@ fn a_second_ctrl_c_exits_at_once() {
     send("INT", &child);
     let (code, stderr) = wait_exit(child, Duration::from_secs(30));
     assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("SIGINT again") && stderr.contains("on-exception checkpoint") && stderr.contains("abandoned"),
+        "{stderr}"
+    );
+    assert_eq!(temp_files(dir.path()), Vec::<PathBuf>::new());
+}
+
+/// The temporary files (`.<name>.tmp-<random>`) under `dir`, at any depth.
+fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(temp_files(&path));
+        } else if path.file_name().unwrap().to_string_lossy().contains(".tmp-") {
+            found.push(path);
+        }
+    }
+    found
 }
 
 /// A run whose dataloader blocks forever never reaches a batch boundary: after the signal and

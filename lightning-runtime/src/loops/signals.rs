@@ -1,9 +1,14 @@
-//! SIGINT (Ctrl-C) and SIGTERM during a run: the run stops at the next batch boundary with
+//! SIGINT (Ctrl-C), SIGTERM and SIGHUP (a closed terminal, a dropped ssh connection) during a
+//! run: the run stops at the next batch boundary with
 //! [`Error::Interrupted`](crate::Error::Interrupted), so `on_exception` runs (an
 //! [`OnExceptionCheckpoint`](crate::OnExceptionCheckpoint) saves a checkpoint there), pending
-//! checkpoints are written and the loggers are closed; then `fit` exits the process with 130 or
-//! 143, as a shell expects (or returns the error: `exit_on_signal(false)`). A second signal
-//! during that shutdown exits at once.
+//! checkpoints are written and the loggers are closed; then `fit` exits the process with 130, 143
+//! or 129, as a shell expects (or returns the error: `exit_on_signal(false)`). After SIGHUP the
+//! terminal is gone and writes to it fail: the handler points stdout and stderr, where they are
+//! a terminal, at `/dev/null`, so that no `println!` panics on the way out. A second signal
+//! during that shutdown exits at once (within the watchdog's 50 ms), saying on stderr that the
+//! on-exception checkpoint was abandoned, and removing the temporary files of the writes in
+//! progress.
 //!
 //! A run that never reaches a batch boundary (a dataloader that blocks forever, a hook that never
 //! returns) still ends: a watchdog thread waits `signal_timeout` (10 s by default) after the
@@ -25,6 +30,10 @@ static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 /// The first signal received during active runs, or 0.
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 
+/// A signal received during the shutdown of the first, or 0: the watchdog exits at once.
+static SECOND: AtomicI32 = AtomicI32::new(0);
+/// Whether the watchdog runs (else a second signal exits in the handler itself).
+static WATCHDOG: AtomicBool = AtomicBool::new(false);
 /// Whether a run saw the signal at a batch boundary (then it shuts down by itself).
 static AT_BOUNDARY: AtomicBool = AtomicBool::new(false);
 /// How long the watchdog waits for a boundary after a signal, in milliseconds.
@@ -105,7 +114,8 @@ pub(crate) fn received() -> Option<i32> {
     }
 }
 
-/// The conventional exit status after `signal` (130 for SIGINT, 143 for SIGTERM).
+/// The conventional exit status after `signal` (130 for SIGINT, 143 for SIGTERM, 129 for
+/// SIGHUP).
 pub(crate) fn exit_status(signal: i32) -> i32 {
     128 + signal
 }
@@ -121,18 +131,19 @@ pub(crate) fn name(signal: i32) -> String {
 
 #[cfg(unix)]
 fn install() {
-    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
-        for signal in [SIGINT, SIGTERM] {
+        for signal in [SIGINT, SIGTERM, SIGHUP] {
             // SAFETY: the action only touches atomics and calls async-signal-safe functions
-            // (`emulate_default_handler`, `exit`).
+            // (`emulate_default_handler`, `exit`, `open`, `fstat`, `dup2`, `close`).
             let registered = unsafe { signal_hook::low_level::register(signal, move || on_signal(signal)) };
             if let Err(e) = registered {
                 tracing::warn!(target: "burn_lightning", "cannot handle {}: {e}; it will end runs abruptly", name(signal));
             }
         }
         let watchdog = std::thread::Builder::new().name("signal-watchdog".into()).spawn(watchdog);
+        WATCHDOG.store(watchdog.is_ok(), Ordering::SeqCst);
         if let Err(e) = watchdog {
             tracing::warn!(target: "burn_lightning", "cannot start the signal watchdog: {e}; a stuck run will ignore signals");
         }
@@ -146,6 +157,10 @@ fn watchdog() {
     let mut signalled_at: Option<Instant> = None;
     loop {
         std::thread::sleep(Duration::from_millis(50));
+        let second = SECOND.load(Ordering::SeqCst);
+        if second != 0 {
+            abandon_shutdown(second);
+        }
         let signal = RECEIVED.load(Ordering::SeqCst);
         if signal == 0 || AT_BOUNDARY.load(Ordering::SeqCst) {
             signalled_at = None;
@@ -157,6 +172,22 @@ fn watchdog() {
             end_stuck_run(signal, timeout);
         }
     }
+}
+
+/// A second signal during the shutdown: exits now, removing the temporary files of the writes in
+/// progress (the on-exception checkpoint's, if it was being written) and saying so.
+#[cfg(unix)]
+fn abandon_shutdown(signal: i32) -> ! {
+    use std::io::Write as _;
+    let removed = crate::checkpoint::run_dir::abandon_writes_in_progress();
+    let _ = writeln!(
+        std::io::stderr(),
+        "{} again: exiting at once with {}; the on-exception checkpoint and the rest of the shutdown \
+         (queued checkpoints, logger flushes) were abandoned ({removed} partly written file(s) removed)",
+        name(signal),
+        exit_status(signal)
+    );
+    std::process::exit(exit_status(signal));
 }
 
 /// Ends a run that did not reach a batch boundary in `timeout` after `signal`: the queued
@@ -225,11 +256,40 @@ fn on_signal(signal: i32) {
         let _ = signal_hook::low_level::emulate_default_handler(signal);
         return;
     }
+    if signal == signal_hook::consts::SIGHUP {
+        silence_terminal();
+    }
     if RECEIVED
         .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
         .is_err()
     {
-        // A second signal while the run shuts down: at once.
-        signal_hook::low_level::exit(exit_status(signal));
+        // A second signal while the run shuts down: at once, by the watchdog (which removes
+        // partly written files and says so), or here if there is none.
+        if !WATCHDOG.load(Ordering::SeqCst) {
+            signal_hook::low_level::exit(exit_status(signal));
+        }
+        let _ = SECOND.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+    }
+}
+
+/// After a hangup, writes to the terminal fail (`EIO`), and `println!` panics on them: stdout and
+/// stderr, where they are a terminal (a character device), now write to `/dev/null`. Files and
+/// pipes are left as they are. Only async-signal-safe calls.
+#[cfg(unix)]
+fn silence_terminal() {
+    // SAFETY: `open`, `fstat`, `dup2` and `close` are async-signal-safe; the path is a
+    // NUL-terminated literal and `stat` a local.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+        if null < 0 {
+            return;
+        }
+        for fd in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+            let mut stat: libc::stat = std::mem::zeroed();
+            if libc::fstat(fd, &mut stat) == 0 && (stat.st_mode & libc::S_IFMT) == libc::S_IFCHR {
+                libc::dup2(null, fd);
+            }
+        }
+        libc::close(null);
     }
 }
