@@ -140,6 +140,18 @@ impl Checkpoint {
         Ok(self)
     }
 
+    /// The name of the first weight holding a value that is not finite (NaN or infinite), if
+    /// any: a checkpoint that must not replace one whose weights are finite.
+    pub(crate) fn first_non_finite_weight(&self) -> Option<&str> {
+        let Weights::Tensors(tensors) = &self.weights else {
+            return None;
+        };
+        tensors
+            .iter()
+            .find(|tensor| !all_finite(tensor.dtype, &tensor.data))
+            .map(|tensor| tensor.name.as_str())
+    }
+
     /// The state of each optimizer, in the order `configure_optimizers` returned them (one
     /// entry, maybe empty, for a checkpoint of a module with one optimizer).
     pub(crate) fn optimizer_states(&self) -> Result<Vec<&[u8]>, Error> {
@@ -685,6 +697,27 @@ pub(crate) fn key_report(result: ApplyResult, strict: bool) -> Result<KeyReport,
 }
 
 /// The tensors of a module, as a checkpoint saves them.
+/// Whether every value of a float tensor's bytes (little-endian, as burn gives them) is finite;
+/// true for other dtypes.
+fn all_finite(dtype: DType, bytes: &[u8]) -> bool {
+    let half = |exponent: u16| {
+        bytes
+            .chunks_exact(2)
+            .all(|b| u16::from_le_bytes([b[0], b[1]]) & exponent != exponent)
+    };
+    match dtype {
+        DType::F64 => bytes
+            .chunks_exact(8)
+            .all(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")).is_finite()),
+        DType::F32 | DType::Flex32 => bytes
+            .chunks_exact(4)
+            .all(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")).is_finite()),
+        DType::F16 => half(0x7C00),
+        DType::BF16 => half(0x7F80),
+        _ => true,
+    }
+}
+
 fn module_tensors<M: Module>(module: M) -> Result<Vec<SavedTensor>, String> {
     let mut tensors = Vec::new();
     for tensor in module.collect(None, None, false) {

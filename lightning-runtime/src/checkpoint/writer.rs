@@ -40,7 +40,12 @@ const QUEUE_BOUND: usize = 1;
 #[derive(Default)]
 pub(crate) struct CheckpointWriter {
     worker: Option<Worker>,
+    non_finite: NonFinitePaths,
 }
+
+/// The checkpoints this writer wrote whose weights are not finite: removing one of them never
+/// loses the last finite weights.
+pub(crate) type NonFinitePaths = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<std::path::PathBuf>>>;
 
 struct Worker {
     jobs: SyncSender<Job>,
@@ -73,6 +78,11 @@ impl CheckpointWriter {
             return earlier.and(stopped).and(ran);
         }
         earlier
+    }
+
+    /// The paths of the checkpoints it wrote whose weights are not finite, for its jobs.
+    pub(crate) fn non_finite_paths(&self) -> NonFinitePaths {
+        self.non_finite.clone()
     }
 
     /// The first error a finished job met and that was not reported yet, without waiting.

@@ -631,28 +631,53 @@ impl<D> CheckpointSink<'_, D> {
         let module = module.clone();
         let optimizers =
             crate::checkpoint::restore::optimizer_snapshots(self.optimizer.as_deref(), self.more_optimizers);
+        let non_finite_paths = self.writer.non_finite_paths();
         self.writer.submit(Box::new(move || {
             for dir in stale {
                 crate::checkpoint::run_dir::clean_stale_temp_files(&dir)?;
             }
+            let mut non_finite_paths = non_finite_paths
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // The first checkpoint just written whose weights are not finite, and the weight.
+            let mut non_finite: Option<(PathBuf, String)> = None;
+            let mut saved = |checkpoint: &Checkpoint, paths: &[PathBuf]| -> Result<(), Error> {
+                for path in paths {
+                    checkpoint.save(path)?;
+                }
+                if let Some(weight) = checkpoint.first_non_finite_weight() {
+                    non_finite_paths.extend(paths.iter().cloned());
+                    if let (None, Some(path)) = (&non_finite, paths.first()) {
+                        non_finite = Some((path.clone(), weight.to_string()));
+                    }
+                }
+                Ok(())
+            };
             if let Some(mut checkpoint) = checkpoint {
                 checkpoint.metrics = metrics.unwrap_or_default().to_json()?;
                 // Cloning the module copies tensor handles, not weights.
                 let checkpoint = checkpoint.with_payload(module.clone(), optimizers)?;
-                for path in &requests {
-                    checkpoint.save(path)?;
-                }
+                saved(&checkpoint, &requests)?;
             }
             if let Some(checkpoint) = weights_only {
                 let checkpoint = checkpoint.with_payload(module, Vec::new())?;
-                for path in &weights_only_requests {
-                    checkpoint.save(path)?;
-                }
+                saved(&checkpoint, &weights_only_requests)?;
             }
             for (target, link) in links {
                 crate::checkpoint::run_dir::link_atomic(&target, &link)?;
             }
             for path in removals {
+                // Weights that are not finite never replace the last finite ones: the older
+                // checkpoint stays unless its own weights were not finite either.
+                if let Some((new, weight)) = &non_finite
+                    && !non_finite_paths.contains(&path)
+                {
+                    tracing::warn!(target: "burn_lightning",
+                        "kept `{}`: `{}`, written to replace it, holds weights that are not finite (`{weight}`)",
+                        path.display(), new.display());
+                    continue;
+                }
+                non_finite_paths.remove(&path);
                 crate::checkpoint::run_dir::remove_durable(&path)?;
             }
             Ok(())
