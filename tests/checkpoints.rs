@@ -254,6 +254,22 @@ fn real_checkpoint(root: &Path) -> Vec<u8> {
     std::fs::read(checkpoints_dir(root).join("epoch=0-step=4.ckpt")).unwrap()
 }
 
+/// As in Lightning, where both are `Checkpoint`s: an `OnExceptionCheckpoint` alone replaces the
+/// default `ModelCheckpoint`, so a fit that ends well writes no checkpoint at all.
+#[test]
+fn an_on_exception_checkpoint_alone_replaces_the_default_model_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    builder(dir.path())
+        .max_epochs(1)
+        .callback(OnExceptionCheckpoint::new(dir.path()))
+        .build()
+        .unwrap()
+        .fit(Net::new(&NetHparams::new()), data())
+        .unwrap();
+    assert!(!checkpoints_dir(dir.path()).exists());
+    assert!(!dir.path().join("on_exception.ckpt").exists());
+}
+
 #[test]
 fn damaged_checkpoint_files_are_errors_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
