@@ -1,6 +1,8 @@
 //! A loss or gradient that is not finite: `detect_anomaly(true)` ends the run with an error
 //! naming the step and the hook (and the parameter, for a gradient); without it, the run goes
-//! on and the first non-finite loss on a step that logs is a warning, given once.
+//! on and the first non-finite loss on a step that logs is a warning, given once and again at
+//! the end of `fit`; a checkpoint whose weights are not finite never replaces the last finite
+//! one.
 
 mod common;
 
@@ -13,6 +15,8 @@ use common::{Pair, pair_loader};
 #[derive(Clone, Copy, Debug)]
 pub enum Fault {
     NanLoss,
+    /// A NaN loss from global step `from` on (every epoch before it is finite).
+    NanLossFromStep,
     /// A finite loss (0) whose gradient is not finite: the square root's slope at 0.
     InfiniteGradient,
 }
@@ -28,11 +32,12 @@ pub struct Net {
 #[lightning_module]
 impl Net {
     #[hook]
-    fn training_step(&self, batch: Pair, batch_idx: usize, _cx: &mut StepContext) -> Tensor<1> {
+    fn training_step(&self, batch: Pair, batch_idx: usize, cx: &mut StepContext) -> Tensor<1> {
         let out = self.layer.forward(batch.x);
         let loss = (out.clone() - batch.y).powi_scalar(2).mean();
         match self.fault {
             Some((Fault::NanLoss, from)) if batch_idx >= from => loss.mul_scalar(f64::NAN),
+            Some((Fault::NanLossFromStep, from)) if cx.global_step >= from => loss.mul_scalar(f64::NAN),
             Some((Fault::InfiniteGradient, from)) if batch_idx >= from => (out.clone() - out.detach()).sqrt().mean(),
             _ => loss,
         }
@@ -110,9 +115,52 @@ fn without_detect_anomaly_the_run_goes_on_and_warns_once() {
         .into_iter()
         .filter(|w| w.contains("is not finite") || w.contains("NaN"))
         .collect();
-    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    // At the step, and again when `fit` ends.
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(
         warnings[0].contains("global step 2 (epoch 0, batch 2)") && warnings[0].contains("detect_anomaly"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].contains("fit ended") && warnings[1].contains("global step 2 (epoch 0, batch 2)"),
+        "{warnings:?}"
+    );
+}
+
+/// Lightning's default `ModelCheckpoint` (the newest epoch only) removes the last checkpoint with
+/// finite weights once one with NaN weights is written: here it stays, the NaN checkpoints
+/// replace each other, and `fit` ends with a warning naming the first step whose loss was NaN.
+#[test]
+fn a_nan_loss_never_leaves_only_checkpoints_with_nan_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    // 6 batches an epoch; the loss is NaN from step 8 (epoch 1) on.
+    let ((), warnings) = common::warnings_of(|| {
+        let mut trainer = builder(dir.path()).max_epochs(3).build().unwrap();
+        trainer.fit(net(Some((Fault::NanLossFromStep, 8))), data()).unwrap();
+    });
+    let checkpoints = dir.path().join("lightning_logs/version_0/checkpoints");
+    let mut names: Vec<String> = std::fs::read_dir(&checkpoints)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["epoch=0-step=6.ckpt", "epoch=2-step=18.ckpt"]);
+    let finite = Checkpoint::load(&checkpoints.join("epoch=0-step=6.ckpt"))
+        .unwrap()
+        .restore_module(net(None))
+        .unwrap();
+    let weights: Vec<f32> = finite.layer.weight.val().into_data().try_to_vec::<f32>().unwrap();
+    assert!(weights.iter().all(|w| w.is_finite()));
+
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("kept") && w.contains("epoch=0-step=6.ckpt")),
+        "{warnings:?}"
+    );
+    let last = warnings.last().unwrap();
+    assert!(
+        last.contains("fit ended") && last.contains("NaN at global step 8"),
         "{warnings:?}"
     );
 }

@@ -254,6 +254,22 @@ fn real_checkpoint(root: &Path) -> Vec<u8> {
     std::fs::read(checkpoints_dir(root).join("epoch=0-step=4.ckpt")).unwrap()
 }
 
+/// As in Lightning, where both are `Checkpoint`s: an `OnExceptionCheckpoint` alone replaces the
+/// default `ModelCheckpoint`, so a fit that ends well writes no checkpoint at all.
+#[test]
+fn an_on_exception_checkpoint_alone_replaces_the_default_model_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    builder(dir.path())
+        .max_epochs(1)
+        .callback(OnExceptionCheckpoint::new(dir.path()))
+        .build()
+        .unwrap()
+        .fit(Net::new(&NetHparams::new()), data())
+        .unwrap();
+    assert!(!checkpoints_dir(dir.path()).exists());
+    assert!(!dir.path().join("on_exception.ckpt").exists());
+}
+
 #[test]
 fn damaged_checkpoint_files_are_errors_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -327,6 +343,42 @@ fn every_flipped_byte_truncation_and_extension_is_an_error_never_a_panic_or_a_si
     assert_eq!(loaded, Vec::<String>::new(), "damaged files that loaded");
 }
 
+/// Every byte of the header (its length, JSON, padding) is covered: each one replaced by JSON
+/// whitespace, a digit, a letter or a quote either leaves the file unchanged or makes it an
+/// error. A space of the padding turned into a tab or a newline, or the version digit into
+/// another, used to load as if nothing had happened.
+#[test]
+fn every_byte_of_the_header_is_covered() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = real_checkpoint(dir.path());
+    let header_end = 8 + u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    assert!(
+        good[..header_end].ends_with(b" ") || header_end.is_multiple_of(8),
+        "safetensors pads the header with spaces"
+    );
+    let mut loaded = Vec::new();
+    for i in 0..header_end {
+        for replacement in *b" \t\n\r0123456789aAfF:,\"\\{}" {
+            if good[i] == replacement {
+                continue;
+            }
+            let mut bytes = good.clone();
+            bytes[i] = replacement;
+            if Checkpoint::from_bytes(&bytes).is_ok() {
+                loaded.push(format!("byte {i}: {:?} -> {:?}", good[i] as char, replacement as char));
+            }
+        }
+    }
+    assert_eq!(loaded, Vec::<String>::new(), "damaged headers that loaded");
+    // The padding, when there is some: a tab instead of a space is named as header damage.
+    if good[header_end - 1] == b' ' {
+        let mut bytes = good.clone();
+        bytes[header_end - 1] = b'\t';
+        let error = Checkpoint::from_bytes(&bytes).unwrap_err().to_string();
+        assert!(error.contains("header is damaged"), "{error}");
+    }
+}
+
 #[test]
 fn a_damaged_section_is_named_and_a_newer_format_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -349,16 +401,27 @@ fn a_damaged_section_is_named_and_a_newer_format_is_refused() {
     let metadata = Checkpoint::from_bytes(&bytes).unwrap_err().to_string();
     assert!(metadata.contains("metadata section is damaged"), "{metadata}");
 
-    // A file from a newer burn-lightning: the same bytes, format version 4 (3 holds weight
-    // sets, and its checksum covers the version: a `2` damaged into a `3` is damage).
-    let version = find(br#""format_version":"2""#) + br#""format_version":""#.len();
+    // A file from a newer burn-lightning: the same bytes, format version 5. Formats 2 and 3 are
+    // read, but the version is in the checksums: a `4` damaged into either is damage; 0 and 1
+    // are versions no burn-lightning writes.
+    let version = find(br#""format_version":"4""#) + br#""format_version":""#.len();
     let mut newer = good.clone();
-    newer[version] = b'4';
+    newer[version] = b'5';
     let error = Checkpoint::from_bytes(&newer).unwrap_err().to_string();
-    assert!(error.contains("format 4") && error.contains("upgrade"), "{error}");
-    newer[version] = b'3';
-    let error = Checkpoint::from_bytes(&newer).unwrap_err().to_string();
-    assert!(error.contains("metadata section is damaged"), "{error}");
+    assert!(error.contains("format 5") && error.contains("upgrade"), "{error}");
+    for older in [b'2', b'3'] {
+        newer[version] = older;
+        let error = Checkpoint::from_bytes(&newer).unwrap_err().to_string();
+        assert!(error.contains("metadata section is damaged"), "{error}");
+    }
+    for unknown in [b'0', b'1'] {
+        newer[version] = unknown;
+        let error = Checkpoint::from_bytes(&newer).unwrap_err().to_string();
+        assert!(
+            error.contains("which no burn-lightning writes") && error.contains("damaged"),
+            "{error}"
+        );
+    }
     // Format 1, from before the first release, is refused with a message that says so.
     let error = Checkpoint::from_bytes(b"BLCKPT01\x02\0\0\0\0\0\0\0{}")
         .unwrap_err()
@@ -418,7 +481,7 @@ print(json.dumps({
     assert_eq!(weight, trained.weights().0);
     assert_eq!(
         (read["epoch"].as_u64(), read["format_version"].as_str()),
-        (Some(0), Some("2"))
+        (Some(0), Some("4"))
     );
 }
 

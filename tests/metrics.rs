@@ -53,6 +53,7 @@ fn loader(n: usize, batch_size: usize) -> Loader<Batch> {
         .unwrap()
         .loader(batch_size)
         .build()
+        .unwrap()
 }
 
 /// Accuracy over the items `items` of a dataset of `n`.

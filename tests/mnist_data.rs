@@ -1,7 +1,10 @@
 //! The MNIST IDX reader of the examples: the bundled files parse, and malformed files (bad
 //! magic, truncated or extra data, wrong dimensions, garbage named `.gz`, labels that do not
-//! match the images) are errors with a message, never panics.
+//! match the images) are errors with a message, never panics. A batch size of 0 is an error
+//! before any loader is built (burn's loader would never end).
 
+#[path = "../examples/common/lit_mnist.rs"]
+mod lit_mnist;
 #[path = "../examples/common/mnist.rs"]
 mod mnist;
 
@@ -268,4 +271,57 @@ fn the_data_directory_variable_moves_the_bundled_data() {
     let error = data.setup(Stage::Fit).unwrap_err();
     let expected = empty.path().join("mnist/train-images-idx3-ubyte.gz");
     assert!(error.to_string().contains(&expected.display().to_string()), "{error}");
+}
+
+/// `--data.batch_size 0` is bad input (status 2) naming the option, before any loader is built:
+/// burn's batch iterator never advances with batches of 0, so the run used to hang. The CLI runs
+/// on a thread: a hang fails the test instead of stalling it.
+#[test]
+fn a_batch_size_of_zero_is_an_error_before_any_loader() {
+    let mut data = MnistData::new(MnistData::bundled_dir(), 0, 10, 0);
+    let error = data.setup(Stage::Fit).unwrap_err();
+    assert!(error.to_string().contains("batch_size"), "{error}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display().to_string();
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let cli = LightningCli::<lit_mnist::LitMnist, MnistData>::new(lit_mnist::LitMnist::new);
+        let args = [
+            "mnist",
+            "fit",
+            "--data.batch_size",
+            "0",
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.default_root_dir",
+            &root,
+        ];
+        let result = cli
+            .run_from(args)
+            .map(|_| ())
+            .map_err(|e| (e.exit_code(), e.message().to_string()));
+        let _ = done.send(result);
+    });
+    let result = outcome
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("`fit --data.batch_size 0` still ran after two minutes");
+    let (code, message) = result.expect_err("a batch size of 0 is an error");
+    assert_eq!(code, 2, "{message}");
+    assert!(
+        message.contains("batch_size") && message.contains("1 or more"),
+        "{message}"
+    );
+
+    // The data helpers: no more silent batches of 1.
+    let x = Tensor::<2>::zeros([4, 2], &Device::default());
+    let dataset = TensorDataset::inputs(x).unwrap();
+    let error = dataset
+        .loader(0)
+        .build()
+        .err()
+        .expect("a loader of batches of 0 is an error");
+    assert!(error.to_string().contains("batch_size"), "{error}");
+    let mut in_memory = InMemoryDataModule::new(dataset, None, None).batch_size(0);
+    assert!(in_memory.setup(Stage::Fit).is_err());
 }

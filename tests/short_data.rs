@@ -105,7 +105,7 @@ fn loaders_of_a_tensor_dataset_plug_into_loaders_and_a_batch_size_finder_can_cha
     let device = Device::default();
     let x = Tensor::<2>::from_data(TensorData::new(points(), [512, 16]), &device);
     let [train, val] = TensorDataset::inputs(x)?.random_split([448, 64], 1)?;
-    let loaders = Loaders::fit(train.loader(64).shuffle(7).build(), Some(val.loader(64).into()));
+    let loaders = Loaders::fit(train.loader(64).shuffle(7).build()?, Some(val.loader(64).try_into()?));
     let model = trainer(dir.path(), 2).fit(AutoEncoder::new(), loaders)?;
     let mut data = InMemoryDataModule::new(train, None, val);
     data.set_batch_size(448);

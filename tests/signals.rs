@@ -1,21 +1,28 @@
-//! SIGINT and SIGTERM, sent for real to a child process that trains: the run stops at a batch
-//! boundary, `on_exception` runs (`OnExceptionCheckpoint` saves a checkpoint that loads), the
-//! loggers are flushed, and the process exits with 130 or 143; a second Ctrl-C while it shuts
-//! down exits at once. Each test runs one child (about a second of training).
+//! SIGINT, SIGTERM and SIGHUP, sent for real to a child process that trains: the run stops at a
+//! batch boundary, `on_exception` runs (`OnExceptionCheckpoint` saves a checkpoint that loads),
+//! the loggers are flushed, and the process exits with 130, 143 or 129, also when its terminal
+//! is gone; a second Ctrl-C while it shuts down exits at once and says what it abandoned. A run stuck in its dataloader still ends on a signal, after the trainer's
+//! `signal_timeout`, with the queued checkpoints written and the loggers flushed. Each test runs
+//! one child (about a second of training).
 
 mod common;
 
+use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
+use burn::data::dataset::DatasetError;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::SgdConfig;
 use burn_lightning::prelude::*;
 use common::{Pair, pair_loader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Set in the child: its directory, and whether its `on_exception` is slow.
 const CHILD_DIR: &str = "BURN_LIGHTNING_SIGNAL_CHILD_DIR";
 const CHILD_SLOW: &str = "BURN_LIGHTNING_SIGNAL_CHILD_SLOW";
+/// Set in the child: its training loader blocks forever after this many batches.
+const CHILD_STUCK_AFTER: &str = "BURN_LIGHTNING_SIGNAL_CHILD_STUCK_AFTER";
 
 #[lightning_module]
 #[derive(Module, Debug)]
@@ -66,13 +73,88 @@ impl Callback<Net> for Pace {
     }
 }
 
+/// A loader whose iterator yields `batches` batches of `inner`, then writes `<dir>/blocked` and
+/// blocks forever (a dataloader waiting for a dead source).
+#[derive(Clone)]
+struct BlockingLoader {
+    inner: Loader<Pair>,
+    batches: usize,
+    dir: PathBuf,
+}
+
+struct BlockingIter<'a> {
+    inner: Box<dyn DataLoaderIterator<Pair> + 'a>,
+    left: usize,
+    dir: PathBuf,
+}
+
+impl Iterator for BlockingIter<'_> {
+    type Item = Result<Pair, DatasetError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            std::fs::write(self.dir.join("blocked"), b"").unwrap();
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        self.left -= 1;
+        self.inner.next()
+    }
+}
+
+impl DataLoaderIterator<Pair> for BlockingIter<'_> {
+    fn progress(&self) -> Progress {
+        self.inner.progress()
+    }
+}
+
+impl DataLoader<Pair> for BlockingLoader {
+    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<Pair> + 'a> {
+        Box::new(BlockingIter {
+            inner: self.inner.iter(),
+            left: self.batches,
+            dir: self.dir.clone(),
+        })
+    }
+
+    fn num_items(&self) -> usize {
+        self.inner.num_items()
+    }
+
+    fn to_device(&self, device: &Device) -> Arc<dyn DataLoader<Pair>> {
+        Arc::new(Self {
+            inner: self.inner.to_device(device),
+            ..self.clone()
+        })
+    }
+
+    fn slice(&self, start: usize, end: usize) -> Arc<dyn DataLoader<Pair>> {
+        Arc::new(Self {
+            inner: self.inner.slice(start, end),
+            ..self.clone()
+        })
+    }
+}
+
 /// The child's side: trains until a signal stops it.
 #[test]
 #[ignore = "run by the other tests in a child process"]
 fn child_trains_until_signalled() {
     let dir = PathBuf::from(std::env::var(CHILD_DIR).expect("run by the signal tests"));
     let slow_exception = std::env::var(CHILD_SLOW).is_ok();
+    let stuck_after: Option<usize> = std::env::var(CHILD_STUCK_AFTER).ok().map(|n| n.parse().unwrap());
+    let loader = match stuck_after {
+        Some(batches) => Arc::new(BlockingLoader {
+            inner: pair_loader(64, 4),
+            batches,
+            dir: dir.clone(),
+        }) as Loader<Pair>,
+        None => pair_loader(64, 4),
+    };
     let mut trainer = Trainer::builder()
+        .signal_timeout(1.0)
+        .callback(ModelCheckpoint::new().every_n_train_steps(2).save_top_k(-1))
         .default_root_dir(&dir)
         .enable_progress_bar(false)
         .enable_model_summary(false)
@@ -89,11 +171,15 @@ fn child_trains_until_signalled() {
     let model = Net {
         layer: LinearConfig::new(32, 2).init(&Device::default()),
     };
-    let _ = trainer.fit(model, Loaders::fit(pair_loader(64, 4), None));
+    let _ = trainer.fit(model, Loaders::fit(loader, None));
     unreachable!("fit exits the process after a signal");
 }
 
 fn spawn_child(dir: &Path, slow_exception: bool) -> Child {
+    spawn_child_with(dir, slow_exception, None)
+}
+
+fn spawn_child_with(dir: &Path, slow_exception: bool, stuck_after: Option<usize>) -> Child {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
         .args(["child_trains_until_signalled", "--exact", "--ignored", "--nocapture"])
@@ -102,6 +188,9 @@ fn spawn_child(dir: &Path, slow_exception: bool) -> Child {
         .stderr(Stdio::piped());
     if slow_exception {
         command.env(CHILD_SLOW, "1");
+    }
+    if let Some(batches) = stuck_after {
+        command.env(CHILD_STUCK_AFTER, batches.to_string());
     }
     command.spawn().unwrap()
 }
@@ -180,6 +269,53 @@ fn sigterm_stops_at_a_batch_boundary_saves_a_checkpoint_and_exits_with_143() {
 }
 
 #[test]
+fn sighup_stops_at_a_batch_boundary_saves_a_checkpoint_and_exits_with_129() {
+    stops_gracefully("HUP", 129);
+}
+
+/// A closed terminal: the child's stdout and stderr are a pseudo-terminal whose other side is
+/// closed before the hangup, so that every write to them fails (`EIO`) as after a dropped ssh
+/// connection. The shutdown prints (the checkpoint's line, the exit line) must not panic: the
+/// child still exits 129 with its on-exception checkpoint and every row in `metrics.csv`.
+#[test]
+fn sighup_after_the_terminal_closed_still_shuts_down_cleanly() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let dir = tempfile::tempdir().unwrap();
+    // SAFETY: plain libc calls on a descriptor this test owns; `ptsname` is read at once.
+    let (master, slave) = unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(master >= 0, "no pseudo-terminal: {}", std::io::Error::last_os_error());
+        // The child must not inherit it: the terminal closes when this test drops it.
+        assert_eq!(libc::fcntl(master, libc::F_SETFD, libc::FD_CLOEXEC), 0);
+        assert_eq!(libc::grantpt(master), 0);
+        assert_eq!(libc::unlockpt(master), 0);
+        let name = std::ffi::CStr::from_ptr(libc::ptsname(master)).to_owned();
+        let slave = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
+        assert!(slave >= 0);
+        (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave))
+    };
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["child_trains_until_signalled", "--exact", "--ignored", "--nocapture"])
+        .env(CHILD_DIR, dir.path())
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    wait_for(&dir.path().join("started"), &mut child);
+    drop(master);
+    send("HUP", &child);
+    let (code, _) = wait_exit(child, Duration::from_secs(60));
+    assert_eq!(
+        code,
+        Some(129),
+        "a panic exits 101, the default action kills without a code"
+    );
+    let checkpoint = Checkpoint::load(&dir.path().join("on_exception.ckpt")).unwrap();
+    let csv = std::fs::read_to_string(dir.path().join("lightning_logs/version_0/metrics.csv")).unwrap();
+    assert!(csv.lines().count() > checkpoint.global_step, "{csv}");
+}
+
+#[test]
 fn a_second_ctrl_c_exits_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = spawn_child(dir.path(), true);
@@ -190,4 +326,75 @@ fn a_second_ctrl_c_exits_at_once() {
     send("INT", &child);
     let (code, stderr) = wait_exit(child, Duration::from_secs(30));
     assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("SIGINT again") && stderr.contains("on-exception checkpoint") && stderr.contains("abandoned"),
+        "{stderr}"
+    );
+    assert_eq!(temp_files(dir.path()), Vec::<PathBuf>::new());
+}
+
+/// The temporary files (`.<name>.tmp-<random>`) under `dir`, at any depth.
+fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(temp_files(&path));
+        } else if path.file_name().unwrap().to_string_lossy().contains(".tmp-") {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// A run whose dataloader blocks forever never reaches a batch boundary: after the signal and
+/// the trainer's `signal_timeout` (1 s here) it ends anyway, with 143 or 130, the queued
+/// checkpoints written and complete, the rows the CSV logger held in memory (it flushes every
+/// 100 steps) on disk, and a word on stderr about the skipped `on_exception`.
+fn stuck_run_ends(signal: &str, expected_code: i32) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_child_with(dir.path(), false, Some(13));
+    wait_for(&dir.path().join("blocked"), &mut child);
+    let sent = Instant::now();
+    send(signal, &child);
+    let (code, stderr) = wait_exit(child, Duration::from_secs(30));
+    let took = sent.elapsed();
+    assert_eq!(code, Some(expected_code), "{stderr}");
+    assert!(stderr.contains(&format!("SIG{signal}")), "{stderr}");
+    assert!(
+        stderr.contains("no batch boundary") && stderr.contains("signal_timeout"),
+        "{stderr}"
+    );
+    assert!(
+        took >= Duration::from_secs(1),
+        "ended after {took:?}, before the timeout"
+    );
+    assert!(
+        !dir.path().join("on_exception").exists(),
+        "the stuck thread holds the module"
+    );
+
+    // 12 batches trained (the loop fetches one batch ahead, and the 14th never comes): the 12
+    // rows logged are on disk, and so is the checkpoint of step 12, complete, with no temporary
+    // file left.
+    let csv = std::fs::read_to_string(dir.path().join("lightning_logs/version_0/metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 12, "{csv}");
+    let checkpoints = dir.path().join("lightning_logs/version_0/checkpoints");
+    let names: Vec<String> = std::fs::read_dir(&checkpoints)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| n.ends_with(".ckpt")), "{names:?}");
+    let last = Checkpoint::load(&checkpoints.join("epoch=0-step=12.ckpt")).unwrap();
+    assert_eq!(last.global_step, 12);
+}
+
+#[test]
+fn sigterm_ends_a_run_stuck_in_its_dataloader_after_the_timeout() {
+    stuck_run_ends("TERM", 143);
+}
+
+#[test]
+fn sigint_ends_a_run_stuck_in_its_dataloader_after_the_timeout() {
+    stuck_run_ends("INT", 130);
 }

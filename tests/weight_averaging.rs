@@ -241,7 +241,7 @@ fn a_checkpoint_with_weight_sets_is_format_3_and_any_damage_to_it_is_an_error() 
     trainer.fit(Mlp::from_fixture(&fixture), ema_data(&fixture)).unwrap();
     let good = std::fs::read(checkpoint_of_epoch(dir.path(), 0)).unwrap();
     let text = String::from_utf8_lossy(&good);
-    assert!(text.contains(r#""format_version":"3""#));
+    assert!(text.contains(r#""format_version":"4""#));
     assert!(text.contains("__burn_lightning__.weights.current_model_state.fc1.weight"));
     assert!(
         Checkpoint::from_bytes(&good)

@@ -279,6 +279,8 @@ impl DataModule<MnistBatch> for MnistData {
     }
 
     fn setup(&mut self, stage: Stage) -> Result<(), Error> {
+        // Before any loader: burn's never ends with batches of 0.
+        burn_lightning::check_batch_size(self.batch_size, "--data.batch_size / MnistData::new")?;
         match stage {
             Stage::Fit | Stage::Validate if self.train.is_none() => {
                 self.train = Some(MnistSplit::read(&self.dir, "train").map_err(Error::user)?);

@@ -55,7 +55,7 @@ pub use checkpoint::{KeyReport, LightningCheckpoint, LoadFromCheckpoint, LoadOpt
 pub use cli::{CliError, Command, DataOptions, LightningCli};
 pub use data::{
     Example, InMemoryDataModule, LoaderOptions, SplitDataset, SplitLengths, TensorBatch, TensorBatcher, TensorDataset,
-    random_split,
+    check_batch_size, random_split,
 };
 pub use hooks::closure::OptimizerClosure;
 pub use hooks::context::{EpochContext, HookContext, StepContext};

@@ -125,5 +125,5 @@ pub fn loader(fixture: &JsonValue, inputs: &str, targets: &str, batch_size: usiz
     let device = Device::default();
     let x = tensor2(&fixture[inputs], &device);
     let y = tensor2(&fixture[targets], &device);
-    TensorDataset::new(x, y).unwrap().loader(batch_size).build()
+    TensorDataset::new(x, y).unwrap().loader(batch_size).build().unwrap()
 }

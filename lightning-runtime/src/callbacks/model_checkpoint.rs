@@ -8,6 +8,7 @@ use crate::hooks::{Callback, CallbackRole, LightningModule};
 use crate::{EpochContext, Error, HookContext, JsonValue, StepContext};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -785,7 +786,12 @@ impl<M: LightningModule> Callback<M> for ModelCheckpoint {
         let path = self.format_checkpoint_name(&dir, &candidates, false, None);
         self.save_checkpoint(cx, path.clone());
         self.save_last_checkpoint(cx, &candidates);
-        println!("The run failed ({error}); saved a checkpoint to {}", path.display());
+        // On the way out after a hangup or a closed pipe, stdout may be gone: no panic for it.
+        let _ = writeln!(
+            std::io::stdout(),
+            "The run failed ({error}); saved a checkpoint to {}",
+            path.display()
+        );
     }
 
     fn state_dict(&mut self) -> Option<JsonValue> {

@@ -7,9 +7,13 @@
 //! `u8` tensor `__burn_lightning__.optimizer`, and in the header's `__metadata__`: `format`,
 //! `format_version`, the JSON metadata (Lightning's keys: `epoch`, `global_step`,
 //! `hyper_parameters`, `callbacks`, ...) under `checkpoint`, the parameters' burn ids, and a
-//! CRC-32C checksum per section (`metadata`, `weights`, `optimizer`). A damaged byte anywhere is
-//! an error naming the file and the section, never a different model. Format 1 (a `BLCKPT01`
-//! header, written before the first release) is refused with a message saying so.
+//! CRC-32C checksum per section (`metadata`, `weights`, `optimizer`). Format 3 adds weight sets
+//! and covers the version in the metadata checksum; format 4, the one written now, adds
+//! `header_checksum`: a CRC-32C of the header's bytes as written (its length, its JSON, its
+//! padding), computed with the checksum's own 8 hex digits as zeros. A damaged byte anywhere is
+//! an error naming the file and the section, never a different model. A version this reader does
+//! not know is refused: a newer one with a message saying to upgrade, 0 and 1 as damage. Format
+//! 1 (a `BLCKPT01` header, written before the first release) is refused with a message saying so.
 
 use super::lightning::LightningCheckpoint;
 use super::run_dir::write_atomic_parts;
@@ -31,12 +35,18 @@ use std::path::Path;
 const MAGIC_V1: &[u8; 8] = b"BLCKPT01";
 /// `format` in the header of the files this crate writes.
 const FORMAT: &str = "burn-lightning-checkpoint";
-/// The format this version writes for a checkpoint of one set of weights.
-const FORMAT_VERSION: u32 = 2;
-/// The format of a checkpoint with weight sets besides the module's (weight averaging), and the
-/// newest this version reads: a version that reads format 2 only would take the sets for
-/// parameters of the module, so it is told to upgrade instead.
+/// The oldest format this version reads (format 1 was not safetensors).
+const FORMAT_VERSION_OLDEST: u32 = 2;
+/// The format of a checkpoint with weight sets besides the module's (weight averaging): a
+/// version that reads format 2 only would take the sets for parameters of the module, so it is
+/// told to upgrade instead. From it on, the metadata checksum covers the version.
 const FORMAT_VERSION_SETS: u32 = 3;
+/// The format this version writes, and the newest it reads: format 3 with `header_checksum`.
+const FORMAT_VERSION: u32 = 4;
+/// The header key of the header's own checksum (format 4).
+const HEADER_CHECKSUM: &str = "header_checksum";
+/// What the header checksum's 8 hex digits are while it is computed.
+const HEADER_CHECKSUM_PLACEHOLDER: &str = "00000000";
 /// The tensor that holds the optimizer's state.
 const OPTIMIZER_TENSOR: &str = "__burn_lightning__.optimizer";
 /// What the tensors of a weight set are named with, before the set's name and a dot.
@@ -140,6 +150,18 @@ impl Checkpoint {
         Ok(self)
     }
 
+    /// The name of the first weight holding a value that is not finite (NaN or infinite), if
+    /// any: a checkpoint that must not replace one whose weights are finite.
+    pub(crate) fn first_non_finite_weight(&self) -> Option<&str> {
+        let Weights::Tensors(tensors) = &self.weights else {
+            return None;
+        };
+        tensors
+            .iter()
+            .find(|tensor| !all_finite(tensor.dtype, &tensor.data))
+            .map(|tensor| tensor.name.as_str())
+    }
+
     /// The state of each optimizer, in the order `configure_optimizers` returned them (one
     /// entry, maybe empty, for a checkpoint of a module with one optimizer).
     pub(crate) fn optimizer_states(&self) -> Result<Vec<&[u8]>, Error> {
@@ -225,10 +247,7 @@ impl Checkpoint {
             TensorView::new(Dtype::U8, vec![self.optimizer.len()], &self.optimizer)
                 .map_err(|e| failed(e.to_string()))?,
         ));
-        let version = match self.weight_sets.is_empty() {
-            true => FORMAT_VERSION,
-            false => FORMAT_VERSION_SETS,
-        };
+        let version = FORMAT_VERSION;
         let checksums = Checksums {
             metadata: metadata_checksum(&metadata, &param_ids, version),
             weights: weights_checksum(
@@ -248,8 +267,13 @@ impl Checkpoint {
                 "checksums".to_string(),
                 serde_json::to_string(&checksums).map_err(|e| failed(e.to_string()))?,
             ),
+            (HEADER_CHECKSUM.to_string(), HEADER_CHECKSUM_PLACEHOLDER.to_string()),
         ]);
-        safetensors::serialize(views, Some(header)).map_err(|e| failed(e.to_string()))
+        let mut bytes = safetensors::serialize(views, Some(header)).map_err(|e| failed(e.to_string()))?;
+        let at = header_checksum_at(&bytes).map_err(failed)?;
+        let checksum = format!("{:08x}", crc32c::crc32c(&bytes[..header_end(&bytes).map_err(failed)?]));
+        bytes[at..at + HEADER_CHECKSUM_PLACEHOLDER.len()].copy_from_slice(checksum.as_bytes());
+        Ok(bytes)
     }
 
     /// Reads a checkpoint written by [`save`](Self::save). A file that
@@ -270,8 +294,8 @@ impl Checkpoint {
     fn decode_any(bytes: Blob) -> Result<Self, String> {
         if bytes.starts_with(MAGIC_V1) {
             return Err(
-                "it is in checkpoint format 1, which burn-lightning 0.1 wrote before its release; this version reads format 2 \
-                 only: load it with the version that wrote it and save the module again"
+                "it is in checkpoint format 1, which burn-lightning 0.1 wrote before its release; this version reads formats 2 \
+                 to 4: load it with the version that wrote it and save the module again"
                     .into(),
             );
         }
@@ -297,11 +321,21 @@ impl Checkpoint {
         let version: u32 = entry("format_version")?
             .parse()
             .map_err(|_| "its `format_version` is damaged".to_string())?;
-        if version > FORMAT_VERSION_SETS {
+        if version > FORMAT_VERSION {
             return Err(format!(
-                "it was written in checkpoint format {version} by a newer burn-lightning; this version reads formats up to {FORMAT_VERSION_SETS}: upgrade burn-lightning to load it"
+                "it was written in checkpoint format {version} by a newer burn-lightning; this version reads formats up to {FORMAT_VERSION}: upgrade burn-lightning to load it"
             ));
         }
+        if version < FORMAT_VERSION_OLDEST {
+            return Err(format!(
+                "its header says checkpoint format {version}, which no burn-lightning writes in this layout (it reads \
+                 formats {FORMAT_VERSION_OLDEST} to {FORMAT_VERSION}): the header is damaged"
+            ));
+        }
+        let header_checksum = match version >= FORMAT_VERSION {
+            true => Some(entry(HEADER_CHECKSUM)?),
+            false => None,
+        };
         let checksums: Checksums =
             serde_json::from_str(entry("checksums")?).map_err(|_| "its checksums are damaged".to_string())?;
         let damaged = |section: &str| format!("the {section} section is damaged (its checksum does not match)");
@@ -324,6 +358,11 @@ impl Checkpoint {
         }
         if crc32c::crc32c(optimizer.data()) != checksums.optimizer {
             return Err(damaged("optimizer"));
+        }
+        // Last, so that a damaged section is named: what the header checksum alone sees is the
+        // rest of the header (its padding, the JSON around the sections, the version).
+        if let Some(written) = header_checksum {
+            check_header_checksum(&bytes[..], written)?;
         }
         let mut checkpoint: Checkpoint =
             serde_json::from_str(metadata).map_err(|e| format!("its metadata does not describe a checkpoint ({e})"))?;
@@ -685,6 +724,27 @@ pub(crate) fn key_report(result: ApplyResult, strict: bool) -> Result<KeyReport,
 }
 
 /// The tensors of a module, as a checkpoint saves them.
+/// Whether every value of a float tensor's bytes (little-endian, as burn gives them) is finite;
+/// true for other dtypes.
+fn all_finite(dtype: DType, bytes: &[u8]) -> bool {
+    let half = |exponent: u16| {
+        bytes
+            .chunks_exact(2)
+            .all(|b| u16::from_le_bytes([b[0], b[1]]) & exponent != exponent)
+    };
+    match dtype {
+        DType::F64 => bytes
+            .chunks_exact(8)
+            .all(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")).is_finite()),
+        DType::F32 | DType::Flex32 => bytes
+            .chunks_exact(4)
+            .all(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")).is_finite()),
+        DType::F16 => half(0x7C00),
+        DType::BF16 => half(0x7F80),
+        _ => true,
+    }
+}
+
 fn module_tensors<M: Module>(module: M) -> Result<Vec<SavedTensor>, String> {
     let mut tensors = Vec::new();
     for tensor in module.collect(None, None, false) {
@@ -771,6 +831,59 @@ fn metadata_checksum(metadata: &str, param_ids: &str, version: u32) -> u32 {
         ..FORMAT_VERSION_SETS => crc,
         _ => crc32c::crc32c_append(crc, version.to_string().as_bytes()),
     }
+}
+
+/// Where the header of safetensors `bytes` ends: its 8-byte length, then the JSON and its
+/// padding.
+fn header_end(bytes: &[u8]) -> Result<usize, String> {
+    let length: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or("it is truncated")?;
+    usize::try_from(u64::from_le_bytes(length))
+        .ok()
+        .and_then(|n| n.checked_add(8))
+        .filter(|&end| end <= bytes.len())
+        .ok_or_else(|| "its header length is damaged".to_string())
+}
+
+/// Where the 8 hex digits of the header checksum lie in `bytes`: after the one
+/// `"header_checksum":"` of the header (the metadata's own quotes are escaped, so it cannot
+/// hold another).
+fn header_checksum_at(bytes: &[u8]) -> Result<usize, String> {
+    let header = &bytes[..header_end(bytes)?];
+    let key = format!(r#""{HEADER_CHECKSUM}":""#);
+    let mut found = header
+        .windows(key.len())
+        .enumerate()
+        .filter(|(_, w)| *w == key.as_bytes())
+        .map(|(i, _)| i + key.len());
+    match (found.next(), found.next()) {
+        (Some(at), None) if at + HEADER_CHECKSUM_PLACEHOLDER.len() <= header.len() => Ok(at),
+        _ => Err(format!("its `{HEADER_CHECKSUM}` is damaged")),
+    }
+}
+
+/// Checks the header checksum `written` (its header entry, which must be the bytes at its
+/// place) against the header's bytes with the checksum as zeros.
+fn check_header_checksum(bytes: &[u8], written: &str) -> Result<(), String> {
+    let damaged = || "the header is damaged (its checksum does not match)".to_string();
+    let at = header_checksum_at(bytes)?;
+    let digits = &bytes[at..at + HEADER_CHECKSUM_PLACEHOLDER.len()];
+    // Lowercase hex as written: `A` for `a` would read as the same number.
+    let lowercase_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+    if digits != written.as_bytes() || !digits.iter().all(lowercase_hex) {
+        return Err(damaged());
+    }
+    let expected = u32::from_str_radix(written, 16).map_err(|_| damaged())?;
+    let end = header_end(bytes)?;
+    let crc = crc32c::crc32c(&bytes[..at]);
+    let crc = crc32c::crc32c_append(crc, HEADER_CHECKSUM_PLACEHOLDER.as_bytes());
+    let crc = crc32c::crc32c_append(crc, &bytes[at + HEADER_CHECKSUM_PLACEHOLDER.len()..end]);
+    if crc != expected {
+        return Err(damaged());
+    }
+    Ok(())
 }
 
 /// Over each tensor's name, type, shape and bytes, in name order.

@@ -9,6 +9,7 @@ use crate::Error;
 use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 /// What comes between a temporary file's target name and its random part.
 const TEMP_MARKER: &str = ".tmp-";
@@ -52,13 +53,58 @@ pub fn write_atomic_parts(path: &Path, parts: &[&[u8]]) -> Result<(), Error> {
     let dir = parent_dir(path);
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create the directory", dir, e))?;
     // Dropped on an error, the temporary file is removed.
-    let mut tmp = temp_file_for(path)?;
+    let (mut tmp, _in_progress) = tracked_temp_file_for(path)?;
     for part in parts {
         tmp.write_all(part).map_err(|e| Error::io("write", path, e))?;
     }
     tmp.as_file().sync_all().map_err(|e| Error::io("flush", path, e))?;
     tmp.persist(path).map_err(|e| Error::io("replace", path, e.error))?;
     sync_dir(dir)
+}
+
+/// The temporary files being written in this process: what a forced exit (a second Ctrl-C)
+/// removes, so that it leaves none behind.
+static IN_PROGRESS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// A temporary file's entry in [`IN_PROGRESS`], removed with it.
+struct InProgress(PathBuf);
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        let mut registry = IN_PROGRESS.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(i) = registry.iter().position(|p| *p == self.0) {
+            registry.swap_remove(i);
+        }
+    }
+}
+
+/// [`temp_file_for`], listed in [`IN_PROGRESS`] while it lives. It is created under the list's
+/// lock, so that none starts once [`abandon_writes_in_progress`] holds it.
+fn tracked_temp_file_for(path: &Path) -> Result<(tempfile::NamedTempFile, InProgress), Error> {
+    let mut registry = IN_PROGRESS.lock().unwrap_or_else(PoisonError::into_inner);
+    let tmp = temp_file_for(path)?;
+    registry.push(tmp.path().to_path_buf());
+    let entry = InProgress(tmp.path().to_path_buf());
+    drop(registry);
+    Ok((tmp, entry))
+}
+
+/// Removes the temporary files of the writes in progress and keeps any other from starting (the
+/// list stays locked): for a process about to exit without finishing them. Returns how many it
+/// removed.
+pub(crate) fn abandon_writes_in_progress() -> usize {
+    let mut registry = IN_PROGRESS.lock().unwrap_or_else(PoisonError::into_inner);
+    let removed = remove_listed(&mut registry);
+    // Held until the process exits: a write that would start now waits for the exit instead.
+    std::mem::forget(registry);
+    removed
+}
+
+fn remove_listed(paths: &mut Vec<PathBuf>) -> usize {
+    paths
+        .drain(..)
+        .filter(|path| std::fs::remove_file(path).is_ok())
+        .count()
 }
 
 /// Removes the file at `path` and flushes its directory, so that the removal survives a crash.
@@ -201,6 +247,34 @@ fn sync_dir(dir: &Path) -> Result<(), Error> {
 mod tests {
     use super::*;
     use std::cell::RefCell;
+
+    /// What a second Ctrl-C removes: the temporary file of a write in progress, and no other file.
+    #[test]
+    fn abandoning_removes_the_temporary_files_of_writes_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tmp, entry) = tracked_temp_file_for(&dir.path().join("on_exception.ckpt")).unwrap();
+        std::fs::write(dir.path().join("done.ckpt"), b"kept").unwrap();
+        let path = tmp.path().to_path_buf();
+        assert!(path.exists());
+        // The list as `abandon_writes_in_progress` sees it, without keeping it locked (other
+        // tests write files).
+        let mut listed: Vec<PathBuf> = IN_PROGRESS
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p.starts_with(dir.path()))
+            .cloned()
+            .collect();
+        assert_eq!(listed, vec![path.clone()]);
+        assert_eq!(remove_listed(&mut listed), 1);
+        assert!(!path.exists());
+        assert!(dir.path().join("done.ckpt").exists());
+        drop(entry);
+        assert!(
+            !IN_PROGRESS.lock().unwrap().contains(&path),
+            "a finished write leaves the list"
+        );
+    }
 
     thread_local! {
         /// The directories `sync_dir` flushed on this thread (each test runs on its own).

@@ -4,8 +4,26 @@
 
 use crate::Error;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Jobs queued or being written, in every writer of the process.
+static QUEUED: AtomicUsize = AtomicUsize::new(0);
+
+/// Waits until every checkpoint job queued in the process is done, at most `limit`; whether
+/// they all are. What ends a stuck run calls it before exiting.
+pub(crate) fn wait_for_queued_writes(limit: Duration) -> bool {
+    let started = Instant::now();
+    while QUEUED.load(Ordering::SeqCst) > 0 {
+        if started.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
 
 /// Work for the writer thread: serialize and write checkpoints, remove old ones.
 pub(crate) type Job = Box<dyn FnOnce() -> Result<(), Error> + Send>;
@@ -22,7 +40,12 @@ const QUEUE_BOUND: usize = 1;
 #[derive(Default)]
 pub(crate) struct CheckpointWriter {
     worker: Option<Worker>,
+    non_finite: NonFinitePaths,
 }
+
+/// The checkpoints this writer wrote whose weights are not finite: removing one of them never
+/// loses the last finite weights.
+pub(crate) type NonFinitePaths = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<std::path::PathBuf>>>;
 
 struct Worker {
     jobs: SyncSender<Job>,
@@ -45,7 +68,9 @@ impl CheckpointWriter {
             Some(worker) => worker,
             None => self.worker.insert(Worker::spawn()?),
         };
+        QUEUED.fetch_add(1, Ordering::SeqCst);
         if let Err(returned) = worker.jobs.send(job) {
+            QUEUED.fetch_sub(1, Ordering::SeqCst);
             // The thread catches the jobs' panics, so it only stops once the queue is closed;
             // just in case, run the job here rather than lose a checkpoint.
             let stopped = self.finish();
@@ -53,6 +78,11 @@ impl CheckpointWriter {
             return earlier.and(stopped).and(ran);
         }
         earlier
+    }
+
+    /// The paths of the checkpoints it wrote whose weights are not finite, for its jobs.
+    pub(crate) fn non_finite_paths(&self) -> NonFinitePaths {
+        self.non_finite.clone()
     }
 
     /// The first error a finished job met and that was not reported yet, without waiting.
@@ -107,7 +137,9 @@ impl Worker {
                         let _span =
                             tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = "write_checkpoint")
                                 .entered();
-                        if let Err(error) = run_job(job) {
+                        let result = run_job(job);
+                        QUEUED.fetch_sub(1, Ordering::SeqCst);
+                        if let Err(error) = result {
                             // Fails only once the writer is gone, and it joins this thread first.
                             let _ = report.send(error);
                         }

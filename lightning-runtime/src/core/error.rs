@@ -22,7 +22,7 @@ pub enum Error {
     )]
     EmptyDataloader { loader: &'static str },
 
-    /// SIGINT or SIGTERM stopped the run at a batch boundary, after `on_exception` and the
+    /// SIGINT, SIGTERM or SIGHUP stopped the run at a batch boundary, after `on_exception` and the
     /// pending checkpoints.
     #[error(
         "interrupted by {signal_name}: the run stopped at a batch boundary after `on_exception`, its checkpoints and loggers"

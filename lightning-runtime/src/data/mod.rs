@@ -8,5 +8,5 @@ pub mod tensor_data;
 
 pub use tensor_data::{
     Example, InMemoryDataModule, LoaderOptions, SplitDataset, SplitLengths, TensorBatch, TensorBatcher, TensorDataset,
-    random_split,
+    check_batch_size, random_split,
 };

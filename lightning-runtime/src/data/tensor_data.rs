@@ -318,26 +318,40 @@ impl<const DX: usize, const DY: usize, K: Basic + 'static> LoaderOptions<DX, DY,
         self
     }
 
-    /// burn's dataloader. A batch size of 0 is taken as 1.
-    pub fn build(self) -> Loader<TensorBatch<DX, DY, K>> {
-        let mut builder =
-            DataLoaderBuilder::new(TensorBatcher::<DX, DY, K>::default()).batch_size(self.batch_size.max(1));
+    /// burn's dataloader; an error for a batch size of 0 (burn's loader would never end).
+    pub fn build(self) -> Result<Loader<TensorBatch<DX, DY, K>>, Error> {
+        check_batch_size(self.batch_size, "TensorDataset::loader")?;
+        let mut builder = DataLoaderBuilder::new(TensorBatcher::<DX, DY, K>::default()).batch_size(self.batch_size);
         if let Some(seed) = self.shuffle {
             builder = builder.shuffle(seed);
         }
         if self.num_workers > 0 {
             builder = builder.num_workers(self.num_workers);
         }
-        builder.build(self.dataset)
+        Ok(builder.build(self.dataset))
     }
 }
 
-impl<const DX: usize, const DY: usize, K: Basic + 'static> From<LoaderOptions<DX, DY, K>>
+impl<const DX: usize, const DY: usize, K: Basic + 'static> TryFrom<LoaderOptions<DX, DY, K>>
     for Loader<TensorBatch<DX, DY, K>>
 {
-    fn from(options: LoaderOptions<DX, DY, K>) -> Self {
+    type Error = Error;
+
+    fn try_from(options: LoaderOptions<DX, DY, K>) -> Result<Self, Error> {
         options.build()
     }
+}
+
+/// A batch size of 0 is an error (burn's batch iterator never advances with it: the run would
+/// hang), given before any loader is built. `what` names where the size was given.
+pub fn check_batch_size(batch_size: usize, what: &str) -> Result<(), Error> {
+    if batch_size == 0 {
+        return Err(Error::config(
+            "batch_size",
+            format!("0 examples per batch makes no batches (a loader that never ends); give 1 or more (`{what}`)"),
+        ));
+    }
+    Ok(())
 }
 
 /// The sizes of a [`random_split`](TensorDataset::random_split): fractions or counts.
@@ -496,7 +510,15 @@ impl<const DX: usize, const DY: usize, K: Basic + 'static> InMemoryDataModule<DX
         if shuffle {
             options = options.shuffle(self.seed);
         }
-        Some(options.build())
+        // `setup` refused a batch size of 0; one set later (`set_batch_size`) gives no loader,
+        // and the run fails naming the missing loader after the warning.
+        match options.build() {
+            Ok(loader) => Some(loader),
+            Err(e) => {
+                tracing::error!(target: "burn_lightning", "{e}");
+                None
+            }
+        }
     }
 }
 
@@ -509,13 +531,7 @@ impl<const DX: usize, const DY: usize, K: Basic + 'static> DataModule<TensorBatc
 
     fn setup(&mut self, stage: Stage) -> Result<(), Error> {
         let _ = stage;
-        if self.batch_size == 0 {
-            return Err(Error::config(
-                "batch_size",
-                "0 examples per batch makes no batches; use 1 or more (`InMemoryDataModule::batch_size`)",
-            ));
-        }
-        Ok(())
+        check_batch_size(self.batch_size, "InMemoryDataModule::batch_size")
     }
 
     fn train_dataloader(&mut self) -> Option<Loader<TensorBatch<DX, DY, K>>> {
@@ -557,13 +573,13 @@ mod tests {
     #[test]
     fn a_loader_stacks_rows_in_order_unless_shuffled() {
         let dataset = numbered(10);
-        let loader = dataset.loader(4).build();
+        let loader = dataset.loader(4).build().unwrap();
         let batches: Vec<TensorBatch> = loader.iter().map(Result::unwrap).collect();
         assert_eq!(batches.len(), 3);
         assert_eq!(first_column(&batches[0]), [0.0, 1.0, 2.0, 3.0]);
         assert_eq!(batches[2].y.dims(), [2, 1]);
         let shuffled = |seed| {
-            let loader = dataset.loader(10).shuffle(seed).build();
+            let loader = dataset.loader(10).shuffle(seed).build().unwrap();
             let batch = loader.iter().next().unwrap().unwrap();
             first_column(&batch)
         };
@@ -599,14 +615,14 @@ mod tests {
     fn class_labels_batch_as_an_int_tensor() {
         let x = (0..6).map(|i| vec![i as f32, 0.0]).collect();
         let dataset = TensorDataset::from_labels(x, vec![0, 1, 2, 0, 1, 2]).unwrap();
-        let batch = dataset.loader(4).build().iter().next().unwrap().unwrap();
+        let batch = dataset.loader(4).build().unwrap().iter().next().unwrap().unwrap();
         assert_eq!(batch.y.dims(), [4]);
         assert_eq!(batch.y.into_data().try_into_vec_as::<i64>().unwrap(), [0, 1, 2, 0]);
         let device = Device::default();
         let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![3i64, 4], [2]), &device);
         let dataset = TensorDataset::new(Tensor::<2>::ones([2, 3], &device), labels).unwrap();
         let [one, _] = dataset.random_split([1, 1], 0).unwrap();
-        let batch = one.loader(8).build().iter().next().unwrap().unwrap();
+        let batch = one.loader(8).build().unwrap().iter().next().unwrap().unwrap();
         assert!(matches!(
             batch.y.into_data().try_into_vec_as::<i64>().unwrap()[..],
             [3] | [4]

@@ -76,6 +76,8 @@ pub struct Core {
     pub(crate) detect_anomaly: bool,
     /// Whether the warning about a loss that is not finite was given (once per run).
     pub(crate) warned_non_finite: bool,
+    /// Where the first loss that was not finite was seen (a warning at the end of `fit`).
+    pub(crate) first_non_finite_loss: Option<String>,
     /// Where the fit loop is, for the checkpoints it saves (integers the loop updates).
     pub(crate) loop_progress: LoopProgress,
     /// The `precision` flag and, under `16-mixed`, the loss scaler.
@@ -158,6 +160,7 @@ impl Core {
             output: Output::default(),
             detect_anomaly: false,
             warned_non_finite: false,
+            first_non_finite_loss: None,
             loop_progress: Default::default(),
             precision: Default::default(),
             sync_dist: Default::default(),

@@ -175,6 +175,7 @@ pub(crate) fn check_finite_loss(core: &mut Core, hook: &'static str, loss: &Tens
         });
     }
     core.warned_non_finite = true;
+    core.first_non_finite_loss = Some(format!("{value} at {at}"));
     let warning = format!(
         "warning: the loss of `{hook}` is {value} at {at}; training goes on with it \
          (`detect_anomaly(true)` stops at the first such step, naming it)"

@@ -131,6 +131,7 @@ impl<'a, B> Batches<'a, B> {
     pub(crate) fn next_batch(&mut self) -> Result<Option<Batch<B>>, Error> {
         // The batch boundary where a run stops on SIGINT or SIGTERM.
         if let Some(signal) = crate::loops::signals::received() {
+            crate::loops::signals::reached_boundary();
             return Err(Error::Interrupted {
                 signal,
                 signal_name: crate::loops::signals::name(signal),

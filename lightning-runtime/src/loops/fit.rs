@@ -79,6 +79,18 @@ where
     };
     // Checkpoints still being written are part of the fit.
     let result = result.and_then(|()| run.finish_checkpoints());
+    if result.is_ok()
+        && let Some(first) = &run.core.first_non_finite_loss
+    {
+        // Lightning ends such a fit without a word; the weights it returns are likely NaN.
+        let warning = format!(
+            "warning: fit ended, but its loss was not finite: first {first} (the first step whose loss was read, \
+             on the steps that log); the weights may not be finite, and a checkpoint whose weights are not finite \
+             never replaced the last one whose weights are. `detect_anomaly(true)` stops at the first such step"
+        );
+        tracing::warn!(target: "burn_lightning", "{warning}");
+        run.core.output.println(&warning);
+    }
     if let Err(e) = &result {
         run.fail(e);
         // A failure before anything was logged removes the run directory it made.

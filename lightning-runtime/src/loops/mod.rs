@@ -59,6 +59,8 @@ pub(crate) struct Config {
     pub default_logger: bool,
     /// Whether a signal that stopped a run then exits the process.
     pub exit_on_signal: bool,
+    /// How long a signalled run may take to reach a batch boundary before it is ended.
+    pub signal_timeout: std::time::Duration,
     /// Whether a loss or gradient that is not finite ends the run.
     pub detect_anomaly: bool,
     /// Whether `report.html` is written into the run directory.

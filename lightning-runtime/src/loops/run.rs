@@ -44,7 +44,7 @@ macro_rules! datamodule_span {
 pub(crate) struct Run<'t, M: LightningModule, D> {
     pub cfg: &'t Config,
     pub callbacks: &'t mut Callbacks<M>,
-    pub loggers: &'t mut Vec<Box<dyn Logger>>,
+    pub loggers: crate::loops::signals::RunLoggers<'t>,
     /// Everything sent to the loggers in this run (Lightning's `logged_metrics`).
     pub logged: BTreeMap<String, f64>,
     /// Training batches that stepped the optimizer, across fits (Lightning's
@@ -130,7 +130,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         Self {
             cfg,
             callbacks,
-            loggers,
+            loggers: crate::loops::signals::RunLoggers::new(loggers),
             logged: BTreeMap::new(),
             batches_that_stepped: progress.batches_that_stepped,
             eval_batches_logged: HashMap::new(),
@@ -143,7 +143,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             train_device,
             eval_device,
             writer: CheckpointWriter::new(),
-            _signals: crate::loops::signals::SignalGuard::listen(),
+            _signals: crate::loops::signals::SignalGuard::listen(cfg.signal_timeout),
             new_run_dir: None,
             report: Default::default(),
             started: (std::time::SystemTime::now(), std::time::Instant::now()),
@@ -292,8 +292,9 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             Ok(()) => {
                 self.core.state.log_dir = None;
                 // The default logger this run added wrote there; the next run adds its own.
-                if self.cfg.default_logger && self.loggers.len() == 1 {
-                    self.loggers.pop();
+                let mut loggers = self.loggers.lock();
+                if self.cfg.default_logger && loggers.len() == 1 {
+                    loggers.pop();
                 }
             }
             Err(e) => {
@@ -383,15 +384,19 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         if self.cfg.process_group.as_ref().is_some_and(|group| group.rank != 0) {
             return Ok(None);
         }
-        let dir = match (self.core.state.log_dir.clone(), self.loggers.first_mut()) {
+        let first_dir = match self.core.state.log_dir {
+            Some(_) => None,
+            None => self.loggers.lock().first_mut().map(|logger| logger.log_dir()),
+        };
+        let dir = match (self.core.state.log_dir.clone(), first_dir) {
             (Some(dir), _) => dir,
-            (None, Some(logger)) => logger.log_dir()?,
+            (None, Some(dir)) => dir?,
             // The learning-rate finder's search keeps its plot in a `version_N` of its own.
             (None, None) if self.cfg.default_logger || self.cfg.tuning.is_some() => {
                 let dir = crate::checkpoint::run_dir::next_version_dir(&self.cfg.default_root_dir)?;
                 self.new_run_dir = Some(dir.clone());
                 if self.cfg.default_logger {
-                    self.loggers.push(Box::new(crate::loggers::default_logger(&dir)));
+                    self.loggers.lock().push(Box::new(crate::loggers::default_logger(&dir)));
                 }
                 dir
             }
@@ -410,10 +415,11 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         crate::checkpoint::run_dir::write_atomic(&dir.join("hparams.yaml"), yaml.as_bytes())?;
         let json = serde_json::to_value(&hparams)
             .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
-        for logger in self.loggers.iter_mut() {
+        let mut loggers = self.loggers.lock();
+        for logger in loggers.iter_mut() {
             logger.log_hyperparams(&json)?;
         }
-        if !self.loggers.is_empty() {
+        if !loggers.is_empty() {
             self.core.state.logger_version = logger_version(&dir);
         }
         self.core.state.log_dir = Some(dir.clone());
@@ -453,7 +459,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             return Ok(());
         }
         // An evaluation on a new trainer makes its run directory (and default logger) here.
-        if self.core.state.log_dir.is_none() && (self.cfg.default_logger || !self.loggers.is_empty()) {
+        if self.core.state.log_dir.is_none() && (self.cfg.default_logger || !self.loggers.lock().is_empty()) {
             self.create_log_dir()?;
         }
         // The report charts what the loggers get, also with `enable_logger(false)`: it is the
@@ -461,10 +467,11 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         if self.cfg.enable_report && self.core.state.log_dir.is_some() {
             self.report.record(&metrics, step, kind, self.core.state.stage);
         }
-        if self.loggers.is_empty() {
+        let mut loggers = self.loggers.lock();
+        if loggers.is_empty() {
             return Ok(());
         }
-        for logger in self.loggers.iter_mut() {
+        for logger in loggers.iter_mut() {
             logger.log_metrics(&metrics, step)?;
             logger.save()?;
         }
@@ -525,7 +532,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
     /// Flushes and closes the loggers once the run ended with `status`.
     pub fn finalize_loggers(&mut self, status: &str) -> Result<(), Error> {
         let mut first_error = Ok(());
-        for logger in self.loggers.iter_mut() {
+        for logger in self.loggers.lock().iter_mut() {
             let result = logger.finalize(status);
             if first_error.is_ok() {
                 first_error = result;
@@ -639,28 +646,53 @@ impl<D> CheckpointSink<'_, D> {
         let module = module.clone();
         let optimizers =
             crate::checkpoint::restore::optimizer_snapshots(self.optimizer.as_deref(), self.more_optimizers);
+        let non_finite_paths = self.writer.non_finite_paths();
         self.writer.submit(Box::new(move || {
             for dir in stale {
                 crate::checkpoint::run_dir::clean_stale_temp_files(&dir)?;
             }
+            let mut non_finite_paths = non_finite_paths
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // The first checkpoint just written whose weights are not finite, and the weight.
+            let mut non_finite: Option<(PathBuf, String)> = None;
+            let mut saved = |checkpoint: &Checkpoint, paths: &[PathBuf]| -> Result<(), Error> {
+                for path in paths {
+                    checkpoint.save(path)?;
+                }
+                if let Some(weight) = checkpoint.first_non_finite_weight() {
+                    non_finite_paths.extend(paths.iter().cloned());
+                    if let (None, Some(path)) = (&non_finite, paths.first()) {
+                        non_finite = Some((path.clone(), weight.to_string()));
+                    }
+                }
+                Ok(())
+            };
             if let Some(mut checkpoint) = checkpoint {
                 checkpoint.metrics = metrics.unwrap_or_default().to_json()?;
                 // Cloning the module copies tensor handles, not weights.
                 let checkpoint = checkpoint.with_payload(module.clone(), optimizers)?;
-                for path in &requests {
-                    checkpoint.save(path)?;
-                }
+                saved(&checkpoint, &requests)?;
             }
             if let Some(checkpoint) = weights_only {
                 let checkpoint = checkpoint.with_payload(module, Vec::new())?;
-                for path in &weights_only_requests {
-                    checkpoint.save(path)?;
-                }
+                saved(&checkpoint, &weights_only_requests)?;
             }
             for (target, link) in links {
                 crate::checkpoint::run_dir::link_atomic(&target, &link)?;
             }
             for path in removals {
+                // Weights that are not finite never replace the last finite ones: the older
+                // checkpoint stays unless its own weights were not finite either.
+                if let Some((new, weight)) = &non_finite
+                    && !non_finite_paths.contains(&path)
+                {
+                    tracing::warn!(target: "burn_lightning",
+                        "kept `{}`: `{}`, written to replace it, holds weights that are not finite (`{weight}`)",
+                        path.display(), new.display());
+                    continue;
+                }
+                non_finite_paths.remove(&path);
                 crate::checkpoint::run_dir::remove_durable(&path)?;
             }
             Ok(())

@@ -286,6 +286,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             accumulate_grad_batches: flags.accumulate_grad_batches,
             log_every_n_steps: flags.log_every_n_steps,
             exit_on_signal: flags.exit_on_signal,
+            signal_timeout: std::time::Duration::from_secs_f64(flags.signal_timeout),
             detect_anomaly: flags.detect_anomaly,
             default_logger: logging && !quiet_rank,
             enable_report: flags.enable_report && !quiet_rank,

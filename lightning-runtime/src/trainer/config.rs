@@ -189,12 +189,20 @@ macro_rules! trainer_flags {
             track_grad_norm: Option<f64> = None;
             fn track_grad_norm(track_grad_norm: f64) => Some(track_grad_norm);
 
-            /// On SIGINT or SIGTERM, a run stops at the next batch boundary (after `on_exception`,
-            /// pending checkpoints and the loggers); then the process exits with 130 or 143
+            /// On SIGINT, SIGTERM or SIGHUP, a run stops at the next batch boundary (after
+            /// `on_exception`, pending checkpoints and the loggers); then the process exits with
+            /// 130, 143 or 129
             /// (default true), or, with `false`, the entry point returns
             /// [`Error::Interrupted`](crate::Error::Interrupted).
             exit_on_signal: bool = true;
             fn exit_on_signal(exit_on_signal: bool) => exit_on_signal;
+
+            /// Seconds a run may take, after SIGINT, SIGTERM or SIGHUP, to reach the batch boundary where
+            /// it stops (default 10). A run stuck longer (a dataloader that blocks, a hook that
+            /// never returns) is ended without `on_exception`: the queued checkpoints are
+            /// written, the loggers flushed, and the process exits with 130, 143 or 129.
+            signal_timeout: f64 = 10.0;
+            fn signal_timeout(seconds: f64) => seconds;
 
             /// A loss or a gradient that is not finite ends the run with an error naming the
             /// step, the hook and (for a gradient) the parameter (Lightning's `detect_anomaly`;
@@ -375,6 +383,15 @@ impl TrainerConfig {
         };
         crate::strategies::accelerator::validate_devices(&self.devices)?;
         crate::strategies::ddp::Strategy::parse(&self.strategy)?;
+        if !(self.signal_timeout.is_finite() && self.signal_timeout >= 0.0) {
+            return Err(Error::config(
+                "signal_timeout",
+                format!(
+                    "{} is not a number of seconds; give 0 or more (10 by default)",
+                    self.signal_timeout
+                ),
+            ));
+        }
         if self.num_nodes == 0 {
             return Err(Error::config("num_nodes", "it must be at least 1"));
         }

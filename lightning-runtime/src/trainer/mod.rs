@@ -29,6 +29,7 @@ use crate::hooks::{
 use crate::loggers::Logger;
 use crate::loops::{Config, Session, evaluate, fit};
 use ckpt_path::{CkptPath, Places};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Runs a [`LightningModule`]: `fit`, `validate`, `test`, `predict`, with Lightning's hook order,
@@ -239,11 +240,13 @@ impl<M: LightningModule> Trainer<M> {
     }
 
     /// After a run a signal stopped, and cleaned up after: exits as the signal would have
-    /// (status 130 or 143), unless `exit_on_signal(false)`.
+    /// (status 130, 143 or 129), unless `exit_on_signal(false)`.
     fn exit_after_signal(&self, signal: i32) {
         if self.config.exit_on_signal {
             let status = crate::loops::signals::exit_status(signal);
-            eprintln!(
+            // After a hangup or with a closed pipe, stderr may be gone: no panic for it.
+            let _ = writeln!(
+                std::io::stderr(),
                 "{}: stopped after saving what was pending; exiting with {status}",
                 crate::loops::signals::name(signal)
             );
