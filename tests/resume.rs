@@ -699,9 +699,10 @@ fn recovery_killed_ten_times_before_its_first_checkpoint_still_resumes() {
     let expected = full.fit(Net::new(), data()).unwrap().weights();
     let root = dir.path().join("job");
     std::fs::create_dir_all(&root).unwrap();
+    let child_test = test_name("child_runs_the_last_command");
     let child = |mode: &str| {
         std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["child_runs_the_last_command", "--exact", "--ignored", "--nocapture"])
+            .args([child_test.as_str(), "--exact", "--ignored", "--nocapture"])
             .env(CHILD_DIR, &root)
             .env(CHILD_MODE, mode)
             .stdout(std::process::Stdio::null())
