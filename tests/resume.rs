@@ -53,8 +53,15 @@ impl Net {
 #[lightning_module]
 impl Net {
     #[hook]
-    fn training_step(&self, batch: Pair, _batch_idx: usize) -> Tensor<1> {
-        self.loss(batch)
+    fn training_step(&self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) -> Tensor<1> {
+        let loss = self.loss(batch);
+        // Epoch values of three reductions, numbers and tensors: a resumed epoch's must be an
+        // uninterrupted one's.
+        cx.log_with("train_loss", loss.clone(), LogOptions::new().on_step(true).on_epoch(true));
+        let epoch_only = LogOptions::new().on_step(false).on_epoch(true);
+        cx.log_with("batches", 1.0, epoch_only.clone().reduce(Reduce::Sum));
+        cx.log_with("max_loss", loss.clone(), epoch_only.reduce(Reduce::Max));
+        loss
     }
     #[hook]
     fn validation_step(&self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) {
@@ -159,6 +166,31 @@ fn a_fit_resumed_inside_an_epoch_continues_with_the_same_data_order() {
         let (weights, trainer, _) = resumed(&dir.path().join(format!("from_{step}")), &path);
         assert_eq!(weights, expected, "resumed from step {step}");
         assert_eq!(trainer.global_step(), 12, "resumed from step {step}");
+    }
+}
+
+#[test]
+fn a_fit_resumed_inside_an_epoch_logs_the_epoch_values_of_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut full = trainer(
+        &dir.path().join("full"),
+        ModelCheckpoint::new().every_n_train_steps(1).save_top_k(-1),
+    );
+    full.fit(Net::new(), data()).unwrap();
+    let expected = full.callback_metrics().clone();
+    assert_eq!(expected.get("batches"), Some(4.0), "{expected}");
+    let checkpoints = dir.path().join("full/lightning_logs/version_0/checkpoints");
+    // One and three batches into the last epoch.
+    for step in [9, 11] {
+        let path = checkpoint_at_step(&checkpoints, step);
+        let (_, trainer, _) = resumed(&dir.path().join(format!("from_{step}")), &path);
+        for key in ["train_loss_epoch", "batches", "max_loss"] {
+            assert_eq!(
+                trainer.callback_metrics().get(key),
+                expected.get(key),
+                "`{key}` after resuming from step {step}"
+            );
+        }
     }
 }
 

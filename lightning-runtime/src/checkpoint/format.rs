@@ -65,6 +65,7 @@ impl Checkpoint {
             extra: BTreeMap::new(),
             loops: None,
             metrics: BTreeMap::new(),
+            epoch_logs: Vec::new(),
             optimizer_parts: Vec::new(),
             weights: Weights::None,
             weight_sets: BTreeMap::new(),

@@ -115,6 +115,10 @@ pub(crate) fn restore_training_state(
     // An epoch that ran to its end resumes at the next one; otherwise at the next batch of it.
     state.current_epoch = checkpoint.epoch + usize::from(loops.epoch_done);
     core.loop_progress.batches_done = if loops.epoch_done { 0 } else { loops.batches_done };
+    // The epoch in progress: what it logged comes back when it starts again.
+    if !loops.epoch_done {
+        core.metrics.restore_epoch_logs(&checkpoint.epoch_logs)?;
+    }
     Ok(RestoredCounters {
         batches_that_stepped: loops.batches_that_stepped,
         total_batches: loops.total_batches,

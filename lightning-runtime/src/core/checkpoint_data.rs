@@ -32,6 +32,10 @@ pub struct Checkpoint {
     /// value an uninterrupted one would. Absent in older files (the metrics start empty).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metrics: BTreeMap<String, JsonValue>,
+    /// What the training loop's `cx.log` calls accumulated of the epoch in progress (a
+    /// checkpoint saved inside an epoch): a resumed epoch's means count its first batches too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) epoch_logs: Vec<crate::core::logging::SavedEpochLog>,
     /// The byte lengths of the optimizers' states in the optimizer section, one after the
     /// other, when the module has several (empty with one: the section is its state alone).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -10,6 +10,7 @@ use crate::core::distributed::Collectives;
 use crate::core::hook_list::{Hook, LogScope};
 use crate::core::state::Loop;
 use crate::{Error, Tensor};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -119,7 +120,8 @@ fn read_values(tensors: &[Tensor<1>]) -> Vec<f64> {
 }
 
 /// How epoch values are reduced (Lightning's `reduce_fx`).
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Reduce {
     /// Mean weighted by batch size: `sum(v * bs) / sum(bs)`.
     #[default]
@@ -241,6 +243,9 @@ struct Accumulator {
     scalars: Vec<(f64, f64)>,
     tensors: Vec<Tensor<1>>,
     tensor_weights: Vec<f64>,
+    /// Values of tensors a checkpoint read before they were folded (a resumed epoch's): folded
+    /// in first, when the tensors are, so the sums run in the order an uninterrupted epoch's do.
+    restored_tensor_values: Vec<(f64, f64)>,
 }
 
 /// Tensors kept before they are read and folded into numbers (bounds memory on long epochs).
@@ -253,7 +258,7 @@ impl Accumulator {
             MetricValue::Tensor(t) => {
                 self.tensors.push(t);
                 self.tensor_weights.push(weight);
-                if self.tensors.len() >= FOLD_EVERY {
+                if self.tensors.len() + self.restored_tensor_values.len() >= FOLD_EVERY {
                     self.fold();
                 }
             }
@@ -267,13 +272,14 @@ impl Accumulator {
 
     /// Folds in the values of the tensors kept, read by the caller (in the same order).
     fn absorb(&mut self, values: Vec<f64>) {
+        self.scalars.append(&mut self.restored_tensor_values);
         self.scalars
             .extend(values.into_iter().zip(self.tensor_weights.drain(..)));
         self.tensors.clear();
     }
 
     fn is_empty(&self) -> bool {
-        self.scalars.is_empty() && self.tensors.is_empty()
+        self.scalars.is_empty() && self.tensors.is_empty() && self.restored_tensor_values.is_empty()
     }
 
     /// Forgets everything added (keeps the allocations for the next epoch).
@@ -281,6 +287,7 @@ impl Accumulator {
         self.scalars.clear();
         self.tensors.clear();
         self.tensor_weights.clear();
+        self.restored_tensor_values.clear();
     }
 
     /// The reduced value of everything added since the epoch started.
@@ -366,6 +373,9 @@ struct Entry {
     object: Option<Box<dyn LoggedMetric>>,
     /// Whether the object was logged since the last reset (Lightning's `has_reset` is false).
     object_logged: bool,
+    /// Made from a checkpoint's epoch in progress, and not logged since: logging it with other
+    /// options (a changed module) replaces it instead of failing.
+    restored: bool,
 }
 
 impl Entry {
@@ -418,7 +428,65 @@ pub(crate) struct MetricStore {
     restored: Resets,
     /// Resets due when the next training epoch starts.
     resets_due: Resets,
+    /// What a checkpoint's training epoch in progress had logged: the entries it makes when
+    /// the resumed epoch starts.
+    restored_logs: Vec<RestoredLog>,
 }
+
+/// A training entry of a checkpoint's epoch in progress, parsed (see
+/// [`MetricStore::restore_epoch_logs`]).
+#[derive(Debug)]
+struct RestoredLog {
+    hook: Hook,
+    name: String,
+    options: LogOptions,
+    scalars: Vec<(f64, f64)>,
+    tensor_values: Vec<(f64, f64)>,
+}
+
+/// What one training entry accumulated of an epoch in progress, as a checkpoint keeps it (a
+/// resumed epoch's means count the batches before the checkpoint too). Values and weights are
+/// the bits of their `f64`: exact through JSON, and not-a-number too.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SavedEpochLog {
+    hook: String,
+    name: String,
+    on_step: bool,
+    reduce: Reduce,
+    prog_bar: bool,
+    logger: bool,
+    /// `(value, weight)` of each value logged as a number, or folded from tensors.
+    values: Vec<(u64, u64)>,
+    /// `(value, weight)` of each value logged as a tensor, not folded yet.
+    tensor_values: Vec<(u64, u64)>,
+}
+
+/// The training entries of an epoch in progress, taken when a checkpoint is requested: their
+/// tensors are read on the writer thread ([`EpochLogsSnapshot::read`]).
+#[derive(Debug, Default)]
+pub(crate) struct EpochLogsSnapshot(Vec<(SavedEpochLog, Vec<Tensor<1>>, Vec<f64>)>);
+
+impl EpochLogsSnapshot {
+    /// The entries, with their tensors' values (one device read for all of them).
+    pub(crate) fn read(self) -> Vec<SavedEpochLog> {
+        let tensors: Vec<Tensor<1>> = self.0.iter().flat_map(|(_, tensors, _)| tensors.iter().cloned()).collect();
+        let mut values = read_values(&tensors).into_iter();
+        self.0
+            .into_iter()
+            .map(|(mut saved, tensors, weights)| {
+                let read = values.by_ref().take(tensors.len());
+                saved
+                    .tensor_values
+                    .extend(read.zip(weights).map(|(v, w)| (v.to_bits(), w.to_bits())));
+                saved
+            })
+            .collect()
+    }
+}
+
+/// Hooks that run again when an epoch resumes: what they log is not carried over (it would be
+/// counted twice).
+const RERUN_ON_RESUME: [Hook; 2] = [Hook::OnTrainStart, Hook::OnTrainEpochStart];
 
 /// The metric objects a checkpoint saves (see [`MetricStore::checkpointed_metrics`]), by state.
 #[derive(Clone, Debug, Default)]
@@ -588,12 +656,30 @@ impl MetricStore {
                     epoch_published: None,
                     object: None,
                     object_logged: false,
+                    restored: false,
                 });
                 self.by_name.entry(name.to_string()).or_default().push(index);
                 index
             }
         };
-        let entry = &self.entries[index];
+        let entry = &mut self.entries[index];
+        let differs = entry.on_step != on_step
+            || entry.on_epoch != on_epoch
+            || entry.reduce != options.reduce
+            || entry.prog_bar != options.prog_bar
+            || entry.logger != options.logger.unwrap_or(true);
+        if std::mem::take(&mut entry.restored) && differs {
+            tracing::warn!(target: "burn_lightning",
+                "`{name}` is logged in `{}` with other options than the checkpoint's; its epoch value counts the batches since the resume only",
+                hook.name());
+            entry.epoch.clear();
+            entry.on_step = on_step;
+            entry.on_epoch = on_epoch;
+            entry.reduce = options.reduce;
+            entry.prog_bar = options.prog_bar;
+            entry.logger = options.logger.unwrap_or(true);
+            return Ok(index);
+        }
         // Lightning compares the whole `_Metadata`; of it, these are the options we have.
         if entry.on_step != on_step
             || entry.on_epoch != on_epoch
@@ -668,6 +754,85 @@ impl MetricStore {
         for entry in self.entries.iter_mut().filter(|e| e.loop_kind == loop_kind) {
             entry.reset();
         }
+        if loop_kind == Loop::Train {
+            for restored in std::mem::take(&mut self.restored_logs) {
+                let Ok(index) = self.entry(restored.hook, Loop::Train, &restored.name, &restored.options) else {
+                    continue;
+                };
+                let entry = &mut self.entries[index];
+                entry.epoch.scalars = restored.scalars;
+                entry.epoch.restored_tensor_values = restored.tensor_values;
+                entry.restored = true;
+            }
+        }
+    }
+
+    /// What the training loop accumulated of its epoch in progress (nothing once the epoch has
+    /// ended), for a checkpoint. Metric objects keep their own state (`crate::metrics`).
+    pub(crate) fn epoch_logs_snapshot(&self) -> EpochLogsSnapshot {
+        if self.ended.contains(&Loop::Train) {
+            return EpochLogsSnapshot::default();
+        }
+        let bits = |pairs: &[(f64, f64)]| pairs.iter().map(|(v, w)| (v.to_bits(), w.to_bits())).collect();
+        let saved = self
+            .entries
+            .iter()
+            .filter(|e| {
+                e.loop_kind == Loop::Train
+                    && e.on_epoch
+                    && e.object.is_none()
+                    && !e.epoch.is_empty()
+                    && !RERUN_ON_RESUME.contains(&e.hook)
+            })
+            .map(|e| {
+                let saved = SavedEpochLog {
+                    hook: e.hook.name().to_string(),
+                    name: e.name.clone(),
+                    on_step: e.on_step,
+                    reduce: e.reduce,
+                    prog_bar: e.prog_bar,
+                    logger: e.logger,
+                    values: bits(&e.epoch.scalars),
+                    tensor_values: bits(&e.epoch.restored_tensor_values),
+                };
+                (saved, e.epoch.tensors.clone(), e.epoch.tensor_weights.clone())
+            })
+            .collect();
+        EpochLogsSnapshot(saved)
+    }
+
+    /// A resumed fit: the training entries of the checkpoint's epoch in progress come back
+    /// when that epoch starts again, so that its means count the batches before the
+    /// checkpoint too. An error names an entry the file describes wrongly.
+    pub(crate) fn restore_epoch_logs(&mut self, saved: &[SavedEpochLog]) -> Result<(), Error> {
+        let floats = |pairs: &[(u64, u64)]| pairs.iter().map(|(v, w)| (f64::from_bits(*v), f64::from_bits(*w))).collect();
+        self.restored_logs = saved
+            .iter()
+            .map(|saved| {
+                let hook = Hook::ALL.into_iter().find(|h| h.name() == saved.hook).ok_or_else(|| {
+                    Error::Checkpoint(format!(
+                        "its logged value `{}` names a hook this version does not have (`{}`)",
+                        saved.name, saved.hook
+                    ))
+                })?;
+                Ok(RestoredLog {
+                    hook,
+                    name: saved.name.clone(),
+                    options: LogOptions {
+                        on_step: Some(saved.on_step),
+                        on_epoch: Some(true),
+                        reduce: saved.reduce,
+                        prog_bar: saved.prog_bar,
+                        batch_size: None,
+                        logger: Some(saved.logger),
+                        sync_dist: false,
+                    },
+                    scalars: floats(&saved.values),
+                    tensor_values: floats(&saved.tensor_values),
+                })
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok(())
     }
 
     /// Ends an epoch of `loop_kind`: reduces what it accumulated (reading every tensor of the

@@ -643,6 +643,10 @@ impl<D> CheckpointSink<'_, D> {
         let metrics = checkpoint
             .is_some()
             .then(|| crate::metrics::MetricsSnapshot::of(&*module, &core.metrics.checkpointed_metrics()));
+        let epoch_logs = match checkpoint.is_some() && core.state.function == TrainerFn::Fitting {
+            true => core.metrics.epoch_logs_snapshot(),
+            false => Default::default(),
+        };
         let module = module.clone();
         let optimizers =
             crate::checkpoint::restore::optimizer_snapshots(self.optimizer.as_deref(), self.more_optimizers);
@@ -670,6 +674,7 @@ impl<D> CheckpointSink<'_, D> {
             };
             if let Some(mut checkpoint) = checkpoint {
                 checkpoint.metrics = metrics.unwrap_or_default().to_json()?;
+                checkpoint.epoch_logs = epoch_logs.read();
                 // Cloning the module copies tensor handles, not weights.
                 let checkpoint = checkpoint.with_payload(module.clone(), optimizers)?;
                 saved(&checkpoint, &requests)?;
