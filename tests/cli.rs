@@ -442,6 +442,46 @@ fn bad_input_exits_with_status_2_and_a_message() {
 }
 
 #[test]
+fn bad_values_of_devices_and_hyperparameters_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let fit = |extra: &[&str]| {
+        let mut args = vec!["fit", "--trainer.default_root_dir", root, "--trainer.max_epochs", "1"];
+        args.extend_from_slice(extra);
+        child_status(&args)
+    };
+    // The accelerator and devices are the trainer's to resolve: the CLI gives no device of its own.
+    let (status, stderr) = fit(&["--trainer.accelerator", "cpu"]);
+    assert_eq!(status, 0, "{stderr}");
+    let (status, stderr) = fit(&["--trainer.accelerator", "cpu", "--trainer.devices", "2"]);
+    assert_eq!(status, 0, "{stderr}");
+    // A hyperparameter the module's weights cannot be initialized with names itself.
+    let (status, stderr) = fit(&["--model.hidden", "0", "--model.label", "zero"]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(
+        stderr.contains("invalid `--model.hidden 0`: initializing the module's weights panicked"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--model.label"), "only the culprit is named: {stderr}");
+    assert!(
+        !stderr.contains("panicked at"),
+        "the panic is not printed as a crash: {stderr}"
+    );
+    // Weights larger than the machine are refused from their shapes, before any allocation.
+    let (status, stderr) = fit(&["--model.hidden", "100000000000"]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.contains("invalid `--model.hidden 100000000000`"), "{stderr}");
+    assert!(stderr.contains("more than this machine's memory"), "{stderr}");
+    // A negative learning rate is an error, as in torch.
+    let (status, stderr) = fit(&["--optimizer", "SGD", "--optimizer.lr", "-0.1"]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.contains("invalid learning rate -0.1"), "{stderr}");
+    let (status, stderr) = fit(&["--model.lr", "-0.1"]);
+    assert_eq!(status, 1, "{stderr}");
+    assert!(stderr.contains("invalid learning rate -0.1"), "{stderr}");
+}
+
+#[test]
 fn tune_lr_runs_lr_find_and_trains_with_its_suggestion() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().display().to_string();

@@ -57,7 +57,11 @@ impl Net {
         let loss = self.loss(batch);
         // Epoch values of three reductions, numbers and tensors: a resumed epoch's must be an
         // uninterrupted one's.
-        cx.log_with("train_loss", loss.clone(), LogOptions::new().on_step(true).on_epoch(true));
+        cx.log_with(
+            "train_loss",
+            loss.clone(),
+            LogOptions::new().on_step(true).on_epoch(true),
+        );
         let epoch_only = LogOptions::new().on_step(false).on_epoch(true);
         cx.log_with("batches", 1.0, epoch_only.clone().reduce(Reduce::Sum));
         cx.log_with("max_loss", loss.clone(), epoch_only.reduce(Reduce::Max));

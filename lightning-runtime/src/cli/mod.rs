@@ -55,8 +55,10 @@
 //! - **Errors.** An unknown key, in a file or on the command line, is an error with the nearest
 //!   known key ("did you mean"); a Lightning 1.x flag (`gpus`, `auto_lr_find`, ...) names its
 //!   replacement; malformed YAML names the file, line and column; a wrong type or an invalid
-//!   value names the key as the user wrote it and where it came from. They exit with status 2
-//!   and never panic; an error during the run exits with 1.
+//!   value names the key as the user wrote it and where it came from. A module that cannot be
+//!   built from the `--model.*` values given (its constructor or its weights' initializer
+//!   panics, or its weights exceed this machine's memory) names the culprit. They exit with
+//!   status 2 and never panic; an error during the run exits with 1.
 //! - **`--print_config`** prints the complete merged configuration as YAML and exits; `fit` also
 //!   writes it to the run directory as `config.yaml` (Lightning's `SaveConfigCallback`).
 //! - **`--tune lr|batch_size`** runs the tuner before the subcommand.
@@ -69,6 +71,7 @@
 //!
 //! At the top of the runtime: uses the trainer, the tuner and everything below them.
 
+mod module_check;
 pub mod optimizers;
 
 use crate::core::component::ComponentSpec;
@@ -954,15 +957,13 @@ where
             // Lightning's `seed_everything` says so.
             println!("Seed set to {seed}");
         }
-        let device = Device::default();
         // Written by `fit` once the configuration is final (a checkpoint's hyperparameters).
         let config_yaml = Arc::new(Mutex::new(String::new()));
-        let mut builder = Trainer::builder()
-            .config(parsed.trainer.clone())
-            .device(device.clone())
-            .callback(SaveConfig {
-                yaml: config_yaml.clone(),
-            });
+        // No device of its own: the trainer resolves `--trainer.accelerator` and
+        // `--trainer.devices`, and the module is built on the device it chose.
+        let mut builder = Trainer::builder().config(parsed.trainer.clone()).callback(SaveConfig {
+            yaml: config_yaml.clone(),
+        });
         if let Some(replacement) = self.optimizer_override(&parsed) {
             builder = builder.optimizer_override(replacement);
         }
@@ -994,7 +995,8 @@ where
             None => None,
         };
         *config_yaml.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = parsed.config_yaml();
-        let mut model = (self.build_model)(&parsed.hparams, &device);
+        let device = trainer.config().device.clone();
+        let mut model = self.build_module(&parsed.hparams, &device)?;
         let mut data = parsed.data;
         if let Some(what) = parsed.tune {
             model = self.tune(&mut trainer, model, &parsed.hparams, &mut data, what)?;
@@ -1038,6 +1040,39 @@ where
             }
         }
         Ok(outcome)
+    }
+
+    /// The module of `hparams` on `device`, checked (see [`module_check`]): a constructor or an
+    /// initializer that panics, or weights larger than this machine's memory, is bad input (2)
+    /// naming the hyperparameters given that cause it; with every hyperparameter at its
+    /// default, a failure of the module itself (1).
+    fn build_module(&self, hparams: &M::Hparams, device: &Device) -> Result<M, CliError> {
+        let defaults = match self.defaults().get("model") {
+            Some(JsonValue::Object(defaults)) => defaults.clone(),
+            _ => Map::new(),
+        };
+        let changed = match serde_json::to_value(hparams) {
+            Ok(JsonValue::Object(given)) => given.iter().any(|(k, v)| defaults.get(k) != Some(v)),
+            _ => true,
+        };
+        // The probe initializes a second module's weights: only when the input may be at fault.
+        let check =
+            |hparams: &M::Hparams| module_check::checked_module(|| (self.build_model)(hparams, device), changed);
+        let why = match check(hparams) {
+            Ok(model) => return Ok(model),
+            Err(why) => why,
+        };
+        let suspects = module_check::suspects::<M>(hparams, &defaults, |h| check(h).is_err());
+        if suspects.is_empty() {
+            return Err(CliError {
+                message: format!("error: `{}`: {why}", short_type_name::<M>()),
+                code: 1,
+            });
+        }
+        Err(CliError::bad_input(format!(
+            "error: invalid `{}`: {why}",
+            suspects.join("` and `")
+        )))
     }
 
     /// The module's hyperparameters with those saved in `checkpoint` (at `path`): they replace

@@ -244,16 +244,18 @@ pub fn build_optimizer(spec: &ComponentSpec) -> Result<OptimizerConfig, Error> {
             ),
         ));
     };
-    (kind.build)(spec).map_err(|message| {
-        Error::config(
-            "optimizer",
-            format!(
-                "{message} (the options of `{}` are {})",
-                kind.names[0],
-                kind.options.join(", ")
-            ),
-        )
-    })
+    (kind.build)(spec)
+        .and_then(|config| config.check_learning_rates().map(|()| config))
+        .map_err(|message| {
+            Error::config(
+                "optimizer",
+                format!(
+                    "{message} (the options of `{}` are {})",
+                    kind.names[0],
+                    kind.options.join(", ")
+                ),
+            )
+        })
 }
 
 /// Builds the scheduler `spec` names, with Lightning's `interval`, `frequency` and `name`.

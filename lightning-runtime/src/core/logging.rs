@@ -469,7 +469,11 @@ pub(crate) struct EpochLogsSnapshot(Vec<(SavedEpochLog, Vec<Tensor<1>>, Vec<f64>
 impl EpochLogsSnapshot {
     /// The entries, with their tensors' values (one device read for all of them).
     pub(crate) fn read(self) -> Vec<SavedEpochLog> {
-        let tensors: Vec<Tensor<1>> = self.0.iter().flat_map(|(_, tensors, _)| tensors.iter().cloned()).collect();
+        let tensors: Vec<Tensor<1>> = self
+            .0
+            .iter()
+            .flat_map(|(_, tensors, _)| tensors.iter().cloned())
+            .collect();
         let mut values = read_values(&tensors).into_iter();
         self.0
             .into_iter()
@@ -805,7 +809,12 @@ impl MetricStore {
     /// when that epoch starts again, so that its means count the batches before the
     /// checkpoint too. An error names an entry the file describes wrongly.
     pub(crate) fn restore_epoch_logs(&mut self, saved: &[SavedEpochLog]) -> Result<(), Error> {
-        let floats = |pairs: &[(u64, u64)]| pairs.iter().map(|(v, w)| (f64::from_bits(*v), f64::from_bits(*w))).collect();
+        let floats = |pairs: &[(u64, u64)]| {
+            pairs
+                .iter()
+                .map(|(v, w)| (f64::from_bits(*v), f64::from_bits(*w)))
+                .collect()
+        };
         self.restored_logs = saved
             .iter()
             .map(|saved| {

@@ -124,6 +124,31 @@ impl OptimizerConfig {
         self
     }
 
+    /// torch's check of the learning rates (`Invalid learning rate`): the optimizer's and each
+    /// param group's must be 0 or more (not a negative number, not NaN).
+    pub(crate) fn check_learning_rates(&self) -> Result<(), String> {
+        let valid = |lr: f64| lr >= 0.0;
+        if !valid(self.lr) {
+            return Err(format!(
+                "invalid learning rate {}: it must be 0 or more (torch refuses it too: `Invalid learning rate`)",
+                self.lr
+            ));
+        }
+        if let Some((i, lr)) = self
+            .groups
+            .iter()
+            .enumerate()
+            .find_map(|(i, g)| g.lr.filter(|lr| !valid(*lr)).map(|lr| (i, lr)))
+        {
+            return Err(format!(
+                "invalid learning rate {lr} of param group {}: it must be 0 or more (torch refuses it too: \
+                 `Invalid learning rate`)",
+                i + 1
+            ));
+        }
+        Ok(())
+    }
+
     /// The parameters it updates, when not all.
     fn updated_params(&self) -> Option<BTreeSet<ParamId>> {
         match self.groups.is_empty() {
@@ -139,6 +164,7 @@ impl OptimizerConfig {
             hook: "configure_optimizers",
             message,
         };
+        self.check_learning_rates().map_err(refuse)?;
         let params = self.updated_params();
         if !self.groups.is_empty() && self.params.is_some() {
             return Err(refuse(
