@@ -903,8 +903,17 @@ fn temporary_files_a_killed_run_left_are_removed_with_the_first_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let checkpoints = dir.path().join("ckpts");
     std::fs::create_dir_all(&checkpoints).unwrap();
-    let stale = checkpoints.join(".epoch=0-step=4.ckpt.tmp-abc123");
+    let host = burn_lightning::checkpoint::run_dir::host_name();
+    // Its writer is a process of this host that ran and is gone (`kill -9` mid-write).
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    let stale = checkpoints.join(format!(".epoch=0-step=4.ckpt.tmp-abc123-{gone_pid}-{host}"));
     std::fs::write(&stale, b"half a checkpoint").unwrap();
+    // Another run sharing the directory, still writing: its file stays.
+    let mut writing = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let live = format!(".last.ckpt.tmp-Qx7-{}-{host}", writing.id());
+    std::fs::write(checkpoints.join(&live), b"a checkpoint being written").unwrap();
     std::fs::write(checkpoints.join("notes.txt"), b"mine").unwrap();
     let seen = Arc::new(Mutex::new(None));
     builder(dir.path())
@@ -920,8 +929,13 @@ fn temporary_files_a_killed_run_left_are_removed_with_the_first_checkpoint() {
         Some(true),
         "still there before the first checkpoint"
     );
-    // Only temporary files go; the user's own file stays.
-    assert_eq!(file_names(&checkpoints), ["epoch=0-step=4.ckpt", "notes.txt"]);
+    writing.kill().unwrap();
+    writing.wait().unwrap();
+    // Only orphaned temporary files go; a live writer's and the user's own file stay.
+    assert_eq!(
+        file_names(&checkpoints),
+        [live.as_str(), "epoch=0-step=4.ckpt", "notes.txt"]
+    );
     for name in file_names(&checkpoints).iter().filter(|n| n.ends_with(".ckpt")) {
         let checkpoint = Checkpoint::load(&checkpoints.join(name)).unwrap();
         assert_eq!(checkpoint.global_step, 4, "{name}");

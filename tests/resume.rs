@@ -199,6 +199,40 @@ fn a_fit_resumed_inside_an_epoch_logs_the_epoch_values_of_an_uninterrupted_one()
 }
 
 #[test]
+fn a_resumed_fit_removes_what_a_killed_run_left_in_its_own_run_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("run");
+    let (_, checkpoints) = uninterrupted(&root);
+    let run = checkpoints.parent().unwrap().to_path_buf();
+    let host = burn_lightning::checkpoint::run_dir::host_name();
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    // What a run killed mid-write leaves in `version_0`, and what a live run writes there.
+    let orphans = [
+        checkpoints.join(format!(".epoch=2-step=12.ckpt.tmp-aB3-{gone_pid}-{host}")),
+        run.join(format!(".metrics.csv.tmp-zz9-{gone_pid}-{host}")),
+    ];
+    let mut writing = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let live = checkpoints.join(format!(".last.ckpt.tmp-Qx7-{}-{host}", writing.id()));
+    for path in orphans.iter().chain([&live]) {
+        std::fs::write(path, b"partial").unwrap();
+    }
+    // The resumed fit writes into `version_1`, and cleans `version_0` too.
+    let resume_from = checkpoint_at_step(&checkpoints, 6);
+    trainer(&root, ModelCheckpoint::new())
+        .fit_from(Net::new(), data(), &resume_from)
+        .unwrap();
+    writing.kill().unwrap();
+    writing.wait().unwrap();
+    assert!(root.join("lightning_logs/version_1/checkpoints").is_dir());
+    for orphan in &orphans {
+        assert!(!orphan.exists(), "{} is left", orphan.display());
+    }
+    assert!(live.exists(), "a live writer's file is kept");
+}
+
+#[test]
 fn last_names_the_newest_checkpoint_and_best_the_monitored_best() {
     let dir = tempfile::tempdir().unwrap();
     let mut trainer = trainer(

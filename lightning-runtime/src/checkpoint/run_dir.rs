@@ -1,9 +1,10 @@
 //! The run directory (`<default_root_dir>/lightning_logs/version_N`) and durable file writes.
 //!
-//! A write goes to a temporary file beside its target, named `.<file name>.tmp-<random>` (so that
-//! one a killed run leaves behind never ends in `.ckpt` and is never taken for a checkpoint),
-//! is flushed to disk, renamed over the target, and then the directory itself is flushed, so that
-//! the rename survives a power loss too. [`clean_stale_temp_files`] removes leftovers.
+//! A write goes to a temporary file beside its target, named
+//! `.<file name>.tmp-<random>-<pid>-<host>` (so that one a killed run leaves behind never ends in
+//! `.ckpt` and is never taken for a checkpoint, and says which process wrote it), is flushed to
+//! disk, renamed over the target, and then the directory itself is flushed, so that the rename
+//! survives a power loss too. [`clean_stale_temp_files`] removes leftovers whose writer is gone.
 
 use crate::Error;
 use std::ffi::OsStr;
@@ -128,11 +129,10 @@ pub fn link_atomic(target: &Path, link: &Path) -> Result<(), Error> {
         (Some(target_dir), Some(name)) if target_dir == link.parent().unwrap_or(Path::new("")) => Path::new(name),
         _ => target,
     };
-    let name = link.file_name().unwrap_or(OsStr::new("file")).to_string_lossy();
-    let prefix = format!(".{name}{TEMP_MARKER}");
+    let (prefix, suffix) = temp_name_parts(link);
     let made = tempfile::Builder::new()
         .prefix(&prefix)
-        .suffix("")
+        .suffix(&suffix)
         .make_in(dir, |path| symlink(relative, path));
     match made {
         Ok(tmp) => tmp.persist(link).map_err(|e| Error::io("replace", link, e.error))?,
@@ -159,31 +159,154 @@ fn symlink(_target: &Path, _path: &Path) -> std::io::Result<()> {
     Err(std::io::ErrorKind::Unsupported.into())
 }
 
-/// Removes the temporary files an interrupted write left in `dir` (not in its subdirectories)
-/// and returns how many. A missing `dir` has none.
-pub fn clean_stale_temp_files(dir: &Path) -> Result<usize, Error> {
+/// How long a temporary file whose writer cannot be asked (another host's, or one named before
+/// writers were named) must have gone unmodified before it is taken for an orphan: a write in
+/// progress modifies its file all along.
+pub const UNKNOWN_WRITER_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+/// Who wrote a temporary file, from its name.
+#[derive(Debug, PartialEq, Eq)]
+enum Writer {
+    /// A process of this host: asked whether it still runs.
+    ThisHost(u32),
+    /// Another host's, or a name without a writer.
+    Unknown,
+}
+
+/// Why a temporary file is an orphan, or `None` while its writer may still be writing it.
+fn orphaned(path: &Path, writer: &Writer) -> Option<String> {
+    match writer {
+        Writer::ThisHost(pid) if *pid == std::process::id() => None,
+        Writer::ThisHost(pid) => (!process_runs(*pid)).then(|| format!("process {pid} on this host no longer runs")),
+        Writer::Unknown => {
+            let modified = std::fs::symlink_metadata(path).and_then(|m| m.modified()).ok()?;
+            let age = modified.elapsed().ok()?;
+            (age > UNKNOWN_WRITER_AGE).then(|| format!("unmodified for {} hours", age.as_secs() / 3600))
+        }
+    }
+}
+
+/// Whether process `pid` of this host runs (one we may not signal runs too).
+#[cfg(unix)]
+fn process_runs(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return true;
+    };
+    // SAFETY: signal 0 sends nothing; it only checks that the process exists.
+    let sent = unsafe { libc::kill(pid, 0) };
+    sent == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Where it cannot be asked, every process may be running.
+#[cfg(not(unix))]
+fn process_runs(_pid: u32) -> bool {
+    true
+}
+
+/// This host's name as temporary file names carry it: letters, digits and `-` (anything else
+/// becomes `-`), `unknown` where it cannot be read.
+pub fn host_name() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        let raw = read_host_name().unwrap_or_default();
+        let name: String = raw
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        if name.is_empty() { "unknown".into() } else { name }
+    })
+}
+
+#[cfg(unix)]
+fn read_host_name() -> Option<String> {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; the name is NUL-terminated when it fits.
+    let done = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    if done != 0 {
+        return None;
+    }
+    let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
+    Some(String::from_utf8_lossy(&buffer[..end]).into_owned())
+}
+
+#[cfg(not(unix))]
+fn read_host_name() -> Option<String> {
+    std::env::var("COMPUTERNAME").ok()
+}
+
+/// Removes the temporary files in `dir` (not in its subdirectories) whose writer is gone: a
+/// process of this host that no longer runs, or, for a writer that cannot be asked, a file
+/// unmodified for [`UNKNOWN_WRITER_AGE`]. Those of running processes (another run writing
+/// into the same directory) are kept. Returns the files removed, each logged with why. A
+/// missing `dir` has none.
+pub fn clean_stale_temp_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io("read the directory", dir, e)),
     };
-    let mut removed = 0;
+    let mut removed = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("read the directory", dir, e))?;
         // Temporary links (`link_atomic`) too.
         let is_file = entry.file_type().is_ok_and(|t| t.is_file() || t.is_symlink());
-        if !is_file || !is_temp_file_name(&entry.file_name()) {
+        let Some(writer) = is_file.then(|| temp_file_writer(&entry.file_name())).flatten() else {
             continue;
-        }
+        };
         let path = entry.path();
+        let Some(why) = orphaned(&path, &writer) else {
+            continue;
+        };
         match std::fs::remove_file(&path) {
-            Ok(()) => removed += 1,
+            Ok(()) => {
+                tracing::info!(target: "burn_lightning",
+                    "removed `{}`, the temporary file of an interrupted write ({why})", path.display());
+                removed.push(path);
+            }
             // Another process cleaned it first.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io("remove the stale temporary file", path, e)),
         }
     }
     Ok(removed)
+}
+
+/// The directories a run whose checkpoints go to `checkpoint_dir` cleans of orphaned temporary
+/// files: that one, and where it is a run directory's (`<root>/version_N/checkpoints`), every
+/// `version_*` directory of the same root and its `checkpoints` (a resumed fit writes into a
+/// new `version_N`; the one it resumed from holds what the killed run left).
+pub fn temp_file_dirs(checkpoint_dir: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![checkpoint_dir.to_path_buf()];
+    let run_dir = checkpoint_dir.parent();
+    let root = run_dir
+        .filter(|dir| {
+            dir.file_name()
+                .and_then(OsStr::to_str)
+                .is_some_and(|n| n.starts_with("version_"))
+        })
+        .and_then(Path::parent);
+    let Some(root) = root else {
+        return dirs;
+    };
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return dirs;
+    };
+    let mut versions: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("version_")))
+        .map(|e| e.path())
+        .collect();
+    versions.sort();
+    for version in versions {
+        let checkpoints = version.join("checkpoints");
+        for dir in [version, checkpoints] {
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+    }
+    dirs
 }
 
 /// The directory `path` is in (`.` for a bare file name).
@@ -193,13 +316,21 @@ fn parent_dir(path: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
-/// A new temporary file beside `path`, named `.<file name>.tmp-<random>`.
+/// The name's parts around the random one: `.<file name>.tmp-` and `-<pid>-<host>`.
+fn temp_name_parts(path: &Path) -> (String, String) {
+    let name = path.file_name().unwrap_or(OsStr::new("file")).to_string_lossy();
+    (
+        format!(".{name}{TEMP_MARKER}"),
+        format!("-{}-{}", std::process::id(), host_name()),
+    )
+}
+
+/// A new temporary file beside `path`, named `.<file name>.tmp-<random>-<pid>-<host>`.
 fn temp_file_for(path: &Path) -> Result<tempfile::NamedTempFile, Error> {
     let dir = parent_dir(path);
-    let name = path.file_name().unwrap_or(OsStr::new("file")).to_string_lossy();
-    let prefix = format!(".{name}{TEMP_MARKER}");
+    let (prefix, suffix) = temp_name_parts(path);
     let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix("");
+    builder.prefix(&prefix).suffix(&suffix);
     // An ordinary file's permissions under the user's umask (rw-r--r-- with umask 022), not
     // the owner-only ones tempfile picks for secrets: checkpoints and logs are shared.
     #[cfg(unix)]
@@ -209,16 +340,28 @@ fn temp_file_for(path: &Path) -> Result<tempfile::NamedTempFile, Error> {
         .map_err(|e| Error::io("create a temporary file in", dir, e))
 }
 
-/// Whether `name` is one [`temp_file_for`] gives: `.`, a non-empty file name, `.tmp-`, then an
-/// alphanumeric random part.
-fn is_temp_file_name(name: &OsStr) -> bool {
-    let Some(name) = name.to_str() else {
-        return false;
+/// The writer of a temporary file named as [`temp_file_for`] names them (`.`, a non-empty file
+/// name, `.tmp-`, an alphanumeric random part, then `-<pid>-<host>`, absent in the names of
+/// versions before writers were named); `None` for any other name.
+fn temp_file_writer(name: &OsStr) -> Option<Writer> {
+    let name = name.to_str()?;
+    let (head, tail) = name.rsplit_once(TEMP_MARKER)?;
+    let (random, writer) = tail.split_once('-').unwrap_or((tail, ""));
+    let named = head.len() > 1
+        && head.starts_with('.')
+        && !random.is_empty()
+        && random.chars().all(|c| c.is_ascii_alphanumeric());
+    if !named {
+        return None;
+    }
+    let Some((pid, host)) = writer.split_once('-') else {
+        return writer.is_empty().then_some(Writer::Unknown);
     };
-    let Some((head, random)) = name.rsplit_once(TEMP_MARKER) else {
-        return false;
-    };
-    head.len() > 1 && head.starts_with('.') && !random.is_empty() && random.chars().all(|c| c.is_ascii_alphanumeric())
+    let pid: u32 = pid.parse().ok()?;
+    Some(match host == host_name() {
+        true => Writer::ThisHost(pid),
+        false => Writer::Unknown,
+    })
 }
 
 /// Flushes `dir`'s entries (a rename or removal in it) to disk. Where a directory cannot be
@@ -375,7 +518,14 @@ mod tests {
         let name = tmp.path().file_name().unwrap().to_str().unwrap().to_owned();
         assert!(name.starts_with(".epoch=1.ckpt.tmp-"), "{name}");
         assert!(!name.ends_with(".ckpt"), "{name}");
-        assert!(is_temp_file_name(OsStr::new(&name)), "{name}");
+        assert!(
+            name.ends_with(&format!("-{}-{}", std::process::id(), host_name())),
+            "{name}"
+        );
+        assert_eq!(
+            temp_file_writer(OsStr::new(&name)),
+            Some(Writer::ThisHost(std::process::id()))
+        );
     }
 
     #[test]
@@ -403,13 +553,28 @@ mod tests {
         assert!(take_synced().contains(&dir.path().to_path_buf()));
     }
 
+    /// A process id that ran and no longer does.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
     #[test]
     fn stale_temporary_files_are_removed_and_real_files_kept() {
         let dir = tempfile::tempdir().unwrap();
         // What a run killed mid-write leaves: a temporary file that was never renamed.
-        let (_, left) = temp_file_for(&dir.path().join("last.ckpt")).unwrap().keep().unwrap();
-        let (_, left_too) = temp_file_for(&dir.path().join("hparams.yaml")).unwrap().keep().unwrap();
-        assert!(left.exists() && left_too.exists());
+        let dead = format!("{}-{}", dead_pid(), host_name());
+        let left = dir.path().join(format!(".last.ckpt.tmp-abc123-{dead}"));
+        let left_too = dir.path().join(format!(".hparams.yaml.tmp-Xy9-{dead}"));
+        std::fs::write(&left, b"partial").unwrap();
+        std::fs::write(&left_too, b"partial").unwrap();
+        // This process's own write in progress, and another host's recent one.
+        let (_, ours) = temp_file_for(&dir.path().join("ours.ckpt")).unwrap().keep().unwrap();
+        let theirs = format!(".b.ckpt.tmp-abc-{}-elsewhere", dead_pid());
+        std::fs::write(dir.path().join(&theirs), b"partial").unwrap();
+        let ours = ours.file_name().unwrap().to_str().unwrap().to_owned();
         for keep in [
             "last.ckpt",
             "epoch=0-step=10.ckpt",
@@ -422,20 +587,60 @@ mod tests {
         }
         // Not a file, so not ours.
         std::fs::create_dir(dir.path().join(".sub.tmp-abc123")).unwrap();
-        assert_eq!(clean_stale_temp_files(dir.path()).unwrap(), 2);
-        assert_eq!(
-            names(dir.path()),
-            [
-                ".hidden",
-                ".sub.tmp-abc123",
-                ".tmp-abc",
-                "a.ckpt.tmp-x",
-                "epoch=0-step=10.ckpt",
-                "last.ckpt",
-                "notes.tmp-1"
-            ]
-        );
-        assert_eq!(clean_stale_temp_files(dir.path()).unwrap(), 0);
-        assert_eq!(clean_stale_temp_files(&dir.path().join("missing")).unwrap(), 0);
+        let mut removed = clean_stale_temp_files(dir.path()).unwrap();
+        removed.sort();
+        assert_eq!(removed, [left_too, left]);
+        let mut expected = vec![
+            ".hidden".to_string(),
+            ".sub.tmp-abc123".into(),
+            ".tmp-abc".into(),
+            "a.ckpt.tmp-x".into(),
+            "epoch=0-step=10.ckpt".into(),
+            "last.ckpt".into(),
+            "notes.tmp-1".into(),
+            ours,
+            theirs,
+        ];
+        expected.sort();
+        assert_eq!(names(dir.path()), expected);
+        assert!(clean_stale_temp_files(dir.path()).unwrap().is_empty());
+        assert!(clean_stale_temp_files(&dir.path().join("missing")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_temporary_file_of_an_unknown_writer_is_an_orphan_once_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join(".last.ckpt.tmp-abc123");
+        std::fs::write(&old, b"partial").unwrap();
+        assert_eq!(temp_file_writer(old.file_name().unwrap()), Some(Writer::Unknown));
+        assert_eq!(orphaned(&old, &Writer::Unknown), None, "recent: it may be written now");
+        let file = std::fs::File::options().write(true).open(&old).unwrap();
+        file.set_modified(std::time::SystemTime::now() - UNKNOWN_WRITER_AGE * 2)
+            .unwrap();
+        assert!(orphaned(&old, &Writer::Unknown).is_some());
+        assert_eq!(clean_stale_temp_files(dir.path()).unwrap(), [old]);
+    }
+
+    #[test]
+    fn the_dirs_cleaned_are_every_run_directory_of_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        for dir in ["version_0/checkpoints", "version_1", "other/checkpoints"] {
+            std::fs::create_dir_all(root.path().join(dir)).unwrap();
+        }
+        let new = root.path().join("version_2/checkpoints");
+        let dirs = temp_file_dirs(&new);
+        let expected: Vec<PathBuf> = [
+            "version_2/checkpoints",
+            "version_0",
+            "version_0/checkpoints",
+            "version_1",
+            "version_1/checkpoints",
+        ]
+        .iter()
+        .map(|d| root.path().join(d))
+        .collect();
+        assert_eq!(dirs, expected);
+        let elsewhere = root.path().join("other/checkpoints");
+        assert_eq!(temp_file_dirs(&elsewhere), [elsewhere]);
     }
 }

@@ -620,8 +620,9 @@ impl<D> CheckpointSink<'_, D> {
         let removals = std::mem::take(&mut core.checkpoint_removals);
         let weights_only_requests = std::mem::take(&mut core.weights_only_requests);
         let links = std::mem::take(&mut core.checkpoint_links);
-        // Temporary files a killed run left in a directory are removed before the first
-        // checkpoint this run writes there.
+        // Temporary files a killed run left are removed before the first checkpoint this run
+        // writes into a directory: there, and in every run directory of its root (a resumed
+        // fit writes into a new `version_N`), those whose writer is gone.
         let stale: Vec<PathBuf> = requests
             .iter()
             .chain(&weights_only_requests)
@@ -652,8 +653,15 @@ impl<D> CheckpointSink<'_, D> {
             crate::checkpoint::restore::optimizer_snapshots(self.optimizer.as_deref(), self.more_optimizers);
         let non_finite_paths = self.writer.non_finite_paths();
         self.writer.submit(Box::new(move || {
-            for dir in stale {
-                crate::checkpoint::run_dir::clean_stale_temp_files(&dir)?;
+            let mut cleaned = Vec::new();
+            for dir in stale
+                .iter()
+                .flat_map(|dir| crate::checkpoint::run_dir::temp_file_dirs(dir))
+            {
+                if !cleaned.contains(&dir) {
+                    crate::checkpoint::run_dir::clean_stale_temp_files(&dir)?;
+                    cleaned.push(dir);
+                }
             }
             let mut non_finite_paths = non_finite_paths
                 .lock()
