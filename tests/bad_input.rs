@@ -83,6 +83,26 @@ fn assert_rejected(name: &str, edit: Edit, flag: &str) {
 }
 
 #[test]
+fn a_dataloader_worker_that_panics_fails_the_epoch_with_its_message() {
+    // Before, the epoch ended early without a word, and the next one failed on burn's closed
+    // channel (`SendError`).
+    let dir = tempfile::tempdir().unwrap();
+    let loader = common::pair_loader_with_workers(32, 4, 2, 13);
+    let error = builder(dir.path())
+        .max_epochs(2)
+        .enable_model_summary(false)
+        .build()
+        .unwrap()
+        .fit(Small::new(), Loaders::fit(loader, None))
+        .unwrap_err()
+        .into_error();
+    let message = error.to_string();
+    assert!(matches!(error, Error::Dataloader { .. }), "{error:?}");
+    assert!(message.contains("item 13 is corrupt"), "{message}");
+    assert!(message.contains("worker thread `dataloader-"), "{message}");
+}
+
+#[test]
 fn misconfigured_flags_are_rejected_by_build_naming_the_flag() {
     let cases: &[(&str, Edit, &str)] = &[
         ("max_epochs 0", |b| b.max_epochs(0), "max_epochs"),

@@ -68,6 +68,26 @@ pub fn pair_index(first: f32) -> usize {
         .expect("97 candidates")
 }
 
+/// The pairs of [`pair_loader`], loaded by `workers` threads, from a dataset whose item
+/// `panic_at` panics when read (a bug of a dataset).
+pub fn pair_loader_with_workers(items: usize, batch_size: usize, workers: usize, panic_at: usize) -> Loader<Pair> {
+    #[derive(Clone)]
+    struct Panicking(Arc<Vec<(Vec<f32>, Vec<f32>)>>, usize);
+    impl burn::data::dataset::Dataset<(Vec<f32>, Vec<f32>)> for Panicking {
+        fn get(&self, index: usize) -> Result<(Vec<f32>, Vec<f32>), burn::data::dataset::DatasetError> {
+            assert_ne!(index, self.1, "item {index} is corrupt");
+            Ok(self.0[index].clone())
+        }
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+    }
+    DataLoaderBuilder::new(PairBatcher)
+        .batch_size(batch_size)
+        .num_workers(workers)
+        .build(Panicking(Arc::new(pairs(items)), panic_at))
+}
+
 fn pairs(items: usize) -> Vec<(Vec<f32>, Vec<f32>)> {
     (0..items)
         .map(|i| {

@@ -15,6 +15,57 @@ pub(crate) struct Batch<B> {
     pub is_last: bool,
 }
 
+/// Panics of dataloader worker threads (burn names them `dataloader-<index>`), recorded by a
+/// panic hook chained before the one in place: a dead worker ends burn's pass early without an
+/// error, and the next pass fails on a closed channel, so the pass checks this instead.
+mod worker_panics {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Mutex, Once, PoisonError};
+
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    static LAST: Mutex<Option<String>> = Mutex::new(None);
+    static INSTALL: Once = Once::new();
+
+    /// Installs the hook (once per process) and returns how many worker panics there were.
+    pub(super) fn watch() -> u64 {
+        INSTALL.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                let thread = std::thread::current();
+                if let Some(name) = thread.name().filter(|n| n.starts_with("dataloader-")) {
+                    let message = info
+                        .payload()
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_string())
+                        .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic without a message".into());
+                    let at = info
+                        .location()
+                        .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                        .unwrap_or_default();
+                    *LAST.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(format!("worker thread `{name}` panicked{at}: {message}"));
+                    COUNT.fetch_add(1, Ordering::SeqCst);
+                }
+                previous(info);
+            }));
+        });
+        count()
+    }
+
+    pub(super) fn count() -> u64 {
+        COUNT.load(Ordering::SeqCst)
+    }
+
+    /// The latest worker panic, as a sentence.
+    pub(super) fn last() -> String {
+        LAST.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| "a worker thread panicked".into())
+    }
+}
+
 pub(crate) struct Batches<'a, B> {
     name: &'static str,
     flag: &'static str,
@@ -32,6 +83,8 @@ pub(crate) struct Batches<'a, B> {
     first_size: Option<usize>,
     /// A bound on top of the limit (the sanity check's `num_sanity_val_steps`).
     cap: usize,
+    /// Dataloader worker panics in the process when this pass started.
+    worker_panics: u64,
 }
 
 impl<'a, B> Batches<'a, B> {
@@ -51,10 +104,12 @@ impl<'a, B> Batches<'a, B> {
             Loop::Test => "[_EvaluationLoop].test_next",
             Loop::Predict => "[_PredictionLoop].predict_next",
         };
+        let worker_panics = worker_panics::watch();
         Ok(Self {
             name,
             flag,
             next_phase,
+            worker_panics,
             iter: loader.iter(),
             limit,
             max,
@@ -109,9 +164,31 @@ impl<'a, B> Batches<'a, B> {
             }
             next
         };
+        // A worker that died loses its items: the pass fails with its panic, at once (burn
+        // would end the pass early, silently, and fail the next one on a closed channel).
+        if worker_panics::count() != self.worker_panics {
+            self.exhausted = true;
+            let progress = self.iter.progress();
+            return Err(Error::Dataloader {
+                loader: self.name,
+                message: format!(
+                    "{} (the pass had read {} of its {} items); a panic in a worker thread is a bug of the dataset \
+                     or the batcher",
+                    worker_panics::last(),
+                    progress.items_processed,
+                    self.total_items
+                ),
+            });
+        }
         match next {
             None => {
                 self.exhausted = true;
+                let progress = self.iter.progress();
+                if progress.items_processed < progress.items_total {
+                    tracing::warn!(target: "burn_lightning",
+                        "the `{}` dataloader ended after {} of its {} items", self.name,
+                        progress.items_processed, progress.items_total);
+                }
                 Ok(None)
             }
             Some(Err(e)) => Err(Error::Dataloader {
@@ -222,10 +299,12 @@ impl<B: Clone + Send + 'static> ReplayLoader<B> {
 
 impl<B: Clone + Send + 'static> burn::data::dataloader::DataLoader<B> for ReplayLoader<B> {
     fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<B> + 'a> {
+        let kept = self.kept();
         Box::new(ReplayIter {
-            batches: self.kept().into_iter(),
+            // The items replayed (a pass ends after them, as planned).
+            items_total: kept.iter().map(|(_, size)| size).sum(),
+            batches: kept.into_iter(),
             items_processed: 0,
-            items_total: self.num_items,
         })
     }
 
