@@ -1384,3 +1384,59 @@ fn the_version_counter_can_be_turned_off_to_overwrite() {
     );
     assert_eq!(run(false), (names(&["fixed.ckpt"]), Some(12)));
 }
+
+/// A module whose `on_save_checkpoint` panics (a bug in it), counting its calls.
+#[lightning_module]
+#[derive(Module, Debug)]
+pub struct PanicsOnSave {
+    layer: Linear,
+    #[module(skip)]
+    saves: Arc<Mutex<usize>>,
+}
+
+#[lightning_module]
+impl PanicsOnSave {
+    #[hook]
+    fn training_step(&self, batch: Pair, _batch_idx: usize) -> Tensor<1> {
+        (self.layer.forward(batch.x) - batch.y).powi_scalar(2).mean()
+    }
+    #[hook]
+    fn on_save_checkpoint(&mut self, _checkpoint: &mut Checkpoint) {
+        *self.saves.lock().unwrap() += 1;
+        panic!("the module's state cannot be saved");
+    }
+    #[hook]
+    fn configure_optimizers(&self) -> OptimizerConfig {
+        OptimizerConfig::new(SgdConfig::new(), 0.05)
+    }
+}
+
+/// Before, the on-exception checkpoint called the hook that had panicked again, and its second
+/// panic left neither the checkpoint nor `report.html`.
+#[test]
+fn a_panic_in_on_save_checkpoint_still_leaves_the_on_exception_checkpoint_and_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let saves = Arc::new(Mutex::new(0));
+    let module = PanicsOnSave {
+        layer: LinearConfig::new(32, 2).init(&Device::default()),
+        saves: saves.clone(),
+    };
+    let mut trainer = Trainer::builder()
+        .default_root_dir(dir.path())
+        .enable_progress_bar(false)
+        .max_epochs(1)
+        .callback(ModelCheckpoint::new().every_n_train_steps(2))
+        .callback(OnExceptionCheckpoint::new(dir.path()))
+        .build()
+        .unwrap();
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| trainer.fit(module, data())))
+        .expect_err("the panic goes on to the caller, as in Lightning");
+    assert_eq!(
+        panic.downcast_ref::<&str>(),
+        Some(&"the module's state cannot be saved")
+    );
+    assert_eq!(*saves.lock().unwrap(), 1, "the hook that panicked is not called again");
+    let saved = Checkpoint::load(&dir.path().join("on_exception.ckpt")).unwrap();
+    assert_eq!(saved.global_step, 2);
+    assert!(dir.path().join("lightning_logs/version_0/report.html").is_file());
+}

@@ -58,6 +58,12 @@ pub struct Core {
     pub(crate) checkpoints_written: BTreeSet<PathBuf>,
     /// Directories this run cleaned of stale temporary files.
     pub(crate) cleaned_dirs: BTreeSet<PathBuf>,
+    /// The `on_save_checkpoint` hooks are running (still set after one panicked or failed).
+    pub(crate) saving_checkpoint: bool,
+    /// The run failed inside `on_save_checkpoint`: the checkpoints written after the failure
+    /// (`OnExceptionCheckpoint`'s) are saved without those hooks, instead of calling the hook
+    /// that failed again.
+    pub(crate) skip_on_save_checkpoint: bool,
     /// The first misuse detected inside a hook; the trainer returns it once the hook returns.
     pub(crate) deferred_error: Option<Error>,
     /// Whether the loggers receive the step values of the current training batch (Lightning's
@@ -152,6 +158,8 @@ impl Core {
             checkpoint_links: Vec::new(),
             checkpoints_written: BTreeSet::new(),
             cleaned_dirs: BTreeSet::new(),
+            saving_checkpoint: false,
+            skip_on_save_checkpoint: false,
             deferred_error: None,
             logs_this_step: false,
             has_logger: false,

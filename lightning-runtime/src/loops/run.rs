@@ -257,19 +257,32 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         self.core.state.status = TrainerStatus::Interrupted;
         // The run already failed: what these report is secondary, so it is traced, not returned.
         let _ = self.core.take_error();
-        let mut after = CheckpointSink {
-            data: &mut self.data,
-            optimizer: self.optimizer.as_mut(),
-            more_optimizers: &mut self.more_optimizers,
-            writer: &mut self.writer,
-        };
-        if let Err(e) = dispatch::on_exception(&mut self.module, self.callbacks, &mut self.core, &mut after, error) {
+        // A failure inside `on_save_checkpoint` is not met again by the checkpoints below.
+        if std::mem::take(&mut self.core.saving_checkpoint) {
+            self.core.skip_on_save_checkpoint = true;
+        }
+        // A panic here (a hook failing again) must not cost the checkpoints, the loggers and the
+        // report that follow: it is traced like an error.
+        let panicked = |payload: Box<dyn std::any::Any + Send>| Err(Error::panic(payload.as_ref()));
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut after = CheckpointSink {
+                data: &mut self.data,
+                optimizer: self.optimizer.as_mut(),
+                more_optimizers: &mut self.more_optimizers,
+                writer: &mut self.writer,
+            };
+            dispatch::on_exception(&mut self.module, self.callbacks, &mut self.core, &mut after, error)
+        }))
+        .unwrap_or_else(panicked);
+        if let Err(e) = handled {
             tracing::error!(target: "burn_lightning", "`on_exception` failed: {e}");
         }
-        if let Err(e) = self
-            .save_requested_checkpoints()
-            .and_then(|()| self.finish_checkpoints())
-        {
+        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.save_requested_checkpoints()
+                .and_then(|()| self.finish_checkpoints())
+        }))
+        .unwrap_or_else(panicked);
+        if let Err(e) = written {
             tracing::error!(target: "burn_lightning", "writing checkpoints after the failure failed: {e}");
         }
         if let Err(e) = self.finalize_loggers("failed") {
@@ -764,7 +777,15 @@ impl<D> CheckpointSink<'_, D> {
         if let Some(state) = datamodule_state {
             checkpoint.datamodule.insert(self.data.name().into_owned(), state);
         }
-        dispatch::on_save_checkpoint(module, callbacks, core, &mut (), &mut checkpoint)?;
+        if core.skip_on_save_checkpoint {
+            tracing::warn!(target: "burn_lightning",
+                "the run failed in `on_save_checkpoint`: this checkpoint is written without the `on_save_checkpoint` hooks");
+        } else {
+            // Left set when a hook panics or fails: `fail` then knows where the run failed.
+            core.saving_checkpoint = true;
+            dispatch::on_save_checkpoint(module, callbacks, core, &mut (), &mut checkpoint)?;
+            core.saving_checkpoint = false;
+        }
         Ok(checkpoint)
     }
 }
