@@ -3,7 +3,8 @@
 //! the loggers are flushed, and the process exits with 130, 143 or 129, also when its terminal
 //! is gone; a second Ctrl-C while it shuts down exits at once and says what it abandoned. A run stuck in its dataloader still ends on a signal, after the trainer's
 //! `signal_timeout`, with the queued checkpoints written and the loggers flushed. Each test runs
-//! one child (about a second of training).
+//! one child (about a second of training). In a SLURM job, SIGUSR1 saves an HPC checkpoint and
+//! requeues the job through a stand-in `scontrol`.
 
 mod common;
 
@@ -177,6 +178,34 @@ fn child_trains_until_signalled() {
 
 fn spawn_child(dir: &Path, slow_exception: bool) -> Child {
     spawn_child_with(dir, slow_exception, None)
+}
+
+/// A child in a SLURM batch job (job 4242) whose `scontrol` is a stand-in on the `PATH` that
+/// writes its arguments to `<dir>/scontrol_args`.
+fn spawn_slurm_child(dir: &Path) -> Child {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let scontrol = bin.join("scontrol");
+    let script = format!("#!/bin/sh\necho \"$@\" > '{}'\n", dir.join("scontrol_args").display());
+    std::fs::write(&scontrol, script).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&scontrol, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["child_trains_until_signalled", "--exact", "--ignored", "--nocapture"])
+        .env(CHILD_DIR, dir)
+        .env("PATH", path)
+        .env("SLURM_NTASKS", "1")
+        .env("SLURM_JOB_ID", "4242")
+        .env("SLURM_JOB_NAME", "train")
+        .env_remove("SLURM_ARRAY_JOB_ID")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command.spawn().unwrap()
 }
 
 fn spawn_child_with(dir: &Path, slow_exception: bool, stuck_after: Option<usize>) -> Child {
@@ -397,4 +426,66 @@ fn sigterm_ends_a_run_stuck_in_its_dataloader_after_the_timeout() {
 #[test]
 fn sigint_ends_a_run_stuck_in_its_dataloader_after_the_timeout() {
     stuck_run_ends("INT", 130);
+}
+
+/// SLURM's `--signal=SIGUSR1@90`: the run saves `hpc_ckpt_1.ckpt`, requeues the job with
+/// `scontrol requeue <job id>` and trains on until SLURM's SIGTERM; `ckpt_path = "hpc"` and
+/// `"last"` resume from that checkpoint.
+#[test]
+fn sigusr1_in_a_slurm_job_saves_an_hpc_checkpoint_and_requeues_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_slurm_child(dir.path());
+    wait_for(&dir.path().join("started"), &mut child);
+    send("USR1", &child);
+    wait_for(&dir.path().join("scontrol_args"), &mut child);
+    let hpc = dir.path().join("hpc_ckpt_1.ckpt");
+    assert!(hpc.is_file(), "the checkpoint is written before the requeue");
+    // Training goes on until SLURM stops the job.
+    assert!(child.try_wait().unwrap().is_none(), "the run goes on after the requeue");
+    send("TERM", &child);
+    let (code, stderr) = wait_exit(child, Duration::from_secs(60));
+    assert_eq!(code, Some(143), "{stderr}");
+    let args = std::fs::read_to_string(dir.path().join("scontrol_args")).unwrap();
+    assert_eq!(args.trim(), "requeue 4242");
+    let saved = Checkpoint::load(&hpc).unwrap();
+    assert!(
+        saved.global_step >= 3 && saved.has_optimizer_state(),
+        "{}",
+        saved.global_step
+    );
+
+    // The requeued job: `"hpc"` resumes from it; so does `"last"` where it is the newest.
+    let alone = dir.path().join("requeued");
+    std::fs::create_dir_all(&alone).unwrap();
+    std::fs::copy(&hpc, alone.join("hpc_ckpt_1.ckpt")).unwrap();
+    for (root, ckpt_path) in [(dir.path(), "hpc"), (alone.as_path(), "last")] {
+        let mut trainer = Trainer::builder()
+            .default_root_dir(root)
+            .enable_progress_bar(false)
+            .enable_model_summary(false)
+            .max_steps(saved.global_step + 2)
+            .build()
+            .unwrap();
+        let model = Net {
+            layer: LinearConfig::new(32, 2).init(&Device::default()),
+        };
+        trainer
+            .fit_from(model, Loaders::fit(pair_loader(64, 4), None), ckpt_path)
+            .unwrap();
+        assert_eq!(trainer.global_step(), saved.global_step + 2, "{ckpt_path}");
+    }
+    // Without one, `"hpc"` is an error naming where it looked.
+    let empty = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::<Net>::builder()
+        .default_root_dir(empty.path())
+        .build()
+        .unwrap();
+    let model = Net {
+        layer: LinearConfig::new(32, 2).init(&Device::default()),
+    };
+    let error = trainer
+        .fit_from(model, Loaders::fit(pair_loader(64, 4), None), "hpc")
+        .unwrap_err()
+        .into_error();
+    assert!(error.to_string().contains("hpc_ckpt_"), "{error}");
 }

@@ -500,6 +500,10 @@ where
         if counts_as_stepped::<M>(accumulating) {
             run.batches_that_stepped += 1;
         }
+        // SLURM's SIGUSR1 (auto-requeue), at this batch boundary.
+        if crate::loops::signals::take_requeue() {
+            run.save_hpc_checkpoint_and_requeue()?;
+        }
         let steps_done = run.cfg.max_steps.is_some_and(|max| run.core.state.global_step >= max);
         if steps_done || (run.core.state.should_stop && can_stop(run)) {
             break;

@@ -251,6 +251,35 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         Ok(())
     }
 
+    /// SLURM's auto-requeue (SIGUSR1; Lightning's `_slurm_sigusr_handler_fn`): flushes the
+    /// loggers, saves `<default_root_dir>/hpc_ckpt_<N>.ckpt` (written before this returns) and
+    /// requeues the job with `scontrol requeue` (rank zero); training goes on until SLURM stops
+    /// the job. A failed requeue is a warning, as in Lightning.
+    pub fn save_hpc_checkpoint_and_requeue(&mut self) -> Result<(), Error> {
+        self.core.output.println("Handling auto-requeue signal: SIGUSR1");
+        for logger in self.loggers.lock().iter_mut() {
+            logger.save()?;
+        }
+        let dir = &self.cfg.default_root_dir;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create the directory", dir, e))?;
+        let path = crate::strategies::slurm::hpc_save_path(dir);
+        self.core.checkpoint_requests.push(path);
+        self.save_requested_checkpoints()?;
+        self.finish_checkpoints()?;
+        if self.cfg.process_group.as_ref().is_none_or(|group| group.rank == 0) {
+            match crate::strategies::slurm::requeue() {
+                Ok(id) => self.core.output.println(&format!("Requeued SLURM job: {id}")),
+                Err(why) => {
+                    tracing::warn!(target: "burn_lightning", "requeuing the SLURM job failed: {why}");
+                    self.core
+                        .output
+                        .println(&format!("warning: requeuing the SLURM job failed: {why}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Tells the callbacks about a failure (Lightning's `on_exception`), then writes what is
     /// still pending: the checkpoints asked for before the failure are not lost.
     pub fn fail(&mut self, error: &Error) {

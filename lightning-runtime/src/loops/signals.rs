@@ -38,6 +38,8 @@ static WATCHDOG: AtomicBool = AtomicBool::new(false);
 static AT_BOUNDARY: AtomicBool = AtomicBool::new(false);
 /// How long the watchdog waits for a boundary after a signal, in milliseconds.
 static TIMEOUT_MS: AtomicU64 = AtomicU64::new(10_000);
+/// SLURM's auto-requeue signal (SIGUSR1) arrived during an active run and is not handled yet.
+static REQUEUE: AtomicBool = AtomicBool::new(false);
 /// The loggers of the active runs, flushed by the watchdog when it ends a stuck run.
 static RUN_LOGGERS: Mutex<Vec<Weak<SharedLoggers>>> = Mutex::new(Vec::new());
 
@@ -114,6 +116,13 @@ pub(crate) fn received() -> Option<i32> {
     }
 }
 
+/// Whether SLURM asked for a requeue (SIGUSR1, see [`crate::strategies::slurm`]) since the
+/// last call: the training loop then saves the HPC checkpoint and requeues the job.
+#[inline]
+pub(crate) fn take_requeue() -> bool {
+    REQUEUE.load(Ordering::Relaxed) && REQUEUE.swap(false, Ordering::SeqCst)
+}
+
 /// The conventional exit status after `signal` (130 for SIGINT, 143 for SIGTERM, 129 for
 /// SIGHUP).
 pub(crate) fn exit_status(signal: i32) -> i32 {
@@ -140,6 +149,15 @@ fn install() {
             let registered = unsafe { signal_hook::low_level::register(signal, move || on_signal(signal)) };
             if let Err(e) = registered {
                 tracing::warn!(target: "burn_lightning", "cannot handle {}: {e}; it will end runs abruptly", name(signal));
+            }
+        }
+        // SLURM's auto-requeue, in a SLURM batch job only: elsewhere SIGUSR1 keeps its default.
+        if crate::strategies::slurm::detected() {
+            let usr1 = signal_hook::consts::SIGUSR1;
+            // SAFETY: the action only touches atomics and calls `emulate_default_handler`.
+            let registered = unsafe { signal_hook::low_level::register(usr1, on_requeue_signal) };
+            if let Err(e) = registered {
+                tracing::warn!(target: "burn_lightning", "cannot handle SIGUSR1: {e}; SLURM's auto-requeue is off");
             }
         }
         let watchdog = std::thread::Builder::new().name("signal-watchdog".into()).spawn(watchdog);
@@ -270,6 +288,16 @@ fn on_signal(signal: i32) {
         }
         let _ = SECOND.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
     }
+}
+
+/// SIGUSR1 in a SLURM job: asks the active run to save the HPC checkpoint and requeue.
+#[cfg(unix)]
+fn on_requeue_signal() {
+    if ACTIVE.load(Ordering::SeqCst) == 0 {
+        let _ = signal_hook::low_level::emulate_default_handler(signal_hook::consts::SIGUSR1);
+        return;
+    }
+    REQUEUE.store(true, Ordering::SeqCst);
 }
 
 /// After a hangup, writes to the terminal fail (`EIO`), and `println!` panics on them: stdout and

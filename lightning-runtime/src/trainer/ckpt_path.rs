@@ -28,12 +28,18 @@ pub enum CkptPath {
     /// directories under the logger's root (`version_N/checkpoints`, newest `N` first, skipping
     /// those that hold no checkpoint, as a run killed before its first save leaves), or
     /// `<default_root_dir>/checkpoints` without a logger. Where there is no `last*.ckpt`, the
-    /// newest checkpoint there. With none at all, `fit` warns and trains from scratch (the same
+    /// newest checkpoint there. SLURM's newest `<default_root_dir>/hpc_ckpt_<N>.ckpt` is a
+    /// candidate too (Lightning's `"last"` ignores it). With none at all, `fit` warns and trains from scratch (the same
     /// command can be run again and again); `validate`, `test` and `predict` fail.
     Last,
     /// The first `ModelCheckpoint`'s `best_model_path`: the best by its monitored metric, or,
     /// without a monitor, the newest it saved (as Lightning).
     Best,
+    /// The newest SLURM auto-requeue checkpoint, `<default_root_dir>/hpc_ckpt_<N>.ckpt` with the
+    /// highest `N` (Lightning's `"hpc"`; see [`crate::strategies::slurm`]); an error when there
+    /// is none. `"last"` considers it too, and a fit without `ckpt_path` in a SLURM job resumes
+    /// from it, as in Lightning.
+    Hpc,
 }
 
 impl From<&str> for CkptPath {
@@ -41,6 +47,7 @@ impl From<&str> for CkptPath {
         match path {
             "last" => CkptPath::Last,
             "best" => CkptPath::Best,
+            "hpc" => CkptPath::Hpc,
             other => CkptPath::Path(PathBuf::from(other)),
         }
     }
@@ -101,6 +108,15 @@ impl CkptPath {
                     )
                 })?
             }
+            CkptPath::Hpc => crate::strategies::slurm::hpc_resume_path(places.default_root_dir).ok_or_else(|| {
+                Error::config(
+                    "ckpt_path",
+                    format!(
+                        "`hpc`: no HPC checkpoint (`hpc_ckpt_<N>.ckpt`, saved on SLURM's SIGUSR1) in `{}`; give a path",
+                        places.default_root_dir.display()
+                    ),
+                )
+            })?,
             CkptPath::Last => match newest_last(places) {
                 Some(path) => path,
                 None => return Ok(None),
@@ -158,6 +174,9 @@ fn newest_last(places: &Places<'_>) -> Option<PathBuf> {
         // No `last*.ckpt` in the explicit directories: their newest checkpoint.
         candidates.extend(explicit_dirs.iter().flat_map(|dir| checkpoints_in(dir)));
     }
+    // SLURM's auto-requeue checkpoint (Lightning's `"last"` does not look at it; a requeued
+    // job that runs the same `"last"` command resumes from it when it is the newest).
+    candidates.extend(crate::strategies::slurm::hpc_resume_path(places.default_root_dir));
     newest(candidates)
 }
 

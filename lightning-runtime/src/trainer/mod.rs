@@ -76,6 +76,13 @@ impl<M: LightningModule> Trainer<M> {
         M: TrainingStep + ConfigureOptimizers,
         D: DataModule<M::Batch>,
     {
+        // Lightning: in a SLURM job, a fit without `ckpt_path` resumes from the newest HPC
+        // checkpoint (that of a requeued job), when there is one.
+        if crate::strategies::slurm::detected()
+            && crate::strategies::slurm::hpc_resume_path(&self.config.default_root_dir).is_some()
+        {
+            return self.fit_from(model, data, CkptPath::Hpc);
+        }
         let result = fit::fit(&self.config, &mut self.session, model, data, None);
         if let Err(FitError {
             error: Error::Interrupted { signal, .. },
