@@ -47,7 +47,7 @@
 //! - **`--seed_everything`**, as LightningCLI: a number seeds the run (`trainer.seed`), `false`
 //!   does not seed, `true` (the default when no seed is set) picks one at random, prints it and
 //!   writes it into the run's `config.yaml`, so that `--config config.yaml` repeats the run.
-//! - **`--ckpt_path`**: a checkpoint file, `last` or `best`, for the (first) subcommand. The
+//! - **`--ckpt_path`**: a checkpoint file, `last`, `best` or `hpc`, for the (first) subcommand. The
 //!   module is built from the checkpoint's hyperparameters, which replace the defaults, the
 //!   environment and the config files' `model:` (as LightningCLI applies them over the config);
 //!   a `--model.<name>` given on the command line still wins over the checkpoint's value, and
@@ -534,7 +534,7 @@ where
                     .value_name("PATH")
                     .global(true)
                     .help(
-                        "A checkpoint to resume or evaluate: a path, `last` or `best`; the module is built from its \
+                        "A checkpoint to resume or evaluate: a path, `last`, `best` or `hpc`; the module is built from its \
                          hyperparameters",
                     ),
             )
@@ -792,7 +792,7 @@ where
             JsonValue::String(path) => Some(CkptPath::from(path.as_str())),
             other => {
                 return Err(CliError::bad_input(format!(
-                    "error: `ckpt_path` must be a path, `last` or `best`, found {other}"
+                    "error: `ckpt_path` must be a path, `last`, `best` or `hpc`, found {other}"
                 )));
             }
         };
