@@ -16,6 +16,9 @@
 //! why the run ends without `on_exception` (the stuck thread holds the module), and exits with
 //! the signal's status, whatever `exit_on_signal` says.
 //!
+//! In a SLURM batch job, SIGUSR1 asks the training loop to save an HPC checkpoint and requeue the
+//! job at its next batch boundary (see [`crate::strategies::slurm`]).
+//!
 //! The handlers are installed once per process, at the first run. While no run is active they
 //! behave as the default action (the process terminates), so a program is interruptible as
 //! usual before and after training.
@@ -57,6 +60,7 @@ impl SignalGuard {
         if ACTIVE.fetch_add(1, Ordering::SeqCst) == 0 {
             RECEIVED.store(0, Ordering::SeqCst);
             AT_BOUNDARY.store(false, Ordering::SeqCst);
+            REQUEUE.store(false, Ordering::SeqCst);
         }
         Self(())
     }
