@@ -24,6 +24,9 @@ const CHILD_DIR: &str = "BURN_LIGHTNING_SIGNAL_CHILD_DIR";
 const CHILD_SLOW: &str = "BURN_LIGHTNING_SIGNAL_CHILD_SLOW";
 /// Set in the child: its training loader blocks forever after this many batches.
 const CHILD_STUCK_AFTER: &str = "BURN_LIGHTNING_SIGNAL_CHILD_STUCK_AFTER";
+/// Set in the child: it fits without `ckpt_path` up to this global step, writes the step it
+/// reached to `<dir>/reached` and exits.
+const CHILD_MAX_STEPS: &str = "BURN_LIGHTNING_SIGNAL_CHILD_MAX_STEPS";
 
 #[lightning_module]
 #[derive(Module, Debug)]
@@ -153,6 +156,21 @@ fn child_trains_until_signalled() {
         }) as Loader<Pair>,
         None => pair_loader(64, 4),
     };
+    if let Ok(steps) = std::env::var(CHILD_MAX_STEPS) {
+        let mut trainer = Trainer::builder()
+            .default_root_dir(&dir)
+            .enable_progress_bar(false)
+            .enable_model_summary(false)
+            .max_steps(steps.parse::<usize>().unwrap())
+            .build()
+            .unwrap();
+        let model = Net {
+            layer: LinearConfig::new(32, 2).init(&Device::default()),
+        };
+        trainer.fit(model, Loaders::fit(loader, None)).unwrap();
+        std::fs::write(dir.join("reached"), trainer.global_step().to_string()).unwrap();
+        return;
+    }
     let mut trainer = Trainer::builder()
         .signal_timeout(1.0)
         .callback(ModelCheckpoint::new().every_n_train_steps(2).save_top_k(-1))
@@ -183,6 +201,10 @@ fn spawn_child(dir: &Path, slow_exception: bool) -> Child {
 /// A child in a SLURM batch job (job 4242) whose `scontrol` is a stand-in on the `PATH` that
 /// writes its arguments to `<dir>/scontrol_args`.
 fn spawn_slurm_child(dir: &Path) -> Child {
+    spawn_slurm_child_with(dir, None)
+}
+
+fn spawn_slurm_child_with(dir: &Path, max_steps: Option<usize>) -> Child {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let scontrol = bin.join("scontrol");
@@ -205,6 +227,9 @@ fn spawn_slurm_child(dir: &Path) -> Child {
         .env_remove("SLURM_ARRAY_JOB_ID")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    if let Some(steps) = max_steps {
+        command.env(CHILD_MAX_STEPS, steps.to_string()).stdout(Stdio::piped());
+    }
     command.spawn().unwrap()
 }
 
@@ -474,6 +499,21 @@ fn sigusr1_in_a_slurm_job_saves_an_hpc_checkpoint_and_requeues_the_job() {
             .unwrap();
         assert_eq!(trainer.global_step(), saved.global_step + 2, "{ckpt_path}");
     }
+    // The requeued job itself, in the SLURM job: a fit without `ckpt_path` resumes from it.
+    let child = spawn_slurm_child_with(dir.path(), Some(saved.global_step + 1));
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        stdout.contains("Restored all states from the checkpoint at") && stdout.contains("hpc_ckpt_1.ckpt"),
+        "{stdout}"
+    );
+    let reached = std::fs::read_to_string(dir.path().join("reached")).unwrap();
+    assert_eq!(
+        reached,
+        (saved.global_step + 1).to_string(),
+        "one step after the HPC checkpoint's"
+    );
     // Without one, `"hpc"` is an error naming where it looked.
     let empty = tempfile::tempdir().unwrap();
     let mut trainer = Trainer::<Net>::builder()
