@@ -33,6 +33,8 @@ pub struct Tiny {
 
 impl Tiny {
     fn new(hparams: &TinyHparams, device: &Device) -> Self {
+        // A constructor that refuses a value by panicking (what `bad_values_...` feeds it).
+        assert_ne!(hparams.label, "reserved", "the label `reserved` is taken");
         Self {
             layer: LinearConfig::new(32, hparams.hidden).init(device),
             head: LinearConfig::new(hparams.hidden, 2).init(device),
@@ -466,6 +468,14 @@ fn bad_values_of_devices_and_hyperparameters_are_errors_not_panics() {
     assert!(
         !stderr.contains("panicked at"),
         "the panic is not printed as a crash: {stderr}"
+    );
+    // So does one the constructor itself panics on.
+    let (status, stderr) = fit(&["--model.label", "reserved"]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(
+        stderr.contains("invalid `--model.label \"reserved\"`: building the module panicked")
+            && stderr.contains("the label `reserved` is taken"),
+        "{stderr}"
     );
     // Weights larger than the machine are refused from their shapes, before any allocation.
     let (status, stderr) = fit(&["--model.hidden", "100000000000"]);
