@@ -309,7 +309,7 @@ fn a_batch_size_of_zero_is_an_error_before_any_loader() {
     let (code, message) = result.expect_err("a batch size of 0 is an error");
     assert_eq!(code, 2, "{message}");
     assert!(
-        message.contains("batch_size") && message.contains("1 or more"),
+        message.contains("invalid `--data.batch_size`") && message.contains("1 or more"),
         "{message}"
     );
 

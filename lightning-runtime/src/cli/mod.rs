@@ -195,6 +195,8 @@ fn option_name(flag: &str) -> String {
     match flag {
         "optimizer" | "lr_scheduler" | "ckpt_path" | "seed_everything" => format!("--{flag}"),
         "enable_logger" => "--trainer.logger".into(),
+        // A datamodule's batch size (`check_batch_size`): not a Trainer flag.
+        "batch_size" => "--data.batch_size".into(),
         flag => format!("--trainer.{flag}"),
     }
 }
