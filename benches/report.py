@@ -4,7 +4,7 @@ Reads the `BENCH`, `RATIO`, `STARTUP`, `COMPILE` and `VERSIONS` lines of every `
 `--results`, and the GPT sides' output (`gpt-<side>.txt`: `step S: val_loss L` and `throughput:`
 lines); the charts need matplotlib (run_all.sh installs it in the benchmark's virtual
 environment). With `--gpt-only`, only the `## gpt` section of the existing `--markdown` file is
-rewritten (and its chart).
+rewritten (the one for the same `--gpt-flags`; others stay), and its chart.
 """
 
 import argparse
@@ -45,9 +45,10 @@ def parse_gpt(results):
             continue
         text = path.read_text()
         found = THROUGHPUT.search(text)
-        final = re.search(r"^validation loss: ([0-9.]+)", text, re.M)
+        # Unanchored: Lightning's progress bar (on stdout, redrawn with `\r`) shares their lines.
+        final = re.search(r"validation loss: ([0-9.]+)", text)
         sides[side] = {
-            "curve": [(int(a), float(b)) for a, b in re.findall(r"^step (\d+): val_loss ([0-9.]+)", text, re.M)],
+            "curve": [(int(a), float(b)) for a, b in re.findall(r"step (\d+): val_loss ([0-9.]+)", text)],
             "tokens_per_s": float(found.group(1)) if found else None,
             "first_batch_s": float(found.group(2)) if found else None,
             "peak_rss_mb": found.group(3) if found else None,
@@ -77,17 +78,21 @@ def gpt_chart(sides, svg):
     fig.savefig(svg, format="svg", metadata={"Date": None})
 
 
-def gpt_section(sides, command, markdown, svg, results):
+def gpt_heading(flags):
+    return GPT_HEADING + (f" (`{flags}`)" if flags else ", defaults")
+
+
+def gpt_section(sides, command, markdown, svg, results, flags):
     if not sides:
         return []
     out = [
-        GPT_HEADING,
+        gpt_heading(flags),
         "",
         f"- command: `{command}`; machine: {machine()}; date: {measured_at(results):%Y-%m-%d %H:%M} UTC",
-        "- work: `examples/gpt.rs` with its defaults (2 pre-norm blocks, 4 heads, width 64, context 64, "
-        "105 K parameters, batch 16, AdamW 3e-3 with two param groups, warm-up then cosine, clipping at 1.0, "
-        "32-true, validation on 16 held-out batches and a 200-character sample every 250 steps, a checkpoint "
-        "every epoch, TensorBoard) and `benches/pytorch/gpt.py`, the same model, data, batch order and "
+        "- work: `examples/gpt.rs` with its defaults, but for the flags in the heading (2 pre-norm blocks, 4 heads, width 64, context 64, "
+        "109 K parameters, batch 16, AdamW 3e-3 with two param groups, warm-up then cosine, clipping at 1.0, "
+        "32-true, epochs of 50 batches (`--data.batches_per_epoch 50`): validation on 16 held-out batches, a "
+        "200-character sample and a checkpoint every 50 steps; TensorBoard) and `benches/pytorch/gpt.py`, the same model, data, batch order and "
         "hyperparameters in PyTorch Lightning with its defaults; the sides ran one after the other in one "
         "command, once each",
         "- throughput: input tokens of the training batches after the first, over the time from the end of the "
@@ -206,15 +211,16 @@ def main():
     parser.add_argument("--svg", type=Path, required=True)
     parser.add_argument("--gpt-svg", type=Path, required=True)
     parser.add_argument("--gpt-only", action="store_true")
+    parser.add_argument("--gpt-flags", default="", help="the flags both GPT sides were given (run_all.sh --gpt-args)")
     args = parser.parse_args()
     root = Path(__file__).resolve().parents[1]
     gpt = parse_gpt(args.results)
     if gpt:
         gpt_chart(gpt, args.gpt_svg)
     if args.gpt_only:
-        section = gpt_section(gpt, args.command, args.markdown, args.gpt_svg, args.results)
+        section = gpt_section(gpt, args.command, args.markdown, args.gpt_svg, args.results, args.gpt_flags)
         lines = args.markdown.read_text().split("\n")
-        start = next((i for i, line in enumerate(lines) if line.startswith("## gpt")), None)
+        start = next((i for i, line in enumerate(lines) if line == gpt_heading(args.gpt_flags)), None)
         if start is None:
             start = end = next(i for i, line in enumerate(lines) if line == "## Reading")
         else:
@@ -291,7 +297,7 @@ def main():
             "`ru_maxrss` (Python).",
             "",
         ]
-    out += gpt_section(gpt, args.command, args.markdown, args.gpt_svg, args.results)
+    out += gpt_section(gpt, args.command, args.markdown, args.gpt_svg, args.results, args.gpt_flags)
     if compile_cost:
         out += ["## Compile cost", "", "| what | seconds |", "| --- | ---: |"]
         out += [f"| {c['what'].replace('_', ' ')} | {num(c['seconds'], 1)} |" for c in compile_cost]

@@ -3,7 +3,8 @@
 # (benches/epoch_seconds.svg), in one command:
 #
 #   benches/run_all.sh [--epochs N] [--reps N] [--cnn-reps N] [--startup-reps N]
-#                      [--note TEXT] [--compile-cost] [--gpt-steps N] [--gpt-tch] [--gpt-only]
+#                      [--note TEXT] [--compile-cost] [--gpt-steps N] [--gpt-args "FLAGS"]
+#                      [--gpt-tch] [--gpt-only]
 #
 # 1. the Rust benchmark (`cargo bench --features bench-peers --bench trainer_overhead`): the
 #    hand-written burn loop, `Trainer::fit`, burn-train as in its MNIST example and minimal,
@@ -21,7 +22,9 @@
 # 5. the character-level GPT of examples/gpt.rs (trainer, flex; with `--gpt-tch` also on tch)
 #    and benches/pytorch/gpt.py (PyTorch Lightning) on the same data, model, hyperparameters and
 #    batch order, one after the other, `--gpt-steps` optimizer steps each (default 500): tokens
-#    per second, time to the first batch, peak memory, validation loss every 250 steps; with
+#    per second, time to the first batch, peak memory, validation loss every 50 steps
+#    (`--gpt-args "--model.n_embd 256 --data.batch_size 32"`: the example's flags, which
+#    gpt.py also takes, given to both sides); with
 #    `--gpt-only` nothing else runs and only BENCHMARKS.md's GPT section and its chart
 #    (benches/gpt_val_loss.svg) are rewritten;
 # 6. benches/report.py: BENCHMARKS.md (machine, date, versions, medians and spread, ratios
@@ -33,7 +36,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-epochs=3 reps=20 cnn_reps=5 startup_reps=3 compile_cost=0 note="" gpt_steps=500 gpt_tch=0 gpt_only=0
+epochs=3 reps=20 cnn_reps=5 startup_reps=3 compile_cost=0 note="" gpt_steps=500 gpt_tch=0 gpt_only=0 gpt_args=""
 command_line="benches/run_all.sh $*"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -45,6 +48,7 @@ while [ $# -gt 0 ]; do
         --compile-cost) compile_cost=1; shift ;;
         --gpt-steps) gpt_steps="$2"; shift 2 ;;
         --gpt-tch) gpt_tch=1; shift ;;
+        --gpt-args) gpt_args="$2"; shift 2 ;;
         --gpt-only) gpt_only=1; shift ;;
         -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { print }' "$0"; exit 0 ;;
         *) echo "run_all.sh: unknown argument \`$1\` (see --help)" >&2; exit 2 ;;
@@ -70,7 +74,12 @@ fi
 # The GPT side by side (step 5): each side's output, with the load average around it.
 run_gpt() {
     echo "== GPT: examples/gpt.rs (trainer, flex$([ "$gpt_tch" = 1 ] && echo ", tch")) and benches/pytorch/gpt.py (PyTorch Lightning), $gpt_steps steps each" >&2
-    local common=(--trainer.max_steps "$gpt_steps" --model.decay_steps "$((gpt_steps > 100 ? gpt_steps - 100 : 1))")
+    # Epochs of 50 batches: a validation, a sample and a checkpoint every 50 steps, for the curves.
+    local common=(--trainer.max_steps "$gpt_steps" --model.decay_steps "$((gpt_steps > 100 ? gpt_steps - 100 : 1))"
+        --data.batches_per_epoch 50)
+    local extra
+    read -r -a extra <<< "$gpt_args"
+    common+=("${extra[@]}")
     cargo build --example gpt
     {
         echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -90,8 +99,7 @@ run_gpt() {
     fi
     {
         echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-        "$python" benches/pytorch/gpt.py --max_steps "$gpt_steps" --decay_steps "$((gpt_steps > 100 ? gpt_steps - 100 : 1))" \
-            --default_root_dir "$out/gpt-lightning-run" 2>&1 | tr '\r' '\n' | grep -v -e '^Epoch ' -e '^Validation DataLoader' -e '^Sanity Checking'
+        "$python" benches/pytorch/gpt.py "${common[@]}" --default_root_dir "$out/gpt-lightning-run" 2>&1
         echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
     } | tee "$out/gpt-lightning.txt"
 }
@@ -102,11 +110,15 @@ torch_lib="$("$python" -c 'import os, torch; print(os.path.join(os.path.dirname(
 tch_env=(env LIBTORCH_USE_PYTORCH=1 PATH="$(dirname "$python"):$PATH"
     LD_LIBRARY_PATH="$torch_lib:${LD_LIBRARY_PATH:-}" OMP_NUM_THREADS="$(nproc)")
 
+# The GPT chart's file: one per set of --gpt-args.
+gpt_svg=benches/gpt_val_loss.svg
+[ -n "$gpt_args" ] && gpt_svg="benches/gpt_val_loss_$(echo "$gpt_args" | tr -c 'a-zA-Z0-9' '_' | sed 's/__*/_/g; s/^_//; s/_$//').svg"
+
 if [ "$gpt_only" = 1 ]; then
     run_gpt
     "$report_python" benches/report.py --results "$out" --command "$command_line" --note "$note" \
-        --markdown BENCHMARKS.md --svg benches/epoch_seconds.svg --gpt-svg benches/gpt_val_loss.svg --gpt-only
-    echo "rewrote BENCHMARKS.md's GPT section and benches/gpt_val_loss.svg (raw output in $out)" >&2
+        --markdown BENCHMARKS.md --svg benches/epoch_seconds.svg --gpt-svg "$gpt_svg" --gpt-flags "$gpt_args" --gpt-only
+    echo "rewrote BENCHMARKS.md's GPT section and $gpt_svg (raw output in $out)" >&2
     exit 0
 fi
 
@@ -178,5 +190,5 @@ PY
 fi
 
 "$report_python" benches/report.py --results "$out" --command "$command_line" --note "$note" \
-    --markdown BENCHMARKS.md --svg benches/epoch_seconds.svg --gpt-svg benches/gpt_val_loss.svg
-echo "wrote BENCHMARKS.md, benches/epoch_seconds.svg and benches/gpt_val_loss.svg (raw output in $out)" >&2
+    --markdown BENCHMARKS.md --svg benches/epoch_seconds.svg --gpt-svg "$gpt_svg" --gpt-flags "$gpt_args"
+echo "wrote BENCHMARKS.md, benches/epoch_seconds.svg and $gpt_svg (raw output in $out)" >&2

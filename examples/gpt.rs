@@ -208,6 +208,16 @@ impl DataModule<CharBatch> for ShakespeareData {
         }
         if self.corpus.is_none() {
             let corpus = CharCorpus::read(&self.path)?;
+            if corpus.train.len() <= self.block_size + 1 || corpus.val.len() <= self.block_size + 1 {
+                return Err(Error::user(format!(
+                    "`{}` is too short for windows of {} characters (--data.block_size): its training \
+                     part has {} and its held-out part {}",
+                    self.path.display(),
+                    self.block_size,
+                    corpus.train.len(),
+                    corpus.val.len()
+                )));
+            }
             let val_windows = (corpus.val.len() - 1) / self.block_size;
             if val_windows < self.val_batches * self.batch_size {
                 return Err(Error::user(format!(
