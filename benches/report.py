@@ -1,8 +1,10 @@
 """Writes BENCHMARKS.md and its SVG chart from the raw output of benches/run_all.sh.
 
 Reads the `BENCH`, `RATIO`, `STARTUP`, `COMPILE` and `VERSIONS` lines of every `*.txt` file in
-`--results`; the chart needs matplotlib (run_all.sh installs it in the benchmark's virtual
-environment).
+`--results`, and the GPT sides' output (`gpt-<side>.txt`: `step S: val_loss L` and `throughput:`
+lines); the charts need matplotlib (run_all.sh installs it in the benchmark's virtual
+environment). With `--gpt-only`, only the `## gpt` section of the existing `--markdown` file is
+rewritten (the one for the same `--gpt-flags`; others stay), and its chart.
 """
 
 import argparse
@@ -25,6 +27,99 @@ SIDES = {
     "lightning-minimal": ("Python", "PyTorch Lightning, no logger/checkpoint/bar"),
 }
 MODELS = {"mlp": "perceptron 784-128-10", "cnn": "LeNet-5-sized CNN"}
+GPT_SIDES = {
+    "trainer": "Rust: `examples/gpt.rs`, burn-lightning `Trainer`, flex",
+    "trainer-tch": "Rust: `examples/gpt.rs` on libtorch's CPU kernels (`tch`)",
+    "lightning": "Python: `benches/pytorch/gpt.py`, PyTorch Lightning",
+}
+GPT_HEADING = "## gpt: character-level GPT on the Shakespeare tragedies"
+THROUGHPUT = re.compile(r"throughput: (\d+) tokens/s .*first batch done ([0-9.]+) s after start; peak RSS (\S+) MB")
+
+
+def parse_gpt(results):
+    """Per side: the validation curve, the throughput line's figures, the final loss, load averages."""
+    sides = {}
+    for side in GPT_SIDES:
+        path = results / f"gpt-{side}.txt"
+        if not path.exists():
+            continue
+        text = path.read_text()
+        found = THROUGHPUT.search(text)
+        # Unanchored: Lightning's progress bar (on stdout, redrawn with `\r`) shares their lines.
+        final = re.search(r"validation loss: ([0-9.]+)", text)
+        sides[side] = {
+            "curve": [(int(a), float(b)) for a, b in re.findall(r"step (\d+): val_loss ([0-9.]+)", text)],
+            "tokens_per_s": float(found.group(1)) if found else None,
+            "first_batch_s": float(found.group(2)) if found else None,
+            "peak_rss_mb": found.group(3) if found else None,
+            "final": float(final.group(1)) if final else None,
+            "loads": re.findall(r"^load average (?:before|after): .*$", text, re.M),
+        }
+    return sides
+
+
+def gpt_chart(sides, svg):
+    import matplotlib
+
+    matplotlib.use("svg")
+    import matplotlib.pyplot as plt
+
+    matplotlib.rcParams["svg.hashsalt"] = "burn-lightning"
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for side, values in sides.items():
+        if values["curve"]:
+            steps, losses = zip(*values["curve"])
+            ax.plot(steps, losses, marker="o", label=side)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("validation loss (nats per character)")
+    ax.set_title("character-level GPT: validation loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(svg, format="svg", metadata={"Date": None})
+
+
+def gpt_heading(flags):
+    return GPT_HEADING + (f" (`{flags}`)" if flags else ", defaults")
+
+
+def gpt_section(sides, command, markdown, svg, results, flags):
+    if not sides:
+        return []
+    out = [
+        gpt_heading(flags),
+        "",
+        f"- command: `{command}`; machine: {machine()}; date: {measured_at(results):%Y-%m-%d %H:%M} UTC",
+        "- work: `examples/gpt.rs` with its defaults, but for the flags in the heading (2 pre-norm blocks, 4 heads, width 64, context 64, "
+        "109 K parameters, batch 16, AdamW 3e-3 with two param groups, warm-up then cosine, clipping at 1.0, "
+        "32-true, epochs of 50 batches (`--data.batches_per_epoch 50`): validation on 16 held-out batches, a "
+        "200-character sample and a checkpoint every 50 steps; TensorBoard) and `benches/pytorch/gpt.py`, the same model, data, batch order and "
+        "hyperparameters in PyTorch Lightning with its defaults; the sides ran one after the other in one "
+        "command, once each",
+        "- throughput: input tokens of the training batches after the first, over the time from the end of the "
+        "first batch to the end of `fit` (validation, sampling and checkpoints included); first batch: from "
+        "the start of `main` (Rust) or of the script, before `import torch` (Python), to the end of the first "
+        "training batch; peak RSS: `VmHWM` (Rust) or `ru_maxrss` (Python)",
+        "- load average (1, 5, 15 min) around each side: "
+        + "; ".join(f"{side}: {', '.join(v['loads'])}" for side, v in sides.items()),
+        "",
+        f"![validation loss of each side]({os.path.relpath(svg, markdown.parent)})",
+        "",
+        "| side | what | tokens/s | vs trainer | first batch (s) | peak RSS (MB) | validation loss at the end |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    reference = sides.get("trainer", {}).get("tokens_per_s")
+    for side, v in sides.items():
+        ratio = num(v["tokens_per_s"] / reference, 2) if reference and v["tokens_per_s"] else "–"
+        out.append(f"| {side} | {GPT_SIDES[side]} | {num(v['tokens_per_s'], 0)} | {ratio} | "
+                   f"{num(v['first_batch_s'], 2)} | {num(v['peak_rss_mb'], 0)} | {num(v['final'])} |")
+    out += ["", "Validation loss after each validation:", "",
+            "| step | " + " | ".join(sides) + " |", "| ---: |" + " ---: |" * len(sides)]
+    steps = sorted({step for v in sides.values() for step, _ in v["curve"]})
+    for step in steps:
+        row = [num(dict(v["curve"]).get(step)) for v in sides.values()]
+        out.append(f"| {step} | " + " | ".join(row) + " |")
+    out += [""]
+    return out
 
 
 def fields(line):
@@ -114,8 +209,24 @@ def main():
     parser.add_argument("--note", default="")
     parser.add_argument("--markdown", type=Path, required=True)
     parser.add_argument("--svg", type=Path, required=True)
+    parser.add_argument("--gpt-svg", type=Path, required=True)
+    parser.add_argument("--gpt-only", action="store_true")
+    parser.add_argument("--gpt-flags", default="", help="the flags both GPT sides were given (run_all.sh --gpt-args)")
     args = parser.parse_args()
     root = Path(__file__).resolve().parents[1]
+    gpt = parse_gpt(args.results)
+    if gpt:
+        gpt_chart(gpt, args.gpt_svg)
+    if args.gpt_only:
+        section = gpt_section(gpt, args.command, args.markdown, args.gpt_svg, args.results, args.gpt_flags)
+        lines = args.markdown.read_text().split("\n")
+        start = next((i for i, line in enumerate(lines) if line == gpt_heading(args.gpt_flags)), None)
+        if start is None:
+            start = end = next(i for i, line in enumerate(lines) if line == "## Reading")
+        else:
+            end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        args.markdown.write_text("\n".join(lines[:start] + section + lines[end:]))
+        return
     bench, ratio, startup, compile_cost, versions, loads = parse(args.results)
     rustc, burn = rust_versions(root)
     chart(bench, args.svg)
@@ -186,6 +297,7 @@ def main():
             "`ru_maxrss` (Python).",
             "",
         ]
+    out += gpt_section(gpt, args.command, args.markdown, args.gpt_svg, args.results, args.gpt_flags)
     if compile_cost:
         out += ["## Compile cost", "", "| what | seconds |", "| --- | ---: |"]
         out += [f"| {c['what'].replace('_', ' ')} | {num(c['seconds'], 1)} |" for c in compile_cost]
