@@ -56,6 +56,8 @@ pub struct Core {
     pub(crate) checkpoint_links: Vec<(PathBuf, PathBuf)>,
     /// Checkpoints this run asked for and has not removed (some may still be being written).
     pub(crate) checkpoints_written: BTreeSet<PathBuf>,
+    /// Checkpoints asked for since the loggers last heard of them (`after_save_checkpoint`).
+    pub(crate) checkpoints_to_announce: Vec<PathBuf>,
     /// Directories this run cleaned of stale temporary files.
     pub(crate) cleaned_dirs: BTreeSet<PathBuf>,
     /// The first misuse detected inside a hook; the trainer returns it once the hook returns.
@@ -151,6 +153,7 @@ impl Core {
             weights_only_requests: Vec::new(),
             checkpoint_links: Vec::new(),
             checkpoints_written: BTreeSet::new(),
+            checkpoints_to_announce: Vec::new(),
             cleaned_dirs: BTreeSet::new(),
             deferred_error: None,
             logs_this_step: false,
@@ -293,6 +296,7 @@ macro_rules! common_context_methods {
             pub fn save_checkpoint(&mut self, path: impl Into<PathBuf>) {
                 let path = path.into();
                 self.core.checkpoints_written.insert(path.clone());
+                self.core.checkpoints_to_announce.push(path.clone());
                 self.core.checkpoint_requests.push(path);
             }
 
@@ -302,6 +306,7 @@ macro_rules! common_context_methods {
             pub fn save_checkpoint_weights_only(&mut self, path: impl Into<PathBuf>) {
                 let path = path.into();
                 self.core.checkpoints_written.insert(path.clone());
+                self.core.checkpoints_to_announce.push(path.clone());
                 self.core.weights_only_requests.push(path);
             }
 
@@ -310,6 +315,7 @@ macro_rules! common_context_methods {
             #[allow(dead_code)] // Not every context's callbacks link.
             pub(crate) fn link_checkpoint(&mut self, target: PathBuf, link: PathBuf) {
                 self.core.checkpoints_written.insert(link.clone());
+                self.core.checkpoints_to_announce.push(link.clone());
                 self.core.checkpoint_links.push((target, link));
             }
 
