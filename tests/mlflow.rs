@@ -206,7 +206,7 @@ impl Server {
                     .iter()
                     .map(|p| (p[0].as_u64().unwrap() as usize, p[1].as_str().unwrap().parse().unwrap()))
                     .collect();
-                points.sort_by(|a, b| a.0.cmp(&b.0));
+                points.sort_by_key(|a| a.0);
                 (key.clone(), points)
             })
             .collect();
@@ -289,7 +289,7 @@ fn recorded_histories(calls: &[Call]) -> BTreeMap<String, Vec<(usize, f64)>> {
         }
     }
     for points in histories.values_mut() {
-        points.sort_by(|a, b| a.0.cmp(&b.0));
+        points.sort_by_key(|a| a.0);
     }
     histories
 }

@@ -945,7 +945,7 @@ impl Client {
         if let Some(auth) = &self.authorization {
             request = request.header("Authorization", auth);
         }
-        Self::answer(endpoint, request.call())
+        self.answer(endpoint, request.call())
     }
 
     fn call_post(&self, endpoint: &str, body: &JsonValue) -> Result<JsonValue, CallError> {
@@ -953,15 +953,17 @@ impl Client {
         if let Some(auth) = &self.authorization {
             request = request.header("Authorization", auth);
         }
-        Self::answer(endpoint, request.send(body.to_string()))
+        self.answer(endpoint, request.send(body.to_string()))
     }
 
     fn answer(
+        &self,
         endpoint: &str,
         response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<JsonValue, CallError> {
-        let mut response =
-            response.map_err(|e| CallError::Unreachable(format!("`{endpoint}`: cannot reach the server: {e}")))?;
+        let mut response = response.map_err(|e| {
+            CallError::Unreachable(format!("`{endpoint}`: cannot reach the server at {}: {e}", self.base))
+        })?;
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string().unwrap_or_default();
         match status {
@@ -1022,7 +1024,7 @@ impl Client {
         if let Some(auth) = &self.authorization {
             request = request.header("Authorization", auth);
         }
-        Self::answer("mlflow-artifacts", request.send(file)).map(|_| ())
+        self.answer("mlflow-artifacts", request.send(file)).map(|_| ())
     }
 }
 
