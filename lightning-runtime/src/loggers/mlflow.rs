@@ -351,8 +351,13 @@ impl MlflowLogger {
             // Files asked for but gone (a top-k checkpoint replaced before it was uploaded).
             self.checkpoints.clear();
         }
+        // The sender lingers on a timer once it has work: it needs waking only from an empty
+        // queue, or for a full batch.
+        let wake = queue.sender_waits_for_work || queue.metrics.len() >= MAX_METRICS_PER_BATCH;
         drop(queue);
-        self.shared.wake.notify_all();
+        if wake {
+            self.shared.wake.notify_all();
+        }
         Ok(())
     }
 
@@ -585,6 +590,8 @@ struct Queue {
     /// Someone waits for the queue to empty: send without lingering.
     flushing: usize,
     closing: bool,
+    /// The sender sleeps until woken (nothing queued).
+    sender_waits_for_work: bool,
     report: DeliveryReport,
 }
 
@@ -685,7 +692,9 @@ fn send_loop(client: &Client, shared: &Shared, run_id: &str, artifacts_url: Opti
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
             } else {
+                queue.sender_waits_for_work = true;
                 queue = shared.wake.wait(queue).unwrap_or_else(PoisonError::into_inner);
+                queue.sender_waits_for_work = false;
             }
         }
         let batch: Vec<Metric> = {
@@ -706,7 +715,7 @@ fn send_loop(client: &Client, shared: &Shared, run_id: &str, artifacts_url: Opti
                 "the run's artifacts are not served by the server".into(),
             )),
             (None, _) => client
-                .call_post("runs/log-batch", &log_batch(run_id, &batch))
+                .call_post_text("runs/log-batch", log_batch(run_id, &batch))
                 .map(|_| ()),
         };
 
@@ -760,33 +769,39 @@ fn send_loop(client: &Client, shared: &Shared, run_id: &str, artifacts_url: Opti
     }
 }
 
-fn log_batch(run_id: &str, batch: &[Metric]) -> JsonValue {
-    let metrics: Vec<JsonValue> = batch
-        .iter()
-        .map(|m| {
-            serde_json::json!({
-                "key": m.key,
-                "value": metric_value(m.value),
-                "timestamp": m.timestamp,
-                "step": m.step,
-            })
-        })
-        .collect();
-    serde_json::json!({"run_id": run_id, "metrics": metrics})
+/// The `log-batch` request of `batch`, written directly (it is most of the sender's work).
+fn log_batch(run_id: &str, batch: &[Metric]) -> String {
+    use std::fmt::Write;
+    let mut body = String::with_capacity(64 + batch.len() * 96);
+    let _ = write!(body, "{{\"run_id\":{},\"metrics\":[", JsonValue::from(run_id));
+    for (i, m) in batch.iter().enumerate() {
+        let separator = if i == 0 { "" } else { "," };
+        let key = serde_json::to_string(&m.key).unwrap_or_default();
+        let _ = write!(
+            body,
+            "{separator}{{\"key\":{key},\"value\":{},\"timestamp\":{},\"step\":{}}}",
+            metric_value(m.value),
+            m.timestamp,
+            m.step
+        );
+    }
+    body.push_str("]}");
+    body
 }
 
 /// JSON has no NaN or infinities: MLflow's server reads protobuf's JSON, whose strings for them
 /// are `"NaN"`, `"Infinity"` and `"-Infinity"` (its SQL store keeps NaN, and infinities as the
 /// largest finite doubles).
-fn metric_value(value: f64) -> JsonValue {
+fn metric_value(value: f64) -> String {
     if value.is_nan() {
-        "NaN".into()
+        "\"NaN\"".into()
     } else if value == f64::INFINITY {
-        "Infinity".into()
+        "\"Infinity\"".into()
     } else if value == f64::NEG_INFINITY {
-        "-Infinity".into()
+        "\"-Infinity\"".into()
     } else {
-        value.into()
+        // The shortest text that reads back as the same double (`1e-7`, `0.25`, `3.0`): JSON.
+        format!("{value:?}")
     }
 }
 
@@ -949,11 +964,15 @@ impl Client {
     }
 
     fn call_post(&self, endpoint: &str, body: &JsonValue) -> Result<JsonValue, CallError> {
+        self.call_post_text(endpoint, body.to_string())
+    }
+
+    fn call_post_text(&self, endpoint: &str, body: String) -> Result<JsonValue, CallError> {
         let mut request = self.agent.post(self.url(endpoint)).content_type("application/json");
         if let Some(auth) = &self.authorization {
             request = request.header("Authorization", auth);
         }
-        self.answer(endpoint, request.send(body.to_string()))
+        self.answer(endpoint, request.send(body))
     }
 
     fn answer(
@@ -1049,10 +1068,26 @@ mod tests {
 
     #[test]
     fn values_json_cannot_hold_are_sent_as_protobuf_spells_them() {
-        assert_eq!(metric_value(f64::NAN), "NaN");
-        assert_eq!(metric_value(f64::INFINITY), "Infinity");
-        assert_eq!(metric_value(f64::NEG_INFINITY), "-Infinity");
-        assert_eq!(metric_value(0.25), 0.25);
+        let batch = [0.25, 1e-7, 3.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY].map(|value| Metric {
+            key: "a\"b".into(),
+            value,
+            timestamp: 7,
+            step: 2,
+        });
+        let body: JsonValue = serde_json::from_str(&log_batch("r", &batch)).unwrap();
+        let values: Vec<JsonValue> = body["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["value"].clone())
+            .collect();
+        assert_eq!(
+            JsonValue::Array(values),
+            serde_json::json!([0.25, 1e-7, 3.0, "NaN", "Infinity", "-Infinity"])
+        );
+        assert_eq!(body["run_id"], "r");
+        assert_eq!(body["metrics"][0]["key"], "a\"b");
+        assert_eq!(body["metrics"][0]["step"], 2);
         assert_eq!(metric_key("val/loss(ema)@1"), "val/lossema1");
     }
 
