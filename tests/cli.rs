@@ -712,6 +712,51 @@ fn loggers_and_callbacks_are_chosen_by_name() {
     );
 }
 
+/// `--trainer.logger mlflow` builds the MLflow logger from the registry, with Lightning's option
+/// names: a server that cannot be reached is the run's error, before training; a misspelt option
+/// lists the logger's options. (tests/mlflow.rs logs to a real server.)
+#[cfg(feature = "mlflow")]
+#[test]
+fn the_mlflow_logger_is_chosen_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display().to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let logger = format!(
+        "{{class_path: MLFlowLogger, init_args: {{tracking_uri: 'http://127.0.0.1:{port}', experiment_name: exp, \
+         tags: {{team: vision}}, log_model: all}}}}"
+    );
+    let argv = [
+        "tiny",
+        "fit",
+        "--trainer.default_root_dir",
+        &root,
+        "--trainer.logger",
+        &logger,
+    ];
+    let error = cli().run_from(argv).err().unwrap();
+    assert!(
+        error.message().contains("cannot reach the server") && error.message().contains(&port.to_string()),
+        "{error}"
+    );
+    let error = cli()
+        .run_from([
+            "tiny",
+            "fit",
+            "--trainer.logger",
+            "{class_path: mlflow, init_args: {experiment: x}}",
+        ])
+        .err()
+        .unwrap();
+    assert!(
+        error.message().contains("experiment") && error.message().contains("tracking_uri"),
+        "{error}"
+    );
+}
+
 /// Weight averaging by name: Lightning's `StochasticWeightAveraging` (its SWALR anneals the
 /// module's SGD to `swa_lrs`) and `EMAWeightAveraging`, with their options.
 #[test]

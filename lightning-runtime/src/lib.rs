@@ -65,6 +65,8 @@ pub use hooks::{
     HparamInfo, HparamValue, IntoBatchControl, IntoManualOutput, IntoTrainingOutput, LightningModule,
     ManualOptimization, PredictStep, StepOutput, TestStep, TrainingStep, ValidationStep,
 };
+#[cfg(feature = "mlflow")]
+pub use loggers::mlflow::{LogModel, MlflowLogger};
 pub use loggers::{CsvLogger, Logger, LoggerDir, TensorBoardLogger, Version};
 pub use optim::precision::{CastFloats, Precision, PrecisionChoice};
 pub use optim::{

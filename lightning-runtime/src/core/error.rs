@@ -65,6 +65,11 @@ pub enum Error {
     /// be merged, read or restored.
     #[error("{metric}: {message}")]
     Metric { metric: String, message: String },
+
+    /// A logger could not reach where it logs to (an experiment tracker's server), or the
+    /// server refused what it was sent.
+    #[error("the {logger} logger: {message}")]
+    Logger { logger: &'static str, message: String },
 }
 
 impl Error {

@@ -56,6 +56,8 @@ pub struct Core {
     pub(crate) checkpoint_links: Vec<(PathBuf, PathBuf)>,
     /// Checkpoints this run asked for and has not removed (some may still be being written).
     pub(crate) checkpoints_written: BTreeSet<PathBuf>,
+    /// Checkpoints asked for since the loggers last heard of them (`after_save_checkpoint`).
+    pub(crate) checkpoints_to_announce: Vec<PathBuf>,
     /// Directories this run cleaned of stale temporary files.
     pub(crate) cleaned_dirs: BTreeSet<PathBuf>,
     /// The `on_save_checkpoint` hooks are running (still set after one panicked or failed).
@@ -157,6 +159,7 @@ impl Core {
             weights_only_requests: Vec::new(),
             checkpoint_links: Vec::new(),
             checkpoints_written: BTreeSet::new(),
+            checkpoints_to_announce: Vec::new(),
             cleaned_dirs: BTreeSet::new(),
             saving_checkpoint: false,
             skip_on_save_checkpoint: false,
@@ -301,6 +304,7 @@ macro_rules! common_context_methods {
             pub fn save_checkpoint(&mut self, path: impl Into<PathBuf>) {
                 let path = path.into();
                 self.core.checkpoints_written.insert(path.clone());
+                self.core.checkpoints_to_announce.push(path.clone());
                 self.core.checkpoint_requests.push(path);
             }
 
@@ -310,6 +314,7 @@ macro_rules! common_context_methods {
             pub fn save_checkpoint_weights_only(&mut self, path: impl Into<PathBuf>) {
                 let path = path.into();
                 self.core.checkpoints_written.insert(path.clone());
+                self.core.checkpoints_to_announce.push(path.clone());
                 self.core.weights_only_requests.push(path);
             }
 
@@ -318,6 +323,7 @@ macro_rules! common_context_methods {
             #[allow(dead_code)] // Not every context's callbacks link.
             pub(crate) fn link_checkpoint(&mut self, target: PathBuf, link: PathBuf) {
                 self.core.checkpoints_written.insert(link.clone());
+                self.core.checkpoints_to_announce.push(link.clone());
                 self.core.checkpoint_links.push((target, link));
             }
 

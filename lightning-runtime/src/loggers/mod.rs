@@ -13,10 +13,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub mod csv;
+#[cfg(feature = "mlflow")]
+pub mod mlflow;
 pub mod registry;
 pub mod report;
 pub mod tensorboard;
 pub use csv::CsvLogger;
+#[cfg(feature = "mlflow")]
+pub use mlflow::MlflowLogger;
 pub use tensorboard::TensorBoardLogger;
 
 /// The logger a trainer writes with when none is given: TensorBoard, in the run directory (as
@@ -50,12 +54,27 @@ pub trait Logger: Send {
     /// Records `metrics` at `step` (Lightning's `log_metrics(metrics, step)`).
     fn log_metrics(&mut self, metrics: &BTreeMap<String, f64>, step: usize) -> Result<(), Error>;
 
-    /// Writes what is buffered to disk.
+    /// Writes what is buffered to disk. Called after every `log_metrics`: a logger that sends
+    /// over the network only queues here.
     fn save(&mut self) -> Result<(), Error> {
         Ok(())
     }
 
-    /// The run ended (`status`: `"success"`, `"failed"` or `"interrupted"`): flushes and closes.
+    /// A training epoch ended (after its values were logged): a logger that sends in the
+    /// background gives it a chance to catch up, within a bounded wait.
+    fn epoch_end(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// A checkpoint was asked for at `path` (Lightning's `after_save_checkpoint`). It is written
+    /// in the background: the file may not exist yet (it appears whole, by an atomic rename).
+    fn after_save_checkpoint(&mut self, path: &Path) -> Result<(), Error> {
+        let _ = path;
+        Ok(())
+    }
+
+    /// The run ended (`status`: `"success"`, `"failed"` (an error or a panic) or `"interrupted"`
+    /// (a signal)): flushes and closes.
     fn finalize(&mut self, status: &str) -> Result<(), Error> {
         let _ = status;
         self.save()

@@ -53,7 +53,12 @@ pub struct LoggerKind {
 pub type BuildLogger = fn(&ComponentSpec, &Path) -> Result<Box<dyn Logger>, String>;
 
 /// Every logger kind a configuration can name.
-pub const LOGGER_KINDS: &[LoggerKind] = &[TENSORBOARD, CSV];
+pub const LOGGER_KINDS: &[LoggerKind] = &[
+    TENSORBOARD,
+    CSV,
+    #[cfg(feature = "mlflow")]
+    MLFLOW,
+];
 
 const TENSORBOARD: LoggerKind = LoggerKind {
     names: &["TensorBoardLogger", "tensorboard", "tb"],
@@ -80,6 +85,91 @@ const CSV: LoggerKind = LoggerKind {
         Ok(Box::new(logger))
     },
 };
+
+/// Lightning's `MLFlowLogger` options (`synchronous` aside: sending is always in the
+/// background), and the queue's bound and deadlines.
+#[cfg(feature = "mlflow")]
+const MLFLOW: LoggerKind = LoggerKind {
+    names: &["MLFlowLogger", "mlflow"],
+    options: &[
+        "experiment_name",
+        "run_name",
+        "tracking_uri",
+        "tags",
+        "save_dir",
+        "log_model",
+        "prefix",
+        "artifact_location",
+        "run_id",
+        "max_queued",
+        "flush_timeout",
+    ],
+    build: |spec, root| {
+        use super::mlflow::{LogModel, MlflowLogger};
+        let options: MlflowOptions = read_options(spec)?;
+        let mut logger = MlflowLogger::new().save_dir(options.save_dir.unwrap_or_else(|| root.join("mlruns")));
+        if let Some(name) = options.experiment_name {
+            logger = logger.experiment_name(name);
+        }
+        if let Some(name) = options.run_name {
+            logger = logger.run_name(name);
+        }
+        if let Some(uri) = options.tracking_uri {
+            logger = logger.tracking_uri(uri);
+        }
+        for (key, value) in options.tags.unwrap_or_default() {
+            let value = match value {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            logger = logger.tag(key, value);
+        }
+        if let Some(run_id) = options.run_id {
+            logger = logger.run_id(run_id);
+        }
+        if let Some(location) = options.artifact_location {
+            logger = logger.artifact_location(location);
+        }
+        let log_model = match options.log_model {
+            serde_json::Value::Bool(false) | serde_json::Value::Null => LogModel::No,
+            serde_json::Value::Bool(true) => LogModel::AtEnd,
+            serde_json::Value::String(s) if s == "all" => LogModel::All,
+            serde_json::Value::String(s) if s.eq_ignore_ascii_case("true") => LogModel::AtEnd,
+            serde_json::Value::String(s) if s.eq_ignore_ascii_case("false") => LogModel::No,
+            other => return Err(format!("`log_model` must be true, false or \"all\", found {other}")),
+        };
+        logger = logger.log_model(log_model).prefix(options.prefix);
+        if let Some(n) = options.max_queued {
+            logger = logger.max_queued(n);
+        }
+        if let Some(seconds) = options.flush_timeout {
+            if !(seconds.is_finite() && seconds >= 0.0) {
+                return Err(format!("`flush_timeout` must be seconds, at least 0, found {seconds}"));
+            }
+            logger = logger.flush_timeout(std::time::Duration::from_secs_f64(seconds));
+        }
+        Ok(Box::new(logger))
+    },
+};
+
+#[cfg(feature = "mlflow")]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MlflowOptions {
+    experiment_name: Option<String>,
+    run_name: Option<String>,
+    tracking_uri: Option<String>,
+    tags: Option<serde_json::Map<String, serde_json::Value>>,
+    save_dir: Option<PathBuf>,
+    #[serde(default)]
+    log_model: serde_json::Value,
+    #[serde(default)]
+    prefix: String,
+    artifact_location: Option<String>,
+    run_id: Option<String>,
+    max_queued: Option<usize>,
+    flush_timeout: Option<f64>,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

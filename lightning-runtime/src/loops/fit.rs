@@ -527,6 +527,7 @@ where
     let epoch_values = run.core.metrics.logger_epoch_metrics(Loop::Train, epoch_started);
     let step = run.batches_that_stepped.saturating_sub(1);
     run.log_metrics(epoch_values, step)?;
+    run.loggers_epoch_end()?;
     run.core.state.current_epoch += 1;
     run.core.loop_progress.epoch_done = false;
     run.core.loop_progress.batches_done = 0;

@@ -162,7 +162,33 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         if !self.core.optimizer_requests.is_empty() {
             self.apply_optimizer_requests()?;
         }
+        if !self.core.checkpoints_to_announce.is_empty() {
+            self.announce_checkpoints()?;
+        }
         Ok(output)
+    }
+
+    /// Tells the loggers of the checkpoints asked for since the last time.
+    #[cold]
+    fn announce_checkpoints(&mut self) -> Result<(), Error> {
+        let paths = std::mem::take(&mut self.core.checkpoints_to_announce);
+        for logger in self.loggers.lock().iter_mut() {
+            for path in &paths {
+                logger.after_save_checkpoint(path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A training epoch ended: the loggers that send in the background catch up.
+    pub fn loggers_epoch_end(&mut self) -> Result<(), Error> {
+        if self.cfg.fast_dev_run.is_some() {
+            return Ok(());
+        }
+        for logger in self.loggers.lock().iter_mut() {
+            logger.epoch_end()?;
+        }
+        Ok(())
     }
 
     /// Makes the changes of the optimizers hooks asked for that no callback boundary made (a
@@ -573,7 +599,10 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
 
     /// Flushes and closes the loggers once the run ended with `status`.
     pub fn finalize_loggers(&mut self, status: &str) -> Result<(), Error> {
-        let mut first_error = Ok(());
+        let mut first_error = match self.core.checkpoints_to_announce.is_empty() {
+            true => Ok(()),
+            false => self.announce_checkpoints(),
+        };
         for logger in self.loggers.lock().iter_mut() {
             let result = logger.finalize(status);
             if first_error.is_ok() {
