@@ -51,7 +51,12 @@ fn derives_module(module: &ModuleStruct, errors: &mut Errors) {
 ///
 /// The expansion still implements `LightningModule` with the hooks that passed, so that one bad
 /// hook is reported once, not again by every use of the module as a `LightningModule`.
-pub fn module_impl(module: &ModuleImpl, errors: &mut Errors) -> Option<Vec<bool>> {
+///
+/// Two rules repair what they report (as serde's checks may change the container), so that rustc
+/// adds no error of its own for the same mistake: manual calls without `manual_optimization`
+/// switch the block to manual optimization, and a manual `training_step(&self, ..)` gets
+/// `&mut self`.
+pub fn module_impl(module: &mut ModuleImpl, errors: &mut Errors) -> Option<Vec<bool>> {
     if module.item.trait_.is_some() {
         errors.spanned(
             &module.item.self_ty,
@@ -59,6 +64,9 @@ pub fn module_impl(module: &ModuleImpl, errors: &mut Errors) -> Option<Vec<bool>
         );
         return None;
     }
+    let written_mode = module.mode;
+    manual_calls_need_the_attribute(module, errors);
+    manual_training_step_takes_mut_self(module, errors);
     let mut valid = Vec::with_capacity(module.hooks.len());
     for (i, hook) in module.hooks.iter().enumerate() {
         let before = errors.count();
@@ -70,7 +78,8 @@ pub fn module_impl(module: &ModuleImpl, errors: &mut Errors) -> Option<Vec<bool>
         }
         result_is_accepted(hook, errors);
         returns_what_the_hook_returns(hook, errors);
-        belongs_to_mode(hook, module.mode, errors);
+        // The mode as written: when it was inferred from manual calls, the one error says so.
+        belongs_to_mode(hook, written_mode, errors);
         step_output_is_nameable(hook, errors);
         valid.push(errors.count() == before);
     }
@@ -226,6 +235,97 @@ fn context_type_name(ty: &syn::Type) -> Option<&'static str> {
         .find(|name| *name == last)
 }
 
+/// The calls that only compile under manual optimization (they require `ManualOptimization`),
+/// as written after a `.`: `cx.manual_backward(self, loss)`, `cx.optimizer_step(self, grads)`.
+const MANUAL_CALLS: &[&str] = &["manual_backward", "optimizer_step"];
+
+/// A `training_step` ported from Lightning without `self.automatic_optimization = False` calls
+/// `manual_backward` and steps its optimizers: rustc would report every call, the return type
+/// and several optimizers (one error each). One error says what to add instead, at the first
+/// call, and the block is treated as manual from here on.
+fn manual_calls_need_the_attribute(module: &mut ModuleImpl, errors: &mut Errors) {
+    if module.mode != Optimization::Automatic {
+        return;
+    }
+    let found = module.item.items.iter().find_map(|item| match item {
+        syn::ImplItem::Fn(method) => {
+            first_method_call(method.block.to_token_stream(), MANUAL_CALLS).map(|call| (&method.sig.ident, call))
+        }
+        _ => None,
+    });
+    let Some((method, call)) = found else { return };
+    let self_ty = type_to_string(&module.item.self_ty);
+    errors.spanned(
+        &call,
+        format!(
+            "`{method}` calls `{call}`, which needs manual optimization, but this impl block uses automatic optimization\n\
+             help: write `#[lightning_module(manual_optimization)]` on the impl block of `{self_ty}` (Lightning's \
+             `self.automatic_optimization = False`): then `training_step` runs backward and steps the optimizers itself"
+        ),
+    );
+    module.mode = Optimization::Manual;
+}
+
+/// The first `.name(` in `tokens` with `name` one of `names`, at any depth.
+fn first_method_call(tokens: TokenStream, names: &[&str]) -> Option<syn::Ident> {
+    let trees: Vec<TokenTree> = tokens.into_iter().collect();
+    for (i, tree) in trees.iter().enumerate() {
+        match tree {
+            TokenTree::Group(group) => {
+                if let Some(found) = first_method_call(group.stream(), names) {
+                    return Some(found);
+                }
+            }
+            TokenTree::Ident(ident) if names.iter().any(|name| ident == name) => {
+                let after_dot = i > 0 && matches!(&trees[i - 1], TokenTree::Punct(p) if p.as_char() == '.');
+                let called =
+                    matches!(trees.get(i + 1), Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Parenthesis);
+                if after_dot && called {
+                    return Some(syn::Ident::new(&ident.to_string(), ident.span()));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Under manual optimization `training_step` passes the module to `cx.manual_backward(self, ..)`
+/// and the optimizer steps, which take `&mut`: with `&self` rustc says only "types differ in
+/// mutability" at each call. One error at the receiver says why; the method is emitted with
+/// `&mut self` so that the calls add nothing.
+fn manual_training_step_takes_mut_self(module: &mut ModuleImpl, errors: &mut Errors) {
+    if module.mode != Optimization::Manual {
+        return;
+    }
+    let Some(hook) = module.hooks.iter().find(|h| h.spec.step == Some(Step::Training)) else {
+        return;
+    };
+    let Some(receiver) = hook.sig.receiver() else { return };
+    let syn::ReceiverKind::Reference(_, _, None) = &receiver.kind else {
+        return;
+    };
+    errors.spanned(
+        receiver,
+        format!(
+            "under manual optimization, `{}` must take `&mut self`: `cx.manual_backward(self, ..)` and the optimizer \
+             steps update the module through it\n\
+             help: write `&mut self`",
+            hook.method
+        ),
+    );
+    let method = hook.method.clone();
+    for item in &mut module.item.items {
+        if let syn::ImplItem::Fn(function) = item
+            && function.sig.ident == method
+            && let Some(syn::FnArg::Receiver(receiver)) = function.sig.inputs.first_mut()
+            && let syn::ReceiverKind::Reference(_, _, mutability) = &mut receiver.kind
+        {
+            *mutability = Some(Default::default());
+        }
+    }
+}
+
 fn belongs_to_mode(hook: &HookFn, mode: Optimization, errors: &mut Errors) {
     if mode == Optimization::Manual && hook.spec.mode == Mode::Automatic {
         errors.spanned(
@@ -345,4 +445,30 @@ fn type_to_string(ty: &syn::Type) -> String {
         .replace("& ", "&")
         .replace(" :: ", "::")
         .replace(":: ", "::")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MANUAL_CALLS, first_method_call};
+    use quote::quote;
+
+    #[test]
+    fn finds_manual_calls_at_any_depth_and_only_as_method_calls() {
+        let body = quote!({
+            if ready {
+                let grads = cx.manual_backward(self, loss);
+            }
+        });
+        assert_eq!(
+            first_method_call(body, MANUAL_CALLS).unwrap().to_string(),
+            "manual_backward"
+        );
+        // A path, a field or a function of the same name is not the context's method.
+        let body = quote!({
+            let optimizer_step = manual_backward(x);
+            self.optimizer_step;
+            Self::optimizer_step(self);
+        });
+        assert!(first_method_call(body, MANUAL_CALLS).is_none());
+    }
 }

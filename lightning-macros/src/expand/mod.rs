@@ -51,7 +51,7 @@ pub fn lightning_module(args: TokenStream, input: TokenStream) -> TokenStream {
         }
         syn::Item::Impl(item) => {
             let mut module = parse::module_impl(args, item, &mut errors);
-            let out = match check::module_impl(&module, &mut errors) {
+            let out = match check::module_impl(&mut module, &mut errors) {
                 Some(valid) => module_impl::expand(&mut module, &valid),
                 None => TokenStream::new(),
             };
