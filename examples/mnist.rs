@@ -41,7 +41,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(None) => return ExitCode::SUCCESS,
         Err(error) => return error.exit(),
     };
-    if let Some(metrics) = &run.test_metrics {
+    // One `Metrics` per test dataloader: this datamodule has one.
+    if let Some([metrics]) = run.test_metrics.as_deref() {
         let Some(accuracy) = metrics.get("test_acc") else {
             eprintln!("error: test_acc was not logged");
             return ExitCode::FAILURE;

@@ -95,7 +95,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .default_root_dir("target/mnist_manual")
         .build()?;
     let mut model = trainer.fit(model, &mut data)?;
-    let metrics = trainer.test(&mut model, &mut data)?;
+    // One `Metrics` per test dataloader.
+    let metrics = &trainer.test(&mut model, &mut data)?[0];
     println!(
         "test accuracy: {:.2}%",
         metrics.get("test_acc").ok_or("test_acc was not logged")? * 100.0

@@ -118,7 +118,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut model = trainer.fit(PrecisionMnist::new(&device), &mut data)?;
         let fit_time = started.elapsed();
         let cpu = process_cpu_seconds().zip(cpu_started).map(|(end, start)| end - start);
-        let metrics = trainer.test(&mut model, &mut data)?;
+        let metrics = &trainer.test(&mut model, &mut data)?[0];
         println!(
             "| `{precision}` | {:.2}% | {:.4} | {:.2} s | {} |",
             metrics.get("test_acc").unwrap_or(f64::NAN) * 100.0,

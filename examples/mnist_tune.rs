@@ -44,7 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = finder.update_attr(model)?;
 
     let mut model = trainer.fit(model, &mut data)?;
-    let metrics = trainer.test(&mut model, &mut data)?;
+    let metrics = &trainer.test(&mut model, &mut data)?[0];
     let accuracy = metrics.get("test_acc").ok_or("test_acc was not logged")?;
     println!("test accuracy with lr {suggestion:.3e}: {:.2}%", accuracy * 100.0);
     Ok(())

@@ -7,7 +7,8 @@ pinned torch and pytorch-lightning. `tests/hook_order.rs` compares the Rust trai
 The configurations are those of Lightning's `tests/tests_pytorch/models/test_hooks.py`
 (`test_trainer_model_hook_system_fit`, `..._eval`, `..._predict`, `test_trainer_datamodule_hook_system`),
 plus a few flags that change the order (sanity check off, validation twice per epoch, no training
-batches, no validation step, `on_*_model_train` implemented). As in test_hooks.py, every public
+batches, no validation step, `on_*_model_train` implemented) and two validation, test and predict
+dataloaders. As in test_hooks.py, every public
 method of `LightningModule` (less `optimizers`, `log`, `log_dict` and the `torch.nn.Module` methods
 other than `forward`, `zero_grad` and `train`), of `Callback` and of `LightningDataModule` is wrapped
 on the instance; the wrapper keeps `__wrapped__`, so Lightning's `is_overridden` still sees what
@@ -27,7 +28,8 @@ A line is written when the hook is ENTERED; calls made while a traced hook runs 
 spaces per level (`optimizer_step` runs `training_step`, `on_validation_model_eval` runs `train`).
 Lightning's own test records hooks when they return, so its lists differ in exactly that way.
 In the `... arguments` sections, the hooks whose arguments test_hooks.py checks also show them:
-`setup stage=fit`, `on_train_batch_start batch_idx=0`, `optimizer_step epoch=0 batch_idx=1`.
+`setup stage=fit`, `on_train_batch_start batch_idx=0`, `optimizer_step epoch=0 batch_idx=1`, and
+`dataloader_idx` where Lightning passes it (`validation_step batch_idx=0 dataloader_idx=1`).
 """
 
 from __future__ import annotations
@@ -64,6 +66,13 @@ ARGUMENTS: dict[str, tuple[tuple[str, int], ...]] = {
     "optimizer_step": (("epoch", 0), ("batch_idx", 1)),
     **{f"on_{loop}_batch_start": (("batch_idx", 1),) for loop in ("train", "validation", "test", "predict")},
     **{f"on_{loop}_batch_end": (("batch_idx", 2),) for loop in ("train", "validation", "test", "predict")},
+}
+# Shown only when Lightning passes them: `dataloader_idx` goes to the evaluation and predict batch
+# hooks and steps when their loop has several dataloaders.
+OPTIONAL_ARGUMENTS: dict[str, tuple[tuple[str, int], ...]] = {
+    **{f"{loop}_step": (("dataloader_idx", 2),) for loop in ("validation", "test", "predict")},
+    **{f"on_{loop}_batch_start": (("dataloader_idx", 2),) for loop in ("validation", "test", "predict")},
+    **{f"on_{loop}_batch_end": (("dataloader_idx", 3),) for loop in ("validation", "test", "predict")},
 }
 CALLBACK_LEADING_ARGS = 2  # trainer, pl_module
 
@@ -115,6 +124,10 @@ class Trace:
                 value = "<default>"
             value = getattr(value, "value", value)  # TrainerFn is a str enum: show "fit"
             shown.append(f"{name}={value}")
+        for name, position in OPTIONAL_ARGUMENTS.get(hook, ()):
+            if name in bound or name in kwargs or len(args) > leading + position:
+                value = bound.get(name, kwargs.get(name, args[leading + position] if len(args) > leading + position else None))
+                shown.append(f"{name}={value}")
         return " " + " ".join(shown)
 
 
@@ -175,6 +188,29 @@ class ManualModel(HookedModel):
         self.manual_backward(loss)
         optimizer.step(lambda: self.trace.record("closure"))
         return {"loss": loss}
+
+
+class TwoDataloadersModel(HookedModel):
+    """HookedModel with two validation, test and predict dataloaders; its steps take
+    `dataloader_idx`, which Lightning requires with several dataloaders."""
+
+    def val_dataloader(self) -> list[Any]:
+        return [super().val_dataloader(), super().val_dataloader()]
+
+    def test_dataloader(self) -> list[Any]:
+        return [super().test_dataloader(), super().test_dataloader()]
+
+    def predict_dataloader(self) -> list[Any]:
+        return [super().predict_dataloader(), super().predict_dataloader()]
+
+    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Any:
+        return super().validation_step(batch, batch_idx)
+
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Any:
+        return super().test_step(batch, batch_idx)
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Any:
+        return super().predict_step(batch, batch_idx)
 
 
 def model_train_model(trace: Trace) -> HookedModel:
@@ -245,8 +281,12 @@ def evaluate(verb: str, model_class: Callable[[Trace], HookedModel] = HookedMode
     return run
 
 
-def predict(root: str, trace: Trace) -> None:
-    trainer(root, trace, limit_predict_batches=2).predict(HookedModel(trace))
+def predict(root: str, trace: Trace, model_class: Callable[[Trace], HookedModel] = HookedModel) -> None:
+    trainer(root, trace, limit_predict_batches=2).predict(model_class(trace))
+
+
+def predict_two_dataloaders(root: str, trace: Trace) -> None:
+    predict(root, trace, TwoDataloadersModel)
 
 
 def datamodule(verb: str) -> Callable[[str, Trace], None]:
@@ -290,6 +330,10 @@ SECTIONS: list[tuple[str, Callable[[str, Trace], None], bool]] = [
     ("datamodule validate (2 batches)", datamodule("validate"), False),
     ("datamodule test (2 batches)", datamodule("test"), False),
     ("datamodule predict (2 batches)", datamodule("predict"), False),
+    ("fit two val dataloaders arguments (2 train, 2 val of each, 1 epoch)", fit(TwoDataloadersModel), True),
+    ("validate two dataloaders arguments (2 batches of each)", evaluate("validate", TwoDataloadersModel), True),
+    ("test two dataloaders arguments (2 batches of each)", evaluate("test", TwoDataloadersModel), True),
+    ("predict two dataloaders arguments (2 batches of each)", predict_two_dataloaders, True),
 ]
 
 

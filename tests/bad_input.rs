@@ -524,7 +524,7 @@ fn a_trainer_still_works_after_a_failed_run() {
         .fit(Small::new(), Loaders::fit(pair_loader(8, 4), None))
         .unwrap();
     let metrics = trainer.test(&mut model, Loaders::test(pair_loader(8, 4))).unwrap();
-    assert!(metrics.get("test_loss").is_some_and(f64::is_finite));
+    assert!(metrics[0].get("test_loss").is_some_and(f64::is_finite));
 }
 
 /// A regressor whose `training_step` returns a loss of `values` values.

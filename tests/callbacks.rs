@@ -199,6 +199,7 @@ impl Callback<Net> for Seen {
         _module: &mut Net,
         _batch: &Pair,
         _batch_idx: usize,
+        _dataloader_idx: usize,
         _cx: &mut StepContext<'_>,
     ) {
         self.push("on_validation_batch_start");
@@ -209,6 +210,7 @@ impl Callback<Net> for Seen {
         _outputs: &(),
         _batch: &Pair,
         _batch_idx: usize,
+        _dataloader_idx: usize,
         _cx: &mut StepContext<'_>,
     ) {
         self.push("on_validation_batch_end");
@@ -613,7 +615,7 @@ fn test_keeps_what_test_step_set_on_the_module_and_the_module_still_trains() {
     let mut trainer = builder(dir.path()).max_epochs(1).build().unwrap();
     let mut model = Net::new();
     let metrics = trainer.test(&mut model, Loaders::test(pair_loader(16, 4))).unwrap();
-    assert!(metrics.get("test_loss").is_some_and(f64::is_finite));
+    assert!(metrics[0].get("test_loss").is_some_and(f64::is_finite));
     assert_eq!(model.test_batches, 4);
 
     let before = model.weights();
@@ -733,6 +735,7 @@ impl Callback<Net> for PanicInTest {
         _outputs: &(),
         _batch: &Pair,
         batch_idx: usize,
+        _dataloader_idx: usize,
         cx: &mut StepContext<'_>,
     ) {
         if batch_idx == 1 {

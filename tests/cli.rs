@@ -311,7 +311,7 @@ fn fit_saves_config_yaml_in_the_run_directory_and_test_reads_the_last_checkpoint
         &root,
     ];
     let tested = cli().run_from(argv).unwrap().unwrap();
-    let loss = tested.test_metrics.unwrap().get("test_loss").unwrap();
+    let loss = tested.test_metrics.unwrap()[0].get("test_loss").unwrap();
     assert!(loss.is_finite());
     assert_eq!(
         tested.model.layer.weight.val().into_data(),
@@ -990,7 +990,7 @@ fn a_checkpoint_brings_its_hyperparameters() {
         .unwrap();
     assert_eq!(tested.model.hidden, 8, "built from the checkpoint's hyperparameters");
     assert_eq!(tested.model.label, "wide");
-    assert!(tested.test_metrics.unwrap().get("test_loss").unwrap().is_finite());
+    assert!(tested.test_metrics.unwrap()[0].get("test_loss").unwrap().is_finite());
     assert_eq!(
         tested.model.layer.weight.val().into_data(),
         run.model.layer.weight.val().into_data()

@@ -28,6 +28,9 @@ pub struct HookedModel {
     layer: Linear,
     #[module(skip)]
     calls: Vec<&'static str>,
+    /// Validation, test and predict dataloaders its hooks return.
+    #[module(skip)]
+    loaders: usize,
 }
 
 impl HookedModel {
@@ -35,7 +38,20 @@ impl HookedModel {
         Self {
             layer: LinearConfig::new(32, 2).init(&Device::default()),
             calls: Vec::new(),
+            loaders: 1,
         }
+    }
+
+    /// Two validation, test and predict dataloaders.
+    fn with_two_dataloaders() -> Self {
+        Self {
+            loaders: 2,
+            ..Self::new()
+        }
+    }
+
+    fn eval_loaders(&self) -> Vec<Loader<Pair>> {
+        (0..self.loaders).map(|_| pair_loader(64, 4)).collect()
     }
 
     fn loss(&self, batch: Pair) -> Tensor<1> {
@@ -51,6 +67,19 @@ fn squared_error(layer: &Linear, batch: Pair) -> Tensor<1> {
 fn sgd_with_step_lr() -> OptimizerConfig {
     OptimizerConfig::new(SgdConfig::new().init(), 0.1)
         .with_scheduler(LrSchedulerConfig::new(|lr| StepLrSchedulerConfig::new(lr, 1).init()).interval(Interval::Epoch))
+}
+
+/// The arguments of a batch hook of an evaluation or predict loop: Lightning passes
+/// `dataloader_idx` only when the loop has several dataloaders.
+fn batch_arguments(hook: &'static str, batch_idx: usize, dataloader_idx: usize, state: &TrainerState) {
+    if state.num_dataloaders > 1 {
+        arguments(
+            hook,
+            format_args!("batch_idx={batch_idx} dataloader_idx={dataloader_idx}"),
+        );
+    } else {
+        arguments(hook, format_args!("batch_idx={batch_idx}"));
+    }
 }
 
 /// Emits the arguments of the running hook, which `record_with_arguments` appends to the hook's
@@ -94,19 +123,19 @@ impl HookedModel {
         pair_loader(64, 4)
     }
     #[hook]
-    fn val_dataloader(&mut self) -> Loader<Pair> {
+    fn val_dataloader(&mut self) -> Vec<Loader<Pair>> {
         self.calls.push("val_dataloader");
-        pair_loader(64, 4)
+        self.eval_loaders()
     }
     #[hook]
-    fn test_dataloader(&mut self) -> Loader<Pair> {
+    fn test_dataloader(&mut self) -> Vec<Loader<Pair>> {
         self.calls.push("test_dataloader");
-        pair_loader(64, 4)
+        self.eval_loaders()
     }
     #[hook]
-    fn predict_dataloader(&mut self) -> Loader<Pair> {
+    fn predict_dataloader(&mut self) -> Vec<Loader<Pair>> {
         self.calls.push("predict_dataloader");
-        pair_loader(64, 4)
+        self.eval_loaders()
     }
     #[hook]
     fn on_before_batch_transfer(&mut self, batch: Pair, dataloader_idx: usize) -> Pair {
@@ -236,21 +265,40 @@ impl HookedModel {
         self.calls.push("on_validation_epoch_start");
     }
     #[hook]
-    fn on_validation_batch_start(&mut self, _batch: &Pair, batch_idx: usize) {
-        arguments("on_validation_batch_start", format_args!("batch_idx={batch_idx}"));
+    fn on_validation_batch_start(
+        &mut self,
+        _batch: &Pair,
+        batch_idx: usize,
+        dataloader_idx: usize,
+        cx: &mut StepContext,
+    ) {
+        batch_arguments("on_validation_batch_start", batch_idx, dataloader_idx, cx);
         self.calls.push("on_validation_batch_start");
     }
     #[hook]
-    fn validation_step(&mut self, batch: Pair, batch_idx: usize, cx: &mut StepContext) -> Tensor<1> {
-        arguments("validation_step", format_args!("batch_idx={batch_idx}"));
+    fn validation_step(
+        &mut self,
+        batch: Pair,
+        batch_idx: usize,
+        dataloader_idx: usize,
+        cx: &mut StepContext,
+    ) -> Tensor<1> {
+        batch_arguments("validation_step", batch_idx, dataloader_idx, cx);
         self.calls.push("validation_step");
         let loss = self.loss(batch);
         cx.log("val_loss", &loss);
         loss
     }
     #[hook]
-    fn on_validation_batch_end(&mut self, _outputs: &Tensor<1>, _batch: &Pair, batch_idx: usize) {
-        arguments("on_validation_batch_end", format_args!("batch_idx={batch_idx}"));
+    fn on_validation_batch_end(
+        &mut self,
+        _outputs: &Tensor<1>,
+        _batch: &Pair,
+        batch_idx: usize,
+        dataloader_idx: usize,
+        cx: &mut StepContext,
+    ) {
+        batch_arguments("on_validation_batch_end", batch_idx, dataloader_idx, cx);
         self.calls.push("on_validation_batch_end");
     }
     #[hook]
@@ -300,20 +348,27 @@ impl HookedModel {
         self.calls.push("on_test_epoch_start");
     }
     #[hook]
-    fn on_test_batch_start(&mut self, _batch: &Pair, batch_idx: usize) {
-        arguments("on_test_batch_start", format_args!("batch_idx={batch_idx}"));
+    fn on_test_batch_start(&mut self, _batch: &Pair, batch_idx: usize, dataloader_idx: usize, cx: &mut StepContext) {
+        batch_arguments("on_test_batch_start", batch_idx, dataloader_idx, cx);
         self.calls.push("on_test_batch_start");
     }
     #[hook]
-    fn test_step(&mut self, batch: Pair, batch_idx: usize, cx: &mut StepContext) {
-        arguments("test_step", format_args!("batch_idx={batch_idx}"));
+    fn test_step(&mut self, batch: Pair, batch_idx: usize, dataloader_idx: usize, cx: &mut StepContext) {
+        batch_arguments("test_step", batch_idx, dataloader_idx, cx);
         self.calls.push("test_step");
         let loss = self.loss(batch);
         cx.log("test_loss", &loss);
     }
     #[hook]
-    fn on_test_batch_end(&mut self, _outputs: &(), _batch: &Pair, batch_idx: usize) {
-        arguments("on_test_batch_end", format_args!("batch_idx={batch_idx}"));
+    fn on_test_batch_end(
+        &mut self,
+        _outputs: &(),
+        _batch: &Pair,
+        batch_idx: usize,
+        dataloader_idx: usize,
+        cx: &mut StepContext,
+    ) {
+        batch_arguments("on_test_batch_end", batch_idx, dataloader_idx, cx);
         self.calls.push("on_test_batch_end");
     }
     #[hook]
@@ -337,19 +392,32 @@ impl HookedModel {
         self.calls.push("on_predict_epoch_start");
     }
     #[hook]
-    fn on_predict_batch_start(&mut self, _batch: &Pair, batch_idx: usize) {
-        arguments("on_predict_batch_start", format_args!("batch_idx={batch_idx}"));
+    fn on_predict_batch_start(&mut self, _batch: &Pair, batch_idx: usize, dataloader_idx: usize, cx: &mut HookContext) {
+        batch_arguments("on_predict_batch_start", batch_idx, dataloader_idx, cx);
         self.calls.push("on_predict_batch_start");
     }
     #[hook]
-    fn predict_step(&mut self, batch: Pair, batch_idx: usize) -> Tensor<2> {
-        arguments("predict_step", format_args!("batch_idx={batch_idx}"));
+    fn predict_step(
+        &mut self,
+        batch: Pair,
+        batch_idx: usize,
+        dataloader_idx: usize,
+        cx: &mut HookContext,
+    ) -> Tensor<2> {
+        batch_arguments("predict_step", batch_idx, dataloader_idx, cx);
         self.calls.push("predict_step");
         self.layer.forward(batch.x)
     }
     #[hook]
-    fn on_predict_batch_end(&mut self, _outputs: &Tensor<2>, _batch: &Pair, batch_idx: usize) {
-        arguments("on_predict_batch_end", format_args!("batch_idx={batch_idx}"));
+    fn on_predict_batch_end(
+        &mut self,
+        _outputs: &Tensor<2>,
+        _batch: &Pair,
+        batch_idx: usize,
+        dataloader_idx: usize,
+        cx: &mut HookContext,
+    ) {
+        batch_arguments("on_predict_batch_end", batch_idx, dataloader_idx, cx);
         self.calls.push("on_predict_batch_end");
     }
     #[hook]
@@ -400,9 +468,10 @@ impl<M: LightningModule> Callback<M> for HookedCallback {
         _module: &mut M,
         _batch: &M::Batch,
         batch_idx: usize,
-        _cx: &mut StepContext<'_>,
+        dataloader_idx: usize,
+        cx: &mut StepContext<'_>,
     ) {
-        arguments("on_validation_batch_start", format_args!("batch_idx={batch_idx}"));
+        batch_arguments("on_validation_batch_start", batch_idx, dataloader_idx, cx);
     }
     fn on_validation_batch_end(
         &mut self,
@@ -410,12 +479,20 @@ impl<M: LightningModule> Callback<M> for HookedCallback {
         _outputs: &M::ValidationOutput,
         _batch: &M::Batch,
         batch_idx: usize,
-        _cx: &mut StepContext<'_>,
+        dataloader_idx: usize,
+        cx: &mut StepContext<'_>,
     ) {
-        arguments("on_validation_batch_end", format_args!("batch_idx={batch_idx}"));
+        batch_arguments("on_validation_batch_end", batch_idx, dataloader_idx, cx);
     }
-    fn on_test_batch_start(&mut self, _module: &mut M, _batch: &M::Batch, batch_idx: usize, _cx: &mut StepContext<'_>) {
-        arguments("on_test_batch_start", format_args!("batch_idx={batch_idx}"));
+    fn on_test_batch_start(
+        &mut self,
+        _module: &mut M,
+        _batch: &M::Batch,
+        batch_idx: usize,
+        dataloader_idx: usize,
+        cx: &mut StepContext<'_>,
+    ) {
+        batch_arguments("on_test_batch_start", batch_idx, dataloader_idx, cx);
     }
     fn on_test_batch_end(
         &mut self,
@@ -423,18 +500,20 @@ impl<M: LightningModule> Callback<M> for HookedCallback {
         _outputs: &M::TestOutput,
         _batch: &M::Batch,
         batch_idx: usize,
-        _cx: &mut StepContext<'_>,
+        dataloader_idx: usize,
+        cx: &mut StepContext<'_>,
     ) {
-        arguments("on_test_batch_end", format_args!("batch_idx={batch_idx}"));
+        batch_arguments("on_test_batch_end", batch_idx, dataloader_idx, cx);
     }
     fn on_predict_batch_start(
         &mut self,
         _module: &mut M,
         _batch: &M::Batch,
         batch_idx: usize,
-        _cx: &mut HookContext<'_>,
+        dataloader_idx: usize,
+        cx: &mut HookContext<'_>,
     ) {
-        arguments("on_predict_batch_start", format_args!("batch_idx={batch_idx}"));
+        batch_arguments("on_predict_batch_start", batch_idx, dataloader_idx, cx);
     }
     fn on_predict_batch_end(
         &mut self,
@@ -442,9 +521,10 @@ impl<M: LightningModule> Callback<M> for HookedCallback {
         _outputs: &M::Prediction,
         _batch: &M::Batch,
         batch_idx: usize,
-        _cx: &mut HookContext<'_>,
+        dataloader_idx: usize,
+        cx: &mut HookContext<'_>,
     ) {
-        arguments("on_predict_batch_end", format_args!("batch_idx={batch_idx}"));
+        batch_arguments("on_predict_batch_end", batch_idx, dataloader_idx, cx);
     }
 }
 
@@ -582,7 +662,9 @@ fn validate_calls_hooks_in_lightnings_order() {
     let recorder = Recorder::new("HookedCallback");
     let metrics = recorder.record(|| trainer(dir.path()).validate(&mut HookedModel::new(), ()).unwrap());
     assert_same_sequence(&recorder.take(), &lightning_sequence("validate"));
-    assert!(metrics.get("val_loss").is_some());
+    // Lightning's list of one dict for one dataloader.
+    assert_eq!(metrics.len(), 1);
+    assert!(metrics[0].get("val_loss").is_some());
 }
 
 #[test]
@@ -591,7 +673,8 @@ fn test_calls_hooks_in_lightnings_order() {
     let recorder = Recorder::new("HookedCallback");
     let metrics = recorder.record(|| trainer(dir.path()).test(&mut HookedModel::new(), ()).unwrap());
     assert_same_sequence(&recorder.take(), &lightning_sequence("test"));
-    assert!(metrics.get("test_loss").is_some());
+    assert_eq!(metrics.len(), 1);
+    assert!(metrics[0].get("test_loss").is_some());
 }
 
 #[test]
@@ -889,4 +972,69 @@ fn predict_passes_lightnings_hook_arguments() {
         trainer(dir.path()).predict(&mut HookedModel::new(), ()).unwrap()
     });
     assert_same_sequence(&recorder.take(), &lightning_sequence("predict arguments"));
+}
+
+/// Two validation dataloaders inside `fit`: the sanity check and the validation run each
+/// dataloader's batches in turn, and every batch hook and step gets its `dataloader_idx`.
+#[test]
+fn fit_with_two_val_dataloaders_runs_them_in_turn_as_lightning_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::new("HookedCallback");
+    record_with_arguments(&recorder, || {
+        trainer(dir.path())
+            .fit(HookedModel::with_two_dataloaders(), ())
+            .unwrap()
+    });
+    assert_same_sequence(
+        &recorder.take(),
+        &lightning_sequence("fit two val dataloaders arguments"),
+    );
+}
+
+#[test]
+fn validate_with_two_dataloaders_returns_the_results_of_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::new("HookedCallback");
+    let results = record_with_arguments(&recorder, || {
+        trainer(dir.path())
+            .validate(&mut HookedModel::with_two_dataloaders(), ())
+            .unwrap()
+    });
+    assert_same_sequence(
+        &recorder.take(),
+        &lightning_sequence("validate two dataloaders arguments"),
+    );
+    // Lightning's list of dicts: each dataloader's `val_loss`, suffixed with its index.
+    let keys: Vec<Vec<&String>> = results.iter().map(|metrics| metrics.keys().collect()).collect();
+    assert_eq!(keys, [["val_loss/dataloader_idx_0"], ["val_loss/dataloader_idx_1"]]);
+}
+
+#[test]
+fn test_with_two_dataloaders_calls_hooks_in_lightnings_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::new("HookedCallback");
+    let results = record_with_arguments(&recorder, || {
+        trainer(dir.path())
+            .test(&mut HookedModel::with_two_dataloaders(), ())
+            .unwrap()
+    });
+    assert_same_sequence(&recorder.take(), &lightning_sequence("test two dataloaders arguments"));
+    assert_eq!(results.len(), 2);
+}
+
+#[test]
+fn predict_with_two_dataloaders_calls_hooks_in_lightnings_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::new("HookedCallback");
+    let predictions = record_with_arguments(&recorder, || {
+        trainer(dir.path())
+            .predict(&mut HookedModel::with_two_dataloaders(), ())
+            .unwrap()
+    });
+    assert_same_sequence(
+        &recorder.take(),
+        &lightning_sequence("predict two dataloaders arguments"),
+    );
+    // Two batches of each dataloader, in dataloader order.
+    assert_eq!(predictions.len(), 4);
 }

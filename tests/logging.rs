@@ -454,12 +454,14 @@ fn validate_and_test_return_their_epoch_metrics() {
     });
     let mut trainer = builder::<Logs>(dir.path()).build().unwrap();
     // Sizes 4, 4, 2 and values 3, 1, 5: the weighted mean is 2.6.
-    let validated = trainer.validate(&mut model, Loaders::val(pair_loader(10, 4))).unwrap();
+    let [validated] =
+        <[Metrics; 1]>::try_from(trainer.validate(&mut model, Loaders::val(pair_loader(10, 4))).unwrap()).unwrap();
     assert_eq!(keys(&validated.0), ["val_w"]);
     assert_close(validated.get("val_w"), 2.6, "val_w");
     assert_eq!(trainer.callback_metrics(), &validated);
 
-    let tested = trainer.test(&mut model, Loaders::test(pair_loader(10, 4))).unwrap();
+    let [tested] =
+        <[Metrics; 1]>::try_from(trainer.test(&mut model, Loaders::test(pair_loader(10, 4))).unwrap()).unwrap();
     assert_eq!(
         keys(&tested.0),
         ["test_both_epoch", "test_w"],
@@ -716,7 +718,8 @@ fn validate_returns_metrics_that_equal_a_manual_computation() {
         .build()
         .unwrap()
         .validate(&mut model, Loaders::val(pair_loader(6, 6)))
-        .unwrap();
+        .unwrap()
+        .remove(0);
     let batch = pair_loader(6, 6).iter().next().unwrap().unwrap();
     let expected = common::values(batch.y.powi_scalar(2).mean())[0] as f64;
     assert_close(metrics.get("y_sq"), expected, "y_sq");

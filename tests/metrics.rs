@@ -293,8 +293,8 @@ fn the_epoch_value_is_the_value_of_every_batch_and_the_step_value_the_last_batch
     // `validate` on its own returns them too, computed on the evaluation copy.
     let mut model = model;
     let results = trainer.validate(&mut model, Loaders::val(loader(VAL, 5))).unwrap();
-    assert_eq!(results.get("val_acc"), Some(val_acc));
-    assert_eq!(results.get("val_auroc"), Some(val_auroc));
+    assert_eq!(results[0].get("val_acc"), Some(val_acc));
+    assert_eq!(results[0].get("val_auroc"), Some(val_auroc));
 }
 
 #[test]
@@ -303,7 +303,7 @@ fn the_evaluation_copy_updates_the_callers_metrics() {
     let mut trainer = builder(dir.path()).build().unwrap();
     let mut model = Scorer::new();
     let results = trainer.test(&mut model, Loaders::test(loader(VAL, 4))).unwrap();
-    let test_acc = results.get("test_acc").unwrap();
+    let test_acc = results[0].get("test_acc").unwrap();
     assert!(close(test_acc, accuracy(0..VAL, VAL)), "{test_acc}");
     // `test` runs on a copy of the module; its metric's state is the caller's.
     assert_eq!(model.test_seen.compute().unwrap(), VAL as f64);

@@ -110,6 +110,7 @@ impl Callback<Net> for Camera {
         _outputs: &(),
         _batch: &Pair,
         batch_idx: usize,
+        _dataloader_idx: usize,
         cx: &mut StepContext<'_>,
     ) {
         if batch_idx == 1 {

@@ -373,7 +373,7 @@ fn a_test_only_report_tables_the_results_and_counts_trainable_parameters() {
     let run_dir = dir.path().join("lightning_logs/version_0");
     let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
     assert!(charts(&html).is_empty(), "no one-point chart");
-    let loss = metrics.get("test_loss").unwrap();
+    let loss = metrics[0].get("test_loss").unwrap();
     let row = between(&html, "<tr data-metric=\"test_loss\">", "</tr>");
     assert!(
         row.starts_with(&format!("<td>test_loss</td><td class=\"num\">{loss}</td>")),

@@ -86,13 +86,11 @@ fn an_autoencoder_trains_on_in_memory_tensors_in_a_few_lines_of_data_code() -> R
 
     assert_eq!(data.batch_size_value(), 32);
     let mut model = AutoEncoder::new();
-    let before = trainer(dir.path(), 1)
-        .test(&mut model, &mut data)?
+    let before = trainer(dir.path(), 1).test(&mut model, &mut data)?[0]
         .get("test_loss")
         .unwrap();
     let mut model = trainer(dir.path(), 30).fit(model, &mut data)?;
-    let after = trainer(dir.path(), 1)
-        .test(&mut model, &mut data)?
+    let after = trainer(dir.path(), 1).test(&mut model, &mut data)?[0]
         .get("test_loss")
         .unwrap();
     assert!(after < before * 0.1, "the test loss went from {before} to {after}");

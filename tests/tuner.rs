@@ -693,7 +693,7 @@ fn lr_find_on_the_mnist_model_suggests_a_rate_that_trains_to_94_percent_in_10_ep
     let model = finder.update_attr(model).unwrap();
     assert_eq!(model.hparams().lr, suggestion);
     let mut model = trainer.fit(model, &mut data).unwrap();
-    let accuracy = trainer.test(&mut model, &mut data).unwrap()["test_acc"];
+    let accuracy = trainer.test(&mut model, &mut data).unwrap()[0]["test_acc"];
     println!("lr_find suggested {suggestion:.3e}; test accuracy after 10 epochs: {accuracy:.4}");
     assert!(accuracy >= 0.94, "lr {suggestion:e} reached only {accuracy}");
 }

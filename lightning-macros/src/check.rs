@@ -73,7 +73,9 @@ pub fn module_impl(module: &mut ModuleImpl, errors: &mut Errors) -> Option<Vec<b
         is_not_duplicate(hook, &module.hooks[..i], errors);
         takes_self_by_reference(hook, errors);
         is_plain_method(hook, errors);
-        if has_expected_parameters(hook, errors) {
+        if declares_dataloader_idx_lightning_never_passes(hook, errors) {
+            // Said once: the count of parameters is wrong for the same reason.
+        } else if has_expected_parameters(hook, errors) {
             context_matches(hook, errors);
         }
         result_is_accepted(hook, errors);
@@ -163,6 +165,10 @@ fn has_expected_parameters(hook: &HookFn, errors: &mut Errors) -> bool {
     if found == expected || (spec.ctx.is_some() && found == expected + 1 && context_last) {
         return true;
     }
+    // `dataloader_idx` may be left out.
+    if spec.dataloader_idx && (found + 1 == expected || (spec.ctx.is_some() && found == expected && context_last)) {
+        return true;
+    }
     let plural = |n: usize| if n == 1 { "parameter" } else { "parameters" };
     let wanted = match expected {
         0 => "no parameters".to_string(),
@@ -171,6 +177,18 @@ fn has_expected_parameters(hook: &HookFn, errors: &mut Errors) -> bool {
     let optional_cx = match spec.ctx {
         Some(ctx) => format!(" and an optional `cx: &mut {}`", ctx.type_name()),
         None => String::new(),
+    };
+    let (wanted, optional_cx) = if spec.dataloader_idx {
+        let n = expected - 1;
+        (
+            match n {
+                0 => "no parameters".to_string(),
+                n => format!("{n} {}", plural(n)),
+            },
+            format!(", an optional `dataloader_idx: usize`{optional_cx}"),
+        )
+    } else {
+        (wanted, optional_cx)
     };
     let span_target = if hook.sig.inputs.is_empty() {
         name_and_params(&hook.sig)
@@ -190,6 +208,32 @@ fn has_expected_parameters(hook: &HookFn, errors: &mut Errors) -> bool {
         ),
     );
     false
+}
+
+/// Lightning passes `dataloader_idx` to the validation, test and predict steps and their batch
+/// hooks only: a training hook that declares it (ported from `training_step(self, batch,
+/// batch_idx, dataloader_idx)`) gets a message that says so, rather than a count of parameters.
+/// Returns whether it reported.
+fn declares_dataloader_idx_lightning_never_passes(hook: &HookFn, errors: &mut Errors) -> bool {
+    // The batch-transfer hooks take it in every stage, training's included.
+    if hook.spec.dataloader_idx || hook.spec.params.iter().any(|(name, _)| *name == "dataloader_idx") {
+        return false;
+    }
+    let extra = hook.sig.inputs.iter().find(|arg| {
+        matches!(arg, syn::FnArg::Typed(pat)
+            if matches!(&*pat.pat, syn::Pat::Ident(ident) if ident.ident.to_string().trim_start_matches('_') == "dataloader_idx"))
+    });
+    let Some(param) = extra else { return false };
+    errors.spanned(
+        param,
+        format!(
+            "hook `{}` has no `dataloader_idx`: Lightning passes it only to the validation, test and predict steps \
+             and their `on_*_batch_start` and `on_*_batch_end` hooks, whose stages may have several dataloaders\n\
+             help: remove this parameter",
+            hook.spec.name
+        ),
+    );
+    true
 }
 
 /// The context type decides what a hook may log, so a wrong one is worth its own message.

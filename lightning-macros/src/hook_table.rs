@@ -128,6 +128,10 @@ pub struct HookSpec {
     /// and report an error with `cx.fail(..)`; `on_exception` in particular runs while the run is
     /// already failing, where a second error would only hide the first.
     pub accepts_result: bool,
+    /// Whether the last parameter is Lightning's `dataloader_idx: usize` (the validation, test
+    /// and predict step and batch hooks): callbacks always receive it, a module's `#[hook]` method
+    /// may leave it out.
+    pub dataloader_idx: bool,
     pub doc: &'static str,
 }
 
@@ -146,6 +150,7 @@ const fn hook(name: &'static str, group: Group, doc: &'static str) -> HookSpec {
         monitors_after_module: false,
         marker: None,
         accepts_result: true,
+        dataloader_idx: false,
         doc,
     }
 }
@@ -188,6 +193,11 @@ impl HookSpec {
     }
     const fn marker(mut self, marker: &'static Marker) -> Self {
         self.marker = Some(marker);
+        self
+    }
+    /// Appends Lightning's `dataloader_idx: usize` to the parameters (see the field).
+    const fn with_dataloader_idx(mut self) -> Self {
+        self.dataloader_idx = true;
         self
     }
     const fn monitors_after_module(mut self) -> Self {
@@ -310,6 +320,9 @@ use Group::*;
 
 const BATCH_IDX: (&str, &str) = ("batch_idx", "usize");
 const BATCH_REF: (&str, &str) = ("batch", "&Self::Batch");
+/// Lightning's `dataloader_idx`: which of the stage's dataloaders the batch comes from (0 with
+/// one). Only the evaluation and predict hooks that have it mark it `with_dataloader_idx`.
+pub const DATALOADER_IDX: (&str, &str) = ("dataloader_idx", "usize");
 
 /// Every hook, in the order Lightning's `test_hooks.py` first calls them during `fit`.
 pub const HOOKS: &[HookSpec] = &[
@@ -335,17 +348,17 @@ pub const HOOKS: &[HookSpec] = &[
         .returns("::core::option::Option<rt::Loader<Self::Batch>>", "::core::option::Option::None")
         .convert("rt::IntoLoader<Self::Batch>", "rt::IntoLoader::into_loader($v)")
         .module_only(),
-    hook("val_dataloader", Data, "Returns the validation dataloader when no datamodule provides one.")
-        .returns("::core::option::Option<rt::Loader<Self::Batch>>", "::core::option::Option::None")
-        .convert("rt::IntoLoader<Self::Batch>", "rt::IntoLoader::into_loader($v)")
+    hook("val_dataloader", Data, "Returns the validation dataloader, or several (a `Vec` or an array, in `dataloader_idx` order), when no datamodule provides them.")
+        .returns("::std::vec::Vec<rt::Loader<Self::Batch>>", "::std::vec::Vec::new()")
+        .convert("rt::IntoLoaders<Self::Batch>", "rt::IntoLoaders::into_loaders($v)")
         .module_only(),
-    hook("test_dataloader", Data, "Returns the test dataloader when no datamodule provides one.")
-        .returns("::core::option::Option<rt::Loader<Self::Batch>>", "::core::option::Option::None")
-        .convert("rt::IntoLoader<Self::Batch>", "rt::IntoLoader::into_loader($v)")
+    hook("test_dataloader", Data, "Returns the test dataloader, or several (a `Vec` or an array, in `dataloader_idx` order), when no datamodule provides them.")
+        .returns("::std::vec::Vec<rt::Loader<Self::Batch>>", "::std::vec::Vec::new()")
+        .convert("rt::IntoLoaders<Self::Batch>", "rt::IntoLoaders::into_loaders($v)")
         .module_only(),
-    hook("predict_dataloader", Data, "Returns the prediction dataloader when no datamodule provides one.")
-        .returns("::core::option::Option<rt::Loader<Self::Batch>>", "::core::option::Option::None")
-        .convert("rt::IntoLoader<Self::Batch>", "rt::IntoLoader::into_loader($v)")
+    hook("predict_dataloader", Data, "Returns the prediction dataloader, or several (a `Vec` or an array, in `dataloader_idx` order), when no datamodule provides them.")
+        .returns("::std::vec::Vec<rt::Loader<Self::Batch>>", "::std::vec::Vec::new()")
+        .convert("rt::IntoLoaders<Self::Batch>", "rt::IntoLoaders::into_loaders($v)")
         .module_only(),
     hook("on_before_batch_transfer", Data, "Alters a batch before it is moved to the device.")
         .params(&[("batch", "Self::Batch"), ("dataloader_idx", "usize")])
@@ -421,16 +434,19 @@ pub const HOOKS: &[HookSpec] = &[
     hook("on_validation_start", Validation, "Called when a validation run starts.").ctx(Some(Epoch)),
     hook("on_validation_epoch_start", Validation, "Called at the start of the validation epoch.").ctx(Some(Epoch)),
     hook("on_validation_batch_start", Validation, "Called before each validation batch.")
-        .params(&[BATCH_REF, BATCH_IDX])
+        .params(&[BATCH_REF, BATCH_IDX, DATALOADER_IDX])
+        .with_dataloader_idx()
         .ctx(Some(StepCx)),
     hook("validation_step", Validation, "Evaluates one batch without an autodiff graph; log metrics with `cx.log`. Its output goes to `on_validation_batch_end`.")
-        .params(&[("batch", "Self::Batch"), BATCH_IDX])
+        .params(&[("batch", "Self::Batch"), BATCH_IDX, DATALOADER_IDX])
+        .with_dataloader_idx()
         .ctx(Some(StepCx))
         .returns("::core::option::Option<Self::ValidationOutput>", "::core::option::Option::None")
         .step(Step::Validation)
         .marker(&VALIDATION_STEP),
     hook("on_validation_batch_end", Validation, "Called after each validation batch with the step's output.")
-        .params(&[("outputs", "&Self::ValidationOutput"), BATCH_REF, BATCH_IDX])
+        .params(&[("outputs", "&Self::ValidationOutput"), BATCH_REF, BATCH_IDX, DATALOADER_IDX])
+        .with_dataloader_idx()
         .ctx(Some(StepCx)),
     hook("on_validation_epoch_end", Validation, "Called at the end of the validation epoch; epoch metrics are reduced after it.").ctx(Some(Epoch)),
     hook("on_validation_end", Validation, "Called when a validation run ends."),
@@ -450,16 +466,19 @@ pub const HOOKS: &[HookSpec] = &[
     hook("on_test_start", Test, "Called when the test run starts.").ctx(Some(Epoch)),
     hook("on_test_epoch_start", Test, "Called at the start of the test epoch.").ctx(Some(Epoch)),
     hook("on_test_batch_start", Test, "Called before each test batch.")
-        .params(&[BATCH_REF, BATCH_IDX])
+        .params(&[BATCH_REF, BATCH_IDX, DATALOADER_IDX])
+        .with_dataloader_idx()
         .ctx(Some(StepCx)),
     hook("test_step", Test, "Evaluates one test batch without an autodiff graph; log metrics with `cx.log`.")
-        .params(&[("batch", "Self::Batch"), BATCH_IDX])
+        .params(&[("batch", "Self::Batch"), BATCH_IDX, DATALOADER_IDX])
+        .with_dataloader_idx()
         .ctx(Some(StepCx))
         .returns("::core::option::Option<Self::TestOutput>", "::core::option::Option::None")
         .step(Step::Test)
         .marker(&TEST_STEP),
     hook("on_test_batch_end", Test, "Called after each test batch with the step's output.")
-        .params(&[("outputs", "&Self::TestOutput"), BATCH_REF, BATCH_IDX])
+        .params(&[("outputs", "&Self::TestOutput"), BATCH_REF, BATCH_IDX, DATALOADER_IDX])
+        .with_dataloader_idx()
         .ctx(Some(StepCx)),
     hook("on_test_epoch_end", Test, "Called at the end of the test epoch.").ctx(Some(Epoch)),
     hook("on_test_end", Test, "Called when the test run ends."),
@@ -467,14 +486,18 @@ pub const HOOKS: &[HookSpec] = &[
     hook("on_predict_model_eval", Predict, "Called after the trainer switched the module to evaluation for prediction.").module_only(),
     hook("on_predict_start", Predict, "Called when prediction starts."),
     hook("on_predict_epoch_start", Predict, "Called at the start of the prediction epoch."),
-    hook("on_predict_batch_start", Predict, "Called before each prediction batch.").params(&[BATCH_REF, BATCH_IDX]),
+    hook("on_predict_batch_start", Predict, "Called before each prediction batch.")
+        .params(&[BATCH_REF, BATCH_IDX, DATALOADER_IDX])
+        .with_dataloader_idx(),
     hook("predict_step", Predict, "Predicts one batch; `Trainer::predict` collects and returns the predictions.")
-        .params(&[("batch", "Self::Batch"), BATCH_IDX])
+        .params(&[("batch", "Self::Batch"), BATCH_IDX, DATALOADER_IDX])
+        .with_dataloader_idx()
         .returns("::core::option::Option<Self::Prediction>", "::core::option::Option::None")
         .step(Step::Predict)
         .marker(&PREDICT_STEP),
     hook("on_predict_batch_end", Predict, "Called after each prediction batch with the prediction.")
-        .params(&[("outputs", "&Self::Prediction"), BATCH_REF, BATCH_IDX]),
+        .params(&[("outputs", "&Self::Prediction"), BATCH_REF, BATCH_IDX, DATALOADER_IDX])
+        .with_dataloader_idx(),
     hook("on_predict_epoch_end", Predict, "Called at the end of the prediction epoch."),
     hook("on_predict_end", Predict, "Called when prediction ends."),
     hook("on_exception", Fit, "Called when a run ends with an error.")
@@ -560,6 +583,17 @@ mod tests {
                 .all(|h| !h.accepts_result)
         );
         assert!(find("training_step").is_some_and(|h| h.accepts_result));
+    }
+
+    #[test]
+    fn dataloader_idx_is_the_last_parameter_of_the_evaluation_and_predict_batch_hooks() {
+        let with: Vec<_> = HOOKS.iter().filter(|h| h.dataloader_idx).map(|h| h.name).collect();
+        for h in HOOKS.iter().filter(|h| h.dataloader_idx) {
+            assert_eq!(h.params.last(), Some(&DATALOADER_IDX), "{}", h.name);
+        }
+        // Lightning passes it to these and never to the training hooks.
+        assert_eq!(with.len(), 9, "{with:?}");
+        assert!(with.iter().all(|name| !name.contains("train")));
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub struct HookFn {
     pub sig: syn::Signature,
     /// Whether the method takes the context as its last parameter.
     pub takes_context: bool,
+    /// Whether the method takes Lightning's `dataloader_idx` (only where the hook table has it,
+    /// where it is optional).
+    pub takes_dataloader_idx: bool,
     /// The first line of the method's doc comment.
     pub summary: Option<String>,
 }
@@ -62,6 +65,15 @@ impl HookFn {
                 syn::FnArg::Receiver(_) => None,
             })
             .collect()
+    }
+
+    /// Types of the hook's parameters, as the user wrote them: without the context.
+    pub fn hook_param_types(&self) -> Vec<&syn::Type> {
+        let mut types = self.param_types();
+        if self.takes_context {
+            types.pop();
+        }
+        types
     }
 
     pub fn return_type(&self) -> Option<&syn::Type> {

@@ -264,17 +264,31 @@ pub fn module_impl(args: TokenStream, mut item: syn::ItemImpl, errors: &mut Erro
             continue;
         };
         let expected = spec.params.len();
-        let found = method
+        let types: Vec<&syn::Type> = method
             .sig
             .inputs
             .iter()
-            .filter(|a| matches!(a, syn::FnArg::Typed(_)))
-            .count();
+            .filter_map(|a| match a {
+                syn::FnArg::Typed(pat) => Some(&*pat.ty),
+                syn::FnArg::Receiver(_) => None,
+            })
+            .collect();
+        let found = types.len();
+        // The context is a `&mut` reference after the hook's parameters; with an optional
+        // `dataloader_idx` left out, `(batch, batch_idx, cx)` has as many as
+        // `(batch, batch_idx, dataloader_idx)`, and the context's `&mut` tells them apart.
+        let last_is_mut_ref = types
+            .last()
+            .is_some_and(|ty| matches!(ty, syn::Type::Reference(r) if r.mutability.is_some()));
+        let takes_context = spec.ctx.is_some()
+            && (found == expected + 1 || (spec.dataloader_idx && found == expected && last_is_mut_ref));
+        let takes_dataloader_idx = spec.dataloader_idx && found - usize::from(takes_context) == expected;
         hooks.push(HookFn {
             spec,
             method: method.sig.ident.clone(),
             sig: method.sig.clone(),
-            takes_context: spec.ctx.is_some() && found == expected + 1,
+            takes_context,
+            takes_dataloader_idx,
             summary: first_doc_line(&method.attrs),
         });
     }

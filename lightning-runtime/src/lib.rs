@@ -36,7 +36,7 @@ pub mod tuner;
 
 pub use crate::core::checkpoint_data::{Checkpoint, LoopProgress, LossScalerState, OptimizerProgress};
 pub use crate::core::component::{ComponentSpec, LoggerFlag};
-pub use crate::core::datamodule::{DataModule, IntoLoader, Loader, Loaders, Stage};
+pub use crate::core::datamodule::{DataModule, IntoLoader, IntoLoaders, Loader, Loaders, Stage};
 pub use crate::core::error::{Error, FitError};
 pub use crate::core::flags::{Limit, MaxCount, MaxTime, TimeSpan, ValCheckInterval};
 pub use crate::core::hook_list::{CallbackRole, Hook, HookOwner, HookSet, LogScope, Optimization};

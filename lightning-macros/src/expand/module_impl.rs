@@ -195,12 +195,19 @@ fn forward(hook: &HookFn, self_ty: &syn::Type, mode: Optimization, rt: &TokenStr
     // The trait method is declared with the user's own parameter types (the checks made sure
     // there is one per hook parameter), so a wrong type is rustc's "incompatible type for
     // trait" error at the user's parameter, naming the type the hook takes.
-    let types: Vec<TokenStream> = hook
-        .param_types()
+    let mut types: Vec<TokenStream> = hook
+        .hook_param_types()
         .into_iter()
         .take(names.len())
         .map(|ty| ty.to_token_stream())
         .collect();
+    // A method without the optional `dataloader_idx`: the trait method still receives it.
+    let args: Vec<&Ident> = if spec.dataloader_idx && !hook.takes_dataloader_idx {
+        types.push(quote!(usize));
+        names[..names.len() - 1].iter().collect()
+    } else {
+        names.iter().collect()
+    };
 
     let cx_param = spec.ctx.map(|ctx| {
         let ty = format_ident!("{}", ctx.type_name());
@@ -307,7 +314,7 @@ fn forward(hook: &HookFn, self_ty: &syn::Type, mode: Optimization, rt: &TokenStr
         #[allow(unused_variables, clippy::unused_unit, clippy::let_unit_value, clippy::needless_lifetimes)]
         fn #name(&mut self #(, #names: #placeholders)* #cx_param) -> __HookReturn {
             #unused_cx
-            let __value = <#self_ty>::#method(self #(, #names)* #cx_arg);
+            let __value = <#self_ty>::#method(self #(, #args)* #cx_arg);
             __UnwrapResult
             ::core::result::Result::Ok(#conversion)
         }

@@ -147,56 +147,92 @@ impl<M: LightningModule> Callback<M> for EpochSummary {
 }
 
 /// Lightning's results table after `validate` and `test` (`_EvaluationLoop._print_results`
-/// without `rich`), laid out for `width` columns:
+/// without `rich`), laid out for `width` columns, one column per dataloader:
 ///
 /// ```text
 /// ────────────────────────────────────────────────────────────────────────────────
-///        Test metric             DataLoader 0
+///        Test metric             DataLoader 0             DataLoader 1
 /// ────────────────────────────────────────────────────────────────────────────────
-///         test_acc            0.9484999775886536
-///         test_loss           0.18226367235183716
+///         test_acc            0.9484999775886536       0.8779999613761902
+///         test_loss           0.18226367235183716      0.4102998375892639
 /// ────────────────────────────────────────────────────────────────────────────────
 /// ```
 ///
-/// Values print as Python prints them (`repr`); metrics by name. Empty when nothing was logged,
-/// as Lightning prints nothing then.
-pub fn results_table(stage: &str, metrics: &BTreeMap<String, f64>, width: usize) -> String {
-    if metrics.is_empty() {
+/// Names lose their `/dataloader_idx_N` (the column says it); a dataloader without a metric
+/// shows a blank. Values print as Python prints them (`repr`); metrics by name. Columns that do
+/// not fit the width go to further tables below, as Lightning's do. Empty when nothing was
+/// logged, as Lightning prints nothing then.
+pub fn results_table(stage: &str, results: &[crate::Metrics], width: usize) -> String {
+    let results: Vec<BTreeMap<&str, f64>> = results
+        .iter()
+        .map(|metrics| {
+            metrics
+                .iter()
+                .map(|(name, value)| (name.split("/dataloader_idx_").next().unwrap_or(name), *value))
+                .collect()
+        })
+        .collect();
+    let names: std::collections::BTreeSet<&str> = results.iter().flat_map(|r| r.keys().copied()).collect();
+    if names.is_empty() {
         return String::new();
     }
-    let header = "DataLoader 0";
-    let longest = metrics.keys().map(|name| name.chars().count()).max().unwrap_or(0);
-    let column = longest.max(header.len()).max(25).min(width / 2).max(1);
+    let headers: Vec<String> = (0..results.len()).map(|i| format!("DataLoader {i}")).collect();
+    let longest = names.iter().map(|name| name.chars().count()).max().unwrap_or(0);
+    let longest_header = headers.iter().map(String::len).max().unwrap_or(0);
+    let column = longest.max(longest_header).max(25).min(width / 2).max(1);
     let half = (width / 2).max(1);
+    let columns_per_table = (width.saturating_sub(column) / column).max(1);
     let cell = |text: &str| format!("{text:^column$}");
-    let row = |metric: &str, value: &str| format!("{}{}", cell(metric), cell(value)).trim_end().to_string();
+    let row = |cells: &[&str]| {
+        cells
+            .iter()
+            .map(|text| cell(text))
+            .collect::<String>()
+            .trim_end()
+            .to_string()
+    };
     // `"test Metric".capitalize()`.
     let mut title: String = stage.chars().take(1).flat_map(char::to_uppercase).collect();
     title.push_str(&stage.chars().skip(1).collect::<String>().to_lowercase());
     title.push_str(" metric");
     let rule = "─".repeat(width);
-    let mut lines = vec![rule.clone(), row(&title, header), rule.clone()];
-    for (name, value) in metrics {
-        let value = python_repr(*value);
-        let chars: Vec<char> = name.chars().collect();
-        if chars.len() > half {
-            // Lightning cuts a long name into pieces of half the width; the value goes with the
-            // first piece.
-            let mut rest: &[char] = &chars;
-            let mut value = value.as_str();
-            while rest.len() > half {
-                let piece: String = rest[..half].iter().collect();
-                lines.push(row(&piece, value));
-                value = " ";
-                rest = &rest[half..];
+    let mut tables = Vec::new();
+    for first in (0..results.len()).step_by(columns_per_table) {
+        let shown = first..(first + columns_per_table).min(results.len());
+        let mut heading = vec![title.as_str()];
+        heading.extend(headers[shown.clone()].iter().map(String::as_str));
+        let mut lines = vec![rule.clone(), row(&heading), rule.clone()];
+        for name in &names {
+            let values: Vec<String> = results[shown.clone()]
+                .iter()
+                .map(|r| r.get(name).map_or_else(|| " ".to_string(), |v| python_repr(*v)))
+                .collect();
+            let chars: Vec<char> = name.chars().collect();
+            if chars.len() > half {
+                // Lightning cuts a long name into pieces of half the width; the values go with
+                // the first piece.
+                let mut rest: &[char] = &chars;
+                let mut first_piece = true;
+                while rest.len() > half {
+                    let piece: String = rest[..half].iter().collect();
+                    let mut cells = vec![piece.as_str()];
+                    cells.extend(values.iter().map(|v| if first_piece { v.as_str() } else { " " }));
+                    lines.push(row(&cells));
+                    first_piece = false;
+                    rest = &rest[half..];
+                }
+                let piece: String = rest.iter().collect();
+                lines.push(row(&[piece.as_str(), " "]));
+            } else {
+                let mut cells = vec![*name];
+                cells.extend(values.iter().map(String::as_str));
+                lines.push(row(&cells));
             }
-            lines.push(row(&rest.iter().collect::<String>(), " "));
-        } else {
-            lines.push(row(name, &value));
         }
+        lines.push(rule.clone());
+        tables.push(lines.join("\n"));
     }
-    lines.push(rule);
-    lines.join("\n")
+    tables.join("\n")
 }
 
 /// Python's `repr` of a float (what `f"{value}"` prints): the shortest digits that read back to
@@ -494,6 +530,8 @@ pub struct ProgressBar {
     train: Option<Bar>,
     /// The bar of the running evaluation loop (sanity check, validation, test or predict).
     eval: Option<Bar>,
+    /// The dataloader the evaluation bar counts (Lightning's bar restarts, retitled, for each).
+    eval_dataloader: usize,
     /// Finished bars left on screen: kept alive until they are frozen, since `MultiProgress`
     /// wipes the lines of a dropped bar at the next printed line.
     left: Vec<indicatif::ProgressBar>,
@@ -558,6 +596,7 @@ impl ProgressBar {
             summary: EpochSummary::default(),
             train: None,
             eval: None,
+            eval_dataloader: 0,
             left: Vec::new(),
             next_draw: Instant::now(),
         }
@@ -654,6 +693,31 @@ impl ProgressBar {
         true
     }
 
+    /// A new evaluation bar, titled for dataloader 0.
+    fn new_eval_bar(&mut self, title: &str) {
+        self.eval = self.new_bar(&format!("{title} DataLoader 0"));
+        self.eval_dataloader = 0;
+    }
+
+    /// Before a batch of dataloader `dataloader_idx`: the first batch of another dataloader
+    /// restarts the evaluation bar with that dataloader's title and total (Lightning's
+    /// `has_dataloader_changed` then `reset`), then it is shown once its total is known.
+    fn eval_batch_start(&mut self, title: &str, dataloader_idx: usize, total: Option<usize>) {
+        if dataloader_idx != self.eval_dataloader {
+            self.eval_dataloader = dataloader_idx;
+            if let Some(bar) = &mut self.eval {
+                bar.set_title(format!("{title} DataLoader {dataloader_idx}"));
+                if bar.shown {
+                    if let Some(total) = total {
+                        bar.bar.set_length(total as u64);
+                    }
+                    bar.bar.reset();
+                }
+            }
+        }
+        Self::show(self.multi.as_ref(), self.eval.as_mut(), total);
+    }
+
     /// Moves the evaluation bar to `done` batches when a redraw is due.
     fn count_eval(&mut self, done: usize, total: Option<usize>) {
         if !self.eval.as_ref().is_some_and(|bar| bar.shown) || !self.due(done, total) {
@@ -728,7 +792,7 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
     }
 
     fn on_sanity_check_start(&mut self, _module: &mut M, _cx: &mut HookContext<'_>) {
-        self.eval = self.new_bar("Sanity Checking DataLoader 0");
+        self.new_eval_bar("Sanity Checking");
     }
 
     fn on_sanity_check_end(&mut self, _module: &mut M, _cx: &mut HookContext<'_>) {
@@ -810,7 +874,7 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
 
     fn on_validation_start(&mut self, _module: &mut M, cx: &mut EpochContext<'_>) {
         if cx.stage != RunningStage::SanityChecking {
-            self.eval = self.new_bar("Validation DataLoader 0");
+            self.new_eval_bar("Validation");
         }
     }
 
@@ -819,14 +883,15 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
         _module: &mut M,
         _batch: &M::Batch,
         _batch_idx: usize,
+        dataloader_idx: usize,
         cx: &mut StepContext<'_>,
     ) {
-        let total = if cx.sanity_checking() {
-            cx.num_sanity_val_batches
+        let (title, total) = if cx.sanity_checking() {
+            ("Sanity Checking", cx.num_sanity_val_batches)
         } else {
-            cx.num_val_batches
+            ("Validation", cx.num_val_batches)
         };
-        Self::show(self.multi.as_ref(), self.eval.as_mut(), total);
+        self.eval_batch_start(title, dataloader_idx, total);
     }
 
     fn on_validation_batch_end(
@@ -835,6 +900,7 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
         _outputs: &M::ValidationOutput,
         _batch: &M::Batch,
         batch_idx: usize,
+        _dataloader_idx: usize,
         cx: &mut StepContext<'_>,
     ) {
         let total = if cx.sanity_checking() {
@@ -860,11 +926,18 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
     }
 
     fn on_test_start(&mut self, _module: &mut M, _cx: &mut EpochContext<'_>) {
-        self.eval = self.new_bar("Testing DataLoader 0");
+        self.new_eval_bar("Testing");
     }
 
-    fn on_test_batch_start(&mut self, _module: &mut M, _batch: &M::Batch, _batch_idx: usize, cx: &mut StepContext<'_>) {
-        Self::show(self.multi.as_ref(), self.eval.as_mut(), cx.num_test_batches);
+    fn on_test_batch_start(
+        &mut self,
+        _module: &mut M,
+        _batch: &M::Batch,
+        _batch_idx: usize,
+        dataloader_idx: usize,
+        cx: &mut StepContext<'_>,
+    ) {
+        self.eval_batch_start("Testing", dataloader_idx, cx.num_test_batches);
     }
 
     fn on_test_batch_end(
@@ -873,6 +946,7 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
         _outputs: &M::TestOutput,
         _batch: &M::Batch,
         batch_idx: usize,
+        _dataloader_idx: usize,
         cx: &mut StepContext<'_>,
     ) {
         self.count_eval(batch_idx + 1, cx.num_test_batches);
@@ -885,7 +959,7 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
     }
 
     fn on_predict_start(&mut self, _module: &mut M, _cx: &mut HookContext<'_>) {
-        self.eval = self.new_bar("Predicting DataLoader 0");
+        self.new_eval_bar("Predicting");
     }
 
     fn on_predict_batch_start(
@@ -893,9 +967,10 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
         _module: &mut M,
         _batch: &M::Batch,
         _batch_idx: usize,
+        dataloader_idx: usize,
         cx: &mut HookContext<'_>,
     ) {
-        Self::show(self.multi.as_ref(), self.eval.as_mut(), cx.num_predict_batches);
+        self.eval_batch_start("Predicting", dataloader_idx, cx.num_predict_batches);
     }
 
     fn on_predict_batch_end(
@@ -904,6 +979,7 @@ impl<M: LightningModule> Callback<M> for ProgressBar {
         _outputs: &M::Prediction,
         _batch: &M::Batch,
         batch_idx: usize,
+        _dataloader_idx: usize,
         cx: &mut HookContext<'_>,
     ) {
         self.count_eval(batch_idx + 1, cx.num_predict_batches);
@@ -1037,7 +1113,8 @@ mod tests {
     /// Lightning's `_print_results` (its branch without `rich`) gives these lines.
     #[test]
     fn results_print_as_lightnings_table() {
-        let metrics = BTreeMap::from([("test_loss".to_string(), 0.5), ("test_acc".to_string(), 0.25)]);
+        let map = BTreeMap::from([("test_loss".to_string(), 0.5), ("test_acc".to_string(), 0.25)]);
+        let metrics = [crate::Metrics::from(map)];
         let table = results_table("test", &metrics, 80);
         let rule = "─".repeat(80);
         let expected = [
@@ -1051,13 +1128,64 @@ mod tests {
         .join("\n");
         assert_eq!(table, expected);
         assert!(results_table("validate", &metrics, 120).contains("     Validate metric     "));
-        assert_eq!(results_table("test", &BTreeMap::new(), 80), "");
+        assert_eq!(results_table("test", &[crate::Metrics::default()], 80), "");
+        assert_eq!(results_table("test", &[], 80), "");
         // A name longer than half the width is cut into pieces, the value beside the first.
-        let long = BTreeMap::from([("x".repeat(50), 1.0)]);
+        let long = [crate::Metrics::from(BTreeMap::from([("x".repeat(50), 1.0)]))];
         let lines: Vec<String> = results_table("test", &long, 80).lines().map(str::to_string).collect();
         assert_eq!(lines[1], format!("{:14}Test metric{:29}DataLoader 0", "", ""));
         assert_eq!(lines[3], format!("{}{:18}1.0", "x".repeat(40), ""));
         assert_eq!(lines[4], format!("{:15}{}", "", "x".repeat(10)));
+    }
+
+    /// Several dataloaders: a column each, names without their `/dataloader_idx_N`, a blank
+    /// where a dataloader did not log the metric, and the columns that do not fit in a second
+    /// table (Lightning's `num_cols`).
+    #[test]
+    fn results_of_several_dataloaders_print_a_column_each() {
+        let results = [
+            crate::Metrics::from(BTreeMap::from([
+                ("val_loss/dataloader_idx_0".to_string(), 0.5),
+                ("epoch_mark".to_string(), 3.0),
+            ])),
+            crate::Metrics::from(BTreeMap::from([
+                ("val_loss/dataloader_idx_1".to_string(), 0.75),
+                ("val_acc/dataloader_idx_1".to_string(), 0.25),
+                ("epoch_mark".to_string(), 3.0),
+            ])),
+        ];
+        // Lightning 2.6.6's `_print_results` (without `rich`) on these results, at 80 and 60
+        // columns.
+        let rule = |n| "─".repeat(n);
+        let expected = [
+            rule(80),
+            "     Validate metric           DataLoader 0             DataLoader 1".into(),
+            rule(80),
+            "       epoch_mark                   3.0                      3.0".into(),
+            "         val_acc                                            0.25".into(),
+            "        val_loss                    0.5                     0.75".into(),
+            rule(80),
+        ]
+        .join("\n");
+        assert_eq!(results_table("validate", &results, 80), expected);
+        let expected = [
+            rule(60),
+            "     Validate metric           DataLoader 0".into(),
+            rule(60),
+            "       epoch_mark                   3.0".into(),
+            "         val_acc".into(),
+            "        val_loss                    0.5".into(),
+            rule(60),
+            rule(60),
+            "     Validate metric           DataLoader 1".into(),
+            rule(60),
+            "       epoch_mark                   3.0".into(),
+            "         val_acc                   0.25".into(),
+            "        val_loss                   0.75".into(),
+            rule(60),
+        ]
+        .join("\n");
+        assert_eq!(results_table("validate", &results, 60), expected);
     }
 
     #[test]

@@ -323,10 +323,10 @@ pub struct CliRun<M: LightningModule> {
     pub trainer: Trainer<M>,
     /// The module after the last subcommand (trained by `fit`).
     pub model: M,
-    /// The metrics `validate` returned.
-    pub validate_metrics: Option<Metrics>,
-    /// The metrics `test` returned.
-    pub test_metrics: Option<Metrics>,
+    /// The metrics `validate` returned, one per validation dataloader.
+    pub validate_metrics: Option<Vec<Metrics>>,
+    /// The metrics `test` returned, one per test dataloader.
+    pub test_metrics: Option<Vec<Metrics>>,
     /// How many predictions `predict` made.
     pub predictions: Option<usize>,
 }

@@ -57,11 +57,51 @@ impl<B> IntoLoader<B> for Option<Loader<B>> {
     }
 }
 
+/// What may be given where a stage takes several dataloaders (validation, test and predict, as
+/// Lightning's `val_dataloader` may return a list): one loader, `Option` of one, or several
+/// (`Vec` or array), in the order of their `dataloader_idx`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not one or several dataloaders of `{B}`",
+    label = "give a `Loader<{B}>`, an `Option` of one, or several as a `Vec` or an array"
+)]
+pub trait IntoLoaders<B> {
+    fn into_loaders(self) -> Vec<Loader<B>>;
+}
+
+impl<B> IntoLoaders<B> for Loader<B> {
+    fn into_loaders(self) -> Vec<Loader<B>> {
+        vec![self]
+    }
+}
+
+impl<B> IntoLoaders<B> for Option<Loader<B>> {
+    fn into_loaders(self) -> Vec<Loader<B>> {
+        self.into_iter().collect()
+    }
+}
+
+impl<B> IntoLoaders<B> for Vec<Loader<B>> {
+    fn into_loaders(self) -> Vec<Loader<B>> {
+        self
+    }
+}
+
+impl<B, const N: usize> IntoLoaders<B> for [Loader<B>; N] {
+    fn into_loaders(self) -> Vec<Loader<B>> {
+        self.into()
+    }
+}
+
 /// Lightning's `LightningDataModule`: prepares data and hands out the dataloaders of each stage.
 ///
 /// The trainer calls, in order: `set_seed` (when it has a seed), `prepare_data`, `setup(stage)`,
 /// the dataloaders the stage needs, and `teardown(stage)`. A dataloader method returning `None`
 /// falls back to the module's dataloader hook of the same name.
+///
+/// Validation, test and predict may have several dataloaders (a clean and a noisy validation
+/// set): implement `val_dataloaders` (`test_dataloaders`, `predict_dataloaders`) instead of
+/// `val_dataloader`; the steps then see each loader's batches in turn, with its
+/// `dataloader_idx`, and logged names get `/dataloader_idx_N` (see `LogOptions::add_dataloader_idx`).
 pub trait DataModule<B> {
     /// The name shown in traces and used as checkpoint key.
     fn name(&self) -> Cow<'static, str> {
@@ -104,6 +144,24 @@ pub trait DataModule<B> {
 
     fn predict_dataloader(&mut self) -> Option<Loader<B>> {
         None
+    }
+
+    /// The validation dataloaders, in `dataloader_idx` order; by default
+    /// [`val_dataloader`](Self::val_dataloader)'s one. Empty: the module's hook provides them.
+    fn val_dataloaders(&mut self) -> Vec<Loader<B>> {
+        self.val_dataloader().into_iter().collect()
+    }
+
+    /// The test dataloaders, in `dataloader_idx` order; by default
+    /// [`test_dataloader`](Self::test_dataloader)'s one.
+    fn test_dataloaders(&mut self) -> Vec<Loader<B>> {
+        self.test_dataloader().into_iter().collect()
+    }
+
+    /// The prediction dataloaders, in `dataloader_idx` order; by default
+    /// [`predict_dataloader`](Self::predict_dataloader)'s one.
+    fn predict_dataloaders(&mut self) -> Vec<Loader<B>> {
+        self.predict_dataloader().into_iter().collect()
     }
 
     /// Releases what `setup` made.
@@ -177,6 +235,15 @@ impl<B, D: DataModule<B> + ?Sized> DataModule<B> for &mut D {
     fn predict_dataloader(&mut self) -> Option<Loader<B>> {
         (**self).predict_dataloader()
     }
+    fn val_dataloaders(&mut self) -> Vec<Loader<B>> {
+        (**self).val_dataloaders()
+    }
+    fn test_dataloaders(&mut self) -> Vec<Loader<B>> {
+        (**self).test_dataloaders()
+    }
+    fn predict_dataloaders(&mut self) -> Vec<Loader<B>> {
+        (**self).predict_dataloaders()
+    }
     fn teardown(&mut self, stage: Stage) {
         (**self).teardown(stage)
     }
@@ -195,54 +262,56 @@ impl<B, D: DataModule<B> + ?Sized> DataModule<B> for &mut D {
 }
 
 /// Dataloaders passed directly (Lightning's `trainer.fit(model, train_loader, val_loader)`).
+/// Validation, test and predict take several (`[clean, noisy]`, a `Vec`), one, or `Option` of
+/// one.
 pub struct Loaders<B> {
     pub train: Option<Loader<B>>,
-    pub val: Option<Loader<B>>,
-    pub test: Option<Loader<B>>,
-    pub predict: Option<Loader<B>>,
+    pub val: Vec<Loader<B>>,
+    pub test: Vec<Loader<B>>,
+    pub predict: Vec<Loader<B>>,
 }
 
 impl<B> Default for Loaders<B> {
     fn default() -> Self {
         Self {
             train: None,
-            val: None,
-            test: None,
-            predict: None,
+            val: Vec::new(),
+            test: Vec::new(),
+            predict: Vec::new(),
         }
     }
 }
 
 impl<B> Loaders<B> {
-    /// Training data, and validation data if any.
-    pub fn fit(train: Loader<B>, val: Option<Loader<B>>) -> Self {
+    /// Training data, and validation data if any (one loader, `Option` of one, or several).
+    pub fn fit(train: Loader<B>, val: impl IntoLoaders<B>) -> Self {
         Self {
             train: Some(train),
-            val,
+            val: val.into_loaders(),
             ..Self::default()
         }
     }
 
     /// Validation data only (for `Trainer::validate`).
-    pub fn val(val: Loader<B>) -> Self {
+    pub fn val(val: impl IntoLoaders<B>) -> Self {
         Self {
-            val: Some(val),
+            val: val.into_loaders(),
             ..Self::default()
         }
     }
 
     /// Test data only.
-    pub fn test(test: Loader<B>) -> Self {
+    pub fn test(test: impl IntoLoaders<B>) -> Self {
         Self {
-            test: Some(test),
+            test: test.into_loaders(),
             ..Self::default()
         }
     }
 
     /// Prediction data only.
-    pub fn predict(predict: Loader<B>) -> Self {
+    pub fn predict(predict: impl IntoLoaders<B>) -> Self {
         Self {
-            predict: Some(predict),
+            predict: predict.into_loaders(),
             ..Self::default()
         }
     }
@@ -256,18 +325,27 @@ impl<B> DataModule<B> for Loaders<B> {
         false
     }
     fn provides_val_dataloader(&self) -> bool {
-        self.val.is_some()
+        !self.val.is_empty()
     }
     fn train_dataloader(&mut self) -> Option<Loader<B>> {
         self.train.clone()
     }
     fn val_dataloader(&mut self) -> Option<Loader<B>> {
-        self.val.clone()
+        self.val.first().cloned()
     }
     fn test_dataloader(&mut self) -> Option<Loader<B>> {
-        self.test.clone()
+        self.test.first().cloned()
     }
     fn predict_dataloader(&mut self) -> Option<Loader<B>> {
+        self.predict.first().cloned()
+    }
+    fn val_dataloaders(&mut self) -> Vec<Loader<B>> {
+        self.val.clone()
+    }
+    fn test_dataloaders(&mut self) -> Vec<Loader<B>> {
+        self.test.clone()
+    }
+    fn predict_dataloaders(&mut self) -> Vec<Loader<B>> {
         self.predict.clone()
     }
 }

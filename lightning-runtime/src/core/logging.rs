@@ -149,6 +149,10 @@ pub struct LogOptions {
     /// before it is logged (Lightning's `sync_dist`); without it, rank zero's value is logged.
     /// On one device it changes nothing. See [`strategy`](crate::strategies::ddp).
     pub sync_dist: bool,
+    /// With several dataloaders in the loop, append `/dataloader_idx_N` to the name (Lightning's
+    /// `add_dataloader_idx`). `None`: yes. Without it, give each dataloader's value a name of
+    /// its own: one name logged from two dataloaders is an error, as in Lightning.
+    pub add_dataloader_idx: Option<bool>,
 }
 
 impl LogOptions {
@@ -192,6 +196,13 @@ impl LogOptions {
         self.sync_dist = sync;
         self
     }
+    /// `false` keeps the name as it is with several dataloaders (Lightning's
+    /// `add_dataloader_idx=False`); see the field of that name.
+    #[must_use]
+    pub fn add_dataloader_idx(mut self, add: bool) -> Self {
+        self.add_dataloader_idx = Some(add);
+        self
+    }
 }
 
 /// Options of [`EpochContext::log_with`](crate::EpochContext::log_with): epoch hooks log once
@@ -233,6 +244,7 @@ impl EpochLogOptions {
             batch_size: None,
             logger: self.logger,
             sync_dist: false,
+            add_dataloader_idx: None,
         }
     }
 }
@@ -349,6 +361,9 @@ struct Entry {
     loop_kind: Loop,
     hook: Hook,
     name: String,
+    /// The dataloader it was logged from when its loop had several (Lightning's
+    /// `_Metadata.dataloader_idx`): the loop's results of that dataloader.
+    dataloader_idx: Option<usize>,
     /// `{name}_step` and `{name}_epoch`, used when the entry is both on_step and on_epoch.
     step_key: String,
     epoch_key: String,
@@ -419,6 +434,9 @@ pub(crate) struct MetricStore {
     /// Values callbacks sent straight to the loggers (the learning-rate monitor's): they are in
     /// `callback_metrics` too, as Lightning's callbacks put them there.
     sent: HashMap<String, Published<f64>>,
+    /// The dataloader of the current batch when its loop has several (Lightning's
+    /// `_ResultCollection.dataloader_idx`): names logged then get `/dataloader_idx_N`.
+    dataloader: Option<usize>,
     /// Several processes: the collectives that merge the training metric objects' states.
     sync: Option<Arc<dyn Collectives>>,
     /// The first error a metric object met when its epoch value was computed, reported at the
@@ -619,6 +637,14 @@ impl MetricStore {
     /// `options` (and the hook's defaults); an error when the options differ from the first
     /// call's.
     fn entry(&mut self, hook: Hook, loop_kind: Loop, name: &str, options: &LogOptions) -> Result<usize, Error> {
+        let suffixed;
+        let name = match self.dataloader {
+            Some(idx) if options.add_dataloader_idx.unwrap_or(true) => {
+                suffixed = format!("{name}/dataloader_idx_{idx}");
+                suffixed.as_str()
+            }
+            _ => name,
+        };
         let training = loop_kind == Loop::Train;
         let (default_step, default_epoch) = match hook.log_scope() {
             LogScope::StepAndEpoch => (training, !training),
@@ -647,6 +673,7 @@ impl MetricStore {
                     loop_kind,
                     hook,
                     name: name.to_string(),
+                    dataloader_idx: self.dataloader,
                     step_key: format!("{name}_step"),
                     epoch_key: format!("{name}_epoch"),
                     on_step,
@@ -667,6 +694,22 @@ impl MetricStore {
             }
         };
         let entry = &mut self.entries[index];
+        // Lightning's metadata holds the dataloader: one name from two dataloaders of one
+        // epoch would mix their values. An entry of an earlier run follows the current one.
+        let logged_this_epoch = !entry.epoch.is_empty() || entry.object_logged;
+        if entry.dataloader_idx != self.dataloader && logged_this_epoch && !entry.restored {
+            return Err(log_error(
+                hook,
+                name,
+                &format!(
+                    "it was logged from {} and now from {}, with `add_dataloader_idx(false)`; give each dataloader's \
+                     value a name of its own, or let the trainer add `/dataloader_idx_N`",
+                    describe_dataloader(entry.dataloader_idx),
+                    describe_dataloader(self.dataloader)
+                ),
+            ));
+        }
+        entry.dataloader_idx = self.dataloader;
         let differs = entry.on_step != on_step
             || entry.on_epoch != on_epoch
             || entry.reduce != options.reduce
@@ -698,6 +741,12 @@ impl MetricStore {
             ));
         }
         Ok(index)
+    }
+
+    /// The dataloader of the batches that follow, when their loop has several; `None` with one
+    /// dataloader and outside the batches.
+    pub(crate) fn set_dataloader(&mut self, dataloader: Option<usize>) {
+        self.dataloader = dataloader;
     }
 
     /// Several processes: the collectives that merge the states of training metric objects
@@ -835,6 +884,7 @@ impl MetricStore {
                         batch_size: None,
                         logger: Some(saved.logger),
                         sync_dist: false,
+                        add_dataloader_idx: None,
                     },
                     scalars: floats(&saved.values),
                     tensor_values: floats(&saved.tensor_values),
@@ -1011,14 +1061,35 @@ impl MetricStore {
     /// return, Lightning's `metrics["log"]`): the entries logged with `logger(true)` since the
     /// loop's last reset, under `name`, or `name_epoch` when also on_step.
     pub(crate) fn epoch_metrics(&self, loop_kind: Loop) -> Metrics {
+        self.epoch_metrics_of(loop_kind, None)
+    }
+
+    /// [`epoch_metrics`](Self::epoch_metrics) of one of the loop's several dataloaders
+    /// (Lightning's `_logged_outputs[dataloader_idx]`): what it logged, and what the loop logged
+    /// outside its batches (the epoch-end hooks), which every dataloader's results hold.
+    /// `None`: everything.
+    pub(crate) fn epoch_metrics_of(&self, loop_kind: Loop, dataloader: Option<usize>) -> Metrics {
         let mut out = BTreeMap::new();
-        for e in self.entries.iter().filter(|e| e.loop_kind == loop_kind && e.logger) {
+        let of_dataloader =
+            |e: &Entry| dataloader.is_none() || e.dataloader_idx.is_none() || e.dataloader_idx == dataloader;
+        for e in self
+            .entries
+            .iter()
+            .filter(|e| e.loop_kind == loop_kind && e.logger && of_dataloader(e))
+        {
             if let Some(v) = e.epoch_value {
                 let key = if e.forked() { &e.epoch_key } else { &e.name };
                 out.insert(key.clone(), v);
             }
         }
         Metrics(out)
+    }
+}
+
+fn describe_dataloader(idx: Option<usize>) -> String {
+    match idx {
+        Some(idx) => format!("dataloader {idx}"),
+        None => "a loop with one dataloader".to_string(),
     }
 }
 

@@ -101,12 +101,18 @@ pub struct TrainerState {
     /// Optimizer steps taken so far (Lightning counts every `optimizer_step` call, also for a
     /// batch whose `training_step` returned no loss). Kept across `fit` calls on one trainer.
     pub global_step: usize,
-    /// Index of the batch in its loop.
+    /// Index of the batch in its loop (in its dataloader, when the loop has several).
     pub batch_idx: usize,
+    /// The dataloader of the current batch in a validation, test or predict loop (Lightning's
+    /// `dataloader_idx`; 0 with one dataloader).
+    pub dataloader_idx: usize,
+    /// The dataloaders of the current (or last) validation, test or predict loop.
+    pub num_dataloaders: usize,
     /// Number of batches the current training epoch runs, once known.
     pub num_training_batches: Option<usize>,
     /// Batches of the current (or last) validation run inside `fit` or of `validate`, once
-    /// known (Lightning's `trainer.num_val_batches`).
+    /// known; with several dataloaders, those of the current one (Lightning's
+    /// `trainer.num_val_batches[dataloader_idx]`).
     pub num_val_batches: Option<usize>,
     /// Batches of the sanity check, once known (Lightning's `trainer.num_sanity_val_batches`).
     pub num_sanity_val_batches: Option<usize>,
@@ -193,6 +199,8 @@ impl TrainerState {
             current_epoch: 0,
             global_step: 0,
             batch_idx: 0,
+            dataloader_idx: 0,
+            num_dataloaders: 1,
             num_training_batches: None,
             num_val_batches: None,
             num_sanity_val_batches: None,

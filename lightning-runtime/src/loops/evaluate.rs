@@ -78,14 +78,15 @@ where
     result
 }
 
-/// `Trainer::validate` and `Trainer::test`.
+/// `Trainer::validate` and `Trainer::test`: the results of each dataloader (none when the
+/// loop is turned off, as Lightning returns `[]`).
 pub(crate) fn evaluate<M, D>(
     cfg: &Config,
     session: &mut Session<M>,
     model: &mut M,
     data: D,
     kind: Loop,
-) -> Result<Metrics, Error>
+) -> Result<Vec<Metrics>, Error>
 where
     M: LightningModule,
     D: DataModule<M::Batch>,
@@ -95,26 +96,27 @@ where
         _ => (TrainerFn::Testing, cfg.limit_test_batches, RunningStage::Testing),
     };
     on_eval_copy(cfg, session, model, data, function, |run| {
-        if !limit.is_off() {
-            let device = run.eval_device.clone();
-            let loader = run.required_loader(kind, &device)?;
-            run_evaluation(run, kind, &loader, limit, None, running)?;
+        if limit.is_off() {
+            return Ok(Vec::new());
         }
-        Ok(run.core.metrics.epoch_metrics(kind))
+        let device = run.eval_device.clone();
+        let loaders = run.required_loaders(kind, &device)?;
+        run_evaluation(run, kind, &loaders, limit, None, running)
     })
 }
 
-/// One validation or test run over `loader`, at most `limit` batches and, if given, `cap`
-/// batches (the sanity check's). Inside fit the module is switched to evaluation and back to
-/// training around it.
+/// One validation or test run over `loaders`, one after the other (Lightning's "sequential"
+/// mode), at most `limit` batches and, if given, `cap` batches (the sanity check's) of each.
+/// Inside fit the module is switched to evaluation and back to training around it. Returns the
+/// epoch results of each dataloader (Lightning's `_logged_outputs`).
 pub(crate) fn run_evaluation<M, D>(
     run: &mut Run<'_, M, D>,
     kind: Loop,
-    loader: &Loader<M::Batch>,
+    loaders: &[Loader<M::Batch>],
     limit: super::Limit,
     cap: Option<usize>,
     running: RunningStage,
-) -> Result<(), Error>
+) -> Result<Vec<Metrics>, Error>
 where
     M: LightningModule,
     D: DataModule<M::Batch>,
@@ -151,38 +153,60 @@ where
     } else {
         Hook::OnTestBatchEnd
     };
-    let mut batches = Batches::new(kind, loader, limit)?.capped(cap);
-    let mut batch_idx = 0;
-    while let Some(next) = batches.next_batch()? {
-        let _span = tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = batch_phase(kind)).entered();
-        run.core.state.batch_idx = batch_idx;
-        run.core.batch_size = next.size;
-        let batch_started = run.core.metrics.clock();
-        run.core.state.set_planned_batches(running, batches.planned());
-        let batch = run.transfer(next.batch, &device)?;
-        let kept = run.batch_end_needs_batch(end_hook).then(|| batch.clone());
-        if validation {
-            hook!(run.on_validation_batch_start(&batch, batch_idx));
-            let output = run.step("validation_step", |module, core| {
-                module.validation_step(batch, batch_idx, &mut StepContext::new(core, Hook::ValidationStep))
-            })?;
-            if let (Some(output), Some(batch)) = (&output, &kept) {
-                hook!(run.on_validation_batch_end(output, batch, batch_idx));
+    let several = loaders.len() > 1;
+    run.core.state.num_dataloaders = loaders.len();
+    for (dataloader_idx, loader) in loaders.iter().enumerate() {
+        run.core.state.dataloader_idx = dataloader_idx;
+        // Lightning's `_ResultCollection.dataloader_idx`: set with several dataloaders only.
+        run.core.metrics.set_dataloader(several.then_some(dataloader_idx));
+        // Limits, and the sanity check's cap, count the batches of each dataloader.
+        let mut batches = Batches::new(kind, loader, limit)?.capped(cap);
+        let mut batch_idx = 0;
+        while let Some(next) = batches.next_batch()? {
+            let _span =
+                tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = batch_phase(kind)).entered();
+            run.core.state.batch_idx = batch_idx;
+            run.core.batch_size = next.size;
+            let batch_started = run.core.metrics.clock();
+            run.core.state.set_planned_batches(running, batches.planned());
+            let batch = run.transfer(next.batch, &device, dataloader_idx)?;
+            let kept = run.batch_end_needs_batch(end_hook).then(|| batch.clone());
+            if validation {
+                hook!(run.on_validation_batch_start(&batch, batch_idx, dataloader_idx));
+                let output = run.step("validation_step", |module, core| {
+                    module.validation_step(
+                        batch,
+                        batch_idx,
+                        dataloader_idx,
+                        &mut StepContext::new(core, Hook::ValidationStep),
+                    )
+                })?;
+                if let (Some(output), Some(batch)) = (&output, &kept) {
+                    hook!(run.on_validation_batch_end(output, batch, batch_idx, dataloader_idx));
+                }
+            } else {
+                hook!(run.on_test_batch_start(&batch, batch_idx, dataloader_idx));
+                let output = run.step("test_step", |module, core| {
+                    module.test_step(
+                        batch,
+                        batch_idx,
+                        dataloader_idx,
+                        &mut StepContext::new(core, Hook::TestStep),
+                    )
+                })?;
+                if let (Some(output), Some(batch)) = (&output, &kept) {
+                    hook!(run.on_test_batch_end(output, batch, batch_idx, dataloader_idx));
+                }
             }
-        } else {
-            hook!(run.on_test_batch_start(&batch, batch_idx));
-            let output = run.step("test_step", |module, core| {
-                module.test_step(batch, batch_idx, &mut StepContext::new(core, Hook::TestStep))
-            })?;
-            if let (Some(output), Some(batch)) = (&output, &kept) {
-                hook!(run.on_test_batch_end(output, batch, batch_idx));
+            if running != RunningStage::SanityChecking {
+                log_eval_step_values(run, kind, dataloader_idx, batch_started)?;
             }
+            batch_idx += 1;
         }
-        if running != RunningStage::SanityChecking {
-            log_eval_step_values(run, kind, batch_started)?;
-        }
-        batch_idx += 1;
     }
+    // What the epoch-end hooks log belongs to no dataloader (Lightning's `epoch_end_reached`).
+    run.core.metrics.set_dataloader(None);
+    run.core.state.dataloader_idx = 0;
 
     // Epoch values are reduced once the epoch's last batch is in, before the epoch-end hooks
     // (which may read them, and may log more).
@@ -195,6 +219,14 @@ where
     } else {
         hook!(run.on_test_epoch_end());
     }
+    // Each dataloader's results: what it logged, with what the epoch-end hooks logged.
+    let results: Vec<Metrics> = if several {
+        (0..loaders.len())
+            .map(|idx| run.core.metrics.epoch_metrics_of(kind, Some(idx)))
+            .collect()
+    } else {
+        vec![run.core.metrics.epoch_metrics(kind)]
+    };
     if running != RunningStage::SanityChecking {
         let values = run.core.metrics.logger_epoch_metrics(kind, started);
         // Lightning's `update_eval_epoch_metrics`: in `logged_metrics` also without a logger.
@@ -228,27 +260,31 @@ where
     let rank_zero = run.cfg.process_group.as_ref().is_none_or(|group| group.rank == 0);
     if !in_fit && running != RunningStage::SanityChecking && rank_zero {
         let stage = if validation { "validate" } else { "test" };
-        let metrics = run.core.metrics.epoch_metrics(kind);
-        let table = crate::callbacks::progress::results_table(stage, &metrics, run.core.output.width());
+        let table = crate::callbacks::progress::results_table(stage, &results, run.core.output.width());
         if !table.is_empty() {
             run.core.output.println(&table);
         }
     }
     run.core.state.stage = previous_stage;
     run.core.state.batch_idx = previous_idx;
-    Ok(())
+    Ok(results)
 }
 
 /// Sends what the batch logged on_step to the loggers, after every batch (Lightning's
-/// `update_eval_step_metrics`: not gated by `log_every_n_steps`), at the count of this loop's
-/// batches logged so far in the run, without `epoch`. Nothing is read from the device when the
+/// `update_eval_step_metrics`: not gated by `log_every_n_steps`), at the count of the batches of
+/// this loop and dataloader logged so far in the run, without `epoch`. Nothing is read from the device when the
 /// batch logged nothing on_step (the default in evaluation hooks).
-fn log_eval_step_values<M, D>(run: &mut Run<'_, M, D>, kind: Loop, batch_started: u64) -> Result<(), Error>
+fn log_eval_step_values<M, D>(
+    run: &mut Run<'_, M, D>,
+    kind: Loop,
+    dataloader_idx: usize,
+    batch_started: u64,
+) -> Result<(), Error>
 where
     M: LightningModule,
     D: DataModule<M::Batch>,
 {
-    let step = run.eval_batches_logged.entry(kind).or_insert(0);
+    let step = run.eval_batches_logged.entry((kind, dataloader_idx)).or_insert(0);
     let at = *step;
     *step += 1;
     let values = run.core.metrics.logger_step_metrics(kind, batch_started);
@@ -273,36 +309,46 @@ where
             return Ok(predictions);
         }
         let device = run.eval_device.clone();
-        let loader = run.required_loader(Loop::Predict, &device)?;
+        let loaders = run.required_loaders(Loop::Predict, &device)?;
         let _span = tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = "run_predict").entered();
         hook!(run.on_predict_model_eval());
         hook!(run.on_predict_start());
         hook!(run.on_predict_epoch_start());
-        let mut batches = Batches::new(Loop::Predict, &loader, limit)?;
-        let mut batch_idx = 0;
-        while let Some(next) = batches.next_batch()? {
-            let _span =
-                tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = batch_phase(Loop::Predict))
-                    .entered();
-            run.core.state.batch_idx = batch_idx;
-            run.core.batch_size = next.size;
-            run.core.state.num_predict_batches = batches.planned();
-            let batch = run.transfer(next.batch, &device)?;
-            let kept = run
-                .batch_end_needs_batch(Hook::OnPredictBatchEnd)
-                .then(|| batch.clone());
-            hook!(run.on_predict_batch_start(&batch, batch_idx));
-            let prediction = run.step("predict_step", |module, core| {
-                module.predict_step(batch, batch_idx, &mut HookContext::new(core, Hook::PredictStep))
-            })?;
-            if let Some(prediction) = prediction {
-                if let Some(batch) = &kept {
-                    hook!(run.on_predict_batch_end(&prediction, batch, batch_idx));
+        run.core.state.num_dataloaders = loaders.len();
+        for (dataloader_idx, loader) in loaders.iter().enumerate() {
+            run.core.state.dataloader_idx = dataloader_idx;
+            let mut batches = Batches::new(Loop::Predict, loader, limit)?;
+            let mut batch_idx = 0;
+            while let Some(next) = batches.next_batch()? {
+                let _span =
+                    tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = batch_phase(Loop::Predict))
+                        .entered();
+                run.core.state.batch_idx = batch_idx;
+                run.core.batch_size = next.size;
+                run.core.state.num_predict_batches = batches.planned();
+                let batch = run.transfer(next.batch, &device, dataloader_idx)?;
+                let kept = run
+                    .batch_end_needs_batch(Hook::OnPredictBatchEnd)
+                    .then(|| batch.clone());
+                hook!(run.on_predict_batch_start(&batch, batch_idx, dataloader_idx));
+                let prediction = run.step("predict_step", |module, core| {
+                    module.predict_step(
+                        batch,
+                        batch_idx,
+                        dataloader_idx,
+                        &mut HookContext::new(core, Hook::PredictStep),
+                    )
+                })?;
+                if let Some(prediction) = prediction {
+                    if let Some(batch) = &kept {
+                        hook!(run.on_predict_batch_end(&prediction, batch, batch_idx, dataloader_idx));
+                    }
+                    predictions.push(prediction);
                 }
-                predictions.push(prediction);
+                batch_idx += 1;
             }
-            batch_idx += 1;
         }
+        run.core.state.dataloader_idx = 0;
         hook!(run.on_predict_epoch_end());
         hook!(run.on_predict_end());
         Ok(predictions)

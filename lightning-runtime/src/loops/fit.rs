@@ -219,20 +219,21 @@ where
         run.core.state.stage = RunningStage::SanityChecking;
         hook!(run.on_sanity_check_start());
         let device = run.eval_device.clone();
-        let loader = run.loader(Loop::Validation, &device)?;
-        if let Some(loader) = &loader {
+        let loaders = run.loaders(Loop::Validation, &device)?;
+        if !loaders.is_empty() {
+            // `num_sanity_val_steps` batches of each dataloader.
             let sanity_steps = Some(run.cfg.num_sanity_val_steps);
             run_evaluation(
                 run,
                 Loop::Validation,
-                loader,
+                &loaders,
                 run.cfg.limit_val_batches,
                 sanity_steps,
                 RunningStage::SanityChecking,
             )?;
         }
         // Lightning counts the sanity check's request as the epoch's only when the epoch validates.
-        val_loader.set(loader, validates_epoch(run).then_some(run.core.state.current_epoch));
+        val_loader.set(loaders, validates_epoch(run).then_some(run.core.state.current_epoch))?;
         run.core.state.stage = RunningStage::SanityChecking;
         hook!(run.on_sanity_check_end());
         // Lightning forgets what the sanity check logged.
@@ -263,8 +264,8 @@ where
         }
         if val_loader.loader.is_none() && validates_epoch(run) {
             let device = run.eval_device.clone();
-            let loader = run.loader(Loop::Validation, &device)?;
-            val_loader.set(loader, Some(run.core.state.current_epoch));
+            let loaders = run.loaders(Loop::Validation, &device)?;
+            val_loader.set(loaders, Some(run.core.state.current_epoch))?;
         }
         // What `on_train_start` logs is reduced with the first epoch.
         run.core.metrics.start_epoch(Loop::Train);
@@ -535,10 +536,10 @@ where
     Ok(())
 }
 
-/// The validation dataloader of a fit, once asked for, and the epoch it was asked for in
-/// (Lightning's `_last_val_dl_reload_epoch`; `None` for "-inf").
+/// The validation dataloaders of a fit, once asked for (empty: none), and the epoch they were
+/// asked for in (Lightning's `_last_val_dl_reload_epoch`; `None` for "-inf").
 struct ValLoader<B> {
-    loader: Option<Option<Loader<B>>>,
+    loader: Option<Vec<Loader<B>>>,
     requested_at: Option<usize>,
 }
 
@@ -552,9 +553,26 @@ impl<B> Default for ValLoader<B> {
 }
 
 impl<B> ValLoader<B> {
-    fn set(&mut self, loader: Option<Loader<B>>, requested_at: Option<usize>) {
-        self.loader = Some(loader);
+    /// Keeps the dataloaders just asked for. Their number may not change once validation has
+    /// dataloaders (`reload_dataloaders_every_n_epochs`): logged names, results and checkpoints
+    /// monitoring `val_loss/dataloader_idx_1` count on it.
+    fn set(&mut self, loaders: Vec<Loader<B>>, requested_at: Option<usize>) -> Result<(), Error> {
+        if let Some(before) = self.loader.as_ref().map(Vec::len)
+            && before > 0
+            && before != loaders.len()
+        {
+            return Err(Error::config(
+                "reload_dataloaders_every_n_epochs",
+                format!(
+                    "the validation stage had {before} dataloaders and now has {}; return the same number of \
+                     validation dataloaders at every reload",
+                    loaders.len()
+                ),
+            ));
+        }
+        self.loader = Some(loaders);
         self.requested_at = requested_at;
+        Ok(())
     }
 
     /// Lightning's `_should_reload_val_dl`: not yet asked for, or asked for at least
@@ -578,12 +596,13 @@ where
     let epoch = run.core.state.current_epoch;
     if val_loader.due(run.cfg.reload_dataloaders_every_n_epochs, epoch) {
         let device = run.eval_device.clone();
-        let loader = run.loader(Loop::Validation, &device)?;
-        val_loader.set(loader, Some(epoch));
+        let loaders = run.loaders(Loop::Validation, &device)?;
+        val_loader.set(loaders, Some(epoch))?;
     }
-    let Some(Some(loader)) = val_loader.loader.clone() else {
+    let loaders = val_loader.loader.clone().unwrap_or_default();
+    if loaders.is_empty() {
         return Ok(());
-    };
+    }
     // Lightning keeps the gradients of a window still accumulating.
     if !accumulating {
         hook!(run.on_validation_model_zero_grad());
@@ -591,7 +610,7 @@ where
     run_evaluation(
         run,
         Loop::Validation,
-        &loader,
+        &loaders,
         run.cfg.limit_val_batches,
         None,
         RunningStage::Validating,
@@ -671,14 +690,14 @@ where
     D: DataModule<M::Batch>,
 {
     let device = run.train_device.clone();
-    let batch = run.transfer(batch, &device)?;
+    let batch = run.transfer(batch, &device, 0)?;
     // Data-parallel: each rank's batch through the transfer hooks, to its device.
     let replicas = if replica_batches.is_empty() {
         None
     } else {
         let mut batches = Vec::with_capacity(replica_batches.len());
         for (batch, device) in replica_batches {
-            batches.push((run.transfer(batch, &device)?, device));
+            batches.push((run.transfer(batch, &device, 0)?, device));
         }
         Some(crate::strategies::ddp::ReplicaBatches {
             batches,

@@ -50,9 +50,9 @@ pub(crate) struct Run<'t, M: LightningModule, D> {
     /// Training batches that stepped the optimizer, across fits (Lightning's
     /// `_batches_that_stepped`): the step the loggers receive.
     pub batches_that_stepped: usize,
-    /// Batches of each evaluation loop whose step values went to the loggers in this run (the
-    /// step they are logged at: Lightning's `_seen_batches_per_dataloader`).
-    pub eval_batches_logged: HashMap<Loop, usize>,
+    /// Batches of each evaluation loop and dataloader whose step values went to the loggers in
+    /// this run (the step they are logged at: Lightning's `_seen_batches_per_dataloader`).
+    pub eval_batches_logged: HashMap<(Loop, usize), usize>,
     pub core: Core,
     pub module: M,
     pub data: D,
@@ -371,39 +371,62 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         }
     }
 
-    /// The dataloader of `kind` on `device`: the datamodule's, else the module's hook.
-    pub fn loader(&mut self, kind: Loop, device: &Device) -> Result<Option<Loader<M::Batch>>, Error> {
+    /// The dataloaders of `kind` on `device`, in `dataloader_idx` order: the datamodule's, else
+    /// the module's hook's; empty when neither gives one. Training has one at most.
+    pub fn loaders(&mut self, kind: Loop, device: &Device) -> Result<Vec<Loader<M::Batch>>, Error> {
         let from_data = {
             let _span = datamodule_span!(self.data, kind.dataloader_hook());
             match kind {
-                Loop::Train => self.data.train_dataloader(),
-                Loop::Validation => self.data.val_dataloader(),
-                Loop::Test => self.data.test_dataloader(),
-                Loop::Predict => self.data.predict_dataloader(),
+                Loop::Train => self.data.train_dataloader().into_iter().collect(),
+                Loop::Validation => self.data.val_dataloaders(),
+                Loop::Test => self.data.test_dataloaders(),
+                Loop::Predict => self.data.predict_dataloaders(),
             }
         };
-        let loader = match from_data {
-            Some(loader) => Some(loader),
-            None => match kind {
-                Loop::Train => hook!(self.train_dataloader()),
+        let loaders = if from_data.is_empty() {
+            match kind {
+                Loop::Train => hook!(self.train_dataloader()).into_iter().collect(),
                 Loop::Validation => hook!(self.val_dataloader()),
                 Loop::Test => hook!(self.test_dataloader()),
                 Loop::Predict => hook!(self.predict_dataloader()),
-            },
+            }
+        } else {
+            from_data
         };
-        // Batches are built where the module runs; `transfer_batch_to_device` has nothing to move.
-        let loader = loader.map(|loader| loader.to_device(device));
         // `overfit_batches`: the fit trains and validates on the same few batches every epoch.
-        let overfits = !self.cfg.overfit_batches.is_off() && self.stage == crate::Stage::Fit;
-        match loader {
-            Some(loader) if overfits && matches!(kind, Loop::Train | Loop::Validation) => Ok(Some(
-                super::batches::overfit_replay(kind, &loader, self.cfg.overfit_batches)?,
-            )),
-            loader => Ok(loader),
-        }
+        let overfits = !self.cfg.overfit_batches.is_off()
+            && self.stage == crate::Stage::Fit
+            && matches!(kind, Loop::Train | Loop::Validation);
+        loaders
+            .into_iter()
+            // Batches are built where the module runs; `transfer_batch_to_device` has nothing
+            // to move.
+            .map(|loader| loader.to_device(device))
+            .map(|loader| match overfits {
+                true => super::batches::overfit_replay(kind, &loader, self.cfg.overfit_batches),
+                false => Ok(loader),
+            })
+            .collect()
     }
 
-    /// The dataloader of `kind`, or an error naming what to provide.
+    /// The training dataloader on `device`, if any.
+    pub fn loader(&mut self, kind: Loop, device: &Device) -> Result<Option<Loader<M::Batch>>, Error> {
+        Ok(self.loaders(kind, device)?.into_iter().next())
+    }
+
+    /// The dataloaders of `kind` (at least one), or an error naming what to provide.
+    pub fn required_loaders(&mut self, kind: Loop, device: &Device) -> Result<Vec<Loader<M::Batch>>, Error> {
+        let loaders = self.loaders(kind, device)?;
+        if loaders.is_empty() {
+            return Err(Error::MissingDataloader {
+                stage: self.stage,
+                hook: kind.dataloader_hook(),
+            });
+        }
+        Ok(loaders)
+    }
+
+    /// The training dataloader, or an error naming what to provide.
     pub fn required_loader(&mut self, kind: Loop, device: &Device) -> Result<Loader<M::Batch>, Error> {
         self.loader(kind, device)?.ok_or(Error::MissingDataloader {
             stage: self.stage,
@@ -411,11 +434,11 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         })
     }
 
-    /// The three batch-transfer hooks.
-    pub fn transfer(&mut self, batch: M::Batch, device: &Device) -> Result<M::Batch, Error> {
-        let batch = hook!(self.on_before_batch_transfer(batch, 0));
-        let batch = hook!(self.transfer_batch_to_device(batch, device, 0));
-        Ok(hook!(self.on_after_batch_transfer(batch, 0)))
+    /// The three batch-transfer hooks, for a batch of dataloader `dataloader_idx`.
+    pub fn transfer(&mut self, batch: M::Batch, device: &Device, dataloader_idx: usize) -> Result<M::Batch, Error> {
+        let batch = hook!(self.on_before_batch_transfer(batch, dataloader_idx));
+        let batch = hook!(self.transfer_batch_to_device(batch, device, dataloader_idx));
+        Ok(hook!(self.on_after_batch_transfer(batch, dataloader_idx)))
     }
 
     /// Whether batch-end hooks need the batch after the step consumed it.

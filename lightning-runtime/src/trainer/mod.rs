@@ -210,7 +210,12 @@ impl<M: LightningModule> Trainer<M> {
 
     /// [`validate`](Self::validate) with the weights of a checkpoint (Lightning's
     /// `trainer.validate(model, ckpt_path=...)`); they stay in `model`.
-    pub fn validate_from<D>(&mut self, model: &mut M, data: D, ckpt_path: impl Into<CkptPath>) -> Result<Metrics, Error>
+    pub fn validate_from<D>(
+        &mut self,
+        model: &mut M,
+        data: D,
+        ckpt_path: impl Into<CkptPath>,
+    ) -> Result<Vec<Metrics>, Error>
     where
         M: ValidationStep,
         D: DataModule<M::Batch>,
@@ -221,7 +226,12 @@ impl<M: LightningModule> Trainer<M> {
 
     /// [`test`](Self::test) with the weights of a checkpoint (Lightning's
     /// `trainer.test(model, ckpt_path=...)`); they stay in `model`.
-    pub fn test_from<D>(&mut self, model: &mut M, data: D, ckpt_path: impl Into<CkptPath>) -> Result<Metrics, Error>
+    pub fn test_from<D>(
+        &mut self,
+        model: &mut M,
+        data: D,
+        ckpt_path: impl Into<CkptPath>,
+    ) -> Result<Vec<Metrics>, Error>
     where
         M: TestStep,
         D: DataModule<M::Batch>,
@@ -261,9 +271,11 @@ impl<M: LightningModule> Trainer<M> {
         }
     }
 
-    /// Runs the validation loop once on `model` and returns its epoch metrics. What hooks set
-    /// on `&mut self` stays in `model`, as in Lightning.
-    pub fn validate<D>(&mut self, model: &mut M, data: D) -> Result<Metrics, Error>
+    /// Runs the validation loop once on `model` and returns its epoch metrics, one [`Metrics`]
+    /// per validation dataloader (Lightning's list of dicts: one element with one dataloader,
+    /// none with `limit_val_batches(0)`). What hooks set on `&mut self` stays in `model`, as in
+    /// Lightning.
+    pub fn validate<D>(&mut self, model: &mut M, data: D) -> Result<Vec<Metrics>, Error>
     where
         M: ValidationStep,
         D: DataModule<M::Batch>,
@@ -275,9 +287,10 @@ impl<M: LightningModule> Trainer<M> {
         result
     }
 
-    /// Runs the test loop once on `model` and returns its epoch metrics. What hooks set on
-    /// `&mut self` (outputs collected in `on_test_epoch_end`, say) stays in `model`.
-    pub fn test<D>(&mut self, model: &mut M, data: D) -> Result<Metrics, Error>
+    /// Runs the test loop once on `model` and returns its epoch metrics, one [`Metrics`] per
+    /// test dataloader (as [`validate`](Self::validate)). What hooks set on `&mut self`
+    /// (outputs collected in `on_test_epoch_end`, say) stays in `model`.
+    pub fn test<D>(&mut self, model: &mut M, data: D) -> Result<Vec<Metrics>, Error>
     where
         M: TestStep,
         D: DataModule<M::Batch>,
