@@ -278,6 +278,11 @@ impl DataModule<MnistBatch> for MnistData {
         self.seed = seed;
     }
 
+    /// Its options (`--data.<field>`) join the module's hyperparameters in `hparams.yaml`.
+    fn hparams(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(self).ok()
+    }
+
     fn setup(&mut self, stage: Stage) -> Result<(), Error> {
         // Before any loader: burn's never ends with batches of 0.
         burn_lightning::check_batch_size(self.batch_size, "--data.batch_size / MnistData::new")?;

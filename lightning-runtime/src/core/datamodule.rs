@@ -119,6 +119,21 @@ pub trait DataModule<B> {
         let _ = seed;
     }
 
+    /// The device the run computes on (Lightning's `self.trainer.strategy.root_device`), given
+    /// before `prepare_data`/`setup` of every run: a datamodule that builds tensors in `setup`
+    /// builds them there. The default ignores it.
+    fn set_device(&mut self, device: &crate::Device) {
+        let _ = device;
+    }
+
+    /// The datamodule's hyperparameters, a JSON object (Lightning's `datamodule.hparams`): they
+    /// join the module's in `hparams.yaml` and every logger's (TensorBoard's HParams tab). A name
+    /// both give with different values is an error, as in Lightning. `None` (the default): none.
+    /// A datamodule that derives `serde::Serialize` returns `serde_json::to_value(self).ok()`.
+    fn hparams(&self) -> Option<serde_json::Value> {
+        None
+    }
+
     /// Downloads or writes data to disk, once, before `setup`.
     fn prepare_data(&mut self) -> Result<(), Error> {
         Ok(())
@@ -216,6 +231,12 @@ impl<B, D: DataModule<B> + ?Sized> DataModule<B> for &mut D {
     }
     fn set_seed(&mut self, seed: u64) {
         (**self).set_seed(seed)
+    }
+    fn set_device(&mut self, device: &crate::Device) {
+        (**self).set_device(device)
+    }
+    fn hparams(&self) -> Option<serde_json::Value> {
+        (**self).hparams()
     }
     fn prepare_data(&mut self) -> Result<(), Error> {
         (**self).prepare_data()

@@ -242,6 +242,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         if let Some(seed) = self.cfg.seed {
             self.data.set_seed(seed);
         }
+        self.data.set_device(&self.eval_device);
         {
             let _span = datamodule_span!(self.data, "prepare_data");
             self.data.prepare_data()?;
@@ -501,11 +502,19 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             }
         };
         let hparams = self.module.hparams();
-        let yaml = serde_saphyr::to_string(&hparams)
+        let mut yaml = serde_saphyr::to_string(&hparams)
             .map_err(|e| Error::Checkpoint(format!("cannot write the hyperparameters as YAML: {e}")))?;
-        crate::checkpoint::run_dir::write_atomic(&dir.join("hparams.yaml"), yaml.as_bytes())?;
-        let json = serde_json::to_value(&hparams)
+        let mut json = serde_json::to_value(&hparams)
             .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
+        // The datamodule's join the module's (Lightning's `_log_hyperparams`), written after
+        // them so that the module's keep their order.
+        if let Some(added) = merge_datamodule_hparams(&mut json, self.data.hparams())? {
+            yaml.push_str(
+                &serde_saphyr::to_string(&added)
+                    .map_err(|e| Error::Checkpoint(format!("cannot write the hyperparameters as YAML: {e}")))?,
+            );
+        }
+        crate::checkpoint::run_dir::write_atomic(&dir.join("hparams.yaml"), yaml.as_bytes())?;
         let mut loggers = self.loggers.lock();
         for logger in loggers.iter_mut() {
             logger.log_hyperparams(&json)?;
@@ -872,6 +881,45 @@ impl<D> CheckpointSink<'_, D> {
 }
 
 /// Lightning's `logger.version`, from the run directory: `N` of `version_N`, else its name.
+/// Adds the datamodule's hyperparameters `data` to the module's `module` (both JSON objects) and
+/// returns those it added; a name both have with different values is an error, as Lightning's
+/// "Error while merging hparams".
+fn merge_datamodule_hparams(
+    module: &mut serde_json::Value,
+    data: Option<serde_json::Value>,
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>, Error> {
+    let Some(data) = data else { return Ok(None) };
+    let serde_json::Value::Object(data) = data else {
+        return Err(Error::config(
+            "datamodule hparams",
+            format!("`DataModule::hparams` must return a JSON object of names and values, not `{data}`"),
+        ));
+    };
+    let Some(module) = module.as_object_mut() else {
+        return Ok(None);
+    };
+    let clashes: Vec<&str> = data
+        .iter()
+        .filter(|(name, value)| module.get(*name).is_some_and(|mine| mine != *value))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !clashes.is_empty() {
+        return Err(Error::config(
+            "datamodule hparams",
+            format!(
+                "the hyperparameters {clashes:?} are in both the module's and the datamodule's with different values; \
+                 rename one of them"
+            ),
+        ));
+    }
+    let added: serde_json::Map<String, serde_json::Value> = data
+        .into_iter()
+        .filter(|(name, _)| !module.contains_key(name))
+        .collect();
+    module.extend(added.clone());
+    Ok((!added.is_empty()).then_some(added))
+}
+
 fn logger_version(dir: &Path) -> Option<String> {
     let name = dir.file_name()?.to_str()?;
     let number = name.strip_prefix("version_").filter(|n| n.parse::<usize>().is_ok());
