@@ -46,6 +46,12 @@ fn params(spec: &HookSpec, self_types: &str) -> (Vec<Ident>, Vec<TokenStream>) {
 
 fn doc_of(spec: &HookSpec) -> String {
     let mut doc = spec.doc.to_string();
+    if spec.dataloader_idx {
+        doc.push_str(
+            "\n\n`dataloader_idx` is the index of the stage's dataloader the batch comes from (0 with \
+             one); a `#[hook]` method may leave the parameter out.",
+        );
+    }
     match spec.ctx {
         Some(ctx) => doc.push_str(&format!(
             "\n\nContext: [`{}`](crate::{}): {}.",
