@@ -71,6 +71,7 @@ pub mod prelude {
     pub use crate::{BatchSizeMode, BatchSizeTunable, LrFind, LrFindMode, LrFinder, ScaleBatchSize, Tuner};
     pub use crate::{CastFloats, Precision};
     pub use crate::{ComponentSpec, DataOptions};
+    pub use crate::{PredictionWriter, WriteInterval, WritePredictions};
     pub use burn_lightning_runtime::burn::prelude::*;
     pub use burn_lightning_runtime::burn::tensor::FloatDType;
 }

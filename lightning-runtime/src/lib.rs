@@ -48,8 +48,8 @@ pub use burn::tensor::{Device, Tensor};
 pub use callbacks::{
     BackboneFinetuning, BaseFinetuning, EarlyStopping, EarlyStoppingReason, EpochSummary, FinetuneOptimizer,
     Finetuning, GradientNormMonitor, LayerSummary, LearningRateMonitor, ModelCheckpoint, ModelSummary,
-    OnExceptionCheckpoint, Part, ProgressBar, SaveLast, StochasticWeightAveraging, Summary, SwaStart, Timer,
-    WeightAveraging, summarize,
+    OnExceptionCheckpoint, Part, PredictionWriter, ProgressBar, SaveLast, StochasticWeightAveraging, Summary, SwaStart,
+    Timer, WeightAveraging, WriteInterval, WritePredictions, summarize,
 };
 pub use checkpoint::{KeyReport, LightningCheckpoint, LoadFromCheckpoint, LoadOptions, Loaded};
 pub use cli::{CliError, Command, DataOptions, LightningCli};

@@ -2,7 +2,7 @@
 //! [`OnExceptionCheckpoint`], [`Timer`], [`LearningRateMonitor`], [`GradientNormMonitor`], the
 //! progress bar ([`ProgressBar`] and its plain form [`EpochSummary`]), [`ModelSummary`], weight
 //! averaging ([`WeightAveraging`], [`StochasticWeightAveraging`], sharing `averaging`),
-//! fine-tuning ([`BaseFinetuning`], [`BackboneFinetuning`]); and the [`registry`] a
+//! fine-tuning ([`BaseFinetuning`], [`BackboneFinetuning`]), the [`PredictionWriter`]; and the [`registry`] a
 //! configuration's `callbacks:` builds them from. The `Callback` trait itself is in `hooks`.
 //!
 //! Uses `core`, `optim`, `hooks` and `checkpoint` (file-name templates); the loops and the
@@ -17,6 +17,7 @@ pub mod model_checkpoint;
 pub mod model_summary;
 mod monitor;
 pub mod on_exception_checkpoint;
+pub mod prediction_writer;
 pub mod progress;
 pub mod registry;
 pub mod swa;
@@ -32,6 +33,7 @@ pub use lr_monitor::LearningRateMonitor;
 pub use model_checkpoint::{ModelCheckpoint, SaveLast};
 pub use model_summary::{LayerSummary, ModelSummary, Summary, summarize};
 pub use on_exception_checkpoint::OnExceptionCheckpoint;
+pub use prediction_writer::{PredictionWriter, WriteInterval, WritePredictions};
 pub use progress::{EpochSummary, ProgressBar};
 pub use swa::{StochasticWeightAveraging, SwaStart};
 pub use timer::Timer;

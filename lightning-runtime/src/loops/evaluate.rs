@@ -5,11 +5,12 @@
 use super::batches::Batches;
 use super::run::{Run, hook};
 use super::{Config, Session};
+use crate::callbacks::PredictionWriter;
 use crate::core::datamodule::{DataModule, Loader};
 use crate::core::logging::Metrics;
 use crate::core::state::{Loop, RunningStage, TrainerFn};
 use crate::hooks::context::{HookContext, StepContext};
-use crate::hooks::{Hook, LightningModule, PredictStep};
+use crate::hooks::{Callbacks, Hook, LightningModule, PredictStep};
 use crate::{Device, Error};
 
 /// Runs `body` on an evaluation copy of `model` for `function`, then hands the copy, with what
@@ -291,7 +292,10 @@ where
     run.send_to_loggers(values, at)
 }
 
-/// `Trainer::predict`.
+/// `Trainer::predict`: the predictions of every dataloader, in order, or none with
+/// `return_predictions(false)`. [`PredictionWriter`]s among the callbacks get each batch's
+/// prediction just before the `on_predict_batch_end` hooks, and the epoch's just before the
+/// `on_predict_epoch_end` hooks.
 pub(crate) fn predict<M, D>(
     cfg: &Config,
     session: &mut Session<M>,
@@ -304,21 +308,36 @@ where
 {
     let limit = cfg.limit_predict_batches;
     on_eval_copy(cfg, session, model, data, TrainerFn::Predicting, |run| {
-        let mut predictions = Vec::new();
         if limit.is_off() {
-            return Ok(predictions);
+            return Ok(Vec::new());
         }
         let device = run.eval_device.clone();
         let loaders = run.required_loaders(Loop::Predict, &device)?;
         let _span = tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = "run_predict").entered();
+        let writers: Vec<usize> = (0..run.callbacks.len())
+            .filter(|&i| writer_at::<M>(run.callbacks, i).is_some())
+            .collect();
+        let interval = |i: usize| writer_at::<M>(run.callbacks, i).map(|w| w.interval());
+        let on_batch = writers.iter().any(|&i| interval(i).is_some_and(|w| w.on_batch()));
+        let on_epoch = writers.iter().any(|&i| interval(i).is_some_and(|w| w.on_epoch()));
+        // As Lightning: an epoch writer needs every prediction until the epoch ends, whatever
+        // `return_predictions` says.
+        let keep = run.cfg.return_predictions || on_epoch;
+        // Per dataloader: the predictions, and (for epoch writers) each batch's item positions.
+        let mut predictions: Vec<Vec<M::Prediction>> = Vec::new();
+        let mut batch_indices: Vec<Vec<Vec<usize>>> = Vec::new();
         hook!(run.on_predict_model_eval());
         hook!(run.on_predict_start());
         hook!(run.on_predict_epoch_start());
         run.core.state.num_dataloaders = loaders.len();
         for (dataloader_idx, loader) in loaders.iter().enumerate() {
             run.core.state.dataloader_idx = dataloader_idx;
+            predictions.push(Vec::new());
+            batch_indices.push(Vec::new());
             let mut batches = Batches::new(Loop::Predict, loader, limit)?;
             let mut batch_idx = 0;
+            // Items this dataloader yielded so far: where the next batch starts.
+            let mut position = 0;
             while let Some(next) = batches.next_batch()? {
                 let _span =
                     tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = batch_phase(Loop::Predict))
@@ -326,10 +345,14 @@ where
                 run.core.state.batch_idx = batch_idx;
                 run.core.batch_size = next.size;
                 run.core.state.num_predict_batches = batches.planned();
+                let indices: Vec<usize> = if writers.is_empty() {
+                    Vec::new()
+                } else {
+                    (position..position + next.size).collect()
+                };
+                position += next.size;
                 let batch = run.transfer(next.batch, &device, dataloader_idx)?;
-                let kept = run
-                    .batch_end_needs_batch(Hook::OnPredictBatchEnd)
-                    .then(|| batch.clone());
+                let kept = (on_batch || run.batch_end_needs_batch(Hook::OnPredictBatchEnd)).then(|| batch.clone());
                 hook!(run.on_predict_batch_start(&batch, batch_idx, dataloader_idx));
                 let prediction = run.step("predict_step", |module, core| {
                     module.predict_step(
@@ -339,20 +362,63 @@ where
                         &mut HookContext::new(core, Hook::PredictStep),
                     )
                 })?;
+                // A step that returned nothing has no prediction to write or keep (Lightning
+                // would keep its `None`).
                 if let Some(prediction) = prediction {
                     if let Some(batch) = &kept {
+                        if on_batch {
+                            for &i in &writers {
+                                if let Some(writer) = writer_at_mut::<M>(run.callbacks, i) {
+                                    writer.write_batch(
+                                        &run.module,
+                                        &prediction,
+                                        &indices,
+                                        batch,
+                                        batch_idx,
+                                        dataloader_idx,
+                                    )?;
+                                }
+                            }
+                        }
                         hook!(run.on_predict_batch_end(&prediction, batch, batch_idx, dataloader_idx));
                     }
-                    predictions.push(prediction);
+                    if keep {
+                        predictions[dataloader_idx].push(prediction);
+                        if on_epoch {
+                            batch_indices[dataloader_idx].push(indices);
+                        }
+                    }
                 }
                 batch_idx += 1;
             }
         }
         run.core.state.dataloader_idx = 0;
+        if on_epoch {
+            for &i in &writers {
+                if let Some(writer) = writer_at_mut::<M>(run.callbacks, i) {
+                    writer.write_epoch(&run.module, &predictions, &batch_indices)?;
+                }
+            }
+        }
         hook!(run.on_predict_epoch_end());
         hook!(run.on_predict_end());
-        Ok(predictions)
+        if !run.cfg.return_predictions {
+            return Ok(Vec::new());
+        }
+        Ok(predictions.into_iter().flatten().collect())
     })
+}
+
+/// The callback at `index`, if it is a [`PredictionWriter`].
+fn writer_at<M: LightningModule>(callbacks: &Callbacks<M>, index: usize) -> Option<&PredictionWriter<M>> {
+    let callback: &dyn std::any::Any = &*callbacks[index];
+    callback.downcast_ref()
+}
+
+/// The callback at `index`, if it is a [`PredictionWriter`], to write with.
+fn writer_at_mut<M: LightningModule>(callbacks: &mut Callbacks<M>, index: usize) -> Option<&mut PredictionWriter<M>> {
+    let callback: &mut dyn std::any::Any = &mut *callbacks[index];
+    callback.downcast_mut()
 }
 
 /// The profiler's name of an evaluation run.

@@ -37,6 +37,8 @@ pub(crate) struct Config {
     pub limit_val_batches: Limit,
     pub limit_test_batches: Limit,
     pub limit_predict_batches: Limit,
+    /// Whether `predict` keeps and returns the predictions (Lightning's `return_predictions`).
+    pub return_predictions: bool,
     pub val_check_interval: ValCheckInterval,
     pub check_val_every_n_epoch: Option<usize>,
     pub num_sanity_val_steps: usize,

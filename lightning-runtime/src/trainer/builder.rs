@@ -23,6 +23,7 @@ pub struct TrainerBuilder<M: LightningModule> {
     grad_scaler_growth_interval: usize,
     /// What replaces `configure_optimizers`' optimizer or scheduler (LightningCli's `--optimizer`).
     optimizer_override: Option<crate::loops::OptimizerOverride>,
+    return_predictions: bool,
 }
 
 /// The builder's setter of every flag of [`trainer_flags!`](crate::trainer::config): one method per flag,
@@ -52,6 +53,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             callbacks: Vec::new(),
             grad_scaler_growth_interval: crate::optim::precision::GROWTH_INTERVAL,
             optimizer_override: None,
+            return_predictions: true,
         }
     }
 
@@ -99,6 +101,18 @@ impl<M: LightningModule> TrainerBuilder<M> {
     #[must_use]
     pub fn logger(mut self, logger: impl Logger + 'static) -> Self {
         self.loggers.push(Box::new(logger));
+        self
+    }
+
+    /// Whether `predict` keeps every prediction and returns them (default true; Lightning's
+    /// `trainer.predict(return_predictions=...)`, whose default is true too except under
+    /// strategies that spawn processes). With `false`, `predict` returns an empty `Vec` (Lightning
+    /// returns `None`) and keeps no prediction, unless a [`PredictionWriter`](crate::PredictionWriter)
+    /// writes at the epoch's end: then they are kept until it has written them. A run over more
+    /// data than fits in memory writes each batch with a writer instead.
+    #[must_use]
+    pub fn return_predictions(mut self, return_predictions: bool) -> Self {
+        self.return_predictions = return_predictions;
         self
     }
 
@@ -267,6 +281,7 @@ impl<M: LightningModule> TrainerBuilder<M> {
             limit_val_batches: checked.limit_val_batches,
             limit_test_batches: checked.limit_test_batches,
             limit_predict_batches: checked.limit_predict_batches,
+            return_predictions: self.return_predictions,
             // A time is read once here ("DD:HH:MM:SS" was checked by `check`).
             val_check_interval: match &flags.val_check_interval {
                 ValCheckInterval::Time(time) => {
