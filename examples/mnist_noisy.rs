@@ -5,6 +5,9 @@
 //! Every validation and test metric is logged once per dataloader: `val_acc/dataloader_idx_0`
 //! (clean) and `val_acc/dataloader_idx_1` (noisy); `test` returns one `Metrics` per set.
 //!
+//! The predictions are written to `predictions.csv` (`position,digit`) by a `PredictionWriter`,
+//! on a trainer with `return_predictions(false)`, and read back from there.
+//!
 //! `cargo run --release --example mnist_noisy [-- EPOCHS]` (3 epochs by default);
 //! `tests/mnist_noisy.rs` runs it for two short epochs.
 
@@ -302,12 +305,18 @@ pub struct Outcome {
     pub val_acc: [f64; 2],
     /// Test accuracy on the clean set and on the noisy set.
     pub test_acc: [f64; 2],
-    /// The predicted digit of every unlabelled image, and its true label.
+    /// The predicted digit of every unlabelled image, and its true label, as read back from
+    /// the file the prediction writer wrote.
     pub predicted: Vec<(i64, u8)>,
+    /// That file: `position,digit` per image, in the loader's order.
+    pub predictions_file: PathBuf,
+    /// The predictions `predict` returned: none, with `return_predictions(false)`.
+    pub returned: usize,
 }
 
 /// Trains for `max_epochs` (at most `train_batches` batches each, when given), tests on both
-/// sets and predicts `predict_items` unlabelled images; writes under `root`.
+/// sets and predicts `predict_items` unlabelled images into `<root>/predictions.csv`; writes
+/// under `root`.
 pub fn run(
     max_epochs: usize,
     train_batches: Option<usize>,
@@ -317,10 +326,11 @@ pub fn run(
     let device = Device::default();
     let model = NoisyMnist::new(&NoisyMnistHparams::default(), &device);
     let mut data = CleanAndNoisy::new(64, 1000, predict_items);
+    let root: PathBuf = root.into();
     let mut builder = Trainer::builder()
         .max_epochs(max_epochs)
         .seed(42)
-        .default_root_dir(root.into());
+        .default_root_dir(&root);
     if let Some(batches) = train_batches {
         builder = builder.limit_train_batches(batches);
     }
@@ -344,17 +354,58 @@ pub fn run(
     };
     let test_acc = [accuracy(0)?, accuracy(1)?];
 
-    let predictions = trainer.predict(&mut model, &mut data)?;
+    // Prediction on a trainer of its own, which writes each batch's digits to a file as it
+    // goes (a `PredictionWriter`) and keeps none of them (`return_predictions(false)`).
+    let file = root.join("predictions.csv");
+    let writer = DigitsCsv {
+        out: std::io::BufWriter::new(std::fs::File::create(&file)?),
+    };
+    let mut predictor = Trainer::builder()
+        .default_root_dir(&root)
+        .callback(PredictionWriter::new(writer, WriteInterval::Batch))
+        .return_predictions(false)
+        .build()?;
+    let returned = predictor.predict(&mut model, &mut data)?.len();
     let labels = data.predict_labels().ok_or("the test set was not read")?;
-    let digits: Vec<i64> = predictions
-        .into_iter()
-        .flat_map(|digits| digits.into_data().iter::<i64>().collect::<Vec<_>>())
-        .collect();
+    let mut digits = Vec::new();
+    for line in std::fs::read_to_string(&file)?.lines() {
+        let (_, digit) = line
+            .split_once(',')
+            .ok_or("a line of predictions.csv without a comma")?;
+        digits.push(digit.parse::<i64>()?);
+    }
     Ok(Outcome {
         val_acc,
         test_acc,
         predicted: digits.into_iter().zip(labels).collect(),
+        predictions_file: file,
+        returned,
     })
+}
+
+/// Writes `position,digit` per predicted image, a batch at a time.
+struct DigitsCsv {
+    out: std::io::BufWriter<std::fs::File>,
+}
+
+impl WritePredictions<NoisyMnist> for DigitsCsv {
+    fn write_on_batch_end(
+        &mut self,
+        _module: &NoisyMnist,
+        prediction: &Tensor<1, Int>,
+        batch_indices: &[usize],
+        _batch: &Digits,
+        _batch_idx: usize,
+        _dataloader_idx: usize,
+    ) -> Result<(), Error> {
+        use std::io::Write;
+        let digits = prediction.clone().into_data().iter::<i64>().collect::<Vec<_>>();
+        for (position, digit) in batch_indices.iter().zip(digits) {
+            writeln!(self.out, "{position},{digit}").map_err(Error::user)?;
+        }
+        // Each batch whole on disk: a write error surfaces here, not when the file is dropped.
+        self.out.flush().map_err(Error::user)
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -376,7 +427,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|(digit, label)| format!("{digit} ({label})"))
         .collect();
     println!(
-        "predicted digits of unlabelled images (true label): {}",
+        "predicted digits of unlabelled images (true label), written to {}: {}",
+        outcome.predictions_file.display(),
         shown.join(", ")
     );
     Ok(())

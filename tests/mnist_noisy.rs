@@ -1,5 +1,6 @@
 //! The `mnist_noisy` example, run for two short epochs: validated and tested on a clean and a
-//! noisy set at once (two dataloaders), then predicting the digits of unlabelled images.
+//! noisy set at once (two dataloaders), then predicting the digits of unlabelled images into a
+//! file with a `PredictionWriter`.
 
 // The example's own `main` is not called here.
 #[allow(dead_code)]
@@ -15,6 +16,15 @@ fn the_example_scores_each_set_and_predicts_unlabelled_digits() {
     // Each set is scored on its own: the noise costs accuracy.
     assert!(noisy < clean - 0.05, "noisy {noisy} against clean {clean}");
     assert_eq!(outcome.predicted.len(), 200, "one digit per unlabelled image");
+    // They came from the writer's file, `position,digit` in the loader's order; `predict`
+    // itself kept nothing.
+    assert_eq!(outcome.returned, 0);
+    let positions: Vec<usize> = std::fs::read_to_string(&outcome.predictions_file)
+        .unwrap()
+        .lines()
+        .map(|line| line.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(positions, (0..200).collect::<Vec<_>>());
     let right = outcome
         .predicted
         .iter()
