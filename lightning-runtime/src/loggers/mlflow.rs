@@ -492,8 +492,14 @@ impl Logger for MlflowLogger {
                 step,
             });
         }
+        // Waking the sender at every step would cost two context switches a step: it sleeps
+        // until woken only on an empty queue, and otherwise sends when its linger ends or a
+        // batch is full.
+        let wake = queue.sender_waits_for_work || queue.metrics.len() >= MAX_METRICS_PER_BATCH;
         drop(queue);
-        self.shared.wake.notify_all();
+        if wake {
+            self.shared.wake.notify_all();
+        }
         Ok(())
     }
 
