@@ -53,7 +53,9 @@ pub use burn_lightning_runtime::*;
 /// `use burn_lightning::prelude::*;` is enough for a `#[lightning_module]`, a `DataModule`, a
 /// generic `impl<M: LightningModule> Callback<M>` and the trainer's builder.
 pub mod prelude {
-    pub use crate::{Accelerator, Devices, InMemoryDataModule, TensorBatch, TensorDataset};
+    pub use crate::{
+        Accelerator, CombinedLoader, CombinedMode, Devices, InMemoryDataModule, TensorBatch, TensorDataset,
+    };
     pub use crate::{
         BackboneFinetuning, BaseFinetuning, ParamGroupConfig, Params, StochasticWeightAveraging, WeightAveraging,
     };

@@ -54,8 +54,8 @@ pub use callbacks::{
 pub use checkpoint::{KeyReport, LightningCheckpoint, LoadFromCheckpoint, LoadOptions, Loaded};
 pub use cli::{CliError, Command, DataOptions, LightningCli};
 pub use data::{
-    Example, InMemoryDataModule, LoaderOptions, SplitDataset, SplitLengths, TensorBatch, TensorBatcher, TensorDataset,
-    check_batch_size, random_split,
+    Combination, CombinedLoader, CombinedMode, Example, InMemoryDataModule, IntoCombined, LoaderOptions, SplitDataset,
+    SplitLengths, TensorBatch, TensorBatcher, TensorDataset, check_batch_size, random_split,
 };
 pub use hooks::closure::OptimizerClosure;
 pub use hooks::context::{EpochContext, HookContext, StepContext};

@@ -6,6 +6,7 @@ use super::Limit;
 use crate::Error;
 use crate::core::datamodule::Loader;
 use crate::core::state::Loop;
+use crate::data::combined::{FIRST_LOADER_ITEMS, SHORTEST_LOADER};
 use burn::data::dataloader::DataLoaderIterator;
 
 pub(crate) struct Batch<B> {
@@ -85,6 +86,16 @@ pub(crate) struct Batches<'a, B> {
     cap: usize,
     /// Dataloader worker panics in the process when this pass started.
     worker_panics: u64,
+    /// The batches of the shortest loader of a combined loader.
+    shortest_combined: Option<usize>,
+}
+
+/// The shortest loader's number of batches, told by a combined loader's progress unit.
+fn combined_shortest(unit: &str) -> Option<usize> {
+    unit.strip_prefix(FIRST_LOADER_ITEMS)?
+        .strip_prefix(SHORTEST_LOADER)?
+        .parse()
+        .ok()
 }
 
 impl<'a, B> Batches<'a, B> {
@@ -120,6 +131,7 @@ impl<'a, B> Batches<'a, B> {
             exhausted: false,
             first_size: None,
             cap: usize::MAX,
+            shortest_combined: None,
         })
     }
 
@@ -196,7 +208,15 @@ impl<'a, B> Batches<'a, B> {
                 message: e.to_string(),
             }),
             Some(Ok(batch)) => {
-                let processed = self.iter.progress().items_processed;
+                let progress = self.iter.progress();
+                // A combined loader counts the first loader's items and tells, at its first
+                // batch, a total from which the epoch's number of batches follows.
+                if let (None, Some(shortest)) = (self.first_size, progress.unit.as_deref().and_then(combined_shortest))
+                {
+                    self.total_items = progress.items_total;
+                    self.shortest_combined = Some(shortest);
+                }
+                let processed = progress.items_processed;
                 let size = processed.saturating_sub(self.items_seen).max(1);
                 self.items_seen = processed.max(self.items_seen + 1);
                 self.first_size.get_or_insert(size);
@@ -226,6 +246,21 @@ impl<'a, B> Batches<'a, B> {
         if let (Limit::Fraction(f), None) = (self.limit, self.max) {
             let full = self.loader_batches().unwrap_or(1);
             let n = (full as f64 * f) as usize;
+            // Lightning applies the fraction to each loader of a combined loader: the epoch
+            // length is the longest's (shortest's) share, but each share must be a batch (checked
+            // first: the shortest's share is the smallest).
+            if let Some(shortest) = self.shortest_combined.filter(|&s| ((s as f64) * f) as usize == 0) {
+                return Err(Error::config(
+                    self.flag,
+                    format!(
+                        "{f} of the {shortest} batches of the shortest loader of the combined `{}` is less than one \
+                         batch (Lightning applies the fraction to each loader); raise it to at least {} or give a \
+                         number of batches",
+                        self.name,
+                        1.0 / shortest as f64
+                    ),
+                ));
+            }
             if n == 0 {
                 return Err(Error::config(
                     self.flag,
