@@ -98,6 +98,8 @@ impl CombinedLoader {
     /// The loaders combined in `MaxSizeCycle` or `MinSize` mode: each batch is a tuple of one
     /// batch of each. `MaxSize` (whose batches hold `Option`s) is [`CombinedLoader::max_size`];
     /// `Sequential` is refused, as Lightning's `fit` refuses it.
+    // Named as Lightning's `CombinedLoader(iterables, mode)`; what it builds is a `Loader`.
+    #[allow(clippy::new_ret_no_self)]
     pub fn new<L: IntoCombined>(loaders: L, mode: CombinedMode) -> Result<Loader<L::Batch>, Error> {
         match mode {
             CombinedMode::MaxSizeCycle | CombinedMode::MinSize => {}
