@@ -371,3 +371,30 @@ fn a_fit_resumed_inside_an_epoch_reads_the_batches_of_an_uninterrupted_one_in_ev
         }
     }
 }
+
+#[test]
+fn data_parallel_ranks_each_read_their_share_of_every_loader() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Reader::new();
+    let seen = model.seen.clone();
+    let mut trainer = builder(dir.path(), 1)
+        .enable_checkpointing(false)
+        .accelerator("cpu")
+        .devices(2)
+        .build()
+        .unwrap();
+    // Items 0..8 and 0..16: each rank reads 4 of the first (2 batches, cycled) and 8 of the
+    // second (4 batches), so an epoch is 4 steps.
+    let loader = combined(&[8, 16], CombinedMode::MaxSizeCycle, None).unwrap();
+    trainer.fit(model, training(loader)).unwrap();
+    assert_eq!(trainer.global_step(), 4);
+    let seen = seen.lock().unwrap().clone();
+    let items_of = |loader: usize| {
+        let mut items: Vec<usize> = seen.iter().flat_map(|rows| rows[loader].clone().unwrap()).collect();
+        items.sort();
+        items
+    };
+    // Every item of the short loader twice (each rank cycles its share once), the long one's once.
+    assert_eq!(items_of(0), (0..8).flat_map(|i| [i, i]).collect::<Vec<_>>());
+    assert_eq!(items_of(1), (0..16).collect::<Vec<_>>());
+}

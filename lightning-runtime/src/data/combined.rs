@@ -90,8 +90,12 @@ impl std::fmt::Display for CombinedMode {
 /// and `max_size`, the shortest's in `min_size`); `limit_train_batches` bounds it as Lightning
 /// bounds `len(combined_loader)` with each loader's limit (a number `n`: at most `n` batches; a
 /// fraction `f`: `⌊f × epoch length⌋`, which is the longest (shortest) of the loaders' `⌊f ×
-/// length⌋`). The logged batch size is the first loader's. Under data parallelism each rank
-/// reads the same share of every loader (see [`DataLoader::slice`] below).
+/// length⌋`). The logged batch size is the first loader's.
+///
+/// Its [`DataLoader::num_items`] is all loaders' items together, and [`DataLoader::slice`] cuts
+/// the same share of every loader: under data parallelism each rank reads a contiguous `1/N` of
+/// each loader (Lightning gives each loader a `DistributedSampler`: every `N`-th item, padded to
+/// equal shares).
 pub struct CombinedLoader;
 
 impl CombinedLoader {
