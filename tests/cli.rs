@@ -1049,8 +1049,15 @@ fn return_predictions_false_keeps_no_prediction() {
 
     let parsed = parse(&["predict", "--return_predictions", "false"], no_env).unwrap();
     assert_eq!(parsed.return_predictions, Some(false));
-    assert!(parsed.config_yaml().contains("return_predictions: false"), "{}", parsed.config_yaml());
-    let error = parse(&["predict", "--return_predictions", "maybe"], no_env).err().unwrap().to_string();
+    assert!(
+        parsed.config_yaml().contains("return_predictions: false"),
+        "{}",
+        parsed.config_yaml()
+    );
+    let error = parse(&["predict", "--return_predictions", "maybe"], no_env)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         error.contains("`return_predictions` (from --return_predictions) must be `true` or `false`, found \"maybe\""),
         "{error}"
