@@ -1026,3 +1026,40 @@ fn a_checkpoint_brings_its_hyperparameters() {
         .unwrap();
     assert_eq!(error.exit_code(), 1, "{error}");
 }
+
+#[test]
+fn return_predictions_false_keeps_no_prediction() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display().to_string();
+    let predict = |extra: &[&str]| {
+        let argv: Vec<&str> = ["tiny", "predict", "--trainer.default_root_dir", &root]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        cli().run_from(argv).unwrap().unwrap().predictions
+    };
+    let all = predict(&[]).unwrap();
+    assert!(all > 0);
+    assert_eq!(predict(&["--return_predictions", "false"]), Some(0));
+    assert_eq!(predict(&["--return_predictions", "true"]), Some(all));
+    let file = write(dir.path(), "predict.yaml", "return_predictions: false\n");
+    assert_eq!(predict(&["--config", &file]), Some(0));
+    // The command line wins over the file.
+    assert_eq!(predict(&["--config", &file, "--return_predictions", "true"]), Some(all));
+
+    let parsed = parse(&["predict", "--return_predictions", "false"], no_env).unwrap();
+    assert_eq!(parsed.return_predictions, Some(false));
+    assert!(
+        parsed.config_yaml().contains("return_predictions: false"),
+        "{}",
+        parsed.config_yaml()
+    );
+    let error = parse(&["predict", "--return_predictions", "maybe"], no_env)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("`return_predictions` (from --return_predictions) must be `true` or `false`, found \"maybe\""),
+        "{error}"
+    );
+}

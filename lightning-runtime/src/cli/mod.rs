@@ -40,7 +40,7 @@
 //!   command line's optimizer would update cannot be told.
 //! - **Config files.** `--config file.yaml` (repeatable, merged in order) with Lightning's
 //!   layout: `seed_everything:`, `trainer:`, `model:`, `data:`, `optimizer:`, `lr_scheduler:`,
-//!   `ckpt_path:`.
+//!   `ckpt_path:`, `return_predictions:`.
 //! - **Precedence**, as LightningCLI: defaults < environment < config files < command line. The
 //!   environment gives defaults of Trainer flags as Lightning's `PL_TRAINER_*` does:
 //!   `PL_TRAINER_MAX_EPOCHS=3` (the prefix, then the flag's name in capitals).
@@ -52,6 +52,9 @@
 //!   environment and the config files' `model:` (as LightningCLI applies them over the config);
 //!   a `--model.<name>` given on the command line still wins over the checkpoint's value, and
 //!   a warning says so.
+//! - **`--return_predictions false`** (or `return_predictions: false` in a config file), for
+//!   `predict`, as Lightning's `trainer.predict(return_predictions=False)`: no prediction is
+//!   kept, for a run whose `PredictionWriter` callback writes them as it goes.
 //! - **Errors.** An unknown key, in a file or on the command line, is an error with the nearest
 //!   known key ("did you mean"); a Lightning 1.x flag (`gpus`, `auto_lr_find`, ...) names its
 //!   replacement; malformed YAML names the file, line and column; a wrong type or an invalid
@@ -266,6 +269,8 @@ pub struct ParsedCli<M: HasHparams, D> {
     pub data: D,
     /// `--ckpt_path`, for the first subcommand.
     pub ckpt_path: Option<CkptPath>,
+    /// `--return_predictions`, for `predict` (unset: the trainer's, true unless the code says).
+    pub return_predictions: Option<bool>,
     /// `--tune`.
     pub tune: Option<Tune>,
     /// Whether `--print_config` was given.
@@ -298,6 +303,7 @@ impl<M: HasHparams, D: Serialize> ParsedCli<M, D> {
             optimizer: Option<JsonValue>,
             lr_scheduler: Option<JsonValue>,
             ckpt_path: &'a JsonValue,
+            return_predictions: &'a JsonValue,
         }
         let seed_everything = match (self.random_seed, self.trainer.seed) {
             (true, _) => JsonValue::Bool(true),
@@ -312,6 +318,7 @@ impl<M: HasHparams, D: Serialize> ParsedCli<M, D> {
             optimizer: self.optimizer.as_ref().map(ComponentSpec::to_json),
             lr_scheduler: self.lr_scheduler.as_ref().map(ComponentSpec::to_json),
             ckpt_path: &self.config["ckpt_path"],
+            return_predictions: &self.config["return_predictions"],
         };
         serde_saphyr::to_string(&printed).unwrap_or_default()
     }
@@ -327,7 +334,7 @@ pub struct CliRun<M: LightningModule> {
     pub validate_metrics: Option<Vec<Metrics>>,
     /// The metrics `test` returned, one per test dataloader.
     pub test_metrics: Option<Vec<Metrics>>,
-    /// How many predictions `predict` made.
+    /// How many predictions `predict` returned (0 with `--return_predictions false`).
     pub predictions: Option<usize>,
 }
 
@@ -358,7 +365,7 @@ pub struct LightningCli<M: LightningModule, D> {
 }
 
 /// The sections of a config file, in print order.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "seed_everything",
     "trainer",
     "model",
@@ -366,6 +373,7 @@ const SECTIONS: [&str; 7] = [
     "optimizer",
     "lr_scheduler",
     "ckpt_path",
+    "return_predictions",
 ];
 
 /// The doc comments of a datamodule's options, which [`LightningCli`] shows as the help of its
@@ -541,6 +549,16 @@ where
                     ),
             )
             .arg(
+                Arg::new("return_predictions")
+                    .long("return_predictions")
+                    .value_name("BOOL")
+                    .global(true)
+                    .help(
+                        "Whether `predict` keeps and returns every prediction (default true); `false` keeps none, \
+                         for a run whose PredictionWriter callback writes them as it goes",
+                    ),
+            )
+            .arg(
                 Arg::new("tune")
                     .long("tune")
                     .value_name("WHAT")
@@ -669,6 +687,7 @@ where
             "optimizer": null,
             "lr_scheduler": null,
             "ckpt_path": null,
+            "return_predictions": null,
         })
     }
 
@@ -769,6 +788,10 @@ where
         if let Some(path) = args.get_one::<String>("ckpt_path") {
             tree["ckpt_path"] = JsonValue::String(path.clone());
         }
+        if let Some(text) = args.get_one::<String>("return_predictions") {
+            tree["return_predictions"] = scalar(text, false);
+            sources.insert("return_predictions".into(), "--return_predictions".into());
+        }
         if let Some(text) = args.get_one::<String>("seed_everything") {
             tree["seed_everything"] = scalar(text, false);
             sources.insert("seed_everything".into(), "--seed_everything".into());
@@ -795,6 +818,16 @@ where
             other => {
                 return Err(CliError::bad_input(format!(
                     "error: `ckpt_path` must be a path, `last`, `best` or `hpc`, found {other}"
+                )));
+            }
+        };
+        let return_predictions = match &tree["return_predictions"] {
+            JsonValue::Null => None,
+            JsonValue::Bool(keep) => Some(*keep),
+            other => {
+                return Err(CliError::bad_input(format!(
+                    "error: `return_predictions`{} must be `true` or `false`, found {other}",
+                    from(&sources, "return_predictions")
                 )));
             }
         };
@@ -825,6 +858,7 @@ where
             hparams,
             data,
             ckpt_path,
+            return_predictions,
             tune,
             print_config: args.get_flag("print_config"),
             random_seed,
@@ -859,7 +893,7 @@ where
             }
             if matches!(
                 section.as_str(),
-                "ckpt_path" | "seed_everything" | "optimizer" | "lr_scheduler"
+                "ckpt_path" | "seed_everything" | "optimizer" | "lr_scheduler" | "return_predictions"
             ) {
                 if matches!(section.as_str(), "optimizer" | "lr_scheduler") && !content.is_null() {
                     let spec = ComponentSpec::from_json(&content)
@@ -971,6 +1005,10 @@ where
         }
         if let Some(configure) = &self.configure_trainer {
             builder = configure(builder);
+        }
+        // The command line's word wins over the code's (`configure_trainer`).
+        if let Some(keep) = parsed.return_predictions {
+            builder = builder.return_predictions(keep);
         }
         let mut trainer = builder.build().map_err(CliError::run_failed)?;
         let checkpoint = match &parsed.ckpt_path {
