@@ -314,7 +314,17 @@ fn the_datamodules_transfer_hooks_run_instead_of_the_modules_on_each_stage_of_th
     let model = Staged::new();
     let module_transfers = model.transfers.clone();
     let mut data = TransferringData::default();
-    let mut model = trainer.fit(model, &mut data).unwrap();
+    let (model, warnings) = common::warnings_of(|| trainer.fit(model, &mut data));
+    let mut model = model.unwrap();
+    // Lightning's warning, once, for the hook both override (not for `on_after_batch_transfer`,
+    // which only the datamodule does).
+    let both: Vec<_> = warnings.iter().filter(|w| w.contains("in both")).collect();
+    assert_eq!(both.len(), 1, "{warnings:?}");
+    assert!(
+        both[0].contains("`on_before_batch_transfer` in both `LightningModule` and `LightningDataModule`"),
+        "{}",
+        both[0]
+    );
     let calls = data.calls.lock().unwrap().clone();
     // Two training batches of 4, then two validation batches of 3, each through both hooks.
     assert_eq!(rows_seen_by(&calls, "on_before_batch_transfer"), [4, 4, 3, 3]);
