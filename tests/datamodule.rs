@@ -314,8 +314,7 @@ fn the_datamodules_transfer_hooks_run_instead_of_the_modules_on_each_stage_of_th
     let model = Staged::new();
     let module_transfers = model.transfers.clone();
     let mut data = TransferringData::default();
-    let (model, warnings) = common::warnings_of(|| trainer.fit(model, &mut data));
-    let mut model = model.unwrap();
+    let (mut model, warnings) = common::warnings_of(|| trainer.fit(model, &mut data).unwrap());
     // Lightning's warning, once, for the hook both override (not for `on_after_batch_transfer`,
     // which only the datamodule does).
     let both: Vec<_> = warnings.iter().filter(|w| w.contains("in both")).collect();
