@@ -377,7 +377,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch, M::ValBatch, M::TestBatch, 
 
     /// The dataloaders of `kind` on `device`, in `dataloader_idx` order: the datamodule's
     /// (`from_data`), else the module's hook's (`from_module`); empty when neither gives one.
-    /// Training has one at most. Each stage's have its own batch type `B`.
+    /// Training has one at most. `B` is the stage's batch type.
     fn loaders<B: Clone + Send + 'static>(
         &mut self,
         kind: Loop,
