@@ -407,13 +407,23 @@ fn checkpoints_hold_the_datamodules_hyperparameters_under_lightnings_key() {
     let files = checkpoint_files(dir.path());
     assert_eq!(files.len(), 1, "{files:?}");
     let checkpoint = burn_lightning::Checkpoint::load(&files[0]).unwrap();
-    assert_eq!(checkpoint.datamodule_hyper_parameters, Some(hparams));
+    assert_eq!(checkpoint.datamodule_hyper_parameters, Some(hparams.clone()));
     // The module's stay apart, as in Lightning.
     assert_eq!(checkpoint.hyper_parameters, serde_json::json!({"lr": 0.01}));
-    // Lightning's key, in the file's metadata.
+    // Lightning's key, in the file's metadata (read by Python's safetensors when there is one).
     let bytes = std::fs::read(&files[0]).unwrap();
     let key = b"datamodule_hyper_parameters";
     assert!(bytes.windows(key.len()).any(|window| window == key));
+    if let Some(python) = reference_python() {
+        let script = r#"
+import json, sys
+from safetensors import safe_open
+with safe_open(sys.argv[1], framework="numpy") as f:
+    print(json.dumps(json.loads(f.metadata()["checkpoint"])["datamodule_hyper_parameters"]))
+"#;
+        let read = run_python(&python, script, &files[0]);
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&read).unwrap(), hparams);
+    }
 
     // Without datamodule hyperparameters there is no such entry.
     let dir = tempfile::tempdir().unwrap();
@@ -421,4 +431,77 @@ fn checkpoints_hold_the_datamodules_hyperparameters_under_lightnings_key() {
     trainer.fit(Net::new(), Loaders::fit(pair_loader(8, 4), None)).unwrap();
     let checkpoint = burn_lightning::Checkpoint::load(&checkpoint_files(dir.path())[0]).unwrap();
     assert_eq!(checkpoint.datamodule_hyper_parameters, None);
+}
+
+/// `REFERENCE_PYTHON` (a Python with torch and Lightning, see `scripts/python_venv.sh`), if set.
+fn reference_python() -> Option<String> {
+    let python = std::env::var("REFERENCE_PYTHON").ok();
+    if python.is_none() {
+        eprintln!("REFERENCE_PYTHON is not set (scripts/python_venv.sh makes it): checked in Rust only");
+    }
+    python
+}
+
+/// Runs `script` with `python`, `path` as its argument; its standard output.
+fn run_python(python: &str, script: &str, path: &std::path::Path) -> String {
+    let output = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{python}` (REFERENCE_PYTHON): {e}"));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn a_lightning_checkpoints_datamodule_hyperparameters_are_read() {
+    let Some(python) = reference_python() else {
+        return;
+    };
+    // A Lightning fit of one step whose datamodule saves its hyperparameters, then its checkpoint.
+    let script = r#"
+import sys, warnings
+warnings.filterwarnings("ignore")
+import torch
+import pytorch_lightning as pl
+
+class Data(pl.LightningDataModule):
+    def __init__(self, batch_size=4, noise=0.5):
+        super().__init__()
+        self.save_hyperparameters()
+
+    def train_dataloader(self):
+        x = torch.randn(8, 4)
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=self.hparams.batch_size)
+
+class Net(pl.LightningModule):
+    def __init__(self, lr=0.1):
+        super().__init__()
+        self.save_hyperparameters()
+        self.layer = torch.nn.Linear(4, 1)
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).pow(2).mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                     enable_model_summary=False, accelerator="cpu")
+trainer.fit(Net(), Data())
+trainer.save_checkpoint(sys.argv[1])
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lightning.ckpt");
+    run_python(&python, script, &path);
+    let checkpoint = burn_lightning::LightningCheckpoint::read(&path)
+        .unwrap()
+        .to_checkpoint();
+    assert_eq!(
+        checkpoint.datamodule_hyper_parameters,
+        Some(serde_json::json!({"batch_size": 4, "noise": 0.5}))
+    );
+    assert_eq!(checkpoint.hyper_parameters, serde_json::json!({"lr": 0.1}));
+    assert!(!checkpoint.extra.contains_key("datamodule_hyper_parameters"));
 }

@@ -600,6 +600,27 @@ mod tests {
     }
 
     #[test]
+    fn batch_parameters_and_dataloaders_name_their_stages_batch_type() {
+        // The training hooks and the transfer hooks take `Self::Batch`; each other stage's
+        // batch hooks, step and dataloader its own type, so callbacks follow.
+        for h in HOOKS {
+            let stage_type = if h.name.contains("validation") || h.name.starts_with("val_") {
+                "Self::ValBatch"
+            } else if h.name.contains("test") {
+                "Self::TestBatch"
+            } else if h.name.contains("predict") {
+                "Self::PredictBatch"
+            } else {
+                "Self::Batch"
+            };
+            let types = h.params.iter().map(|(_, ty)| *ty).chain([h.ret]);
+            for ty in types.filter(|ty| ty.contains("Batch>") || ty.ends_with("Batch")) {
+                assert!(ty.contains(stage_type), "{}: {ty}", h.name);
+            }
+        }
+    }
+
+    #[test]
     fn every_type_parses() {
         for h in HOOKS {
             for (_, ty) in h.params {
