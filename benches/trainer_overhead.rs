@@ -107,7 +107,12 @@ fn optimizer_stepped() {
 }
 
 /// A model of the benchmark: the code every side shares.
-trait BenchModel: TrainingStep<Batch = MnistBatch> + ConfigureOptimizers + burn::module::Module + 'static {
+trait BenchModel:
+    TrainingStep<Batch = MnistBatch, ValBatch = MnistBatch, TestBatch = MnistBatch, PredictBatch = MnistBatch>
+    + ConfigureOptimizers
+    + burn::module::Module
+    + 'static
+{
     /// The name on the command line and in the results.
     const NAME: &'static str;
     /// A fresh model with its default hyperparameters.

@@ -24,31 +24,36 @@ use burn_lightning::prelude::*;
 use mnist::{MnistData, MnistSplit, PIXELS};
 use std::path::PathBuf;
 
-/// Images `[n, 784]` and, except in prediction, their digits `[n]`: every stage shares the
-/// module's one batch type, so the predict loader's batches have no labels.
+/// Images `[n, 784]` and their digits `[n]`: what training, validation and test take.
 #[derive(Clone, Debug)]
 pub struct Digits {
     pub images: Tensor<2>,
-    pub labels: Option<Tensor<1, Int>>,
+    pub labels: Tensor<1, Int>,
+}
+
+/// Images `[n, 784]` without labels: what `predict_step` takes (each stage has its own batch
+/// type, the predict stage this one).
+#[derive(Clone, Debug)]
+pub struct Images {
+    pub images: Tensor<2>,
 }
 
 /// The noise added to every pixel of the noisy copy, in pixel units (a pixel is 0 to 1).
 const NOISE: f32 = 0.6;
 
-/// Builds [`Digits`] from item indices into a split: clean or noisy, labelled or not.
+/// Builds [`Digits`] (and [`Images`]) from item indices into a split: clean or noisy.
 #[derive(Clone, Debug)]
 struct DigitsBatcher {
     split: MnistSplit,
     noisy: bool,
-    labelled: bool,
 }
 
-impl Batcher<usize, Digits> for DigitsBatcher {
-    fn batch(&self, items: Vec<usize>, device: &Device) -> Digits {
+impl DigitsBatcher {
+    /// The normalized pixels `[n, 784]` of the items.
+    fn images(&self, items: &[usize], device: &Device) -> Tensor<2> {
         let n = items.len();
         let mut pixels = Vec::with_capacity(n * PIXELS);
-        let mut labels = Vec::with_capacity(n);
-        for i in items {
+        for &i in items {
             let image = &self.split.images[i * PIXELS..(i + 1) * PIXELS];
             pixels.extend(image.iter().enumerate().map(|(p, &byte)| {
                 let mut value = f32::from(byte) / 255.0;
@@ -58,13 +63,25 @@ impl Batcher<usize, Digits> for DigitsBatcher {
                 // The usual MNIST normalization (mean 0.1307, std 0.3081).
                 (value - 0.1307) / 0.3081
             }));
-            labels.push(i64::from(self.split.labels[i]));
         }
+        Tensor::from_data(TensorData::new(pixels, [n, PIXELS]), device)
+    }
+}
+
+impl Batcher<usize, Digits> for DigitsBatcher {
+    fn batch(&self, items: Vec<usize>, device: &Device) -> Digits {
+        let labels: Vec<i64> = items.iter().map(|&i| i64::from(self.split.labels[i])).collect();
         Digits {
-            images: Tensor::from_data(TensorData::new(pixels, [n, PIXELS]), device),
-            labels: self
-                .labelled
-                .then(|| Tensor::from_data(TensorData::new(labels, [n]), device)),
+            images: self.images(&items, device),
+            labels: Tensor::from_data(TensorData::new(labels, [items.len()]), device),
+        }
+    }
+}
+
+impl Batcher<usize, Images> for DigitsBatcher {
+    fn batch(&self, items: Vec<usize>, device: &Device) -> Images {
+        Images {
+            images: self.images(&items, device),
         }
     }
 }
@@ -105,11 +122,15 @@ impl CleanAndNoisy {
         }
     }
 
-    fn loader(&self, split: &MnistSplit, items: Vec<usize>, noisy: bool, labelled: bool) -> Loader<Digits> {
+    /// A loader of `items` of `split`, of labelled [`Digits`] or of [`Images`].
+    fn loader<B>(&self, split: &MnistSplit, items: Vec<usize>, noisy: bool) -> Loader<B>
+    where
+        DigitsBatcher: Batcher<usize, B>,
+        B: Clone + std::fmt::Debug + Send + 'static,
+    {
         let batcher = DigitsBatcher {
             split: split.clone(),
             noisy,
-            labelled,
         };
         DataLoaderBuilder::new(batcher)
             .batch_size(self.batch_size)
@@ -123,7 +144,8 @@ impl CleanAndNoisy {
     }
 }
 
-impl DataModule<Digits> for CleanAndNoisy {
+/// Labelled digits for training, validation and test; images alone for prediction.
+impl DataModule<Digits, Digits, Digits, Images> for CleanAndNoisy {
     fn set_seed(&mut self, seed: u64) {
         self.seed = seed;
     }
@@ -145,7 +167,6 @@ impl DataModule<Digits> for CleanAndNoisy {
         let batcher = DigitsBatcher {
             split: train.clone(),
             noisy: false,
-            labelled: true,
         };
         Some(
             DataLoaderBuilder::new(batcher)
@@ -162,8 +183,8 @@ impl DataModule<Digits> for CleanAndNoisy {
         };
         let held_out: Vec<usize> = (train.len().saturating_sub(self.val_items)..train.len()).collect();
         vec![
-            self.loader(train, held_out.clone(), false, true),
-            self.loader(train, held_out, true, true),
+            self.loader(train, held_out.clone(), false),
+            self.loader(train, held_out, true),
         ]
     }
 
@@ -173,26 +194,15 @@ impl DataModule<Digits> for CleanAndNoisy {
             return Vec::new();
         };
         let all: Vec<usize> = (0..test.len()).collect();
-        vec![
-            self.loader(test, all.clone(), false, true),
-            self.loader(test, all, true, true),
-        ]
+        vec![self.loader(test, all.clone(), false), self.loader(test, all, true)]
     }
 
     /// Images without labels.
-    fn predict_dataloader(&mut self) -> Option<Loader<Digits>> {
+    fn predict_dataloader(&mut self) -> Option<Loader<Images>> {
         let test = self.test.as_ref()?;
         let items = (0..self.predict_items.min(test.len())).collect();
-        Some(self.loader(test, items, false, false))
+        Some(self.loader(test, items, false))
     }
-}
-
-/// A batch without labels where the step needs them.
-#[derive(Debug, thiserror::Error)]
-#[error("batch {batch_idx} of dataloader {dataloader_idx} has no labels; only predict batches may lack them")]
-pub struct Unlabelled {
-    batch_idx: usize,
-    dataloader_idx: usize,
 }
 
 /// Classifies MNIST digits with a two-layer perceptron (784-128-10), measuring its accuracy on
@@ -227,69 +237,47 @@ impl NoisyMnist {
         self.l2.forward(self.act.forward(self.l1.forward(images)))
     }
 
-    /// Class scores, loss and labels of a labelled batch.
-    fn evaluate(
-        &self,
-        batch: Digits,
-        batch_idx: usize,
-        dataloader_idx: usize,
-    ) -> Result<(Tensor<2>, Tensor<1>, Tensor<1, Int>), Unlabelled> {
-        let labels = batch.labels.ok_or(Unlabelled {
-            batch_idx,
-            dataloader_idx,
-        })?;
-        let logits = self.forward(batch.images);
-        let loss = mnist::cross_entropy(logits.clone(), labels.clone());
-        Ok((logits, loss, labels))
+    /// Class scores and loss of a labelled batch.
+    fn evaluate(&self, batch: &Digits) -> (Tensor<2>, Tensor<1>) {
+        let logits = self.forward(batch.images.clone());
+        let loss = mnist::cross_entropy(logits.clone(), batch.labels.clone());
+        (logits, loss)
     }
 }
 
 #[lightning_module]
 impl NoisyMnist {
     #[hook]
-    fn training_step(&self, batch: Digits, batch_idx: usize, cx: &mut StepContext) -> Result<Tensor<1>, Unlabelled> {
-        let (_, loss, _) = self.evaluate(batch, batch_idx, 0)?;
+    fn training_step(&self, batch: Digits, _batch_idx: usize, cx: &mut StepContext) -> Tensor<1> {
+        let (_, loss) = self.evaluate(&batch);
         cx.log_with("train_loss", &loss, LogOptions::new().prog_bar(true));
-        Ok(loss)
+        loss
     }
 
     /// Logged as `val_loss/dataloader_idx_N` and `val_acc/dataloader_idx_N`: each set is
     /// reduced on its own.
     #[hook]
-    fn validation_step(
-        &self,
-        batch: Digits,
-        batch_idx: usize,
-        dataloader_idx: usize,
-        cx: &mut StepContext,
-    ) -> Result<(), Unlabelled> {
-        let (logits, loss, labels) = self.evaluate(batch, batch_idx, dataloader_idx)?;
+    fn validation_step(&self, batch: Digits, _batch_idx: usize, dataloader_idx: usize, cx: &mut StepContext) {
+        let (logits, loss) = self.evaluate(&batch);
         let accuracy = &self.val_acc[dataloader_idx];
-        accuracy.update(&logits, &labels);
+        accuracy.update(&logits, &batch.labels);
         cx.log_with("val_loss", loss, LogOptions::new().prog_bar(true));
         cx.log_with("val_acc", accuracy, LogOptions::new().prog_bar(true));
-        Ok(())
     }
 
     #[hook]
-    fn test_step(
-        &self,
-        batch: Digits,
-        batch_idx: usize,
-        dataloader_idx: usize,
-        cx: &mut StepContext,
-    ) -> Result<(), Unlabelled> {
-        let (logits, loss, labels) = self.evaluate(batch, batch_idx, dataloader_idx)?;
+    fn test_step(&self, batch: Digits, _batch_idx: usize, dataloader_idx: usize, cx: &mut StepContext) {
+        let (logits, loss) = self.evaluate(&batch);
         let accuracy = &self.test_acc[dataloader_idx];
-        accuracy.update(&logits, &labels);
+        accuracy.update(&logits, &batch.labels);
         cx.log("test_loss", loss);
         cx.log("test_acc", accuracy);
-        Ok(())
     }
 
-    /// The predicted digits of images without labels.
+    /// The predicted digits of images without labels: the predict stage's batches are
+    /// [`Images`], the other stages' [`Digits`].
     #[hook]
-    fn predict_step(&self, batch: Digits, _batch_idx: usize) -> Tensor<1, Int> {
+    fn predict_step(&self, batch: Images, _batch_idx: usize) -> Tensor<1, Int> {
         self.forward(batch.images).argmax(1).squeeze_dim::<1>(1)
     }
 
@@ -394,7 +382,7 @@ impl WritePredictions<NoisyMnist> for DigitsCsv {
         _module: &NoisyMnist,
         prediction: &Tensor<1, Int>,
         batch_indices: &[usize],
-        _batch: &Digits,
+        _batch: &Images,
         _batch_idx: usize,
         _dataloader_idx: usize,
     ) -> Result<(), Error> {

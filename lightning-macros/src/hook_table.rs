@@ -320,6 +320,9 @@ use Group::*;
 
 const BATCH_IDX: (&str, &str) = ("batch_idx", "usize");
 const BATCH_REF: (&str, &str) = ("batch", "&Self::Batch");
+const VAL_BATCH_REF: (&str, &str) = ("batch", "&Self::ValBatch");
+const TEST_BATCH_REF: (&str, &str) = ("batch", "&Self::TestBatch");
+const PREDICT_BATCH_REF: (&str, &str) = ("batch", "&Self::PredictBatch");
 /// Lightning's `dataloader_idx`: which of the stage's dataloaders the batch comes from (0 with
 /// one). Only the evaluation and predict hooks that have it mark it `with_dataloader_idx`.
 pub const DATALOADER_IDX: (&str, &str) = ("dataloader_idx", "usize");
@@ -349,26 +352,26 @@ pub const HOOKS: &[HookSpec] = &[
         .convert("rt::IntoLoader<Self::Batch>", "rt::IntoLoader::into_loader($v)")
         .module_only(),
     hook("val_dataloader", Data, "Returns the validation dataloader, or several (a `Vec` or an array, in `dataloader_idx` order), when no datamodule provides them.")
-        .returns("::std::vec::Vec<rt::Loader<Self::Batch>>", "::std::vec::Vec::new()")
-        .convert("rt::IntoLoaders<Self::Batch>", "rt::IntoLoaders::into_loaders($v)")
+        .returns("::std::vec::Vec<rt::Loader<Self::ValBatch>>", "::std::vec::Vec::new()")
+        .convert("rt::IntoLoaders<Self::ValBatch>", "rt::IntoLoaders::into_loaders($v)")
         .module_only(),
     hook("test_dataloader", Data, "Returns the test dataloader, or several (a `Vec` or an array, in `dataloader_idx` order), when no datamodule provides them.")
-        .returns("::std::vec::Vec<rt::Loader<Self::Batch>>", "::std::vec::Vec::new()")
-        .convert("rt::IntoLoaders<Self::Batch>", "rt::IntoLoaders::into_loaders($v)")
+        .returns("::std::vec::Vec<rt::Loader<Self::TestBatch>>", "::std::vec::Vec::new()")
+        .convert("rt::IntoLoaders<Self::TestBatch>", "rt::IntoLoaders::into_loaders($v)")
         .module_only(),
     hook("predict_dataloader", Data, "Returns the prediction dataloader, or several (a `Vec` or an array, in `dataloader_idx` order), when no datamodule provides them.")
-        .returns("::std::vec::Vec<rt::Loader<Self::Batch>>", "::std::vec::Vec::new()")
-        .convert("rt::IntoLoaders<Self::Batch>", "rt::IntoLoaders::into_loaders($v)")
+        .returns("::std::vec::Vec<rt::Loader<Self::PredictBatch>>", "::std::vec::Vec::new()")
+        .convert("rt::IntoLoaders<Self::PredictBatch>", "rt::IntoLoaders::into_loaders($v)")
         .module_only(),
-    hook("on_before_batch_transfer", Data, "Alters a batch before it is moved to the device.")
+    hook("on_before_batch_transfer", Data, "Alters a batch before it is moved to the device. It takes the training batch type (`Self::Batch`) and runs on the batches of every stage whose batch type is that same type; a stage with another batch type (a predict batch without labels) keeps its batches as they are. A datamodule that implements the hook runs instead of the module's, as in Lightning.")
         .params(&[("batch", "Self::Batch"), ("dataloader_idx", "usize")])
         .returns("Self::Batch", "batch")
         .module_only(),
-    hook("transfer_batch_to_device", Data, "Moves a batch to the device. The default keeps it as is: the trainer already asks each dataloader for batches on the right device.")
+    hook("transfer_batch_to_device", Data, "Moves a batch to the device. The default keeps it as is: the trainer already asks each dataloader for batches on the right device. It takes the training batch type (`Self::Batch`) and runs on the batches of every stage whose batch type is that same type; a stage with another batch type (a predict batch without labels) keeps its batches as they are. A datamodule that implements the hook runs instead of the module's, as in Lightning.")
         .params(&[("batch", "Self::Batch"), ("device", "&rt::Device"), ("dataloader_idx", "usize")])
         .returns("Self::Batch", "{ let _ = device; batch }")
         .module_only(),
-    hook("on_after_batch_transfer", Data, "Alters a batch after it is on the device (augmentation on the accelerator).")
+    hook("on_after_batch_transfer", Data, "Alters a batch after it is on the device (augmentation on the accelerator). It takes the training batch type (`Self::Batch`) and runs on the batches of every stage whose batch type is that same type; a stage with another batch type (a predict batch without labels) keeps its batches as they are. A datamodule that implements the hook runs instead of the module's, as in Lightning.")
         .params(&[("batch", "Self::Batch"), ("dataloader_idx", "usize")])
         .returns("Self::Batch", "batch")
         .module_only(),
@@ -434,18 +437,18 @@ pub const HOOKS: &[HookSpec] = &[
     hook("on_validation_start", Validation, "Called when a validation run starts.").ctx(Some(Epoch)),
     hook("on_validation_epoch_start", Validation, "Called at the start of the validation epoch.").ctx(Some(Epoch)),
     hook("on_validation_batch_start", Validation, "Called before each validation batch.")
-        .params(&[BATCH_REF, BATCH_IDX, DATALOADER_IDX])
+        .params(&[VAL_BATCH_REF, BATCH_IDX, DATALOADER_IDX])
         .with_dataloader_idx()
         .ctx(Some(StepCx)),
     hook("validation_step", Validation, "Evaluates one batch without an autodiff graph; log metrics with `cx.log`. Its output goes to `on_validation_batch_end`.")
-        .params(&[("batch", "Self::Batch"), BATCH_IDX, DATALOADER_IDX])
+        .params(&[("batch", "Self::ValBatch"), BATCH_IDX, DATALOADER_IDX])
         .with_dataloader_idx()
         .ctx(Some(StepCx))
         .returns("::core::option::Option<Self::ValidationOutput>", "::core::option::Option::None")
         .step(Step::Validation)
         .marker(&VALIDATION_STEP),
     hook("on_validation_batch_end", Validation, "Called after each validation batch with the step's output.")
-        .params(&[("outputs", "&Self::ValidationOutput"), BATCH_REF, BATCH_IDX, DATALOADER_IDX])
+        .params(&[("outputs", "&Self::ValidationOutput"), VAL_BATCH_REF, BATCH_IDX, DATALOADER_IDX])
         .with_dataloader_idx()
         .ctx(Some(StepCx)),
     hook("on_validation_epoch_end", Validation, "Called at the end of the validation epoch; epoch metrics are reduced after it.").ctx(Some(Epoch)),
@@ -466,18 +469,18 @@ pub const HOOKS: &[HookSpec] = &[
     hook("on_test_start", Test, "Called when the test run starts.").ctx(Some(Epoch)),
     hook("on_test_epoch_start", Test, "Called at the start of the test epoch.").ctx(Some(Epoch)),
     hook("on_test_batch_start", Test, "Called before each test batch.")
-        .params(&[BATCH_REF, BATCH_IDX, DATALOADER_IDX])
+        .params(&[TEST_BATCH_REF, BATCH_IDX, DATALOADER_IDX])
         .with_dataloader_idx()
         .ctx(Some(StepCx)),
     hook("test_step", Test, "Evaluates one test batch without an autodiff graph; log metrics with `cx.log`.")
-        .params(&[("batch", "Self::Batch"), BATCH_IDX, DATALOADER_IDX])
+        .params(&[("batch", "Self::TestBatch"), BATCH_IDX, DATALOADER_IDX])
         .with_dataloader_idx()
         .ctx(Some(StepCx))
         .returns("::core::option::Option<Self::TestOutput>", "::core::option::Option::None")
         .step(Step::Test)
         .marker(&TEST_STEP),
     hook("on_test_batch_end", Test, "Called after each test batch with the step's output.")
-        .params(&[("outputs", "&Self::TestOutput"), BATCH_REF, BATCH_IDX, DATALOADER_IDX])
+        .params(&[("outputs", "&Self::TestOutput"), TEST_BATCH_REF, BATCH_IDX, DATALOADER_IDX])
         .with_dataloader_idx()
         .ctx(Some(StepCx)),
     hook("on_test_epoch_end", Test, "Called at the end of the test epoch.").ctx(Some(Epoch)),
@@ -487,16 +490,16 @@ pub const HOOKS: &[HookSpec] = &[
     hook("on_predict_start", Predict, "Called when prediction starts."),
     hook("on_predict_epoch_start", Predict, "Called at the start of the prediction epoch."),
     hook("on_predict_batch_start", Predict, "Called before each prediction batch.")
-        .params(&[BATCH_REF, BATCH_IDX, DATALOADER_IDX])
+        .params(&[PREDICT_BATCH_REF, BATCH_IDX, DATALOADER_IDX])
         .with_dataloader_idx(),
     hook("predict_step", Predict, "Predicts one batch; `Trainer::predict` collects and returns the predictions.")
-        .params(&[("batch", "Self::Batch"), BATCH_IDX, DATALOADER_IDX])
+        .params(&[("batch", "Self::PredictBatch"), BATCH_IDX, DATALOADER_IDX])
         .with_dataloader_idx()
         .returns("::core::option::Option<Self::Prediction>", "::core::option::Option::None")
         .step(Step::Predict)
         .marker(&PREDICT_STEP),
     hook("on_predict_batch_end", Predict, "Called after each prediction batch with the prediction.")
-        .params(&[("outputs", "&Self::Prediction"), BATCH_REF, BATCH_IDX, DATALOADER_IDX])
+        .params(&[("outputs", "&Self::Prediction"), PREDICT_BATCH_REF, BATCH_IDX, DATALOADER_IDX])
         .with_dataloader_idx(),
     hook("on_predict_epoch_end", Predict, "Called at the end of the prediction epoch."),
     hook("on_predict_end", Predict, "Called when prediction ends."),
@@ -594,6 +597,27 @@ mod tests {
         // Lightning passes it to these and never to the training hooks.
         assert_eq!(with.len(), 9, "{with:?}");
         assert!(with.iter().all(|name| !name.contains("train")));
+    }
+
+    #[test]
+    fn batch_parameters_and_dataloaders_name_their_stages_batch_type() {
+        // The training hooks and the transfer hooks take `Self::Batch`; each other stage's
+        // batch hooks, step and dataloader its own type, so callbacks follow.
+        for h in HOOKS {
+            let stage_type = if h.name.contains("validation") || h.name.starts_with("val_") {
+                "Self::ValBatch"
+            } else if h.name.contains("test") {
+                "Self::TestBatch"
+            } else if h.name.contains("predict") {
+                "Self::PredictBatch"
+            } else {
+                "Self::Batch"
+            };
+            let types = h.params.iter().map(|(_, ty)| *ty).chain([h.ret]);
+            for ty in types.filter(|ty| ty.contains("Batch>") || ty.ends_with("Batch")) {
+                assert!(ty.contains(stage_type), "{}: {ty}", h.name);
+            }
+        }
     }
 
     #[test]

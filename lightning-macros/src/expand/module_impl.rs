@@ -27,10 +27,18 @@ pub fn expand(module: &mut ModuleImpl, valid: &[bool]) -> TokenStream {
 
     let step = |which: Step| module.hooks.iter().find(|h| h.spec.step == Some(which));
     let unit = quote!(());
+    // Each stage's batch type is its step's `batch` parameter. A stage without its step takes
+    // the type of the stage before it (as `DataModule<T, V = T, Te = V, P = Te>` does), so that a
+    // datamodule of one batch type serves every stage; training, without `training_step`, takes
+    // the type of the first step there is.
+    let batch_of = |which: Step| step(which).and_then(|h| h.param_types().first().map(|ty| quote!(#ty)));
     let batch = [Step::Training, Step::Validation, Step::Test, Step::Predict]
         .into_iter()
-        .find_map(|s| step(s).and_then(|h| h.param_types().first().map(|ty| quote!(#ty))))
+        .find_map(batch_of)
         .unwrap_or_else(|| unit.clone());
+    let val_batch = batch_of(Step::Validation).unwrap_or_else(|| batch.clone());
+    let test_batch = batch_of(Step::Test).unwrap_or_else(|| val_batch.clone());
+    let predict_batch = batch_of(Step::Predict).unwrap_or_else(|| test_batch.clone());
     // What a step hook produces (its `Ok` type when it returns a `Result`). `impl Trait` cannot
     // be an associated type; that error is reported by the checks.
     let output = |which: Step| {
@@ -85,6 +93,9 @@ pub fn expand(module: &mut ModuleImpl, valid: &[bool]) -> TokenStream {
             #[automatically_derived]
             impl #impl_generics #rt::LightningModule for #self_ty #where_clause {
                 type Batch = #batch;
+                type ValBatch = #val_batch;
+                type TestBatch = #test_batch;
+                type PredictBatch = #predict_batch;
                 #train_extra
                 type ValidationOutput = #validation_output;
                 type TestOutput = #test_output;

@@ -209,8 +209,20 @@ fn module_trait() -> TokenStream {
             note = "add `#[lightning_module]` to the struct `{Self}` (above `#[derive(Module)]`) and to an impl block of `{Self}` whose methods are marked `#[hook]`"
         )]
         pub trait LightningModule: crate::burn::module::Module + crate::burn::module::ModuleDisplay + crate::HasHparams + ::core::marker::Sized + 'static {
-            /// What a dataloader yields and every step receives.
+            /// What the training dataloader yields and `training_step` receives (the batch type
+            /// of `training_step`'s `batch` parameter). A module without `training_step` takes the
+            /// batch type of its first step among `validation_step`, `test_step` and
+            /// `predict_step`.
             type Batch: ::core::clone::Clone + ::core::marker::Send + 'static;
+            /// What the validation dataloaders yield and `validation_step` receives; without a
+            /// `validation_step`, [`Batch`](Self::Batch).
+            type ValBatch: ::core::clone::Clone + ::core::marker::Send + 'static;
+            /// What the test dataloaders yield and `test_step` receives; without a `test_step`,
+            /// [`ValBatch`](Self::ValBatch) (as `DataModule`'s `Te = V`).
+            type TestBatch: ::core::clone::Clone + ::core::marker::Send + 'static;
+            /// What the prediction dataloaders yield and `predict_step` receives (images without
+            /// labels, say); without a `predict_step`, [`TestBatch`](Self::TestBatch).
+            type PredictBatch: ::core::clone::Clone + ::core::marker::Send + 'static;
             /// Extra outputs of `training_step` (besides the loss), seen by `on_train_batch_end`.
             type TrainExtra: 'static;
             /// What `validation_step` returns.

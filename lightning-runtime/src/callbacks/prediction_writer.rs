@@ -68,7 +68,7 @@ pub trait WritePredictions<M: LightningModule>: Send + Any {
         module: &M,
         prediction: &M::Prediction,
         batch_indices: &[usize],
-        batch: &M::Batch,
+        batch: &M::PredictBatch,
         batch_idx: usize,
         dataloader_idx: usize,
     ) -> Result<(), Error> {
@@ -109,7 +109,7 @@ pub trait WritePredictions<M: LightningModule>: Send + Any {
 ///
 /// impl<M: LightningModule<Prediction = Vec<f32>>> WritePredictions<M> for Lines {
 ///     fn write_on_batch_end(&mut self, _: &M, prediction: &Vec<f32>, indices: &[usize],
-///         _: &M::Batch, _: usize, _: usize) -> Result<(), Error> {
+///         _: &M::PredictBatch, _: usize, _: usize) -> Result<(), Error> {
 ///         use std::io::Write;
 ///         for (index, value) in indices.iter().zip(prediction) {
 ///             writeln!(self.0, "{index},{value}").map_err(Error::user)?;
@@ -162,7 +162,7 @@ impl<M: LightningModule> PredictionWriter<M> {
         module: &M,
         prediction: &M::Prediction,
         batch_indices: &[usize],
-        batch: &M::Batch,
+        batch: &M::PredictBatch,
         batch_idx: usize,
         dataloader_idx: usize,
     ) -> Result<(), Error> {

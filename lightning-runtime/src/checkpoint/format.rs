@@ -60,6 +60,7 @@ impl Checkpoint {
             global_step,
             version: env!("CARGO_PKG_VERSION").to_string(),
             hyper_parameters,
+            datamodule_hyper_parameters: None,
             callbacks: BTreeMap::new(),
             datamodule: BTreeMap::new(),
             extra: BTreeMap::new(),

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 /// The entry that holds the weights.
 const STATE_DICT: &str = "state_dict";
+/// Where Lightning saves the datamodule's `hparams` (`LightningDataModule.save_hyperparameters`).
+const DATAMODULE_HYPER_PARAMETERS: &str = "datamodule_hyper_parameters";
 
 /// A checkpoint PyTorch Lightning wrote (`trainer.save_checkpoint`, `ModelCheckpoint`), read
 /// without Python. [`LoadFromCheckpoint::load_from_lightning_checkpoint`](super::LoadFromCheckpoint::load_from_lightning_checkpoint)
@@ -147,8 +149,8 @@ impl LightningCheckpoint {
     }
 
     /// The checkpoint as a module's `on_load_checkpoint` hook sees it: `epoch`, `global_step`,
-    /// `hyper_parameters`, the other entries in `extra`, `version` saying
-    /// `pytorch-lightning <version>`, and no weights.
+    /// `hyper_parameters`, `datamodule_hyper_parameters` (a dict; `None` when absent), the
+    /// other entries in `extra`, `version` saying `pytorch-lightning <version>`, and no weights.
     pub fn to_checkpoint(&self) -> Checkpoint {
         let mut checkpoint = Checkpoint::new(self.epoch, self.global_step, self.hyper_parameters.clone());
         checkpoint.version = match &self.lightning_version {
@@ -156,6 +158,10 @@ impl LightningCheckpoint {
             None => "pytorch-lightning".to_string(),
         };
         checkpoint.extra = self.extra.clone();
+        checkpoint.datamodule_hyper_parameters = checkpoint
+            .extra
+            .remove(DATAMODULE_HYPER_PARAMETERS)
+            .filter(JsonValue::is_object);
         checkpoint
     }
 

@@ -22,7 +22,7 @@ pub(crate) fn restore_modules_and_callbacks<M, D>(
 ) -> Result<(), Error>
 where
     M: LightningModule,
-    D: DataModule<M::Batch>,
+    D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
 {
     dispatch::on_load_checkpoint(module, &mut [], core, &mut (), checkpoint)?;
     // The saved parameter ids come with the weights, so the optimizer's state (keyed by them)

@@ -394,7 +394,7 @@ pub trait DataOptions {
 impl<M, D> LightningCli<M, D>
 where
     M: LightningModule + TrainingStep + ConfigureOptimizers + ValidationStep + TestStep + PredictStep,
-    D: DataModule<M::Batch> + Serialize + DeserializeOwned + Default,
+    D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch> + Serialize + DeserializeOwned + Default,
 {
     /// A CLI that builds the module with `build_model(&hparams, &device)` (its `new`). The
     /// datamodule describes its options with `#[derive(DataOptions)]`.
@@ -427,7 +427,11 @@ where
 impl<M, D> LightningCli<M, D>
 where
     M: LightningModule + TrainingStep + ConfigureOptimizers + ValidationStep + TestStep + PredictStep,
-    D: DataModule<M::Batch> + Serialize + DeserializeOwned + Default + DataOptions,
+    D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>
+        + Serialize
+        + DeserializeOwned
+        + Default
+        + DataOptions,
 {
     /// The Trainer flags' defaults, below config files, environment and options (Lightning's
     /// `trainer_defaults`).

@@ -18,6 +18,10 @@ pub struct Checkpoint {
     pub version: String,
     /// The module's hyperparameters (`#[hparam]` fields).
     pub hyper_parameters: JsonValue,
+    /// The datamodule's hyperparameters ([`DataModule::hparams`](crate::DataModule::hparams)),
+    /// under Lightning's key; absent when it gives none (and in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datamodule_hyper_parameters: Option<JsonValue>,
     /// Each callback's `state_dict`, by callback name.
     pub callbacks: BTreeMap<String, JsonValue>,
     /// The datamodule's `state_dict`, by datamodule name.

@@ -102,7 +102,20 @@ impl<B, const N: usize> IntoLoaders<B> for [Loader<B>; N] {
 /// set): implement `val_dataloaders` (`test_dataloaders`, `predict_dataloaders`) instead of
 /// `val_dataloader`; the steps then see each loader's batches in turn, with its
 /// `dataloader_idx`, and logged names get `/dataloader_idx_N` (see `LogOptions::add_dataloader_idx`).
-pub trait DataModule<B> {
+///
+/// The type parameters are the batch types of each stage's dataloaders: `T` training, `V`
+/// validation, `Te` test and `P` predict, each the type of its step's `batch` parameter (the
+/// module's `Batch`, `ValBatch`, `TestBatch` and `PredictBatch`). Each defaults to the one before
+/// it, so a datamodule of one batch type implements `DataModule<MyBatch>`, and one whose predict
+/// batches have no labels `DataModule<Labeled, Labeled, Labeled, Images>`. The trainer checks them
+/// at compile time: a stage whose step takes another type than its dataloader yields does not
+/// compile, at the `fit`/`validate`/`test`/`predict` call, with both types named.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not hand out the batch types the module's steps take",
+    label = "the steps take `{T}` (training), `{V}` (validation), `{Te}` (test) and `{P}` (predict)",
+    note = "each stage's dataloaders must yield its step's batch type: implement `DataModule<{T}, {V}, {Te}, {P}>` for `{Self}`, or change the `batch` parameter of the step whose type differs (a stage without its step takes the type of the stage before it)"
+)]
+pub trait DataModule<T, V = T, Te = V, P = Te> {
     /// The name shown in traces and used as checkpoint key.
     fn name(&self) -> Cow<'static, str> {
         let full = std::any::type_name::<Self>();
@@ -145,38 +158,70 @@ pub trait DataModule<B> {
         Ok(())
     }
 
-    fn train_dataloader(&mut self) -> Option<Loader<B>> {
+    fn train_dataloader(&mut self) -> Option<Loader<T>> {
         None
     }
 
-    fn val_dataloader(&mut self) -> Option<Loader<B>> {
+    fn val_dataloader(&mut self) -> Option<Loader<V>> {
         None
     }
 
-    fn test_dataloader(&mut self) -> Option<Loader<B>> {
+    fn test_dataloader(&mut self) -> Option<Loader<Te>> {
         None
     }
 
-    fn predict_dataloader(&mut self) -> Option<Loader<B>> {
+    fn predict_dataloader(&mut self) -> Option<Loader<P>> {
         None
     }
 
     /// The validation dataloaders, in `dataloader_idx` order; by default
     /// [`val_dataloader`](Self::val_dataloader)'s one. Empty: the module's hook provides them.
-    fn val_dataloaders(&mut self) -> Vec<Loader<B>> {
+    fn val_dataloaders(&mut self) -> Vec<Loader<V>> {
         self.val_dataloader().into_iter().collect()
     }
 
     /// The test dataloaders, in `dataloader_idx` order; by default
     /// [`test_dataloader`](Self::test_dataloader)'s one.
-    fn test_dataloaders(&mut self) -> Vec<Loader<B>> {
+    fn test_dataloaders(&mut self) -> Vec<Loader<Te>> {
         self.test_dataloader().into_iter().collect()
     }
 
     /// The prediction dataloaders, in `dataloader_idx` order; by default
     /// [`predict_dataloader`](Self::predict_dataloader)'s one.
-    fn predict_dataloaders(&mut self) -> Vec<Loader<B>> {
+    fn predict_dataloaders(&mut self) -> Vec<Loader<P>> {
         self.predict_dataloader().into_iter().collect()
+    }
+
+    /// Lightning's `LightningDataModule.on_before_batch_transfer`: alters a batch before it is
+    /// moved to the device. Overridden here, it runs instead of the module's hook of the same
+    /// name (as in Lightning, which warns when both override it; so does the trainer, once per
+    /// run). As the module's, it takes the training batch type and runs on the batches of every
+    /// stage whose batch type is that one; a stage with another type keeps its batches as they
+    /// are.
+    fn on_before_batch_transfer(&mut self, batch: T, dataloader_idx: usize) -> Result<T, Error> {
+        let _ = dataloader_idx;
+        Ok(default_transfer_hook(batch))
+    }
+
+    /// Lightning's `LightningDataModule.transfer_batch_to_device`: moves a batch to `device`,
+    /// instead of the module's hook when overridden (see
+    /// [`on_before_batch_transfer`](Self::on_before_batch_transfer) for which stages).
+    fn transfer_batch_to_device(
+        &mut self,
+        batch: T,
+        device: &crate::Device,
+        dataloader_idx: usize,
+    ) -> Result<T, Error> {
+        let _ = (device, dataloader_idx);
+        Ok(default_transfer_hook(batch))
+    }
+
+    /// Lightning's `LightningDataModule.on_after_batch_transfer`: alters a batch once it is on
+    /// the device, instead of the module's hook when overridden (see
+    /// [`on_before_batch_transfer`](Self::on_before_batch_transfer) for which stages).
+    fn on_after_batch_transfer(&mut self, batch: T, dataloader_idx: usize) -> Result<T, Error> {
+        let _ = dataloader_idx;
+        Ok(default_transfer_hook(batch))
     }
 
     /// Releases what `setup` made.
@@ -213,7 +258,7 @@ pub trait DataModule<B> {
 }
 
 /// No datamodule: the module's own dataloader hooks provide the data.
-impl<B> DataModule<B> for () {
+impl<T, V, Te, P> DataModule<T, V, Te, P> for () {
     fn name(&self) -> Cow<'static, str> {
         Cow::Borrowed("()")
     }
@@ -225,7 +270,7 @@ impl<B> DataModule<B> for () {
     }
 }
 
-impl<B, D: DataModule<B> + ?Sized> DataModule<B> for &mut D {
+impl<T, V, Te, P, D: DataModule<T, V, Te, P> + ?Sized> DataModule<T, V, Te, P> for &mut D {
     fn name(&self) -> Cow<'static, str> {
         (**self).name()
     }
@@ -244,26 +289,40 @@ impl<B, D: DataModule<B> + ?Sized> DataModule<B> for &mut D {
     fn setup(&mut self, stage: Stage) -> Result<(), Error> {
         (**self).setup(stage)
     }
-    fn train_dataloader(&mut self) -> Option<Loader<B>> {
+    fn train_dataloader(&mut self) -> Option<Loader<T>> {
         (**self).train_dataloader()
     }
-    fn val_dataloader(&mut self) -> Option<Loader<B>> {
+    fn val_dataloader(&mut self) -> Option<Loader<V>> {
         (**self).val_dataloader()
     }
-    fn test_dataloader(&mut self) -> Option<Loader<B>> {
+    fn test_dataloader(&mut self) -> Option<Loader<Te>> {
         (**self).test_dataloader()
     }
-    fn predict_dataloader(&mut self) -> Option<Loader<B>> {
+    fn predict_dataloader(&mut self) -> Option<Loader<P>> {
         (**self).predict_dataloader()
     }
-    fn val_dataloaders(&mut self) -> Vec<Loader<B>> {
+    fn val_dataloaders(&mut self) -> Vec<Loader<V>> {
         (**self).val_dataloaders()
     }
-    fn test_dataloaders(&mut self) -> Vec<Loader<B>> {
+    fn test_dataloaders(&mut self) -> Vec<Loader<Te>> {
         (**self).test_dataloaders()
     }
-    fn predict_dataloaders(&mut self) -> Vec<Loader<B>> {
+    fn predict_dataloaders(&mut self) -> Vec<Loader<P>> {
         (**self).predict_dataloaders()
+    }
+    fn on_before_batch_transfer(&mut self, batch: T, dataloader_idx: usize) -> Result<T, Error> {
+        (**self).on_before_batch_transfer(batch, dataloader_idx)
+    }
+    fn transfer_batch_to_device(
+        &mut self,
+        batch: T,
+        device: &crate::Device,
+        dataloader_idx: usize,
+    ) -> Result<T, Error> {
+        (**self).transfer_batch_to_device(batch, device, dataloader_idx)
+    }
+    fn on_after_batch_transfer(&mut self, batch: T, dataloader_idx: usize) -> Result<T, Error> {
+        (**self).on_after_batch_transfer(batch, dataloader_idx)
     }
     fn teardown(&mut self, stage: Stage) {
         (**self).teardown(stage)
@@ -282,17 +341,39 @@ impl<B, D: DataModule<B> + ?Sized> DataModule<B> for &mut D {
     }
 }
 
-/// Dataloaders passed directly (Lightning's `trainer.fit(model, train_loader, val_loader)`).
-/// Validation, test and predict take several (`[clean, noisy]`, a `Vec`), one, or `Option` of
-/// one.
-pub struct Loaders<B> {
-    pub train: Option<Loader<B>>,
-    pub val: Vec<Loader<B>>,
-    pub test: Vec<Loader<B>>,
-    pub predict: Vec<Loader<B>>,
+thread_local! {
+    /// Set by the default of a datamodule's batch-transfer hook: the datamodule did not override
+    /// the hook just called, so the module's runs (Rust cannot ask whether a method is overridden).
+    static DEFAULT_TRANSFER_HOOK_RAN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-impl<B> Default for Loaders<B> {
+/// The default of the datamodule's batch-transfer hooks: the batch as it is, noting that the
+/// default ran.
+fn default_transfer_hook<T>(batch: T) -> T {
+    DEFAULT_TRANSFER_HOOK_RAN.set(true);
+    batch
+}
+
+/// Calls one of the datamodule's batch-transfer hooks; the output, and whether the datamodule
+/// overrides the hook (its own code ran rather than the default).
+pub(crate) fn call_transfer_hook<T>(call: impl FnOnce() -> T) -> (T, bool) {
+    DEFAULT_TRANSFER_HOOK_RAN.set(false);
+    let output = call();
+    (output, !DEFAULT_TRANSFER_HOOK_RAN.replace(false))
+}
+
+/// Dataloaders passed directly (Lightning's `trainer.fit(model, train_loader, val_loader)`).
+/// Validation, test and predict take several (`[clean, noisy]`, a `Vec`), one, or `Option` of
+/// one. The type parameters are each stage's batch type, as [`DataModule`]'s; the trainer infers
+/// them from the module (`Loaders::predict(images)` for a `predict_step` taking images).
+pub struct Loaders<T, V = T, Te = V, P = Te> {
+    pub train: Option<Loader<T>>,
+    pub val: Vec<Loader<V>>,
+    pub test: Vec<Loader<Te>>,
+    pub predict: Vec<Loader<P>>,
+}
+
+impl<T, V, Te, P> Default for Loaders<T, V, Te, P> {
     fn default() -> Self {
         Self {
             train: None,
@@ -303,9 +384,9 @@ impl<B> Default for Loaders<B> {
     }
 }
 
-impl<B> Loaders<B> {
+impl<T, V, Te, P> Loaders<T, V, Te, P> {
     /// Training data, and validation data if any (one loader, `Option` of one, or several).
-    pub fn fit(train: Loader<B>, val: impl IntoLoaders<B>) -> Self {
+    pub fn fit(train: Loader<T>, val: impl IntoLoaders<V>) -> Self {
         Self {
             train: Some(train),
             val: val.into_loaders(),
@@ -314,7 +395,7 @@ impl<B> Loaders<B> {
     }
 
     /// Validation data only (for `Trainer::validate`).
-    pub fn val(val: impl IntoLoaders<B>) -> Self {
+    pub fn val(val: impl IntoLoaders<V>) -> Self {
         Self {
             val: val.into_loaders(),
             ..Self::default()
@@ -322,7 +403,7 @@ impl<B> Loaders<B> {
     }
 
     /// Test data only.
-    pub fn test(test: impl IntoLoaders<B>) -> Self {
+    pub fn test(test: impl IntoLoaders<Te>) -> Self {
         Self {
             test: test.into_loaders(),
             ..Self::default()
@@ -330,7 +411,7 @@ impl<B> Loaders<B> {
     }
 
     /// Prediction data only.
-    pub fn predict(predict: impl IntoLoaders<B>) -> Self {
+    pub fn predict(predict: impl IntoLoaders<P>) -> Self {
         Self {
             predict: predict.into_loaders(),
             ..Self::default()
@@ -338,7 +419,7 @@ impl<B> Loaders<B> {
     }
 }
 
-impl<B> DataModule<B> for Loaders<B> {
+impl<T, V, Te, P> DataModule<T, V, Te, P> for Loaders<T, V, Te, P> {
     fn name(&self) -> Cow<'static, str> {
         Cow::Borrowed("Loaders")
     }
@@ -348,25 +429,25 @@ impl<B> DataModule<B> for Loaders<B> {
     fn provides_val_dataloader(&self) -> bool {
         !self.val.is_empty()
     }
-    fn train_dataloader(&mut self) -> Option<Loader<B>> {
+    fn train_dataloader(&mut self) -> Option<Loader<T>> {
         self.train.clone()
     }
-    fn val_dataloader(&mut self) -> Option<Loader<B>> {
+    fn val_dataloader(&mut self) -> Option<Loader<V>> {
         self.val.first().cloned()
     }
-    fn test_dataloader(&mut self) -> Option<Loader<B>> {
+    fn test_dataloader(&mut self) -> Option<Loader<Te>> {
         self.test.first().cloned()
     }
-    fn predict_dataloader(&mut self) -> Option<Loader<B>> {
+    fn predict_dataloader(&mut self) -> Option<Loader<P>> {
         self.predict.first().cloned()
     }
-    fn val_dataloaders(&mut self) -> Vec<Loader<B>> {
+    fn val_dataloaders(&mut self) -> Vec<Loader<V>> {
         self.val.clone()
     }
-    fn test_dataloaders(&mut self) -> Vec<Loader<B>> {
+    fn test_dataloaders(&mut self) -> Vec<Loader<Te>> {
         self.test.clone()
     }
-    fn predict_dataloaders(&mut self) -> Vec<Loader<B>> {
+    fn predict_dataloaders(&mut self) -> Vec<Loader<P>> {
         self.predict.clone()
     }
 }

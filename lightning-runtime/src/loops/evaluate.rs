@@ -26,7 +26,7 @@ fn on_eval_copy<M, D, T>(
 ) -> Result<T, Error>
 where
     M: LightningModule,
-    D: DataModule<M::Batch>,
+    D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
 {
     let profiler = crate::profiler::Session::start(cfg.profiler, std::any::type_name::<M>(), cfg.strategy_name());
     let home: Device = model.devices().into_iter().next().unwrap_or_default();
@@ -90,7 +90,7 @@ pub(crate) fn evaluate<M, D>(
 ) -> Result<Vec<Metrics>, Error>
 where
     M: LightningModule,
-    D: DataModule<M::Batch>,
+    D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
 {
     let (function, limit, running) = match kind {
         Loop::Validation => (TrainerFn::Validating, cfg.limit_val_batches, RunningStage::Validating),
@@ -101,8 +101,15 @@ where
             return Ok(Vec::new());
         }
         let device = run.eval_device.clone();
-        let loaders = run.required_loaders(kind, &device)?;
-        run_evaluation(run, kind, &loaders, limit, None, running)
+        if kind == Loop::Validation {
+            let loaders = run.val_loaders(&device)?;
+            let loaders = run.required(kind, loaders)?;
+            run_evaluation::<_, _, Validating>(run, kind, &loaders, limit, None, running)
+        } else {
+            let loaders = run.test_loaders(&device)?;
+            let loaders = run.required(kind, loaders)?;
+            run_evaluation::<_, _, Testing>(run, kind, &loaders, limit, None, running)
+        }
     })
 }
 
@@ -110,17 +117,18 @@ where
 /// mode), at most `limit` batches and, if given, `cap` batches (the sanity check's) of each.
 /// Inside fit the module is switched to evaluation and back to training around it. Returns the
 /// epoch results of each dataloader (Lightning's `_logged_outputs`).
-pub(crate) fn run_evaluation<M, D>(
+pub(crate) fn run_evaluation<M, D, S>(
     run: &mut Run<'_, M, D>,
     kind: Loop,
-    loaders: &[Loader<M::Batch>],
+    loaders: &[Loader<S::Batch>],
     limit: super::Limit,
     cap: Option<usize>,
     running: RunningStage,
 ) -> Result<Vec<Metrics>, Error>
 where
     M: LightningModule,
-    D: DataModule<M::Batch>,
+    D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
+    S: EvaluationStage<M>,
 {
     let _span =
         tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = run_phase(kind, running)).entered();
@@ -149,11 +157,6 @@ where
         hook!(run.on_test_epoch_start());
     }
 
-    let end_hook = if validation {
-        Hook::OnValidationBatchEnd
-    } else {
-        Hook::OnTestBatchEnd
-    };
     let several = loaders.len() > 1;
     run.core.state.num_dataloaders = loaders.len();
     for (dataloader_idx, loader) in loaders.iter().enumerate() {
@@ -171,34 +174,7 @@ where
             let batch_started = run.core.metrics.clock();
             run.core.state.set_planned_batches(running, batches.planned());
             let batch = run.transfer(next.batch, &device, dataloader_idx)?;
-            let kept = run.batch_end_needs_batch(end_hook).then(|| batch.clone());
-            if validation {
-                hook!(run.on_validation_batch_start(&batch, batch_idx, dataloader_idx));
-                let output = run.step("validation_step", |module, core| {
-                    module.validation_step(
-                        batch,
-                        batch_idx,
-                        dataloader_idx,
-                        &mut StepContext::new(core, Hook::ValidationStep),
-                    )
-                })?;
-                if let (Some(output), Some(batch)) = (&output, &kept) {
-                    hook!(run.on_validation_batch_end(output, batch, batch_idx, dataloader_idx));
-                }
-            } else {
-                hook!(run.on_test_batch_start(&batch, batch_idx, dataloader_idx));
-                let output = run.step("test_step", |module, core| {
-                    module.test_step(
-                        batch,
-                        batch_idx,
-                        dataloader_idx,
-                        &mut StepContext::new(core, Hook::TestStep),
-                    )
-                })?;
-                if let (Some(output), Some(batch)) = (&output, &kept) {
-                    hook!(run.on_test_batch_end(output, batch, batch_idx, dataloader_idx));
-                }
-            }
+            S::run_batch(run, batch, batch_idx, dataloader_idx)?;
             if running != RunningStage::SanityChecking {
                 log_eval_step_values(run, kind, dataloader_idx, batch_started)?;
             }
@@ -271,6 +247,88 @@ where
     Ok(results)
 }
 
+/// Validation or test, for [`run_evaluation`]: the stage's batch type (the module's
+/// `ValBatch` or `TestBatch`), and its batch hooks and step.
+pub(crate) trait EvaluationStage<M: LightningModule> {
+    type Batch: Clone + Send + 'static;
+
+    /// The batch-start hooks, the step and the batch-end hooks of one batch.
+    fn run_batch<D>(
+        run: &mut Run<'_, M, D>,
+        batch: Self::Batch,
+        batch_idx: usize,
+        dataloader_idx: usize,
+    ) -> Result<(), Error>
+    where
+        D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>;
+}
+
+/// The validation stage (in fit, its sanity check, and `Trainer::validate`).
+pub(crate) struct Validating;
+
+impl<M: LightningModule> EvaluationStage<M> for Validating {
+    type Batch = M::ValBatch;
+
+    fn run_batch<D>(
+        run: &mut Run<'_, M, D>,
+        batch: M::ValBatch,
+        batch_idx: usize,
+        dataloader_idx: usize,
+    ) -> Result<(), Error>
+    where
+        D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
+    {
+        let kept = run
+            .batch_end_needs_batch(Hook::OnValidationBatchEnd)
+            .then(|| batch.clone());
+        hook!(run.on_validation_batch_start(&batch, batch_idx, dataloader_idx));
+        let output = run.step("validation_step", |module, core| {
+            module.validation_step(
+                batch,
+                batch_idx,
+                dataloader_idx,
+                &mut StepContext::new(core, Hook::ValidationStep),
+            )
+        })?;
+        if let (Some(output), Some(batch)) = (&output, &kept) {
+            hook!(run.on_validation_batch_end(output, batch, batch_idx, dataloader_idx));
+        }
+        Ok(())
+    }
+}
+
+/// The test stage (`Trainer::test`).
+pub(crate) struct Testing;
+
+impl<M: LightningModule> EvaluationStage<M> for Testing {
+    type Batch = M::TestBatch;
+
+    fn run_batch<D>(
+        run: &mut Run<'_, M, D>,
+        batch: M::TestBatch,
+        batch_idx: usize,
+        dataloader_idx: usize,
+    ) -> Result<(), Error>
+    where
+        D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
+    {
+        let kept = run.batch_end_needs_batch(Hook::OnTestBatchEnd).then(|| batch.clone());
+        hook!(run.on_test_batch_start(&batch, batch_idx, dataloader_idx));
+        let output = run.step("test_step", |module, core| {
+            module.test_step(
+                batch,
+                batch_idx,
+                dataloader_idx,
+                &mut StepContext::new(core, Hook::TestStep),
+            )
+        })?;
+        if let (Some(output), Some(batch)) = (&output, &kept) {
+            hook!(run.on_test_batch_end(output, batch, batch_idx, dataloader_idx));
+        }
+        Ok(())
+    }
+}
+
 /// Sends what the batch logged on_step to the loggers, after every batch (Lightning's
 /// `update_eval_step_metrics`: not gated by `log_every_n_steps`), at the count of the batches of
 /// this loop and dataloader logged so far in the run, without `epoch`. Nothing is read from the device when the
@@ -283,7 +341,7 @@ fn log_eval_step_values<M, D>(
 ) -> Result<(), Error>
 where
     M: LightningModule,
-    D: DataModule<M::Batch>,
+    D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
 {
     let step = run.eval_batches_logged.entry((kind, dataloader_idx)).or_insert(0);
     let at = *step;
@@ -304,7 +362,7 @@ pub(crate) fn predict<M, D>(
 ) -> Result<Vec<M::Prediction>, Error>
 where
     M: PredictStep,
-    D: DataModule<M::Batch>,
+    D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
 {
     let limit = cfg.limit_predict_batches;
     on_eval_copy(cfg, session, model, data, TrainerFn::Predicting, |run| {
@@ -312,7 +370,8 @@ where
             return Ok(Vec::new());
         }
         let device = run.eval_device.clone();
-        let loaders = run.required_loaders(Loop::Predict, &device)?;
+        let loaders = run.predict_loaders(&device)?;
+        let loaders = run.required(Loop::Predict, loaders)?;
         let _span = tracing::trace_span!(target: "burn_lightning::hooks", "phase", phase = "run_predict").entered();
         let writers: Vec<usize> = (0..run.callbacks.len())
             .filter(|&i| writer_at::<M>(run.callbacks, i).is_some())

@@ -2,7 +2,7 @@
 //! optimization chosen at compile time by the module's `OPTIMIZATION` constant.
 
 use super::batches::Batches;
-use super::evaluate::run_evaluation;
+use super::evaluate::{Validating, run_evaluation};
 use super::optimization::{AccumulationWindow, TrainingStepClosure};
 use super::run::{Run, hook};
 use super::{Config, Session};
@@ -32,7 +32,7 @@ pub(crate) fn fit<M, D>(
 ) -> Result<M, FitError<M>>
 where
     M: TrainingStep + ConfigureOptimizers,
-    D: DataModule<M::Batch>,
+    D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
 {
     let profiler = crate::profiler::Session::start(cfg.profiler, std::any::type_name::<M>(), cfg.strategy_name());
     let mut run = Run::new(
@@ -126,7 +126,7 @@ fn fit_loop<M, D>(
 ) -> Result<(), Error>
 where
     M: TrainingStep + ConfigureOptimizers,
-    D: DataModule<M::Batch>,
+    D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
 {
     run.setup()?;
     if let Some((path, _)) = resume {
@@ -219,11 +219,11 @@ where
         run.core.state.stage = RunningStage::SanityChecking;
         hook!(run.on_sanity_check_start());
         let device = run.eval_device.clone();
-        let loaders = run.loaders(Loop::Validation, &device)?;
+        let loaders = run.val_loaders(&device)?;
         if !loaders.is_empty() {
             // `num_sanity_val_steps` batches of each dataloader.
             let sanity_steps = Some(run.cfg.num_sanity_val_steps);
-            run_evaluation(
+            run_evaluation::<_, _, Validating>(
                 run,
                 Loop::Validation,
                 &loaders,
@@ -264,7 +264,7 @@ where
         }
         if val_loader.loader.is_none() && validates_epoch(run) {
             let device = run.eval_device.clone();
-            let loaders = run.loaders(Loop::Validation, &device)?;
+            let loaders = run.val_loaders(&device)?;
             val_loader.set(loaders, Some(run.core.state.current_epoch))?;
         }
         // What `on_train_start` logs is reduced with the first epoch.
@@ -340,9 +340,9 @@ struct TrainLoaders<B> {
 fn training_loaders<M, D>(run: &mut Run<'_, M, D>, device: &crate::Device) -> Result<TrainLoaders<M::Batch>, Error>
 where
     M: LightningModule,
-    D: DataModule<M::Batch>,
+    D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
 {
-    let mut loader = run.required_loader(Loop::Train, device)?;
+    let mut loader = run.required_train_loader(device)?;
     // Several processes: this rank's shard, as the in-process ranks' below.
     if let Some(group) = &run.cfg.process_group {
         loader = crate::strategies::ddp::process_shard(&loader, group.rank, group.world_size)?;
@@ -401,13 +401,13 @@ fn validates_epoch<M: LightningModule, D>(run: &Run<'_, M, D>) -> bool {
 fn train_epoch<M, D>(
     run: &mut Run<'_, M, D>,
     train_loaders: &TrainLoaders<M::Batch>,
-    val_loader: &mut ValLoader<M::Batch>,
+    val_loader: &mut ValLoader<M::ValBatch>,
     total_batches: &mut usize,
     last_validation: &mut Instant,
 ) -> Result<(), Error>
 where
     M: TrainingStep,
-    D: DataModule<M::Batch>,
+    D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
 {
     let epoch_started = run.core.metrics.clock();
     run.sync_learning_rates();
@@ -586,17 +586,17 @@ impl<B> ValLoader<B> {
 /// again every `reload_dataloaders_every_n_epochs`.
 fn validate_in_fit<M, D>(
     run: &mut Run<'_, M, D>,
-    val_loader: &mut ValLoader<M::Batch>,
+    val_loader: &mut ValLoader<M::ValBatch>,
     accumulating: bool,
 ) -> Result<(), Error>
 where
     M: LightningModule,
-    D: DataModule<M::Batch>,
+    D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
 {
     let epoch = run.core.state.current_epoch;
     if val_loader.due(run.cfg.reload_dataloaders_every_n_epochs, epoch) {
         let device = run.eval_device.clone();
-        let loaders = run.loaders(Loop::Validation, &device)?;
+        let loaders = run.val_loaders(&device)?;
         val_loader.set(loaders, Some(epoch))?;
     }
     let loaders = val_loader.loader.clone().unwrap_or_default();
@@ -607,7 +607,7 @@ where
     if !accumulating {
         hook!(run.on_validation_model_zero_grad());
     }
-    run_evaluation(
+    run_evaluation::<_, _, Validating>(
         run,
         Loop::Validation,
         &loaders,
@@ -632,7 +632,7 @@ fn counts_as_stepped<M: LightningModule>(accumulating: bool) -> bool {
 fn log_step_values<M, D>(run: &mut Run<'_, M, D>, batch_started: u64) -> Result<(), Error>
 where
     M: LightningModule,
-    D: DataModule<M::Batch>,
+    D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
 {
     let step = run.batches_that_stepped;
     if (step + 1).is_multiple_of(run.cfg.log_every_n_steps) || run.core.state.should_stop {
@@ -687,7 +687,7 @@ fn train_batch<M, D>(
 ) -> Result<BatchControl, Error>
 where
     M: TrainingStep,
-    D: DataModule<M::Batch>,
+    D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
 {
     let device = run.train_device.clone();
     let batch = run.transfer(batch, &device, 0)?;
@@ -744,7 +744,7 @@ fn automatic_step<M, D>(
 ) -> Result<Option<StepOutput<M::TrainExtra>>, Error>
 where
     M: TrainingStep,
-    D: DataModule<M::Batch>,
+    D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
 {
     let mut output = None;
     let optimizer = run.optimizer.as_mut().expect("configured before the loop");
@@ -814,7 +814,7 @@ where
 fn step_scheduler<M, D>(run: &mut Run<'_, M, D>, interval: Interval, plateau: bool) -> Result<(), Error>
 where
     M: LightningModule,
-    D: DataModule<M::Batch>,
+    D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
 {
     let Some(scheduler) = run.optimizer.as_ref().and_then(Optimizer::scheduler) else {
         return Ok(());
@@ -888,7 +888,7 @@ fn forward_only_step<M, D>(
 ) -> Result<Option<StepOutput<M::TrainExtra>>, Error>
 where
     M: TrainingStep,
-    D: DataModule<M::Batch>,
+    D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
 {
     let output = {
         let mut cx = StepContext::new(&mut run.core, Hook::TrainingStep);
@@ -915,7 +915,7 @@ fn manual_step<M, D>(
 ) -> Result<Option<StepOutput<M::TrainExtra>>, Error>
 where
     M: TrainingStep,
-    D: DataModule<M::Batch>,
+    D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
 {
     let optimizer = run.optimizer.as_mut().expect("configured before the loop");
     let callbacks: &mut dyn Any = run.callbacks;

@@ -4,7 +4,7 @@
 use super::{Config, Progress};
 use crate::checkpoint::Checkpoint;
 use crate::checkpoint::writer::CheckpointWriter;
-use crate::core::datamodule::{DataModule, Loader, Stage};
+use crate::core::datamodule::{DataModule, Loader, Stage, call_transfer_hook};
 use crate::core::state::{Loop, TrainerFn, TrainerState, TrainerStatus};
 use crate::hooks::context::{AfterHook, Core};
 use crate::hooks::{Callback, CallbackRole, Callbacks, Hook, LightningModule, dispatch};
@@ -53,6 +53,8 @@ pub(crate) struct Run<'t, M: LightningModule, D> {
     /// Batches of each evaluation loop and dataloader whose step values went to the loggers in
     /// this run (the step they are logged at: Lightning's `_seen_batches_per_dataloader`).
     pub eval_batches_logged: HashMap<(Loop, usize), usize>,
+    /// The batch-transfer hooks both the module and the datamodule override, warned about once.
+    warned_transfer_hooks: std::collections::HashSet<Hook>,
     pub core: Core,
     pub module: M,
     pub data: D,
@@ -77,7 +79,7 @@ pub(crate) struct Run<'t, M: LightningModule, D> {
     started: (std::time::SystemTime, std::time::Instant),
 }
 
-impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
+impl<'t, M: LightningModule, D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>> Run<'t, M, D> {
     pub fn new(
         cfg: &'t Config,
         callbacks: &'t mut Callbacks<M>,
@@ -132,6 +134,7 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
             callbacks,
             loggers: crate::loops::signals::RunLoggers::new(loggers),
             logged: BTreeMap::new(),
+            warned_transfer_hooks: std::collections::HashSet::new(),
             batches_that_stepped: progress.batches_that_stepped,
             eval_batches_logged: HashMap::new(),
             core,
@@ -372,25 +375,22 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
         }
     }
 
-    /// The dataloaders of `kind` on `device`, in `dataloader_idx` order: the datamodule's, else
-    /// the module's hook's; empty when neither gives one. Training has one at most.
-    pub fn loaders(&mut self, kind: Loop, device: &Device) -> Result<Vec<Loader<M::Batch>>, Error> {
+    /// The dataloaders of `kind` on `device`, in `dataloader_idx` order: the datamodule's
+    /// (`from_data`), else the module's hook's (`from_module`); empty when neither gives one.
+    /// Training has one at most. `B` is the stage's batch type.
+    fn loaders<B: Clone + Send + 'static>(
+        &mut self,
+        kind: Loop,
+        device: &Device,
+        from_data: fn(&mut D) -> Vec<Loader<B>>,
+        from_module: fn(&mut Self) -> Result<Vec<Loader<B>>, Error>,
+    ) -> Result<Vec<Loader<B>>, Error> {
         let from_data = {
             let _span = datamodule_span!(self.data, kind.dataloader_hook());
-            match kind {
-                Loop::Train => self.data.train_dataloader().into_iter().collect(),
-                Loop::Validation => self.data.val_dataloaders(),
-                Loop::Test => self.data.test_dataloaders(),
-                Loop::Predict => self.data.predict_dataloaders(),
-            }
+            from_data(&mut self.data)
         };
         let loaders = if from_data.is_empty() {
-            match kind {
-                Loop::Train => hook!(self.train_dataloader()).into_iter().collect(),
-                Loop::Validation => hook!(self.val_dataloader()),
-                Loop::Test => hook!(self.test_dataloader()),
-                Loop::Predict => hook!(self.predict_dataloader()),
-            }
+            from_module(self)?
         } else {
             from_data
         };
@@ -411,13 +411,48 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
     }
 
     /// The training dataloader on `device`, if any.
-    pub fn loader(&mut self, kind: Loop, device: &Device) -> Result<Option<Loader<M::Batch>>, Error> {
-        Ok(self.loaders(kind, device)?.into_iter().next())
+    pub fn train_loader(&mut self, device: &Device) -> Result<Option<Loader<M::Batch>>, Error> {
+        let loaders = self.loaders(
+            Loop::Train,
+            device,
+            |data| data.train_dataloader().into_iter().collect(),
+            |run| Ok(hook!(run.train_dataloader()).into_iter().collect()),
+        )?;
+        Ok(loaders.into_iter().next())
     }
 
-    /// The dataloaders of `kind` (at least one), or an error naming what to provide.
-    pub fn required_loaders(&mut self, kind: Loop, device: &Device) -> Result<Vec<Loader<M::Batch>>, Error> {
-        let loaders = self.loaders(kind, device)?;
+    /// The validation dataloaders on `device`.
+    pub fn val_loaders(&mut self, device: &Device) -> Result<Vec<Loader<M::ValBatch>>, Error> {
+        self.loaders(
+            Loop::Validation,
+            device,
+            |data| data.val_dataloaders(),
+            |run| Ok(hook!(run.val_dataloader())),
+        )
+    }
+
+    /// The test dataloaders on `device`.
+    pub fn test_loaders(&mut self, device: &Device) -> Result<Vec<Loader<M::TestBatch>>, Error> {
+        self.loaders(
+            Loop::Test,
+            device,
+            |data| data.test_dataloaders(),
+            |run| Ok(hook!(run.test_dataloader())),
+        )
+    }
+
+    /// The prediction dataloaders on `device`.
+    pub fn predict_loaders(&mut self, device: &Device) -> Result<Vec<Loader<M::PredictBatch>>, Error> {
+        self.loaders(
+            Loop::Predict,
+            device,
+            |data| data.predict_dataloaders(),
+            |run| Ok(hook!(run.predict_dataloader())),
+        )
+    }
+
+    /// `loaders` of `kind` (at least one), or an error naming what to provide.
+    pub fn required<B>(&self, kind: Loop, loaders: Vec<Loader<B>>) -> Result<Vec<Loader<B>>, Error> {
         if loaders.is_empty() {
             return Err(Error::MissingDataloader {
                 stage: self.stage,
@@ -428,18 +463,51 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch>> Run<'t, M, D> {
     }
 
     /// The training dataloader, or an error naming what to provide.
-    pub fn required_loader(&mut self, kind: Loop, device: &Device) -> Result<Loader<M::Batch>, Error> {
-        self.loader(kind, device)?.ok_or(Error::MissingDataloader {
+    pub fn required_train_loader(&mut self, device: &Device) -> Result<Loader<M::Batch>, Error> {
+        self.train_loader(device)?.ok_or(Error::MissingDataloader {
             stage: self.stage,
-            hook: kind.dataloader_hook(),
+            hook: Loop::Train.dataloader_hook(),
         })
     }
 
-    /// The three batch-transfer hooks, for a batch of dataloader `dataloader_idx`.
-    pub fn transfer(&mut self, batch: M::Batch, device: &Device, dataloader_idx: usize) -> Result<M::Batch, Error> {
-        let batch = hook!(self.on_before_batch_transfer(batch, dataloader_idx));
-        let batch = hook!(self.transfer_batch_to_device(batch, device, dataloader_idx));
-        Ok(hook!(self.on_after_batch_transfer(batch, dataloader_idx)))
+    /// The three batch-transfer hooks, for a batch of dataloader `dataloader_idx`: each the
+    /// datamodule's when it overrides it (Lightning's precedence), else the module's. Both take
+    /// the training batch type: they run on the batches of each stage whose batch type is that
+    /// one, and a stage with another batch type keeps its batches as they are (the hooks'
+    /// defaults).
+    pub fn transfer<B: 'static>(&mut self, batch: B, device: &Device, dataloader_idx: usize) -> Result<B, Error> {
+        let batch = match same_type::<B, M::Batch>(batch) {
+            Ok(batch) => batch,
+            Err(batch) => return Ok(batch),
+        };
+        let (batch, by_data) = call_transfer_hook(|| self.data.on_before_batch_transfer(batch, dataloader_idx));
+        let batch = match by_data {
+            true => self.datamodule_transfer_hook(Hook::OnBeforeBatchTransfer, batch)?,
+            false => hook!(self.on_before_batch_transfer(batch?, dataloader_idx)),
+        };
+        let (batch, by_data) = call_transfer_hook(|| self.data.transfer_batch_to_device(batch, device, dataloader_idx));
+        let batch = match by_data {
+            true => self.datamodule_transfer_hook(Hook::TransferBatchToDevice, batch)?,
+            false => hook!(self.transfer_batch_to_device(batch?, device, dataloader_idx)),
+        };
+        let (batch, by_data) = call_transfer_hook(|| self.data.on_after_batch_transfer(batch, dataloader_idx));
+        let batch = match by_data {
+            true => self.datamodule_transfer_hook(Hook::OnAfterBatchTransfer, batch)?,
+            false => hook!(self.on_after_batch_transfer(batch?, dataloader_idx)),
+        };
+        Ok(same_type::<M::Batch, B>(batch).unwrap_or_else(|_| unreachable!("`B` is `M::Batch` here")))
+    }
+
+    /// The output of a batch-transfer hook the datamodule overrides; the first time, in a run
+    /// whose module overrides it too, Lightning's warning that the datamodule's is used.
+    fn datamodule_transfer_hook(&mut self, hook: Hook, batch: Result<M::Batch, Error>) -> Result<M::Batch, Error> {
+        if M::OVERRIDDEN.contains(hook) && self.warned_transfer_hooks.insert(hook) {
+            tracing::warn!(target: "burn_lightning",
+                "You have overridden `{}` in both `LightningModule` and `LightningDataModule` (`{}`). \
+                 It will use the implementation from `LightningDataModule` instance.",
+                hook.name(), self.data.name());
+        }
+        batch
     }
 
     /// Whether batch-end hooks need the batch after the step consumed it.
@@ -691,7 +759,9 @@ pub(crate) struct CheckpointSink<'r, D> {
     pub writer: &'r mut CheckpointWriter,
 }
 
-impl<M: LightningModule, D: DataModule<M::Batch>> AfterHook<M> for CheckpointSink<'_, D> {
+impl<M: LightningModule, D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>> AfterHook<M>
+    for CheckpointSink<'_, D>
+{
     #[inline]
     fn after_hook(
         &mut self,
@@ -717,7 +787,7 @@ impl<D> CheckpointSink<'_, D> {
         core: &mut Core,
     ) -> Result<(), Error>
     where
-        D: DataModule<M::Batch>,
+        D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
     {
         let requests = std::mem::take(&mut core.checkpoint_requests);
         let removals = std::mem::take(&mut core.checkpoint_removals);
@@ -818,11 +888,12 @@ impl<D> CheckpointSink<'_, D> {
     /// A checkpoint of the counters, hyperparameters and datamodule state, without the weights.
     fn weights_only_checkpoint<M: LightningModule>(&mut self, module: &M, core: &Core) -> Result<Checkpoint, Error>
     where
-        D: DataModule<M::Batch>,
+        D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
     {
         let hparams = serde_json::to_value(module.hparams())
             .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
         let mut checkpoint = Checkpoint::new(core.state.current_epoch, core.state.global_step, hparams);
+        checkpoint.datamodule_hyper_parameters = self.data.hparams();
         if let Some(state) = self.data.state_dict() {
             checkpoint.datamodule.insert(self.data.name().into_owned(), state);
         }
@@ -838,11 +909,12 @@ impl<D> CheckpointSink<'_, D> {
         core: &mut Core,
     ) -> Result<Checkpoint, Error>
     where
-        D: DataModule<M::Batch>,
+        D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
     {
         let hparams = serde_json::to_value(module.hparams())
             .map_err(|e| Error::Checkpoint(format!("cannot serialize the hyperparameters: {e}")))?;
         let mut checkpoint = Checkpoint::new(core.state.current_epoch, core.state.global_step, hparams);
+        checkpoint.datamodule_hyper_parameters = self.data.hparams();
         if core.state.function == TrainerFn::Fitting {
             checkpoint.loops = Some(crate::checkpoint::restore::loop_progress(
                 core,
@@ -938,4 +1010,15 @@ pub(crate) fn merge_callbacks<M: LightningModule>(callbacks: &mut Callbacks<M>, 
     }
     // Stable: the relative order of the others is kept.
     callbacks.sort_by_key(|c| c.role() == CallbackRole::Checkpoint);
+}
+
+/// `value` as a `To` when `From` and `To` are the same type, else `value` back: lets the module's
+/// transfer hooks, which take the training batch type, run on another stage's batches of that
+/// same type. Moves the value; allocates nothing.
+fn same_type<From: 'static, To: 'static>(value: From) -> Result<To, From> {
+    let mut slot = Some(value);
+    match (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<To>>() {
+        Some(to) => Ok(to.take().expect("the slot was just filled")),
+        None => Err(slot.expect("the slot is left full when the types differ")),
+    }
 }

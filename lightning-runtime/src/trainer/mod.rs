@@ -74,7 +74,7 @@ impl<M: LightningModule> Trainer<M> {
     pub fn fit<D>(&mut self, model: M, data: D) -> Result<M, FitError<M>>
     where
         M: TrainingStep + ConfigureOptimizers,
-        D: DataModule<M::Batch>,
+        D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
     {
         // Lightning: in a SLURM job, a fit without `ckpt_path` resumes from the newest HPC
         // checkpoint (that of a requeued job), when there is one.
@@ -114,7 +114,7 @@ impl<M: LightningModule> Trainer<M> {
     pub fn fit_from<D>(&mut self, model: M, data: D, ckpt_path: impl Into<CkptPath>) -> Result<M, FitError<M>>
     where
         M: TrainingStep + ConfigureOptimizers,
-        D: DataModule<M::Batch>,
+        D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
     {
         let resume = match self.load_checkpoint(&ckpt_path.into()) {
             Ok(resume) => resume,
@@ -218,7 +218,7 @@ impl<M: LightningModule> Trainer<M> {
     ) -> Result<Vec<Metrics>, Error>
     where
         M: ValidationStep,
-        D: DataModule<M::Batch>,
+        D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
     {
         self.load_weights(model, ckpt_path.into())?;
         self.validate(model, data)
@@ -234,7 +234,7 @@ impl<M: LightningModule> Trainer<M> {
     ) -> Result<Vec<Metrics>, Error>
     where
         M: TestStep,
-        D: DataModule<M::Batch>,
+        D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
     {
         self.load_weights(model, ckpt_path.into())?;
         self.test(model, data)
@@ -250,7 +250,7 @@ impl<M: LightningModule> Trainer<M> {
     ) -> Result<Vec<M::Prediction>, Error>
     where
         M: PredictStep,
-        D: DataModule<M::Batch>,
+        D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
     {
         self.load_weights(model, ckpt_path.into())?;
         self.predict(model, data)
@@ -278,7 +278,7 @@ impl<M: LightningModule> Trainer<M> {
     pub fn validate<D>(&mut self, model: &mut M, data: D) -> Result<Vec<Metrics>, Error>
     where
         M: ValidationStep,
-        D: DataModule<M::Batch>,
+        D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
     {
         let result = evaluate::evaluate(&self.config, &mut self.session, model, data, Loop::Validation);
         if let Err(Error::Interrupted { signal, .. }) = &result {
@@ -293,7 +293,7 @@ impl<M: LightningModule> Trainer<M> {
     pub fn test<D>(&mut self, model: &mut M, data: D) -> Result<Vec<Metrics>, Error>
     where
         M: TestStep,
-        D: DataModule<M::Batch>,
+        D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
     {
         let result = evaluate::evaluate(&self.config, &mut self.session, model, data, Loop::Test);
         if let Err(Error::Interrupted { signal, .. }) = &result {
@@ -306,7 +306,7 @@ impl<M: LightningModule> Trainer<M> {
     pub fn predict<D>(&mut self, model: &mut M, data: D) -> Result<Vec<M::Prediction>, Error>
     where
         M: PredictStep,
-        D: DataModule<M::Batch>,
+        D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
     {
         let result = evaluate::predict(&self.config, &mut self.session, model, data);
         if let Err(Error::Interrupted { signal, .. }) = &result {

@@ -63,7 +63,7 @@ impl<'t, M: LightningModule> Tuner<'t, M> {
     pub fn lr_find<D>(&mut self, model: &M, data: D, options: LrFind) -> Result<LrFinder, Error>
     where
         M: TrainingStep + ConfigureOptimizers,
-        D: DataModule<M::Batch>,
+        D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
     {
         options.validate()?;
         let mut finder = LrFinder {
@@ -141,7 +141,7 @@ impl<'t, M: LightningModule> Tuner<'t, M> {
     pub fn scale_batch_size<D>(&mut self, model: &M, data: &mut D, options: ScaleBatchSize) -> Result<usize, Error>
     where
         M: TrainingStep + ConfigureOptimizers,
-        D: DataModule<M::Batch> + BatchSizeTunable,
+        D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch> + BatchSizeTunable,
     {
         options.validate()?;
         if self.trainer.config().fast_dev_run.is_some() {
@@ -162,7 +162,7 @@ impl<'t, M: LightningModule> Tuner<'t, M> {
             lr_sweep: None,
             run_dir: false,
         });
-        let dataset_len = training_items(data)?;
+        let dataset_len = training_items::<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch, _>(data)?;
         let mut scaler = BatchScaler {
             data,
             dataset_len,
@@ -319,7 +319,7 @@ fn is_oom(message: &str) -> bool {
 }
 
 /// The number of training items, when the datamodule gives a training dataloader.
-fn training_items<B, D: DataModule<B>>(data: &mut D) -> Result<Option<usize>, Error> {
+fn training_items<T, V, Te, P, D: DataModule<T, V, Te, P>>(data: &mut D) -> Result<Option<usize>, Error> {
     data.prepare_data()?;
     data.setup(Stage::Fit)?;
     let items = data.train_dataloader().map(|loader| loader.num_items());
