@@ -5,8 +5,9 @@
 //! training): an epoch runs as many batches as the larger set has, and the smaller set starts
 //! again, reshuffled, each time it runs out.
 //!
-//! Every stage shares the module's one batch type, so validation reads the tuple too: held-out
-//! items of both tasks, combined in `min_size` mode.
+//! Validation reads the tuple too (each stage may have its own batch type; this one keeps the
+//! training's so that one validation step scores both heads): held-out items of both tasks,
+//! combined in `min_size` mode.
 //!
 //! `cargo run --release --example mnist_two_task [-- EPOCHS]` (3 epochs by default);
 //! `tests/mnist_two_task.rs` runs it for a few batches.
