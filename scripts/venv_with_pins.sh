@@ -26,7 +26,13 @@ python="${PYTHON:-python3}"
             fi
         fi
         rm -rf "$venv"
-        "$python" -m venv "$venv"
+        if ! "$python" -m venv "$venv"; then
+            # venv's own message names only `ensurepip`; a full disk is the usual cause.
+            echo "making the virtual environment $venv with $python failed; free disk there:" >&2
+            df -h "$(dirname "$venv")" >&2
+            rm -rf "$venv"
+            exit 1
+        fi
     fi
     if ! "$venv/bin/python" - "${pins[@]}" 2>/dev/null <<'PY'; then
 import importlib.metadata as metadata
@@ -37,7 +43,8 @@ for pin in sys.argv[1:]:
     if metadata.version(name).split("+")[0] != version:
         sys.exit(1)
 PY
-        "$venv/bin/python" -m pip install --disable-pip-version-check -q "${pins[@]}"
+        # No cache: the wheels (torch's CUDA libraries are 4 GB) would stay on disk a second time.
+        "$venv/bin/python" -m pip install --disable-pip-version-check --no-cache-dir -q "${pins[@]}"
     fi
 } >&2
 
