@@ -179,10 +179,22 @@ pub struct ShakespeareData {
     epochs_served: u64,
 }
 
+/// The corpus shipped with the repository: `examples/data/shakespeare` in the source tree this
+/// was compiled from, or `$BURN_LIGHTNING_DATA_DIR/shakespeare` where the variable is set (a
+/// binary run away from its source tree: the GPU checks' pack, `scripts/gpu-pack.sh`), as
+/// `MnistData::bundled_dir` finds MNIST.
+pub fn bundled_corpus() -> PathBuf {
+    let dir = match std::env::var_os("BURN_LIGHTNING_DATA_DIR") {
+        Some(dir) => PathBuf::from(dir).join("shakespeare"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/shakespeare"),
+    };
+    dir.join("tragedies.txt.gz")
+}
+
 impl Default for ShakespeareData {
     fn default() -> Self {
         Self {
-            path: Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/shakespeare/tragedies.txt.gz"),
+            path: bundled_corpus(),
             batch_size: 16,
             block_size: 64,
             batches_per_epoch: 250,

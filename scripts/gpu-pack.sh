@@ -6,15 +6,17 @@
 #
 # The pack (default target/gpu-pack/, or target/gpu-pack-cpu/ with --cpu, relative to the
 # repository root: carry that path):
-#   bin/gpu_checks.xz  one test binary with every check (tests/gpu_checks.rs: the mnist example,
-#                      the hook-order, checkpoint and resume, precision and ddp tests, the trainer
-#                      benchmark), stripped of debug info and xz-compressed: a `cuda` binary links
+#   bin/gpu_checks.xz  one test binary with every check (tests/gpu_checks.rs: the mnist and gpt
+#                      examples, the hook-order, checkpoint and resume, precision and ddp tests,
+#                      the trainer benchmark), stripped of debug info and xz-compressed: a `cuda` binary links
 #                      LLVM statically, so one binary rather than one per check;
 #   lib/*.xz           the shared libraries it needs beyond glibc, libgcc and libstdc++ (none, or
 #                      zlib and zstd), should the other machine lack them;
-#   data/mnist/        the bundled MNIST files (the binary reads them through
-#                      BURN_LIGHTNING_DATA_DIR, not the source tree it was compiled from);
-#   python/bench.py    PyTorch and PyTorch Lightning on the benchmark's work (benches/pytorch);
+#   data/mnist/        the bundled MNIST files and data/shakespeare/ the GPT example's corpus (the
+#                      binary reads them through BURN_LIGHTNING_DATA_DIR, not the source tree it
+#                      was compiled from);
+#   python/bench.py    PyTorch and PyTorch Lightning on the benchmark's work, and python/gpt.py
+#                      the GPT example in PyTorch Lightning (benches/pytorch);
 #   gpu-run.sh         scripts/gpu-run.sh;
 #   MANIFEST           what was built, from which commit, with what, and the sizes.
 #
@@ -96,9 +98,10 @@ done
 # The newest glibc symbol version it needs, to compare with the other machine's.
 glibc=$(objdump -T "$binary" | grep -oE 'GLIBC_[0-9.]+' | sort -uV | tail -1)
 
-mkdir -p "$out/data/mnist"
+mkdir -p "$out/data/mnist" "$out/data/shakespeare"
 cp examples/data/mnist/*.gz "$out/data/mnist/"
-cp benches/pytorch/bench.py "$out/python/"
+cp examples/data/shakespeare/tragedies.txt.gz examples/data/shakespeare/COPYING.txt "$out/data/shakespeare/"
+cp benches/pytorch/bench.py benches/pytorch/gpt.py "$out/python/"
 cp scripts/gpu-run.sh "$out/"
 
 bytes() { du -sb "$1" | cut -f1; }

@@ -10,10 +10,14 @@
 # driver loads), `hook_order`, `checkpoints` (with `resume`), `precision` and `ddp` (the test
 # files' tests), `bench` (the trainer benchmark on the mlp and the cnn: the hand-written burn loop
 # against `Trainer::fit`, which must end with bit-identical metrics) and `lightning` (PyTorch and
-# PyTorch Lightning on the same work and the same GPU, benches/pytorch/bench.py); then one
-# COMPARE line per model: the median seconds per epoch of every side.
+# PyTorch Lightning on the same work and the same GPU, benches/pytorch/bench.py), `gpt` (the
+# GPT example: `--gpt-steps` optimizer steps, ending below a validation loss of 2.60) and
+# `gpt_lightning` (the same model, data, batches and schedule in PyTorch Lightning,
+# benches/pytorch/gpt.py, on the same device, to the same loss); then one COMPARE line per
+# model: the median seconds per epoch of every side, and the GPT's tokens per second.
 #
-# Usage: bash <pack>/gpu-run.sh [--quick] [--cpu] [--reps N] [--models M] [--budget S] [--out DIR]
+# Usage: bash <pack>/gpu-run.sh [--quick] [--cpu] [--reps N] [--models M] [--gpt-steps N]
+#                                [--budget S] [--out DIR]
 #   --quick    within 5 minutes: 2 epochs of the example, 1 repetition of each benchmark side,
 #              shorter limits per check and a budget of 280 s for everything (a check that
 #              would start past it is FAIL), so that a failed first attempt leaves time for a
@@ -22,19 +26,24 @@
 #              --quick, the full limits per check and no budget: CI's 2 cores are slow)
 #   --reps N   repetitions of each benchmark side (default 5, 1 with --quick)
 #   --models M the benchmark's models, comma-separated (default mlp,cnn)
+#   --gpt-steps N  the GPT's optimizer steps on each side (default 500, 300 with --quick); on a
+#              GPU without --quick the GPU-sized model (nanoGPT's Shakespeare configuration: 6
+#              blocks, 6 heads, width 384, context 256, batches of 64, dropout 0.2, lr 1e-3),
+#              else the example's default size (2 blocks, 4 heads, width 64, context 64)
 #   --budget S seconds for all the checks (default none, 280 with --quick without --cpu)
 #   --out DIR  where summary.txt and logs.tar.gz go (default <pack>/results)
 # Environment: PYTHON (default python3: the one with torch and pytorch-lightning).
 # Exit status: the number of checks that failed.
 set -uo pipefail
 pack="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-quick=0 cpu=0 reps="" budget="" models=mlp,cnn out="$pack/results"
+quick=0 cpu=0 reps="" budget="" models=mlp,cnn gpt_steps="" out="$pack/results"
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1; shift ;;
         --cpu) cpu=1; shift ;;
         --reps) reps="$2"; shift 2 ;;
         --models) models="$2"; shift 2 ;;
+        --gpt-steps) gpt_steps="$2"; shift 2 ;;
         --budget) budget="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
         -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { print }' "$0"; exit 0 ;;
@@ -55,6 +64,7 @@ if [ "$quick" = 1 ]; then
     [ "$cpu" = 1 ] || budget=${budget:-280}
 fi
 reps=${reps:-5}
+gpt_steps=${gpt_steps:-$([ "$quick" = 1 ] && echo 300 || echo 500)}
 python=${PYTHON:-python3}
 
 # Outside the pack, which must stay small enough to travel: the unpacked binary, the runs' files
@@ -263,6 +273,36 @@ if run_check lightning "$(limit 600 90)" "$python" "$pack/python/bench.py" --mod
     pass lightning "$(grep -oE '^VERSIONS .*' logs/lightning.log | cut -d' ' -f2-)"
 fi
 
+# The GPT example and its PyTorch Lightning twin, on the same flags (gpt.py takes the example's).
+gpt_flags="--trainer.max_steps $gpt_steps --model.decay_steps $gpt_steps --data.batches_per_epoch 100 --model.sample_chars 100"
+if [ "$quick" = 0 ] && [ "$cpu" = 0 ]; then
+    gpt_flags+=" --model.n_layer 6 --model.n_head 6 --model.n_embd 384 --model.block_size 256 --data.block_size 256"
+    gpt_flags+=" --data.batch_size 64 --model.dropout 0.2 --model.lr 1e-3"
+fi
+gpt_max_loss=2.60
+# Passes NAME if its log has a validation loss below the target; records its tokens per second.
+gpt_result() {
+    local name=$1 loss tokens
+    loss=$(sed -nE 's/^validation loss: ([0-9.]+).*/\1/p' "logs/$name.log" | tail -1)
+    tokens=$(sed -nE 's/^throughput: ([0-9.]+) tokens\/s.*/\1/p' "logs/$name.log" | tail -1)
+    if [ -z "$loss" ]; then
+        fail "$name" "printed no validation loss"
+    elif awk -v l="$loss" -v max="$gpt_max_loss" 'BEGIN { exit !(l >= max) }'; then
+        fail "$name" "validation loss $loss after $gpt_steps steps, not below $gpt_max_loss"
+    else
+        pass "$name" "validation loss $loss after $gpt_steps steps (below $gpt_max_loss); ${tokens:-?} tokens/s"
+    fi
+}
+if run_check gpt "$(limit 600 90)" env GPU_CHECKS_ARGS="fit $gpt_flags --trainer.default_root_dir $work/gpt-trainer" \
+    "$harness" --exact programs::gpt_example --ignored --nocapture; then
+    gpt_result gpt
+fi
+# shellcheck disable=SC2086 # the flags, split on whitespace
+if run_check gpt_lightning "$(limit 600 90)" "$python" "$pack/python/gpt.py" $gpt_flags --accelerator "$accelerator" \
+    --data.path "$pack/data/shakespeare/tragedies.txt.gz" --default_root_dir "$work/gpt-lightning"; then
+    gpt_result gpt_lightning
+fi
+
 # Median seconds per epoch (from one epoch's start to the next) of every side, per model.
 wall() { sed -nE "s/^BENCH model=$1 side=$2 .* wall_median=([0-9.]+) .*/\1/p" logs/bench.log logs/lightning.log 2> /dev/null | tail -1; }
 for model in ${models//,/ }; do
@@ -277,5 +317,12 @@ for model in ${models//,/ }; do
     fi
     summary+=("$line (s/epoch)")
 done
+tokens() { sed -nE 's/^throughput: ([0-9.]+) tokens\/s.*/\1/p' "logs/$1.log" 2> /dev/null | tail -1; }
+trainer=$(tokens gpt) lightning=$(tokens gpt_lightning)
+line="COMPARE model=gpt device=$BURN_DEVICE trainer=${trainer:--} lightning=${lightning:--}"
+if [ -n "$trainer" ] && [ -n "$lightning" ]; then
+    line+=" trainer/lightning=$(awk -v l="$lightning" -v t="$trainer" 'BEGIN { printf "%.2f", t / l }')"
+fi
+summary+=("$line (tokens/s, $gpt_steps steps)")
 
 finish

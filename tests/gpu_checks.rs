@@ -5,7 +5,7 @@
 //!
 //! The test files are included as modules, unchanged, so their tests are named
 //! `hook_order::...`, `checkpoints::...` and so on (`gpu-run.sh` selects a file's tests by that
-//! prefix). The `mnist` example and the trainer benchmark are ignored tests of the module
+//! prefix). The `mnist` and `gpt` examples and the trainer benchmark are ignored tests of the module
 //! `programs`: `gpu-run.sh` runs each alone (`--exact --ignored --nocapture`) with the program's
 //! arguments in `GPU_CHECKS_ARGS` (split on whitespace).
 //!
@@ -32,10 +32,13 @@ mod resume;
 #[path = "../examples/mnist.rs"]
 mod mnist_example;
 #[allow(dead_code)]
+#[path = "../examples/gpt.rs"]
+mod gpt_example;
+#[allow(dead_code)]
 #[path = "../benches/trainer_overhead.rs"]
 mod trainer_overhead;
 
-/// The example and the benchmark, as ignored tests that take their arguments from
+/// The examples and the benchmark, as ignored tests that take their arguments from
 /// `GPU_CHECKS_ARGS`.
 mod programs {
     use std::process::ExitCode;
@@ -55,6 +58,14 @@ mod programs {
     fn mnist_example() -> ExitCode {
         let program = std::iter::once("mnist".to_string()).chain(args());
         super::mnist_example::run(program.map(Into::into))
+    }
+
+    /// `cargo run --example gpt -- $GPU_CHECKS_ARGS`.
+    #[test]
+    #[ignore = "a program: scripts/gpu-run.sh runs it with its arguments in GPU_CHECKS_ARGS"]
+    fn gpt_example() -> ExitCode {
+        let program = std::iter::once("gpt".to_string()).chain(args());
+        super::gpt_example::run(program.map(Into::into))
     }
 
     /// `cargo bench --bench trainer_overhead -- $GPU_CHECKS_ARGS` (without `--startup-reps`,

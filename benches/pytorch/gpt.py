@@ -78,7 +78,7 @@ class ShakespeareData(pl.LightningDataModule):
     def __init__(self, args):
         super().__init__()
         self.args = args
-        text = gzip.decompress((ROOT / "examples/data/shakespeare/tragedies.txt.gz").read_bytes()).decode()
+        text = gzip.decompress(Path(args.path).read_bytes()).decode()
         self.vocab = sorted(set(text))
         index = {c: i for i, c in enumerate(self.vocab)}
         tokens = torch.tensor([index[c] for c in text], dtype=torch.int64)
@@ -239,6 +239,8 @@ def main():
     option("warmup_steps", "model", type=int, default=100)
     option("decay_steps", "model", type=int, default=1900)
     option("sample_chars", "model", type=int, default=200)
+    # The example's `--data.path`; the GPU checks' pack (scripts/gpu-pack.sh) has its own copy.
+    option("path", "data", default=str(ROOT / "examples/data/shakespeare/tragedies.txt.gz"))
     option("batch_size", "data", type=int, default=16)
     option("batches_per_epoch", "data", type=int, default=250)
     option("val_batches", "data", type=int, default=16)
