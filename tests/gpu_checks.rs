@@ -29,11 +29,11 @@ mod resume;
 
 // The programs' own `main`s are not called here.
 #[allow(dead_code)]
-#[path = "../examples/mnist.rs"]
-mod mnist_example;
-#[allow(dead_code)]
 #[path = "../examples/gpt.rs"]
 mod gpt_example;
+#[allow(dead_code)]
+#[path = "../examples/mnist.rs"]
+mod mnist_example;
 #[allow(dead_code)]
 #[path = "../benches/trainer_overhead.rs"]
 mod trainer_overhead;
