@@ -273,18 +273,22 @@ if run_check lightning "$(limit 600 90)" "$python" "$pack/python/bench.py" --mod
     pass lightning "$(grep -oE '^VERSIONS .*' logs/lightning.log | cut -d' ' -f2-)"
 fi
 
-# The GPT example and its PyTorch Lightning twin, on the same flags (gpt.py takes the example's).
-gpt_flags="--trainer.max_steps $gpt_steps --model.decay_steps $gpt_steps --data.batches_per_epoch 100 --model.sample_chars 100"
+# The GPT example and its PyTorch Lightning twin, on the same flags (gpt.py takes the example's);
+# epochs of at most 100 batches, so that even a short run ends with a validation.
+gpt_flags="--trainer.max_steps $gpt_steps --model.decay_steps $gpt_steps"
+gpt_flags+=" --data.batches_per_epoch $((gpt_steps < 100 ? gpt_steps : 100)) --model.sample_chars 100"
 if [ "$quick" = 0 ] && [ "$cpu" = 0 ]; then
     gpt_flags+=" --model.n_layer 6 --model.n_head 6 --model.n_embd 384 --model.block_size 256 --data.block_size 256"
     gpt_flags+=" --data.batch_size 64 --model.dropout 0.2 --model.lr 1e-3"
 fi
 gpt_max_loss=2.60
+# The tokens per second that the GPT check NAME printed (both sides print the same line).
+tokens() { sed -nE 's/^throughput: ([0-9.]+) tokens\/s.*/\1/p' "logs/$1.log" 2> /dev/null | tail -1; }
 # Passes NAME if its log has a validation loss below the target; records its tokens per second.
 gpt_result() {
     local name=$1 loss tokens
     loss=$(sed -nE 's/^validation loss: ([0-9.]+).*/\1/p' "logs/$name.log" | tail -1)
-    tokens=$(sed -nE 's/^throughput: ([0-9.]+) tokens\/s.*/\1/p' "logs/$name.log" | tail -1)
+    tokens=$(tokens "$name")
     if [ -z "$loss" ]; then
         fail "$name" "printed no validation loss"
     elif awk -v l="$loss" -v max="$gpt_max_loss" 'BEGIN { exit !(l >= max) }'; then
@@ -317,7 +321,6 @@ for model in ${models//,/ }; do
     fi
     summary+=("$line (s/epoch)")
 done
-tokens() { sed -nE 's/^throughput: ([0-9.]+) tokens\/s.*/\1/p' "logs/$1.log" 2> /dev/null | tail -1; }
 trainer=$(tokens gpt) lightning=$(tokens gpt_lightning)
 line="COMPARE model=gpt device=$BURN_DEVICE trainer=${trainer:--} lightning=${lightning:--}"
 if [ -n "$trainer" ] && [ -n "$lightning" ]; then
