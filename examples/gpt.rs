@@ -6,14 +6,15 @@
 //! weight decay on biases, norms and embeddings), a linear warm-up then a cosine decay stepped
 //! every optimizer step, gradient clipping and a sample of generated text at each validation.
 //!
-//! `cargo run --release --example gpt` trains 2,000 steps (8 epochs of 250 batches of 32
-//! windows of 64 characters) and validates on the held-out last 10% of the text after each
-//! epoch; `-- fit --trainer.max_steps 300 --model.decay_steps 200` is CI's short run;
+//! `cargo run --example gpt` trains 2,000 steps (8 epochs of 250 batches of 16 windows of 64
+//! characters) and validates on the held-out last 10% of the text after each epoch; CI's short
+//! run and resume are in `scripts/ci_gpt.sh` (README "A transformer");
 //! `-- fit --ckpt_path last` resumes; `--trainer.precision bf16-mixed`,
-//! `--trainer.accumulate_grad_batches 4`; a GPU-sized model:
+//! `--trainer.accumulate_grad_batches 4` (divide `--model.warmup_steps` and
+//! `--model.decay_steps` by it); a GPU-sized model:
 //! `--model.n_layer 6 --model.n_head 6 --model.n_embd 384 --model.block_size 256
-//! --data.block_size 256 --data.batch_size 64 --model.dropout 0.2`; `-- --help` lists every
-//! option.
+//! --data.block_size 256 --data.batch_size 64 --model.dropout 0.2 --model.lr 1e-3
+//! --trainer.max_steps 5000 --model.decay_steps 4900`; `-- --help` lists every option.
 
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataloader::batcher::Batcher;
