@@ -941,6 +941,194 @@ fn optimizer_and_scheduler_from_the_command_line() {
     );
 }
 
+/// A layer and a head, each with its own optimizer (Lightning's GAN shape: manual optimization).
+#[lightning_module]
+#[derive(Module, Debug)]
+pub struct TwoOptimizers {
+    layer: Linear,
+    head: Linear,
+}
+
+#[lightning_module(manual_optimization)]
+impl TwoOptimizers {
+    #[hook]
+    fn training_step(&mut self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) {
+        let (layer_optimizer, _) = self.optimizers();
+        let loss = (self.head.forward(self.layer.forward(batch.x)) - batch.y)
+            .powi_scalar(2)
+            .mean();
+        let grads = cx.manual_backward(self, loss);
+        layer_optimizer.step(cx, self, grads);
+    }
+    #[hook]
+    fn validation_step(&self, _batch: Pair, _batch_idx: usize) {}
+    #[hook]
+    fn test_step(&self, _batch: Pair, _batch_idx: usize) {}
+    #[hook]
+    fn predict_step(&self, batch: Pair, _batch_idx: usize) -> Tensor<2> {
+        self.head.forward(self.layer.forward(batch.x))
+    }
+    #[hook]
+    fn configure_optimizers(&self) -> (OptimizerConfig, OptimizerConfig) {
+        (
+            OptimizerConfig::new(SgdConfig::new(), 0.01).for_params(&self.layer),
+            OptimizerConfig::new(SgdConfig::new(), 0.01).for_params(&self.head),
+        )
+    }
+}
+
+/// `HeadOnly`'s layers under one AdamW with two param groups (weight decay on the weight
+/// matrices only), as the GPT example configures it.
+#[lightning_module]
+#[derive(Module, Debug)]
+pub struct Grouped {
+    layer: Linear,
+    head: Linear,
+}
+
+#[lightning_module]
+impl Grouped {
+    #[hook]
+    fn training_step(&self, batch: Pair, _batch_idx: usize) -> Tensor<1> {
+        (self.head.forward(self.layer.forward(batch.x)) - batch.y)
+            .powi_scalar(2)
+            .mean()
+    }
+    #[hook]
+    fn validation_step(&self, _batch: Pair, _batch_idx: usize) {}
+    #[hook]
+    fn test_step(&self, _batch: Pair, _batch_idx: usize) {}
+    #[hook]
+    fn predict_step(&self, batch: Pair, _batch_idx: usize) -> Tensor<2> {
+        self.head.forward(self.layer.forward(batch.x))
+    }
+    #[hook]
+    fn configure_optimizers(&self) -> OptimizerConfig {
+        OptimizerConfig::new(burn::optim::AdamWConfig::new(), 0.01)
+            .param_group(ParamGroupConfig::new(Params::decay(self)).weight_decay(0.1))
+            .param_group(ParamGroupConfig::new(Params::no_decay(self)).weight_decay(0.0))
+    }
+}
+
+/// `--optimizer` and `--lr_scheduler` warn that they override `configure_optimizers` (on
+/// stderr, as LightningCLI's warning); they are refused, with a message, for a module with
+/// several optimizers, and `--optimizer` for one with param groups, whose groups the command
+/// line cannot name (a scheduler alone goes on the groups).
+#[test]
+fn the_optimizer_override_warns_and_refuses_what_it_cannot_replace() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display().to_string();
+    let fit = |extra: &[&str]| {
+        let mut args = vec!["fit", "--trainer.max_epochs", "1", "--trainer.default_root_dir", &root];
+        args.extend_from_slice(extra);
+        child_status(&args)
+    };
+    let (status, stderr) = fit(&[
+        "--optimizer",
+        "Adam",
+        "--lr_scheduler",
+        "StepLR",
+        "--lr_scheduler.step_size",
+        "1",
+    ]);
+    assert_eq!(status, 0, "{stderr}");
+    assert!(
+        stderr.contains(
+            "warning: `Tiny.configure_optimizers` is overridden by `--optimizer Adam` and `--lr_scheduler StepLR`"
+        ),
+        "{stderr}"
+    );
+    let (status, stderr) = fit(&["--lr_scheduler", "StepLR", "--lr_scheduler.step_size", "1"]);
+    assert_eq!(status, 0, "{stderr}");
+    assert!(
+        stderr.contains("warning: `Tiny.configure_optimizers` is overridden by `--lr_scheduler StepLR`\n"),
+        "{stderr}"
+    );
+    // The module's own optimizer: no warning.
+    let (status, stderr) = fit(&[]);
+    assert_eq!(status, 0, "{stderr}");
+    assert!(!stderr.contains("configure_optimizers"), "{stderr}");
+
+    let quiet = || {
+        TrainerConfig::default()
+            .enable_progress_bar(false)
+            .enable_model_summary(false)
+            .exit_on_signal(false)
+    };
+    let two = || {
+        LightningCli::<TwoOptimizers, PairData>::new(|_, device| TwoOptimizers {
+            layer: LinearConfig::new(32, 4).init(device),
+            head: LinearConfig::new(4, 2).init(device),
+        })
+        .trainer_defaults(quiet())
+    };
+    for (given, extra) in [
+        ("`--optimizer SGD`", &["--optimizer", "SGD"][..]),
+        (
+            "`--lr_scheduler StepLR`",
+            &["--lr_scheduler", "StepLR", "--lr_scheduler.step_size", "1"][..],
+        ),
+    ] {
+        let argv = ["two", "fit", "--trainer.default_root_dir", &root]
+            .into_iter()
+            .chain(extra.iter().copied());
+        let error = two().run_from(argv).err().unwrap();
+        assert!(
+            error
+                .message()
+                .contains(&format!("{given} cannot replace what `configure_optimizers` returns"))
+                && error.message().contains("several optimizers"),
+            "{error}"
+        );
+    }
+
+    let grouped = || {
+        LightningCli::<Grouped, PairData>::new(|_, device| Grouped {
+            layer: LinearConfig::new(32, 4).init(device),
+            head: LinearConfig::new(4, 2).init(device),
+        })
+        .trainer_defaults(quiet())
+    };
+    let error = grouped()
+        .run_from([
+            "grouped",
+            "fit",
+            "--trainer.default_root_dir",
+            &root,
+            "--optimizer",
+            "SGD",
+        ])
+        .err()
+        .unwrap();
+    assert!(
+        error.message().contains("`--optimizer SGD` cannot replace") && error.message().contains("param groups"),
+        "{error}"
+    );
+    // A scheduler alone keeps the module's AdamW and its two groups, and steps both.
+    let run = grouped()
+        .run_from([
+            "grouped",
+            "fit",
+            "--trainer.max_epochs",
+            "2",
+            "--trainer.default_root_dir",
+            &root,
+            "--trainer.callbacks",
+            "LearningRateMonitor",
+            "--lr_scheduler",
+            "{class_path: StepLR, init_args: {step_size: 1, gamma: 0.5}}",
+        ])
+        .unwrap()
+        .unwrap();
+    for group in ["lr-AdamW/pg1", "lr-AdamW/pg2"] {
+        let lr = run.trainer.callback_metrics().get(group).unwrap();
+        assert!(
+            (lr - 0.005).abs() < 1e-9,
+            "{group}: AdamW's 0.01 halved once by StepLR, found {lr}"
+        );
+    }
+}
+
 /// `test --ckpt_path FILE` builds the module from the checkpoint's hyperparameters; a
 /// `--model.*` flag given on the command line wins over them.
 #[test]
