@@ -676,6 +676,32 @@ fn loggers_and_callbacks_are_chosen_by_name() {
     assert!(run.trainer.early_stopping_callback().is_some());
     assert!(run.trainer.callback_metrics().get("lr-SGD").is_some());
 
+    // A list builds each logger it names, side by side in one run.
+    let both = dir.path().join("both");
+    let run = cli()
+        .run_from([
+            "tiny",
+            "fit",
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.default_root_dir",
+            both.to_str().unwrap(),
+            "--trainer.logger",
+            "[csv, tensorboard]",
+        ])
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.trainer.loggers().len(), 2);
+    let written = common::files_under(&both);
+    for file in ["metrics.csv", "events.out.tfevents"] {
+        assert!(
+            written
+                .iter()
+                .any(|path| path.file_name().unwrap().to_string_lossy().starts_with(file)),
+            "no {file} in {written:?}"
+        );
+    }
+
     // The same in a config file, and `logger: false`.
     let file = write(
         dir.path(),
@@ -1183,6 +1209,25 @@ fn a_checkpoint_brings_its_hyperparameters() {
         tested.model.layer.weight.val().into_data(),
         run.model.layer.weight.val().into_data()
     );
+    // `predict` as well: the checkpoint's width and weights, then the predictions.
+    let predicted = cli()
+        .run_from([
+            "tiny",
+            "predict",
+            "--ckpt_path",
+            &file,
+            "--trainer.default_root_dir",
+            &root,
+        ])
+        .unwrap()
+        .unwrap();
+    assert_eq!(predicted.model.hidden, 8, "built from the checkpoint's hyperparameters");
+    assert_eq!(predicted.model.label, "wide");
+    assert_eq!(
+        predicted.model.head.weight.val().into_data(),
+        run.model.head.weight.val().into_data()
+    );
+    assert_eq!(predicted.predictions, Some(4), "16 items in batches of 4");
     // The command line wins: a label is free to change, a width is not (the weights do not fit).
     let relabeled = cli()
         .run_from([
