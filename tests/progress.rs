@@ -286,8 +286,81 @@ fn lines_fit_the_terminal_at_80_and_120_columns() -> Result<(), Error> {
             .nth(line_starting(&screen, "Epoch 1: 100%|") + 1)
             .unwrap();
         assert!(next.starts_with("`Trainer.fit` stopped:"), "{screen}");
+        if width == 120 {
+            // The whole screen, pinned. The elapsed time and the rate change from run to run
+            // (and the rate's digits move where the line is cut), so the expected line is built
+            // around the drawn ones, then cut at the width.
+            let stamp = epoch
+                .split_once("4/4 [")
+                .and_then(|(_, rest)| rest.split_once("it/s"))
+                .map(|(stamp, _)| stamp)
+                .unwrap_or_else(|| panic!("no `4/4 [..it/s` in {epoch}"));
+            let rate = stamp.get(5..).and_then(|s| s.strip_prefix("<00:00, "));
+            assert!(
+                rate.is_some_and(|rate| rate.parse::<f64>().is_ok()),
+                "`MM:SS<00:00, RATE` expected: {stamp}"
+            );
+            let line = format!(
+                "Epoch 1: 100%|█| 4/4 [{stamp}it/s, v_num=0, a_rather_long_metric_name=0.123, \
+                 and_a_third_one=0.123, another_rather_long_metric_name=0.123"
+            );
+            let line: String = line.chars().take(120).collect();
+            assert_eq!(
+                screen.trim_end(),
+                format!("{line}\n`Trainer.fit` stopped: `max_epochs=2` reached.")
+            );
+        }
     }
     Ok(())
+}
+
+/// `bash scripts/terminal_panes.sh --out tests/data/terminal_panes.txt` keeps the example's
+/// terminal in tmux at 80 and 120 columns (README "What the progress bar shows"); a capture
+/// made again must show what Lightning's terminal shows: every line within its width, the
+/// first frame with its total, a bar cell kept beside a suffix cut at the width, and below the
+/// summary and the bars, why `fit` stopped, then the test table.
+#[test]
+fn the_kept_tmux_captures_fit_their_widths_in_lightnings_order() {
+    let text = include_str!("data/terminal_panes.txt");
+    let mut widths = Vec::new();
+    for section in text.split("=== ").skip(1) {
+        let (title, pane) = section.split_once('\n').unwrap();
+        let width: usize = title.split(' ').next().unwrap().parse().unwrap();
+        for line in pane.lines() {
+            assert!(line.chars().count() <= width, "wider than {width}: {line}");
+        }
+        if title.ends_with("the first frame of epoch 0 seen") {
+            assert!(
+                pane.starts_with("Epoch 0:   0%|") && pane.contains("| 0/110 ["),
+                "{pane}"
+            );
+        } else if title.ends_with("a frame of epoch 1") {
+            let bar = pane.split('|').nth(1).unwrap();
+            assert!(!bar.is_empty(), "no bar cell: {pane}");
+            assert_eq!(pane.trim_end().chars().count(), width, "cut at the width: {pane}");
+        } else {
+            assert!(title.ends_with("the final pane"), "{title}");
+            let at = |start: &str| line_starting(pane, start);
+            let order = [
+                at("  | Name "),
+                at("0         Modules in eval mode"),
+                at("Epoch 9: 100%|"),
+                at("`Trainer.fit` stopped: `max_epochs=10` reached."),
+                at("Testing DataLoader 0: 100%|"),
+                at("       Test metric "),
+                at("        test_acc "),
+                at("test accuracy: "),
+            ];
+            assert!(order.is_sorted(), "{order:?} in\n{pane}");
+            assert_eq!(
+                order[3],
+                order[2] + 1,
+                "the stop line right below the last bar:\n{pane}"
+            );
+            widths.push(width);
+        }
+    }
+    assert_eq!(widths, [80, 120]);
 }
 
 /// Logs metrics with long names to the progress bar: a suffix wider than the terminal.
