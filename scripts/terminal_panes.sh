@@ -13,38 +13,42 @@ if [[ "${1:-}" == "--out" ]]; then
     shift 2
 fi
 cd "$(dirname "$0")/.."
-if [[ -n "$out_file" ]]; then
-    mkdir -p "$(dirname "$out_file")"
-    exec > >(tee "$out_file")
-fi
 cargo build -q --example mnist
 example="${CARGO_TARGET_DIR:-target}/debug/examples/mnist"
 example="$(realpath "$example")"
-for width in 80 120; do
-    # A short run directory, so that the example's last line (`test accuracy: ... (run
-    # directory: DIR)`) fits 80 columns as it does with the default `target/mnist`.
-    out="$(mktemp -d /tmp/tp.XXXX)"
-    session="terminal_panes_$$_$width"
-    tmux new-session -d -s "$session" -x "$width" -y 60 \
-        "$example $* --trainer.default_root_dir $out; echo EXIT=\$?; sleep 600"
-    first="" frame=""
-    for _ in $(seq 1 6000); do # up to 5 minutes: a loaded machine is slow
-        sleep 0.05
-        pane="$(tmux capture-pane -p -t "$session")"
-        if [[ -z "$first" ]] && grep -q '^Epoch 0: ' <<<"$pane"; then
-            first="$(grep '^Epoch 0: ' <<<"$pane")"
-        fi
-        if [[ -z "$frame" ]] && grep -q '^Epoch 1: ' <<<"$pane"; then
-            frame="$(grep '^Epoch 1: ' <<<"$pane")"
-        fi
-        grep -q '^EXIT=' <<<"$pane" && break
+captures() {
+    for width in 80 120; do
+        # A short run directory, so that the example's last line (`test accuracy: ... (run
+        # directory: DIR)`) fits 80 columns as it does with the default `target/mnist`.
+        out="$(mktemp -d /tmp/tp.XXXX)"
+        session="terminal_panes_$$_$width"
+        tmux new-session -d -s "$session" -x "$width" -y 60 \
+            "$example $* --trainer.default_root_dir $out; echo EXIT=\$?; sleep 600"
+        first="" frame=""
+        for _ in $(seq 1 6000); do # up to 5 minutes: a loaded machine is slow
+            sleep 0.05
+            pane="$(tmux capture-pane -p -t "$session")"
+            if [[ -z "$first" ]] && grep -q '^Epoch 0: ' <<<"$pane"; then
+                first="$(grep '^Epoch 0: ' <<<"$pane")"
+            fi
+            if [[ -z "$frame" ]] && grep -q '^Epoch 1: ' <<<"$pane"; then
+                frame="$(grep '^Epoch 1: ' <<<"$pane")"
+            fi
+            grep -q '^EXIT=' <<<"$pane" && break
+        done
+        echo "=== $width columns: the first frame of epoch 0 seen"
+        echo "$first"
+        echo "=== $width columns: a frame of epoch 1"
+        echo "$frame"
+        echo "=== $width columns: the final pane"
+        tmux capture-pane -p -t "$session" | sed -e :a -e '/^\n*$/{$d;N;ba' -e '}'
+        tmux kill-session -t "$session"
+        rm -rf "$out"
     done
-    echo "=== $width columns: the first frame of epoch 0 seen"
-    echo "$first"
-    echo "=== $width columns: a frame of epoch 1"
-    echo "$frame"
-    echo "=== $width columns: the final pane"
-    tmux capture-pane -p -t "$session" | sed -e :a -e '/^\n*$/{$d;N;ba' -e '}'
-    tmux kill-session -t "$session"
-    rm -rf "$out"
-done
+}
+if [[ -n "$out_file" ]]; then
+    mkdir -p "$(dirname "$out_file")"
+    captures "$@" | tee "$out_file"
+else
+    captures "$@"
+fi
