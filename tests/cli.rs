@@ -366,6 +366,34 @@ fn fit_saves_config_yaml_in_the_run_directory_and_test_reads_the_last_checkpoint
     );
 }
 
+/// Without a logger the run directory is `default_root_dir` (Lightning's `trainer.log_dir`):
+/// `config.yaml` lands there, and no `lightning_logs/version_N` is made.
+#[test]
+fn without_a_logger_fit_saves_config_yaml_in_the_default_root_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display().to_string();
+    let argv = [
+        "tiny",
+        "fit",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.logger",
+        "false",
+        "--trainer.default_root_dir",
+        &root,
+        "--model.lr",
+        "0.05",
+    ];
+    let run = cli().run_from(argv).unwrap().unwrap();
+    assert_eq!(run.trainer.log_dir(), Some(dir.path()));
+    let saved = std::fs::read_to_string(dir.path().join("config.yaml")).unwrap();
+    assert!(
+        saved.contains("  logger: false\n") && saved.contains("  lr: 0.05\n"),
+        "{saved}"
+    );
+    assert!(!dir.path().join("lightning_logs").exists());
+}
+
 #[test]
 fn unknown_keys_are_errors_with_the_nearest_key() {
     let dir = tempfile::tempdir().unwrap();
