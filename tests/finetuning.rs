@@ -322,9 +322,12 @@ fn frozen_parts_keep_their_dropout_on_as_torchs_requires_grad_leaves_it() {
         assert!(!frozen.fc.weight.val().is_require_grad(), "frozen");
         // Dropout zeroes about half and scales the rest by 2; turned off, it is the identity.
         let values = fixture::values(frozen.drop.forward(ones.clone()));
+        let dropped = values.iter().filter(|&&v| v == 0.0).count();
+        let kept = values.iter().filter(|&&v| v == 2.0).count();
         assert!(
-            values.contains(&0.0) && values.contains(&2.0),
-            "train_bn = {train_bn}: dropout is off, {values:?}"
+            dropped > 0 && kept > 0 && dropped + kept == values.len(),
+            "train_bn = {train_bn}: {dropped} zeros and {kept} twos in {} values",
+            values.len()
         );
     }
 }
