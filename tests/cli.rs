@@ -240,18 +240,13 @@ fn defaults_then_environment_then_files_then_arguments() {
 /// run with it and `max_steps` stops at `max_steps`, past 1000 epochs.
 #[test]
 fn max_epochs_minus_one_on_the_command_line_is_no_epoch_limit() {
+    let max_epochs = |args: &[&str]| parse(args, no_env).unwrap().trainer.max_epochs;
     let unlimited = Some(MaxCount::Unlimited);
-    assert_eq!(
-        parse(&["fit", "--trainer.max_epochs", "-1"], no_env).unwrap().trainer.max_epochs,
-        unlimited
-    );
-    assert_eq!(
-        parse(&["fit", "--trainer.max_epochs=-1"], no_env).unwrap().trainer.max_epochs,
-        unlimited
-    );
+    assert_eq!(max_epochs(&["fit", "--trainer.max_epochs", "-1"]), unlimited);
+    assert_eq!(max_epochs(&["fit", "--trainer.max_epochs=-1"]), unlimited);
+    assert_eq!(max_epochs(&["fit"]), None, "unset");
     let env = |name: &str| (name == "PL_TRAINER_MAX_EPOCHS").then(|| "-1".to_string());
     assert_eq!(parse(&["fit"], env).unwrap().trainer.max_epochs, unlimited);
-    assert_eq!(parse(&["fit"], no_env).unwrap().trainer.max_epochs, None, "unset");
 
     // One batch an epoch: 1001 steps take 1001 epochs.
     let dir = tempfile::tempdir().unwrap();

@@ -309,7 +309,11 @@ fn log_dict_with_gives_every_value_its_options() {
     assert_close(trainer.callback_metrics().get("a"), 3.0, "a");
     assert_close(trainer.callback_metrics().get("b"), 6.0, "b");
     assert_eq!(names(trainer.progress_bar_metrics()), ["a", "b", "c", "d"]);
-    assert_eq!(names(trainer.logged_metrics()), ["a", "b", "epoch"], "`c`, `d`: logger(false)");
+    assert_eq!(
+        names(trainer.logged_metrics()),
+        ["a", "b", "epoch"],
+        "`c`, `d`: logger(false)"
+    );
     assert!(
         at_batch_end.lock().unwrap().iter().all(|m| m.is_empty()),
         "nothing per step"

@@ -771,10 +771,7 @@ fn last_without_a_last_ckpt_resumes_from_the_newest_checkpoint_of_the_dirpath() 
     assert!(ckpts.join("epoch=0-step=4.ckpt").is_file() && ckpts.join("epoch=1-step=8.ckpt").is_file());
     assert!(!ckpts.join("last.ckpt").exists());
     // The first fit's checkpoints hold no `Counter` state: it counts the resumed fit's batches.
-    let mut trainer = builder("second", EPOCHS)
-        .callback(Counter::default())
-        .build()
-        .unwrap();
+    let mut trainer = builder("second", EPOCHS).callback(Counter::default()).build().unwrap();
     let model = trainer.fit_from(Net::new(), data(), "last").unwrap();
     assert_eq!(
         trainer.callback::<Counter>().unwrap().batches,
@@ -870,7 +867,10 @@ fn recovery_killed_ten_times_before_its_first_checkpoint_still_resumes() {
     let runs = root.join("lightning_logs");
     for n in 1..=10 {
         // The failure this test is about: each killed recovery left its own run directory.
-        assert!(runs.join(format!("version_{n}")).is_dir(), "recovery {n} made no run directory");
+        assert!(
+            runs.join(format!("version_{n}")).is_dir(),
+            "recovery {n} made no run directory"
+        );
         let checkpoints = runs.join(format!("version_{n}/checkpoints"));
         assert!(
             !checkpoints.exists() || std::fs::read_dir(&checkpoints).unwrap().next().is_none(),
