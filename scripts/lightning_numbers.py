@@ -8,8 +8,9 @@ tests/lightning_numbers.rs, to tests/data/lightning_numbers.json:
   each epoch's end: validation values share the step of the epoch's last training row;
 - `manual_steps`: the rows of a manual-optimization fit that steps its optimizer on every other
   batch, with `log_every_n_steps=2`: the step counts every batch (`_batches_that_stepped`);
-- `validate`: what `trainer.validate()` returns and what `trainer.logged_metrics` holds
-  afterwards, with the logger off, for values logged with `logger=True` and `logger=False`.
+- `validate`, `test`: what `trainer.validate()` / `trainer.test()` return and what
+  `trainer.logged_metrics` holds afterwards, with the logger off, for values logged with
+  `logger=True` and `logger=False`.
 
 Run it through `bash scripts/lightning_numbers.sh` (the venv of scripts/python_venv.sh; a few
 seconds on a CPU).
@@ -52,6 +53,12 @@ class Regressor(LightningModule):
         loss = torch.nn.functional.mse_loss(self.layer(x), y)
         self.log("val_loss", loss)
         self.log("val_hidden", loss, logger=False)
+
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.layer(x), y)
+        self.log("test_loss", loss)
+        self.log("test_hidden", loss, logger=False)
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.01)
@@ -143,6 +150,16 @@ def validate() -> dict:
     }
 
 
+def test() -> dict:
+    trainer = Trainer(logger=False, **quiet())
+    returned = trainer.test(Regressor(), loader(2), verbose=False)
+    return {
+        "returned_keys": [sorted(results) for results in returned],
+        "logged_metrics_keys": sorted(trainer.logged_metrics),
+        "callback_metrics_keys": sorted(trainer.callback_metrics),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--output", required=True)
@@ -155,6 +172,7 @@ def main() -> None:
             "fit_steps": fit_steps(root),
             "manual_steps": manual_steps(root),
             "validate": validate(),
+            "test": test(),
         }
     Path(args.output).write_text(json.dumps(numbers, indent=1) + "\n")
 

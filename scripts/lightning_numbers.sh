@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates tests/data/lightning_numbers.json (what PyTorch Lightning gives a script to read back:
-# loop limits, the steps of logged rows, what `validate` returns) with the pinned torch and
+# loop limits, the steps of logged rows, what `validate` and `test` return) with the pinned torch and
 # pytorch-lightning of scripts/python_venv.sh. A few seconds on a CPU; tests/lightning_numbers.rs
 # compares the Rust trainer with the file.
 set -euo pipefail

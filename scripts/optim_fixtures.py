@@ -16,6 +16,11 @@ writes, under tests/fixtures/ (or --output-dir):
                               the parameters and both groups' rates after every step; and the
                               `LearningRateMonitor(log_weight_decay=True)` values Lightning logs for
                               the same optimizer (its keys `lr-AdamW/pg1`, ...)
+    cosine_groups.json        the same AdamW and groups under a cosine decay to a tenth of each
+                              group's own rate over 5 steps (torch's `LambdaLR` with the cosine
+                              factor, which is burn's `CosineAnnealingLrScheduler` with
+                              `min_lr = lr / 10` built per group): the parameters and both groups'
+                              rates after every step
     ema_averaging.json        Lightning's `EMAWeightAveraging(decay=0.9)` on an MLP trained with SGD:
                               the validation loss of each epoch (computed with the averaged weights),
                               the weights `fit` ends with, and the last epoch's checkpoint's
@@ -36,6 +41,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import pathlib
 import platform
 import tempfile
@@ -106,9 +112,30 @@ class Grouped(nn.Module):
 
 
 def adamw_groups(module: nn.Module):
+    optimizer = grouped_adamw(module)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+    return optimizer, scheduler
+
+
+COSINE_FLOOR = 0.1
+COSINE_STEPS = 5
+
+
+def cosine_groups(module: nn.Module):
+    """Each group from its own rate down to `COSINE_FLOOR` times it along a cosine: torch's
+    `CosineAnnealingLR` has one `eta_min` for all groups, so its factor through `LambdaLR`."""
+    optimizer = grouped_adamw(module)
+
+    def factor(step: int) -> float:
+        return COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * step / COSINE_STEPS))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def grouped_adamw(module: nn.Module) -> torch.optim.AdamW:
     decay = [module.fc1.weight, module.fc2.weight]
     no_decay = [module.fc1.bias, module.ln.weight, module.ln.bias, module.fc2.bias]
-    optimizer = torch.optim.AdamW(
+    return torch.optim.AdamW(
         [
             {"params": decay, "weight_decay": 0.1},
             {"params": no_decay, "weight_decay": 0.0, "lr": 0.02},
@@ -118,8 +145,6 @@ def adamw_groups(module: nn.Module):
         eps=1e-8,
         weight_decay=0.05,
     )
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
-    return optimizer, scheduler
 
 
 class LitGrouped(pl.LightningModule):
@@ -137,13 +162,9 @@ class LitGrouped(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def write_adamw_groups(out: pathlib.Path) -> None:
-    torch.manual_seed(SEED)
-    generator = torch.Generator().manual_seed(SEED)
-    model = Grouped()
-    initial = named(model)
-    x, y = data(8, 4, 2, generator)
-    optimizer, scheduler = adamw_groups(model)
+def grouped_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer, scheduler) -> list:
+    """3 epochs of 2 batches of 4, the scheduler stepped after every optimizer step: each step's
+    rates (before it) and parameters (after it)."""
     steps = []
     for _epoch in range(3):
         for start in (0, 4):
@@ -154,6 +175,16 @@ def write_adamw_groups(out: pathlib.Path) -> None:
             optimizer.step()
             scheduler.step()
             steps.append({"lrs": rates, "params": named(model)})
+    return steps
+
+
+def write_adamw_groups(out: pathlib.Path) -> None:
+    torch.manual_seed(SEED)
+    generator = torch.Generator().manual_seed(SEED)
+    model = Grouped()
+    initial = named(model)
+    x, y = data(8, 4, 2, generator)
+    steps = grouped_steps(model, x, y, *adamw_groups(model))
 
     # What Lightning's monitor logs for the same optimizer, every step.
     with tempfile.TemporaryDirectory() as root:
@@ -178,6 +209,24 @@ def write_adamw_groups(out: pathlib.Path) -> None:
         "versions": versions(),
     }
     (out / "adamw_groups.json").write_text(json.dumps(fixture, indent=1) + "\n")
+
+
+def write_cosine_groups(out: pathlib.Path) -> None:
+    torch.manual_seed(SEED)
+    generator = torch.Generator().manual_seed(SEED)
+    model = Grouped()
+    initial = named(model)
+    x, y = data(8, 4, 2, generator)
+    fixture = {
+        "inputs": to_list(x),
+        "targets": to_list(y),
+        "initial": initial,
+        "floor": COSINE_FLOOR,
+        "cosine_steps": COSINE_STEPS,
+        "steps": grouped_steps(model, x, y, *cosine_groups(model)),
+        "versions": versions(),
+    }
+    (out / "cosine_groups.json").write_text(json.dumps(fixture, indent=1) + "\n")
 
 
 def read_metrics(path: pathlib.Path) -> list:
@@ -358,6 +407,7 @@ def main() -> None:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     write_adamw_groups(args.output_dir)
+    write_cosine_groups(args.output_dir)
     write_ema(args.output_dir)
     write_swa(args.output_dir)
     write_backbone(args.output_dir)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates tests/fixtures/adamw_groups.json, ema_averaging.json, swa.json and
-# backbone_finetuning.json: what torch and PyTorch Lightning compute for param groups, weight
+# Regenerates tests/fixtures/adamw_groups.json, cosine_groups.json, ema_averaging.json, swa.json
+# and backbone_finetuning.json: what torch and PyTorch Lightning compute for param groups, weight
 # averaging and fine-tuning (see scripts/optim_fixtures.py), which tests/param_groups.rs,
 # tests/weight_averaging.rs and tests/finetuning.rs compare with. Run by hand from anywhere in the
 # checkout (CI does not run it; the tests need only the committed files):

@@ -236,6 +236,48 @@ fn defaults_then_environment_then_files_then_arguments() {
     assert_eq!(no_subcommand.hparams.label, "123", "a string option keeps its text");
 }
 
+/// Lightning's `--trainer.max_epochs -1`: no epoch limit, which unset (1000 epochs) is not; a
+/// run with it and `max_steps` stops at `max_steps`, past 1000 epochs.
+#[test]
+fn max_epochs_minus_one_on_the_command_line_is_no_epoch_limit() {
+    let max_epochs = |args: &[&str]| parse(args, no_env).unwrap().trainer.max_epochs;
+    let unlimited = Some(MaxCount::Unlimited);
+    assert_eq!(max_epochs(&["fit", "--trainer.max_epochs", "-1"]), unlimited);
+    assert_eq!(max_epochs(&["fit", "--trainer.max_epochs=-1"]), unlimited);
+    assert_eq!(max_epochs(&["fit"]), None, "unset");
+    let env = |name: &str| (name == "PL_TRAINER_MAX_EPOCHS").then(|| "-1".to_string());
+    assert_eq!(parse(&["fit"], env).unwrap().trainer.max_epochs, unlimited);
+
+    // One batch an epoch: 1001 steps take 1001 epochs.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display().to_string();
+    let argv = [
+        "tiny",
+        "fit",
+        "--trainer.max_epochs",
+        "-1",
+        "--trainer.max_steps",
+        "1001",
+        "--trainer.default_root_dir",
+        &root,
+        "--trainer.logger",
+        "false",
+        "--trainer.enable_checkpointing",
+        "false",
+        "--trainer.enable_report",
+        "false",
+        "--trainer.limit_val_batches",
+        "0",
+        "--data.items",
+        "1",
+        "--data.batch_size",
+        "1",
+    ];
+    let run = cli().run_from(argv).unwrap().unwrap();
+    assert_eq!(run.trainer.global_step(), 1001);
+    assert_eq!(run.trainer.current_epoch(), 1001);
+}
+
 #[test]
 fn print_config_is_a_complete_config_that_reproduces_the_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -317,6 +359,34 @@ fn fit_saves_config_yaml_in_the_run_directory_and_test_reads_the_last_checkpoint
         tested.model.layer.weight.val().into_data(),
         run.model.layer.weight.val().into_data()
     );
+}
+
+/// Without a logger the run directory is `default_root_dir` (Lightning's `trainer.log_dir`):
+/// `config.yaml` lands there, and no `lightning_logs/version_N` is made.
+#[test]
+fn without_a_logger_fit_saves_config_yaml_in_the_default_root_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display().to_string();
+    let argv = [
+        "tiny",
+        "fit",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.logger",
+        "false",
+        "--trainer.default_root_dir",
+        &root,
+        "--model.lr",
+        "0.05",
+    ];
+    let run = cli().run_from(argv).unwrap().unwrap();
+    assert_eq!(run.trainer.log_dir(), Some(dir.path()));
+    let saved = std::fs::read_to_string(dir.path().join("config.yaml")).unwrap();
+    assert!(
+        saved.contains("  logger: false\n") && saved.contains("  lr: 0.05\n"),
+        "{saved}"
+    );
+    assert!(!dir.path().join("lightning_logs").exists());
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 mod common;
 
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::optim::SgdConfig;
 use burn::tensor::activation::relu;
 use burn_lightning::callbacks::finetuning::{freeze, make_trainable};
@@ -298,4 +298,36 @@ fn frozen_batch_norms_keep_training_with_train_bn_as_torchs_requires_grad_leaves
     let before = statistics(&thawed);
     let _ = thawed.bn.forward(thawed.fc.forward(x));
     assert_ne!(statistics(&thawed), before, "training again");
+}
+
+#[derive(Module, Debug)]
+struct WithDropout {
+    fc: Linear,
+    drop: Dropout,
+}
+
+/// `freeze` leaves dropout on, with `train_bn` or without, as torch's `requires_grad = False`
+/// does (burn's `Module::freeze` would turn it off): a frozen part's forward still drops.
+#[test]
+fn frozen_parts_keep_their_dropout_on_as_torchs_requires_grad_leaves_it() {
+    let device = Device::default().autodiff();
+    let net = WithDropout {
+        fc: LinearConfig::new(2, 2).init(&device),
+        drop: DropoutConfig::new(0.5).init(),
+    };
+    let part = Part::of(&net);
+    let ones = Tensor::<2>::ones([16, 16], &device);
+    for train_bn in [true, false] {
+        let frozen = freeze(net.clone(), &part, train_bn);
+        assert!(!frozen.fc.weight.val().is_require_grad(), "frozen");
+        // Dropout zeroes about half and scales the rest by 2; turned off, it is the identity.
+        let values = fixture::values(frozen.drop.forward(ones.clone()));
+        let dropped = values.iter().filter(|&&v| v == 0.0).count();
+        let kept = values.iter().filter(|&&v| v == 2.0).count();
+        assert!(
+            dropped > 0 && kept > 0 && dropped + kept == values.len(),
+            "train_bn = {train_bn}: {dropped} zeros and {kept} twos in {} values",
+            values.len()
+        );
+    }
 }

@@ -2,8 +2,8 @@
 //! (`tests/data/lightning_numbers.json`, written by `scripts/lightning_numbers.sh` with the pinned
 //! pytorch-lightning): the loop limits `max_epochs`/`max_steps` resolve to, the steps at which
 //! `metrics.csv` gets its rows (validation values share the step of the epoch's last training
-//! row; under manual optimization every batch counts), and what `validate` returns and leaves in
-//! `logged_metrics`.
+//! row; under manual optimization every batch counts), and what `validate` and `test` return
+//! and leave in `logged_metrics`.
 
 mod common;
 
@@ -24,8 +24,8 @@ fn lightning() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// Lightning's regressor of the script: `train_loss` logged both ways, `val_loss`, and
-/// `val_hidden` with `logger=False`.
+/// Lightning's regressor of the script: `train_loss` logged both ways, `val_loss` and
+/// `test_loss`, and `val_hidden` and `test_hidden` with `logger=False`.
 #[lightning_module]
 #[derive(Module, Debug)]
 pub struct Regressor {
@@ -77,6 +77,12 @@ impl Regressor {
         let loss = self.loss(batch);
         cx.log("val_loss", loss.clone());
         cx.log_with("val_hidden", loss, LogOptions::new().logger(false));
+    }
+    #[hook]
+    fn test_step(&self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) {
+        let loss = self.loss(batch);
+        cx.log("test_loss", loss.clone());
+        cx.log_with("test_hidden", loss, LogOptions::new().logger(false));
     }
     #[hook]
     fn configure_optimizers(&self) -> OptimizerConfig {
@@ -241,6 +247,30 @@ fn validate_returns_the_logged_values_and_leaves_them_in_logged_metrics() {
     let returned = trainer.validate(&mut model, Loaders::val(pair_loader(8, 4))).unwrap();
     let keys = |metrics: &Metrics| metrics.keys().cloned().collect::<Vec<_>>();
     // Lightning returns a list of one dict per dataloader.
+    assert_eq!(
+        serde_json::json!(returned.iter().map(keys).collect::<Vec<_>>()),
+        expected["returned_keys"]
+    );
+    assert_eq!(
+        serde_json::json!(keys(trainer.logged_metrics())),
+        expected["logged_metrics_keys"]
+    );
+    assert_eq!(
+        serde_json::json!(keys(trainer.callback_metrics())),
+        expected["callback_metrics_keys"]
+    );
+}
+
+/// `test` as `validate`: it returns only what was sent to the loggers (not `test_hidden`,
+/// logged with `logger(false)`), which `logged_metrics` holds too.
+#[test]
+fn test_returns_the_logged_values_and_leaves_them_in_logged_metrics() {
+    let expected = &lightning()["test"];
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = quiet::<Regressor>(dir.path()).enable_logger(false).build().unwrap();
+    let mut model = Regressor::new();
+    let returned = trainer.test(&mut model, Loaders::test(pair_loader(8, 4))).unwrap();
+    let keys = |metrics: &Metrics| metrics.keys().cloned().collect::<Vec<_>>();
     assert_eq!(
         serde_json::json!(returned.iter().map(keys).collect::<Vec<_>>()),
         expected["returned_keys"]

@@ -222,7 +222,8 @@ fn without_loggers_nothing_is_logged_and_log_every_n_steps_must_be_positive() {
 }
 
 /// Lightning's `trainer.log_dir` is `default_root_dir` without a logger: no `version_N`, no
-/// `hparams.yaml`; checkpoints go to `<default_root_dir>/checkpoints`, `report.html` beside.
+/// `hparams.yaml`; checkpoints go to `<default_root_dir>/checkpoints`, `report.html` and the
+/// profiler's report beside.
 #[test]
 fn without_a_logger_a_fit_writes_no_version_directory() {
     let dir = tempfile::tempdir().unwrap();
@@ -232,6 +233,7 @@ fn without_a_logger_a_fit_writes_no_version_directory() {
         .enable_model_summary(false)
         .max_epochs(1)
         .enable_logger(false)
+        .profiler("simple")
         .build()
         .unwrap();
     trainer.fit(Net::new(), data()).unwrap();
@@ -240,6 +242,8 @@ fn without_a_logger_a_fit_writes_no_version_directory() {
     assert!(!dir.path().join("hparams.yaml").exists());
     assert!(dir.path().join("checkpoints/epoch=0-step=4.ckpt").is_file());
     assert!(dir.path().join("report.html").is_file());
+    let profile = std::fs::read_to_string(dir.path().join("fit-profiler.txt")).unwrap();
+    assert!(profile.contains("training_step"), "{profile}");
     // Nothing at all with checkpointing and the report off too.
     let empty = tempfile::tempdir().unwrap();
     let mut trainer = Trainer::builder()

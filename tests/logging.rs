@@ -276,6 +276,50 @@ fn epoch_hooks_log_epoch_values() {
     assert_close(metrics.get("val_end").copied(), 7.0, "val_end");
 }
 
+/// Lightning's `self.log_dict(values, on_step=False, on_epoch=True, prog_bar=True)`: every pair
+/// gets the options, in a step hook (`LogOptions`) and in an epoch hook (`EpochLogOptions`).
+#[test]
+fn log_dict_with_gives_every_value_its_options() {
+    let mut model = Logs::new().train(|cx, _, i| {
+        cx.log_dict_with(
+            [("a", wiggle(i)), ("b", 2.0 * wiggle(i))],
+            LogOptions::new().on_step(false).on_epoch(true).prog_bar(true),
+        );
+    });
+    model.train_epoch_end = |cx| {
+        cx.log_dict_with(
+            [("c", 7.0), ("d", 8.0)],
+            EpochLogOptions::new().prog_bar(true).logger(false),
+        );
+    };
+    let at_batch_end = model.at_batch_end.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = builder(dir.path())
+        .max_epochs(1)
+        .num_sanity_val_steps(0)
+        .build()
+        .unwrap();
+    // Three batches of 4: `a` is 3, 1, 5.
+    trainer
+        .fit(model, Loaders::fit(pair_loader(12, 4), Some(pair_loader(4, 4))))
+        .unwrap();
+    let names = |metrics: &Metrics| metrics.keys().cloned().collect::<Vec<_>>();
+    // The epoch means under the bare names: no `a_step`, no `a_epoch`.
+    assert_eq!(names(trainer.callback_metrics()), ["a", "b", "c", "d"]);
+    assert_close(trainer.callback_metrics().get("a"), 3.0, "a");
+    assert_close(trainer.callback_metrics().get("b"), 6.0, "b");
+    assert_eq!(names(trainer.progress_bar_metrics()), ["a", "b", "c", "d"]);
+    assert_eq!(
+        names(trainer.logged_metrics()),
+        ["a", "b", "epoch"],
+        "`c`, `d`: logger(false)"
+    );
+    assert!(
+        at_batch_end.lock().unwrap().iter().all(|m| m.is_empty()),
+        "nothing per step"
+    );
+}
+
 #[test]
 fn a_value_logged_in_on_train_start_is_reported() {
     let mut model = Logs::new();

@@ -1,7 +1,8 @@
 //! Parameter groups the torch way: minGPT's "no weight decay on biases and norms" written with
 //! `Params` and `ParamGroupConfig` moves the parameters as torch's AdamW moves them
 //! (`tests/fixtures/adamw_groups.json`, from `bash scripts/optim_fixtures.sh`), a scheduler scales
-//! each group's rate as torch's StepLR does, `LearningRateMonitor` logs what Lightning logs under
+//! each group's rate as torch's StepLR does and a cosine decays each to its own floor
+//! (`cosine_groups.json`), `LearningRateMonitor` logs what Lightning logs under
 //! Lightning's keys, a resume from a checkpoint keeps every group, and mistakes are errors naming
 //! what to change.
 
@@ -9,6 +10,7 @@ mod common;
 
 use burn::nn::{LayerNorm, Linear};
 use burn::optim::AdamWConfig;
+use burn::optim::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::optim::lr_scheduler::step::StepLrSchedulerConfig;
 use burn_lightning::JsonValue;
 use burn_lightning::prelude::*;
@@ -21,6 +23,8 @@ use std::sync::{Arc, Mutex};
 pub enum Setup {
     /// The fixture's: decayed weights, undecayed biases and norms at twice the rate, StepLR.
     TorchGroups,
+    /// The same groups under a cosine decay to a tenth of each group's rate over 5 steps.
+    Cosine,
     /// A parameter in both groups.
     Overlapping,
     /// A group's own weight decay on a type-erased `ModuleOptimizer`.
@@ -104,6 +108,18 @@ impl Grouped {
                 .param_group(decay)
                 .param_group(no_decay)
                 .with_scheduler(step_lr),
+            // Built per group from its own rate: each decays to its own floor.
+            Setup::Cosine => OptimizerConfig::new(adamw, 0.01)
+                .param_group(decay)
+                .param_group(no_decay)
+                .with_scheduler(
+                    LrSchedulerConfig::new(|lr| {
+                        CosineAnnealingLrSchedulerConfig::new(lr, 5)
+                            .with_min_lr(lr / 10.0)
+                            .init()
+                    })
+                    .interval(Interval::Step),
+                ),
             Setup::Overlapping => OptimizerConfig::new(adamw, 0.01)
                 .param_group(decay)
                 .param_group(ParamGroupConfig::new(Params::of(&self.fc1))),
@@ -127,10 +143,11 @@ fn builder(dir: &std::path::Path) -> TrainerBuilder<Grouped> {
         .max_epochs(3)
 }
 
-#[test]
-fn decayed_and_undecayed_parameters_move_as_torchs_adamw_moves_them() {
-    let fixture = fixture::load("adamw_groups.json");
-    let model = Grouped::from_fixture(&fixture, Setup::TorchGroups);
+/// Fits `setup` on the fixture's data (3 epochs of 2 batches) and compares each step's rates
+/// and parameters with torch's.
+fn assert_steps_as_torchs(fixture_name: &str, setup: Setup) -> Vec<Vec<f64>> {
+    let fixture = fixture::load(fixture_name);
+    let model = Grouped::from_fixture(&fixture, setup);
     let seen = model.seen.clone();
     let dir = tempfile::tempdir().unwrap();
     let mut trainer = builder(dir.path()).build().unwrap();
@@ -152,13 +169,13 @@ fn decayed_and_undecayed_parameters_move_as_torchs_adamw_moves_them() {
         "fc2.bias",
     ];
     for (i, ((params, rates), step)) in seen.iter().zip(steps).enumerate() {
-        // StepLR halves each group's own rate every 2 steps: 0.01 and 0.02, then 0.005 and 0.01...
         let torch_rates: Vec<f64> = step["lrs"]
             .as_array()
             .unwrap()
             .iter()
             .map(|v| v.as_f64().unwrap())
             .collect();
+        assert_eq!(rates.len(), torch_rates.len(), "step {i}: groups");
         for (rate, torch_rate) in rates.iter().zip(&torch_rates) {
             assert!(
                 (rate - torch_rate).abs() < 1e-12,
@@ -177,6 +194,25 @@ fn decayed_and_undecayed_parameters_move_as_torchs_adamw_moves_them() {
             .collect();
         assert_close(params, &torch, 2e-6, &format!("parameters after step {}", i + 1));
     }
+    seen.iter().map(|(_, rates)| rates.clone()).collect()
+}
+
+#[test]
+fn decayed_and_undecayed_parameters_move_as_torchs_adamw_moves_them() {
+    // StepLR halves each group's own rate every 2 steps: 0.01 and 0.02, then 0.005 and 0.01...
+    assert_steps_as_torchs("adamw_groups.json", Setup::TorchGroups);
+}
+
+/// A cosine built per group decays each group to its own floor, as torch's `LambdaLR` with the
+/// cosine factor (`tests/fixtures/cosine_groups.json`).
+#[test]
+fn a_cosine_decays_each_group_to_its_own_floor_as_torchs_does() {
+    let rates = assert_steps_as_torchs("cosine_groups.json", Setup::Cosine);
+    let last = rates.last().unwrap();
+    assert!(
+        (last[0] - 0.001).abs() < 1e-12 && (last[1] - 0.002).abs() < 1e-12,
+        "the floors: {last:?}"
+    );
 }
 
 #[test]

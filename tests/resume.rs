@@ -710,6 +710,77 @@ fn the_last_command_starts_from_scratch_then_resumes_from_its_dirpath() {
     assert!(resumed_from.is_file(), "the checkpoint the fit resumed from is kept");
 }
 
+/// Sets `path`'s modification time `ago` before now: `"last"` picks the newest file by it.
+fn age(path: &Path, ago: std::time::Duration) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(std::time::SystemTime::now() - ago).unwrap();
+}
+
+/// `"last"` with an `OnExceptionCheckpoint`: its own file and the `last*.ckpt` in its
+/// `dirpath` are candidates, and the newer one is resumed from (its step decides how many
+/// batches the resumed fit trains).
+#[test]
+fn last_picks_the_newest_of_an_on_exception_checkpoints_file_and_its_dirs_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let (expected, checkpoints) = uninterrupted(&dir.path().join("full"));
+    let crashed = dir.path().join("crashed");
+    std::fs::create_dir_all(&crashed).unwrap();
+    let on_exception = crashed.join("on_exception.ckpt");
+    let last = crashed.join("last.ckpt");
+    std::fs::copy(checkpoint_at_step(&checkpoints, 6), &on_exception).unwrap();
+    std::fs::copy(checkpoint_at_step(&checkpoints, 8), &last).unwrap();
+    let resume = |root: &str| {
+        let mut trainer = Trainer::builder()
+            .default_root_dir(dir.path().join(root))
+            .enable_progress_bar(false)
+            .enable_model_summary(false)
+            .seed(7)
+            .max_epochs(EPOCHS)
+            .callback(OnExceptionCheckpoint::new(&crashed))
+            .callback(Counter::default())
+            .build()
+            .unwrap();
+        let model = trainer.fit_from(Net::new(), data(), "last").unwrap();
+        assert_eq!(model.weights(), expected);
+        trainer.callback::<Counter>().unwrap().batches
+    };
+    // Newest by time, not by step: the exception's file (step 6) over an older `last.ckpt`.
+    age(&last, std::time::Duration::from_secs(3600));
+    assert_eq!(resume("a"), 12 - 6, "resumed from on_exception.ckpt");
+    age(&on_exception, std::time::Duration::from_secs(7200));
+    assert_eq!(resume("b"), 12 - 8, "resumed from last.ckpt");
+}
+
+/// `"last"` with a `ModelCheckpoint` that has a `dirpath` but saves no `last.ckpt`: the newest
+/// checkpoint in that `dirpath`.
+#[test]
+fn last_without_a_last_ckpt_resumes_from_the_newest_checkpoint_of_the_dirpath() {
+    let dir = tempfile::tempdir().unwrap();
+    let (expected, _) = uninterrupted(&dir.path().join("full"));
+    let ckpts = dir.path().join("ckpts");
+    let builder = |root: &str, epochs: usize| {
+        Trainer::builder()
+            .default_root_dir(dir.path().join(root))
+            .enable_progress_bar(false)
+            .enable_model_summary(false)
+            .seed(7)
+            .max_epochs(epochs)
+            .callback(ModelCheckpoint::new().dirpath(&ckpts).save_top_k(-1))
+    };
+    builder("first", 2).build().unwrap().fit(Net::new(), data()).unwrap();
+    assert!(ckpts.join("epoch=0-step=4.ckpt").is_file() && ckpts.join("epoch=1-step=8.ckpt").is_file());
+    assert!(!ckpts.join("last.ckpt").exists());
+    // The first fit's checkpoints hold no `Counter` state: it counts the resumed fit's batches.
+    let mut trainer = builder("second", EPOCHS).callback(Counter::default()).build().unwrap();
+    let model = trainer.fit_from(Net::new(), data(), "last").unwrap();
+    assert_eq!(
+        trainer.callback::<Counter>().unwrap().batches,
+        4,
+        "resumed from epoch=1-step=8.ckpt"
+    );
+    assert_eq!(model.weights(), expected);
+}
+
 /// Set in the children of the recovery test: what the child does.
 const CHILD_MODE: &str = "BURN_LIGHTNING_RESUME_CHILD_MODE";
 
@@ -795,6 +866,11 @@ fn recovery_killed_ten_times_before_its_first_checkpoint_still_resumes() {
     }
     let runs = root.join("lightning_logs");
     for n in 1..=10 {
+        // The failure this test is about: each killed recovery left its own run directory.
+        assert!(
+            runs.join(format!("version_{n}")).is_dir(),
+            "recovery {n} made no run directory"
+        );
         let checkpoints = runs.join(format!("version_{n}/checkpoints"));
         assert!(
             !checkpoints.exists() || std::fs::read_dir(&checkpoints).unwrap().next().is_none(),

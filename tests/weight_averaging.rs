@@ -231,7 +231,7 @@ fn ema_every_n_steps_updates_at_lightnings_step_indices() {
 }
 
 #[test]
-fn a_checkpoint_with_weight_sets_is_format_3_and_any_damage_to_it_is_an_error() {
+fn a_checkpoint_with_weight_sets_is_format_4_and_any_damage_to_it_is_an_error() {
     let fixture = fixture::load("ema_averaging.json");
     let dir = tempfile::tempdir().unwrap();
     let mut trainer = builder(dir.path(), 1)
