@@ -79,8 +79,12 @@ impl Regressor {
         cx.log_with("train_mse", &self.train_mse, epoch.clone());
         cx.log_with("train_auroc", &self.train_auroc, epoch.clone());
         cx.log_with("train_max", &self.train_max, epoch.clone());
-        cx.log_with("train_min", &self.train_min, epoch);
+        cx.log_with("train_min", &self.train_min, epoch.clone());
         let loss = (prediction - batch.y).powi_scalar(2).mean();
+        // Plain values accumulated over the epoch: reduced across the ranks at each step, and
+        // each rank's own.
+        cx.log_with("train_loss", &loss, epoch.clone().sync_dist(true));
+        cx.log_with("rank_loss", &loss, epoch.clone());
         cx.log_with("rank_mean", cx.global_rank as f64, LogOptions::new().sync_dist(true));
         cx.log_with("loss", &loss, LogOptions::new().sync_dist(true));
         cx.log("world_size", cx.world_size as f64);
@@ -330,6 +334,94 @@ fn every_rank_resumes_from_the_same_checkpoint() {
             serde_json::from_slice(&std::fs::read(dir.path().join(format!("rank{rank}.json"))).unwrap()).unwrap();
         assert_eq!(global_step, 6, "3 steps restored, 3 trained");
         assert_close(&weights, &single.weights());
+    }
+}
+
+/// The epoch values a resumed run must compute as the uninterrupted one: metric objects of
+/// every reduction, a `sync_dist` mean and each rank's own mean.
+const EPOCH_VALUES: [&str; 6] = [
+    "train_mse",
+    "train_auroc",
+    "train_max",
+    "train_min",
+    "train_loss",
+    "rank_loss",
+];
+
+/// Both ranks train one epoch (3 steps) with a checkpoint after every step, then resume from
+/// the one after the first step: every epoch value equals the uninterrupted run's, on both
+/// ranks, bit for bit. The checkpoint holds every rank's share of the metric states (rank zero
+/// alone writes it, with its own share only, each rank would resume from rank zero's: its
+/// first batch counted twice, rank one's lost). Resumed in one process, the same checkpoint
+/// gives the values of one process that trained on both ranks' items.
+#[test]
+fn a_resume_inside_an_epoch_on_two_ranks_computes_the_epoch_values_of_an_uninterrupted_run() {
+    if let Some(dir) = child_dir() {
+        let root = dir.join("whole");
+        let every_step = ModelCheckpoint::new().every_n_train_steps(1).save_top_k(-1);
+        let mut whole = builder(&root).callback(every_step).build().unwrap();
+        whole
+            .fit(Regressor::new(), Loaders::fit(pair_loader(48, 8), None))
+            .unwrap();
+        let checkpoint = root.join("lightning_logs/version_0/checkpoints/epoch=0-step=1.ckpt");
+        let mut resumed = builder(&dir.join("resumed")).build().unwrap();
+        resumed
+            .fit_from(Regressor::new(), Loaders::fit(pair_loader(48, 8), None), &checkpoint)
+            .unwrap();
+        let values = |metrics: &burn_lightning::Metrics| -> Vec<f64> {
+            EPOCH_VALUES.iter().map(|name| metrics.get(name).unwrap()).collect()
+        };
+        let report = (values(whole.callback_metrics()), values(resumed.callback_metrics()));
+        std::fs::write(report_path(&dir, rank()), serde_json::to_vec(&report).unwrap()).unwrap();
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (status, output) = mpirun(
+        "a_resume_inside_an_epoch_on_two_ranks_computes_the_epoch_values_of_an_uninterrupted_run",
+        dir.path(),
+        &[],
+        Duration::from_secs(300),
+    );
+    assert!(status.success(), "{output}");
+    let checkpoint_path = dir
+        .path()
+        .join("whole/lightning_logs/version_0/checkpoints/epoch=0-step=1.ckpt");
+    let checkpoint = burn_lightning::Checkpoint::load(&checkpoint_path).unwrap();
+    // Each rank's first batch: 8 items of 2 outputs.
+    let total = &checkpoint.metrics["train_mse"]["state"]["total"];
+    assert_eq!(total[0], 2 * 8 * 2, "both ranks' first batch: {total}");
+    for rank in 0..2 {
+        let (whole, resumed): (Vec<f64>, Vec<f64>) =
+            serde_json::from_slice(&std::fs::read(report_path(dir.path(), rank)).unwrap()).unwrap();
+        for ((name, whole), resumed) in EPOCH_VALUES.iter().zip(&whole).zip(&resumed) {
+            assert_eq!(
+                resumed.to_bits(),
+                whole.to_bits(),
+                "{name} on rank {rank}: resumed {resumed} vs uninterrupted {whole}"
+            );
+        }
+    }
+
+    // The same checkpoint resumed in one process (batches of 16 made of both ranks' items):
+    // its metric objects start from the merged states and end the epoch as one process that
+    // ran it all. (Plain values do not: their saved means are weighted by a rank's batch size.)
+    let (two_ranks, _): (Vec<f64>, Vec<f64>) =
+        serde_json::from_slice(&std::fs::read(report_path(dir.path(), 0)).unwrap()).unwrap();
+    let one = tempfile::tempdir().unwrap();
+    let mut resumed = builder(one.path()).build().unwrap();
+    resumed
+        .fit_from(
+            Regressor::new(),
+            Loaders::fit(pair_loader_in_order(&global_order(), 16), None),
+            &checkpoint_path,
+        )
+        .unwrap();
+    for (name, two) in EPOCH_VALUES.iter().zip(&two_ranks).take(4) {
+        let one = resumed.callback_metrics().get(name).unwrap();
+        assert!(
+            (one - two).abs() <= 1e-5,
+            "{name}: resumed in one process {one} vs two ranks {two}"
+        );
     }
 }
 

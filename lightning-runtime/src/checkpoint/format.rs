@@ -67,6 +67,7 @@ impl Checkpoint {
             loops: None,
             metrics: BTreeMap::new(),
             epoch_logs: Vec::new(),
+            epoch_logs_by_rank: Vec::new(),
             optimizer_parts: Vec::new(),
             weights: Weights::None,
             weight_sets: BTreeMap::new(),

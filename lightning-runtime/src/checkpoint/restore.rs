@@ -31,6 +31,21 @@ where
         Error::Checkpoint(why) => Error::Checkpoint(format!("cannot resume: {why} (a checkpoint of another module?)")),
         other => other,
     })?;
+    // Several processes: each rank goes on from its own share of the saved metric states.
+    if let Some(group) = &core.process_group {
+        let device = burn::module::Module::devices(&*module)
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+            .without_autodiff();
+        crate::metrics::restore_rank(
+            &*module,
+            &checkpoint.metrics,
+            group.rank(),
+            core.state.world_size,
+            &device,
+        )?;
+    }
     // The restored metric objects the training loop logged are reset when the resumed epoch
     // ends, as they were in the fit that saved them.
     let resets = crate::metrics::training_resets(&*module, &checkpoint.metrics);
@@ -117,7 +132,13 @@ pub(crate) fn restore_training_state(
     core.loop_progress.batches_done = if loops.epoch_done { 0 } else { loops.batches_done };
     // The epoch in progress: what it logged comes back when it starts again.
     if !loops.epoch_done {
-        core.metrics.restore_epoch_logs(&checkpoint.epoch_logs)?;
+        // Several processes: each rank's own, when the checkpoint has every rank's.
+        let own = core
+            .process_group
+            .as_ref()
+            .filter(|_| checkpoint.epoch_logs_by_rank.len() == core.state.world_size)
+            .map(|group| &checkpoint.epoch_logs_by_rank[group.rank()]);
+        core.metrics.restore_epoch_logs(own.unwrap_or(&checkpoint.epoch_logs))?;
     }
     Ok(RestoredCounters {
         batches_that_stepped: loops.batches_that_stepped,

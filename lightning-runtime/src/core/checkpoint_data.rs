@@ -40,6 +40,10 @@ pub struct Checkpoint {
     /// checkpoint saved inside an epoch): a resumed epoch's means count its first batches too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) epoch_logs: Vec<crate::core::logging::SavedEpochLog>,
+    /// Several processes: [`epoch_logs`](Self::epoch_logs) of every rank, in rank order (rank
+    /// zero's alone are in `epoch_logs`); a resume on as many processes gives each rank its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) epoch_logs_by_rank: Vec<Vec<crate::core::logging::SavedEpochLog>>,
     /// The byte lengths of the optimizers' states in the optimizer section, one after the
     /// other, when the module has several (empty with one: the section is its state alone).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -18,6 +18,13 @@ pub(crate) trait Collectives: Send + Sync {
     /// Every rank's `values` (of any length), in rank order (every rank gets them all): how the
     /// states of metric objects are merged.
     fn all_gather(&self, values: &[f64]) -> Result<Vec<Vec<f64>>, Error>;
+
+    /// Whether any rank has a checkpoint waiting for the ranks' states at the end of this
+    /// training batch (every rank gets the answer).
+    fn checkpoint_waits(&self, waiting: bool) -> Result<bool, Error>;
+
+    /// [`all_gather`](Self::all_gather), for a checkpoint (named so when it times out).
+    fn all_gather_for_checkpoint(&self, values: &[f64]) -> Result<Vec<Vec<f64>>, Error>;
 }
 
 /// The values the ranks after the first logged with `sync_dist` in the current step, until

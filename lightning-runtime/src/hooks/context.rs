@@ -99,6 +99,24 @@ pub struct Core {
     pub(crate) optimizer_requests: Vec<OptimizerRequest>,
     /// What callbacks changed of the fit loop (`StochasticWeightAveraging`'s BatchNorm epoch).
     pub(crate) fit_control: FitControl,
+    /// Several processes, inside a training batch: the checkpoints taken before the batch's end
+    /// take what the training epoch accumulated (metric objects and `cx.log` values) from every
+    /// rank, gathered at the batch's end (`Run::gather_checkpointed_metrics`), where every rank
+    /// takes part.
+    pub(crate) gather_metrics_at_batch_end: bool,
+    /// The checkpoints waiting for those (their writer job waits on the receiver; a sender
+    /// dropped unsent makes it save this process's share only).
+    pub(crate) metric_gathers: Vec<std::sync::mpsc::Sender<std::sync::Arc<GatheredStates>>>,
+}
+
+/// What every rank accumulated of the training epoch in progress, gathered at the end of a
+/// batch for the checkpoints taken in it (see [`Core::metric_gathers`]).
+#[derive(Debug)]
+pub(crate) struct GatheredStates {
+    /// The metric objects' states (`crate::metrics::gathered_across`).
+    pub(crate) metrics: BTreeMap<String, crate::JsonValue>,
+    /// Each rank's `cx.log` accumulators, in rank order.
+    pub(crate) epoch_logs: Vec<Vec<crate::core::logging::SavedEpochLog>>,
 }
 
 /// A change of an optimizer a hook asked for (see [`Core::optimizer_requests`]).
@@ -178,6 +196,8 @@ impl Core {
             process_group: None,
             optimizer_requests: Vec::new(),
             fit_control: FitControl::default(),
+            gather_metrics_at_batch_end: false,
+            metric_gathers: Vec::new(),
         }
     }
 

@@ -430,6 +430,9 @@ where
     // A mid-epoch resume continues after the batches the checkpoint completed; skipping them
     // loads them (a loader cannot seek).
     let resumed_batches = std::mem::take(&mut run.core.loop_progress.batches_done);
+    // Several processes: a checkpoint taken inside a batch waits for what every rank
+    // accumulated of the epoch, gathered at the batch's end.
+    let gathers = run.cfg.process_group.is_some();
     while batch_idx < resumed_batches {
         let Some(next) = batches.next_batch()? else { break };
         for (replica, _) in &mut replica_batches {
@@ -439,6 +442,7 @@ where
         batch_idx += 1;
     }
     while let Some(next) = batches.next_batch()? {
+        run.core.gather_metrics_at_batch_end = gathers;
         // Equal shards give every rank as many batches; a rank that ran out sits the step out.
         let mut ranks = Vec::with_capacity(replica_batches.len());
         for (replica, device) in &mut replica_batches {
@@ -501,6 +505,7 @@ where
         if counts_as_stepped::<M>(accumulating) {
             run.batches_that_stepped += 1;
         }
+        run.gather_checkpointed_metrics()?;
         // SLURM's SIGUSR1 (auto-requeue), at this batch boundary.
         if crate::loops::signals::take_requeue() {
             run.save_hpc_checkpoint_and_requeue()?;
@@ -510,6 +515,8 @@ where
             break;
         }
     }
+    // A batch that ended the epoch (`BatchControl::StopEpoch`) gathers here.
+    run.gather_checkpointed_metrics()?;
     // An epoch ended by `BatchControl::StopEpoch` still advances epoch-interval schedulers.
     if stopped_by_hook && M::OPTIMIZATION == Optimization::Automatic {
         step_scheduler(run, Interval::Epoch, false)?;

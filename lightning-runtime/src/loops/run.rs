@@ -528,7 +528,36 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch, M::ValBatch, M::TestBatch, 
 
     /// Waits for checkpoints being written; returns the first error writing them met.
     pub fn finish_checkpoints(&mut self) -> Result<(), Error> {
+        // Checkpoints still waiting for the ranks' metric states go on without them.
+        self.core.metric_gathers.clear();
         self.writer.finish()
+    }
+
+    /// Several processes, at the end of a training batch (every rank calls this at the same
+    /// points): when a checkpoint of this batch waits for them, what every rank accumulated of
+    /// the epoch (the metric objects' states, the `cx.log` values) is gathered and handed to it.
+    /// One scalar all-reduce per batch says whether one waits (checkpoints are decided on rank
+    /// zero alone).
+    pub fn gather_checkpointed_metrics(&mut self) -> Result<(), Error> {
+        if !std::mem::take(&mut self.core.gather_metrics_at_batch_end) {
+            return Ok(());
+        }
+        let Some(group) = self.core.process_group.clone() else {
+            return Ok(());
+        };
+        let waiting = std::mem::take(&mut self.core.metric_gathers);
+        if !group.checkpoint_waits(!waiting.is_empty())? {
+            return Ok(());
+        }
+        let metrics = crate::metrics::gathered_across(&self.module, &*group)?;
+        let epoch_logs = self.core.metrics.epoch_logs_snapshot().read();
+        let epoch_logs = gather_epoch_logs(&*group, &epoch_logs)?;
+        let gathered = std::sync::Arc::new(crate::hooks::context::GatheredStates { metrics, epoch_logs });
+        for sender in waiting {
+            // A writer that stopped has nothing to wait for.
+            let _ = sender.send(gathered.clone());
+        }
+        Ok(())
     }
 
     /// The run directory, created once per trainer (a second `fit` goes on writing into the
@@ -746,6 +775,30 @@ fn apply_optimizer_requests(
     Ok(())
 }
 
+/// Every rank's `cx.log` accumulators of the training epoch, in rank order (one all-gather,
+/// as JSON bytes).
+fn gather_epoch_logs(
+    group: &dyn crate::core::distributed::Collectives,
+    local: &[crate::core::logging::SavedEpochLog],
+) -> Result<Vec<Vec<crate::core::logging::SavedEpochLog>>, Error> {
+    let bytes = serde_json::to_vec(local)
+        .map_err(|e| Error::Checkpoint(format!("cannot save the values logged in the epoch: {e}")))?;
+    let buffer: Vec<f64> = bytes.iter().map(|&b| f64::from(b)).collect();
+    group
+        .all_gather_for_checkpoint(&buffer)?
+        .iter()
+        .enumerate()
+        .map(|(rank, buffer)| {
+            let bytes: Vec<u8> = buffer.iter().map(|&b| b as u8).collect();
+            serde_json::from_slice(&bytes).map_err(|e| {
+                Error::Checkpoint(format!(
+                    "rank {rank} sent the values it logged in the epoch damaged: {e}"
+                ))
+            })
+        })
+        .collect()
+}
+
 /// The trainer's after-hook protocol inside a run (see [`AfterHook`]): right after the callback
 /// or module hook that asked, makes the changes of the optimizers it asked for (so the next
 /// callback sees them, as Lightning's callbacks see each other's `add_param_group`), takes the
@@ -817,6 +870,16 @@ impl<D> CheckpointSink<'_, D> {
         let metrics = checkpoint
             .is_some()
             .then(|| crate::metrics::MetricsSnapshot::of(&*module, &core.metrics.checkpointed_metrics()));
+        // Several processes: what every rank accumulated of the training epoch, gathered at the
+        // end of this batch (this process holds its own share only).
+        let gathered = match &metrics {
+            Some(_) if core.gather_metrics_at_batch_end && core.state.function == TrainerFn::Fitting => {
+                let (sender, receiver) = std::sync::mpsc::channel();
+                core.metric_gathers.push(sender);
+                Some(receiver)
+            }
+            _ => None,
+        };
         let epoch_logs = match checkpoint.is_some() && core.state.function == TrainerFn::Fitting {
             true => core.metrics.epoch_logs_snapshot(),
             false => Default::default(),
@@ -854,7 +917,20 @@ impl<D> CheckpointSink<'_, D> {
                 Ok(())
             };
             if let Some(mut checkpoint) = checkpoint {
-                checkpoint.metrics = metrics.unwrap_or_default().to_json()?;
+                let metrics = metrics.unwrap_or_default();
+                checkpoint.metrics = match gathered.map(|receiver| receiver.recv()) {
+                    Some(Ok(gathered)) => {
+                        checkpoint.epoch_logs_by_rank = gathered.epoch_logs.clone();
+                        metrics.to_json_gathered(&gathered.metrics)?
+                    }
+                    Some(Err(_)) => {
+                        tracing::warn!(target: "burn_lightning",
+                            "the checkpoint holds this rank's share of the training epoch's metric states and logged \
+                             values only: the run ended before the ranks could gather theirs");
+                        metrics.to_json()?
+                    }
+                    None => metrics.to_json()?,
+                };
                 checkpoint.epoch_logs = epoch_logs.read();
                 // Cloning the module copies tensor handles, not weights.
                 let checkpoint = checkpoint.with_payload(module.clone(), optimizers)?;

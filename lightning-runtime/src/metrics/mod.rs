@@ -35,7 +35,10 @@
 //!
 //! A checkpoint holds every metric's state under its path in the module (`val_acc`), so a fit
 //! resumed in the middle of an epoch computes the epoch value an uninterrupted fit computes. A
-//! metric whose epoch value was computed and that waits for its reset is saved empty.
+//! metric whose epoch value was computed and that waits for its reset is saved empty. Under
+//! several processes, a checkpoint taken inside a training epoch holds every rank's states of
+//! the training metrics, gathered at the end of the batch, and each rank of a resume on as
+//! many processes goes on from its own.
 //!
 //! # Not here
 //!
@@ -67,6 +70,7 @@ pub use state::Reduction;
 
 pub mod regression;
 
+use crate::core::distributed::Collectives;
 use crate::core::logging::SavedMetrics;
 use crate::{Device, Error, JsonValue};
 use std::collections::BTreeMap;
@@ -74,7 +78,12 @@ use std::collections::BTreeMap;
 /// The states of a module's metrics at one moment (tensor handles, read later): what a
 /// checkpoint saves.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct MetricsSnapshot(Vec<Saved>);
+pub(crate) struct MetricsSnapshot {
+    saved: Vec<Saved>,
+    /// The paths of the metrics the training loop logged and has not computed yet, empty here
+    /// or not: under several processes their states are every rank's (see [`gathered_across`]).
+    training: Vec<String>,
+}
 
 /// One metric's state in a checkpoint.
 #[derive(Clone, Debug)]
@@ -91,27 +100,57 @@ impl MetricsSnapshot {
     /// they are reset before they are updated again). Device operations only: the states are
     /// read by [`to_json`](Self::to_json).
     pub(crate) fn of<M: burn::module::Module>(module: &M, saved: &SavedMetrics) -> Self {
-        Self(
-            state::metrics_of(module)
-                .into_iter()
-                .filter(|(_, state)| !saved.skip.contains(&state.id()))
-                .filter_map(|(path, state)| {
-                    let logged_by_training = saved.training.contains(&state.id());
-                    state.snapshot().map(|state| Saved {
-                        path,
-                        state,
-                        logged_by_training,
-                    })
+        let metrics: Vec<_> = state::metrics_of(module)
+            .into_iter()
+            .filter(|(_, state)| !saved.skip.contains(&state.id()))
+            .collect();
+        let training = metrics
+            .iter()
+            .filter(|(_, state)| saved.training.contains(&state.id()))
+            .map(|(path, _)| path.clone())
+            .collect();
+        let saved = metrics
+            .into_iter()
+            .filter_map(|(path, state)| {
+                let logged_by_training = saved.training.contains(&state.id());
+                state.snapshot().map(|state| Saved {
+                    path,
+                    state,
+                    logged_by_training,
                 })
-                .collect(),
-        )
+            })
+            .collect();
+        Self { saved, training }
+    }
+
+    /// [`to_json`](Self::to_json), with the states of the metrics the training loop logged
+    /// replaced by every rank's, as [`gathered_across`] gathered them at the same moment.
+    pub(crate) fn to_json_gathered(
+        &self,
+        gathered: &BTreeMap<String, JsonValue>,
+    ) -> Result<BTreeMap<String, JsonValue>, Error> {
+        let mut json = self.to_json()?;
+        for path in &self.training {
+            match gathered.get(path) {
+                Some(entry) => {
+                    let mut entry = entry.clone();
+                    entry["logged_by"] = JsonValue::from("train");
+                    json.insert(path.clone(), entry);
+                }
+                // No rank updated it.
+                None => {
+                    json.remove(path);
+                }
+            }
+        }
+        Ok(json)
     }
 
     /// The states read from the device, by path, as a checkpoint holds them:
     /// `{"state": {"tp": [..], ..}}`, with `"logged_by": "train"` for a metric the training loop
     /// logged.
     pub(crate) fn to_json(&self) -> Result<BTreeMap<String, JsonValue>, Error> {
-        self.0
+        self.saved
             .iter()
             .map(|saved| {
                 let state = saved.state.to_json().map_err(|why| {
@@ -126,6 +165,58 @@ impl MetricsSnapshot {
             })
             .collect()
     }
+}
+
+/// Every metric of `module` that some process updated, by path, as a checkpoint holds it:
+/// `{"state": .., "rank_states": [..]}`, the states of every process merged by their reductions
+/// and each process's own, in rank order. One all-gather per metric of the module, in its order:
+/// every process must call this at the same point.
+pub(crate) fn gathered_across<M: burn::module::Module>(
+    module: &M,
+    group: &dyn Collectives,
+) -> Result<BTreeMap<String, JsonValue>, Error> {
+    let mut gathered = BTreeMap::new();
+    for (path, state) in state::metrics_of(module) {
+        let per_rank = state
+            .gathered(group, true)
+            .map_err(|why| Error::Checkpoint(format!("cannot save the state of the metric `{path}`: {why}")))?;
+        let ranks: Vec<JsonValue> = per_rank.iter().map(|states| state.states_json(states)).collect();
+        let merged = state.merge(per_rank);
+        if state.is_initial(&merged) {
+            continue;
+        }
+        let mut entry = serde_json::Map::new();
+        entry.insert("state".into(), state.states_json(&merged));
+        entry.insert("rank_states".into(), JsonValue::Array(ranks));
+        gathered.insert(path, JsonValue::Object(entry));
+    }
+    Ok(gathered)
+}
+
+/// After [`restore`] under several processes (`rank` of `world_size`): each rank takes its own
+/// state of the metrics a checkpoint saved with every rank's (see [`gathered_across`]), so a
+/// resumed epoch merges the states an uninterrupted one would. Saved by another number of
+/// processes, rank zero keeps the merged state and the other ranks start empty.
+pub(crate) fn restore_rank<M: burn::module::Module>(
+    module: &M,
+    saved: &BTreeMap<String, JsonValue>,
+    rank: usize,
+    world_size: usize,
+    device: &Device,
+) -> Result<(), Error> {
+    for (path, state) in state::metrics_of(module) {
+        let Some(ranks) = saved.get(&path).and_then(|value| value["rank_states"].as_array()) else {
+            continue;
+        };
+        if ranks.len() == world_size {
+            state
+                .load_json(&ranks[rank], device)
+                .map_err(|why| Error::Checkpoint(format!("cannot restore the state of the metric `{path}`: {why}")))?;
+        } else if rank != 0 {
+            state.reset();
+        }
+    }
+    Ok(())
 }
 
 /// Gives every metric of `module` the state `saved` holds under its path, on `device` (the

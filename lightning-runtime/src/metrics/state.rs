@@ -506,26 +506,38 @@ impl MetricState {
         Ok(())
     }
 
-    /// Every process's states merged, each by its reduction, then placed on `device`: the
-    /// states of this process are read and exchanged with one all-gather (every process must
-    /// call this, in the same order). Returns `None` when no process updated the metric.
-    pub(crate) fn merged_across(
+    /// Every process's states (merged over its devices), in rank order: the states of this
+    /// process are read and exchanged with one all-gather (every process must call this, in
+    /// the same order), for a checkpoint or for the epoch's value.
+    pub(crate) fn gathered(
         &self,
         group: &dyn Collectives,
-        device: &Device,
-    ) -> Result<Option<Vec<StateTensor>>, String> {
+        for_checkpoint: bool,
+    ) -> Result<Vec<Vec<HostState>>, String> {
         let local = self.read()?;
         let mut buffer = Vec::new();
         for state in &local {
             buffer.push(state.len() as f64);
             buffer.extend(state.as_f64());
         }
-        let gathered = group
-            .all_gather(&buffer)
-            .map_err(|e| format!("cannot merge its state across processes: {e}"))?;
+        let gathered = match for_checkpoint {
+            true => group.all_gather_for_checkpoint(&buffer),
+            false => group.all_gather(&buffer),
+        }
+        .map_err(|e| format!("cannot merge its state across processes: {e}"))?;
+        gathered
+            .iter()
+            .enumerate()
+            .map(|(rank, buffer)| {
+                unpack(&self.0.specs, buffer).map_err(|why| format!("rank {rank} sent a state that {why}"))
+            })
+            .collect()
+    }
+
+    /// `per_rank`'s states merged, each by its reduction (the initial states when empty).
+    pub(crate) fn merge(&self, per_rank: Vec<Vec<HostState>>) -> Vec<HostState> {
         let mut merged: Option<Vec<HostState>> = None;
-        for (rank, buffer) in gathered.iter().enumerate() {
-            let states = unpack(&self.0.specs, buffer).map_err(|why| format!("rank {rank} sent a state that {why}"))?;
+        for states in per_rank {
             merged = Some(match merged {
                 None => states,
                 Some(merged) => merged
@@ -536,9 +548,24 @@ impl MetricState {
                     .collect(),
             });
         }
-        let merged = merged.unwrap_or_default();
-        let initial: Vec<HostState> = self.0.specs.iter().map(StateSpec::initial).collect();
-        if merged == initial {
+        merged.unwrap_or_else(|| self.0.specs.iter().map(StateSpec::initial).collect())
+    }
+
+    /// Whether `states` are the states before any update.
+    pub(crate) fn is_initial(&self, states: &[HostState]) -> bool {
+        states.len() == self.0.specs.len() && states.iter().zip(&self.0.specs).all(|(s, spec)| *s == spec.initial())
+    }
+
+    /// Every process's states merged, each by its reduction, then placed on `device` (one
+    /// all-gather: every process must call this, in the same order). Returns `None` when no
+    /// process updated the metric.
+    pub(crate) fn merged_across(
+        &self,
+        group: &dyn Collectives,
+        device: &Device,
+    ) -> Result<Option<Vec<StateTensor>>, String> {
+        let merged = self.merge(self.gathered(group, false)?);
+        if self.is_initial(&merged) {
             return Ok(None);
         }
         Ok(Some(merged.iter().map(|state| state.to_tensor(device)).collect()))
@@ -560,6 +587,18 @@ impl MetricState {
             names: self.0.specs.iter().map(|spec| spec.name).collect(),
             tensors,
         })
+    }
+
+    /// `states` as a checkpoint holds them: `{"tp": [..], ...}`.
+    pub(crate) fn states_json(&self, states: &[HostState]) -> JsonValue {
+        JsonValue::Object(
+            self.0
+                .specs
+                .iter()
+                .zip(states)
+                .map(|(spec, state)| (spec.name.to_string(), state.to_json()))
+                .collect(),
+        )
     }
 
     /// Loads the states a checkpoint saved (`{"tp": [..], ...}`) onto `device`.

@@ -21,6 +21,10 @@
 //! * values logged with `sync_dist` in training are reduced across ranks (by their `reduce`);
 //!   in validation, test and predict every rank already sees the whole dataloader, so they are
 //!   not (a `Reduce::Sum` is not counted W times);
+//! * at the end of each training batch, one scalar all-reduce says whether a checkpoint taken in
+//!   it (on rank zero) waits for what the ranks accumulated of the epoch; if so, their metric
+//!   objects' states and `cx.log` accumulators are all-gathered into it, so that each rank of a
+//!   resume goes on from its own;
 //! * loggers, checkpoints, the progress bar, the model summary, `report.html` and the run
 //!   directory exist on rank zero only: the other ranks write nothing. `fit_from(path)` reads
 //!   the same checkpoint file on every rank (it must be visible to every node);
@@ -220,18 +224,20 @@ pub(crate) enum Collective {
     Finalize,
     Barrier,
     MetricStates,
+    CheckpointStates,
 }
 
 impl Collective {
     /// Every collective, in the order of their discriminants (what the watchdog reads back).
     #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
-    const ALL: [Collective; 6] = [
+    const ALL: [Collective; 7] = [
         Collective::CheckFlags,
         Collective::Gradients,
         Collective::SyncDist,
         Collective::Finalize,
         Collective::Barrier,
         Collective::MetricStates,
+        Collective::CheckpointStates,
     ];
 
     #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
@@ -243,6 +249,10 @@ impl Collective {
             Collective::Finalize => "MPI_Finalize at exit (this rank ended while others still run)",
             Collective::Barrier => "the barrier at the end of a run",
             Collective::MetricStates => "the merge of a metric object's state at the end of a training epoch",
+            Collective::CheckpointStates => {
+                "the gathering, at the end of a training batch, of the ranks' metric states and logged values for a \
+                 checkpoint"
+            }
         }
     }
 }
@@ -283,7 +293,7 @@ impl ProcessGroup {
     pub(crate) fn reduce_scalar(&self, value: f64, reduce: crate::core::logging::Reduce) -> Result<f64, Error> {
         #[cfg(feature = "mpi")]
         {
-            self.inner.reduce_scalar(value, reduce)
+            self.inner.reduce_scalar(Collective::SyncDist, value, reduce)
         }
         #[cfg(not(feature = "mpi"))]
         {
@@ -305,7 +315,36 @@ impl crate::core::distributed::Collectives for ProcessGroup {
     fn all_gather(&self, values: &[f64]) -> Result<Vec<Vec<f64>>, Error> {
         #[cfg(feature = "mpi")]
         {
-            self.inner.all_gather_values(values)
+            self.inner.all_gather_values(Collective::MetricStates, values)
+        }
+        #[cfg(not(feature = "mpi"))]
+        {
+            let _ = values;
+            match self._never {}
+        }
+    }
+
+    fn checkpoint_waits(&self, waiting: bool) -> Result<bool, Error> {
+        #[cfg(feature = "mpi")]
+        {
+            let any = self.inner.reduce_scalar(
+                Collective::CheckpointStates,
+                f64::from(u8::from(waiting)),
+                crate::core::logging::Reduce::Max,
+            )?;
+            Ok(any > 0.0)
+        }
+        #[cfg(not(feature = "mpi"))]
+        {
+            let _ = waiting;
+            match self._never {}
+        }
+    }
+
+    fn all_gather_for_checkpoint(&self, values: &[f64]) -> Result<Vec<Vec<f64>>, Error> {
+        #[cfg(feature = "mpi")]
+        {
+            self.inner.all_gather_values(Collective::CheckpointStates, values)
         }
         #[cfg(not(feature = "mpi"))]
         {
@@ -490,14 +529,12 @@ mod mpi_world {
 
         /// Every rank's `values`, in rank order: their lengths with one all-gather, then the
         /// values with one `MPI_Allgatherv`.
-        pub(super) fn all_gather_values(&self, values: &[f64]) -> Result<Vec<Vec<f64>>, Error> {
+        pub(super) fn all_gather_values(&self, which: Collective, values: &[f64]) -> Result<Vec<Vec<f64>>, Error> {
             use mpi::datatype::PartitionMut;
             let too_long = || Error::Data(format!("{} values are too many for one MPI message", values.len()));
             let count = mpi::Count::try_from(values.len()).map_err(|_| too_long())?;
             let mut counts = vec![0 as mpi::Count; self.size()];
-            self.guarded(Collective::MetricStates, || {
-                world().all_gather_into(&count, &mut counts[..])
-            });
+            self.guarded(which, || world().all_gather_into(&count, &mut counts[..]));
             let mut displacements = Vec::with_capacity(counts.len());
             let mut total: mpi::Count = 0;
             for &count in &counts {
@@ -507,9 +544,7 @@ mod mpi_world {
             let mut all = vec![0.0f64; usize::try_from(total).unwrap_or(0)];
             {
                 let mut partition = PartitionMut::new(&mut all[..], counts.clone(), &displacements[..]);
-                self.guarded(Collective::MetricStates, || {
-                    world().all_gather_varcount_into(values, &mut partition)
-                });
+                self.guarded(which, || world().all_gather_varcount_into(values, &mut partition));
             }
             Ok(counts
                 .iter()
@@ -528,7 +563,12 @@ mod mpi_world {
             });
         }
 
-        pub(super) fn reduce_scalar(&self, value: f64, reduce: crate::core::logging::Reduce) -> Result<f64, Error> {
+        pub(super) fn reduce_scalar(
+            &self,
+            which: Collective,
+            value: f64,
+            reduce: crate::core::logging::Reduce,
+        ) -> Result<f64, Error> {
             use crate::core::logging::Reduce;
             let operation = match reduce {
                 Reduce::Mean | Reduce::Sum => SystemOperation::sum(),
@@ -536,9 +576,7 @@ mod mpi_world {
                 Reduce::Max => SystemOperation::max(),
             };
             let mut reduced = 0.0f64;
-            self.guarded(Collective::SyncDist, || {
-                world().all_reduce_into(&value, &mut reduced, operation)
-            });
+            self.guarded(which, || world().all_reduce_into(&value, &mut reduced, operation));
             Ok(match reduce {
                 Reduce::Mean => reduced / self.size() as f64,
                 _ => reduced,
