@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 /// Set in the child: its directory, and whether its `on_exception` is slow.
 const CHILD_DIR: &str = "BURN_LIGHTNING_SIGNAL_CHILD_DIR";
 const CHILD_SLOW: &str = "BURN_LIGHTNING_SIGNAL_CHILD_SLOW";
+/// Set in the child: its module carries ballast weights, and only the on-exception checkpoint
+/// is saved.
+const CHILD_BIG: &str = "BURN_LIGHTNING_SIGNAL_CHILD_BIG";
 /// Set in the child: its training loader blocks forever after this many batches.
 const CHILD_STUCK_AFTER: &str = "BURN_LIGHTNING_SIGNAL_CHILD_STUCK_AFTER";
 /// Set in the child: it fits without `ckpt_path` up to this global step, writes the step it
@@ -32,6 +35,24 @@ const CHILD_MAX_STEPS: &str = "BURN_LIGHTNING_SIGNAL_CHILD_MAX_STEPS";
 #[derive(Module, Debug)]
 pub struct Net {
     layer: Linear,
+    /// Weights no step uses, to make checkpoints large (writes that take a while).
+    ballast: Option<Linear>,
+}
+
+impl Net {
+    /// The regressor; with `ballast`, 33.5 million more weights (a 134 MB checkpoint).
+    fn new(ballast: bool) -> Self {
+        let device = Device::default();
+        Self {
+            layer: LinearConfig::new(32, 2).init(&device),
+            ballast: ballast.then(|| {
+                LinearConfig::new(8192, 4096)
+                    .with_bias(false)
+                    .with_initializer(burn::nn::Initializer::Zeros)
+                    .init(&device)
+            }),
+        }
+    }
 }
 
 #[lightning_module]
@@ -164,16 +185,19 @@ fn child_trains_until_signalled() {
             .max_steps(steps.parse::<usize>().unwrap())
             .build()
             .unwrap();
-        let model = Net {
-            layer: LinearConfig::new(32, 2).init(&Device::default()),
-        };
+        let model = Net::new(false);
         trainer.fit(model, Loaders::fit(loader, None)).unwrap();
         std::fs::write(dir.join("reached"), trainer.global_step().to_string()).unwrap();
         return;
     }
-    let mut trainer = Trainer::builder()
-        .signal_timeout(1.0)
-        .callback(ModelCheckpoint::new().every_n_train_steps(2).save_top_k(-1))
+    // With ballast, only the on-exception checkpoint is written (a 134 MB write that is still
+    // in progress when the second Ctrl-C comes).
+    let big = std::env::var(CHILD_BIG).is_ok();
+    let mut builder = Trainer::builder().signal_timeout(1.0);
+    if !big {
+        builder = builder.callback(ModelCheckpoint::new().every_n_train_steps(2).save_top_k(-1));
+    }
+    let mut trainer = builder
         .default_root_dir(&dir)
         .enable_progress_bar(false)
         .enable_model_summary(false)
@@ -187,9 +211,7 @@ fn child_trains_until_signalled() {
         .callback(OnExceptionCheckpoint::new(&dir))
         .build()
         .unwrap();
-    let model = Net {
-        layer: LinearConfig::new(32, 2).init(&Device::default()),
-    };
+    let model = Net::new(big);
     let _ = trainer.fit(model, Loaders::fit(loader, None));
     unreachable!("fit exits the process after a signal");
 }
@@ -369,6 +391,9 @@ fn sighup_after_the_terminal_closed_still_shuts_down_cleanly() {
     assert!(csv.lines().count() > checkpoint.global_step, "{csv}");
 }
 
+/// A second Ctrl-C while the shutdown runs exits at once and says what it abandoned: first in a
+/// slow `on_exception`; then while the on-exception checkpoint (134 MB) is being written, whose
+/// temporary file it removes.
 #[test]
 fn a_second_ctrl_c_exits_at_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -385,6 +410,49 @@ fn a_second_ctrl_c_exits_at_once() {
         "{stderr}"
     );
     assert_eq!(temp_files(dir.path()), Vec::<PathBuf>::new());
+
+    // The on-exception checkpoint's write in progress: its temporary file is there at the second
+    // Ctrl-C and gone after (before, a forced exit left it behind).
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["child_trains_until_signalled", "--exact", "--ignored", "--nocapture"])
+        .env(CHILD_DIR, dir.path())
+        .env(CHILD_BIG, "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&dir.path().join("started"), &mut child);
+    send("INT", &child);
+    let started = Instant::now();
+    let writing = loop {
+        let found = temp_files(dir.path());
+        if !found.is_empty() {
+            break found;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the child ended before its on-exception checkpoint was being written: {status}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no write began");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    send("INT", &child);
+    let (code, stderr) = wait_exit(child, Duration::from_secs(30));
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        writing[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(".on_exception.ckpt.tmp-"),
+        "{writing:?}"
+    );
+    assert!(stderr.contains("(1 partly written file(s) removed)"), "{stderr}");
+    assert_eq!(temp_files(dir.path()), Vec::<PathBuf>::new());
+    assert!(
+        !dir.path().join("on_exception.ckpt").exists(),
+        "the abandoned write never completed"
+    );
 }
 
 /// The temporary files (`.<name>.tmp-<random>`) under `dir`, at any depth.
@@ -491,9 +559,7 @@ fn sigusr1_in_a_slurm_job_saves_an_hpc_checkpoint_and_requeues_the_job() {
             .max_steps(saved.global_step + 2)
             .build()
             .unwrap();
-        let model = Net {
-            layer: LinearConfig::new(32, 2).init(&Device::default()),
-        };
+        let model = Net::new(false);
         trainer
             .fit_from(model, Loaders::fit(pair_loader(64, 4), None), ckpt_path)
             .unwrap();
@@ -520,9 +586,7 @@ fn sigusr1_in_a_slurm_job_saves_an_hpc_checkpoint_and_requeues_the_job() {
         .default_root_dir(empty.path())
         .build()
         .unwrap();
-    let model = Net {
-        layer: LinearConfig::new(32, 2).init(&Device::default()),
-    };
+    let model = Net::new(false);
     let error = trainer
         .fit_from(model, Loaders::fit(pair_loader(64, 4), None), "hpc")
         .unwrap_err()
