@@ -581,3 +581,111 @@ fn a_loss_that_is_not_one_value_is_an_error_at_the_first_step() {
         );
     }
 }
+
+/// A loader whose iterator stops after `batches` batches of `inner`, while its `num_items`
+/// and progress say more (a loader of the user's own with a bug, or a source that closed).
+#[derive(Clone)]
+struct StopsEarly {
+    inner: Loader<Pair>,
+    batches: usize,
+}
+
+struct StopsEarlyIter<'a> {
+    inner: Box<dyn burn::data::dataloader::DataLoaderIterator<Pair> + 'a>,
+    left: usize,
+}
+
+impl Iterator for StopsEarlyIter<'_> {
+    type Item = Result<Pair, burn::data::dataset::DatasetError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.left = self.left.checked_sub(1)?;
+        self.inner.next()
+    }
+}
+
+impl burn::data::dataloader::DataLoaderIterator<Pair> for StopsEarlyIter<'_> {
+    fn progress(&self) -> burn::data::dataloader::Progress {
+        self.inner.progress()
+    }
+}
+
+impl burn::data::dataloader::DataLoader<Pair> for StopsEarly {
+    fn iter<'a>(&'a self) -> Box<dyn burn::data::dataloader::DataLoaderIterator<Pair> + 'a> {
+        Box::new(StopsEarlyIter {
+            inner: self.inner.iter(),
+            left: self.batches,
+        })
+    }
+    fn num_items(&self) -> usize {
+        self.inner.num_items()
+    }
+    fn to_device(&self, device: &Device) -> Arc<dyn burn::data::dataloader::DataLoader<Pair>> {
+        Arc::new(Self {
+            inner: self.inner.to_device(device),
+            ..self.clone()
+        })
+    }
+    fn slice(&self, start: usize, end: usize) -> Arc<dyn burn::data::dataloader::DataLoader<Pair>> {
+        Arc::new(Self {
+            inner: self.inner.slice(start, end),
+            ..self.clone()
+        })
+    }
+}
+
+/// A pass that ends short of its items without a recorded worker panic is an error naming the
+/// pass and the counts. Before, it was a `tracing` warning (not shown without a subscriber) and
+/// the epoch ended early without a word. A pass cut on purpose (`limit_train_batches`,
+/// `max_steps`) never asks the loader for more and is not one.
+#[test]
+fn a_dataloader_that_stops_short_of_its_items_fails_the_pass_naming_the_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = || {
+        Arc::new(StopsEarly {
+            inner: pair_loader(32, 4),
+            batches: 3,
+        }) as Loader<Pair>
+    };
+    let fit = |builder: TrainerBuilder<Small>, data: Loaders<Pair>| {
+        let mut trainer = builder.max_epochs(2).enable_model_summary(false).build().unwrap();
+        let result = trainer.fit(Small::new(), data).map(|_| ());
+        (result, trainer.global_step())
+    };
+    let (result, steps) = fit(builder(dir.path()), Loaders::fit(short(), None));
+    let error = result.unwrap_err().into_error();
+    let message = error.to_string();
+    assert!(
+        matches!(
+            error,
+            Error::Dataloader {
+                loader: "train_dataloader",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        message.contains("the training pass ended after 12 of its 32 items"),
+        "{message}"
+    );
+    assert_eq!(
+        steps, 3,
+        "the short epoch's batches trained, the next epoch never started"
+    );
+    // A short validation loader names its pass.
+    let (result, _) = fit(builder(dir.path()), Loaders::fit(pair_loader(32, 4), Some(short())));
+    let message = result.unwrap_err().into_error().to_string();
+    assert!(
+        message.contains("`val_dataloader`") && message.contains("the validation pass ended after"),
+        "{message}"
+    );
+    // Cut on purpose: not an error.
+    let (result, steps) = fit(builder(dir.path()).limit_train_batches(3), Loaders::fit(short(), None));
+    result.unwrap();
+    assert_eq!(steps, 6);
+    // `max_steps` at the very batch where the loader ran out: the pass never asks for more.
+    let (result, steps) = fit(builder(dir.path()).max_steps(3), Loaders::fit(short(), None));
+    result.unwrap();
+    assert_eq!(steps, 3);
+}

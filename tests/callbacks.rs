@@ -919,14 +919,27 @@ fn temporary_files_a_killed_run_left_are_removed_with_the_first_checkpoint() {
     std::fs::write(checkpoints.join(&live), b"a checkpoint being written").unwrap();
     std::fs::write(checkpoints.join("notes.txt"), b"mine").unwrap();
     let seen = Arc::new(Mutex::new(None));
-    builder(dir.path())
-        .max_epochs(1)
-        .callback(StaleAtTrainStart(stale.clone(), seen.clone()))
-        .callback(ModelCheckpoint::new().dirpath(&checkpoints))
-        .build()
-        .unwrap()
-        .fit(Net::new(), data())
-        .unwrap();
+    let ((), infos) = common::events_of(tracing::Level::INFO, || {
+        builder(dir.path())
+            .max_epochs(1)
+            .callback(StaleAtTrainStart(stale.clone(), seen.clone()))
+            .callback(ModelCheckpoint::new().dirpath(&checkpoints))
+            .build()
+            .unwrap()
+            .fit(Net::new(), data())
+            .map(|_| ())
+            .unwrap();
+    });
+    // The removal is logged, naming the file; nothing is said of the live writer's.
+    let removals: Vec<&String> = infos.iter().filter(|m| m.contains("temporary file")).collect();
+    assert_eq!(
+        removals,
+        [&format!(
+            "removed `{}`, the temporary file of an interrupted write (process {gone_pid} on this host no longer runs)",
+            stale.display()
+        )],
+        "{infos:?}"
+    );
     assert_eq!(
         *seen.lock().unwrap(),
         Some(true),

@@ -331,6 +331,7 @@ fn every_flipped_byte_truncation_and_extension_is_an_error_never_a_panic_or_a_si
     let cases = variants.len();
     let mut loaded = Vec::new();
     let mut panicked = Vec::new();
+    let started = std::time::Instant::now();
     for (name, bytes) in variants {
         match std::panic::catch_unwind(|| Checkpoint::from_bytes(&bytes).is_ok()) {
             Ok(true) => loaded.push(name),
@@ -338,6 +339,16 @@ fn every_flipped_byte_truncation_and_extension_is_an_error_never_a_panic_or_a_si
             Err(_) => panicked.push(name),
         }
     }
+    // A line for scripts/fault_trials.sh (shown with `--nocapture`).
+    println!(
+        "FAULT damaged checkpoint: {cases} loads of a {}-byte checkpoint (every byte ^0x01/^0x80/^0xFF, every truncation, \
+         1-16 bytes appended); errors {}, silent loads {}, panics {}; {:.2} s",
+        good.len(),
+        cases - loaded.len() - panicked.len(),
+        loaded.len(),
+        panicked.len(),
+        started.elapsed().as_secs_f64()
+    );
     assert!(cases > 3 * good.len(), "{cases} cases");
     assert_eq!(panicked, Vec::<String>::new(), "panics");
     assert_eq!(loaded, Vec::<String>::new(), "damaged files that loaded");
@@ -357,6 +368,7 @@ fn every_byte_of_the_header_is_covered() {
         "safetensors pads the header with spaces"
     );
     let mut loaded = Vec::new();
+    let (mut cases, started) = (0, std::time::Instant::now());
     for i in 0..header_end {
         for replacement in *b" \t\n\r0123456789aAfF:,\"\\{}" {
             if good[i] == replacement {
@@ -364,11 +376,19 @@ fn every_byte_of_the_header_is_covered() {
             }
             let mut bytes = good.clone();
             bytes[i] = replacement;
+            cases += 1;
             if Checkpoint::from_bytes(&bytes).is_ok() {
                 loaded.push(format!("byte {i}: {:?} -> {:?}", good[i] as char, replacement as char));
             }
         }
     }
+    println!(
+        "FAULT damaged header: {cases} loads, each of the {header_end} header bytes replaced by each of 24 JSON characters; \
+         errors {}, silent loads {}; {:.2} s",
+        cases - loaded.len(),
+        loaded.len(),
+        started.elapsed().as_secs_f64()
+    );
     assert_eq!(loaded, Vec::<String>::new(), "damaged headers that loaded");
     // The padding, when there is some: a tab instead of a space is named as header damage.
     if good[header_end - 1] == b' ' {

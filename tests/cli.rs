@@ -1366,3 +1366,168 @@ fn return_predictions_false_keeps_no_prediction() {
         "{error}"
     );
 }
+
+/// The bad-input trial `scripts/fault_trials.sh` runs (not CI): each bad command line below,
+/// run by a child process (the CLI's `run_from`, as a user's binary runs it), must end with an
+/// error exit (1 or 2, not a panic's 101), a message on stderr and no `panicked at`, within
+/// 30 s (a hang is killed and counted). Prints one `FAULT` line with the counts and times.
+#[test]
+#[ignore = "a fault trial: scripts/fault_trials.sh"]
+fn fault_trial_bad_cli_inputs() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("runs").display().to_string();
+    let malformed = write(dir.path(), "bad.yaml", "trainer: [\n");
+    let typo = write(dir.path(), "typo.yaml", "trainer:\n  max_epoch: 3\n");
+    let section = write(dir.path(), "section.yaml", "modle:\n  lr: 3\n");
+    let wrong_type = write(dir.path(), "type.yaml", "trainer:\n  max_epochs: many\n");
+    let not_a_checkpoint = write(dir.path(), "not.ckpt", "not a checkpoint");
+    let missing = dir.path().join("missing").display().to_string();
+    let file_as_root = write(dir.path(), "a_file", "");
+    let inputs: Vec<Vec<&str>> = vec![
+        vec!["fitt"],
+        vec!["fit", "--trainer.max_epochs", "-2"],
+        vec!["fit", "--trainer.max_epoch", "3"],
+        vec!["fit", "--trainer.bogus", "1"],
+        vec!["fit", "--trainer.max_epochs"],
+        vec!["fit", "--trainer.max_epochs", "0"],
+        vec!["fit", "--trainer.max_epochs", "x"],
+        vec!["fit", "--trainer.max_epochs", "1.5"],
+        vec!["fit", "--trainer.max_steps", "x"],
+        vec!["fit", "--trainer.max_time", "{minutes: -10}"],
+        vec!["fit", "--trainer.max_time", "-00:00:10:00"],
+        vec!["fit", "--trainer.max_time", "ten minutes"],
+        vec!["fit", "--trainer.limit_train_batches", "1.5"],
+        vec!["fit", "--trainer.limit_train_batches", "-1"],
+        vec!["fit", "--trainer.limit_val_batches", "1.5"],
+        vec!["fit", "--trainer.limit_val_batches", "x"],
+        vec!["fit", "--trainer.val_check_interval", "0"],
+        vec!["fit", "--trainer.val_check_interval", "-1"],
+        vec!["fit", "--trainer.check_val_every_n_epoch", "0"],
+        vec!["fit", "--trainer.log_every_n_steps", "x"],
+        vec!["fit", "--trainer.accumulate_grad_batches", "0"],
+        vec!["fit", "--trainer.gradient_clip_val", "-1"],
+        vec!["fit", "--trainer.gradient_clip_algorithm", "sideways"],
+        vec!["fit", "--trainer.num_sanity_val_steps", "x"],
+        vec!["fit", "--trainer.precision", "13"],
+        vec!["fit", "--trainer.accelerator", "tpu"],
+        vec!["fit", "--trainer.devices", "0"],
+        vec!["fit", "--trainer.devices", "x"],
+        vec!["fit", "--trainer.signal_timeout", "-1"],
+        vec!["fit", "--trainer.deterministic", "maybe"],
+        vec!["fit", "--trainer.logger", "NoSuchLogger"],
+        vec!["fit", "--trainer.callbacks", "NoSuchCallback"],
+        vec!["fit", "--trainer.default_root_dir", &file_as_root],
+        vec!["fit", "--model.l", "0.1"],
+        vec!["fit", "--model.lr", "fast"],
+        vec!["fit", "--model.lr", "-0.1"],
+        vec!["fit", "--model.hidden", "0"],
+        vec!["fit", "--model.hidden", "-1"],
+        vec!["fit", "--model.hidden", "100000000000"],
+        vec!["fit", "--model.label", "reserved"],
+        vec!["fit", "--optimizer", "NoSuchOptimizer"],
+        vec!["fit", "--optimizer", "SGD", "--optimizer.lr", "-0.1"],
+        vec!["fit", "--optimizer", "SGD", "--optimizer.lr", "nan"],
+        vec!["fit", "--lr_scheduler", "NoSuchScheduler"],
+        vec!["fit", "--data.batch_size", "0"],
+        vec!["fit", "--data.batch_size", "-1"],
+        vec!["fit", "--data.batch_size", "x"],
+        vec!["fit", "--data.items", "0"],
+        vec!["fit", "--data.nope", "1"],
+        vec!["fit", "--config", &malformed],
+        vec!["fit", "--config", &typo],
+        vec!["fit", "--config", &section],
+        vec!["fit", "--config", &wrong_type],
+        vec!["fit", "--config", &missing],
+        vec!["fit", "--seed_everything", "x"],
+        vec!["fit", "--ckpt_path", &missing],
+        vec!["fit", "--ckpt_path", &not_a_checkpoint],
+        vec!["test", "--ckpt_path", &not_a_checkpoint],
+    ];
+    let started = Instant::now();
+    let (mut errors, mut accepted, mut panics, mut hangs, mut silent) =
+        (0, Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut slowest = (0.0, String::new());
+    for input in &inputs {
+        // A temporary root and one epoch, unless the input sets them (twice is its own error).
+        let mut args = Vec::new();
+        if !input.contains(&"--trainer.default_root_dir") {
+            args.extend(["--trainer.default_root_dir", root.as_str()]);
+        }
+        if !input.contains(&"--trainer.max_epochs") && !input.contains(&"--config") {
+            args.extend(["--trainer.max_epochs", "1"]);
+        }
+        // The subcommand stays first where there is one.
+        if let Some((&first, rest)) = input.split_first().filter(|(first, _)| !first.starts_with('-')) {
+            args.insert(0, first);
+            args.extend_from_slice(rest);
+        } else {
+            args.extend_from_slice(input);
+        }
+        let line = input.join(" ");
+        let one = Instant::now();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "cli_child", "--nocapture", "--test-threads", "1"])
+            .env("CLI_CHILD_ARGS", args.join("\u{1f}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if one.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let took = one.elapsed().as_secs_f64();
+        if took > slowest.0 {
+            slowest = (took, line.clone());
+        }
+        let Some(status) = status else {
+            hangs.push(line);
+            continue;
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        // Each input's answer, for the trial's log.
+        let first = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        println!("  `{line}`: exit {:?} in {took:.2} s: {first}", status.code());
+        match status.code() {
+            Some(0) => accepted.push(line),
+            Some(1 | 2) if stderr.contains("panicked at") => panics.push(format!("{line}: {stderr}")),
+            Some(1 | 2) if stderr.lines().all(|l| l.trim().is_empty() || l.starts_with("running ")) => {
+                silent.push(line)
+            }
+            Some(1 | 2) => errors += 1,
+            code => panics.push(format!("{line}: exit {code:?}: {stderr}")),
+        }
+    }
+    println!(
+        "FAULT bad CLI input: {} inputs; error exit with a message {errors}, accepted {}, panics {}, no message {}, hangs (> 30 s) {}; \
+         slowest {:.2} s (`{}`); {:.1} s in all",
+        inputs.len(),
+        accepted.len(),
+        panics.len(),
+        silent.len(),
+        hangs.len(),
+        slowest.0,
+        slowest.1,
+        started.elapsed().as_secs_f64()
+    );
+    for (what, lines) in [
+        ("accepted", &accepted),
+        ("panic", &panics),
+        ("no message", &silent),
+        ("hang", &hangs),
+    ] {
+        for line in lines {
+            println!("  {what}: {line}");
+        }
+    }
+    assert_eq!(errors, inputs.len());
+}

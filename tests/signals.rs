@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 /// Set in the child: its directory, and whether its `on_exception` is slow.
 const CHILD_DIR: &str = "BURN_LIGHTNING_SIGNAL_CHILD_DIR";
 const CHILD_SLOW: &str = "BURN_LIGHTNING_SIGNAL_CHILD_SLOW";
+/// Set in the child: its module carries ballast weights, and only the on-exception checkpoint
+/// is saved.
+const CHILD_BIG: &str = "BURN_LIGHTNING_SIGNAL_CHILD_BIG";
 /// Set in the child: its training loader blocks forever after this many batches.
 const CHILD_STUCK_AFTER: &str = "BURN_LIGHTNING_SIGNAL_CHILD_STUCK_AFTER";
 /// Set in the child: it fits without `ckpt_path` up to this global step, writes the step it
@@ -32,6 +35,24 @@ const CHILD_MAX_STEPS: &str = "BURN_LIGHTNING_SIGNAL_CHILD_MAX_STEPS";
 #[derive(Module, Debug)]
 pub struct Net {
     layer: Linear,
+    /// Weights no step uses, to make checkpoints large (writes that take a while).
+    ballast: Option<Linear>,
+}
+
+impl Net {
+    /// The regressor; with `ballast`, 33.5 million more weights (a 134 MB checkpoint).
+    fn new(ballast: bool) -> Self {
+        let device = Device::default();
+        Self {
+            layer: LinearConfig::new(32, 2).init(&device),
+            ballast: ballast.then(|| {
+                LinearConfig::new(8192, 4096)
+                    .with_bias(false)
+                    .with_initializer(burn::nn::Initializer::Zeros)
+                    .init(&device)
+            }),
+        }
+    }
 }
 
 #[lightning_module]
@@ -164,16 +185,19 @@ fn child_trains_until_signalled() {
             .max_steps(steps.parse::<usize>().unwrap())
             .build()
             .unwrap();
-        let model = Net {
-            layer: LinearConfig::new(32, 2).init(&Device::default()),
-        };
+        let model = Net::new(false);
         trainer.fit(model, Loaders::fit(loader, None)).unwrap();
         std::fs::write(dir.join("reached"), trainer.global_step().to_string()).unwrap();
         return;
     }
-    let mut trainer = Trainer::builder()
-        .signal_timeout(1.0)
-        .callback(ModelCheckpoint::new().every_n_train_steps(2).save_top_k(-1))
+    // With ballast, only the on-exception checkpoint is written (a 134 MB write that is still
+    // in progress when the second Ctrl-C comes).
+    let big = std::env::var(CHILD_BIG).is_ok();
+    let mut builder = Trainer::builder().signal_timeout(1.0);
+    if !big {
+        builder = builder.callback(ModelCheckpoint::new().every_n_train_steps(2).save_top_k(-1));
+    }
+    let mut trainer = builder
         .default_root_dir(&dir)
         .enable_progress_bar(false)
         .enable_model_summary(false)
@@ -187,9 +211,7 @@ fn child_trains_until_signalled() {
         .callback(OnExceptionCheckpoint::new(&dir))
         .build()
         .unwrap();
-    let model = Net {
-        layer: LinearConfig::new(32, 2).init(&Device::default()),
-    };
+    let model = Net::new(big);
     let _ = trainer.fit(model, Loaders::fit(loader, None));
     unreachable!("fit exits the process after a signal");
 }
@@ -369,6 +391,9 @@ fn sighup_after_the_terminal_closed_still_shuts_down_cleanly() {
     assert!(csv.lines().count() > checkpoint.global_step, "{csv}");
 }
 
+/// A second Ctrl-C while the shutdown runs exits at once and says what it abandoned: first in a
+/// slow `on_exception`; then while the on-exception checkpoint (134 MB) is being written, whose
+/// temporary file it removes.
 #[test]
 fn a_second_ctrl_c_exits_at_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -385,6 +410,49 @@ fn a_second_ctrl_c_exits_at_once() {
         "{stderr}"
     );
     assert_eq!(temp_files(dir.path()), Vec::<PathBuf>::new());
+
+    // The on-exception checkpoint's write in progress: its temporary file is there at the second
+    // Ctrl-C and gone after (before, a forced exit left it behind).
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["child_trains_until_signalled", "--exact", "--ignored", "--nocapture"])
+        .env(CHILD_DIR, dir.path())
+        .env(CHILD_BIG, "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&dir.path().join("started"), &mut child);
+    send("INT", &child);
+    let started = Instant::now();
+    let writing = loop {
+        let found = temp_files(dir.path());
+        if !found.is_empty() {
+            break found;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the child ended before its on-exception checkpoint was being written: {status}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no write began");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    send("INT", &child);
+    let (code, stderr) = wait_exit(child, Duration::from_secs(30));
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        writing[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(".on_exception.ckpt.tmp-"),
+        "{writing:?}"
+    );
+    assert!(stderr.contains("(1 partly written file(s) removed)"), "{stderr}");
+    assert_eq!(temp_files(dir.path()), Vec::<PathBuf>::new());
+    assert!(
+        !dir.path().join("on_exception.ckpt").exists(),
+        "the abandoned write never completed"
+    );
 }
 
 /// The temporary files (`.<name>.tmp-<random>`) under `dir`, at any depth.
@@ -491,9 +559,7 @@ fn sigusr1_in_a_slurm_job_saves_an_hpc_checkpoint_and_requeues_the_job() {
             .max_steps(saved.global_step + 2)
             .build()
             .unwrap();
-        let model = Net {
-            layer: LinearConfig::new(32, 2).init(&Device::default()),
-        };
+        let model = Net::new(false);
         trainer
             .fit_from(model, Loaders::fit(pair_loader(64, 4), None), ckpt_path)
             .unwrap();
@@ -520,12 +586,170 @@ fn sigusr1_in_a_slurm_job_saves_an_hpc_checkpoint_and_requeues_the_job() {
         .default_root_dir(empty.path())
         .build()
         .unwrap();
-    let model = Net {
-        layer: LinearConfig::new(32, 2).init(&Device::default()),
-    };
+    let model = Net::new(false);
     let error = trainer
         .fit_from(model, Loaders::fit(pair_loader(64, 4), None), "hpc")
         .unwrap_err()
         .into_error();
     assert!(error.to_string().contains("hpc_ckpt_"), "{error}");
+}
+
+/// Seconds from `sent` until the child exits (polled every 2 ms), its exit code and stderr; a
+/// child still running after a minute is killed and counted as a hang (`None`).
+fn exit_after(mut child: Child, sent: Instant) -> (Option<f64>, Option<i32>, String) {
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            let took = sent.elapsed().as_secs_f64();
+            let output = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            return (Some(took), output.status.code(), stderr);
+        }
+        if sent.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (None, None, String::new());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Whether `metrics.csv` under `dir` has a row per step up to `step`, each with the header's
+/// number of fields.
+fn rows_intact(dir: &Path, step: usize) -> bool {
+    let Ok(csv) = std::fs::read_to_string(dir.join("lightning_logs/version_0/metrics.csv")) else {
+        return false;
+    };
+    let mut lines = csv.lines();
+    let fields = lines.next().map_or(0, |header| header.split(',').count());
+    let rows: Vec<&str> = lines.collect();
+    rows.len() >= step && rows.iter().all(|row| row.split(',').count() == fields)
+}
+
+/// `(min, median, max)` of `times`, in seconds.
+fn spread(times: &mut [f64]) -> String {
+    if times.is_empty() {
+        return "no times".into();
+    }
+    times.sort_by(f64::total_cmp);
+    format!(
+        "{:.3}/{:.3}/{:.3} s min/median/max",
+        times[0],
+        times[times.len() / 2],
+        times[times.len() - 1]
+    )
+}
+
+/// The signal trial `scripts/fault_trials.sh` runs (not CI): `FAULT_SIGNAL_RUNS` (10) children
+/// per signal. SIGINT, SIGTERM, SIGHUP to a training child: its exit code, a loadable
+/// on-exception checkpoint with the optimizer's state, `metrics.csv` rows intact, no temporary
+/// file, and the time from the signal to the exit. SIGUSR1 in a SLURM job (stand-in
+/// `scontrol`): the time to the requeue, a loadable `hpc_ckpt_1.ckpt`, then SIGTERM's exit.
+/// SIGTERM to a child stuck in its dataloader (`signal_timeout` 1 s): its exit and time. One
+/// `FAULT` line per signal.
+#[test]
+#[ignore = "a fault trial: scripts/fault_trials.sh"]
+fn fault_trial_real_signals() {
+    let runs: usize = std::env::var("FAULT_SIGNAL_RUNS").map_or(10, |n| n.parse().unwrap());
+    let mut all_ok = true;
+    for (signal, code) in [("INT", 130), ("TERM", 143), ("HUP", 129)] {
+        let (mut ok, mut times, mut failures) = (0, Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let dir = tempfile::tempdir().unwrap();
+            let mut child = spawn_child(dir.path(), false);
+            wait_for(&dir.path().join("started"), &mut child);
+            let sent = Instant::now();
+            send(signal, &child);
+            let (took, exit, stderr) = exit_after(child, sent);
+            let checkpoint = Checkpoint::load(&dir.path().join("on_exception.ckpt"));
+            let resumable = checkpoint.as_ref().is_ok_and(|c| c.has_optimizer_state());
+            let rows = checkpoint
+                .as_ref()
+                .is_ok_and(|c| rows_intact(dir.path(), c.global_step));
+            let clean = temp_files(dir.path()).is_empty();
+            times.extend(took);
+            if exit == Some(code) && resumable && rows && clean {
+                ok += 1;
+            } else {
+                failures.push(format!(
+                    "exit {exit:?}, resumable {resumable}, rows {rows}, no temp file {clean}: {stderr}"
+                ));
+            }
+        }
+        println!(
+            "FAULT SIG{signal}: {ok} of {runs} exited {code} with a resumable checkpoint, metrics.csv rows intact and no temp file; \
+             signal to exit {}",
+            spread(&mut times)
+        );
+        for failure in &failures {
+            println!("  {failure}");
+        }
+        all_ok &= failures.is_empty();
+    }
+
+    let (mut ok, mut requeue, mut exit_times, mut failures) = (0, Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = spawn_slurm_child(dir.path());
+        wait_for(&dir.path().join("started"), &mut child);
+        let sent = Instant::now();
+        send("USR1", &child);
+        while !dir.path().join("scontrol_args").exists() && sent.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        requeue.push(sent.elapsed().as_secs_f64());
+        let args = std::fs::read_to_string(dir.path().join("scontrol_args")).unwrap_or_default();
+        let hpc = Checkpoint::load(&dir.path().join("hpc_ckpt_1.ckpt"));
+        let resumable = hpc.as_ref().is_ok_and(|c| c.has_optimizer_state());
+        let running = child.try_wait().unwrap().is_none();
+        let sent = Instant::now();
+        send("TERM", &child);
+        let (took, exit, stderr) = exit_after(child, sent);
+        exit_times.extend(took);
+        if args.trim() == "requeue 4242" && resumable && running && exit == Some(143) {
+            ok += 1;
+        } else {
+            failures.push(format!(
+                "scontrol {args:?}, resumable {resumable}, ran on {running}, exit {exit:?}: {stderr}"
+            ));
+        }
+    }
+    println!(
+        "FAULT SIGUSR1 (SLURM, stand-in scontrol): {ok} of {runs} saved a resumable hpc_ckpt_1.ckpt, ran `scontrol requeue 4242`, \
+         trained on, then exited 143 on SIGTERM; signal to requeue {}; SIGTERM to exit {}",
+        spread(&mut requeue),
+        spread(&mut exit_times)
+    );
+    for failure in &failures {
+        println!("  {failure}");
+    }
+    all_ok &= failures.is_empty();
+
+    let (mut ok, mut times, mut failures) = (0, Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = spawn_child_with(dir.path(), false, Some(13));
+        wait_for(&dir.path().join("blocked"), &mut child);
+        let sent = Instant::now();
+        send("TERM", &child);
+        let (took, exit, stderr) = exit_after(child, sent);
+        times.extend(took);
+        let checkpoint = Checkpoint::load(
+            &dir.path()
+                .join("lightning_logs/version_0/checkpoints/epoch=0-step=12.ckpt"),
+        );
+        if exit == Some(143) && checkpoint.is_ok() && rows_intact(dir.path(), 12) && temp_files(dir.path()).is_empty() {
+            ok += 1;
+        } else {
+            failures.push(format!("exit {exit:?}, checkpoint {:?}: {stderr}", checkpoint.err()));
+        }
+    }
+    println!(
+        "FAULT SIGTERM to a run stuck in its dataloader (signal_timeout 1 s): {ok} of {runs} exited 143 with the step-12 checkpoint \
+         and 12 rows; signal to exit {}",
+        spread(&mut times)
+    );
+    for failure in &failures {
+        println!("  {failure}");
+    }
+    assert!(all_ok && failures.is_empty(), "see the lines above");
 }

@@ -229,8 +229,14 @@ pub fn file_names(dir: &std::path::Path) -> Vec<String> {
 /// Runs `f` and returns what it returned with the warnings the trainer gave meanwhile (tracing
 /// events at WARN level on this thread), in order.
 pub fn warnings_of<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
-    #[derive(Clone, Default)]
-    struct Warnings(Arc<Mutex<Vec<String>>>);
+    events_of(tracing::Level::WARN, f)
+}
+
+/// Runs `f` and returns what it returned with the messages of the tracing events at `level` on
+/// this thread meanwhile, in order.
+pub fn events_of<T>(level: tracing::Level, f: impl FnOnce() -> T) -> (T, Vec<String>) {
+    #[derive(Clone)]
+    struct Warnings(Arc<Mutex<Vec<String>>>, tracing::Level);
 
     impl<S: Subscriber> Layer<S> for Warnings {
         fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
@@ -242,7 +248,7 @@ pub fn warnings_of<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
                     }
                 }
             }
-            if *event.metadata().level() == tracing::Level::WARN {
+            if *event.metadata().level() == self.1 {
                 let mut message = Message(String::new());
                 event.record(&mut message);
                 self.0.lock().unwrap().push(message.0);
@@ -250,7 +256,7 @@ pub fn warnings_of<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
         }
     }
 
-    let warnings = Warnings::default();
+    let warnings = Warnings(Arc::default(), level);
     let subscriber = tracing_subscriber::registry().with(warnings.clone());
     let output = tracing::subscriber::with_default(subscriber, f);
     let warnings = std::mem::take(&mut *warnings.0.lock().unwrap());

@@ -816,6 +816,15 @@ where
         let (trainer, random_seed) = resolve_seed(trainer, &tree, &sources)?;
         let hparams: M::Hparams = deserialize_section(&tree, &self.defaults(), "model", &sources)?;
         let data: D = deserialize_section(&tree, &self.defaults(), "data", &sources)?;
+        // Any datamodule's `batch_size` of 0, not only the project's: burn's loader never
+        // advances with it (the run would hang), and the datamodule builds its loaders later.
+        if tree["data"].get("batch_size").and_then(JsonValue::as_u64) == Some(0) {
+            return Err(CliError::bad_input(format!(
+                "error: invalid `--data.batch_size`{}: 0 examples per batch makes no batches (a loader that never \
+                 ends); give 1 or more",
+                from(&sources, "data.batch_size")
+            )));
+        }
         let ckpt_path = match &tree["ckpt_path"] {
             JsonValue::Null => None,
             JsonValue::String(path) => Some(CkptPath::from(path.as_str())),

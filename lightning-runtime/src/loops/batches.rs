@@ -69,6 +69,8 @@ mod worker_panics {
 
 pub(crate) struct Batches<'a, B> {
     name: &'static str,
+    /// The pass, as errors name it: `training`, `validation`, ...
+    stage: &'static str,
     flag: &'static str,
     /// The profiler's name of fetching a batch, as Lightning's.
     next_phase: &'static str,
@@ -88,6 +90,8 @@ pub(crate) struct Batches<'a, B> {
     worker_panics: u64,
     /// The batches of the shortest loader of a combined loader.
     shortest_combined: Option<usize>,
+    /// Why the loader ran out short of its items, once it did: the error of the next fetch.
+    short: Option<String>,
 }
 
 /// The shortest loader's number of batches, told by a combined loader's progress unit.
@@ -116,8 +120,15 @@ impl<'a, B> Batches<'a, B> {
             Loop::Predict => "[_PredictionLoop].predict_next",
         };
         let worker_panics = worker_panics::watch();
+        let stage = match kind {
+            Loop::Train => "training",
+            Loop::Validation => "validation",
+            Loop::Test => "test",
+            Loop::Predict => "prediction",
+        };
         Ok(Self {
             name,
+            stage,
             flag,
             next_phase,
             worker_panics,
@@ -132,6 +143,7 @@ impl<'a, B> Batches<'a, B> {
             first_size: None,
             cap: usize::MAX,
             shortest_combined: None,
+            short: None,
         })
     }
 
@@ -196,10 +208,18 @@ impl<'a, B> Batches<'a, B> {
             None => {
                 self.exhausted = true;
                 let progress = self.iter.progress();
+                // The loader itself ran out short of its items: an iterator that stops early, or
+                // a worker that ended without a recorded panic. Going on would end the epoch
+                // early without a word. Found by the look-ahead, it fails the pass only when
+                // the pass asks for the batch after (`next_batch`): a pass cut on purpose there
+                // (`max_steps`, a stop) never does, and `limit_*_batches` never looks ahead.
                 if progress.items_processed < progress.items_total {
-                    tracing::warn!(target: "burn_lightning",
-                        "the `{}` dataloader ended after {} of its {} items", self.name,
-                        progress.items_processed, progress.items_total);
+                    self.short = Some(format!(
+                        "the {} pass ended after {} of its {} items, with no error from the loader (its iterator \
+                         stopped early, or a worker thread ended without a panic); check the dataset and the \
+                         loader's `num_items`, or cut epochs on purpose with `{}`",
+                        self.stage, progress.items_processed, progress.items_total, self.flag
+                    ));
                 }
                 Ok(None)
             }
@@ -241,7 +261,15 @@ impl<'a, B> Batches<'a, B> {
             Some(b) => Some(b),
             None => self.fetch()?,
         };
-        let Some((batch, size)) = current else { return Ok(None) };
+        let Some((batch, size)) = current else {
+            return match self.short.take() {
+                Some(message) => Err(Error::Dataloader {
+                    loader: self.name,
+                    message,
+                }),
+                None => Ok(None),
+            };
+        };
         self.yielded += 1;
         if let (Limit::Fraction(f), None) = (self.limit, self.max) {
             let full = self.loader_batches().unwrap_or(1);
