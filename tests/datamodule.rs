@@ -323,7 +323,12 @@ impl DataModule<Pair, Pair, Pair, Inputs> for TransferringData {
         self.record("on_before_batch_transfer", batch)
     }
 
-    fn transfer_batch_to_device(&mut self, batch: Pair, device: &Device, _dataloader_idx: usize) -> Result<Pair, Error> {
+    fn transfer_batch_to_device(
+        &mut self,
+        batch: Pair,
+        device: &Device,
+        _dataloader_idx: usize,
+    ) -> Result<Pair, Error> {
         let batch = Pair {
             x: batch.x.to_device(device),
             y: batch.y.to_device(device),
@@ -392,7 +397,11 @@ fn the_datamodules_transfer_hooks_run_instead_of_the_modules_on_each_stage_of_th
             ("on_after_batch_transfer", 4)
         ]
     );
-    for hook in ["on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer"] {
+    for hook in [
+        "on_before_batch_transfer",
+        "transfer_batch_to_device",
+        "on_after_batch_transfer",
+    ] {
         assert_eq!(rows_seen_by(&calls, hook), [4, 4, 3, 3], "{hook}");
     }
     // The datamodule's `on_before_batch_transfer` and `transfer_batch_to_device` won over the
@@ -447,7 +456,10 @@ fn each_stage_takes_its_own_batch_type_and_the_transfer_hooks_run_on_every_stage
     let transfers = model.transfers.clone();
     let mut model = trainer.fit(model, StagedData).unwrap();
     // Two training batches of 4 and two validation batches of 3, all `Pair`s.
-    assert_eq!(rows_seen_by(&transfers.lock().unwrap(), "on_before_batch_transfer"), [4, 4, 3, 3]);
+    assert_eq!(
+        rows_seen_by(&transfers.lock().unwrap(), "on_before_batch_transfer"),
+        [4, 4, 3, 3]
+    );
 
     let rows = Arc::new(Mutex::new(0));
     let mut predictor = Trainer::builder()

@@ -649,7 +649,11 @@ mod tests {
         let per_stage: Vec<_> = HOOKS.iter().filter(|h| h.per_stage).map(|h| h.name).collect();
         assert_eq!(
             per_stage,
-            ["on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer"]
+            [
+                "on_before_batch_transfer",
+                "transfer_batch_to_device",
+                "on_after_batch_transfer"
+            ]
         );
         // Their batch comes first and is what they return: the generated per-stage methods
         // substitute the stage's type for `Self::Batch` in both.

@@ -225,11 +225,17 @@ fn per_stage_forwards(hook: &HookFn, self_ty: &syn::Type, mode: Optimization, rt
     let stage_type = |batch: &str| batch.parse::<TokenStream>().expect("a stage's batch type parses");
     if let Some(param) = batch_type_param(hook) {
         let mut methods = TokenStream::new();
-        for (name, batch) in std::iter::once((hook_name, "Self::Batch"))
-            .chain(STAGE_SUFFIXES.iter().map(|(suffix, batch, _)| (stage_name(suffix), *batch)))
-        {
+        for (name, batch) in std::iter::once((hook_name, "Self::Batch")).chain(
+            STAGE_SUFFIXES
+                .iter()
+                .map(|(suffix, batch, _)| (stage_name(suffix), *batch)),
+        ) {
             let method = forward(hook, &name, self_ty, mode, rt);
-            methods.extend(replace_idents(method, std::slice::from_ref(&param), &[stage_type(batch)]));
+            methods.extend(replace_idents(
+                method,
+                std::slice::from_ref(&param),
+                &[stage_type(batch)],
+            ));
         }
         return methods;
     }
@@ -240,7 +246,10 @@ fn per_stage_forwards(hook: &HookFn, self_ty: &syn::Type, mode: Optimization, rt
     let span = user_type.span();
     let rt_text = rt.to_string();
     let names: Vec<_> = spec.params[1..].iter().map(|(n, _)| format_ident!("{n}")).collect();
-    let types: Vec<_> = spec.params[1..].iter().map(|(_, ty)| table_tokens(ty, &rt_text)).collect();
+    let types: Vec<_> = spec.params[1..]
+        .iter()
+        .map(|(_, ty)| table_tokens(ty, &rt_text))
+        .collect();
     let cx = spec.ctx.map(|ctx| format_ident!("{}", ctx.type_name()));
     let (cx_param, cx_arg) = match &cx {
         Some(ty) => (quote!(, cx: &mut #rt::#ty<'_>), quote!(, cx)),

@@ -188,45 +188,45 @@ fn hook_enum() -> TokenStream {
 /// One method of the module trait: the hook's, or (`batch` other than `Self::Batch`) its method
 /// for another stage, hidden, which `#[lightning_module]` implements from the same `#[hook]`.
 fn module_method(spec: &HookSpec, name: Ident, batch: &str, stage: &str) -> TokenStream {
-        let (names, types) = stage_params(spec, "Self::", batch);
-        let cx = spec.ctx.map(|ctx| {
-            let ty = context_type(ctx);
-            quote!(, cx: &mut #ty<'_>)
-        });
-        let ret = match spec.ret {
-            "" => quote!(()),
-            ret => table_tokens(&ret.replace("Self::Batch", batch), RT),
-        };
-        let default = if spec.default.is_empty() {
-            quote!({})
-        } else {
-            let body = table_tokens(spec.default, RT);
-            quote!({ #body })
-        };
-        // Every hook may fail: the trait method returns `Result`, and the default succeeds.
-        let default = quote!({ ::core::result::Result::Ok(#default) });
-        let mut doc = doc_of(spec);
-        if spec.accepts_result {
-            doc.push_str(
-                "\n\nThe `#[hook]` method may return `Result<T, E>` instead of `T`, with `E` any \
+    let (names, types) = stage_params(spec, "Self::", batch);
+    let cx = spec.ctx.map(|ctx| {
+        let ty = context_type(ctx);
+        quote!(, cx: &mut #ty<'_>)
+    });
+    let ret = match spec.ret {
+        "" => quote!(()),
+        ret => table_tokens(&ret.replace("Self::Batch", batch), RT),
+    };
+    let default = if spec.default.is_empty() {
+        quote!({})
+    } else {
+        let body = table_tokens(spec.default, RT);
+        quote!({ #body })
+    };
+    // Every hook may fail: the trait method returns `Result`, and the default succeeds.
+    let default = quote!({ ::core::result::Result::Ok(#default) });
+    let mut doc = doc_of(spec);
+    if spec.accepts_result {
+        doc.push_str(
+            "\n\nThe `#[hook]` method may return `Result<T, E>` instead of `T`, with `E` any \
                  [`HookError`](crate::HookError) (a `std::error::Error + Send + Sync + 'static`, or \
                  [`Error`](crate::Error) itself): an `Err` ends the run with that error.",
-            );
+        );
+    }
+    // A per-stage hook's method for another stage is the same hook, on that stage's batches.
+    let doc = match batch {
+        "Self::Batch" => quote!(#[doc = #doc]),
+        _ => {
+            let doc = format!("`{}` on the batches of the {stage} stage.", spec.name);
+            quote!(#[doc(hidden)] #[doc = #doc])
         }
-        // A per-stage hook's method for another stage is the same hook, on that stage's batches.
-        let doc = match batch {
-            "Self::Batch" => quote!(#[doc = #doc]),
-            _ => {
-                let doc = format!("`{}` on the batches of the {stage} stage.", spec.name);
-                quote!(#[doc(hidden)] #[doc = #doc])
-            }
-        };
-        quote! {
-            #doc
-            #[allow(unused_variables)]
-            #[inline]
-            fn #name(&mut self #(, #names: #types)* #cx) -> ::core::result::Result<#ret, crate::Error> #default
-        }
+    };
+    quote! {
+        #doc
+        #[allow(unused_variables)]
+        #[inline]
+        fn #name(&mut self #(, #names: #types)* #cx) -> ::core::result::Result<#ret, crate::Error> #default
+    }
 }
 
 fn module_trait() -> TokenStream {

@@ -248,7 +248,9 @@ pub trait DataModule<T, V = T, Te = V, P = Te> {
         T: 'static,
         V: 'static,
     {
-        through_training_type(batch, |batch| self.transfer_batch_to_device(batch, device, dataloader_idx))
+        through_training_type(batch, |batch| {
+            self.transfer_batch_to_device(batch, device, dataloader_idx)
+        })
     }
 
     /// [`on_after_batch_transfer`](Self::on_after_batch_transfer) on the validation stage's
@@ -284,7 +286,9 @@ pub trait DataModule<T, V = T, Te = V, P = Te> {
         T: 'static,
         Te: 'static,
     {
-        through_training_type(batch, |batch| self.transfer_batch_to_device(batch, device, dataloader_idx))
+        through_training_type(batch, |batch| {
+            self.transfer_batch_to_device(batch, device, dataloader_idx)
+        })
     }
 
     /// [`on_after_batch_transfer`](Self::on_after_batch_transfer) on the test stage's
@@ -320,7 +324,9 @@ pub trait DataModule<T, V = T, Te = V, P = Te> {
         T: 'static,
         P: 'static,
     {
-        through_training_type(batch, |batch| self.transfer_batch_to_device(batch, device, dataloader_idx))
+        through_training_type(batch, |batch| {
+            self.transfer_batch_to_device(batch, device, dataloader_idx)
+        })
     }
 
     /// [`on_after_batch_transfer`](Self::on_after_batch_transfer) on the predict stage's

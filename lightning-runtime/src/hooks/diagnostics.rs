@@ -208,7 +208,6 @@ pub mod codegen {
         }
     }
 
-
     /// Serializes a default into the JSON of [`HparamInfo`](crate::HparamInfo).
     pub use serde_json::value::Serializer as JsonSerializer;
 

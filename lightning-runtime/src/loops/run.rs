@@ -1170,4 +1170,3 @@ pub(crate) fn merge_callbacks<M: LightningModule>(callbacks: &mut Callbacks<M>, 
     // Stable: the relative order of the others is kept.
     callbacks.sort_by_key(|c| c.role() == CallbackRole::Checkpoint);
 }
-
