@@ -169,14 +169,36 @@ fn inputs_loader(items: usize, batch_size: usize) -> Loader<Inputs> {
         .build(burn::data::dataset::InMemDataset::new(rows))
 }
 
+/// What the transfer hooks of the examples below need of a batch, whatever its stage: its rows.
+/// A hook generic over it runs on every stage's batches, `Pair`s and `Inputs` alike.
+trait Rows {
+    fn rows(&self) -> usize;
+}
+
+impl Rows for Pair {
+    fn rows(&self) -> usize {
+        self.x.dims()[0]
+    }
+}
+
+impl Rows for Inputs {
+    fn rows(&self) -> usize {
+        self.x.dims()[0]
+    }
+}
+
+/// The transfer hooks one ran, with the batch's rows, in order.
+type TransferCalls = Arc<Mutex<Vec<(&'static str, usize)>>>;
+
 /// Trains and validates on `Pair`s, predicts on `Inputs`: each step's batch parameter is its
 /// stage's batch type.
 #[lightning_module]
 #[derive(Module, Debug)]
 pub struct Staged {
     layer: Linear,
-    /// How many batches its `on_before_batch_transfer` saw.
-    transfers: Arc<Mutex<usize>>,
+    /// The module's transfer hooks that ran, with the batch's rows.
+    #[module(skip)]
+    transfers: TransferCalls,
 }
 
 impl Staged {
@@ -213,11 +235,23 @@ impl Staged {
         assert_eq!(outputs.dims()[0], batch.x.dims()[0]);
     }
 
-    /// Takes the training batch type: runs on the training and validation batches (`Pair`s),
-    /// not on the predict stage's `Inputs`.
+    /// Generic over the batch type: runs on the batches of every stage, the training and
+    /// validation `Pair`s and the predict stage's `Inputs`.
     #[hook]
-    fn on_before_batch_transfer(&self, batch: Pair, _dataloader_idx: usize) -> Pair {
-        *self.transfers.lock().unwrap() += 1;
+    fn on_before_batch_transfer<B: Rows>(&self, batch: B, _dataloader_idx: usize) -> B {
+        self.transfers
+            .lock()
+            .unwrap()
+            .push(("on_before_batch_transfer", batch.rows()));
+        batch
+    }
+
+    #[hook]
+    fn transfer_batch_to_device<B: Rows>(&self, batch: B, _device: &Device, _dataloader_idx: usize) -> B {
+        self.transfers
+            .lock()
+            .unwrap()
+            .push(("transfer_batch_to_device", batch.rows()));
         batch
     }
 
@@ -266,27 +300,48 @@ impl DataModule<Pair, Pair, Pair, Inputs> for StagedData {
     staged_dataloaders!();
 }
 
-/// [`StagedData`] with its own `on_before_batch_transfer` and `on_after_batch_transfer`: they
-/// run instead of the module's, on the stages whose batches are `Pair`s.
+/// [`StagedData`] with its own batch-transfer hooks: the three for `Pair`s (the training type,
+/// so also the validation stage's), and `on_after_batch_transfer` for the predict stage's
+/// `Inputs`. They run instead of the module's; the module's run where the datamodule has none
+/// for a stage's type (`on_before_batch_transfer` and `transfer_batch_to_device` on `Inputs`).
 #[derive(Default)]
 struct TransferringData {
-    /// The hooks it ran, with the batch's rows.
-    calls: Arc<Mutex<Vec<(&'static str, usize)>>>,
+    calls: TransferCalls,
+}
+
+impl TransferringData {
+    fn record<B: Rows>(&self, hook: &'static str, batch: B) -> Result<B, Error> {
+        self.calls.lock().unwrap().push((hook, batch.rows()));
+        Ok(batch)
+    }
 }
 
 impl DataModule<Pair, Pair, Pair, Inputs> for TransferringData {
     staged_dataloaders!();
 
     fn on_before_batch_transfer(&mut self, batch: Pair, _dataloader_idx: usize) -> Result<Pair, Error> {
-        let rows = batch.x.dims()[0];
-        self.calls.lock().unwrap().push(("on_before_batch_transfer", rows));
-        Ok(batch)
+        self.record("on_before_batch_transfer", batch)
+    }
+
+    fn transfer_batch_to_device(
+        &mut self,
+        batch: Pair,
+        device: &Device,
+        _dataloader_idx: usize,
+    ) -> Result<Pair, Error> {
+        let batch = Pair {
+            x: batch.x.to_device(device),
+            y: batch.y.to_device(device),
+        };
+        self.record("transfer_batch_to_device", batch)
     }
 
     fn on_after_batch_transfer(&mut self, batch: Pair, _dataloader_idx: usize) -> Result<Pair, Error> {
-        let rows = batch.x.dims()[0];
-        self.calls.lock().unwrap().push(("on_after_batch_transfer", rows));
-        Ok(batch)
+        self.record("on_after_batch_transfer", batch)
+    }
+
+    fn on_after_predict_batch_transfer(&mut self, batch: Inputs, _dataloader_idx: usize) -> Result<Inputs, Error> {
+        self.record("on_after_predict_batch_transfer", batch)
     }
 }
 
@@ -315,35 +370,78 @@ fn the_datamodules_transfer_hooks_run_instead_of_the_modules_on_each_stage_of_th
     let module_transfers = model.transfers.clone();
     let mut data = TransferringData::default();
     let (mut model, warnings) = common::warnings_of(|| trainer.fit(model, &mut data).unwrap());
-    // Lightning's warning, once, for the hook both override (not for `on_after_batch_transfer`,
-    // which only the datamodule does).
-    let both: Vec<_> = warnings.iter().filter(|w| w.contains("in both")).collect();
-    assert_eq!(both.len(), 1, "{warnings:?}");
+    // Lightning's warning, once each, for the hooks both override (not for
+    // `on_after_batch_transfer`, which only the datamodule does).
+    let mut both: Vec<_> = warnings.iter().filter(|w| w.contains("in both")).collect();
+    both.sort();
+    assert_eq!(both.len(), 2, "{warnings:?}");
     assert!(
         both[0].contains("`on_before_batch_transfer` in both `LightningModule` and `LightningDataModule`"),
         "{}",
         both[0]
     );
+    assert!(
+        both[1].contains("`transfer_batch_to_device` in both `LightningModule` and `LightningDataModule`"),
+        "{}",
+        both[1]
+    );
     let calls = data.calls.lock().unwrap().clone();
-    // Two training batches of 4, then two validation batches of 3, each through both hooks.
-    assert_eq!(rows_seen_by(&calls, "on_before_batch_transfer"), [4, 4, 3, 3]);
-    assert_eq!(rows_seen_by(&calls, "on_after_batch_transfer"), [4, 4, 3, 3]);
-    // The datamodule's `on_before_batch_transfer` won over the module's.
-    assert_eq!(*module_transfers.lock().unwrap(), 0);
+    // Two training batches of 4, then two validation batches of 3, each through the three hooks,
+    // in Lightning's order.
+    assert_eq!(calls.len(), 12, "{calls:?}");
+    assert_eq!(
+        calls[..3],
+        [
+            ("on_before_batch_transfer", 4),
+            ("transfer_batch_to_device", 4),
+            ("on_after_batch_transfer", 4)
+        ]
+    );
+    for hook in [
+        "on_before_batch_transfer",
+        "transfer_batch_to_device",
+        "on_after_batch_transfer",
+    ] {
+        assert_eq!(rows_seen_by(&calls, hook), [4, 4, 3, 3], "{hook}");
+    }
+    // The datamodule's `on_before_batch_transfer` and `transfer_batch_to_device` won over the
+    // module's.
+    assert_eq!(*module_transfers.lock().unwrap(), []);
 
     trainer.validate(&mut model, &mut data).unwrap();
     assert_eq!(
-        rows_seen_by(&data.calls.lock().unwrap(), "on_after_batch_transfer").len(),
-        6
+        rows_seen_by(&data.calls.lock().unwrap(), "transfer_batch_to_device"),
+        [4, 4, 3, 3, 3, 3]
     );
-    // The predict stage's `Inputs` are not the hooks' type: they pass as they are.
+    assert_eq!(*module_transfers.lock().unwrap(), []);
+
+    // The predict stage's `Inputs`: the datamodule's hook for them runs, and where it has none
+    // for `Inputs`, the module's (generic) hooks do.
+    data.calls.lock().unwrap().clear();
     trainer.predict(&mut model, &mut data).unwrap();
-    assert_eq!(data.calls.lock().unwrap().len(), 12);
-    assert_eq!(*module_transfers.lock().unwrap(), 0);
+    assert_eq!(
+        *data.calls.lock().unwrap(),
+        [
+            ("on_after_predict_batch_transfer", 2),
+            ("on_after_predict_batch_transfer", 2),
+            ("on_after_predict_batch_transfer", 1)
+        ]
+    );
+    assert_eq!(
+        *module_transfers.lock().unwrap(),
+        [
+            ("on_before_batch_transfer", 2),
+            ("transfer_batch_to_device", 2),
+            ("on_before_batch_transfer", 2),
+            ("transfer_batch_to_device", 2),
+            ("on_before_batch_transfer", 1),
+            ("transfer_batch_to_device", 1)
+        ]
+    );
 }
 
 #[test]
-fn each_stage_takes_its_own_batch_type_and_the_transfer_hooks_run_on_the_training_type_only() {
+fn each_stage_takes_its_own_batch_type_and_the_transfer_hooks_run_on_every_stage() {
     let dir = tempfile::tempdir().unwrap();
     let mut trainer = Trainer::builder()
         .default_root_dir(dir.path())
@@ -357,8 +455,11 @@ fn each_stage_takes_its_own_batch_type_and_the_transfer_hooks_run_on_the_trainin
     let model = Staged::new();
     let transfers = model.transfers.clone();
     let mut model = trainer.fit(model, StagedData).unwrap();
-    // Two training batches and two validation batches, all `Pair`s.
-    assert_eq!(*transfers.lock().unwrap(), 4);
+    // Two training batches of 4 and two validation batches of 3, all `Pair`s.
+    assert_eq!(
+        rows_seen_by(&transfers.lock().unwrap(), "on_before_batch_transfer"),
+        [4, 4, 3, 3]
+    );
 
     let rows = Arc::new(Mutex::new(0));
     let mut predictor = Trainer::builder()
@@ -367,14 +468,17 @@ fn each_stage_takes_its_own_batch_type_and_the_transfer_hooks_run_on_the_trainin
         .callback(PredictRows(rows.clone()))
         .build()
         .unwrap();
+    transfers.lock().unwrap().clear();
     let predictions = predictor.predict(&mut model, StagedData).unwrap();
     assert_eq!(
         predictions.iter().map(|p| p.dims()).collect::<Vec<_>>(),
         [[2, 2], [2, 2], [1, 2]]
     );
     assert_eq!(*rows.lock().unwrap(), 5, "the callback saw every predicted row");
-    // The `Inputs` batches did not go through the module's transfer hook (it takes `Pair`).
-    assert_eq!(*transfers.lock().unwrap(), 4);
+    // The `Inputs` batches went through the module's transfer hooks too, as in Lightning.
+    let transfers_seen = transfers.lock().unwrap().clone();
+    assert_eq!(rows_seen_by(&transfers_seen, "on_before_batch_transfer"), [2, 2, 1]);
+    assert_eq!(rows_seen_by(&transfers_seen, "transfer_batch_to_device"), [2, 2, 1]);
 
     // Loaders infer each stage's type from the module.
     let predictions = predictor

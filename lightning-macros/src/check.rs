@@ -138,17 +138,37 @@ fn is_plain_method(hook: &HookFn, errors: &mut Errors) {
             format!("hook `{name}` cannot be `async`: the trainer calls hooks synchronously"),
         );
     }
-    if let Some(param) = hook
+    // A hook that runs on every stage's batches may be generic over the batch type, with one
+    // type parameter, its `batch` parameter's type: it is instantiated at each stage's type.
+    let batch_param = hook
+        .hook_param_types()
+        .first()
+        .and_then(|ty| match ty {
+            syn::Type::Path(path) if path.qself.is_none() => path.path.get_ident(),
+            _ => None,
+        })
+        .filter(|_| hook.spec.per_stage);
+    let mut generic = hook
         .sig
         .generics
         .params
         .iter()
-        .find(|p| !matches!(p, syn::GenericParam::Lifetime(_)))
-    {
-        errors.spanned(
-            param,
-            format!("hook `{name}` cannot be generic: the trainer calls it with one fixed signature"),
-        );
+        .filter(|p| !matches!(p, syn::GenericParam::Lifetime(_)));
+    let first = generic.next();
+    let allowed = match first {
+        Some(syn::GenericParam::Type(param)) => batch_param == Some(&param.ident),
+        _ => false,
+    };
+    let unexpected = if allowed { generic.next() } else { first };
+    if let Some(param) = unexpected {
+        let message = match hook.spec.per_stage {
+            true => format!(
+                "hook `{name}` may be generic over its batch type only\n\
+                 help: take one type parameter and the batch as it: `fn {name}<B: YourTrait>(&mut self, batch: B, ..) -> B`"
+            ),
+            false => format!("hook `{name}` cannot be generic: the trainer calls it with one fixed signature"),
+        };
+        errors.spanned(param, message);
     }
 }
 

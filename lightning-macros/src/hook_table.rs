@@ -132,8 +132,22 @@ pub struct HookSpec {
     /// and predict step and batch hooks): callbacks always receive it, a module's `#[hook]` method
     /// may leave it out.
     pub dataloader_idx: bool,
+    /// Whether the hook runs on the batches of every stage, each of its own batch type (the
+    /// batch-transfer hooks, as Lightning's run on training, validation, test and predict
+    /// batches). Its parameters and return name the training type `Self::Batch`; the runtime's
+    /// trait has a method per other stage ([`STAGE_SUFFIXES`]) taking that stage's type, and the
+    /// `#[hook]` method may be generic over the batch type.
+    pub per_stage: bool,
     pub doc: &'static str,
 }
+
+/// The other stages of a [`HookSpec::per_stage`] hook: the suffix of the runtime trait's method
+/// for each (`on_before_batch_transfer_predict`) and the module's batch type of that stage.
+pub const STAGE_SUFFIXES: [(&str, &str, &str); 3] = [
+    ("val", "Self::ValBatch", "validation"),
+    ("test", "Self::TestBatch", "test"),
+    ("predict", "Self::PredictBatch", "predict"),
+];
 
 const fn hook(name: &'static str, group: Group, doc: &'static str) -> HookSpec {
     HookSpec {
@@ -151,6 +165,7 @@ const fn hook(name: &'static str, group: Group, doc: &'static str) -> HookSpec {
         marker: None,
         accepts_result: true,
         dataloader_idx: false,
+        per_stage: false,
         doc,
     }
 }
@@ -198,6 +213,11 @@ impl HookSpec {
     /// Appends Lightning's `dataloader_idx: usize` to the parameters (see the field).
     const fn with_dataloader_idx(mut self) -> Self {
         self.dataloader_idx = true;
+        self
+    }
+    /// Runs on every stage's batches (see the field).
+    const fn per_stage(mut self) -> Self {
+        self.per_stage = true;
         self
     }
     const fn monitors_after_module(mut self) -> Self {
@@ -363,18 +383,21 @@ pub const HOOKS: &[HookSpec] = &[
         .returns("::std::vec::Vec<rt::Loader<Self::PredictBatch>>", "::std::vec::Vec::new()")
         .convert("rt::IntoLoaders<Self::PredictBatch>", "rt::IntoLoaders::into_loaders($v)")
         .module_only(),
-    hook("on_before_batch_transfer", Data, "Alters a batch before it is moved to the device. It takes the training batch type (`Self::Batch`) and runs on the batches of every stage whose batch type is that same type; a stage with another batch type (a predict batch without labels) keeps its batches as they are. A datamodule that implements the hook runs instead of the module's, as in Lightning.")
+    hook("on_before_batch_transfer", Data, "Alters a batch before it is moved to the device. It runs on the batches of every stage (training, validation with the sanity check, test and predict), as in Lightning: a method taking one batch type serves a module whose steps all take that type, and one generic over the batch type (`fn on_before_batch_transfer<B: YourTrait>(&mut self, batch: B, ..) -> B`) serves stages of different types (a predict batch without labels), each stage's type checked at compile time. A datamodule that implements the hook for a stage's type runs instead of the module's, as in Lightning.")
         .params(&[("batch", "Self::Batch"), ("dataloader_idx", "usize")])
         .returns("Self::Batch", "batch")
-        .module_only(),
-    hook("transfer_batch_to_device", Data, "Moves a batch to the device. The default keeps it as is: the trainer already asks each dataloader for batches on the right device. It takes the training batch type (`Self::Batch`) and runs on the batches of every stage whose batch type is that same type; a stage with another batch type (a predict batch without labels) keeps its batches as they are. A datamodule that implements the hook runs instead of the module's, as in Lightning.")
+        .module_only()
+        .per_stage(),
+    hook("transfer_batch_to_device", Data, "Moves a batch to the device. The default keeps it as is: the trainer already asks each dataloader for batches on the right device. It runs on the batches of every stage (training, validation with the sanity check, test and predict), as in Lightning: a method taking one batch type serves a module whose steps all take that type, and one generic over the batch type (`fn transfer_batch_to_device<B: YourTrait>(&mut self, batch: B, ..) -> B`) serves stages of different types (a predict batch without labels), each stage's type checked at compile time. A datamodule that implements the hook for a stage's type runs instead of the module's, as in Lightning.")
         .params(&[("batch", "Self::Batch"), ("device", "&rt::Device"), ("dataloader_idx", "usize")])
         .returns("Self::Batch", "{ let _ = device; batch }")
-        .module_only(),
-    hook("on_after_batch_transfer", Data, "Alters a batch after it is on the device (augmentation on the accelerator). It takes the training batch type (`Self::Batch`) and runs on the batches of every stage whose batch type is that same type; a stage with another batch type (a predict batch without labels) keeps its batches as they are. A datamodule that implements the hook runs instead of the module's, as in Lightning.")
+        .module_only()
+        .per_stage(),
+    hook("on_after_batch_transfer", Data, "Alters a batch after it is on the device (augmentation on the accelerator). It runs on the batches of every stage (training, validation with the sanity check, test and predict), as in Lightning: a method taking one batch type serves a module whose steps all take that type, and one generic over the batch type (`fn on_after_batch_transfer<B: YourTrait>(&mut self, batch: B, ..) -> B`) serves stages of different types (a predict batch without labels), each stage's type checked at compile time. A datamodule that implements the hook for a stage's type runs instead of the module's, as in Lightning.")
         .params(&[("batch", "Self::Batch"), ("dataloader_idx", "usize")])
         .returns("Self::Batch", "batch")
-        .module_only(),
+        .module_only()
+        .per_stage(),
     hook("on_train_start", Training, "Called after the sanity check, before the first training epoch.").ctx(Some(Epoch)),
     hook("on_train_epoch_start", Training, "Called at the start of each training epoch.").ctx(Some(Epoch)),
     hook("on_train_batch_start", Training, "Called before each training batch. Return `BatchControl::StopEpoch` to end the epoch early.")
@@ -601,8 +624,9 @@ mod tests {
 
     #[test]
     fn batch_parameters_and_dataloaders_name_their_stages_batch_type() {
-        // The training hooks and the transfer hooks take `Self::Batch`; each other stage's
-        // batch hooks, step and dataloader its own type, so callbacks follow.
+        // The training hooks and the transfer hooks take `Self::Batch` (the transfer hooks also
+        // each other stage's, through `per_stage`); each other stage's batch hooks, step and
+        // dataloader its own type, so callbacks follow.
         for h in HOOKS {
             let stage_type = if h.name.contains("validation") || h.name.starts_with("val_") {
                 "Self::ValBatch"
@@ -617,6 +641,25 @@ mod tests {
             for ty in types.filter(|ty| ty.contains("Batch>") || ty.ends_with("Batch")) {
                 assert!(ty.contains(stage_type), "{}: {ty}", h.name);
             }
+        }
+    }
+
+    #[test]
+    fn the_batch_transfer_hooks_run_on_every_stage() {
+        let per_stage: Vec<_> = HOOKS.iter().filter(|h| h.per_stage).map(|h| h.name).collect();
+        assert_eq!(
+            per_stage,
+            [
+                "on_before_batch_transfer",
+                "transfer_batch_to_device",
+                "on_after_batch_transfer"
+            ]
+        );
+        // Their batch comes first and is what they return: the generated per-stage methods
+        // substitute the stage's type for `Self::Batch` in both.
+        for h in HOOKS.iter().filter(|h| h.per_stage) {
+            assert_eq!(h.params[0], ("batch", "Self::Batch"), "{}", h.name);
+            assert_eq!(h.ret, "Self::Batch", "{}", h.name);
         }
     }
 

@@ -82,6 +82,21 @@ impl Model {
         Ok(batch)
     }
 
+    /// Generic over the batch type (instantiated at each stage's), with the context, failing.
+    #[hook]
+    fn on_after_batch_transfer<B: Clone + Send>(
+        &mut self,
+        batch: B,
+        dataloader_idx: usize,
+        cx: &mut HookContext,
+    ) -> Result<B, DataError> {
+        let _ = cx.sanity_checking();
+        match dataloader_idx {
+            usize::MAX => Err(DataError::NoCallbacks),
+            _ => Ok(batch),
+        }
+    }
+
     #[hook]
     fn on_train_batch_start(&mut self, _batch: &Tensor<2>, batch_idx: usize) -> Result<BatchControl, DataError> {
         Ok(if batch_idx > 10 {

@@ -125,6 +125,15 @@ mod hooks {
             let _ = outputs;
         }
 
+        /// Takes the one batch type of every stage: serves them all.
+        #[hook]
+        fn transfer_batch_to_device(&mut self, batch: Batch, device: &Device, _dataloader_idx: usize) -> Batch {
+            Batch {
+                x: batch.x.to_device(device),
+                y: batch.y.to_device(device),
+            }
+        }
+
         #[hook]
         fn teardown(&mut self, _stage: Stage) {}
 

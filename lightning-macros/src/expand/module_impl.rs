@@ -6,7 +6,7 @@
 //! at the user's signature.
 
 use super::{docs, private_path, runtime::variant, table_tokens};
-use crate::hook_table::{AUTOMATIC_OPTIMIZATION, MANUAL_OPTIMIZATION, Step};
+use crate::hook_table::{AUTOMATIC_OPTIMIZATION, MANUAL_OPTIMIZATION, STAGE_SUFFIXES, Step};
 use crate::model::{HookFn, ModuleImpl, Optimization};
 use proc_macro2::{Group, Ident, Span, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
@@ -82,7 +82,10 @@ pub fn expand(module: &mut ModuleImpl, valid: &[bool]) -> TokenStream {
             .map(|(hook, _)| hook)
     };
     let overridden: Vec<_> = forwarded().map(|h| variant(h.spec)).collect();
-    let methods = forwarded().map(|hook| forward(hook, self_ty, module.mode, &rt));
+    let methods = forwarded().map(|hook| match hook.spec.per_stage {
+        true => per_stage_forwards(hook, self_ty, module.mode, &rt),
+        false => forward(hook, &format_ident!("{}", hook.spec.name), self_ty, module.mode, &rt),
+    });
 
     let markers = markers(module);
     let configured = configured_optimizers(module);
@@ -196,10 +199,91 @@ fn value_span(hook: &HookFn) -> Span {
     }
 }
 
-fn forward(hook: &HookFn, self_ty: &syn::Type, mode: Optimization, rt: &TokenStream) -> TokenStream {
+/// The generic type parameter a per-stage hook takes its batch as
+/// (`fn on_after_batch_transfer<B: Augment>(&mut self, batch: B, ..) -> B`), if it is generic.
+fn batch_type_param(hook: &HookFn) -> Option<Ident> {
+    let first = hook.hook_param_types().into_iter().next()?;
+    let syn::Type::Path(path) = first else {
+        return None;
+    };
+    let ident = path.path.get_ident().filter(|_| path.qself.is_none())?;
+    hook.sig
+        .generics
+        .type_params()
+        .any(|param| param.ident == *ident)
+        .then(|| ident.clone())
+}
+
+/// A batch-transfer hook's methods, one per stage: the training stage's as any hook's, and one
+/// per other stage on that stage's batch type. A generic hook is instantiated at each stage's
+/// type (rustc checks its bounds there); one taking a single type serves the other stages
+/// through `*BatchOfHook`, whose message names the stage whose type differs.
+fn per_stage_forwards(hook: &HookFn, self_ty: &syn::Type, mode: Optimization, rt: &TokenStream) -> TokenStream {
+    let spec = hook.spec;
+    let hook_name = format_ident!("{}", spec.name);
+    let stage_name = |suffix: &str| format_ident!("{}_{suffix}", spec.name);
+    let stage_type = |batch: &str| batch.parse::<TokenStream>().expect("a stage's batch type parses");
+    if let Some(param) = batch_type_param(hook) {
+        let mut methods = TokenStream::new();
+        for (name, batch) in std::iter::once((hook_name, "Self::Batch")).chain(
+            STAGE_SUFFIXES
+                .iter()
+                .map(|(suffix, batch, _)| (stage_name(suffix), *batch)),
+        ) {
+            let method = forward(hook, &name, self_ty, mode, rt);
+            methods.extend(replace_idents(
+                method,
+                std::slice::from_ref(&param),
+                &[stage_type(batch)],
+            ));
+        }
+        return methods;
+    }
+    let mut methods = forward(hook, &hook_name, self_ty, mode, rt);
+    let Some(user_type) = hook.hook_param_types().into_iter().next() else {
+        return methods;
+    };
+    let span = user_type.span();
+    let rt_text = rt.to_string();
+    let names: Vec<_> = spec.params[1..].iter().map(|(n, _)| format_ident!("{n}")).collect();
+    let types: Vec<_> = spec.params[1..]
+        .iter()
+        .map(|(_, ty)| table_tokens(ty, &rt_text))
+        .collect();
+    let cx = spec.ctx.map(|ctx| format_ident!("{}", ctx.type_name()));
+    let (cx_param, cx_arg) = match &cx {
+        Some(ty) => (quote!(, cx: &mut #rt::#ty<'_>), quote!(, cx)),
+        None => (quote!(), quote!()),
+    };
+    for (suffix, batch, _) in STAGE_SUFFIXES {
+        let name = stage_name(suffix);
+        let batch = stage_type(batch);
+        let check = format_ident!(
+            "{}BatchOfHook",
+            match suffix {
+                "val" => "Val",
+                "test" => "Test",
+                _ => "Predict",
+            }
+        );
+        let through = replace_idents(
+            at(quote!(<#batch as #rt::__codegen::#check<__UserType>>::through), span),
+            &[format_ident!("__UserType")],
+            &[user_type.to_token_stream()],
+        );
+        methods.extend(quote! {
+            #[inline]
+            fn #name(&mut self, batch: #batch #(, #names: #types)* #cx_param) -> ::core::result::Result<#batch, #rt::Error> {
+                #through(batch, |batch| <Self as #rt::LightningModule>::#hook_name(self, batch #(, #names)* #cx_arg))
+            }
+        });
+    }
+    methods
+}
+
+fn forward(hook: &HookFn, name: &Ident, self_ty: &syn::Type, mode: Optimization, rt: &TokenStream) -> TokenStream {
     let spec = hook.spec;
     let rt_text = rt.to_string();
-    let name = format_ident!("{}", spec.name);
     let method = &hook.method;
 
     let names: Vec<_> = spec.params.iter().map(|(n, _)| format_ident!("{n}")).collect();

@@ -2,7 +2,7 @@
 //! Expanded once, inside `burn-lightning-runtime`, so paths are `crate::..`.
 
 use super::table_tokens;
-use crate::hook_table::{self, Ctx, HOOKS, HookSpec, MARKERS, Owner};
+use crate::hook_table::{self, Ctx, HOOKS, HookSpec, MARKERS, Owner, STAGE_SUFFIXES};
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote};
 
@@ -29,19 +29,40 @@ fn context_type(ctx: Ctx) -> TokenStream {
 }
 
 fn params(spec: &HookSpec, self_types: &str) -> (Vec<Ident>, Vec<TokenStream>) {
+    stage_params(spec, self_types, "Self::Batch")
+}
+
+/// As [`params`], with `batch` (a stage's batch type, `Self::ValBatch`) for the training batch
+/// type: the parameters of a [`per_stage`](HookSpec::per_stage) hook's method for that stage.
+fn stage_params(spec: &HookSpec, self_types: &str, batch: &str) -> (Vec<Ident>, Vec<TokenStream>) {
     spec.params
         .iter()
         .map(|(name, ty)| {
             (
                 format_ident!("{name}"),
                 table_tokens(
-                    &ty.replace("Self::", self_types)
+                    &ty.replace("Self::Batch", batch)
+                        .replace("Self::", self_types)
                         .replace("Self>", &self_types.replace("::", ">")),
                     RT,
                 ),
             )
         })
         .unzip()
+}
+
+/// The trait method of each stage of a hook: `(name, batch type, stage)`, the training stage's
+/// first; one for the hooks that are not [`per_stage`](HookSpec::per_stage).
+pub fn stage_methods(spec: &HookSpec) -> Vec<(Ident, &'static str, &'static str)> {
+    let mut methods = vec![(format_ident!("{}", spec.name), "Self::Batch", "training")];
+    if spec.per_stage {
+        methods.extend(
+            STAGE_SUFFIXES
+                .iter()
+                .map(|(suffix, batch, stage)| (format_ident!("{}_{suffix}", spec.name), *batch, *stage)),
+        );
+    }
+    methods
 }
 
 fn doc_of(spec: &HookSpec) -> String {
@@ -164,37 +185,55 @@ fn hook_enum() -> TokenStream {
     }
 }
 
-fn module_trait() -> TokenStream {
-    let methods = hook_table::module_hooks().map(|spec| {
-        let name = format_ident!("{}", spec.name);
-        let (names, types) = params(spec, "Self::");
-        let cx = spec.ctx.map(|ctx| {
-            let ty = context_type(ctx);
-            quote!(, cx: &mut #ty<'_>)
-        });
-        let ret = hook_return(spec);
-        let default = if spec.default.is_empty() {
-            quote!({})
-        } else {
-            let body = table_tokens(spec.default, RT);
-            quote!({ #body })
-        };
-        // Every hook may fail: the trait method returns `Result`, and the default succeeds.
-        let default = quote!({ ::core::result::Result::Ok(#default) });
-        let mut doc = doc_of(spec);
-        if spec.accepts_result {
-            doc.push_str(
-                "\n\nThe `#[hook]` method may return `Result<T, E>` instead of `T`, with `E` any \
+/// One method of the module trait: the hook's, or (`batch` other than `Self::Batch`) its method
+/// for another stage, hidden, which `#[lightning_module]` implements from the same `#[hook]`.
+fn module_method(spec: &HookSpec, name: Ident, batch: &str, stage: &str) -> TokenStream {
+    let (names, types) = stage_params(spec, "Self::", batch);
+    let cx = spec.ctx.map(|ctx| {
+        let ty = context_type(ctx);
+        quote!(, cx: &mut #ty<'_>)
+    });
+    let ret = match spec.ret {
+        "" => quote!(()),
+        ret => table_tokens(&ret.replace("Self::Batch", batch), RT),
+    };
+    let default = if spec.default.is_empty() {
+        quote!({})
+    } else {
+        let body = table_tokens(spec.default, RT);
+        quote!({ #body })
+    };
+    // Every hook may fail: the trait method returns `Result`, and the default succeeds.
+    let default = quote!({ ::core::result::Result::Ok(#default) });
+    let mut doc = doc_of(spec);
+    if spec.accepts_result {
+        doc.push_str(
+            "\n\nThe `#[hook]` method may return `Result<T, E>` instead of `T`, with `E` any \
                  [`HookError`](crate::HookError) (a `std::error::Error + Send + Sync + 'static`, or \
                  [`Error`](crate::Error) itself): an `Err` ends the run with that error.",
-            );
+        );
+    }
+    // A per-stage hook's method for another stage is the same hook, on that stage's batches.
+    let doc = match batch {
+        "Self::Batch" => quote!(#[doc = #doc]),
+        _ => {
+            let doc = format!("`{}` on the batches of the {stage} stage.", spec.name);
+            quote!(#[doc(hidden)] #[doc = #doc])
         }
-        quote! {
-            #[doc = #doc]
-            #[allow(unused_variables)]
-            #[inline]
-            fn #name(&mut self #(, #names: #types)* #cx) -> ::core::result::Result<#ret, crate::Error> #default
-        }
+    };
+    quote! {
+        #doc
+        #[allow(unused_variables)]
+        #[inline]
+        fn #name(&mut self #(, #names: #types)* #cx) -> ::core::result::Result<#ret, crate::Error> #default
+    }
+}
+
+fn module_trait() -> TokenStream {
+    let methods = hook_table::module_hooks().flat_map(|spec| {
+        stage_methods(spec)
+            .into_iter()
+            .map(move |(name, batch, stage)| module_method(spec, name, batch, stage))
     });
     quote! {
         /// A burn module the [`Trainer`](crate::Trainer) can run: implemented by
@@ -303,15 +342,6 @@ fn callback_trait() -> TokenStream {
     }
 }
 
-/// The value a module hook returns, in the trait (`()` when the table says nothing).
-fn hook_return(spec: &HookSpec) -> TokenStream {
-    if spec.ret.is_empty() {
-        quote!(())
-    } else {
-        table_tokens(spec.ret, RT)
-    }
-}
-
 /// The dispatch functions: one per hook, all with the same shape
 /// `(module, callbacks, core, after, hook arguments..) -> Result<output, Error>`, so that the
 /// loops call every hook the same way. Each traces and calls the callbacks, then the module,
@@ -319,11 +349,16 @@ fn hook_return(spec: &HookSpec) -> TokenStream {
 /// at the first failure: an error a hook returned or deferred into the core (a bad `log` call,
 /// `cx.fail`) ends the hook there, and no later callback or module hook of it runs.
 fn dispatch() -> TokenStream {
-    let functions = HOOKS.iter().filter(|h| h.step.is_none()).map(|spec| {
-        let name = format_ident!("{}", spec.name);
+    // A per-stage hook has a function per stage, each calling the module's method of its stage,
+    // traced and counted as the one hook.
+    let stages = HOOKS
+        .iter()
+        .filter(|h| h.step.is_none())
+        .flat_map(|spec| stage_methods(spec).into_iter().map(move |stage| (spec, stage)));
+    let functions = stages.map(|(spec, (name, batch, _))| {
         let hook_name = spec.name;
         let variant = variant(spec);
-        let (names, types) = params(spec, "M::");
+        let (names, types) = stage_params(spec, "M::", batch);
         let cx_arg = spec.ctx.map(|ctx| {
             let ty = context_type(ctx);
             quote!(&mut #ty::new(core, crate::Hook::#variant))
@@ -366,6 +401,7 @@ fn dispatch() -> TokenStream {
         } else {
             table_tokens(
                 &(if spec.ret.is_empty() { "()" } else { spec.ret })
+                    .replace("Self::Batch", batch)
                     .replace("Self::", "M::")
                     .replace("Self>", "M>"),
                 RT,

@@ -195,9 +195,10 @@ pub trait DataModule<T, V = T, Te = V, P = Te> {
     /// Lightning's `LightningDataModule.on_before_batch_transfer`: alters a batch before it is
     /// moved to the device. Overridden here, it runs instead of the module's hook of the same
     /// name (as in Lightning, which warns when both override it; so does the trainer, once per
-    /// run). As the module's, it takes the training batch type and runs on the batches of every
-    /// stage whose batch type is that one; a stage with another type keeps its batches as they
-    /// are.
+    /// run). It takes the training batch type `T` and runs on the batches of every stage of that
+    /// type (all of them when the stages share one type); a stage of another type runs the
+    /// stage's method ([`on_before_predict_batch_transfer`](Self::on_before_predict_batch_transfer)
+    /// and its siblings), whose default is the module's hook.
     fn on_before_batch_transfer(&mut self, batch: T, dataloader_idx: usize) -> Result<T, Error> {
         let _ = dataloader_idx;
         Ok(default_transfer_hook(batch))
@@ -222,6 +223,120 @@ pub trait DataModule<T, V = T, Te = V, P = Te> {
     fn on_after_batch_transfer(&mut self, batch: T, dataloader_idx: usize) -> Result<T, Error> {
         let _ = dataloader_idx;
         Ok(default_transfer_hook(batch))
+    }
+
+    /// [`on_before_batch_transfer`](Self::on_before_batch_transfer) on the validation stage's
+    /// batches: by default that hook when `V` is `T`, else the module's hook. Override it when
+    /// the validation batches have a type of their own.
+    fn on_before_val_batch_transfer(&mut self, batch: V, dataloader_idx: usize) -> Result<V, Error>
+    where
+        T: 'static,
+        V: 'static,
+    {
+        through_training_type(batch, |batch| self.on_before_batch_transfer(batch, dataloader_idx))
+    }
+
+    /// [`transfer_batch_to_device`](Self::transfer_batch_to_device) on the validation stage's
+    /// batches (see [`on_before_val_batch_transfer`](Self::on_before_val_batch_transfer)).
+    fn transfer_val_batch_to_device(
+        &mut self,
+        batch: V,
+        device: &crate::Device,
+        dataloader_idx: usize,
+    ) -> Result<V, Error>
+    where
+        T: 'static,
+        V: 'static,
+    {
+        through_training_type(batch, |batch| {
+            self.transfer_batch_to_device(batch, device, dataloader_idx)
+        })
+    }
+
+    /// [`on_after_batch_transfer`](Self::on_after_batch_transfer) on the validation stage's
+    /// batches (see [`on_before_val_batch_transfer`](Self::on_before_val_batch_transfer)).
+    fn on_after_val_batch_transfer(&mut self, batch: V, dataloader_idx: usize) -> Result<V, Error>
+    where
+        T: 'static,
+        V: 'static,
+    {
+        through_training_type(batch, |batch| self.on_after_batch_transfer(batch, dataloader_idx))
+    }
+
+    /// [`on_before_batch_transfer`](Self::on_before_batch_transfer) on the test stage's
+    /// batches: by default that hook when `Te` is `T`, else the module's hook. Override it when
+    /// the test batches have a type of their own.
+    fn on_before_test_batch_transfer(&mut self, batch: Te, dataloader_idx: usize) -> Result<Te, Error>
+    where
+        T: 'static,
+        Te: 'static,
+    {
+        through_training_type(batch, |batch| self.on_before_batch_transfer(batch, dataloader_idx))
+    }
+
+    /// [`transfer_batch_to_device`](Self::transfer_batch_to_device) on the test stage's
+    /// batches (see [`on_before_test_batch_transfer`](Self::on_before_test_batch_transfer)).
+    fn transfer_test_batch_to_device(
+        &mut self,
+        batch: Te,
+        device: &crate::Device,
+        dataloader_idx: usize,
+    ) -> Result<Te, Error>
+    where
+        T: 'static,
+        Te: 'static,
+    {
+        through_training_type(batch, |batch| {
+            self.transfer_batch_to_device(batch, device, dataloader_idx)
+        })
+    }
+
+    /// [`on_after_batch_transfer`](Self::on_after_batch_transfer) on the test stage's
+    /// batches (see [`on_before_test_batch_transfer`](Self::on_before_test_batch_transfer)).
+    fn on_after_test_batch_transfer(&mut self, batch: Te, dataloader_idx: usize) -> Result<Te, Error>
+    where
+        T: 'static,
+        Te: 'static,
+    {
+        through_training_type(batch, |batch| self.on_after_batch_transfer(batch, dataloader_idx))
+    }
+
+    /// [`on_before_batch_transfer`](Self::on_before_batch_transfer) on the predict stage's
+    /// batches: by default that hook when `P` is `T`, else the module's hook. Override it when
+    /// the predict batches have a type of their own.
+    fn on_before_predict_batch_transfer(&mut self, batch: P, dataloader_idx: usize) -> Result<P, Error>
+    where
+        T: 'static,
+        P: 'static,
+    {
+        through_training_type(batch, |batch| self.on_before_batch_transfer(batch, dataloader_idx))
+    }
+
+    /// [`transfer_batch_to_device`](Self::transfer_batch_to_device) on the predict stage's
+    /// batches (see [`on_before_predict_batch_transfer`](Self::on_before_predict_batch_transfer)).
+    fn transfer_predict_batch_to_device(
+        &mut self,
+        batch: P,
+        device: &crate::Device,
+        dataloader_idx: usize,
+    ) -> Result<P, Error>
+    where
+        T: 'static,
+        P: 'static,
+    {
+        through_training_type(batch, |batch| {
+            self.transfer_batch_to_device(batch, device, dataloader_idx)
+        })
+    }
+
+    /// [`on_after_batch_transfer`](Self::on_after_batch_transfer) on the predict stage's
+    /// batches (see [`on_before_predict_batch_transfer`](Self::on_before_predict_batch_transfer)).
+    fn on_after_predict_batch_transfer(&mut self, batch: P, dataloader_idx: usize) -> Result<P, Error>
+    where
+        T: 'static,
+        P: 'static,
+    {
+        through_training_type(batch, |batch| self.on_after_batch_transfer(batch, dataloader_idx))
     }
 
     /// Releases what `setup` made.
@@ -324,6 +439,84 @@ impl<T, V, Te, P, D: DataModule<T, V, Te, P> + ?Sized> DataModule<T, V, Te, P> f
     fn on_after_batch_transfer(&mut self, batch: T, dataloader_idx: usize) -> Result<T, Error> {
         (**self).on_after_batch_transfer(batch, dataloader_idx)
     }
+    fn on_before_val_batch_transfer(&mut self, batch: V, dataloader_idx: usize) -> Result<V, Error>
+    where
+        T: 'static,
+        V: 'static,
+    {
+        (**self).on_before_val_batch_transfer(batch, dataloader_idx)
+    }
+    fn transfer_val_batch_to_device(
+        &mut self,
+        batch: V,
+        device: &crate::Device,
+        dataloader_idx: usize,
+    ) -> Result<V, Error>
+    where
+        T: 'static,
+        V: 'static,
+    {
+        (**self).transfer_val_batch_to_device(batch, device, dataloader_idx)
+    }
+    fn on_after_val_batch_transfer(&mut self, batch: V, dataloader_idx: usize) -> Result<V, Error>
+    where
+        T: 'static,
+        V: 'static,
+    {
+        (**self).on_after_val_batch_transfer(batch, dataloader_idx)
+    }
+    fn on_before_test_batch_transfer(&mut self, batch: Te, dataloader_idx: usize) -> Result<Te, Error>
+    where
+        T: 'static,
+        Te: 'static,
+    {
+        (**self).on_before_test_batch_transfer(batch, dataloader_idx)
+    }
+    fn transfer_test_batch_to_device(
+        &mut self,
+        batch: Te,
+        device: &crate::Device,
+        dataloader_idx: usize,
+    ) -> Result<Te, Error>
+    where
+        T: 'static,
+        Te: 'static,
+    {
+        (**self).transfer_test_batch_to_device(batch, device, dataloader_idx)
+    }
+    fn on_after_test_batch_transfer(&mut self, batch: Te, dataloader_idx: usize) -> Result<Te, Error>
+    where
+        T: 'static,
+        Te: 'static,
+    {
+        (**self).on_after_test_batch_transfer(batch, dataloader_idx)
+    }
+    fn on_before_predict_batch_transfer(&mut self, batch: P, dataloader_idx: usize) -> Result<P, Error>
+    where
+        T: 'static,
+        P: 'static,
+    {
+        (**self).on_before_predict_batch_transfer(batch, dataloader_idx)
+    }
+    fn transfer_predict_batch_to_device(
+        &mut self,
+        batch: P,
+        device: &crate::Device,
+        dataloader_idx: usize,
+    ) -> Result<P, Error>
+    where
+        T: 'static,
+        P: 'static,
+    {
+        (**self).transfer_predict_batch_to_device(batch, device, dataloader_idx)
+    }
+    fn on_after_predict_batch_transfer(&mut self, batch: P, dataloader_idx: usize) -> Result<P, Error>
+    where
+        T: 'static,
+        P: 'static,
+    {
+        (**self).on_after_predict_batch_transfer(batch, dataloader_idx)
+    }
     fn teardown(&mut self, stage: Stage) {
         (**self).teardown(stage)
     }
@@ -352,6 +545,28 @@ thread_local! {
 fn default_transfer_hook<T>(batch: T) -> T {
     DEFAULT_TRANSFER_HOOK_RAN.set(true);
     batch
+}
+
+/// A stage's batch through `hook`, the datamodule's hook of the training type `T`, when the
+/// stage's type `B` is `T` (the common case: one type everywhere, the hook written once); else
+/// as the default (the datamodule has no hook for `B`, so the module's runs).
+fn through_training_type<T: 'static, B: 'static>(
+    batch: B,
+    hook: impl FnOnce(T) -> Result<T, Error>,
+) -> Result<B, Error> {
+    match cast::<B, T>(batch) {
+        Ok(batch) => hook(batch).map(|batch| cast::<T, B>(batch).unwrap_or_else(|_| unreachable!("`B` is `T` here"))),
+        Err(batch) => Ok(default_transfer_hook(batch)),
+    }
+}
+
+/// `value` as a `To`, when `From` is `To`.
+fn cast<From: 'static, To: 'static>(value: From) -> Result<To, From> {
+    let mut slot = Some(value);
+    match (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<To>>() {
+        Some(to) => Ok(to.take().expect("the slot was just filled")),
+        None => Err(slot.expect("the slot is left full when the types differ")),
+    }
 }
 
 /// Calls one of the datamodule's batch-transfer hooks; the output, and whether the datamodule

@@ -148,6 +148,66 @@ pub mod codegen {
         config.into_optimizer_configs()
     }
 
+    /// A validation batch given to a batch-transfer hook that takes one type, `H`: only `H`
+    /// itself. The forwarder names the user's type as `H`, so that a validation stage of another
+    /// batch type is one error at the hook's `batch` parameter naming the stage and both types.
+    #[diagnostic::on_unimplemented(
+        message = "the validation stage's batches are `{Self}`, but this batch-transfer hook takes `{H}`",
+        label = "the hook runs on the batches of every stage, as Lightning's, so on the validation stage's `{Self}` too",
+        note = "make the hook generic over the batch type, with a trait each stage's batch type implements: `fn on_after_batch_transfer<B: YourTrait>(&mut self, batch: B, dataloader_idx: usize) -> B`"
+    )]
+    pub trait ValBatchOfHook<H>: Sized {
+        /// The batch as `H` through `hook`, and back.
+        fn through<E>(self, hook: impl FnOnce(H) -> Result<H, E>) -> Result<Self, E>;
+    }
+
+    impl<T> ValBatchOfHook<T> for T {
+        #[inline]
+        fn through<E>(self, hook: impl FnOnce(T) -> Result<T, E>) -> Result<T, E> {
+            hook(self)
+        }
+    }
+
+    /// A test batch given to a batch-transfer hook that takes one type, `H`: only `H`
+    /// itself. The forwarder names the user's type as `H`, so that a test stage of another
+    /// batch type is one error at the hook's `batch` parameter naming the stage and both types.
+    #[diagnostic::on_unimplemented(
+        message = "the test stage's batches are `{Self}`, but this batch-transfer hook takes `{H}`",
+        label = "the hook runs on the batches of every stage, as Lightning's, so on the test stage's `{Self}` too",
+        note = "make the hook generic over the batch type, with a trait each stage's batch type implements: `fn on_after_batch_transfer<B: YourTrait>(&mut self, batch: B, dataloader_idx: usize) -> B`"
+    )]
+    pub trait TestBatchOfHook<H>: Sized {
+        /// The batch as `H` through `hook`, and back.
+        fn through<E>(self, hook: impl FnOnce(H) -> Result<H, E>) -> Result<Self, E>;
+    }
+
+    impl<T> TestBatchOfHook<T> for T {
+        #[inline]
+        fn through<E>(self, hook: impl FnOnce(T) -> Result<T, E>) -> Result<T, E> {
+            hook(self)
+        }
+    }
+
+    /// A predict batch given to a batch-transfer hook that takes one type, `H`: only `H`
+    /// itself. The forwarder names the user's type as `H`, so that a predict stage of another
+    /// batch type is one error at the hook's `batch` parameter naming the stage and both types.
+    #[diagnostic::on_unimplemented(
+        message = "the predict stage's batches are `{Self}`, but this batch-transfer hook takes `{H}`",
+        label = "the hook runs on the batches of every stage, as Lightning's, so on the predict stage's `{Self}` too",
+        note = "make the hook generic over the batch type, with a trait each stage's batch type implements: `fn on_after_batch_transfer<B: YourTrait>(&mut self, batch: B, dataloader_idx: usize) -> B`"
+    )]
+    pub trait PredictBatchOfHook<H>: Sized {
+        /// The batch as `H` through `hook`, and back.
+        fn through<E>(self, hook: impl FnOnce(H) -> Result<H, E>) -> Result<Self, E>;
+    }
+
+    impl<T> PredictBatchOfHook<T> for T {
+        #[inline]
+        fn through<E>(self, hook: impl FnOnce(T) -> Result<T, E>) -> Result<T, E> {
+            hook(self)
+        }
+    }
+
     /// Serializes a default into the JSON of [`HparamInfo`](crate::HparamInfo).
     pub use serde_json::value::Serializer as JsonSerializer;
 

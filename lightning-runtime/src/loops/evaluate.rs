@@ -3,7 +3,7 @@
 //! graph, training flags off); what hooks set on the module reaches the caller's module.
 
 use super::batches::Batches;
-use super::run::{Run, hook};
+use super::run::{PredictBatches, Run, TestBatches, TransferStage, ValBatches, hook};
 use super::{Config, Session};
 use crate::callbacks::PredictionWriter;
 use crate::core::datamodule::{DataModule, Loader};
@@ -173,7 +173,7 @@ where
             run.core.batch_size = next.size;
             let batch_started = run.core.metrics.clock();
             run.core.state.set_planned_batches(running, batches.planned());
-            let batch = run.transfer(next.batch, &device, dataloader_idx)?;
+            let batch = run.transfer::<S::Transfer>(next.batch, &device, dataloader_idx)?;
             S::run_batch(run, batch, batch_idx, dataloader_idx)?;
             if running != RunningStage::SanityChecking {
                 log_eval_step_values(run, kind, dataloader_idx, batch_started)?;
@@ -251,6 +251,8 @@ where
 /// `ValBatch` or `TestBatch`), and its batch hooks and step.
 pub(crate) trait EvaluationStage<M: LightningModule> {
     type Batch: Clone + Send + 'static;
+    /// The stage's batches, for the batch-transfer hooks.
+    type Transfer: TransferStage<M, Batch = Self::Batch>;
 
     /// The batch-start hooks, the step and the batch-end hooks of one batch.
     fn run_batch<D>(
@@ -268,6 +270,7 @@ pub(crate) struct Validating;
 
 impl<M: LightningModule> EvaluationStage<M> for Validating {
     type Batch = M::ValBatch;
+    type Transfer = ValBatches;
 
     fn run_batch<D>(
         run: &mut Run<'_, M, D>,
@@ -302,6 +305,7 @@ pub(crate) struct Testing;
 
 impl<M: LightningModule> EvaluationStage<M> for Testing {
     type Batch = M::TestBatch;
+    type Transfer = TestBatches;
 
     fn run_batch<D>(
         run: &mut Run<'_, M, D>,
@@ -410,7 +414,7 @@ where
                     (position..position + next.size).collect()
                 };
                 position += next.size;
-                let batch = run.transfer(next.batch, &device, dataloader_idx)?;
+                let batch = run.transfer::<PredictBatches>(next.batch, &device, dataloader_idx)?;
                 let kept = (on_batch || run.batch_end_needs_batch(Hook::OnPredictBatchEnd)).then(|| batch.clone());
                 hook!(run.on_predict_batch_start(&batch, batch_idx, dataloader_idx));
                 let prediction = run.step("predict_step", |module, core| {

@@ -4,7 +4,7 @@
 use super::batches::Batches;
 use super::evaluate::{Validating, run_evaluation};
 use super::optimization::{AccumulationWindow, TrainingStepClosure};
-use super::run::{Run, hook};
+use super::run::{Run, TrainBatches, hook};
 use super::{Config, Session};
 use crate::Error;
 use crate::core::checkpoint_data::Checkpoint;
@@ -697,14 +697,14 @@ where
     D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>,
 {
     let device = run.train_device.clone();
-    let batch = run.transfer(batch, &device, 0)?;
+    let batch = run.transfer::<TrainBatches>(batch, &device, 0)?;
     // Data-parallel: each rank's batch through the transfer hooks, to its device.
     let replicas = if replica_batches.is_empty() {
         None
     } else {
         let mut batches = Vec::with_capacity(replica_batches.len());
         for (batch, device) in replica_batches {
-            batches.push((run.transfer(batch, &device, 0)?, device));
+            batches.push((run.transfer::<TrainBatches>(batch, &device, 0)?, device));
         }
         Some(crate::strategies::ddp::ReplicaBatches {
             batches,

@@ -33,6 +33,166 @@ macro_rules! hook {
 }
 pub(crate) use hook;
 
+/// As [`hook!`], for a dispatch function a [`TransferStage`] picks:
+/// `stage_hook!(run, S::module_before(batch, dataloader_idx))`.
+macro_rules! stage_hook {
+    ($run:ident, $stage:ident :: $name:ident ( $($arg:expr),* $(,)? )) => {{
+        let mut after = $crate::loops::run::CheckpointSink {
+            data: &mut $run.data,
+            optimizer: $run.optimizer.as_mut(),
+            more_optimizers: &mut $run.more_optimizers,
+            writer: &mut $run.writer,
+        };
+        let output = $stage::$name(&mut $run.module, $run.callbacks, &mut $run.core, &mut after $(, $arg)*);
+        $run.after_hook(output)?
+    }};
+}
+
+/// A stage whose batches go through the batch-transfer hooks: its batch type, and the
+/// datamodule's and the module's hooks for that type. Lightning runs the hooks on the batches of
+/// every stage; each stage has its own batch type, so its own methods.
+pub(crate) trait TransferStage<M: LightningModule> {
+    type Batch: 'static;
+
+    fn data_before<D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>>(
+        data: &mut D,
+        batch: Self::Batch,
+        dataloader_idx: usize,
+    ) -> Result<Self::Batch, Error>;
+    fn data_to_device<D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>>(
+        data: &mut D,
+        batch: Self::Batch,
+        device: &Device,
+        dataloader_idx: usize,
+    ) -> Result<Self::Batch, Error>;
+    fn data_after<D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>>(
+        data: &mut D,
+        batch: Self::Batch,
+        dataloader_idx: usize,
+    ) -> Result<Self::Batch, Error>;
+    fn module_before<A: AfterHook<M>>(
+        module: &mut M,
+        callbacks: &mut [Box<dyn Callback<M>>],
+        core: &mut Core,
+        after: &mut A,
+        batch: Self::Batch,
+        dataloader_idx: usize,
+    ) -> Result<Self::Batch, Error>;
+    fn module_to_device<A: AfterHook<M>>(
+        module: &mut M,
+        callbacks: &mut [Box<dyn Callback<M>>],
+        core: &mut Core,
+        after: &mut A,
+        batch: Self::Batch,
+        device: &Device,
+        dataloader_idx: usize,
+    ) -> Result<Self::Batch, Error>;
+    fn module_after<A: AfterHook<M>>(
+        module: &mut M,
+        callbacks: &mut [Box<dyn Callback<M>>],
+        core: &mut Core,
+        after: &mut A,
+        batch: Self::Batch,
+        dataloader_idx: usize,
+    ) -> Result<Self::Batch, Error>;
+}
+
+/// A [`TransferStage`]: the stage's marker type, its batch type, the datamodule's hooks and the
+/// module's dispatch functions of that stage.
+macro_rules! transfer_stage {
+    ($(#[$doc:meta])* $stage:ident, $batch:ident, [$d_before:ident, $d_to_device:ident, $d_after:ident], [$before:ident, $to_device:ident, $after:ident]) => {
+        $(#[$doc])*
+        pub(crate) struct $stage;
+
+        impl<M: LightningModule> TransferStage<M> for $stage {
+            type Batch = M::$batch;
+
+            fn data_before<D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>>(
+                data: &mut D,
+                batch: M::$batch,
+                dataloader_idx: usize,
+            ) -> Result<M::$batch, Error> {
+                data.$d_before(batch, dataloader_idx)
+            }
+            fn data_to_device<D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>>(
+                data: &mut D,
+                batch: M::$batch,
+                device: &Device,
+                dataloader_idx: usize,
+            ) -> Result<M::$batch, Error> {
+                data.$d_to_device(batch, device, dataloader_idx)
+            }
+            fn data_after<D: DataModule<M::Batch, M::ValBatch, M::TestBatch, M::PredictBatch>>(
+                data: &mut D,
+                batch: M::$batch,
+                dataloader_idx: usize,
+            ) -> Result<M::$batch, Error> {
+                data.$d_after(batch, dataloader_idx)
+            }
+            fn module_before<A: AfterHook<M>>(
+                module: &mut M,
+                callbacks: &mut [Box<dyn Callback<M>>],
+                core: &mut Core,
+                after: &mut A,
+                batch: M::$batch,
+                dataloader_idx: usize,
+            ) -> Result<M::$batch, Error> {
+                dispatch::$before(module, callbacks, core, after, batch, dataloader_idx)
+            }
+            fn module_to_device<A: AfterHook<M>>(
+                module: &mut M,
+                callbacks: &mut [Box<dyn Callback<M>>],
+                core: &mut Core,
+                after: &mut A,
+                batch: M::$batch,
+                device: &Device,
+                dataloader_idx: usize,
+            ) -> Result<M::$batch, Error> {
+                dispatch::$to_device(module, callbacks, core, after, batch, device, dataloader_idx)
+            }
+            fn module_after<A: AfterHook<M>>(
+                module: &mut M,
+                callbacks: &mut [Box<dyn Callback<M>>],
+                core: &mut Core,
+                after: &mut A,
+                batch: M::$batch,
+                dataloader_idx: usize,
+            ) -> Result<M::$batch, Error> {
+                dispatch::$after(module, callbacks, core, after, batch, dataloader_idx)
+            }
+        }
+    };
+}
+
+transfer_stage!(
+    /// Training batches (`M::Batch`).
+    TrainBatches,
+    Batch,
+    [on_before_batch_transfer, transfer_batch_to_device, on_after_batch_transfer],
+    [on_before_batch_transfer, transfer_batch_to_device, on_after_batch_transfer]
+);
+transfer_stage!(
+    /// Validation batches, the sanity check's too (`M::ValBatch`).
+    ValBatches,
+    ValBatch,
+    [on_before_val_batch_transfer, transfer_val_batch_to_device, on_after_val_batch_transfer],
+    [on_before_batch_transfer_val, transfer_batch_to_device_val, on_after_batch_transfer_val]
+);
+transfer_stage!(
+    /// Test batches (`M::TestBatch`).
+    TestBatches,
+    TestBatch,
+    [on_before_test_batch_transfer, transfer_test_batch_to_device, on_after_test_batch_transfer],
+    [on_before_batch_transfer_test, transfer_batch_to_device_test, on_after_batch_transfer_test]
+);
+transfer_stage!(
+    /// Prediction batches (`M::PredictBatch`).
+    PredictBatches,
+    PredictBatch,
+    [on_before_predict_batch_transfer, transfer_predict_batch_to_device, on_after_predict_batch_transfer],
+    [on_before_batch_transfer_predict, transfer_batch_to_device_predict, on_after_batch_transfer_predict]
+);
+
 macro_rules! datamodule_span {
     ($data:expr, $hook:expr) => {
         $data.is_datamodule().then(|| {
@@ -470,37 +630,36 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch, M::ValBatch, M::TestBatch, 
         })
     }
 
-    /// The three batch-transfer hooks, for a batch of dataloader `dataloader_idx`: each the
-    /// datamodule's when it overrides it (Lightning's precedence), else the module's. Both take
-    /// the training batch type: they run on the batches of each stage whose batch type is that
-    /// one, and a stage with another batch type keeps its batches as they are (the hooks'
-    /// defaults).
-    pub fn transfer<B: 'static>(&mut self, batch: B, device: &Device, dataloader_idx: usize) -> Result<B, Error> {
-        let batch = match same_type::<B, M::Batch>(batch) {
-            Ok(batch) => batch,
-            Err(batch) => return Ok(batch),
-        };
-        let (batch, by_data) = call_transfer_hook(|| self.data.on_before_batch_transfer(batch, dataloader_idx));
+    /// The three batch-transfer hooks, for a batch of stage `S` from dataloader
+    /// `dataloader_idx`: each the datamodule's when it overrides it for the stage's batch type
+    /// (Lightning's precedence), else the module's, which `#[lightning_module]` implements for
+    /// every stage's type.
+    pub fn transfer<S: TransferStage<M>>(
+        &mut self,
+        batch: S::Batch,
+        device: &Device,
+        dataloader_idx: usize,
+    ) -> Result<S::Batch, Error> {
+        let (batch, by_data) = call_transfer_hook(|| S::data_before(&mut self.data, batch, dataloader_idx));
         let batch = match by_data {
             true => self.datamodule_transfer_hook(Hook::OnBeforeBatchTransfer, batch)?,
-            false => hook!(self.on_before_batch_transfer(batch?, dataloader_idx)),
+            false => stage_hook!(self, S::module_before(batch?, dataloader_idx)),
         };
-        let (batch, by_data) = call_transfer_hook(|| self.data.transfer_batch_to_device(batch, device, dataloader_idx));
+        let (batch, by_data) = call_transfer_hook(|| S::data_to_device(&mut self.data, batch, device, dataloader_idx));
         let batch = match by_data {
             true => self.datamodule_transfer_hook(Hook::TransferBatchToDevice, batch)?,
-            false => hook!(self.transfer_batch_to_device(batch?, device, dataloader_idx)),
+            false => stage_hook!(self, S::module_to_device(batch?, device, dataloader_idx)),
         };
-        let (batch, by_data) = call_transfer_hook(|| self.data.on_after_batch_transfer(batch, dataloader_idx));
-        let batch = match by_data {
-            true => self.datamodule_transfer_hook(Hook::OnAfterBatchTransfer, batch)?,
-            false => hook!(self.on_after_batch_transfer(batch?, dataloader_idx)),
-        };
-        Ok(same_type::<M::Batch, B>(batch).unwrap_or_else(|_| unreachable!("`B` is `M::Batch` here")))
+        let (batch, by_data) = call_transfer_hook(|| S::data_after(&mut self.data, batch, dataloader_idx));
+        match by_data {
+            true => self.datamodule_transfer_hook(Hook::OnAfterBatchTransfer, batch),
+            false => Ok(stage_hook!(self, S::module_after(batch?, dataloader_idx))),
+        }
     }
 
     /// The output of a batch-transfer hook the datamodule overrides; the first time, in a run
     /// whose module overrides it too, Lightning's warning that the datamodule's is used.
-    fn datamodule_transfer_hook(&mut self, hook: Hook, batch: Result<M::Batch, Error>) -> Result<M::Batch, Error> {
+    fn datamodule_transfer_hook<B>(&mut self, hook: Hook, batch: Result<B, Error>) -> Result<B, Error> {
         if M::OVERRIDDEN.contains(hook) && self.warned_transfer_hooks.insert(hook) {
             tracing::warn!(target: "burn_lightning",
                 "You have overridden `{}` in both `LightningModule` and `LightningDataModule` (`{}`). \
@@ -1086,15 +1245,4 @@ pub(crate) fn merge_callbacks<M: LightningModule>(callbacks: &mut Callbacks<M>, 
     }
     // Stable: the relative order of the others is kept.
     callbacks.sort_by_key(|c| c.role() == CallbackRole::Checkpoint);
-}
-
-/// `value` as a `To` when `From` and `To` are the same type, else `value` back: lets the module's
-/// transfer hooks, which take the training batch type, run on another stage's batches of that
-/// same type. Moves the value; allocates nothing.
-fn same_type<From: 'static, To: 'static>(value: From) -> Result<To, From> {
-    let mut slot = Some(value);
-    match (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<To>>() {
-        Some(to) => Ok(to.take().expect("the slot was just filled")),
-        None => Err(slot.expect("the slot is left full when the types differ")),
-    }
 }
