@@ -9,6 +9,12 @@
 //! training's so that one validation step scores both heads): held-out items of both tasks,
 //! combined in `min_size` mode.
 //!
+//! After the fit, a prediction run (on a trainer of its own) reads the held-out digit images
+//! from a plain loader (the predict stage has a batch type of its own: one `MnistBatch`, not the
+//! tuple), and a `PredictionWriter` writes both heads' answers to `predictions.csv` after each
+//! batch (`position,digit,at_least_5,true_digit`), with `return_predictions(false)` so that
+//! `predict` keeps none of them.
+//!
 //! `cargo run --release --example mnist_two_task [-- EPOCHS]` (3 epochs by default);
 //! `tests/mnist_two_task.rs` runs it for a few batches.
 
@@ -19,6 +25,7 @@ use burn::nn::{Linear, LinearConfig, Relu};
 use burn::optim::AdamConfig;
 use burn_lightning::prelude::*;
 use mnist::{MnistBatch, MnistData, MnistSplit, PIXELS, loss_and_accuracy};
+use std::io::Write;
 use std::path::PathBuf;
 
 /// One batch of each task: (digit images with their digits, images with their digits, whose
@@ -78,6 +85,16 @@ impl TwoTaskMnist {
         cx.log("val_high_acc", high_acc);
     }
 
+    /// Both heads' answers for each image: `[n, 2]`, the digit and whether it is at least 5
+    /// (1 or 0). The predict stage's batches are single [`MnistBatch`]es, not the tuple.
+    #[hook]
+    fn predict_step(&self, batch: MnistBatch, _batch_idx: usize) -> Tensor<2, Int> {
+        let features = self.features(batch.images);
+        let digit = self.digit_head.forward(features.clone()).argmax(1);
+        let high = self.high_head.forward(features).argmax(1);
+        Tensor::cat(vec![digit, high], 1)
+    }
+
     #[hook]
     fn configure_optimizers(&self) -> OptimizerConfig {
         OptimizerConfig::new(AdamConfig::new().init(), 1e-3)
@@ -95,6 +112,7 @@ pub struct TwoTaskData {
     seed: u64,
     train: Option<Loader<TwoTasks>>,
     val: Option<Loader<TwoTasks>>,
+    predict: Option<Loader<MnistBatch>>,
 }
 
 impl TwoTaskData {
@@ -108,11 +126,13 @@ impl TwoTaskData {
             seed: 42,
             train: None,
             val: None,
+            predict: None,
         }
     }
 }
 
-impl DataModule<TwoTasks> for TwoTaskData {
+/// Training and validation read both tasks' tuples; prediction reads the held-out digit images.
+impl DataModule<TwoTasks, TwoTasks, TwoTasks, MnistBatch> for TwoTaskData {
     fn set_seed(&mut self, seed: u64) {
         self.seed = seed;
     }
@@ -143,6 +163,7 @@ impl DataModule<TwoTasks> for TwoTaskData {
             (loader(held_out, val, None), loader(held_out + val, val, None)),
             CombinedMode::MinSize,
         )?);
+        self.predict = Some(loader(held_out, val, None));
         Ok(())
     }
 
@@ -153,38 +174,91 @@ impl DataModule<TwoTasks> for TwoTaskData {
     fn val_dataloader(&mut self) -> Option<Loader<TwoTasks>> {
         self.val.clone()
     }
+
+    fn predict_dataloader(&mut self) -> Option<Loader<MnistBatch>> {
+        self.predict.clone()
+    }
 }
 
-/// What a run reached: each task's validation accuracy and the training batches it ran.
+/// What a run reached: each task's validation accuracy, the training batches it ran, and where
+/// the prediction run wrote.
 pub struct Outcome {
     pub val_digit_acc: f64,
     pub val_high_acc: f64,
     pub global_step: usize,
+    /// `position,digit,at_least_5,true_digit` per held-out digit image, in the loader's order.
+    pub predictions_file: PathBuf,
+    /// The predictions `predict` returned: none, with `return_predictions(false)`.
+    pub returned: usize,
 }
 
-/// Trains `max_epochs` epochs (at most `train_batches` batches each) on `data`, writing under `root`.
+/// Trains `max_epochs` epochs (at most `train_batches` batches each) on `data`, then predicts
+/// the held-out digit images into `<root>/predictions.csv`; writes under `root`.
 pub fn run(
     max_epochs: usize,
     train_batches: Option<usize>,
     mut data: TwoTaskData,
     root: impl Into<PathBuf>,
 ) -> Result<Outcome, Box<dyn std::error::Error>> {
+    let root: PathBuf = root.into();
     let mut builder = Trainer::builder()
         .max_epochs(max_epochs)
         .seed(42)
-        .default_root_dir(root.into());
+        .default_root_dir(&root);
     if let Some(batches) = train_batches {
         builder = builder.limit_train_batches(batches);
     }
     let mut trainer = builder.build()?;
-    trainer.fit(TwoTaskMnist::new(64), &mut data)?;
+    let mut model = trainer.fit(TwoTaskMnist::new(64), &mut data)?;
     let logged = trainer.callback_metrics();
     let get = |name: &str| logged.get(name).ok_or(format!("{name} was not logged"));
+    let (val_digit_acc, val_high_acc) = (get("val_digit_acc")?, get("val_high_acc")?);
+
+    // Prediction on a trainer of its own, writing each batch's answers to a file as it goes
+    // and keeping none of them.
+    let file = root.join("predictions.csv");
+    let writer = AnswersCsv {
+        out: std::io::BufWriter::new(std::fs::File::create(&file)?),
+    };
+    let mut predictor = Trainer::builder()
+        .default_root_dir(&root)
+        .callback(PredictionWriter::new(writer, WriteInterval::Batch))
+        .return_predictions(false)
+        .build()?;
+    let returned = predictor.predict(&mut model, &mut data)?.len();
     Ok(Outcome {
-        val_digit_acc: get("val_digit_acc")?,
-        val_high_acc: get("val_high_acc")?,
+        val_digit_acc,
+        val_high_acc,
         global_step: trainer.global_step(),
+        predictions_file: file,
+        returned,
     })
+}
+
+/// Writes `position,digit,at_least_5,true_digit` per image, a batch at a time.
+struct AnswersCsv {
+    out: std::io::BufWriter<std::fs::File>,
+}
+
+impl WritePredictions<TwoTaskMnist> for AnswersCsv {
+    fn write_on_batch_end(
+        &mut self,
+        _module: &TwoTaskMnist,
+        prediction: &Tensor<2, Int>,
+        batch_indices: &[usize],
+        batch: &MnistBatch,
+        _batch_idx: usize,
+        _dataloader_idx: usize,
+    ) -> Result<(), Error> {
+        // Row-major `[n, 2]`: each item's digit, then its `at least 5`.
+        let answers = prediction.clone().into_data().iter::<i64>().collect::<Vec<_>>();
+        let truth = batch.targets.clone().into_data().iter::<i64>().collect::<Vec<_>>();
+        for ((position, pair), true_digit) in batch_indices.iter().zip(answers.chunks(2)).zip(truth) {
+            writeln!(self.out, "{position},{},{},{true_digit}", pair[0], pair[1]).map_err(Error::user)?;
+        }
+        // Each batch whole on disk: a write error surfaces here, not when the file is dropped.
+        self.out.flush().map_err(Error::user)
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -207,6 +281,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         outcome.val_digit_acc * 100.0,
         outcome.val_high_acc * 100.0,
         outcome.global_step
+    );
+    println!(
+        "predictions of the held-out digits written to {} ({} returned)",
+        outcome.predictions_file.display(),
+        outcome.returned
     );
     Ok(())
 }

@@ -10,11 +10,17 @@ functions each macro runs, and, for `__runtime_items!()`, the `rt::Name` types o
 table, which its signatures use.
 
 Prints the layers (each folder after every folder it uses) and, on a cycle, the cycle and the
-edges that close it. Exits 1 on a cycle. Usage: check_layers.py [--files] [RUNTIME_SRC] [MACROS_SRC]; --files checks files instead of folders
+edges that close it. Exits 1 on a cycle. Usage: check_layers.py [--files] [RUNTIME_SRC] [MACROS_SRC]; --files checks files instead of folders.
+
+`check_layers.py --self-test` shows the check can fail: it runs the check on tiny crates written
+to a temporary directory (folders whose `mod.rs` files use each other, directly or through a
+crate-root re-export) and expects exit 1 naming the cycle, then exit 0 with one edge removed.
 """
 import os
 import re
+import subprocess
 import sys
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
@@ -118,25 +124,29 @@ def main():
     generated = generated_names()
     for mod, rel in mods.items():
         text = strip_comments(open(os.path.join(SRC, rel)).read())
-        is_dir_mod = os.path.basename(rel) in ("mod.rs", "lib.rs")
-        here = mod if is_dir_mod else mod[:-1]  # the module `self::` names inside its children
+        # In any file, `mod.rs` or not, `self` is the module the file defines and `super` its
+        # parent (`a/x.rs` defines `a::x`, so its `super::b` is `a::b`). Inside an inline
+        # `mod tests`, `super::` names the file's own module, so what it reaches lies in the file's
+        # own folder; reading it one level higher can add an edge the code lacks (a false alarm),
+        # never hide one between folders.
+        base_of = {"crate": (), "self": mod, "super": mod[:-1]}
+
+        def based(head, tail):
+            """The path `head::tail` names from here; `super::super::` climbs once per `super`."""
+            base = base_of[head]
+            while tail and tail[0] == "super":
+                base, tail = base[:-1], tail[1:]
+            return base + tail
+
         for m in re.finditer(r"\b(crate|super|self)((?:::" + IDENT + r")+)", text):
-            head, tail = m.group(1), tuple(m.group(2).split("::")[1:])
-            if head == "crate":
-                add(mod, tail)
-            elif head == "self":
-                add(mod, (mod if is_dir_mod else here) + tail)
-            else:
-                add(mod, (mod[:-1] if is_dir_mod else here[:-1]) + tail)
+            add(mod, based(m.group(1), tuple(m.group(2).split("::")[1:])))
         # `use crate::a::{b::C, d}` and `use crate::{A, b::C}`: each member is a path.
         for m in re.finditer(r"use\s+(crate|super|self)((?:::" + IDENT + r")*)::\{([^;]*)\};", text, flags=re.S):
-            head, prefix = m.group(1), tuple(m.group(2).split("::")[1:])
-            base = {"crate": (), "self": mod if is_dir_mod else here,
-                    "super": mod[:-1] if is_dir_mod else here[:-1]}[head]
+            base = based(m.group(1), tuple(m.group(2).split("::")[1:]))
             for member in re.split(r",", re.sub(r"\{[^{}]*\}", "", m.group(3))):
                 member = member.strip().split(" as ")[0].strip()
                 if member and member != "self":
-                    add(mod, base + prefix + tuple(member.split("::")))
+                    add(mod, base + tuple(member.split("::")))
         for macro, names in generated.items():
             if re.search(r"\b" + macro + r"!\s*\(", text):
                 for name in names:
@@ -215,4 +225,73 @@ def main():
     print(f"no import cycle between the runtime's {'files' if files else 'folders'}")
 
 
-main()
+
+# name -> (files of the crate under src/, expected exit status, text the output must contain)
+SELF_TEST_CASES = {
+    "direct cycle": ({
+        "lib.rs": "pub mod a;\npub mod b;\n",
+        "a/mod.rs": "use crate::b::Y;\npub struct X(pub Y);\n",
+        "b/mod.rs": "use crate::a::X;\npub struct Y;\npub fn f(_: X) {}\n",
+    }, 1, "cycle: a/ <-> b/"),
+    "one edge removed": ({
+        "lib.rs": "pub mod a;\npub mod b;\n",
+        "a/mod.rs": "use crate::b::Y;\npub struct X(pub Y);\n",
+        "b/mod.rs": "pub struct Y;\n",
+    }, 0, "no import cycle"),
+    "cycle through the crate root's re-export": ({
+        "lib.rs": "pub mod a;\npub mod b;\npub use a::{X, Z};\n",
+        "a/mod.rs": "mod inner;\npub use inner::Z;\npub struct X(pub crate::b::Y);\n",
+        "a/inner.rs": "pub struct Z;\n",
+        "b/mod.rs": "use crate::{X};\npub struct Y;\npub fn f(_: X) {}\n",
+    }, 1, "b/mod.rs -> a/mod.rs"),
+    "re-export, one edge removed": ({
+        "lib.rs": "pub mod a;\npub mod b;\npub use a::{X, Z};\n",
+        "a/mod.rs": "mod inner;\npub use inner::Z;\npub struct X;\n",
+        "a/inner.rs": "pub struct Z;\n",
+        "b/mod.rs": "use crate::{X};\npub struct Y;\npub fn f(_: X) {}\n",
+    }, 0, "no import cycle"),
+    # `super::` in a file that is not mod.rs names the file's parent: `a/x.rs`'s `super::b` is
+    # `a::b`, not the top folder `b/` (which uses `a/`, so misreading it would make a cycle).
+    "super in a non-mod.rs file": ({
+        "lib.rs": "pub mod a;\npub mod b;\n",
+        "a/mod.rs": "pub mod b;\npub mod x;\n",
+        "a/b.rs": "pub struct Thing;\n",
+        "a/x.rs": "use super::b::Thing;\npub fn g(_: Thing) {}\n",
+        "b/mod.rs": "use crate::a::x::g;\npub fn h() { let _ = g; }\n",
+    }, 0, "no import cycle"),
+    "super in a non-mod.rs file, real cycle": ({
+        "lib.rs": "pub mod a;\npub mod b;\n",
+        "a/mod.rs": "pub mod x;\n",
+        "a/x.rs": "use super::super::b::Y;\npub fn g(_: Y) {}\n",
+        "b/mod.rs": "use crate::a::x::g;\npub struct Y;\npub fn h() { let _ = g; }\n",
+    }, 1, "a/x.rs -> b/mod.rs"),
+}
+
+
+def self_test():
+    """Runs the check on each case's crate; exits 1 if any status or output is not the expected one."""
+    failed = 0
+    for name, (files, status, needle) in SELF_TEST_CASES.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            for rel, text in files.items():
+                path = os.path.join(tmp, rel)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w") as f:
+                    f.write(text)
+            # The real macros' source: the tiny crates invoke none of its macros.
+            run = subprocess.run([sys.executable, os.path.abspath(__file__), tmp, MACROS],
+                                 capture_output=True, text=True)
+        ok = run.returncode == status and needle in run.stdout
+        failed += not ok
+        print(f"self-test {'ok' if ok else 'FAILED'}: {name}: exit {run.returncode} (expected {status})"
+              + ("" if ok else f", output lacks {needle!r}:\n{run.stdout}{run.stderr}"))
+    if failed:
+        print(f"{failed} self-test case(s) failed: the check does not see what it should")
+        sys.exit(1)
+    print(f"all {len(SELF_TEST_CASES)} self-test cases as expected")
+
+
+if "--self-test" in sys.argv:
+    self_test()
+else:
+    main()

@@ -2,6 +2,9 @@
 //! [`DataModule`]: subcommands, `--trainer.<flag>`, `--model.<hparam>`, `--data.<field>`, YAML
 //! config files, environment defaults, `--print_config` and the run's `config.yaml`.
 //!
+//! Uses the trainer, the tuner and everything below them: it is at the top of the runtime, and
+//! nothing in the runtime uses it.
+//!
 //! ```ignore
 //! fn main() -> std::process::ExitCode {
 //!     LightningCli::<LitMnist, MnistData>::new(LitMnist::new).run()
@@ -71,8 +74,6 @@
 //! environment sets Trainer flags only; `seed_everything` and `trainer.seed` are one setting;
 //! a `--model.*` flag wins over a checkpoint's hyperparameters (LightningCLI's checkpoint wins
 //! over everything, the command line included, which silently drops what the user typed).
-//!
-//! At the top of the runtime: uses the trainer, the tuner and everything below them.
 
 mod module_check;
 pub mod optimizers;

@@ -3,6 +3,9 @@
 //! the aggregators [`MeanMetric`], [`SumMetric`], [`MaxMetric`], [`MinMetric`], and
 //! [`MetricCollection`].
 //!
+//! Uses `core` only (the metric store's [`LogValue`](crate::LogValue) and the collectives of
+//! several processes); `checkpoint` and `loops` use it to save and restore the states.
+//!
 //! A metric is a field of the module (a burn `Module` without parameters). `update` adds a
 //! batch to its state on the device, reading nothing; `forward` also returns the batch's own
 //! value (on the device); `compute` reads the device once and gives the value of everything
@@ -49,9 +52,6 @@
 //! `f64` where the device has it (torchmetrics: `f32`). burn-train's metrics are not used: their
 //! `update` reads the device at every batch (it returns the batch's formatted value), and they
 //! come with burn's `train` feature.
-//!
-//! Uses `core` only (the metric store's [`LogValue`](crate::LogValue) and the collectives of
-//! several processes); `checkpoint` and `loops` use it to save and restore the states.
 
 pub mod aggregation;
 pub mod auroc;

@@ -1,5 +1,8 @@
 //! The profiler (Lightning's `profiler` flag): time per hook and loop phase, and a Chrome trace.
 //!
+//! Uses `core` and `checkpoint` (its report is written atomically into the run directory); the
+//! loops open its sessions.
+//!
 //! It is built on the `tracing` spans the trainer already opens around every hook call
 //! (`hook` spans) and loop phase (`phase` spans), all of target [`TARGET`] at trace level: with
 //! the profiler off nothing listens to them, and each costs a level check.
@@ -29,9 +32,6 @@
 //!   not to the user's subscriber (events do reach it); the profiler's subscriber also raises
 //!   `tracing`'s global level hint to TRACE for that while, which costs the other threads a
 //!   check per disabled trace callsite. Both end with the run.
-//!
-//! Uses `core` and `checkpoint` (its report is written atomically into the run directory); the
-//! loops open its sessions.
 
 use crate::Error;
 use std::collections::{BTreeMap, HashMap, HashSet};
