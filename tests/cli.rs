@@ -606,6 +606,24 @@ fn tune_batch_size_needs_a_datamodule_that_can_set_it() {
     assert!(error.to_string().contains("BatchSizeTunable"), "{error}");
 }
 
+/// A batch size of 0 in a datamodule of the user's own (this file's, not the project's helpers,
+/// which refuse it themselves) is refused before any loader is built: burn's loader never
+/// advances with it, so the run would hang.
+#[test]
+fn a_batch_size_of_zero_is_refused_for_any_datamodule() {
+    let error = match cli().run_from(["tiny", "fit", "--data.batch_size", "0"]) {
+        Err(error) => error,
+        Ok(_) => panic!("`--data.batch_size 0` ran"),
+    };
+    assert_eq!(error.exit_code(), 2);
+    let message = error.to_string();
+    assert!(
+        message.contains("`--data.batch_size` (from --data.batch_size)"),
+        "{message}"
+    );
+    assert!(message.contains("give 1 or more"), "{message}");
+}
+
 /// `--help` shows the defaults in effect: the environment's and the config files', with where
 /// they come from.
 #[test]
