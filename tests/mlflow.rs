@@ -12,8 +12,8 @@ use burn::optim::SgdConfig;
 use burn_lightning::prelude::*;
 use burn_lightning::{LogModel, MlflowLogger};
 use common::recording::{Call, Recording};
-use serde::{Deserialize, Serialize};
 use common::{Pair, pair_loader};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -483,7 +483,8 @@ fn a_fit_and_a_test_reach_the_server_as_logged() {
 /// its params.
 #[test]
 fn a_logger_chosen_in_the_cli_logs_to_the_server_and_its_run_continues_by_id() {
-    let Some(python) = mlflow_python("a_logger_chosen_in_the_cli_logs_to_the_server_and_its_run_continues_by_id") else {
+    let Some(python) = mlflow_python("a_logger_chosen_in_the_cli_logs_to_the_server_and_its_run_continues_by_id")
+    else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -510,9 +511,18 @@ fn a_logger_chosen_in_the_cli_logs_to_the_server_and_its_run_continues_by_id() {
     assert_eq!(read.status, "FINISHED");
     assert_eq!(read.experiment_name, "from-the-cli");
     assert_eq!(read.artifact_location, "mlflow-artifacts:/elsewhere");
-    assert_eq!(read.artifact_uri, format!("mlflow-artifacts:/elsewhere/{run_id}/artifacts"));
-    assert_eq!((read.tags["team"].as_str(), read.tags["mlflow.runName"].as_str()), ("vision", "cli"));
-    assert_eq!((read.params["lr"].as_str(), read.params["width"].as_str()), ("0.05", "32"));
+    assert_eq!(
+        read.artifact_uri,
+        format!("mlflow-artifacts:/elsewhere/{run_id}/artifacts")
+    );
+    assert_eq!(
+        (read.tags["team"].as_str(), read.tags["mlflow.runName"].as_str()),
+        ("vision", "cli")
+    );
+    assert_eq!(
+        (read.params["lr"].as_str(), read.params["width"].as_str()),
+        ("0.05", "32")
+    );
     let keys: Vec<&str> = read.metrics.keys().map(String::as_str).collect();
     assert!(keys.iter().all(|k| k.starts_with("p-")), "{keys:?}");
     for key in ["p-train_loss", "p-edge", "p-val_loss"] {
@@ -522,11 +532,19 @@ fn a_logger_chosen_in_the_cli_logs_to_the_server_and_its_run_continues_by_id() {
     // The checkpoint went through the server into the experiment's location.
     let checkpoint = run.trainer.log_dir().unwrap().join("checkpoints/epoch=1-step=8.ckpt");
     let size = std::fs::metadata(&checkpoint).unwrap().len();
-    assert_eq!(read.artifacts, [("epoch=1-step=8/epoch=1-step=8.ckpt".to_string(), size)]);
-    let stored = dir
-        .path()
-        .join(format!("artifacts/elsewhere/{run_id}/artifacts/epoch=1-step=8/epoch=1-step=8.ckpt"));
-    assert_eq!(std::fs::metadata(&stored).map(|m| m.len()).ok(), Some(size), "{}", stored.display());
+    assert_eq!(
+        read.artifacts,
+        [("epoch=1-step=8/epoch=1-step=8.ckpt".to_string(), size)]
+    );
+    let stored = dir.path().join(format!(
+        "artifacts/elsewhere/{run_id}/artifacts/epoch=1-step=8/epoch=1-step=8.ckpt"
+    ));
+    assert_eq!(
+        std::fs::metadata(&stored).map(|m| m.len()).ok(),
+        Some(size),
+        "{}",
+        stored.display()
+    );
 
     // `run_id` continues the run (from the command line): its histories go on.
     let continued = format!(
@@ -534,7 +552,14 @@ fn a_logger_chosen_in_the_cli_logs_to_the_server_and_its_run_continues_by_id() {
          save_dir: '{root}/mlruns'}}}}",
         server.uri()
     );
-    let args = ["net", "fit", "--trainer.max_epochs", "1", "--trainer.log_every_n_steps", "1"];
+    let args = [
+        "net",
+        "fit",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.log_every_n_steps",
+        "1",
+    ];
     let root_arg = ["--trainer.default_root_dir", &format!("{root}/continued")];
     let run = cli()
         .run_from(args.iter().chain(&root_arg).chain(&["--trainer.logger", &continued]))
@@ -543,13 +568,21 @@ fn a_logger_chosen_in_the_cli_logs_to_the_server_and_its_run_continues_by_id() {
     assert_eq!(run_id_of(&run.trainer), run_id);
     // A run continued with other hyperparameters: the server's refusal is the error.
     let error = cli()
-        .run_from(args.iter().chain(&root_arg).chain(&["--trainer.logger", &continued, "--model.lr", "0.5"]))
+        .run_from(
+            args.iter()
+                .chain(&root_arg)
+                .chain(&["--trainer.logger", &continued, "--model.lr", "0.5"]),
+        )
         .err()
         .unwrap();
     let error = error.message();
     assert!(error.contains("cannot change them") && error.contains("lr"), "{error}");
     let read = server.read_run(&run_id);
-    assert_eq!(read.metrics["p-edge"].len(), 8 + 4, "the second fit's steps were appended");
+    assert_eq!(
+        read.metrics["p-edge"].len(),
+        8 + 4,
+        "the second fit's steps were appended"
+    );
     assert_eq!(read.params["lr"], "0.05", "the refused value is not stored");
     assert_eq!(read.status, "FAILED", "the refused run's end");
 }
@@ -590,7 +623,10 @@ fn log_model_all_uploads_every_checkpoint_as_it_is_written() {
     trainer.fit(Net::new(), data()).unwrap();
     assert_eq!(*uploads.lock().unwrap(), [0, 1, 2]);
     let checkpoints = trainer.log_dir().unwrap().join("checkpoints");
-    let on_disk: Vec<_> = std::fs::read_dir(&checkpoints).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let on_disk: Vec<_> = std::fs::read_dir(&checkpoints)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(on_disk, ["epoch=2-step=12.ckpt"]);
     let read = server.read_run(&run_id_of(&trainer));
     let names: Vec<&str> = read.artifacts.iter().map(|(name, _)| name.as_str()).collect();
@@ -602,7 +638,9 @@ fn log_model_all_uploads_every_checkpoint_as_it_is_written() {
             "epoch=2-step=12/epoch=2-step=12.ckpt"
         ]
     );
-    let size = std::fs::metadata(checkpoints.join("epoch=2-step=12.ckpt")).unwrap().len();
+    let size = std::fs::metadata(checkpoints.join("epoch=2-step=12.ckpt"))
+        .unwrap()
+        .len();
     assert_eq!(read.artifacts[2].1, size);
 }
 
@@ -694,7 +732,10 @@ fn wait_exit(mut child: Child) -> (Option<i32>, String) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let output = child.wait_with_output().unwrap();
-    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// The run's end as MLflow records it: `FAILED` when `training_step` returns `Err`, `KILLED`
@@ -748,8 +789,17 @@ fn a_run_ends_failed_on_an_error_and_killed_on_a_signal_and_the_environment_give
     let (code, stderr) = wait_exit(signalled);
     assert_eq!(code, Some(143), "{stderr}");
     // Its run directory is `mlruns/<experiment id>/<run id>`.
-    let experiment = std::fs::read_dir(signal_dir.join("mlruns")).unwrap().next().unwrap().unwrap();
-    let killed = std::fs::read_dir(experiment.path()).unwrap().next().unwrap().unwrap().file_name();
+    let experiment = std::fs::read_dir(signal_dir.join("mlruns"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let killed = std::fs::read_dir(experiment.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
     let (code, stderr) = wait_exit(defaults);
     assert_eq!(code, Some(0), "{stderr}");
     let default_run = std::fs::read_to_string(defaults_dir.join("default_run")).unwrap();
