@@ -13,6 +13,7 @@ use burn_lightning::prelude::*;
 use burn_lightning::{LogModel, MlflowLogger};
 use common::recording::{Call, Recording};
 use common::{Pair, pair_loader};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Logs `train_loss` every step, `edge` (NaN, +inf, -inf, then the batch index) on step only,
-/// `val_loss` and `test_loss`.
+/// `val_loss` and `test_loss`. Its `training_step` returns `Err` at batch `fail_at`.
 #[lightning_module]
 #[derive(Module, Debug)]
 pub struct Net {
@@ -30,14 +31,26 @@ pub struct Net {
     lr: f64,
     #[hparam(default = 32)]
     width: usize,
+    #[module(skip)]
+    fail_at: Option<usize>,
 }
+
+#[derive(Debug, thiserror::Error)]
+#[error("batch {0} fails on purpose")]
+struct StepFailed(usize);
 
 impl Net {
     fn new() -> Self {
+        Self::from_hparams(&NetHparams::default(), &Device::default())
+    }
+
+    /// What `LightningCli` builds.
+    fn from_hparams(hparams: &NetHparams, device: &Device) -> Self {
         Self {
-            layer: LinearConfig::new(32, 2).init(&Device::default()),
-            lr: 0.05,
-            width: 32,
+            layer: LinearConfig::new(32, 2).init(device),
+            lr: hparams.lr,
+            width: hparams.width,
+            fail_at: None,
         }
     }
 
@@ -49,7 +62,10 @@ impl Net {
 #[lightning_module]
 impl Net {
     #[hook]
-    fn training_step(&self, batch: Pair, batch_idx: usize, cx: &mut StepContext) -> Tensor<1> {
+    fn training_step(&self, batch: Pair, batch_idx: usize, cx: &mut StepContext) -> Result<Tensor<1>, StepFailed> {
+        if self.fail_at == Some(batch_idx) {
+            return Err(StepFailed(batch_idx));
+        }
         let loss = self.loss(batch);
         cx.log("train_loss", &loss);
         let edge = match batch_idx {
@@ -59,7 +75,7 @@ impl Net {
             i => i as f64,
         };
         cx.log("edge", edge);
-        loss
+        Ok(loss)
     }
     #[hook]
     fn validation_step(&self, batch: Pair, _batch_idx: usize, cx: &mut StepContext) {
@@ -70,6 +86,10 @@ impl Net {
         cx.log("test_loss", self.loss(batch));
     }
     #[hook]
+    fn predict_step(&self, batch: Pair, _batch_idx: usize) -> Tensor<2> {
+        self.layer.forward(batch.x)
+    }
+    #[hook]
     fn configure_optimizers(&self) -> OptimizerConfig {
         OptimizerConfig::new(SgdConfig::new().init(), self.lr)
     }
@@ -77,6 +97,44 @@ impl Net {
 
 fn data() -> Loaders<Pair> {
     Loaders::fit(pair_loader(16, 4), Some(pair_loader(4, 4)))
+}
+
+/// `data()` for `LightningCli`.
+#[derive(Default, Serialize, Deserialize, DataOptions)]
+#[serde(default, deny_unknown_fields)]
+struct NetData {
+    /// Unused: a datamodule has options.
+    seed: u64,
+}
+
+impl DataModule<Pair> for NetData {
+    fn train_dataloader(&mut self) -> Option<Loader<Pair>> {
+        Some(pair_loader(16, 4))
+    }
+    fn val_dataloader(&mut self) -> Option<Loader<Pair>> {
+        Some(pair_loader(4, 4))
+    }
+    fn test_dataloader(&mut self) -> Option<Loader<Pair>> {
+        Some(pair_loader(8, 4))
+    }
+    fn predict_dataloader(&mut self) -> Option<Loader<Pair>> {
+        Some(pair_loader(4, 4))
+    }
+}
+
+fn cli() -> LightningCli<Net, NetData> {
+    LightningCli::new(Net::from_hparams).trainer_defaults(
+        TrainerConfig::default()
+            .enable_progress_bar(false)
+            .enable_model_summary(false)
+            .exit_on_signal(false),
+    )
+}
+
+/// The run a trainer logged to (its `log_dir` is `<save_dir>/<experiment id>/<run id>`).
+fn run_id_of<M: LightningModule>(trainer: &Trainer<M>) -> String {
+    let dir = trainer.log_dir().expect("the run has a log_dir");
+    dir.file_name().unwrap().to_str().unwrap().to_string()
 }
 
 /// The python of a venv with mlflow, or `None` (the test then says why it skips).
@@ -177,17 +235,28 @@ impl Server {
 
     /// What MLflow's Python client reads of `run_id`.
     fn read_run(&self, run_id: &str) -> RunRecord {
+        self.read_runs(&[run_id]).remove(0)
+    }
+
+    /// What MLflow's Python client reads of each run (one python: its start takes seconds).
+    fn read_runs(&self, run_ids: &[&str]) -> Vec<RunRecord> {
         let output = Command::new(&self.python)
             .arg("-c")
             .arg(READ_RUN)
             .arg(self.uri())
-            .arg(run_id)
             .arg(self.dir.join("downloads"))
+            .args(run_ids)
             .stderr(Stdio::inherit())
             .output()
             .unwrap();
-        assert!(output.status.success(), "reading the run back failed");
+        assert!(output.status.success(), "reading the runs back failed");
         let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        json.as_array().unwrap().iter().map(RunRecord::from_json).collect()
+    }
+}
+
+impl RunRecord {
+    fn from_json(json: &serde_json::Value) -> Self {
         let strings = |v: &serde_json::Value| -> BTreeMap<String, String> {
             v.as_object()
                 .unwrap()
@@ -195,6 +264,7 @@ impl Server {
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
                 .collect()
         };
+        let text = |key: &str| json[key].as_str().unwrap().to_string();
         let metrics = json["metrics"]
             .as_object()
             .unwrap()
@@ -211,8 +281,11 @@ impl Server {
             })
             .collect();
         RunRecord {
-            status: json["status"].as_str().unwrap().to_string(),
-            experiment_id: json["experiment_id"].as_str().unwrap().to_string(),
+            status: text("status"),
+            experiment_id: text("experiment_id"),
+            experiment_name: text("experiment_name"),
+            artifact_location: text("artifact_location"),
+            artifact_uri: text("artifact_uri"),
             params: strings(&json["params"]),
             tags: strings(&json["tags"]),
             metrics,
@@ -247,31 +320,41 @@ fn health(port: u16) -> bool {
     answer.starts_with("HTTP/1.1 200")
 }
 
-/// Metric histories as `(step, repr(value))`, params, tags, status, and the artifacts (path,
-/// size) downloaded with MLflow's client.
+/// Per run: metric histories as `(step, repr(value))`, params, tags, status, its experiment, and
+/// the artifacts (path, size) downloaded with MLflow's client.
 const READ_RUN: &str = r#"
 import json, os, sys
 from mlflow.tracking import MlflowClient
-uri, run_id, downloads = sys.argv[1:4]
+uri, downloads = sys.argv[1:3]
 client = MlflowClient(uri)
-run = client.get_run(run_id)
-metrics = {}
-for key in run.data.metrics:
-    metrics[key] = [[m.step, repr(m.value)] for m in client.get_metric_history(run_id, key)]
-os.makedirs(downloads, exist_ok=True)
-local = client.download_artifacts(run_id, "", downloads)
-artifacts = []
-for root, _, files in os.walk(local):
-    for name in files:
-        path = os.path.join(root, name)
-        artifacts.append([os.path.relpath(path, local), os.path.getsize(path)])
-print(json.dumps({"status": run.info.status, "experiment_id": run.info.experiment_id,
-    "params": run.data.params, "tags": run.data.tags, "metrics": metrics, "artifacts": sorted(artifacts)}))
+runs = []
+for run_id in sys.argv[3:]:
+    run = client.get_run(run_id)
+    experiment = client.get_experiment(run.info.experiment_id)
+    metrics = {}
+    for key in run.data.metrics:
+        metrics[key] = [[m.step, repr(m.value)] for m in client.get_metric_history(run_id, key)]
+    into = os.path.join(downloads, run_id)
+    os.makedirs(into, exist_ok=True)
+    local = client.download_artifacts(run_id, "", into)
+    artifacts = []
+    for root, _, files in os.walk(local):
+        for name in files:
+            path = os.path.join(root, name)
+            artifacts.append([os.path.relpath(path, local), os.path.getsize(path)])
+    runs.append({"status": run.info.status, "experiment_id": run.info.experiment_id,
+        "experiment_name": experiment.name, "artifact_location": experiment.artifact_location,
+        "artifact_uri": run.info.artifact_uri, "params": run.data.params, "tags": run.data.tags,
+        "metrics": metrics, "artifacts": sorted(artifacts)})
+print(json.dumps(runs))
 "#;
 
 struct RunRecord {
     status: String,
     experiment_id: String,
+    experiment_name: String,
+    artifact_location: String,
+    artifact_uri: String,
     params: BTreeMap<String, String>,
     tags: BTreeMap<String, String>,
     metrics: BTreeMap<String, Vec<(usize, f64)>>,
@@ -391,6 +474,353 @@ fn a_fit_and_a_test_reach_the_server_as_logged() {
     );
     let report = delivery.report();
     assert_eq!((report.dropped, report.unsent, report.uploads), (0, 0, 1), "{report:?}");
+}
+
+/// The logger chosen by name in a config file for `LightningCli`, with Lightning's options: the
+/// experiment (created with its `artifact_location`), the run's name and tags, `prefix` before
+/// every key (`-`, Lightning's `LOGGER_JOIN_CHAR`), and the checkpoint uploaded at the end into
+/// that location. Then `--trainer.logger` with `run_id` continues the run, and refuses to change
+/// its params.
+#[test]
+fn a_logger_chosen_in_the_cli_logs_to_the_server_and_its_run_continues_by_id() {
+    let Some(python) = mlflow_python("a_logger_chosen_in_the_cli_logs_to_the_server_and_its_run_continues_by_id")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&python, dir.path());
+    let root = dir.path().display();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "trainer:\n  max_epochs: 2\n  log_every_n_steps: 1\n  default_root_dir: '{root}'\n  logger:\n    \
+             class_path: mlflow\n    init_args:\n      tracking_uri: '{}'\n      experiment_name: from-the-cli\n      \
+             run_name: cli\n      tags: {{team: vision}}\n      prefix: p\n      \
+             artifact_location: 'mlflow-artifacts:/elsewhere'\n      log_model: true\n      save_dir: '{root}/mlruns'\n",
+            server.uri()
+        ),
+    )
+    .unwrap();
+    let run = cli()
+        .run_from(["net", "fit", "--config", config.to_str().unwrap()])
+        .unwrap()
+        .unwrap();
+    let run_id = run_id_of(&run.trainer);
+    let read = server.read_run(&run_id);
+    assert_eq!(read.status, "FINISHED");
+    assert_eq!(read.experiment_name, "from-the-cli");
+    assert_eq!(read.artifact_location, "mlflow-artifacts:/elsewhere");
+    assert_eq!(
+        read.artifact_uri,
+        format!("mlflow-artifacts:/elsewhere/{run_id}/artifacts")
+    );
+    assert_eq!(
+        (read.tags["team"].as_str(), read.tags["mlflow.runName"].as_str()),
+        ("vision", "cli")
+    );
+    assert_eq!(
+        (read.params["lr"].as_str(), read.params["width"].as_str()),
+        ("0.05", "32")
+    );
+    let keys: Vec<&str> = read.metrics.keys().map(String::as_str).collect();
+    assert!(keys.iter().all(|k| k.starts_with("p-")), "{keys:?}");
+    for key in ["p-train_loss", "p-edge", "p-val_loss"] {
+        assert!(keys.contains(&key), "{key} in {keys:?}");
+    }
+    assert_eq!(read.metrics["p-edge"].len(), 8, "2 epochs of 4 steps");
+    // The checkpoint went through the server into the experiment's location.
+    let checkpoint = run.trainer.log_dir().unwrap().join("checkpoints/epoch=1-step=8.ckpt");
+    let size = std::fs::metadata(&checkpoint).unwrap().len();
+    assert_eq!(
+        read.artifacts,
+        [("epoch=1-step=8/epoch=1-step=8.ckpt".to_string(), size)]
+    );
+    let stored = dir.path().join(format!(
+        "artifacts/elsewhere/{run_id}/artifacts/epoch=1-step=8/epoch=1-step=8.ckpt"
+    ));
+    assert_eq!(
+        std::fs::metadata(&stored).map(|m| m.len()).ok(),
+        Some(size),
+        "{}",
+        stored.display()
+    );
+
+    // `run_id` continues the run (from the command line): its histories go on.
+    let continued = format!(
+        "{{class_path: MLFlowLogger, init_args: {{tracking_uri: '{}', run_id: {run_id}, prefix: p, \
+         save_dir: '{root}/mlruns'}}}}",
+        server.uri()
+    );
+    let args = [
+        "net",
+        "fit",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.log_every_n_steps",
+        "1",
+    ];
+    let root_arg = ["--trainer.default_root_dir", &format!("{root}/continued")];
+    let run = cli()
+        .run_from(args.iter().chain(&root_arg).chain(&["--trainer.logger", &continued]))
+        .unwrap()
+        .unwrap();
+    assert_eq!(run_id_of(&run.trainer), run_id);
+    // A run continued with other hyperparameters: the server's refusal is the error.
+    let error = cli()
+        .run_from(
+            args.iter()
+                .chain(&root_arg)
+                .chain(&["--trainer.logger", &continued, "--model.lr", "0.5"]),
+        )
+        .err()
+        .unwrap();
+    let error = error.message();
+    assert!(error.contains("cannot change them") && error.contains("lr"), "{error}");
+    let read = server.read_run(&run_id);
+    assert_eq!(
+        read.metrics["p-edge"].len(),
+        8 + 4,
+        "the second fit's steps were appended"
+    );
+    assert_eq!(read.params["lr"], "0.05", "the refused value is not stored");
+    assert_eq!(read.status, "FAILED", "the refused run's end");
+}
+
+/// Per training epoch's start, the checkpoints uploaded so far.
+struct UploadsAtEpochStart(burn_lightning::loggers::mlflow::MlflowDelivery, Arc<Mutex<Vec<usize>>>);
+
+impl Callback<Net> for UploadsAtEpochStart {
+    fn on_train_epoch_start(&mut self, _module: &mut Net, _cx: &mut EpochContext<'_>) {
+        self.1.lock().unwrap().push(self.0.report().uploads);
+    }
+}
+
+/// `log_model = "all"` uploads each checkpoint as it is written: the default checkpoint keeps
+/// only the last epoch's file on disk, the server has all three.
+#[test]
+fn log_model_all_uploads_every_checkpoint_as_it_is_written() {
+    let Some(python) = mlflow_python("log_model_all_uploads_every_checkpoint_as_it_is_written") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&python, dir.path());
+    // An epoch's end waits for its upload, so that the count below does not race it.
+    let logger = MlflowLogger::new()
+        .tracking_uri(server.uri())
+        .save_dir(dir.path().join("mlruns"))
+        .log_model(LogModel::All)
+        .epoch_flush_timeout(Duration::from_secs(60));
+    let (delivery, uploads) = (logger.delivery(), Arc::new(Mutex::new(Vec::new())));
+    let mut trainer = Trainer::builder()
+        .default_root_dir(dir.path())
+        .enable_progress_bar(false)
+        .max_epochs(3)
+        .logger(logger)
+        .callback(UploadsAtEpochStart(delivery, uploads.clone()))
+        .build()
+        .unwrap();
+    trainer.fit(Net::new(), data()).unwrap();
+    assert_eq!(*uploads.lock().unwrap(), [0, 1, 2]);
+    let checkpoints = trainer.log_dir().unwrap().join("checkpoints");
+    let on_disk: Vec<_> = std::fs::read_dir(&checkpoints)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(on_disk, ["epoch=2-step=12.ckpt"]);
+    let read = server.read_run(&run_id_of(&trainer));
+    let names: Vec<&str> = read.artifacts.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "epoch=0-step=4/epoch=0-step=4.ckpt",
+            "epoch=1-step=8/epoch=1-step=8.ckpt",
+            "epoch=2-step=12/epoch=2-step=12.ckpt"
+        ]
+    );
+    let size = std::fs::metadata(checkpoints.join("epoch=2-step=12.ckpt"))
+        .unwrap()
+        .len();
+    assert_eq!(read.artifacts[2].1, size);
+}
+
+/// Set in a child process (`child_logs_to_mlflow`): its directory, and what it does: `signal`
+/// trains until a signal stops it, `defaults` logs two short fits, with no option and with an
+/// `experiment_name`. Its environment sets the server and an experiment (`MLFLOW_TRACKING_URI`,
+/// `MLFLOW_EXPERIMENT_NAME`): a child, so that no other test sees them.
+const CHILD_DIR: &str = "BURN_LIGHTNING_MLFLOW_CHILD_DIR";
+const CHILD_MODE: &str = "BURN_LIGHTNING_MLFLOW_CHILD_MODE";
+
+/// Writes `<dir>/started` after 3 steps, and slows each step so that a signal lands mid-run.
+struct Started(PathBuf);
+
+impl Callback<Net> for Started {
+    fn on_train_batch_end(
+        &mut self,
+        _module: &mut Net,
+        _outputs: Option<&StepOutput>,
+        _batch: &Pair,
+        _batch_idx: usize,
+        cx: &mut StepContext<'_>,
+    ) {
+        if cx.global_step == 3 {
+            std::fs::write(self.0.join("started"), b"").unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The child's side (run by `a_run_ends_failed_on_an_error_and_killed_on_a_signal_...`); its
+/// run ids go to `<dir>/<name>`.
+#[test]
+#[ignore = "run by the other tests in a child process"]
+fn child_logs_to_mlflow() {
+    let dir = PathBuf::from(std::env::var(CHILD_DIR).expect("run by a test"));
+    let trainer = |logger: MlflowLogger, epochs: usize| {
+        Trainer::builder()
+            .default_root_dir(&dir)
+            .enable_progress_bar(false)
+            .enable_model_summary(false)
+            .log_every_n_steps(1)
+            .max_epochs(epochs)
+            .logger(logger.save_dir(dir.join("mlruns")))
+            .callback(Started(dir.clone()))
+    };
+    match std::env::var(CHILD_MODE).unwrap().as_str() {
+        "defaults" => {
+            for (name, logger) in [
+                ("default_run", MlflowLogger::new()),
+                ("named_run", MlflowLogger::new().experiment_name("given")),
+            ] {
+                let mut trainer = trainer(logger, 1).build().unwrap();
+                trainer.fit(Net::new(), data()).unwrap();
+                std::fs::write(dir.join(name), run_id_of(&trainer)).unwrap();
+            }
+        }
+        "signal" => {
+            let mut trainer = trainer(MlflowLogger::new().experiment_name("given"), 100_000)
+                .build()
+                .unwrap();
+            let _ = trainer.fit(Net::new(), data());
+            unreachable!("fit exits the process after a signal");
+        }
+        mode => panic!("unknown mode {mode}"),
+    }
+}
+
+fn spawn_child(dir: &Path, mode: &str, server: &Server) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["child_logs_to_mlflow", "--exact", "--ignored", "--nocapture"])
+        .env(CHILD_DIR, dir)
+        .env(CHILD_MODE, mode)
+        .env("MLFLOW_TRACKING_URI", server.uri())
+        .env("MLFLOW_EXPERIMENT_NAME", "from-the-environment")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The child's exit code and stderr; one still running after a minute is killed.
+fn wait_exit(mut child: Child) -> (Option<i32>, String) {
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the child still ran after a minute");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The run's end as MLflow records it: `FAILED` when `training_step` returns `Err`, `KILLED`
+/// when SIGTERM stops the run (a child process). The children also take the server from
+/// `MLFLOW_TRACKING_URI`, and the experiment from `MLFLOW_EXPERIMENT_NAME` unless the logger
+/// names one.
+#[test]
+fn a_run_ends_failed_on_an_error_and_killed_on_a_signal_and_the_environment_gives_the_defaults() {
+    let Some(python) =
+        mlflow_python("a_run_ends_failed_on_an_error_and_killed_on_a_signal_and_the_environment_gives_the_defaults")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&python, dir.path());
+    let (signal_dir, defaults_dir) = (dir.path().join("signal"), dir.path().join("defaults"));
+    std::fs::create_dir_all(&signal_dir).unwrap();
+    std::fs::create_dir_all(&defaults_dir).unwrap();
+    let mut signalled = spawn_child(&signal_dir, "signal", &server);
+    let defaults = spawn_child(&defaults_dir, "defaults", &server);
+
+    let mut trainer = Trainer::builder()
+        .default_root_dir(dir.path())
+        .enable_progress_bar(false)
+        .max_epochs(2)
+        .log_every_n_steps(1)
+        .logger(
+            MlflowLogger::new()
+                .tracking_uri(server.uri())
+                .save_dir(dir.path().join("mlruns")),
+        )
+        .build()
+        .unwrap();
+    let model = Net {
+        fail_at: Some(2),
+        ..Net::new()
+    };
+    let error = trainer.fit(model, data()).unwrap_err().to_string();
+    assert!(error.contains("batch 2 fails on purpose"), "{error}");
+    let failed = run_id_of(&trainer);
+
+    let started = Instant::now();
+    while !signal_dir.join("started").exists() {
+        if let Some(status) = signalled.try_wait().unwrap() {
+            panic!("the child ended before it trained: {status}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the child did not train");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(signalled.id() as i32, libc::SIGTERM) };
+    let (code, stderr) = wait_exit(signalled);
+    assert_eq!(code, Some(143), "{stderr}");
+    // Its run directory is `mlruns/<experiment id>/<run id>`.
+    let experiment = std::fs::read_dir(signal_dir.join("mlruns"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let killed = std::fs::read_dir(experiment.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    let (code, stderr) = wait_exit(defaults);
+    assert_eq!(code, Some(0), "{stderr}");
+    let default_run = std::fs::read_to_string(defaults_dir.join("default_run")).unwrap();
+    let named_run = std::fs::read_to_string(defaults_dir.join("named_run")).unwrap();
+
+    let read = server.read_runs(&[&failed, killed.to_str().unwrap(), &default_run, &named_run]);
+    let seen: Vec<(&str, &str)> = read
+        .iter()
+        .map(|r| (r.status.as_str(), r.experiment_name.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("FAILED", "lightning_logs"),
+            ("KILLED", "given"),
+            ("FINISHED", "from-the-environment"),
+            ("FINISHED", "given"),
+        ]
+    );
+    // The failed run logged its first two steps.
+    assert_eq!(read[0].metrics["edge"].len(), 2, "{:?}", read[0].metrics);
 }
 
 #[test]

@@ -13,7 +13,9 @@ use burn::data::dataset::DatasetError;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::SgdConfig;
 use burn_lightning::prelude::*;
+use burn_lightning::{JsonValue, Logger};
 use common::{Pair, pair_loader};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -95,6 +97,29 @@ impl Callback<Net> for Pace {
         if self.slow_exception {
             std::thread::sleep(Duration::from_secs(120));
         }
+    }
+}
+
+/// Writes the status `finalize` gets to `<dir>/finalized` (a tracker records a signal as
+/// "interrupted", not as a failure: MLflow's KILLED).
+struct FinalizeStatus(PathBuf);
+
+impl Logger for FinalizeStatus {
+    fn name(&self) -> &str {
+        "finalize-status"
+    }
+    fn log_dir(&mut self) -> Result<PathBuf, Error> {
+        Ok(self.0.clone())
+    }
+    fn log_hyperparams(&mut self, _hparams: &JsonValue) -> Result<(), Error> {
+        Ok(())
+    }
+    fn log_metrics(&mut self, _metrics: &BTreeMap<String, f64>, _step: usize) -> Result<(), Error> {
+        Ok(())
+    }
+    fn finalize(&mut self, status: &str) -> Result<(), Error> {
+        std::fs::write(self.0.join("finalized"), status).unwrap();
+        Ok(())
     }
 }
 
@@ -204,6 +229,7 @@ fn child_trains_until_signalled() {
         .log_every_n_steps(1)
         .max_epochs(100_000)
         .logger(CsvLogger::new(&dir))
+        .logger(FinalizeStatus(dir.clone()))
         .callback(Pace {
             dir: dir.clone(),
             slow_exception,
@@ -324,6 +350,8 @@ fn stops_gracefully(signal: &str, expected_code: i32) {
     assert_eq!(code, Some(expected_code), "{stderr}");
     assert!(stderr.contains(&format!("SIG{signal}")), "{stderr}");
     assert!(dir.path().join("on_exception").exists(), "on_exception ran");
+    let status = std::fs::read_to_string(dir.path().join("finalized")).unwrap();
+    assert_eq!(status, "interrupted", "the loggers hear of a signal, not of a failure");
 
     // The checkpoint `on_exception` asked for is complete and loads, at a batch boundary.
     let checkpoint = Checkpoint::load(&dir.path().join("on_exception.ckpt")).unwrap();

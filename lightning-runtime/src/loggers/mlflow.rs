@@ -31,6 +31,8 @@ const LINGER: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A request's time limit; a slow server makes the sender wait, never the training loop.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Where `log_model = "all"` holds checkpoints until they are uploaded, in the `log_dir`.
+const STAGING_DIR: &str = ".mlflow-uploads";
 
 /// Lightning's `log_model`: which checkpoints become artifacts of the run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -70,8 +72,10 @@ pub struct MlflowLogger {
     flush_timeout: Duration,
     session: Option<Session>,
     shared: Arc<Shared>,
-    /// Checkpoints the trainer asked for, not uploaded yet (`log_model`).
+    /// Checkpoints the trainer asked for, not uploaded yet (`log_model = true`).
     checkpoints: BTreeSet<PathBuf>,
+    /// Checkpoints held for upload so far (`log_model = "all"`), numbering their links.
+    staged: usize,
     log_dir: Option<PathBuf>,
 }
 
@@ -113,6 +117,7 @@ impl MlflowLogger {
             session: None,
             shared: Arc::new(Shared::default()),
             checkpoints: BTreeSet::new(),
+            staged: 0,
             log_dir: None,
         }
     }
@@ -327,14 +332,7 @@ impl MlflowLogger {
             return Ok(());
         }
         let Some(session) = &self.session else { return Ok(()) };
-        if session.artifacts_url.is_none() {
-            return Err(Self::error(format!(
-                "`log_model` uploads checkpoints through the server, but the run's artifacts are at `{}`: \
-                 start the server with `--serve-artifacts` (MLflow's default) and an experiment whose artifact \
-                 location is `mlflow-artifacts:`",
-                session.artifact_uri
-            )));
-        }
+        Self::artifacts_served(session)?;
         let ready: Vec<PathBuf> = self.checkpoints.iter().filter(|path| path.is_file()).cloned().collect();
         let mut queue = self.shared.lock();
         for path in ready {
@@ -342,9 +340,14 @@ impl MlflowLogger {
             let stem = path
                 .file_stem()
                 .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+            let name = path
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
             queue.uploads.push_back(Upload {
                 path,
+                name,
                 artifact_dir: stem,
+                staged: false,
             });
         }
         if at_end {
@@ -354,6 +357,59 @@ impl MlflowLogger {
         // The sender lingers on a timer once it has work: it needs waking only from an empty
         // queue, or for a full batch.
         let wake = queue.sender_waits_for_work || queue.metrics.len() >= MAX_METRICS_PER_BATCH;
+        drop(queue);
+        if wake {
+            self.shared.wake.notify_all();
+        }
+        Ok(())
+    }
+
+    fn artifacts_served(session: &Session) -> Result<(), Error> {
+        match session.artifacts_url {
+            Some(_) => Ok(()),
+            None => Err(Self::error(format!(
+                "`log_model` uploads checkpoints through the server, but the run's artifacts are at `{}`: \
+                 start the server with `--serve-artifacts` (MLflow's default) and an experiment whose artifact \
+                 location is `mlflow-artifacts:`",
+                session.artifact_uri
+            ))),
+        }
+    }
+
+    /// `log_model = "all"`: queues the checkpoint at `path` now. The trainer writes checkpoints
+    /// in the background and a later one may remove this one (top-k) before the sender reads
+    /// it, so this waits until it is written (Lightning's save is synchronous), then holds it
+    /// with a hard link (a copy on another file system) in `<log_dir>/.mlflow-uploads` until it
+    /// is sent.
+    fn stage_checkpoint(&mut self, path: &Path) -> Result<(), Error> {
+        crate::checkpoint::writer::wait_for_queued_writes(Duration::from_secs(600));
+        if !path.is_file() {
+            // Its write failed: the trainer reports that.
+            return Ok(());
+        }
+        let dir = self.log_dir()?.join(STAGING_DIR);
+        let session = self.session()?;
+        Self::artifacts_served(session)?;
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create the directory", &dir, e))?;
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let stem = path
+            .file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        self.staged += 1;
+        let staged = dir.join(format!("{}-{name}", self.staged));
+        std::fs::hard_link(path, &staged)
+            .or_else(|_| std::fs::copy(path, &staged).map(|_| ()))
+            .map_err(|e| Error::io("hold the checkpoint until it is uploaded", &staged, e))?;
+        let mut queue = self.shared.lock();
+        queue.uploads.push_back(Upload {
+            path: staged,
+            name,
+            artifact_dir: stem,
+            staged: true,
+        });
+        let wake = queue.sender_waits_for_work;
         drop(queue);
         if wake {
             self.shared.wake.notify_all();
@@ -379,6 +435,10 @@ impl MlflowLogger {
             if !self.shared.lock().in_flight {
                 let _ = sender.join();
             }
+        }
+        if let Some(dir) = &self.log_dir {
+            // Empty once every held checkpoint was sent (what was not stays, with its name).
+            let _ = std::fs::remove_dir(dir.join(STAGING_DIR));
         }
         let status = match status {
             "success" | "finished" => "FINISHED",
@@ -503,16 +563,7 @@ impl Logger for MlflowLogger {
         Ok(())
     }
 
-    /// Only queues: checkpoints written since are handed to the sender (`log_model="all"`).
-    fn save(&mut self) -> Result<(), Error> {
-        if self.log_model == LogModel::All {
-            self.queue_checkpoints(false)?;
-        }
-        Ok(())
-    }
-
     fn epoch_end(&mut self) -> Result<(), Error> {
-        self.save()?;
         if self.session.is_some() {
             self.shared.flush(self.epoch_flush_timeout, true);
         }
@@ -520,10 +571,14 @@ impl Logger for MlflowLogger {
     }
 
     fn after_save_checkpoint(&mut self, path: &Path) -> Result<(), Error> {
-        if self.log_model != LogModel::No {
-            self.checkpoints.insert(path.to_path_buf());
+        match self.log_model {
+            LogModel::No => Ok(()),
+            LogModel::AtEnd => {
+                self.checkpoints.insert(path.to_path_buf());
+                Ok(())
+            }
+            LogModel::All => self.stage_checkpoint(path),
         }
-        Ok(())
     }
 
     fn finalize(&mut self, status: &str) -> Result<(), Error> {
@@ -581,8 +636,21 @@ struct Metric {
 }
 
 struct Upload {
+    /// What is read: the checkpoint, or our link to it (`staged`, removed once sent).
     path: PathBuf,
+    /// The artifact's file name (the checkpoint's).
+    name: String,
     artifact_dir: String,
+    staged: bool,
+}
+
+impl Upload {
+    /// Done with it: our link goes.
+    fn unstage(&self) {
+        if self.staged {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -716,7 +784,7 @@ fn send_loop(client: &Client, shared: &Shared, run_id: &str, artifacts_url: Opti
         drop(queue);
 
         let outcome = match (&upload, artifacts_url) {
-            (Some(upload), Some(url)) => client.upload(url, &upload.artifact_dir, &upload.path),
+            (Some(upload), Some(url)) => client.upload(url, &upload.artifact_dir, &upload.name, &upload.path),
             (Some(_), None) => Err(CallError::Rejected(
                 "the run's artifacts are not served by the server".into(),
             )),
@@ -731,7 +799,10 @@ fn send_loop(client: &Client, shared: &Shared, run_id: &str, artifacts_url: Opti
             Ok(()) => {
                 queue.failing = 0;
                 match upload {
-                    Some(_) => queue.report.uploads += 1,
+                    Some(upload) => {
+                        queue.report.uploads += 1;
+                        upload.unstage();
+                    }
                     None => queue.report.sent += batch.len(),
                 }
             }
@@ -766,7 +837,10 @@ fn send_loop(client: &Client, shared: &Shared, run_id: &str, artifacts_url: Opti
                 queue.failing = 0;
                 queue.report.last_error = Some(message);
                 match upload {
-                    Some(_) => queue.report.uploads_failed += 1,
+                    Some(upload) => {
+                        queue.report.uploads_failed += 1;
+                        upload.unstage();
+                    }
                     None => queue.report.dropped += batch.len(),
                 }
             }
@@ -903,6 +977,12 @@ struct Client {
 
 impl Client {
     fn new(uri: &str) -> Result<Self, Error> {
+        Self::with_env(uri, |name| std::env::var(name).ok())
+    }
+
+    /// The client of `uri`, with the credentials and TLS settings `env` gives (the process's
+    /// environment, or a test's).
+    fn with_env(uri: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let base = uri.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(MlflowLogger::error(format!(
@@ -910,18 +990,23 @@ impl Client {
                  legacy; a local server: `mlflow server --port 5000`)"
             )));
         }
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let authorization = match (env("MLFLOW_TRACKING_TOKEN"), env("MLFLOW_TRACKING_USERNAME")) {
-            (Some(token), _) => Some(format!("Bearer {token}")),
-            (None, Some(user)) => {
+        let env = |name: &str| env(name).filter(|v| !v.is_empty());
+        // As MLflow's client (`rest_utils.http_request`): basic when both the user and the
+        // password are set, else the token.
+        let authorization = match (
+            env("MLFLOW_TRACKING_USERNAME"),
+            env("MLFLOW_TRACKING_PASSWORD"),
+            env("MLFLOW_TRACKING_TOKEN"),
+        ) {
+            (Some(user), Some(password), _) => {
                 use base64::Engine;
-                let password = env("MLFLOW_TRACKING_PASSWORD").unwrap_or_default();
                 Some(format!(
                     "Basic {}",
                     base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
                 ))
             }
-            (None, None) => None,
+            (_, _, Some(token)) => Some(format!("Bearer {token}")),
+            _ => None,
         };
         let insecure = env("MLFLOW_TRACKING_INSECURE_TLS").is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let mut tls = ureq::tls::TlsConfig::builder().disable_verification(insecure);
@@ -1035,15 +1120,12 @@ impl Client {
         }
     }
 
-    /// Uploads `path` as `<artifact_dir>/<its file name>` (MLflow's `log_artifact`).
-    fn upload(&self, artifacts_url: &str, artifact_dir: &str, path: &Path) -> Result<(), CallError> {
+    /// Uploads `path` as `<artifact_dir>/<name>` (MLflow's `log_artifact`).
+    fn upload(&self, artifacts_url: &str, artifact_dir: &str, name: &str, path: &Path) -> Result<(), CallError> {
         let file = match std::fs::File::open(path) {
             Ok(file) => file,
             Err(e) => return Err(CallError::Rejected(format!("cannot read `{}`: {e}", path.display()))),
         };
-        let name = path
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         let url = format!("{}/{artifact_dir}/{name}", artifacts_url.trim_end_matches('/'));
         let mut request = self.agent.put(&url);
         if let Some(auth) = &self.authorization {
@@ -1112,5 +1194,69 @@ mod tests {
         );
         assert_eq!(client.artifacts_url("s3://bucket/1"), None);
         assert!(Client::new("file:./mlruns").is_err());
+    }
+
+    /// The `Authorization` header a request of `client` carries, read by a one-request server
+    /// that answers `{}`.
+    fn authorization_sent(env: &[(&str, &str)]) -> Option<String> {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut header = None;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("authorization")
+                {
+                    header = Some(value.trim().to_string());
+                }
+            }
+            let mut stream = stream;
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+                .unwrap();
+            header
+        });
+        let env: BTreeMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let client = Client::with_env(&format!("http://127.0.0.1:{port}"), |name| env.get(name).cloned()).unwrap();
+        assert!(client.call_get("experiments/search", &[]).is_ok());
+        server.join().unwrap()
+    }
+
+    #[test]
+    fn credentials_from_the_environment_become_the_authorization_header() {
+        assert_eq!(authorization_sent(&[]), None);
+        assert_eq!(
+            authorization_sent(&[("MLFLOW_TRACKING_TOKEN", "s3cret")]).as_deref(),
+            Some("Bearer s3cret")
+        );
+        // MLflow's client: basic authentication, `user:password` in base64.
+        assert_eq!(
+            authorization_sent(&[("MLFLOW_TRACKING_USERNAME", "ann"), ("MLFLOW_TRACKING_PASSWORD", "pw")]).as_deref(),
+            Some("Basic YW5uOnB3")
+        );
+        // As MLflow's client: basic wins over the token, and needs both the user and the
+        // password; an empty variable is unset.
+        let both = [
+            ("MLFLOW_TRACKING_TOKEN", "s3cret"),
+            ("MLFLOW_TRACKING_USERNAME", "ann"),
+            ("MLFLOW_TRACKING_PASSWORD", "pw"),
+        ];
+        assert_eq!(authorization_sent(&both).as_deref(), Some("Basic YW5uOnB3"));
+        let no_password = [
+            ("MLFLOW_TRACKING_TOKEN", "s3cret"),
+            ("MLFLOW_TRACKING_USERNAME", "ann"),
+            ("MLFLOW_TRACKING_PASSWORD", ""),
+        ];
+        assert_eq!(authorization_sent(&no_password).as_deref(), Some("Bearer s3cret"));
+        assert_eq!(authorization_sent(&[("MLFLOW_TRACKING_USERNAME", "ann")]), None);
     }
 }

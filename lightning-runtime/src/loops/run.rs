@@ -504,7 +504,12 @@ impl<'t, M: LightningModule, D: DataModule<M::Batch, M::ValBatch, M::TestBatch, 
         if let Err(e) = written {
             tracing::error!(target: "burn_lightning", "writing checkpoints after the failure failed: {e}");
         }
-        if let Err(e) = self.finalize_loggers("failed") {
+        // A signal is not a failure of the run: trackers record it apart (MLflow's KILLED).
+        let status = match error {
+            Error::Interrupted { .. } => "interrupted",
+            _ => "failed",
+        };
+        if let Err(e) = self.finalize_loggers(status) {
             tracing::error!(target: "burn_lightning", "closing the loggers after the failure failed: {e}");
         }
         self.remove_unused_run_dir();
