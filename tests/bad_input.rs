@@ -82,8 +82,17 @@ fn assert_rejected(name: &str, edit: Edit, flag: &str) {
     );
 }
 
+/// Worker panics are recorded for the whole process, and a pass whose loader comes up short
+/// reports the latest one: the test that makes a worker panic and the one whose loader stops
+/// short must not run at the same time (tests in one binary share the process).
+fn worker_panic_tests() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn a_dataloader_worker_that_panics_fails_the_epoch_with_its_message() {
+    let _serial = worker_panic_tests();
     // Before, the epoch ended early without a word, and the next one failed on burn's closed
     // channel (`SendError`).
     let dir = tempfile::tempdir().unwrap();
@@ -640,6 +649,7 @@ impl burn::data::dataloader::DataLoader<Pair> for StopsEarly {
 /// `max_steps`) never asks the loader for more and is not one.
 #[test]
 fn a_dataloader_that_stops_short_of_its_items_fails_the_pass_naming_the_counts() {
+    let _serial = worker_panic_tests();
     let dir = tempfile::tempdir().unwrap();
     let short = || {
         Arc::new(StopsEarly {

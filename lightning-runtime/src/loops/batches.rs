@@ -188,22 +188,6 @@ impl<'a, B> Batches<'a, B> {
             }
             next
         };
-        // A worker that died loses its items: the pass fails with its panic, at once (burn
-        // would end the pass early, silently, and fail the next one on a closed channel).
-        if worker_panics::count() != self.worker_panics {
-            self.exhausted = true;
-            let progress = self.iter.progress();
-            return Err(Error::Dataloader {
-                loader: self.name,
-                message: format!(
-                    "{} (the pass had read {} of its {} items); a panic in a worker thread is a bug of the dataset \
-                     or the batcher",
-                    worker_panics::last(),
-                    progress.items_processed,
-                    self.total_items
-                ),
-            });
-        }
         match next {
             None => {
                 self.exhausted = true;
@@ -214,6 +198,23 @@ impl<'a, B> Batches<'a, B> {
                 // the pass asks for the batch after (`next_batch`): a pass cut on purpose there
                 // (`max_steps`, a stop) never does, and `limit_*_batches` never looks ahead.
                 if progress.items_processed < progress.items_total {
+                    // A worker that died lost its items (burn ends the pass early, silently, and
+                    // fails the next one on a closed channel): the pass fails with its panic.
+                    // Checked only here, where this loader came up short, so that a panic in
+                    // another loader's worker (another trainer in the process) fails no healthy
+                    // pass.
+                    if worker_panics::count() != self.worker_panics {
+                        return Err(Error::Dataloader {
+                            loader: self.name,
+                            message: format!(
+                                "{} (the pass had read {} of its {} items); a panic in a worker thread is a bug of \
+                                 the dataset or the batcher",
+                                worker_panics::last(),
+                                progress.items_processed,
+                                self.total_items
+                            ),
+                        });
+                    }
                     self.short = Some(format!(
                         "the {} pass ended after {} of its {} items, with no error from the loader (its iterator \
                          stopped early, or a worker thread ended without a panic); check the dataset and the \
