@@ -242,8 +242,12 @@ fn without_a_logger_a_fit_writes_no_version_directory() {
     assert!(!dir.path().join("hparams.yaml").exists());
     assert!(dir.path().join("checkpoints/epoch=0-step=4.ckpt").is_file());
     assert!(dir.path().join("report.html").is_file());
+    // Where the report lands is the point here, not its rows: they come from `tracing` spans,
+    // whose per-callsite interest another test's subscriber on another thread of this binary
+    // can turn off for a moment (CI saw a report without `training_step`); tests/profiler.rs
+    // checks the rows.
     let profile = std::fs::read_to_string(dir.path().join("fit-profiler.txt")).unwrap();
-    assert!(profile.contains("training_step"), "{profile}");
+    assert!(profile.starts_with("FIT Profiler Report"), "{profile}");
     // Nothing at all with checkpointing and the report off too.
     let empty = tempfile::tempdir().unwrap();
     let mut trainer = Trainer::builder()
